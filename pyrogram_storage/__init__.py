@@ -1,0 +1,71 @@
+"""Session storage for the Pyrogram family of Telegram clients.
+
+``import pyrogram_storage`` imports no database driver; :class:`MongoStorage` loads
+its driver only when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .base import USERNAME_TTL, Storage
+from .errors import (
+    BackendError,
+    CorruptSessionError,
+    MigrationError,
+    MissingDriverError,
+    PeerNotFound,
+    SchemaTooNewError,
+    SessionLocked,
+    SessionStringError,
+    StorageClosedError,
+    StorageError,
+    UnknownSchemaError,
+)
+from .file import FileStorage
+from .memory import MemoryStorage
+from .session_string import decode_session_string, encode_session_string
+from .sqlite import Layout, SQLiteStorage
+from .types import Peer, PeerType, SessionData, UpdateState
+
+if TYPE_CHECKING:
+    from .mongo import MongoStorage
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "USERNAME_TTL",
+    "BackendError",
+    "CorruptSessionError",
+    "FileStorage",
+    "Layout",
+    "MemoryStorage",
+    "MigrationError",
+    "MissingDriverError",
+    "MongoStorage",
+    "Peer",
+    "PeerNotFound",
+    "PeerType",
+    "SQLiteStorage",
+    "SchemaTooNewError",
+    "SessionData",
+    "SessionLocked",
+    "SessionStringError",
+    "Storage",
+    "StorageClosedError",
+    "StorageError",
+    "UnknownSchemaError",
+    "UpdateState",
+    "__version__",
+    "decode_session_string",
+    "encode_session_string",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The Mongo backend is imported on first use so that no driver loads with the package.
+    if name == "MongoStorage":
+        from .mongo import MongoStorage
+
+        return MongoStorage
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,85 @@
+"""Exceptions raised by pyrogram_storage.
+
+Every error derives from :class:`StorageError`. Where callers already catch a
+builtin (the clients catch ``KeyError`` for a missing peer, ``ValueError`` for a
+bad session string), the error mixes that builtin in too.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BackendError",
+    "CorruptSessionError",
+    "MigrationError",
+    "MissingDriverError",
+    "PeerNotFound",
+    "SchemaTooNewError",
+    "SessionLocked",
+    "SessionStringError",
+    "StorageClosedError",
+    "StorageError",
+    "UnknownSchemaError",
+]
+
+
+class StorageError(Exception):
+    """Base class of every error raised by pyrogram_storage."""
+
+
+class PeerNotFound(StorageError, KeyError):
+    """No peer matches the id, username or phone number looked up.
+
+    A ``KeyError``, because that is what every client's ``resolve_peer`` catches.
+    """
+
+    def __init__(self, message: str, key: object = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+    # KeyError.__str__ quotes its argument; keep the message readable.
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class SessionStringError(StorageError, ValueError):
+    """A session string cannot be decoded or encoded."""
+
+
+class MigrationError(StorageError):
+    """A database cannot be brought to the schema this version understands."""
+
+
+class SchemaTooNewError(MigrationError):
+    """The database was written by a newer pyrogram_storage; it is left untouched."""
+
+
+class UnknownSchemaError(MigrationError):
+    """The file is a SQLite database, but not a session this library recognises."""
+
+
+class CorruptSessionError(StorageError):
+    """The session file is not a readable SQLite database (truncated, garbage, damaged)."""
+
+
+class StorageClosedError(StorageError):
+    """The storage is closed (or was never opened); call ``open()`` first."""
+
+
+class SessionLocked(StorageError):
+    """Another process or client holds this session open for writing."""
+
+
+class BackendError(StorageError):
+    """The database driver or server failed; the original error is the ``__cause__``."""
+
+
+class MissingDriverError(StorageError, ImportError):
+    """An optional database driver is not installed."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"{package!r} is not installed; install it with "
+            f"`pip install pyrogram-storage[{extra}]`"
+        )
+        self.package = package
+        self.extra = extra

@@ -1,0 +1,83 @@
+"""A session kept in ``<workdir>/<name>.session``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from .base import USERNAME_TTL
+from .sqlite import DEFAULT_PEER_CACHE_SIZE, Layout, SQLiteStorage
+
+__all__ = ["FILE_EXTENSION", "FileStorage"]
+
+log = logging.getLogger(__name__)
+
+FILE_EXTENSION = ".session"
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+class FileStorage(SQLiteStorage):
+    """A session in a SQLite file, the same file name every client uses.
+
+    The file is created with mode 0600 (it grants full access to the account), in
+    WAL mode with ``synchronous=NORMAL``: every call that returned has committed and
+    survives the process being killed; :meth:`save` also checkpoints, so what it
+    covers survives a power cut too. Existing files written by any Pyrogram-family
+    client are recognised by their tables and brought forward on open.
+
+    :param name: the session name; the file is ``<workdir>/<name>.session``.
+    :param workdir: the folder of the file (created, mode 0700, if missing).
+    :param layout: the ``usernames`` layout for a new file (see :class:`Layout`).
+    :param session_string: import this session string into the file on the first open.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        workdir: str | os.PathLike[str] = ".",
+        *,
+        layout: Layout | str = Layout.UPSTREAM,
+        peer_cache_size: int = DEFAULT_PEER_CACHE_SIZE,
+        busy_timeout: float = 5.0,
+        username_ttl: float | None = USERNAME_TTL,
+        session_string: str | None = None,
+    ) -> None:
+        self.path = Path(workdir) / (name + FILE_EXTENSION)
+        super().__init__(
+            name,
+            str(self.path),
+            layout=layout,
+            peer_cache_size=peer_cache_size,
+            busy_timeout=busy_timeout,
+            username_ttl=username_ttl,
+            session_string=session_string,
+        )
+
+    def __repr__(self) -> str:
+        return f"FileStorage(name={self.name!r}, path={str(self.path)!r})"
+
+    def _prepare(self) -> None:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        try:
+            # Created here, empty and private, so SQLite never creates it with the umask's mode.
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        os.close(fd)
+        log.debug("created %s", self.path)
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA journal_mode = WAL").fetchall()
+        conn.execute("PRAGMA synchronous = NORMAL")
+
+    async def delete(self) -> None:
+        """Close the storage and remove the file with its WAL and journal side files."""
+        await self.close()
+        for suffix in ("", *_SIDE_FILES):
+            try:
+                os.unlink(f"{self.path}{suffix}")
+            except FileNotFoundError:
+                pass
+        log.debug("deleted %s", self.path)

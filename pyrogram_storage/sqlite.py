@@ -1,0 +1,712 @@
+"""SQLite storage shared by :class:`~pyrogram_storage.FileStorage` and
+:class:`~pyrogram_storage.MemoryStorage`.
+
+Every statement runs on aiosqlite's worker thread, one whole transaction per hop,
+so the event loop never waits on the disk. Hot peer lookups by id are answered from a
+bounded in-memory cache that every write through this storage keeps current.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import sqlite3
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from . import _migrations
+from .base import USERNAME_TTL, Storage, normalize_phone, normalize_username
+from .errors import (
+    BackendError,
+    CorruptSessionError,
+    PeerNotFound,
+    SchemaTooNewError,
+    SessionLocked,
+    StorageClosedError,
+    UnknownSchemaError,
+)
+from .types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+
+__all__ = ["Layout", "SQLiteStorage"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_PEER_CACHE_SIZE = 100_000
+_CHUNK = 500  # ids per "IN (...)" query, well under SQLite's variable limit
+
+
+class Layout(enum.Enum):
+    """How the ``usernames`` table is shaped; the two client families disagree.
+
+    ``UPSTREAM`` (the default) is read by every client except that Pyrofork and
+    Electrogram only see each peer's primary username. ``PYROFORK`` is read by
+    Pyrofork, Electrogram, Pyrogram and Hydrogram, but not by Kurigram, Irenogram or
+    Pyrotgfork.
+    """
+
+    UPSTREAM = "upstream"
+    PYROFORK = "pyrofork"
+
+
+class _Family(enum.Enum):
+    OURS = "pyrogram_storage"
+    CLASSIC = "classic"
+    PYROFORK = "pyrofork"
+    UPSTREAM_V6 = "upstream_v6"
+    UPSTREAM_V7 = "upstream_v7"
+
+
+_SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
+_BOOL_FIELDS = frozenset({"test_mode", "is_bot"})
+
+_PEER_COLUMNS = "p.id, p.access_hash, p.type, p.username, p.phone_number, p.last_update_on"
+_USERNAMES_OF = {
+    Layout.UPSTREAM: "(SELECT json_group_array(username) FROM "
+    "(SELECT username FROM usernames WHERE id = p.id ORDER BY rowid))",
+    Layout.PYROFORK: "(SELECT json_group_array(id) FROM "
+    "(SELECT id FROM usernames WHERE peer_id = p.id ORDER BY rowid))",
+}
+_USERNAME_OWNER = {
+    Layout.UPSTREAM: "SELECT id FROM usernames WHERE username = ?",
+    Layout.PYROFORK: "SELECT peer_id FROM usernames WHERE id = ?",
+}
+_DELETE_USERNAMES = {
+    Layout.UPSTREAM: "DELETE FROM usernames WHERE id = ?",
+    Layout.PYROFORK: "DELETE FROM usernames WHERE peer_id = ?",
+}
+_INSERT_USERNAME = {
+    Layout.UPSTREAM: "INSERT INTO usernames (id, username) VALUES (?, ?)",
+    Layout.PYROFORK: "REPLACE INTO usernames (peer_id, id, last_update_on) VALUES (?, ?, ?)",
+}
+_REPLACE_PEER = (
+    "REPLACE INTO peers (id, access_hash, type, username, phone_number, last_update_on) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_UPSERT_PEER_KEEP_USERNAME = (
+    "INSERT INTO peers (id, access_hash, type, phone_number, last_update_on) "
+    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+    "access_hash = excluded.access_hash, type = excluded.type, "
+    "phone_number = excluded.phone_number, last_update_on = excluded.last_update_on"
+)
+
+
+class _PeerCache:
+    """A bounded LRU map of peer id to :class:`Peer`."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._peers: OrderedDict[int, Peer] = OrderedDict()
+
+    def get(self, peer_id: int) -> Peer | None:
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            self._peers.move_to_end(peer_id)
+        return peer
+
+    def put(self, peer: Peer) -> None:
+        if self.size <= 0:
+            return
+        peers = self._peers
+        peers[peer.id] = peer
+        peers.move_to_end(peer.id)
+        if len(peers) > self.size:
+            peers.popitem(last=False)
+
+    def pop(self, peer_id: int) -> None:
+        self._peers.pop(peer_id, None)
+
+    def peek(self, peer_id: int) -> Peer | None:
+        return self._peers.get(peer_id)
+
+    def clear(self) -> None:
+        self._peers.clear()
+
+
+class SQLiteStorage(Storage):
+    """The SQLite engine; use :class:`FileStorage` or :class:`MemoryStorage`.
+
+    :param database: a path, or ``":memory:"``.
+    :param layout: the ``usernames`` layout of a *new* database; an existing one keeps its own.
+    :param peer_cache_size: how many peers to keep in memory for lookups by id (0 disables).
+    :param busy_timeout: seconds to wait for another connection's write lock before
+        raising :class:`SessionLocked`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        database: str,
+        *,
+        layout: Layout | str = Layout.UPSTREAM,
+        peer_cache_size: int = DEFAULT_PEER_CACHE_SIZE,
+        busy_timeout: float = 5.0,
+        username_ttl: float | None = USERNAME_TTL,
+        session_string: str | None = None,
+    ) -> None:
+        super().__init__(name, username_ttl=username_ttl, session_string=session_string)
+        self.database = database
+        self.layout = Layout(layout)
+        self.busy_timeout = busy_timeout
+        self._conn: aiosqlite.Connection | None = None
+        self._session: SessionData | None = None
+        self._cache = _PeerCache(peer_cache_size)
+
+    # -- plumbing -----------------------------------------------------------------
+
+    def _connect(self) -> aiosqlite.Connection:
+        return aiosqlite.connect(
+            self.database, isolation_level=None, timeout=self.busy_timeout
+        )
+
+    def _prepare(self) -> None:
+        """Create whatever must exist before SQLite opens the database (files, folders)."""
+
+    def _restore(self, conn: sqlite3.Connection) -> None:
+        """Load earlier content into a fresh connection before the schema is checked."""
+
+    def _configure(self, conn: sqlite3.Connection) -> None:
+        """Set per-connection pragmas once the schema is known good."""
+
+    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` with the sqlite3 connection on aiosqlite's worker thread."""
+        conn = self._conn
+        if conn is None:
+            raise StorageClosedError(f"{self!r} is closed; call open() first")
+        # aiosqlite's only way to run a whole transaction in one hop; a closure rather
+        # than functools.partial keeps arguments (auth keys) out of its debug log.
+        raw: Callable[[], sqlite3.Connection] = lambda: conn._conn  # noqa: E731
+        try:
+            return await conn._execute(lambda: fn(raw()))  # type: ignore[no-any-return]
+        except sqlite3.OperationalError as exc:
+            if _is_locked(exc):
+                raise SessionLocked(
+                    f"{self.database} is locked by another connection for more than "
+                    f"{self.busy_timeout}s"
+                ) from exc
+            raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
+        except ValueError as exc:
+            if self._conn is None or "closed" in str(exc).lower():
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
+            raise
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside one write transaction."""
+
+        def transaction(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return result
+
+        return await self._call(transaction)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._conn is not None:
+            return
+        self._prepare()
+        conn = self._connect()
+        try:
+            await conn
+        except sqlite3.Error as exc:
+            raise BackendError(f"cannot open {self.database}: {exc}") from exc
+        self._conn = conn
+        try:
+            self._session = await self._call(self._open_schema)
+            await self._apply_pending_session()
+            self._pending_session = None
+        except BaseException:
+            self._conn = None
+            await conn.close()
+            raise
+        log.debug("opened %r", self)
+
+    def _open_schema(self, db: sqlite3.Connection) -> SessionData:
+        self._restore(db)
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            tables = {
+                row[0]
+                for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+        except sqlite3.DatabaseError as exc:
+            raise CorruptSessionError(
+                f"{self.database} is not a readable SQLite database ({exc}); "
+                "the file was left untouched"
+            ) from exc
+        latest = _migrations.latest("sqlite")
+        if version > latest:
+            raise SchemaTooNewError(
+                f"{self.database} has schema version {version}, but this pyrogram-storage "
+                f"only knows up to {latest}; upgrade pyrogram-storage (the file was left untouched)"
+            )
+        if version == 0 and tables:
+            family = _detect_family(db, tables)
+            _run_script(
+                db, _migrations.script("sqlite", "adopt", f"{family.value}.sql"), version=1
+            )
+            log.info("adopted %s (a %s session file)", self.database, family.value)
+            version = 1
+        elif version == 0:
+            step = _migrations.numbered("sqlite")[0]
+            extra = (
+                _migrations.script("sqlite", "layouts", "pyrofork.sql")
+                if self.layout is Layout.PYROFORK
+                else ""
+            )
+            _run_script(db, step.text + "\n" + extra, version=1)
+            version = 1
+        for step in _migrations.numbered("sqlite")[version:]:
+            _run_script(db, step.text, version=step.version)
+        self.layout = _detect_layout(db)
+        self._configure(db)
+        return _read_session(db)
+
+    async def save(self) -> None:
+        now = int(time.time())
+
+        def save(db: sqlite3.Connection) -> None:
+            db.execute("UPDATE sessions SET date = ?", (now,))
+
+        await self._write(save)
+        self._session = self._require_session().replace(date=now)
+        await self._call(_checkpoint)
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        self._cache.clear()
+        try:
+            await conn.close()
+        except sqlite3.Error as exc:  # pragma: no cover - closing a healthy connection
+            raise BackendError(f"closing {self.database} failed: {exc}") from exc
+        log.debug("closed %r", self)
+
+    async def health(self) -> bool:
+        await self._call(lambda db: db.execute("SELECT 1").fetchone())
+        return True
+
+    # -- authorization ----------------------------------------------------------------
+
+    def _require_session(self) -> SessionData:
+        if self._session is None or self._conn is None:
+            raise StorageClosedError(f"{self!r} is closed; call open() first")
+        return self._session
+
+    async def get_session(self) -> SessionData:
+        return self._require_session()
+
+    async def update_session(self, **changes: Any) -> None:
+        current = self._require_session()
+        unknown = set(changes) - set(SESSION_FIELDS)
+        if unknown:
+            raise TypeError(f"not session fields: {', '.join(sorted(unknown))}")
+        if not changes:
+            return
+        updated = _validated(current, changes)
+        names = list(changes)
+        values = [_to_column(name, getattr(updated, name)) for name in names]
+        assignments = ", ".join(f"{name} = ?" for name in names)
+
+        def update(db: sqlite3.Connection) -> None:
+            db.execute(f"UPDATE sessions SET {assignments}", values)
+
+        await self._write(update)
+        self._session = updated
+
+    # -- peers --------------------------------------------------------------------------
+
+    async def upsert_peers(self, peers: Iterable[Peer]) -> None:
+        batch = [_checked_peer(peer) for peer in peers]
+        if not batch:
+            return
+        now = int(time.time())
+        layout = self.layout
+        full_rows = []
+        partial_rows = []
+        username_ids = []
+        username_rows: list[tuple[Any, ...]] = []
+        stored: list[Peer] = []
+        for peer in batch:
+            stamp = now if peer.last_update_on is None else peer.last_update_on
+            phone = None if peer.phone_number is None else normalize_phone(peer.phone_number)
+            if peer.usernames is None:
+                partial_rows.append((peer.id, peer.access_hash, peer.type.value, phone, stamp))
+            else:
+                names = _clean_usernames(peer.usernames)
+                full_rows.append(
+                    (peer.id, peer.access_hash, peer.type.value, names[0] if names else None,
+                     phone, stamp)
+                )
+                username_ids.append((peer.id,))
+                username_rows.extend(_username_rows(layout, peer.id, names, stamp))
+                peer = Peer(peer.id, peer.access_hash, peer.type, names, phone, stamp)
+            stored.append(Peer(peer.id, peer.access_hash, peer.type, peer.usernames, phone, stamp))
+
+        def write(db: sqlite3.Connection) -> None:
+            if partial_rows:
+                db.executemany(_UPSERT_PEER_KEEP_USERNAME, partial_rows)
+            if full_rows:
+                db.executemany(_REPLACE_PEER, full_rows)
+                db.executemany(_DELETE_USERNAMES[layout], username_ids)
+                db.executemany(_INSERT_USERNAME[layout], username_rows)
+
+        await self._write(write)
+        cache = self._cache
+        for peer in stored:
+            if peer.usernames is None:
+                cached = cache.peek(peer.id)
+                if cached is not None and cached.usernames is not None:
+                    peer = Peer(peer.id, peer.access_hash, peer.type, cached.usernames,
+                                peer.phone_number, peer.last_update_on)
+            cache.put(peer)
+
+    async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
+        merged: dict[int, tuple[str, ...]] = {}
+        for peer_id, names in usernames:
+            if isinstance(names, str):
+                raise TypeError("usernames must be a sequence of str, not one str")
+            merged[int(peer_id)] = _clean_usernames(names)
+        if not merged:
+            return
+        now = int(time.time())
+        layout = self.layout
+        rows = [row for pid, names in merged.items() for row in _username_rows(layout, pid, names, now)]
+        primaries = [(names[0] if names else None, pid) for pid, names in merged.items()]
+
+        def write(db: sqlite3.Connection) -> None:
+            db.executemany(_DELETE_USERNAMES[layout], [(pid,) for pid in merged])
+            db.executemany(_INSERT_USERNAME[layout], rows)
+            db.executemany("UPDATE peers SET username = ? WHERE id = ?", primaries)
+
+        await self._write(write)
+        for pid, names in merged.items():
+            cached = self._cache.peek(pid)
+            if cached is not None:
+                self._cache.put(Peer(cached.id, cached.access_hash, cached.type, names,
+                                     cached.phone_number, cached.last_update_on))
+
+    async def peer_by_id(self, peer_id: int) -> Peer:
+        if self._conn is None:
+            raise StorageClosedError(f"{self!r} is closed; call open() first")
+        cached = self._cache.get(peer_id)
+        if cached is not None and cached.usernames is not None:
+            return cached
+        if not isinstance(peer_id, int) or isinstance(peer_id, bool):
+            raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
+        layout = self.layout
+        sql = f"SELECT {_PEER_COLUMNS}, {_USERNAMES_OF[layout]} FROM peers p WHERE p.id = ?"
+        row = await self._call(lambda db: db.execute(sql, (peer_id,)).fetchone())
+        if row is None:
+            raise PeerNotFound(f"ID not found: {peer_id}", peer_id)
+        peer = _peer_from_row(row)
+        self._cache.put(peer)
+        return peer
+
+    async def peer_by_username(self, username: str) -> Peer:
+        key = normalize_username(username)
+        layout = self.layout
+        columns = f"{_PEER_COLUMNS}, {_USERNAMES_OF[layout]}"
+        by_column = (
+            f"SELECT {columns} FROM peers p WHERE p.username = ? "
+            "ORDER BY p.last_update_on DESC LIMIT 1"
+        )
+        by_table = (
+            f"SELECT {columns} FROM peers p WHERE p.id IN ({_USERNAME_OWNER[layout]}) "
+            "ORDER BY p.last_update_on DESC LIMIT 1"
+        )
+
+        def find(db: sqlite3.Connection) -> Any:
+            return db.execute(by_column, (key,)).fetchone() or db.execute(
+                by_table, (key,)
+            ).fetchone()
+
+        row = await self._call(find)
+        if row is None:
+            raise PeerNotFound(f"Username not found: {key}", username)
+        peer = _peer_from_row(row)
+        if not self._is_fresh(peer):
+            raise PeerNotFound(f"Username expired: {key}", username)
+        return peer
+
+    async def peer_by_phone(self, phone_number: str) -> Peer:
+        key = normalize_phone(phone_number)
+        sql = (
+            f"SELECT {_PEER_COLUMNS}, {_USERNAMES_OF[self.layout]} FROM peers p "
+            "WHERE p.phone_number = ? ORDER BY p.last_update_on DESC LIMIT 1"
+        )
+        row = await self._call(lambda db: db.execute(sql, (key,)).fetchone())
+        if row is None:
+            raise PeerNotFound(f"Phone number not found: {key}", phone_number)
+        return _peer_from_row(row)
+
+    async def iter_peers(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        select = f"SELECT {_PEER_COLUMNS}, {_USERNAMES_OF[self.layout]} FROM peers p "
+        first = select + "ORDER BY p.id LIMIT ?"
+        following = select + "WHERE p.id > ? ORDER BY p.id LIMIT ?"
+        last: int | None = None
+        while True:
+            if last is None:
+                rows = await self._call(lambda db: db.execute(first, (batch_size,)).fetchall())
+            else:
+                after = last
+                rows = await self._call(
+                    lambda db: db.execute(following, (after, batch_size)).fetchall()
+                )
+            if not rows:
+                return
+            yield [_peer_from_row(row) for row in rows]
+            last = rows[-1][0]
+            if len(rows) < batch_size:
+                return
+
+    async def count_peers(self) -> dict[PeerType, int]:
+        rows = await self._call(
+            lambda db: db.execute("SELECT type, COUNT(*) FROM peers GROUP BY type").fetchall()
+        )
+        return {_peer_type(kind): count for kind, count in rows}
+
+    # -- update state ---------------------------------------------------------------------
+
+    async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
+        base = "SELECT id, pts, qts, date, seq FROM update_state"
+        if ids is None:
+
+            def read_all(db: sqlite3.Connection) -> list[Any]:
+                return db.execute(base + " ORDER BY date, id").fetchall()
+
+            rows = await self._call(read_all)
+        else:
+            wanted = sorted({int(i) for i in ids})
+
+            def read_some(db: sqlite3.Connection) -> list[Any]:
+                found: list[Any] = []
+                for start in range(0, len(wanted), _CHUNK):
+                    chunk = wanted[start : start + _CHUNK]
+                    marks = ", ".join("?" * len(chunk))
+                    found.extend(db.execute(f"{base} WHERE id IN ({marks})", chunk))
+                return found
+
+            rows = await self._call(read_some)
+            rows.sort(key=lambda row: (row[3] is not None, row[3] or 0, row[0]))
+        return [UpdateState(*row) for row in rows]
+
+    async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
+        rows = [(int(s.id), s.pts, s.qts, s.date, s.seq) for s in states]
+        if not rows:
+            return
+        sql = (
+            "INSERT INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO UPDATE SET pts = COALESCE(excluded.pts, pts), "
+            "qts = COALESCE(excluded.qts, qts), date = COALESCE(excluded.date, date), "
+            "seq = COALESCE(excluded.seq, seq)"
+            if merge
+            else "REPLACE INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?)"
+        )
+        await self._write(lambda db: db.executemany(sql, rows))
+
+    async def delete_update_states(self, ids: Iterable[int]) -> None:
+        rows = [(int(i),) for i in ids]
+        if rows:
+            await self._write(
+                lambda db: db.executemany("DELETE FROM update_state WHERE id = ?", rows)
+            )
+
+
+# -- helpers that run on the worker thread ---------------------------------------------------
+
+
+def _is_locked(exc: sqlite3.OperationalError) -> bool:
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message
+
+
+def _run_script(db: sqlite3.Connection, text: str, *, version: int) -> None:
+    """Apply one migration script and set the schema version, all in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _split_statements(text):
+            db.execute(statement)
+        db.execute(f"PRAGMA user_version = {int(version)}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _split_statements(text: str) -> list[str]:
+    statements = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip():
+        statements.append(current.strip())
+    return statements
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def _detect_family(db: sqlite3.Connection, tables: set[str]) -> _Family:
+    """Tell which client wrote a file from its real tables and columns, not its version."""
+    if not {"sessions", "peers", "version"} <= tables:
+        raise UnknownSchemaError(
+            f"not a Pyrogram-family session file: it has tables {sorted(tables)}; "
+            "the file was left untouched"
+        )
+    sessions = _columns(db, "sessions")
+    peers = _columns(db, "peers")
+    required = {"dc_id", "api_id", "test_mode", "auth_key", "date", "user_id", "is_bot"}
+    if not required <= sessions or not {"id", "access_hash", "type", "phone_number"} <= peers:
+        raise UnknownSchemaError(
+            f"unrecognised session file: sessions has {sorted(sessions)}, peers has "
+            f"{sorted(peers)}; the file was left untouched"
+        )
+    usernames = _columns(db, "usernames") if "usernames" in tables else set()
+    if usernames == {"id", "username"}:
+        return _Family.UPSTREAM_V7 if "server_address" in sessions else _Family.UPSTREAM_V6
+    if "username" in peers and (not usernames or {"id", "peer_id"} <= usernames):
+        if usernames or "update_state" in tables:
+            return _Family.PYROFORK
+        return _Family.CLASSIC
+    raise UnknownSchemaError(
+        f"unrecognised session file: usernames has {sorted(usernames)}; "
+        "the file was left untouched"
+    )
+
+
+def _detect_layout(db: sqlite3.Connection) -> Layout:
+    return Layout.PYROFORK if "peer_id" in _columns(db, "usernames") else Layout.UPSTREAM
+
+
+def _read_session(db: sqlite3.Connection) -> SessionData:
+    row = db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions LIMIT 1").fetchone()
+    if row is None:
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO sessions (dc_id, date) VALUES (2, 0)")
+        db.execute("COMMIT")
+        return SessionData()
+    values = dict(zip(SESSION_FIELDS, row))
+    for name in _BOOL_FIELDS:
+        if values[name] is not None:
+            values[name] = bool(values[name])
+    if values["date"] is None:
+        values["date"] = 0
+    return SessionData(**values)
+
+
+def _checkpoint(db: sqlite3.Connection) -> None:
+    db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+
+# -- value conversion ------------------------------------------------------------------------
+
+
+def _to_column(name: str, value: Any) -> Any:
+    if name in _BOOL_FIELDS and value is not None:
+        return int(bool(value))
+    return value
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "dc_id": (int,),
+    "api_id": (int,),
+    "test_mode": (bool, int),
+    "auth_key": (bytes, bytearray, memoryview),
+    "date": (int,),
+    "user_id": (int,),
+    "is_bot": (bool, int),
+    "server_address": (str,),
+    "port": (int,),
+}
+
+
+def _validated(current: SessionData, changes: dict[str, Any]) -> SessionData:
+    """Check types (None is always allowed except for dc_id and date) and merge."""
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        if value is None:
+            if name in ("dc_id", "date"):
+                raise TypeError(f"{name} cannot be None")
+            clean[name] = None
+            continue
+        if not isinstance(value, _FIELD_TYPES[name]) or (
+            isinstance(value, bool) and name not in _BOOL_FIELDS
+        ):
+            raise TypeError(f"{name} must be {_FIELD_TYPES[name][0].__name__}, not {type(value).__name__}")
+        if name == "auth_key":
+            value = bytes(value)
+        elif name in _BOOL_FIELDS:
+            value = bool(value)
+        clean[name] = value
+    return current.replace(**clean)
+
+
+def _checked_peer(peer: Peer) -> Peer:
+    if not isinstance(peer, Peer):
+        raise TypeError(f"expected Peer, got {type(peer).__name__}")
+    if not -(2**63) <= peer.id < 2**63 or not -(2**63) <= (peer.access_hash or 0) < 2**63:
+        raise ValueError(f"peer id and access hash must fit in 64 bits: {peer.id}")
+    return peer
+
+
+def _clean_usernames(names: Iterable[str | None]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for name in names:
+        if name:
+            seen.setdefault(normalize_username(name), None)
+    seen.pop("", None)
+    return tuple(seen)
+
+
+def _username_rows(
+    layout: Layout, peer_id: int, names: tuple[str, ...], stamp: int
+) -> list[tuple[Any, ...]]:
+    if layout is Layout.PYROFORK:
+        return [(peer_id, name, stamp) for name in names]
+    return [(peer_id, name) for name in names]
+
+
+def _peer_type(value: Any) -> PeerType:
+    try:
+        return PeerType(str(value))
+    except ValueError:
+        return PeerType("unknown")
+
+
+def _peer_from_row(row: Sequence[Any]) -> Peer:
+    peer_id, access_hash, kind, username, phone, stamp, names_json = row
+    names = tuple(json.loads(names_json)) if names_json else ()
+    if not names and username:
+        names = (username,)
+    return Peer(
+        peer_id,
+        access_hash if access_hash is not None else 0,
+        _peer_type(kind),
+        names,
+        phone,
+        stamp,
+    )
