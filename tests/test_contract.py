@@ -1,0 +1,361 @@
+"""The storage contract: one suite, run on every backend registered in conftest.BACKENDS."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from pyrogram_storage import (
+    Peer,
+    PeerNotFound,
+    PeerType,
+    SessionData,
+    SessionStringError,
+    Storage,
+    StorageClosedError,
+    StorageError,
+    UpdateState,
+)
+from pyrogram_storage.session_string import decode_session_string
+
+from .conftest import PERSISTENT, StorageMaker
+
+KEY = bytes(range(256))
+CHANNEL = -1001234567890
+
+
+def user(peer_id: int, *names: str, phone: str | None = None, stamp: int | None = None) -> Peer:
+    return Peer(peer_id, peer_id * 7, PeerType.USER, tuple(names), phone, stamp)
+
+
+async def logged_in(storage: Storage) -> None:
+    await storage.update_session(
+        dc_id=4, api_id=12345, test_mode=False, auth_key=KEY, user_id=2**40 + 3, is_bot=False
+    )
+
+
+# -- session fields ------------------------------------------------------------------------
+
+
+async def test_fresh_session_starts_on_dc2_empty(storage: Storage) -> None:
+    session = await storage.get_session()
+    assert session == SessionData()
+    assert session.dc_id == 2 and session.date == 0
+    assert session.is_empty
+
+
+async def test_session_fields_round_trip_with_real_types(storage: Storage) -> None:
+    await logged_in(storage)
+    await storage.update_session(server_address="149.154.167.91", port=443)
+    session = await storage.get_session()
+    assert session.auth_key == KEY
+    assert (session.dc_id, session.api_id, session.user_id) == (4, 12345, 2**40 + 3)
+    assert session.test_mode is False and session.is_bot is False
+    assert session.address() == ("149.154.167.91", 443)
+    assert not session.is_empty
+
+
+async def test_none_is_stored_not_skipped(storage: Storage) -> None:
+    await logged_in(storage)
+    await storage.update_session(user_id=None, is_bot=None)
+    session = await storage.get_session()
+    assert session.user_id is None and session.is_bot is None
+    assert session.auth_key == KEY
+
+
+async def test_unknown_or_mistyped_fields_are_refused_and_nothing_changes(storage: Storage) -> None:
+    await logged_in(storage)
+    with pytest.raises(TypeError, match="not session fields"):
+        await storage.update_session(dc=1)
+    with pytest.raises(TypeError):
+        await storage.update_session(dc_id="4")
+    with pytest.raises(TypeError):
+        await storage.update_session(dc_id=None)
+    with pytest.raises(TypeError):
+        await storage.update_session(api_id=True)
+    assert (await storage.get_session()).dc_id == 4
+
+
+async def test_address_falls_back_to_the_data_center_table(storage: Storage) -> None:
+    await storage.update_session(dc_id=4, test_mode=False)
+    assert (await storage.get_session()).address() == ("149.154.167.91", 443)
+    await storage.update_session(dc_id=2, test_mode=True)
+    assert (await storage.get_session()).address() == ("149.154.167.40", 80)
+
+
+async def test_session_string_round_trip(storage: Storage, make_storage: StorageMaker) -> None:
+    await logged_in(storage)
+    text = await storage.export_session_string()
+    assert len(text) == 362
+    decoded = decode_session_string(text)
+    assert decoded.auth_key == KEY and decoded.user_id == 2**40 + 3 and decoded.api_id == 12345
+    await storage.update_session(dc_id=1, auth_key=b"\0" * 256)
+    await storage.import_session_string(text)
+    assert (await storage.export_session_string()) == text
+
+
+async def test_export_before_login_is_a_session_string_error(storage: Storage) -> None:
+    with pytest.raises(SessionStringError, match="not set"):
+        await storage.export_session_string()
+
+
+async def test_save_sets_date(storage: Storage) -> None:
+    before = int(time.time())
+    await storage.save()
+    assert (await storage.get_session()).date >= before
+
+
+async def test_data_survives_close_and_reopen(storage: Storage) -> None:
+    await logged_in(storage)
+    await storage.upsert_peers([user(1, "alice")])
+    await storage.set_update_states([UpdateState(0, 10, 20, 30, 40)])
+    await storage.close()
+    await storage.open()
+    assert (await storage.get_session()).auth_key == KEY
+    assert (await storage.peer_by_username("alice")).id == 1
+    assert await storage.get_update_states() == [UpdateState(0, 10, 20, 30, 40)]
+
+
+async def test_second_object_sees_the_same_session(
+    backend: str, storage: Storage, make_storage: StorageMaker
+) -> None:
+    if backend not in PERSISTENT:
+        pytest.skip(f"{backend} data lives in one object")
+    await logged_in(storage)
+    await storage.upsert_peers([user(5, "eve", phone="15550005")])
+    await storage.close()
+    other = make_storage()
+    async with other:
+        assert (await other.get_session()).user_id == 2**40 + 3
+        assert (await other.peer_by_phone("+1 555 0005")).id == 5
+
+
+async def test_constructor_session_string_is_loaded_on_open(
+    storage: Storage, make_storage: StorageMaker
+) -> None:
+    await logged_in(storage)
+    text = await storage.export_session_string()
+    await storage.delete()
+    fresh = make_storage(session_string=text)
+    async with fresh:
+        session = await fresh.get_session()
+        assert session.auth_key == KEY and session.dc_id == 4
+
+
+def test_constructor_rejects_bad_session_string(make_storage: StorageMaker) -> None:
+    with pytest.raises(SessionStringError):
+        make_storage(session_string="not a session")
+
+
+# -- peers ------------------------------------------------------------------------------------
+
+
+async def test_peer_lookups_by_id_username_phone(storage: Storage) -> None:
+    await storage.upsert_peers(
+        [
+            user(1, "Alice", "alice_2", phone="+1 555 0100"),
+            Peer(CHANNEL, 99, PeerType.CHANNEL, ("news",)),
+            Peer(-42, 0, PeerType.GROUP, ()),
+        ]
+    )
+    alice = await storage.peer_by_id(1)
+    assert alice.usernames == ("alice", "alice_2")
+    assert alice.phone_number == "15550100"
+    assert (await storage.peer_by_username("ALICE_2")).id == 1
+    assert (await storage.peer_by_username("@alice")).id == 1
+    assert (await storage.peer_by_phone("15550100")).id == 1
+    channel = await storage.peer_by_id(CHANNEL)
+    assert (channel.type, channel.access_hash, channel.bare_id) == (PeerType.CHANNEL, 99, 1234567890)
+    assert (await storage.peer_by_id(-42)).bare_id == 42
+
+
+@pytest.mark.parametrize(
+    "lookup, key, message",
+    [
+        ("peer_by_id", 404, "ID not found: 404"),
+        ("peer_by_username", "nobody", "Username not found: nobody"),
+        ("peer_by_phone", "+999", "Phone number not found: 999"),
+    ],
+)
+async def test_missing_peer_is_peer_not_found_and_key_error(
+    storage: Storage, lookup: str, key: object, message: str
+) -> None:
+    await storage.upsert_peers([user(1, "alice", phone="1555")])
+    with pytest.raises(PeerNotFound, match=message) as info:
+        await getattr(storage, lookup)(key)
+    assert isinstance(info.value, KeyError) and isinstance(info.value, StorageError)
+
+
+async def test_upsert_replaces_usernames_and_none_keeps_them(storage: Storage) -> None:
+    await storage.upsert_peers([user(1, "old", "older")])
+    await storage.upsert_peers([Peer(1, 8, PeerType.USER, None, "1999")])
+    kept = await storage.peer_by_id(1)
+    assert kept.usernames == ("old", "older") and kept.access_hash == 8
+    assert (await storage.peer_by_username("older")).access_hash == 8
+    await storage.upsert_peers([user(1, "new")])
+    assert (await storage.peer_by_id(1)).usernames == ("new",)
+    with pytest.raises(PeerNotFound):
+        await storage.peer_by_username("old")
+    await storage.upsert_peers([user(1)])
+    assert (await storage.peer_by_id(1)).usernames == ()
+    with pytest.raises(PeerNotFound):
+        await storage.peer_by_username("new")
+
+
+async def test_set_usernames_replaces_each_peers_set(storage: Storage) -> None:
+    await storage.upsert_peers([Peer(1, 1, PeerType.USER, None), Peer(2, 2, PeerType.BOT, ("b",))])
+    await storage.set_usernames([(1, ["First", "second"]), (2, [])])
+    assert (await storage.peer_by_id(1)).usernames == ("first", "second")
+    assert (await storage.peer_by_username("second")).id == 1
+    assert (await storage.peer_by_id(2)).usernames == ()
+    with pytest.raises(PeerNotFound):
+        await storage.peer_by_username("b")
+
+
+async def test_username_moved_to_another_peer_resolves_to_the_newest(storage: Storage) -> None:
+    now = int(time.time())
+    await storage.upsert_peers([user(1, "handle", stamp=now - 100)])
+    await storage.upsert_peers([user(2, "handle", stamp=now)])
+    assert (await storage.peer_by_username("handle")).id == 2
+
+
+async def test_usernames_expire_after_the_ttl(make_storage: StorageMaker) -> None:
+    storage = make_storage()
+    async with storage:
+        stale = int(time.time()) - 8 * 3600 - 60
+        await storage.upsert_peers([user(1, "stale", stamp=stale), user(2, "fresh")])
+        with pytest.raises(PeerNotFound, match="Username expired: stale"):
+            await storage.peer_by_username("stale")
+        assert (await storage.peer_by_username("fresh")).id == 2
+        assert (await storage.peer_by_id(1)).last_update_on == stale
+    await storage.close()
+    forever = make_storage(username_ttl=None)
+    async with forever:
+        await forever.upsert_peers([user(3, "ancient", stamp=0)])
+        assert (await forever.peer_by_username("ancient")).id == 3
+
+
+@pytest.mark.parametrize(
+    "peer",
+    [
+        Peer(2**63 - 1, -(2**63), PeerType.USER, ("max",)),
+        Peer(-(10**12) - 2**40, 2**62, PeerType.SUPERGROUP, ("newchan",)),
+        Peer(CHANNEL, 5, PeerType.FORUM, ()),
+        Peer(CHANNEL - 1, 5, PeerType.DIRECT, ()),
+        Peer(CHANNEL - 2, 5, PeerType.COMMUNITY, ()),
+        Peer(77, 1, PeerType("ghost_type_from_the_future"), ("ghost",)),
+        Peer(78, 1, PeerType.USER, ("юзер_ñ", "用户"), "+7 (999) 000-00-00"),
+        Peer(79, 1, PeerType.USER, ("x" * 300,), "1" * 64),
+    ],
+    ids=["int64-max", "new-channel-id", "forum", "direct", "community", "unknown-type",
+         "unicode", "very-long"],
+)
+async def test_odd_peers_round_trip(storage: Storage, peer: Peer) -> None:
+    await storage.upsert_peers([peer])
+    stored = await storage.peer_by_id(peer.id)
+    assert (stored.id, stored.access_hash, stored.type, stored.type.value) == (
+        peer.id, peer.access_hash, peer.type, peer.type.value,
+    )
+    for name in peer.usernames or ():
+        assert (await storage.peer_by_username(name.upper())).id == peer.id
+    if peer.phone_number:
+        assert (await storage.peer_by_phone(peer.phone_number)).id == peer.id
+
+
+async def test_string_ids_are_not_found_by_the_neutral_api(storage: Storage) -> None:
+    await storage.upsert_peers([user(1)])
+    with pytest.raises(PeerNotFound):
+        await storage.peer_by_id("me")  # type: ignore[arg-type]
+
+
+async def test_iter_peers_yields_everything_in_id_order(storage: Storage) -> None:
+    peers = [user(i, f"u{i}") for i in range(-5, 23)]
+    await storage.upsert_peers(peers)
+    batches = [batch async for batch in storage.iter_peers(batch_size=10)]
+    assert [len(b) for b in batches] == [10, 10, 8]
+    seen = [p for batch in batches for p in batch]
+    assert [p.id for p in seen] == sorted(p.id for p in peers)
+    assert all(p.usernames == (f"u{p.id}",) for p in seen)
+    with pytest.raises(ValueError):
+        async for _ in storage.iter_peers(batch_size=0):
+            pass
+
+
+async def test_count_peers_by_type(storage: Storage) -> None:
+    await storage.upsert_peers(
+        [user(1), user(2), Peer(3, 0, PeerType.BOT), Peer(CHANNEL, 1, PeerType.CHANNEL)]
+    )
+    assert await storage.count_peers() == {PeerType.USER: 2, PeerType.BOT: 1, PeerType.CHANNEL: 1}
+
+
+async def test_bad_peer_input_is_refused_and_nothing_is_written(storage: Storage) -> None:
+    await storage.upsert_peers([user(1, "keep")])
+    with pytest.raises((TypeError, ValueError)):
+        await storage.upsert_peers([user(2, "two"), Peer(2**64, 0, PeerType.USER)])
+    with pytest.raises(TypeError):
+        await storage.upsert_peers([(3, 0, "user", None, None)])  # type: ignore[list-item]
+    with pytest.raises(PeerNotFound):
+        await storage.peer_by_id(2)
+    assert (await storage.peer_by_username("keep")).id == 1
+
+
+# -- update state ---------------------------------------------------------------------------
+
+
+async def test_update_state_merge_replace_delete(storage: Storage) -> None:
+    await storage.set_update_states([UpdateState(0, 1, 2, 300, 4), UpdateState(CHANNEL, 7, None, 100)])
+    await storage.set_update_states([UpdateState(0, pts=5)])
+    assert await storage.get_update_states([0]) == [UpdateState(0, 5, 2, 300, 4)]
+    await storage.set_update_states([UpdateState(0, pts=6)], merge=False)
+    assert await storage.get_update_states([0]) == [UpdateState(0, 6, None, None, None)]
+    states = await storage.get_update_states()
+    assert [s.id for s in states] == [0, CHANNEL]  # oldest date first; None sorts first
+    await storage.delete_update_states([CHANNEL, 12345])
+    assert [s.id for s in await storage.get_update_states()] == [0]
+    assert await storage.get_update_states([999]) == []
+
+
+# -- lifecycle and secrets --------------------------------------------------------------------
+
+
+async def test_closed_storage_raises_and_close_is_idempotent(storage: Storage) -> None:
+    await storage.close()
+    await storage.close()
+    with pytest.raises(StorageClosedError):
+        await storage.get_session()
+    with pytest.raises(StorageClosedError):
+        await storage.peer_by_id(1)
+    with pytest.raises(StorageClosedError):
+        await storage.upsert_peers([user(1)])
+
+
+async def test_delete_after_close_forgets_the_session(storage: Storage) -> None:
+    await logged_in(storage)
+    await storage.upsert_peers([user(1, "gone")])
+    await storage.close()
+    await storage.delete()
+    await storage.open()
+    assert (await storage.get_session()).is_empty
+    with pytest.raises(PeerNotFound):
+        await storage.peer_by_id(1)
+
+
+async def test_context_manager_opens_saves_and_closes(make_storage: StorageMaker) -> None:
+    storage = make_storage()
+    async with storage as opened:
+        assert opened is storage
+        await logged_in(storage)
+    with pytest.raises(StorageClosedError):
+        await storage.get_session()
+
+
+async def test_health(storage: Storage) -> None:
+    assert await storage.health() is True
+
+
+async def test_repr_never_shows_the_auth_key(storage: Storage) -> None:
+    await logged_in(storage)
+    session = await storage.get_session()
+    for text in (repr(storage), str(storage), repr(session), str(session)):
+        assert KEY.hex() not in text and repr(KEY) not in text and "auth_key=b" not in text
