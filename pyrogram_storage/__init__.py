@@ -17,15 +17,18 @@ from .errors import (
     PeerNotFound,
     SchemaTooNewError,
     SessionLocked,
+    SessionNotFoundError,
     SessionStringError,
     StorageClosedError,
     StorageError,
+    TargetNotEmptyError,
     UnknownSchemaError,
 )
 from .file import FileStorage
 from .memory import MemoryStorage
 from .session_string import decode_session_string, encode_session_string
 from .sqlite import Layout, SQLiteStorage
+from .tools import copy_session
 from .types import Peer, PeerType, SessionData, UpdateState
 
 if TYPE_CHECKING:
@@ -50,13 +53,16 @@ __all__ = [
     "SchemaTooNewError",
     "SessionData",
     "SessionLocked",
+    "SessionNotFoundError",
     "SessionStringError",
     "Storage",
     "StorageClosedError",
     "StorageError",
+    "TargetNotEmptyError",
     "UnknownSchemaError",
     "UpdateState",
     "__version__",
+    "copy_session",
     "decode_session_string",
     "encode_session_string",
 ]

@@ -15,9 +15,11 @@ __all__ = [
     "PeerNotFound",
     "SchemaTooNewError",
     "SessionLocked",
+    "SessionNotFoundError",
     "SessionStringError",
     "StorageClosedError",
     "StorageError",
+    "TargetNotEmptyError",
     "UnknownSchemaError",
 ]
 
@@ -63,6 +65,14 @@ class CorruptSessionError(StorageError):
 
 class StorageClosedError(StorageError):
     """The storage is closed (or was never opened); call ``open()`` first."""
+
+
+class SessionNotFoundError(StorageError, FileNotFoundError):
+    """A session that is only read (a copy's source, an import) does not exist."""
+
+
+class TargetNotEmptyError(StorageError):
+    """A copy or import would overwrite a session that already holds data."""
 
 
 class SessionLocked(StorageError):

@@ -1,0 +1,333 @@
+"""copy_session between every pair of backends, a user's own subclass included."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pyrogram_storage
+from pyrogram_storage import (
+    FileStorage,
+    MemoryStorage,
+    Peer,
+    PeerNotFound,
+    PeerType,
+    SessionData,
+    Storage,
+    StorageClosedError,
+    TargetNotEmptyError,
+    UpdateState,
+    copy_session,
+)
+from pyrogram_storage.base import normalize_phone, normalize_username
+
+from .conftest import BACKENDS
+
+KEY = bytes(range(256))
+OLD = int(time.time()) - 30 * 24 * 3600
+
+
+class DictStorage(Storage):
+    """A user's own backend: plain dicts, written against the public contract only."""
+
+    def __init__(self, name: str = "dict") -> None:
+        super().__init__(name)
+        self.is_open = False
+        self.session = SessionData()
+        self.peers: dict[int, Peer] = {}
+        self.states: dict[int, UpdateState] = {}
+
+    def _check(self) -> None:
+        if not self.is_open:
+            raise StorageClosedError("closed")
+
+    async def open(self) -> None:
+        self.is_open = True
+
+    async def save(self) -> None:
+        self._check()
+        self.session = self.session.replace(date=int(time.time()))
+
+    async def close(self) -> None:
+        self.is_open = False
+
+    async def delete(self) -> None:
+        self.is_open = False
+        self.__init__(self.name)  # type: ignore[misc]
+
+    async def get_session(self) -> SessionData:
+        self._check()
+        return self.session
+
+    async def update_session(self, **changes: Any) -> None:
+        self._check()
+        self.session = self.session.replace(**changes)
+
+    async def upsert_peers(self, peers: Iterable[Peer]) -> None:
+        self._check()
+        now = int(time.time())
+        for peer in peers:
+            names = peer.usernames
+            if names is None:
+                old = self.peers.get(peer.id)
+                names = old.usernames if old is not None else ()
+            stamp = now if peer.last_update_on is None else peer.last_update_on
+            self.peers[peer.id] = Peer(
+                peer.id, peer.access_hash, peer.type, tuple(names or ()), peer.phone_number, stamp
+            )
+
+    async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
+        for peer_id, names in usernames:
+            old = self.peers[peer_id]
+            self.peers[peer_id] = Peer(
+                old.id, old.access_hash, old.type, tuple(names), old.phone_number,
+                old.last_update_on,
+            )
+
+    async def peer_by_id(self, peer_id: int) -> Peer:
+        try:
+            return self.peers[peer_id]
+        except KeyError:
+            raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
+
+    async def peer_by_username(self, username: str) -> Peer:
+        key = normalize_username(username)
+        for peer in self.peers.values():
+            if key in (peer.usernames or ()):
+                return peer
+        raise PeerNotFound(f"Username not found: {key}", username)
+
+    async def peer_by_phone(self, phone_number: str) -> Peer:
+        key = normalize_phone(phone_number)
+        for peer in self.peers.values():
+            if peer.phone_number == key:
+                return peer
+        raise PeerNotFound(f"Phone number not found: {key}", phone_number)
+
+    async def iter_peers(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
+        self._check()
+        ordered = [self.peers[key] for key in sorted(self.peers)]
+        for start in range(0, len(ordered), batch_size):
+            yield ordered[start : start + batch_size]
+
+    async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
+        self._check()
+        wanted = self.states if ids is None else {i: self.states[i] for i in ids if i in self.states}
+        return sorted(wanted.values(), key=lambda s: (s.date is not None, s.date or 0, s.id))
+
+    async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
+        self._check()
+        for state in states:
+            self.states[state.id] = state
+
+    async def delete_update_states(self, ids: Iterable[int]) -> None:
+        for state_id in ids:
+            self.states.pop(state_id, None)
+
+
+def _dict_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    shared = DictStorage()
+    return lambda **options: shared
+
+
+ALL_BACKENDS = {**BACKENDS, "subclass": _dict_backend}
+
+
+def make(request: pytest.FixtureRequest, backend: str, tmp_path: Path, side: str) -> Storage:
+    folder = tmp_path / side
+    folder.mkdir()
+    return ALL_BACKENDS[backend](request, folder)()  # type: ignore[no-any-return]
+
+
+SOURCE_SESSION = SessionData(
+    dc_id=4,
+    api_id=123456,
+    test_mode=False,
+    auth_key=KEY,
+    date=1_700_000_000,
+    user_id=2**40 + 5,
+    is_bot=False,
+    server_address="149.154.167.91",
+    port=443,
+)
+
+
+def sample_peers(count: int = 0) -> list[Peer]:
+    peers = [
+        Peer(1001, -5, PeerType.USER, ("alice", "alice_alt"), "15551234567", OLD),
+        Peer(1002, 7, PeerType.BOT, ("helper_bot",), None, None),
+        Peer(-4321, 0, PeerType.GROUP, (), None, 1_600_000_000),
+        Peer(-1001234567890, 2**62, PeerType.SUPERGROUP, ("chat_one",), None, None),
+        Peer(-1009876543210, -(2**62), PeerType.CHANNEL, ("news", "news2", "news3"), None, OLD),
+        Peer(-1005555555555, 11, PeerType.FORUM, (), None, None),
+        Peer(-1006666666666, 12, PeerType("future_kind"), ("odd",), None, None),
+    ]
+    peers += [
+        Peer(10_000 + i, i * 31, PeerType.USER, (f"user{i}",), f"4470000{i:05d}", None)
+        for i in range(count)
+    ]
+    return peers
+
+
+STATES = [
+    UpdateState(0, pts=100, qts=5, date=1_700_000_100, seq=7),
+    UpdateState(-1001234567890, pts=55, qts=None, date=1_700_000_050, seq=None),
+    UpdateState(-1009876543210, pts=9, qts=0, date=None, seq=0),
+]
+
+
+async def fill(storage: Storage, session: SessionData = SOURCE_SESSION, extra: int = 0) -> None:
+    await storage.update_session(**{f: getattr(session, f) for f in pyrogram_storage.types.SESSION_FIELDS})
+    await storage.upsert_peers(sample_peers(extra))
+    await storage.set_update_states(STATES, merge=False)
+
+
+async def snapshot(storage: Storage) -> tuple[SessionData, list[Peer], list[UpdateState]]:
+    peers = [peer async for batch in storage.iter_peers(2) for peer in batch]
+    return await storage.get_session(), peers, await storage.get_update_states()
+
+
+@pytest.mark.parametrize("target_backend", list(ALL_BACKENDS))
+@pytest.mark.parametrize("source_backend", list(ALL_BACKENDS))
+async def test_copy_makes_the_target_equal_to_the_source(
+    request: pytest.FixtureRequest, tmp_path: Path, source_backend: str, target_backend: str
+) -> None:
+    source = make(request, source_backend, tmp_path, "source")
+    target = make(request, target_backend, tmp_path, "target")
+    async with source, target:
+        await fill(source, extra=25)
+        before = await snapshot(source)
+        calls: list[tuple[int, int]] = []
+        result = await copy_session(
+            source, target, batch_size=10, progress=lambda done, total: calls.append((done, total))
+        )
+        after = await snapshot(target)
+        assert after == before
+        assert await snapshot(source) == before
+    total = len(sample_peers(25))
+    assert (result.peers, result.update_states) == (total, len(STATES))
+    assert calls == [(0, total), (10, total), (20, total), (30, total), (total, total)]
+    assert after[0].date == SOURCE_SESSION.date
+    # Every username came along, and expired ones stay expired in the copy.
+    async with target:
+        assert (await target.peer_by_username("@Chat_One")).id == -1001234567890
+        assert (await target.peer_by_phone("+1 555 123 4567")).id == 1001
+
+
+async def test_expired_usernames_stay_expired(tmp_path: Path) -> None:
+    source = FileStorage("source", tmp_path)
+    target = FileStorage("target", tmp_path)
+    async with source:
+        await fill(source)
+    await copy_session(source, target)
+    async with target:
+        with pytest.raises(PeerNotFound, match="expired"):
+            await target.peer_by_username("alice_alt")
+        assert (await target.peer_by_username("helper_bot")).id == 1002
+
+
+@pytest.mark.parametrize(
+    "what", ["auth_key", "peer", "update_state"], ids=["auth-key", "peer", "update-state"]
+)
+async def test_a_non_empty_target_is_refused_and_left_untouched(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, what: str
+) -> None:
+    source = MemoryStorage("source")
+    await source.open()
+    await fill(source)
+    target = make(request, backend, tmp_path, "target")
+    await target.open()
+    if what == "auth_key":
+        await target.update_session(auth_key=b"\x01" * 256, dc_id=1)
+    elif what == "peer":
+        await target.upsert_peers([Peer(77, 1, PeerType.USER, ("kept",), None, None)])
+    else:
+        await target.set_update_states([UpdateState(0, 1, 2, 3, 4)])
+    before = await snapshot(target)
+    with pytest.raises(TargetNotEmptyError, match="overwrite"):
+        await copy_session(source, target)
+    assert isinstance(TargetNotEmptyError("x"), pyrogram_storage.StorageError)
+    assert await snapshot(target) == before
+    await target.close()
+    await source.close()
+
+
+async def test_overwrite_replaces_everything_and_drops_what_the_source_lacks(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    source = make(request, backend, tmp_path, "source")
+    target = FileStorage("target", tmp_path)
+    async with source, target:
+        await fill(source)
+        await fill(
+            target,
+            SessionData(dc_id=1, api_id=9, test_mode=True, auth_key=b"\x02" * 256, user_id=5,
+                        is_bot=True, date=5),
+            extra=40,
+        )
+        await target.set_update_states([UpdateState(-1000000000777, pts=1)])
+        result = await copy_session(source, target, overwrite=True)
+        assert await snapshot(target) == await snapshot(source)
+    assert result.peers == len(sample_peers())
+
+
+async def test_closed_storages_are_opened_and_closed_again_open_ones_stay_open(
+    tmp_path: Path,
+) -> None:
+    source = FileStorage("source", tmp_path)
+    async with source:
+        await fill(source)
+    target = MemoryStorage("target")
+    await copy_session(source, target)
+    for storage in (source, target):
+        with pytest.raises(StorageClosedError):
+            await storage.get_session()
+    other = FileStorage("other", tmp_path)
+    await other.open()
+    await source.open()
+    await copy_session(source, other)
+    assert (await other.get_session()).auth_key == KEY
+    assert (await source.get_session()).auth_key == KEY
+    expected = await source.get_session()
+    await other.close()
+    await source.close()
+    await target.open()
+    assert await target.get_session() == expected
+    await target.close()
+
+
+async def test_an_empty_source_copies_to_an_empty_target(tmp_path: Path) -> None:
+    source = FileStorage("empty", tmp_path)
+    target = MemoryStorage()
+    calls: list[tuple[int, int]] = []
+    result = await copy_session(source, target, progress=lambda *args: calls.append(args))
+    assert (result.peers, result.update_states) == (0, 0)
+    assert calls == [(0, 0)]
+    async with source, target:
+        assert await snapshot(target) == await snapshot(source)
+
+
+async def test_bad_arguments_are_refused(tmp_path: Path) -> None:
+    storage = MemoryStorage()
+    with pytest.raises(ValueError, match="itself"):
+        await copy_session(storage, storage)
+    with pytest.raises(ValueError, match="batch_size"):
+        await copy_session(storage, MemoryStorage(), batch_size=0)
+
+
+async def test_copying_onto_a_session_string_round_trips(tmp_path: Path) -> None:
+    source = FileStorage("source", tmp_path)
+    async with source:
+        await fill(source)
+        text = await source.export_session_string()
+    target = FileStorage("target", tmp_path, session_string=text)
+    async with target:
+        session = await target.get_session()
+    carried = ("dc_id", "api_id", "test_mode", "auth_key", "user_id", "is_bot")
+    assert {f: getattr(session, f) for f in carried} == {
+        f: getattr(SOURCE_SESSION, f) for f in carried
+    }
