@@ -8,13 +8,16 @@ so tests can reopen a session through a second object.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pyrogram_storage import FileStorage, MemoryStorage, Storage
+
+from .mongoserver import MongoServer, mongo_uri_from_env
 
 StorageMaker = Callable[..., Storage]
 
@@ -33,17 +36,73 @@ def _memory_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMa
     return make
 
 
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A MongoDB URI: ``$PYROGRAM_STORAGE_MONGO_URI``, else a SecantusDB server for the run."""
+    uri = mongo_uri_from_env()
+    if uri is not None:
+        yield uri
+        return
+    with MongoServer(tmp_path_factory.mktemp("mongo")) as server:
+        yield server.uri
+
+
+def _mongo_backend(driver: str) -> Callable[[pytest.FixtureRequest, Path], StorageMaker]:
+    def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
+        from pyrogram_storage.mongo import MongoStorage
+
+        uri = request.getfixturevalue("mongo_uri")
+        database = f"t_{uuid.uuid4().hex[:16]}"  # a fresh database for every test
+        request.addfinalizer(lambda: _drop_database(uri, database))
+
+        def make(**options: Any) -> Storage:
+            return MongoStorage.from_url(
+                uri,
+                name=database,
+                driver=driver,
+                client_options={"serverSelectionTimeoutMS": 10_000},
+                **options,
+            )
+
+        return make
+
+    return backend
+
+
+def _drop_database(uri: str, database: str) -> None:
+    import pymongo
+
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        uri, serverSelectionTimeoutMS=2000
+    )
+    try:
+        client.drop_database(database)
+    except pymongo.errors.PyMongoError:
+        pass  # a test that stopped the server; its data goes with the temporary server
+    finally:
+        client.close()
+
+
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageMaker]] = {
     "file": _file_backend,
     "memory": _memory_backend,
+    "mongo-pymongo": _mongo_backend("pymongo"),
+    "mongo-motor": _mongo_backend("motor"),
+    "mongo-async-pymongo": _mongo_backend("async_pymongo"),
 }
-PERSISTENT = {"file"}
+PERSISTENT = {"file", "mongo-pymongo", "mongo-motor", "mongo-async-pymongo"}
 """Backends where a second object with the same name sees the first one's data."""
+MARKS: dict[str, list[pytest.MarkDecorator]] = {
+    name: [pytest.mark.mongo] for name in BACKENDS if name.startswith("mongo-")
+}
+"""Marks of each backend's tests, so e.g. ``-m "not mongo"`` leaves the server out."""
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
-        metafunc.parametrize("backend", list(BACKENDS))
+        metafunc.parametrize(
+            "backend", [pytest.param(name, marks=MARKS.get(name, [])) for name in BACKENDS]
+        )
 
 
 @pytest.fixture
