@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,12 @@ from pyrogram_storage import (
     copy_session,
 )
 from pyrogram_storage.base import normalize_phone, normalize_username
+from pyrogram_storage.tools.copy import opened
 
+from . import conftest
 from .conftest import BACKENDS
+
+MARKS: dict[str, list[pytest.MarkDecorator]] = getattr(conftest, "MARKS", {})
 
 KEY = bytes(range(256))
 OLD = int(time.time()) - 30 * 24 * 3600
@@ -191,8 +196,17 @@ async def snapshot(storage: Storage) -> tuple[SessionData, list[Peer], list[Upda
     return await storage.get_session(), peers, await storage.get_update_states()
 
 
-@pytest.mark.parametrize("target_backend", list(ALL_BACKENDS))
-@pytest.mark.parametrize("source_backend", list(ALL_BACKENDS))
+def _pairs() -> list[Any]:
+    pairs = [(name, "memory") for name in ALL_BACKENDS]
+    pairs += [("memory", name) for name in ALL_BACKENDS if name != "memory"]
+    pairs += [("subclass", "file"), ("file", "subclass")]
+    return [
+        pytest.param(a, b, id=f"{a}-to-{b}", marks=[*MARKS.get(a, []), *MARKS.get(b, [])])
+        for a, b in pairs
+    ]
+
+
+@pytest.mark.parametrize(("source_backend", "target_backend"), _pairs())
 async def test_copy_makes_the_target_equal_to_the_source(
     request: pytest.FixtureRequest, tmp_path: Path, source_backend: str, target_backend: str
 ) -> None:
@@ -331,3 +345,39 @@ async def test_copying_onto_a_session_string_round_trips(tmp_path: Path) -> None
     assert {f: getattr(session, f) for f in carried} == {
         f: getattr(SOURCE_SESSION, f) for f in carried
     }
+
+
+@pytest.mark.mongo
+async def test_round_trip_file_mongo_memory_string_file(tmp_path: Path, mongo_uri: str) -> None:
+    from pyrogram_storage import MongoStorage
+
+    first = FileStorage("first", tmp_path)
+    mongo = MongoStorage.from_url(mongo_uri, name=f"rt_{uuid.uuid4().hex[:12]}")
+    memory = MemoryStorage("middle")
+    await first.open()
+    await fill(first, extra=30)
+    original = await snapshot(first)
+    try:
+        await copy_session(first, mongo, batch_size=7)
+        await copy_session(mongo, memory, batch_size=11)
+        async with opened(mongo):
+            assert await snapshot(mongo) == original
+        async with opened(memory):
+            assert await snapshot(memory) == original
+            text = await memory.export_session_string()
+        last = FileStorage("last", tmp_path, session_string=text)
+        async with opened(last):
+            session = await last.get_session()
+        # A session string carries the authorization only; everything in it survived.
+        carried = ("dc_id", "api_id", "test_mode", "auth_key", "user_id", "is_bot")
+        assert {f: getattr(session, f) for f in carried} == {
+            f: getattr(original[0], f) for f in carried
+        }
+        # The peers and the rest travel by copy: the memory copy back into a file is whole.
+        again = FileStorage("again", tmp_path)
+        await copy_session(memory, again)
+        async with opened(again):
+            assert await snapshot(again) == original
+    finally:
+        await first.close()
+        await mongo.delete()
