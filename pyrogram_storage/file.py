@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from .base import USERNAME_TTL
+from .errors import CorruptSessionError
 from .sqlite import DEFAULT_PEER_CACHE_SIZE, Layout, SQLiteStorage
 
 __all__ = ["FILE_EXTENSION", "FileStorage"]
@@ -64,6 +65,7 @@ class FileStorage(SQLiteStorage):
             # Created here, empty and private, so SQLite never creates it with the umask's mode.
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
+            _check_header(self.path)
             return
         os.close(fd)
         log.debug("created %s", self.path)
@@ -81,3 +83,29 @@ class FileStorage(SQLiteStorage):
             except FileNotFoundError:
                 pass
         log.debug("deleted %s", self.path)
+
+
+_MAGIC = b"SQLite format 3\x00"
+
+
+def _check_header(path: Path) -> None:
+    """Refuse empty, foreign and truncated files before SQLite touches them."""
+    with open(path, "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        header = file.read(100)
+    untouched = "the file was left untouched"
+    if size == 0:
+        raise CorruptSessionError(
+            f"{path} is empty (0 bytes): a truncated or unfinished session; {untouched}. "
+            "Delete it to start a new session, or restore it from a backup"
+        )
+    if len(header) < 100 or not header.startswith(_MAGIC):
+        raise CorruptSessionError(f"{path} is not a SQLite database; {untouched}")
+    page_size = int.from_bytes(header[16:18], "big")
+    page_size = 65536 if page_size == 1 else page_size
+    pages = int.from_bytes(header[28:32], "big")
+    # The page count in the header is only trusted when its change counters agree.
+    if header[24:28] == header[92:96] and size < pages * page_size:
+        raise CorruptSessionError(
+            f"{path} is truncated: {size} bytes of {pages * page_size}; {untouched}"
+        )

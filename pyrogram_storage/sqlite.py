@@ -8,6 +8,7 @@ bounded in-memory cache that every write through this storage keeps current.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 import logging
@@ -218,7 +219,7 @@ class SQLiteStorage(Storage):
     async def open(self) -> None:
         if self._conn is not None:
             return
-        self._prepare()
+        await asyncio.to_thread(self._prepare)
         conn = self._connect()
         try:
             await conn
@@ -256,6 +257,7 @@ class SQLiteStorage(Storage):
             )
         if version == 0 and tables:
             family = _detect_family(db, tables)
+            _check_integrity(db, self.database)
             _run_script(
                 db, _migrations.script("sqlite", "adopt", f"{family.value}.sql"), version=1
             )
@@ -564,6 +566,14 @@ def _split_statements(text: str) -> list[str]:
     if current.strip():
         statements.append(current.strip())
     return statements
+
+
+def _check_integrity(db: sqlite3.Connection, database: str) -> None:
+    problems = [row[0] for row in db.execute("PRAGMA quick_check")]
+    if problems != ["ok"]:
+        raise CorruptSessionError(
+            f"{database} is damaged ({'; '.join(problems[:3])}); the file was left untouched"
+        )
 
 
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
