@@ -550,8 +550,8 @@ async def run(system: str, n: int, workdir: Path, params: dict[str, Any],
         counts["concurrent_ops"] = tasks * ops
         m["concurrent_us"] = await _concurrent(adapter, n, tasks, ops) / (tasks * ops) * 1e6
 
-    if getattr(adapter, "roundtrip", None) is not None:
-        rounds = int(params["roundtrips"])
+    rounds = int(params["roundtrips"])
+    if getattr(adapter, "roundtrip", None) is not None and rounds > 0:
         counts["roundtrips"] = rounds
         start = time.perf_counter()
         for _ in range(rounds):
