@@ -88,8 +88,7 @@ class MissingDriverError(StorageError, ImportError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
-            f"{package!r} is not installed; install it with "
-            f"`pip install pyrogram-storage[{extra}]`"
+            f"{package!r} is not installed; install it with `pip install pyrogram-storage[{extra}]`"
         )
         self.package = package
         self.extra = extra

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sqlite3
@@ -78,10 +79,8 @@ class FileStorage(SQLiteStorage):
         """Close the storage and remove the file with its WAL and journal side files."""
         await self.close()
         for suffix in ("", *_SIDE_FILES):
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.path}{suffix}")
-            except FileNotFoundError:
-                pass
         log.debug("deleted %s", self.path)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 
 from .base import USERNAME_TTL
 from .sqlite import DEFAULT_PEER_CACHE_SIZE, Layout, SQLiteStorage
@@ -42,7 +43,8 @@ class MemoryStorage(SQLiteStorage):
     def _restore(self, conn: sqlite3.Connection) -> None:
         snapshot, self._snapshot = self._snapshot, None
         if isinstance(snapshot, bytes):
-            conn.deserialize(snapshot)
+            if sys.version_info >= (3, 11):
+                conn.deserialize(snapshot)
         elif snapshot is not None:  # Python 3.10 has no deserialize()
             conn.executescript(snapshot)
 
@@ -58,7 +60,7 @@ class MemoryStorage(SQLiteStorage):
 
 
 def _snapshot(db: sqlite3.Connection) -> bytes | str:
-    if hasattr(db, "serialize"):
+    if sys.version_info >= (3, 11):
         return db.serialize()
     version = db.execute("PRAGMA user_version").fetchone()[0]
     return "\n".join(db.iterdump()) + f"\nPRAGMA user_version = {int(version)};"

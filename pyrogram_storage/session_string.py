@@ -69,7 +69,8 @@ def encode_session_string(session: SessionData) -> str:
     assert session.user_id is not None
     if len(session.auth_key) != AUTH_KEY_SIZE:
         raise SessionStringError(
-            f"cannot export a session string: the auth key is {len(session.auth_key)} bytes, not 256"
+            "cannot export a session string: "
+            f"the auth key is {len(session.auth_key)} bytes, not 256"
         )
     try:
         packed = struct.pack(
@@ -131,9 +132,7 @@ def decode_session_string(text: str) -> SessionData:
 
 def _decode_bytes(text: str) -> tuple[SessionStringFormat, bytes]:
     if not isinstance(text, str):
-        raise SessionStringError(
-            f"a session string must be str, not {type(text).__name__}"
-        )
+        raise SessionStringError(f"a session string must be str, not {type(text).__name__}")
     if len(text) > MAX_LENGTH:
         raise SessionStringError(
             f"not a session string: {len(text)} characters long (a session string has 362)"

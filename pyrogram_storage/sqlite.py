@@ -162,9 +162,7 @@ class SQLiteStorage(Storage):
     # -- plumbing -----------------------------------------------------------------
 
     def _connect(self) -> aiosqlite.Connection:
-        return aiosqlite.connect(
-            self.database, isolation_level=None, timeout=self.busy_timeout
-        )
+        return aiosqlite.connect(self.database, isolation_level=None, timeout=self.busy_timeout)
 
     def _prepare(self) -> None:
         """Create whatever must exist before SQLite opens the database (files, folders)."""
@@ -184,7 +182,7 @@ class SQLiteStorage(Storage):
         # than functools.partial keeps arguments (auth keys) out of its debug log.
         raw: Callable[[], sqlite3.Connection] = lambda: conn._conn  # noqa: E731
         try:
-            return await conn._execute(lambda: fn(raw()))  # type: ignore[no-any-return]
+            return await conn._execute(lambda: fn(raw()))  # type: ignore[no-untyped-call,no-any-return]
         except sqlite3.OperationalError as exc:
             if _is_locked(exc):
                 raise SessionLocked(
@@ -241,8 +239,7 @@ class SQLiteStorage(Storage):
         try:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             tables = {
-                row[0]
-                for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
             }
         except sqlite3.DatabaseError as exc:
             raise CorruptSessionError(
@@ -258,9 +255,7 @@ class SQLiteStorage(Storage):
         if version == 0 and tables:
             family = _detect_family(db, tables)
             _check_integrity(db, self.database)
-            _run_script(
-                db, _migrations.script("sqlite", "adopt", f"{family.value}.sql"), version=1
-            )
+            _run_script(db, _migrations.script("sqlite", "adopt", f"{family.value}.sql"), version=1)
             log.info("adopted %s (a %s session file)", self.database, family.value)
             version = 1
         elif version == 0:
@@ -352,8 +347,14 @@ class SQLiteStorage(Storage):
             else:
                 names = _clean_usernames(peer.usernames)
                 full_rows.append(
-                    (peer.id, peer.access_hash, peer.type.value, names[0] if names else None,
-                     phone, stamp)
+                    (
+                        peer.id,
+                        peer.access_hash,
+                        peer.type.value,
+                        names[0] if names else None,
+                        phone,
+                        stamp,
+                    )
                 )
                 username_ids.append((peer.id,))
                 username_rows.extend(_username_rows(layout, peer.id, names, stamp))
@@ -374,8 +375,14 @@ class SQLiteStorage(Storage):
             if peer.usernames is None:
                 cached = cache.peek(peer.id)
                 if cached is not None and cached.usernames is not None:
-                    peer = Peer(peer.id, peer.access_hash, peer.type, cached.usernames,
-                                peer.phone_number, peer.last_update_on)
+                    peer = Peer(
+                        peer.id,
+                        peer.access_hash,
+                        peer.type,
+                        cached.usernames,
+                        peer.phone_number,
+                        peer.last_update_on,
+                    )
             cache.put(peer)
 
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
@@ -388,7 +395,9 @@ class SQLiteStorage(Storage):
             return
         now = int(time.time())
         layout = self.layout
-        rows = [row for pid, names in merged.items() for row in _username_rows(layout, pid, names, now)]
+        rows = [
+            row for pid, names in merged.items() for row in _username_rows(layout, pid, names, now)
+        ]
         primaries = [(names[0] if names else None, pid) for pid, names in merged.items()]
 
         def write(db: sqlite3.Connection) -> None:
@@ -400,8 +409,16 @@ class SQLiteStorage(Storage):
         for pid, names in merged.items():
             cached = self._cache.peek(pid)
             if cached is not None:
-                self._cache.put(Peer(cached.id, cached.access_hash, cached.type, names,
-                                     cached.phone_number, cached.last_update_on))
+                self._cache.put(
+                    Peer(
+                        cached.id,
+                        cached.access_hash,
+                        cached.type,
+                        names,
+                        cached.phone_number,
+                        cached.last_update_on,
+                    )
+                )
 
     async def peer_by_id(self, peer_id: int) -> Peer:
         if self._conn is None:
@@ -434,9 +451,9 @@ class SQLiteStorage(Storage):
         )
 
         def find(db: sqlite3.Connection) -> Any:
-            return db.execute(by_column, (key,)).fetchone() or db.execute(
-                by_table, (key,)
-            ).fetchone()
+            return (
+                db.execute(by_column, (key,)).fetchone() or db.execute(by_table, (key,)).fetchone()
+            )
 
         row = await self._call(find)
         if row is None:
@@ -463,21 +480,16 @@ class SQLiteStorage(Storage):
         select = f"SELECT {_PEER_COLUMNS}, {_USERNAMES_OF[self.layout]} FROM peers p "
         first = select + "ORDER BY p.id LIMIT ?"
         following = select + "WHERE p.id > ? ORDER BY p.id LIMIT ?"
-        last: int | None = None
+        params: tuple[int, ...] = (batch_size,)
+        sql = first
         while True:
-            if last is None:
-                rows = await self._call(lambda db: db.execute(first, (batch_size,)).fetchall())
-            else:
-                after = last
-                rows = await self._call(
-                    lambda db: db.execute(following, (after, batch_size)).fetchall()
-                )
+            rows = await self._call(_fetch_all(sql, params))
             if not rows:
                 return
             yield [_peer_from_row(row) for row in rows]
-            last = rows[-1][0]
             if len(rows) < batch_size:
                 return
+            sql, params = following, (rows[-1][0], batch_size)
 
     async def count_peers(self) -> dict[PeerType, int]:
         rows = await self._call(
@@ -533,6 +545,10 @@ class SQLiteStorage(Storage):
 
 
 # -- helpers that run on the worker thread ---------------------------------------------------
+
+
+def _fetch_all(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
+    return lambda db: db.execute(sql, params).fetchall()
 
 
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
@@ -603,8 +619,7 @@ def _detect_family(db: sqlite3.Connection, tables: set[str]) -> _Family:
             return _Family.PYROFORK
         return _Family.CLASSIC
     raise UnknownSchemaError(
-        f"unrecognised session file: usernames has {sorted(usernames)}; "
-        "the file was left untouched"
+        f"unrecognised session file: usernames has {sorted(usernames)}; the file was left untouched"
     )
 
 
@@ -619,7 +634,7 @@ def _read_session(db: sqlite3.Connection) -> SessionData:
         db.execute("INSERT INTO sessions (dc_id, date) VALUES (2, 0)")
         db.execute("COMMIT")
         return SessionData()
-    values = dict(zip(SESSION_FIELDS, row))
+    values = dict(zip(SESSION_FIELDS, row, strict=True))
     for name in _BOOL_FIELDS:
         if values[name] is not None:
             values[name] = bool(values[name])
@@ -666,8 +681,10 @@ def _validated(current: SessionData, changes: dict[str, Any]) -> SessionData:
         if not isinstance(value, _FIELD_TYPES[name]) or (
             isinstance(value, bool) and name not in _BOOL_FIELDS
         ):
-            raise TypeError(f"{name} must be {_FIELD_TYPES[name][0].__name__}, not {type(value).__name__}")
+            expected = _FIELD_TYPES[name][0].__name__
+            raise TypeError(f"{name} must be {expected}, not {type(value).__name__}")
         if name == "auth_key":
+            assert isinstance(value, (bytes, bytearray, memoryview))
             value = bytes(value)
         elif name in _BOOL_FIELDS:
             value = bool(value)

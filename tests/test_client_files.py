@@ -16,8 +16,8 @@ from pyrogram_storage import (
     SchemaTooNewError,
     UnknownSchemaError,
     UpdateState,
+    _migrations,
 )
-from pyrogram_storage import _migrations
 
 from .fixture_files import CLIENT_NAMES, copy_fixture, manifest
 
@@ -46,7 +46,10 @@ async def test_client_file_opens_with_auth_data_and_every_peer(client: str, tmp_
             assert await storage.export_session_string() == expected["session_string"]
             for peer in expected["peers"]:
                 stored = await storage.peer_by_id(peer["id"])
-                assert (stored.access_hash, stored.type.value) == (peer["access_hash"], peer["type"])
+                assert (stored.access_hash, stored.type.value) == (
+                    peer["access_hash"],
+                    peer["type"],
+                )
                 assert stored.type.is_known
                 for username in peer["resolvable_usernames"]:
                     assert (await storage.peer_by_username(username)).id == peer["id"]
@@ -72,7 +75,9 @@ def _counts(peers: list[dict[str, object]]) -> dict[PeerType, int]:
 async def test_adopted_client_file_takes_new_writes(client: str, tmp_path: Path) -> None:
     copy_fixture(client, tmp_path)
     async with FileStorage(client, tmp_path, username_ttl=None) as storage:
-        await storage.upsert_peers([Peer(42, 4242, PeerType.USER, ("newcomer", "alias"), "15550042")])
+        await storage.upsert_peers(
+            [Peer(42, 4242, PeerType.USER, ("newcomer", "alias"), "15550042")]
+        )
         await storage.set_update_states([UpdateState(0, pts=1)])
     async with FileStorage(client, tmp_path) as storage:
         assert (await storage.peer_by_username("alias")).access_hash == 4242

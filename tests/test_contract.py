@@ -166,7 +166,11 @@ async def test_peer_lookups_by_id_username_phone(storage: Storage) -> None:
     assert (await storage.peer_by_username("@alice")).id == 1
     assert (await storage.peer_by_phone("15550100")).id == 1
     channel = await storage.peer_by_id(CHANNEL)
-    assert (channel.type, channel.access_hash, channel.bare_id) == (PeerType.CHANNEL, 99, 1234567890)
+    assert (channel.type, channel.access_hash, channel.bare_id) == (
+        PeerType.CHANNEL,
+        99,
+        1234567890,
+    )
     assert (await storage.peer_by_id(-42)).bare_id == 42
 
 
@@ -248,14 +252,25 @@ async def test_usernames_expire_after_the_ttl(make_storage: StorageMaker) -> Non
         Peer(78, 1, PeerType.USER, ("юзер_ñ", "用户"), "+7 (999) 000-00-00"),
         Peer(79, 1, PeerType.USER, ("x" * 300,), "1" * 64),
     ],
-    ids=["int64-max", "new-channel-id", "forum", "direct", "community", "unknown-type",
-         "unicode", "very-long"],
+    ids=[
+        "int64-max",
+        "new-channel-id",
+        "forum",
+        "direct",
+        "community",
+        "unknown-type",
+        "unicode",
+        "very-long",
+    ],
 )
 async def test_odd_peers_round_trip(storage: Storage, peer: Peer) -> None:
     await storage.upsert_peers([peer])
     stored = await storage.peer_by_id(peer.id)
     assert (stored.id, stored.access_hash, stored.type, stored.type.value) == (
-        peer.id, peer.access_hash, peer.type, peer.type.value,
+        peer.id,
+        peer.access_hash,
+        peer.type,
+        peer.type.value,
     )
     for name in peer.usernames or ():
         assert (await storage.peer_by_username(name.upper())).id == peer.id
@@ -304,7 +319,9 @@ async def test_bad_peer_input_is_refused_and_nothing_is_written(storage: Storage
 
 
 async def test_update_state_merge_replace_delete(storage: Storage) -> None:
-    await storage.set_update_states([UpdateState(0, 1, 2, 300, 4), UpdateState(CHANNEL, 7, None, 100)])
+    await storage.set_update_states(
+        [UpdateState(0, 1, 2, 300, 4), UpdateState(CHANNEL, 7, None, 100)]
+    )
     await storage.set_update_states([UpdateState(0, pts=5)])
     assert await storage.get_update_states([0]) == [UpdateState(0, 5, 2, 300, 4)]
     await storage.set_update_states([UpdateState(0, pts=6)], merge=False)

@@ -1,0 +1,34 @@
+# The commands CI and developers share. `make test` is the one README.rst documents.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install test test-full lint typecheck ci demo bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
+
+test: install
+	$(BIN)/python -m pytest
+
+# The long-running counts of the crash and fuzz tests (issue-sized, minutes).
+test-full: install
+	PYROGRAM_STORAGE_FULL=1 $(BIN)/python -m pytest -m slow
+
+lint: install
+	$(BIN)/ruff check pyrogram_storage tests benchmarks examples
+
+typecheck: install
+	$(BIN)/mypy --strict pyrogram_storage
+
+ci: lint typecheck test
+
+demo: $(BIN)/python
+	$(BIN)/python -m pip install -q --disable-pip-version-check .
+	$(BIN)/python examples/quickstart.py
+
+clean:
+	rm -rf $(VENV) .venvs build *.egg-info .pytest_cache .mypy_cache .ruff_cache
