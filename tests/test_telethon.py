@@ -62,10 +62,23 @@ async def telethon_file(path: Path) -> Path:
         types.User(id=1002, access_hash=7, username="helper_bot", bot=True, first_name="B"),
     ]
     chats = [
-        types.Chat(id=4321, title="g", photo=types.ChatPhotoEmpty(), participants_count=2,
-                   date=NOW, version=1),
-        types.Channel(id=CHANNEL_ID, title="c", photo=types.ChatPhotoEmpty(), date=NOW,
-                      access_hash=2**62, username="News", megagroup=True),
+        types.Chat(
+            id=4321,
+            title="g",
+            photo=types.ChatPhotoEmpty(),
+            participants_count=2,
+            date=NOW,
+            version=1,
+        ),
+        types.Channel(
+            id=CHANNEL_ID,
+            title="c",
+            photo=types.ChatPhotoEmpty(),
+            date=NOW,
+            access_hash=2**62,
+            username="News",
+            megagroup=True,
+        ),
     ]
     client.session.process_entities(types.contacts.ResolvedPeer(types.PeerUser(1001), chats, users))
     # What a logged-in client knows when it disconnects: its own id and the update state.
@@ -107,7 +120,12 @@ def test_options_complete_a_telethon_string_and_it_exports_for_the_clients() -> 
         result = decode_telethon_string(telethon_string(), user_id=SELF_ID, is_bot=False, api_id=42)
     assert result.complete
     decoded = decode_session_string(encode_session_string(result.session))
-    assert (decoded.dc_id, decoded.api_id, decoded.auth_key, decoded.user_id) == (4, 42, KEY, SELF_ID)
+    assert (decoded.dc_id, decoded.api_id, decoded.auth_key, decoded.user_id) == (
+        4,
+        42,
+        KEY,
+        SELF_ID,
+    )
 
 
 def test_an_ipv6_telethon_string_gets_the_data_centers_ipv4_address() -> None:
@@ -122,10 +140,16 @@ def test_a_test_server_string_is_marked_test_mode() -> None:
         telethon_string(2, "149.154.167.40", 80), user_id=1, is_bot=True, api_id=1
     )
     assert result.session.test_mode is True
-    assert decode_telethon_string(
-        telethon_string(2, "149.154.167.40", 80), user_id=1, is_bot=True, api_id=1,
-        test_mode=False,
-    ).session.test_mode is False
+    assert (
+        decode_telethon_string(
+            telethon_string(2, "149.154.167.40", 80),
+            user_id=1,
+            is_bot=True,
+            api_id=1,
+            test_mode=False,
+        ).session.test_mode
+        is False
+    )
 
 
 def test_our_telethon_string_is_loaded_by_telethon_and_round_trips() -> None:
@@ -139,8 +163,7 @@ def test_our_telethon_string_is_loaded_by_telethon_and_round_trips() -> None:
 
 
 def test_a_session_without_a_stored_address_exports_the_data_centers_one() -> None:
-    session = SessionData(dc_id=4, api_id=1, test_mode=False, auth_key=KEY, user_id=3,
-                          is_bot=False)
+    session = SessionData(dc_id=4, api_id=1, test_mode=False, auth_key=KEY, user_id=3, is_bot=False)
     loaded = StringSession(encode_telethon_string(session))
     assert (loaded.dc_id, loaded.server_address, loaded.port) == (4, "149.154.167.91", 443)
     assert loaded.auth_key.key == session.auth_key
@@ -161,14 +184,17 @@ def test_bad_telethon_strings_are_refused(text: str, message: str) -> None:
 
 
 def test_pyrogram_refuses_a_telethon_string_and_points_here() -> None:
-    with pytest.raises(SessionStringError, match="tools.telethon"):
+    with pytest.raises(SessionStringError, match=r"tools\.telethon"):
         decode_session_string(telethon_string())
 
 
 def test_a_session_without_auth_key_cannot_become_a_telethon_string() -> None:
     with pytest.raises(SessionStringError, match="auth key"):
-        encode_telethon_string(decode_telethon_string(telethon_string(), user_id=1, is_bot=False,
-                                                      api_id=1).session.replace(auth_key=None))
+        encode_telethon_string(
+            decode_telethon_string(
+                telethon_string(), user_id=1, is_bot=False, api_id=1
+            ).session.replace(auth_key=None)
+        )
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -183,11 +209,19 @@ async def test_a_telethon_file_reads_with_peers_states_and_own_user_id(tmp_path:
     assert result.missing == ("is_bot", "api_id")
     session = result.session
     assert (session.dc_id, session.auth_key, session.user_id) == (4, KEY, SELF_ID)
-    assert (session.server_address, session.port, session.test_mode) == ("149.154.167.91", 443, False)
+    assert (session.server_address, session.port, session.test_mode) == (
+        "149.154.167.91",
+        443,
+        False,
+    )
     stamps = dict(rows(path, "SELECT id, date FROM entities"))
     assert {peer.id: peer for peer in result.peers} == {
         -1000000000000 - CHANNEL_ID: Peer(
-            -1000000000000 - CHANNEL_ID, 2**62, PeerType.CHANNEL, ("news",), None,
+            -1000000000000 - CHANNEL_ID,
+            2**62,
+            PeerType.CHANNEL,
+            ("news",),
+            None,
             stamps[-1000000000000 - CHANNEL_ID],
         ),
         -4321: Peer(-4321, 0, PeerType.GROUP, (), None, stamps[-4321]),
@@ -216,7 +250,9 @@ async def test_import_telethon_file_into_a_file_storage(tmp_path: Path) -> None:
         peers = [peer async for batch in target.iter_peers() for peer in batch]
         assert peers == sorted(result.peers, key=lambda p: p.id)
         states = await target.get_update_states()
-        assert sorted(states, key=lambda s: s.id) == sorted(result.update_states, key=lambda s: s.id)
+        assert sorted(states, key=lambda s: s.id) == sorted(
+            result.update_states, key=lambda s: s.id
+        )
         text = await target.export_session_string()
     assert decode_session_string(text).user_id == SELF_ID
 
@@ -230,8 +266,9 @@ async def test_import_telethon_string_and_refuse_a_non_empty_target(tmp_path: Pa
         assert (await target.get_session()).auth_key == KEY
     with pytest.raises(TargetNotEmptyError):
         await import_telethon(telethon_string(), target, user_id=1, is_bot=False, api_id=1)
-    await import_telethon(telethon_string(), target, user_id=1, is_bot=False, api_id=1,
-                          overwrite=True)
+    await import_telethon(
+        telethon_string(), target, user_id=1, is_bot=False, api_id=1, overwrite=True
+    )
     async with target:
         assert (await target.get_session()).user_id == 1
 
@@ -266,3 +303,11 @@ async def test_an_older_telethon_file_without_entity_dates_still_reads(tmp_path:
         result = await read_telethon_file(path)
     assert {peer.last_update_on for peer in result.peers} == {None}
     assert len(result.peers) == 4
+
+
+async def test_a_user_id_that_contradicts_the_file_is_refused(tmp_path: Path) -> None:
+    path = await telethon_file(tmp_path / "tele")
+    with pytest.raises(ValueError, match=str(SELF_ID)):
+        await read_telethon_file(path, user_id=5)
+    with pytest.warns(IncompleteSessionWarning):
+        assert (await read_telethon_file(path, user_id=SELF_ID)).session.user_id == SELF_ID

@@ -89,7 +89,11 @@ class DictStorage(Storage):
         for peer_id, names in usernames:
             old = self.peers[peer_id]
             self.peers[peer_id] = Peer(
-                old.id, old.access_hash, old.type, tuple(names), old.phone_number,
+                old.id,
+                old.access_hash,
+                old.type,
+                tuple(names),
+                old.phone_number,
                 old.last_update_on,
             )
 
@@ -121,7 +125,9 @@ class DictStorage(Storage):
 
     async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
         self._check()
-        wanted = self.states if ids is None else {i: self.states[i] for i in ids if i in self.states}
+        wanted = (
+            self.states if ids is None else {i: self.states[i] for i in ids if i in self.states}
+        )
         return sorted(wanted.values(), key=lambda s: (s.date is not None, s.date or 0, s.id))
 
     async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
@@ -186,7 +192,9 @@ STATES = [
 
 
 async def fill(storage: Storage, session: SessionData = SOURCE_SESSION, extra: int = 0) -> None:
-    await storage.update_session(**{f: getattr(session, f) for f in pyrogram_storage.types.SESSION_FIELDS})
+    await storage.update_session(
+        **{f: getattr(session, f) for f in pyrogram_storage.types.SESSION_FIELDS}
+    )
     await storage.upsert_peers(sample_peers(extra))
     await storage.set_update_states(STATES, merge=False)
 
@@ -279,8 +287,15 @@ async def test_overwrite_replaces_everything_and_drops_what_the_source_lacks(
         await fill(source)
         await fill(
             target,
-            SessionData(dc_id=1, api_id=9, test_mode=True, auth_key=b"\x02" * 256, user_id=5,
-                        is_bot=True, date=5),
+            SessionData(
+                dc_id=1,
+                api_id=9,
+                test_mode=True,
+                auth_key=b"\x02" * 256,
+                user_id=5,
+                is_bot=True,
+                date=5,
+            ),
             extra=40,
         )
         await target.set_update_states([UpdateState(-1000000000777, pts=1)])

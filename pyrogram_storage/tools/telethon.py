@@ -150,7 +150,9 @@ def decode_telethon_string(
     :raises SessionStringError: the text is not a Telethon session string.
     """
     if not isinstance(text, str):
-        raise SessionStringError(f"a Telethon session string must be str, not {type(text).__name__}")
+        raise SessionStringError(
+            f"a Telethon session string must be str, not {type(text).__name__}"
+        )
     cleaned = text.strip().strip("\"'`").strip()
     if not cleaned:
         raise SessionStringError("the Telethon session string is empty")
@@ -175,8 +177,17 @@ def decode_telethon_string(
         raise SessionStringError("not a Telethon session string: data center id is 0")
     address = str(ipaddress.ip_address(ip))
     return _result(
-        dc_id, address, port, auth_key if any(auth_key) else None, None, (), (),
-        user_id=user_id, is_bot=is_bot, api_id=api_id, test_mode=test_mode,
+        dc_id,
+        address,
+        port,
+        auth_key if any(auth_key) else None,
+        None,
+        (),
+        (),
+        user_id=user_id,
+        is_bot=is_bot,
+        api_id=api_id,
+        test_mode=test_mode,
     )
 
 
@@ -222,6 +233,7 @@ async def read_telethon_file(
     :raises SessionNotFoundError: there is no such file.
     :raises UnknownSchemaError: the file is SQLite but not a Telethon session.
     :raises CorruptSessionError: the file is not a readable SQLite database.
+    :raises ValueError: ``user_id`` differs from the user id the file records.
     """
     file = Path(path)
     if not file.is_file():
@@ -270,9 +282,17 @@ async def read_telethon_file(
         for state_id, pts, qts, date, seq in states
     ]
     return _result(
-        int(dc_id), address, port, bytes(auth_key) if auth_key else None,
-        own_id, peers, update_states,
-        user_id=user_id, is_bot=is_bot, api_id=api_id, test_mode=test_mode,
+        int(dc_id),
+        address,
+        port,
+        bytes(auth_key) if auth_key else None,
+        own_id,
+        peers,
+        update_states,
+        user_id=user_id,
+        is_bot=is_bot,
+        api_id=api_id,
+        test_mode=test_mode,
     )
 
 
@@ -299,7 +319,10 @@ async def import_telethon(
     :raises SessionStringError: ``source`` is neither a file nor a Telethon string.
     """
     options: dict[str, Any] = {
-        "user_id": user_id, "is_bot": is_bot, "api_id": api_id, "test_mode": test_mode
+        "user_id": user_id,
+        "is_bot": is_bot,
+        "api_id": api_id,
+        "test_mode": test_mode,
     }
     if isinstance(source, os.PathLike) or os.path.isfile(source):
         result = await read_telethon_file(source, **options)
@@ -331,6 +354,10 @@ def _result(
     api_id: int | None,
     test_mode: bool | None,
 ) -> ImportResult:
+    if user_id is not None and own_id is not None and user_id != own_id:
+        raise ValueError(
+            f"user_id={user_id} was given, but the Telethon session records user id {own_id}"
+        )
     if test_mode is None:
         test = _dc_address(dc_id, True)
         test_mode = address is not None and test is not None and address == test[0]

@@ -1,0 +1,394 @@
+"""The ``pyrogram-storage`` command, end to end through the installed console script."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import stat
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from telethon.sessions import StringSession
+
+from pyrogram_storage import FileStorage, MemoryStorage, decode_session_string
+from pyrogram_storage.tools.copy import opened
+
+from .test_telethon import SELF_ID, telethon_file, telethon_string
+from .test_tools import KEY, fill, snapshot
+
+SCRIPT = Path(sys.executable).with_name("pyrogram-storage")
+FIXTURES = Path(__file__).parent / "fixtures" / "sessions"
+
+
+def run(
+    *args: str | Path, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    assert SCRIPT.exists(), f"the console script is not installed: {SCRIPT} (pip install -e .)"
+    return subprocess.run(
+        [str(SCRIPT), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def no_secrets(text: str) -> None:
+    assert KEY.hex() not in text
+    assert "Traceback" not in text
+
+
+async def filled_file(tmp_path: Path, name: str = "me") -> FileStorage:
+    storage = FileStorage(name, tmp_path)
+    async with opened(storage):
+        await fill(storage, extra=20)
+    return storage
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+# -- help and usage -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "command", ["", "inspect", "export-string", "import-string", "copy", "migrate"]
+)
+def test_every_command_has_help(command: str) -> None:
+    result = run(*([command] if command else []), "--help")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"usage: pyrogram-storage {command}".rstrip())
+
+
+def test_python_m_runs_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pyrogram_storage", "--version"], capture_output=True, text=True
+    )
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"pyrogram-storage {__import__('pyrogram_storage').__version__}"
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run().returncode == 2
+    assert run("frobnicate").returncode == 2
+    result = run("copy", "only-one")
+    assert result.returncode == 2 and "usage:" in result.stderr
+
+
+def test_importing_the_package_does_not_import_the_cli() -> None:
+    code = (
+        "import sys, pyrogram_storage, pyrogram_storage.tools.telethon; "
+        "print('pyrogram_storage.cli' in sys.modules, 'argparse' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.split() == ["False", "False"]
+
+
+# -- inspect ------------------------------------------------------------------------------
+
+
+async def test_inspect_shows_the_session_but_never_the_key(tmp_path: Path) -> None:
+    storage = await filled_file(tmp_path)
+    async with opened(storage):
+        session, peers, states = await snapshot(storage)
+        counts = await storage.count_peers()
+    text = run("inspect", storage.path)
+    assert text.returncode == 0, text.stderr
+    no_secrets(text.stdout + text.stderr)
+    assert f"user id:        {session.user_id}" in text.stdout
+    assert "api id:         123456" in text.stdout
+    result = run("inspect", "--json", tmp_path / "me")  # the suffix may be left out
+    assert result.returncode == 0, result.stderr
+    no_secrets(result.stdout)
+    report = json.loads(result.stdout)
+    assert report["kind"] == "file" and report["schema_version"] == 1
+    assert report["file_size"] == sum(
+        os.path.getsize(p) for p in (storage.path, Path(f"{storage.path}-wal")) if p.exists()
+    )
+    assert (report["dc_id"], report["user_id"], report["is_bot"], report["api_id"]) == (
+        session.dc_id,
+        session.user_id,
+        session.is_bot,
+        session.api_id,
+    )
+    assert report["test_mode"] is False and report["date"] == session.date
+    assert report["peers"] == len(peers) == sum(counts.values())
+    assert report["peers_by_type"] == {str(kind): n for kind, n in counts.items()}
+    assert report["update_states"] == len(states)
+    assert report["auth_key_id"] == hashlib.sha1(KEY).digest()[-8:][::-1].hex()
+    assert report["missing"] == []
+
+
+@pytest.mark.parametrize("client", ["pyrofork", "kurigram", "pyrogram"])
+def test_inspect_reads_a_client_file_without_changing_it(tmp_path: Path, client: str) -> None:
+    path = tmp_path / f"{client}.session"
+    shutil.copyfile(FIXTURES / f"{client}.session", path)
+    before = sha(path)
+    expected = json.loads((FIXTURES / f"{client}.json").read_text())
+    result = run("inspect", "--json", path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert sha(path) == before
+    assert report["schema_version"] == 0 and report["notes"]
+    assert report["user_id"] == expected["session"]["user_id"]
+    assert report["peers"] == len(expected["peers"])
+
+
+async def test_inspect_a_telethon_file_lists_what_it_lacks(tmp_path: Path) -> None:
+    path = await telethon_file(tmp_path / "tele")
+    for location in (path, f"telethon:{path}"):
+        result = run("inspect", "--json", location)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(result.stdout)
+        assert report["kind"] == "telethon" and report["user_id"] == SELF_ID
+        assert report["missing"] == ["is_bot", "api_id"] and report["peers"] == 4
+
+
+# -- export-string -------------------------------------------------------------------------
+
+
+async def test_export_string_only_when_asked(tmp_path: Path) -> None:
+    storage = await filled_file(tmp_path)
+    async with opened(storage):
+        expected = await storage.export_session_string()
+    refused = run("export-string", storage.path)
+    assert refused.returncode == 2 and "--show-secret" in refused.stderr
+    assert expected not in refused.stdout + refused.stderr
+    shown = run("export-string", storage.path, "--show-secret")
+    assert shown.returncode == 0 and shown.stdout.strip() == expected
+    output = tmp_path / "out" / "string.txt"
+    output.parent.mkdir()
+    written = run("export-string", storage.path, "--output", output)
+    assert written.returncode == 0, written.stderr
+    assert expected not in written.stdout + written.stderr
+    assert output.read_text().strip() == expected and mode(output) == 0o600
+    again = run("export-string", storage.path, "-o", output)
+    assert again.returncode == 2 and "--force" in again.stderr
+    output.chmod(0o644)
+    forced = run("export-string", storage.path, "-o", output, "--force", "--format", "telethon")
+    assert forced.returncode == 0 and mode(output) == 0o600
+    loaded = StringSession(output.read_text().strip())
+    assert loaded.auth_key.key == KEY and loaded.dc_id == 4
+
+
+# -- import-string -------------------------------------------------------------------------
+
+
+async def test_import_string_from_stdin_and_argument(tmp_path: Path) -> None:
+    storage = await filled_file(tmp_path)
+    async with opened(storage):
+        text = await storage.export_session_string()
+    result = run("import-string", "-", tmp_path / "new.session", stdin=text + "\n")
+    assert result.returncode == 0, result.stderr
+    no_secrets(result.stdout + result.stderr)
+    imported = FileStorage("new", tmp_path)
+    async with opened(imported):
+        session = await imported.get_session()
+    assert session.replace(date=0) == decode_session_string(text)
+    assert mode(imported.path) == 0o600
+    refused = run("import-string", text, tmp_path / "new")
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("pyrogram-storage: error:") and "--overwrite" in refused.stderr
+    assert run("import-string", text, tmp_path / "new", "--overwrite").returncode == 0
+
+
+async def test_import_a_telethon_string_with_the_missing_fields(tmp_path: Path) -> None:
+    target = tmp_path / "from_telethon.session"
+    incomplete = run("import-string", "-", tmp_path / "partial", stdin=telethon_string())
+    assert incomplete.returncode == 0
+    assert "warning" in incomplete.stderr and "--user-id" in incomplete.stderr
+    result = run(
+        "import-string",
+        "-",
+        target,
+        "--user-id",
+        "777",
+        "--bot",
+        "--api-id",
+        "42",
+        stdin=telethon_string(),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    storage = FileStorage("from_telethon", tmp_path)
+    async with opened(storage):
+        session = await storage.get_session()
+    assert (session.auth_key, session.user_id, session.is_bot, session.api_id) == (
+        KEY,
+        777,
+        True,
+        42,
+    )
+    assert not session.is_empty
+
+
+def test_bad_strings_fail_cleanly(tmp_path: Path) -> None:
+    result = run("import-string", "not a session string", tmp_path / "x")
+    assert result.returncode == 1
+    assert result.stderr.startswith("pyrogram-storage: error: not a session string")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "x.session").exists()
+
+
+# -- copy -----------------------------------------------------------------------------------
+
+
+async def test_copy_file_to_file_with_progress(tmp_path: Path) -> None:
+    source = await filled_file(tmp_path)
+    before = sha(source.path)
+    result = run("copy", source.path, tmp_path / "copy.session", "--progress", "--batch-size", "5")
+    assert result.returncode == 0, result.stderr
+    assert "27 peers, 3 update states" in result.stdout
+    assert "peers [" in result.stderr and "27/27 100%" in result.stderr
+    assert sha(source.path) == before
+    target = FileStorage("copy", tmp_path)
+    async with opened(source), opened(target):
+        assert await snapshot(target) == await snapshot(source)
+    assert mode(target.path) == 0o600
+    refused = run("copy", source.path, target.path)
+    assert refused.returncode == 1 and "--overwrite" in refused.stderr
+    assert run("copy", source.path, source.path, "--overwrite").returncode == 2
+
+
+async def test_copy_a_client_file_and_a_telethon_file(tmp_path: Path) -> None:
+    client = tmp_path / "pyrofork.session"
+    shutil.copyfile(FIXTURES / "pyrofork.session", client)
+    before = sha(client)
+    assert run("copy", client, tmp_path / "ours").returncode == 0
+    assert sha(client) == before
+    expected = json.loads((FIXTURES / "pyrofork.json").read_text())
+    ours = FileStorage("ours", tmp_path)
+    async with opened(ours):
+        session, peers, _ = await snapshot(ours)
+    assert session.user_id == expected["session"]["user_id"]
+    assert len(peers) == len(expected["peers"])
+
+    tele = await telethon_file(tmp_path / "tele")
+    result = run("copy", f"telethon:{tele}", tmp_path / "tele_ours", "--user", "--api-id", "9")
+    assert result.returncode == 0, result.stderr
+    assert "warning" not in result.stderr
+    converted = FileStorage("tele_ours", tmp_path)
+    async with opened(converted):
+        session = await converted.get_session()
+        assert (session.user_id, session.is_bot, session.api_id) == (SELF_ID, False, 9)
+        assert len([p async for batch in converted.iter_peers() for p in batch]) == 4
+    conflict = run("copy", tele, tmp_path / "other", "--user-id", "5")
+    assert conflict.returncode == 2 and "--user-id" in conflict.stderr
+
+
+def test_targets_that_cannot_be_written_are_usage_errors(tmp_path: Path) -> None:
+    for target in ("telethon:x", "string:x"):
+        result = run("copy", "string:x", target)
+        assert result.returncode == 2
+
+
+def test_missing_and_garbage_sources_fail_with_exit_1(tmp_path: Path) -> None:
+    missing = run("copy", tmp_path / "nope.session", tmp_path / "t.session")
+    assert missing.returncode == 1 and "no such session file" in missing.stderr
+    assert not (tmp_path / "t.session").exists()
+    garbage = tmp_path / "garbage.session"
+    garbage.write_bytes(b"\x00garbage" * 512)
+    result = run("inspect", garbage)
+    assert result.returncode == 1 and "SQLite database" in result.stderr
+    assert garbage.read_bytes() == b"\x00garbage" * 512
+
+
+# -- migrate --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("client", ["pyrofork", "kurigram", "hydrogram"])
+def test_migrate_backs_up_then_upgrades(tmp_path: Path, client: str) -> None:
+    path = tmp_path / "old.session"
+    db = sqlite3.connect(FIXTURES / f"{client}.session")  # WAL content included
+    copy = sqlite3.connect(path)
+    db.backup(copy)
+    copy.close()
+    db.close()
+    before = sha(path)
+    result = run("migrate", path)
+    assert result.returncode == 0, result.stderr
+    assert "from schema version 0 to 1" in result.stdout
+    backups = list(tmp_path.glob("old.session.bak-*"))
+    assert len(backups) == 1 and mode(backups[0]) == 0o600
+    check = sqlite3.connect(backups[0])
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 0
+    check.close()
+    assert sha(path) != before
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 1
+    check.close()
+    again = run("migrate", path)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert len(list(tmp_path.glob("old.session.bak-*"))) == 1
+
+
+async def test_migrate_refuses_what_it_cannot_migrate(tmp_path: Path) -> None:
+    assert run("migrate", tmp_path / "missing.session").returncode == 1
+    tele = await telethon_file(tmp_path / "tele")
+    result = run("migrate", tele)
+    assert result.returncode == 2 and "telethon:" in result.stderr
+    future = tmp_path / "future.session"
+    storage = FileStorage("future", tmp_path)
+    async with opened(storage):
+        pass
+    db = sqlite3.connect(future)
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    before = sha(future)
+    result = run("migrate", future)
+    assert result.returncode == 1 and "upgrade pyrogram-storage" in result.stderr
+    assert sha(future) == before and not list(tmp_path.glob("future.session.bak-*"))
+
+
+# -- MongoDB --------------------------------------------------------------------------------
+
+
+@pytest.mark.mongo
+async def test_round_trip_through_mongodb(tmp_path: Path, mongo_uri: str) -> None:
+    source = await filled_file(tmp_path)
+    name = f"cli_{uuid.uuid4().hex[:12]}"
+    base = mongo_uri.split("?")[0].rstrip("/")
+    query = mongo_uri.partition("?")[2]
+    location = f"{base}/{'?' + query if query else ''}#{name}"
+    try:
+        result = run("copy", source.path, location)
+        assert result.returncode == 0, result.stderr
+        report = json.loads(run("inspect", "--json", location).stdout)
+        assert report["kind"] == "mongo" and report["peers"] == 27
+        back = run("copy", location, tmp_path / "back")
+        assert back.returncode == 0, back.stderr
+        text = run("export-string", location, "--show-secret").stdout.strip()
+        from_string = run("import-string", "-", tmp_path / "from_string", stdin=text)
+        assert from_string.returncode == 0
+        copy = FileStorage("back", tmp_path)
+        again = FileStorage("from_string", tmp_path)
+        async with opened(source), opened(copy), opened(again):
+            original = await snapshot(source)
+            assert await snapshot(copy) == original
+            session = await again.get_session()
+        assert session.replace(date=0, server_address=None, port=None) == original[0].replace(
+            date=0, server_address=None, port=None
+        )
+        missing_name = run("inspect", base + "/")
+        assert missing_name.returncode == 2 and "#" in missing_name.stderr
+    finally:
+        from pyrogram_storage import MongoStorage
+
+        await MongoStorage.from_url(mongo_uri, name=name).delete()
+
+
+def test_memory_storage_is_not_a_location() -> None:
+    # Memory sessions live in one process; the command line has no use for them.
+    assert MemoryStorage().name == "memory"
