@@ -158,7 +158,8 @@ def _check_connection(connection: object) -> None:
                 "loop; pass pymongo.AsyncMongoClient (or motor's AsyncIOMotorClient, "
                 "async_pymongo.AsyncClient), or use MongoStorage.from_url(url, name=...)"
             )
-    if not callable(getattr(connection, "get_database", None)) or not hasattr(
+    # Looked up on the class: a database object answers any attribute with a collection.
+    if not callable(getattr(type(connection), "get_database", None)) or not hasattr(
         type(connection), "__getitem__"
     ):
         raise TypeError(

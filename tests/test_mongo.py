@@ -1,0 +1,637 @@
+"""MongoStorage specifics, against a real wire-protocol server (SecantusDB, or mongod).
+
+The contract suite runs on MongoStorage through ``conftest.BACKENDS``; this module covers
+what only MongoDB has: drivers, the server going away, indexes, schema documents,
+``delete()``, and Pyrofork's own MongoStorage writing and reading the same database.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pymongo
+import pytest
+from pymongo import monitoring
+
+from pyrogram_storage import (
+    BackendError,
+    MissingDriverError,
+    Peer,
+    PeerNotFound,
+    PeerType,
+    SchemaTooNewError,
+    SessionData,
+    StorageClosedError,
+    UnknownSchemaError,
+    UpdateState,
+    _migrations,
+)
+from pyrogram_storage.mongo import MongoStorage
+from pyrogram_storage.types import SESSION_FIELDS
+
+from .mongoserver import MongoServer
+
+pytestmark = pytest.mark.mongo
+
+KEY = bytes(range(256))
+CHANNEL = -1001234567890
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def fresh_name() -> str:
+    return f"t_{uuid.uuid4().hex[:16]}"
+
+
+def sync_client(uri: str) -> pymongo.MongoClient[dict[str, Any]]:
+    return pymongo.MongoClient(uri, serverSelectionTimeoutMS=5000)
+
+
+def dump_database(uri: str, database: str) -> dict[str, Any]:
+    """Every document and index of a database, to compare before and after."""
+    client = sync_client(uri)
+    try:
+        db = client[database]
+        return {
+            name: {
+                "docs": sorted(db[name].find(), key=repr),
+                "indexes": sorted(db[name].index_information()),
+            }
+            for name in sorted(db.list_collection_names())
+        }
+    finally:
+        client.close()
+
+
+def make_client(driver: str, uri: str) -> Any:
+    if driver == "pymongo":
+        return pymongo.AsyncMongoClient(uri, serverSelectionTimeoutMS=5000)
+    if driver == "motor":
+        import motor.motor_asyncio
+
+        return motor.motor_asyncio.AsyncIOMotorClient(uri, serverSelectionTimeoutMS=5000)
+    import async_pymongo
+
+    return async_pymongo.AsyncClient(uri, serverSelectionTimeoutMS=5000)
+
+
+async def close_client(client: Any) -> None:
+    result = client.close()
+    if result is not None:
+        await result
+
+
+SESSION = SessionData(
+    dc_id=4, api_id=12345, test_mode=False, auth_key=KEY, date=1_700_000_000,
+    user_id=777000123, is_bot=False, server_address="149.154.167.91", port=443,
+)
+
+
+async def write_sample(storage: MongoStorage) -> None:
+    await storage.update_session(**{f: getattr(SESSION, f) for f in SESSION_FIELDS})
+    await storage.upsert_peers(
+        [
+            Peer(1, 11, PeerType.USER, ("alice", "alice_alt"), "15550001"),
+            Peer(2, 22, PeerType.BOT, ("robot",)),
+            Peer(CHANNEL, 33, PeerType.CHANNEL, ("news",)),
+        ]
+    )
+    await storage.set_update_states([UpdateState(0, 10, 20, 1_700_000_100, 30)])
+
+
+async def check_sample(storage: MongoStorage) -> None:
+    session = await storage.get_session()
+    assert session.date >= SESSION.date  # save() on leaving `async with` sets it to now
+    assert session.replace(date=SESSION.date) == SESSION
+    assert await storage.peer_by_id(1) == Peer(
+        1, 11, PeerType.USER, ("alice", "alice_alt"), "15550001",
+        (await storage.peer_by_id(1)).last_update_on,
+    )
+    assert (await storage.peer_by_username("@Alice_Alt")).id == 1
+    assert (await storage.peer_by_phone("+1 555 0001")).id == 1
+    assert (await storage.peer_by_id(CHANNEL)).usernames == ("news",)
+    assert await storage.get_update_states() == [UpdateState(0, 10, 20, 1_700_000_100, 30)]
+
+
+# -- a server of our own, for the tests that stop it ----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MongoServer]:
+    """A SecantusDB server these tests may stop and restart (never the shared one)."""
+    with MongoServer(tmp_path_factory.mktemp("own-mongo"), sync_on_commit=True) as server:
+        yield server
+
+
+@pytest.fixture
+def server(own_server: MongoServer) -> MongoServer:
+    own_server.start()  # a failed test may have left it stopped
+    return own_server
+
+
+# -- drivers --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("driver", ["pymongo", "motor", "async_pymongo"])
+async def test_a_client_passed_in_is_used_and_left_open(mongo_uri: str, driver: str) -> None:
+    client = make_client(driver, mongo_uri)
+    name = fresh_name()
+    try:
+        storage = MongoStorage(name, client)
+        async with storage:
+            await write_sample(storage)
+        again = MongoStorage(name, client)
+        async with again:
+            await check_sample(again)
+        # close() left the caller's client usable
+        assert (await client[name]["session"].find_one({"_id": 0}))["user_id"] == SESSION.user_id
+        await again.delete()
+        assert name not in await client.list_database_names()
+    finally:
+        await close_client(client)
+
+
+def test_a_synchronous_client_is_refused(mongo_uri: str) -> None:
+    client = pymongo.MongoClient(mongo_uri, connect=False)
+    try:
+        with pytest.raises(TypeError, match=r"synchronous.*AsyncMongoClient"):
+            MongoStorage("me", client)  # type: ignore[arg-type]
+    finally:
+        client.close()
+
+
+async def test_a_database_or_other_object_is_refused(mongo_uri: str) -> None:
+    client = pymongo.AsyncMongoClient(mongo_uri)
+    try:
+        with pytest.raises(TypeError, match="asynchronous MongoDB client"):
+            MongoStorage("me", client["me"])  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="asynchronous MongoDB client"):
+            MongoStorage("me", "mongodb://localhost")  # type: ignore[arg-type]
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("driver", ["pymongo", "motor", "async_pymongo", "async-pymongo"])
+async def test_from_url_builds_and_closes_its_own_client(mongo_uri: str, driver: str) -> None:
+    name = fresh_name()
+    storage = MongoStorage.from_url(mongo_uri, name=name, driver=driver)
+    assert "mongodb://" not in repr(storage)
+    async with storage:
+        await write_sample(storage)
+        assert await storage.health() is True
+    assert storage._client is None  # the client it built is closed and dropped
+    reopened = MongoStorage.from_url(mongo_uri, name=name, driver=driver)
+    async with reopened:
+        await check_sample(reopened)
+    await reopened.delete()
+
+
+def test_from_url_refuses_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="unknown driver 'mongoengine'"):
+        MongoStorage.from_url("mongodb://127.0.0.1", name="me", driver="mongoengine")
+    with pytest.raises(ValueError, match="mongodb://"):
+        MongoStorage.from_url("postgres://127.0.0.1", name="me")
+    with pytest.raises(ValueError, match="cannot be a MongoDB database name"):
+        MongoStorage.from_url("mongodb://127.0.0.1", name="my.session")
+    # ...unless the database is given: the name then only prefixes the collections
+    storage = MongoStorage.from_url("mongodb://127.0.0.1", name="my.session", database="bots")
+    assert (storage.database, storage.prefix) == ("bots", "my.session.")
+
+
+@pytest.mark.parametrize(
+    ("driver", "blocked", "extra"),
+    [
+        ("pymongo", "pymongo", "mongo"),
+        ("motor", "motor", "motor"),
+        ("async_pymongo", "async_pymongo", "async-pymongo"),
+    ],
+)
+def test_a_missing_driver_names_the_extra(driver: str, blocked: str, extra: str) -> None:
+    # sys.modules[name] = None makes `import name` fail for real in that process.
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules[{blocked!r}] = None
+        import pyrogram_storage
+        from pyrogram_storage import MissingDriverError, MongoStorage
+        try:
+            MongoStorage.from_url("mongodb://127.0.0.1", name="me", driver={driver!r})
+        except MissingDriverError as exc:
+            assert isinstance(exc, ImportError)
+            print(exc.extra, "|", exc)
+        else:
+            raise SystemExit("no error")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, cwd=REPO_ROOT
+    )
+    assert result.returncode == 0, result.stderr
+    got_extra, message = result.stdout.strip().split(" | ")
+    assert got_extra == extra
+    assert f"pip install pyrogram-storage[{extra}]" in message
+
+
+def test_importing_the_package_loads_no_driver() -> None:
+    code = (
+        "import sys, pyrogram_storage, pyrogram_storage.mongo\n"
+        "loaded = [m for m in ('pymongo', 'motor', 'async_pymongo', 'bson') if m in sys.modules]\n"
+        "print(loaded)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
+    )
+    assert result.stdout.strip() == "[]"
+    assert issubclass(MissingDriverError, ImportError)
+
+
+# -- what is created ------------------------------------------------------------------------
+
+
+async def test_collections_indexes_and_schema_document(mongo_uri: str) -> None:
+    name = fresh_name()
+    async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+        await write_sample(storage)
+    layout = dump_database(mongo_uri, name)
+    assert sorted(layout) == ["peers", "session", "update_state", "usernames"]
+    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "username", "usernames"]
+    assert layout["usernames"]["indexes"] == ["_id_", "peer_id"]
+    session_docs = {doc["_id"]: doc for doc in layout["session"]["docs"]}
+    assert set(session_docs) == {0, "schema"}
+    assert session_docs["schema"]["version"] == _migrations.latest("mongo")
+    assert session_docs[0]["auth_key"] == KEY
+    usernames = {doc["_id"]: doc["peer_id"] for doc in layout["usernames"]["docs"]}
+    assert usernames == {"alice": 1, "alice_alt": 1, "robot": 2, "news": CHANNEL}
+    alice = next(doc for doc in layout["peers"]["docs"] if doc["_id"] == 1)
+    assert (alice["username"], alice["usernames"]) == ("alice", ["alice", "alice_alt"])
+
+
+async def test_a_shared_database_with_prefixes(mongo_uri: str) -> None:
+    database = fresh_name()
+    first = MongoStorage.from_url(mongo_uri, name="first", database=database)
+    second = MongoStorage.from_url(mongo_uri, name="second", database=database)
+    async with first, second:
+        await write_sample(first)
+        await second.upsert_peers([Peer(5, 5, PeerType.USER, ("other",))])
+        with pytest.raises(PeerNotFound):
+            await second.peer_by_id(1)
+        assert (await second.get_session()).is_empty
+    # update_state appears with the first update state written
+    assert sorted(dump_database(mongo_uri, database)) == [
+        "first.peers", "first.session", "first.update_state", "first.usernames",
+        "second.peers", "second.session", "second.usernames",
+    ]
+    await first.delete()
+    assert sorted(dump_database(mongo_uri, database)) == [
+        "second.peers", "second.session", "second.usernames"
+    ]
+    await second.delete()
+
+
+class CommandCounter(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.commands: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        collection = event.command.get(event.command_name)
+        self.commands.append((event.command_name, str(collection)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_bulk_upsert_is_a_few_commands_not_one_per_peer(mongo_uri: str) -> None:
+    counter = CommandCounter()
+    client = pymongo.AsyncMongoClient(mongo_uri, event_listeners=[counter])
+    try:
+        async with MongoStorage(fresh_name(), client) as storage:
+            counter.commands.clear()
+            await storage.upsert_peers(
+                Peer(i, i, PeerType.USER, (f"user{i}", f"alt{i}")) for i in range(1, 301)
+            )
+            writes = list(counter.commands)
+            counter.commands.clear()
+            await storage.upsert_peers(Peer(i, i, PeerType.USER) for i in range(1, 301))
+            keep_writes = list(counter.commands)
+            assert (await storage.peer_by_username("alt300")).id == 300
+        await storage.delete()
+    finally:
+        await client.close()
+    # one bulk_write for the peers and one for the usernames (which the server receives
+    # as an "update" and a "delete" command), whatever the number of peers
+    assert sorted(writes) == [("delete", "usernames"), ("update", "peers"), ("update", "usernames")]
+    assert keep_writes == [("update", "peers")]
+
+
+# -- schema ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("version", "error"), [(999, SchemaTooNewError), ("two", UnknownSchemaError)]
+)
+async def test_a_newer_or_foreign_schema_is_refused_and_left_untouched(
+    mongo_uri: str, version: object, error: type[Exception]
+) -> None:
+    name = fresh_name()
+    async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+        await write_sample(storage)
+    client = sync_client(mongo_uri)
+    try:
+        client[name]["session"].update_one({"_id": "schema"}, {"$set": {"version": version}})
+        client[name]["peers"].drop_index("username")
+    finally:
+        client.close()
+    before = dump_database(mongo_uri, name)
+    storage = MongoStorage.from_url(mongo_uri, name=name, session_string=None)
+    with pytest.raises(error, match="left untouched"):
+        await storage.open()
+    with pytest.raises(StorageClosedError):
+        await storage.get_session()
+    assert dump_database(mongo_uri, name) == before
+    assert storage._client is None  # the client built for open() was closed again
+
+
+# -- delete ---------------------------------------------------------------------------------
+
+
+async def test_delete_keeps_the_peers_only_when_asked(mongo_uri: str) -> None:
+    name = fresh_name()
+    keeper = MongoStorage.from_url(mongo_uri, name=name, remove_peers=False)
+    async with keeper:
+        await write_sample(keeper)
+    await keeper.delete()  # after close(), as the clients' log_out() does
+    left = dump_database(mongo_uri, name)
+    assert sorted(left) == ["peers", "session", "usernames"]
+    assert [doc["_id"] for doc in left["session"]["docs"]] == ["schema"]
+    assert len(left["peers"]["docs"]) == 3
+    async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+        assert (await storage.get_session()).is_empty
+        assert (await storage.peer_by_username("robot")).id == 2
+        assert await storage.get_update_states() == []
+    await storage.delete()  # remove_peers defaults to True: everything goes
+    assert dump_database(mongo_uri, name) == {}
+    client = sync_client(mongo_uri)
+    try:
+        assert name not in client.list_database_names()
+    finally:
+        client.close()
+
+
+# -- the server going away ------------------------------------------------------------------
+
+
+async def test_a_session_survives_a_server_restart(server: MongoServer) -> None:
+    name = fresh_name()
+    async with MongoStorage.from_url(server.uri, name=name) as storage:
+        await write_sample(storage)
+    server.restart()
+    async with MongoStorage.from_url(server.uri, name=name) as storage:
+        await check_sample(storage)
+    await storage.delete()
+
+
+@pytest.mark.parametrize("driver", ["pymongo", "motor", "async_pymongo"])
+async def test_driver_errors_are_backend_errors_and_recover(
+    server: MongoServer, driver: str
+) -> None:
+    name = fresh_name()
+    storage = MongoStorage.from_url(
+        server.uri, name=name, driver=driver, client_options={"serverSelectionTimeoutMS": 300}
+    )
+    await storage.open()
+    try:
+        await write_sample(storage)
+        server.stop()
+        calls = [
+            storage.health(),
+            storage.peer_by_id(1),
+            storage.peer_by_username("alice"),
+            storage.upsert_peers([Peer(9, 9, PeerType.USER, ("nine",))]),
+            storage.update_session(user_id=1),
+            storage.set_update_states([UpdateState(0, pts=99)]),
+        ]
+        for call in calls:
+            with pytest.raises(BackendError) as info:
+                await call
+            assert isinstance(info.value.__cause__, pymongo.errors.PyMongoError)
+        # the failed session write did not change what this object reports
+        assert (await storage.get_session()).user_id == SESSION.user_id
+        server.start()
+        assert await storage.health() is True
+        await check_sample(storage)  # every acknowledged write is there
+        await storage.delete()
+    finally:
+        await storage.close()
+
+
+async def test_open_while_the_server_is_down_is_a_backend_error(server: MongoServer) -> None:
+    storage = MongoStorage.from_url(
+        server.uri, name=fresh_name(), client_options={"serverSelectionTimeoutMS": 300}
+    )
+    server.stop()
+    try:
+        with pytest.raises(BackendError) as info:
+            await storage.open()
+        assert isinstance(info.value.__cause__, pymongo.errors.ServerSelectionTimeoutError)
+    finally:
+        server.start()
+    async with storage:
+        assert (await storage.get_session()).is_empty
+    await storage.delete()
+
+
+# -- Pyrofork's own MongoStorage on the same server ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pyrofork_python() -> Path:
+    """Pyrofork's venv, with the MongoDB drivers its MongoStorage needs."""
+    from .clientenv import ensure_env
+
+    python = ensure_env("pyrofork")
+    probe = subprocess.run(
+        [str(python), "-c", "import motor, pymongo"], capture_output=True, check=False
+    )
+    if probe.returncode != 0:
+        pins = [
+            f"{package}=={importlib.metadata.version(package)}" for package in ("pymongo", "motor")
+        ]
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins],
+            capture_output=True, text=True, check=True,
+        )
+    return python
+
+
+PYROFORK_WRITER = """
+import asyncio, json, sys
+from motor.motor_asyncio import AsyncIOMotorClient
+from pyrogram.storage import MongoStorage
+
+async def main(uri, name, key_hex):
+    client = AsyncIOMotorClient(uri, serverSelectionTimeoutMS=5000)
+    storage = MongoStorage(name, connection=client)
+    await storage.open()
+    await storage.dc_id(4)
+    await storage.api_id(12345)
+    await storage.test_mode(False)
+    await storage.auth_key(bytes.fromhex(key_hex))
+    await storage.date(1700000000)
+    await storage.user_id(777000123)
+    await storage.is_bot(False)
+    await storage.update_peers([
+        (1, 11, "user", "alice", "15550001"),
+        (2, 22, "bot", "robot", None),
+        (-1001234567890, 33, "channel", "news", None),
+    ])
+    await storage.update_usernames([(1, "alice"), (1, "alice_alt")])
+    await storage.update_state((0, 10, 20, 1700000100, 30))
+    await storage.update_state((-1001234567890, 5, None, 1700000050, None))
+    await storage.save()
+    await storage.close()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+PYROFORK_READER = """
+import asyncio, json, sys
+from motor.motor_asyncio import AsyncIOMotorClient
+from pyrogram.storage import MongoStorage
+
+async def main(uri, name):
+    client = AsyncIOMotorClient(uri, serverSelectionTimeoutMS=5000)
+    storage = MongoStorage(name, connection=client)
+    await storage.open()
+    out = {f: await getattr(storage, f)() for f in
+           ("dc_id", "api_id", "test_mode", "date", "user_id", "is_bot")}
+    out["auth_key"] = (await storage.auth_key()).hex()
+    peers = {}
+    for how, key in (("id", 1), ("id", -1001234567890), ("username", "alice_alt"),
+                     ("username", "robot"), ("phone", "15550001")):
+        lookup = {"id": storage.get_peer_by_id, "username": storage.get_peer_by_username,
+                  "phone": storage.get_peer_by_phone_number}[how]
+        peer = await lookup(key)
+        peers[f"{how}:{key}"] = [type(peer).__name__] + sorted(
+            (k, getattr(peer, k)) for k in ("user_id", "channel_id", "access_hash")
+            if hasattr(peer, k))
+    out["peers"] = peers
+    out["states"] = await storage.update_state()
+    print(json.dumps(out))
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def run_pyrofork(python: Path, script: str, *args: str) -> str:
+    result = subprocess.run(
+        [str(python), "-c", script, *args], capture_output=True, text=True, check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+@pytest.mark.clients
+async def test_a_pyrofork_database_opens_in_place(pyrofork_python: Path, mongo_uri: str) -> None:
+    name = fresh_name()
+    run_pyrofork(pyrofork_python, PYROFORK_WRITER, mongo_uri, name, KEY.hex())
+    assert "schema" not in [doc["_id"] for doc in dump_database(mongo_uri, name)["session"]["docs"]]
+    async with MongoStorage.from_url(mongo_uri, name=name, driver="motor") as storage:
+        assert await storage.get_session() == SessionData(
+            4, 12345, False, KEY, 1700000000, 777000123, False
+        )
+        alice = await storage.peer_by_id(1)
+        assert (alice.access_hash, alice.type, alice.usernames, alice.phone_number) == (
+            11, PeerType.USER, ("alice", "alice_alt"), "15550001"
+        )
+        assert (await storage.peer_by_username("ALICE_ALT")).id == 1
+        assert (await storage.peer_by_username("news")).type is PeerType.CHANNEL
+        assert (await storage.peer_by_phone("+1 555 0001")).id == 1
+        assert (await storage.peer_by_id(2)).usernames == ("robot",)
+        assert await storage.count_peers() == {
+            PeerType.USER: 1, PeerType.BOT: 1, PeerType.CHANNEL: 1
+        }
+        ids = [peer.id async for batch in storage.iter_peers(2) for peer in batch]
+        assert ids == [CHANNEL, 1, 2]
+        assert await storage.get_update_states() == [
+            UpdateState(CHANNEL, 5, None, 1700000050, None),
+            UpdateState(0, 10, 20, 1700000100, 30),
+        ]
+        exported = await storage.export_session_string()
+        # our writes on top of Pyrofork's documents
+        await storage.upsert_peers([Peer(3, 44, PeerType.USER, ("carol",), "15550003")])
+        await storage.update_session(dc_id=2)
+    layout = dump_database(mongo_uri, name)
+    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "username", "usernames"]
+    # ...and Pyrofork still reads the adopted database, our writes included
+    seen = json.loads(run_pyrofork(pyrofork_python, PYROFORK_READER, mongo_uri, name))
+    assert seen["dc_id"] == 2 and seen["user_id"] == 777000123 and seen["auth_key"] == KEY.hex()
+    assert seen["peers"]["username:alice_alt"] == ["InputPeerUser", ["access_hash", 11],
+                                                   ["user_id", 1]]
+    assert seen["peers"]["id:-1001234567890"] == ["InputPeerChannel", ["access_hash", 33],
+                                                  ["channel_id", 1234567890]]
+    assert seen["peers"]["phone:15550001"][0] == "InputPeerUser"
+    async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+        assert await storage.export_session_string() != exported  # dc changed to 2
+    await storage.delete()
+
+
+@pytest.mark.clients
+async def test_pyrofork_reads_a_database_we_wrote(pyrofork_python: Path, mongo_uri: str) -> None:
+    name = fresh_name()
+    async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+        await write_sample(storage)
+        await storage.set_update_states([UpdateState(CHANNEL, 5, None, 1_700_000_050, None)])
+    seen = json.loads(run_pyrofork(pyrofork_python, PYROFORK_READER, mongo_uri, name))
+    assert {k: seen[k] for k in ("dc_id", "api_id", "test_mode", "user_id", "is_bot")} == {
+        "dc_id": 4, "api_id": 12345, "test_mode": False, "user_id": 777000123, "is_bot": False
+    }
+    assert seen["auth_key"] == KEY.hex()
+    assert seen["peers"] == {
+        "id:1": ["InputPeerUser", ["access_hash", 11], ["user_id", 1]],
+        "id:-1001234567890": ["InputPeerChannel", ["access_hash", 33], ["channel_id", 1234567890]],
+        "username:alice_alt": ["InputPeerUser", ["access_hash", 11], ["user_id", 1]],
+        "username:robot": ["InputPeerUser", ["access_hash", 22], ["user_id", 2]],
+        "phone:15550001": ["InputPeerUser", ["access_hash", 11], ["user_id", 1]],
+    }
+    assert sorted(map(tuple, seen["states"])) == [
+        (CHANNEL, 5, None, 1_700_000_050, None), (0, 10, 20, 1_700_000_100, 30)
+    ]
+    await MongoStorage.from_url(mongo_uri, name=name).delete()
+
+
+async def test_username_ttl_uses_the_peers_last_write(mongo_uri: str) -> None:
+    stale = int(time.time()) - 9 * 3600
+    async with MongoStorage.from_url(mongo_uri, name=fresh_name()) as storage:
+        await storage.upsert_peers([Peer(1, 1, PeerType.USER, ("old",), None, stale)])
+        await storage.set_usernames([(1, ["old", "renamed"])])  # not a write of the peer
+        with pytest.raises(PeerNotFound, match="Username expired: renamed"):
+            await storage.peer_by_username("renamed")
+    await storage.delete()
+
+
+@pytest.fixture
+async def opened(mongo_uri: str) -> AsyncIterator[MongoStorage]:
+    storage = MongoStorage.from_url(mongo_uri, name=fresh_name())
+    async with storage:
+        yield storage
+    await storage.delete()
+
+
+async def test_out_of_range_ids_are_refused_before_the_server(opened: MongoStorage) -> None:
+    with pytest.raises(PeerNotFound, match="ID not found"):
+        await opened.peer_by_id(2**70)
+    with pytest.raises(ValueError, match="64 bits"):
+        await opened.set_update_states([UpdateState(2**64, 1)])
+    assert await opened.get_update_states() == []
