@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import logging
 import os
+import socket
 import sqlite3
+import time
 from pathlib import Path
 
 from .base import USERNAME_TTL
-from .errors import CorruptSessionError
+from .errors import CorruptSessionError, SessionLocked
 from .sqlite import DEFAULT_PEER_CACHE_SIZE, Layout, SQLiteStorage
 
 __all__ = ["FILE_EXTENSION", "FileStorage"]
@@ -18,6 +22,64 @@ log = logging.getLogger(__name__)
 
 FILE_EXTENSION = ".session"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
+
+
+def _acquire(lock_path: Path, path: Path, *, shared: bool) -> int:
+    """Take the session's lock file, or raise SessionLocked naming who holds it.
+
+    Exclusive openers take an exclusive flock, shared ones a shared flock, so the two
+    modes never mix on one file. The kernel drops the lock when the process dies.
+    """
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise SessionLocked(
+                f"{path} is in use by {holder}; stop that client first, or open every "
+                "storage of this session with lock='shared'"
+                if not shared
+                else f"{path} is held exclusively by {holder}; stop that client first"
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        # The last holder unlinks the file on release; a lock on an unlinked file is no lock.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    info = {"pid": os.getpid(), "host": socket.gethostname(), "since": int(time.time())}
+    if not shared:
+        os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps(info).encode().ljust(256), 0)
+    return fd
+
+
+def _release_lock(fd: int, lock_path: Path) -> None:
+    """Remove the lock file if no one else holds it, then drop our lock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)
+    except BlockingIOError:
+        pass  # other shared holders remain; the last one removes it
+    finally:
+        os.close(fd)
+
+
+def _holder(fd: int) -> str:
+    try:
+        info = json.loads(os.pread(fd, 4096, 0).strip() or b"{}")
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(info["since"])))
+        return f"pid {int(info['pid'])} on {str(info['host'])!r} since {since}"
+    except (ValueError, KeyError, TypeError):
+        return "another process or storage object"
 
 
 class FileStorage(SQLiteStorage):
@@ -32,6 +94,11 @@ class FileStorage(SQLiteStorage):
     :param name: the session name; the file is ``<workdir>/<name>.session``.
     :param workdir: the folder of the file (created, mode 0700, if missing).
     :param layout: the ``usernames`` layout for a new file (see :class:`Layout`).
+    :param lock: ``"exclusive"`` (default): one open storage per file; another process
+        or object opening it gets :class:`SessionLocked` at once, naming the holder.
+        ``"shared"``: several may open it; writes are serialised by SQLite (waiting up
+        to ``busy_timeout`` seconds, then :class:`SessionLocked`) and nothing is cached,
+        so each sees the others' writes.
     :param session_string: import this session string into the file on the first open.
     """
 
@@ -42,16 +109,22 @@ class FileStorage(SQLiteStorage):
         *,
         layout: Layout | str = Layout.UPSTREAM,
         peer_cache_size: int = DEFAULT_PEER_CACHE_SIZE,
+        lock: str = "exclusive",
         busy_timeout: float = 5.0,
         username_ttl: float | None = USERNAME_TTL,
         session_string: str | None = None,
     ) -> None:
+        if lock not in ("exclusive", "shared"):
+            raise ValueError(f"lock must be 'exclusive' or 'shared', not {lock!r}")
         self.path = Path(workdir) / (name + FILE_EXTENSION)
+        self.lock_path = Path(f"{self.path}.lock")
+        self.lock = lock
+        self._lock_fd: int | None = None
         super().__init__(
             name,
             str(self.path),
             layout=layout,
-            peer_cache_size=peer_cache_size,
+            peer_cache_size=peer_cache_size if lock == "exclusive" else 0,
             busy_timeout=busy_timeout,
             username_ttl=username_ttl,
             session_string=session_string,
@@ -62,6 +135,20 @@ class FileStorage(SQLiteStorage):
 
     def _prepare(self) -> None:
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._shared = self.lock == "shared"
+        self._lock_fd = _acquire(self.lock_path, self.path, shared=self._shared)
+        try:
+            self._create_or_check()
+        except BaseException:
+            self._release()
+            raise
+
+    def _release(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            _release_lock(fd, self.lock_path)
+
+    def _create_or_check(self) -> None:
         try:
             # Created here, empty and private, so SQLite never creates it with the umask's mode.
             fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -78,7 +165,7 @@ class FileStorage(SQLiteStorage):
     async def delete(self) -> None:
         """Close the storage and remove the file with its WAL and journal side files."""
         await self.close()
-        for suffix in ("", *_SIDE_FILES):
+        for suffix in ("", *_SIDE_FILES, ".lock"):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.path}{suffix}")
         log.debug("deleted %s", self.path)

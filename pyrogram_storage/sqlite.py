@@ -157,6 +157,7 @@ class SQLiteStorage(Storage):
         self.busy_timeout = busy_timeout
         self._conn: aiosqlite.Connection | None = None
         self._session: SessionData | None = None
+        self._shared = False  # another connection may write: re-read instead of caching
         self._cache = _PeerCache(peer_cache_size)
 
     # -- plumbing -----------------------------------------------------------------
@@ -166,6 +167,9 @@ class SQLiteStorage(Storage):
 
     def _prepare(self) -> None:
         """Create whatever must exist before SQLite opens the database (files, folders)."""
+
+    def _release(self) -> None:
+        """Undo :meth:`_prepare` (drop locks) once the connection is gone."""
 
     def _restore(self, conn: sqlite3.Connection) -> None:
         """Load earlier content into a fresh connection before the schema is checked."""
@@ -222,6 +226,7 @@ class SQLiteStorage(Storage):
         try:
             await conn
         except sqlite3.Error as exc:
+            await asyncio.to_thread(self._release)
             raise BackendError(f"cannot open {self.database}: {exc}") from exc
         self._conn = conn
         try:
@@ -231,6 +236,7 @@ class SQLiteStorage(Storage):
         except BaseException:
             self._conn = None
             await conn.close()
+            await asyncio.to_thread(self._release)
             raise
         log.debug("opened %r", self)
 
@@ -292,6 +298,8 @@ class SQLiteStorage(Storage):
             await conn.close()
         except sqlite3.Error as exc:  # pragma: no cover - closing a healthy connection
             raise BackendError(f"closing {self.database} failed: {exc}") from exc
+        finally:
+            await asyncio.to_thread(self._release)
         log.debug("closed %r", self)
 
     async def health(self) -> bool:
@@ -306,10 +314,13 @@ class SQLiteStorage(Storage):
         return self._session
 
     async def get_session(self) -> SessionData:
+        if self._shared:
+            self._require_session()
+            self._session = await self._call(_read_session)
         return self._require_session()
 
     async def update_session(self, **changes: Any) -> None:
-        current = self._require_session()
+        current = await self.get_session()
         unknown = set(changes) - set(SESSION_FIELDS)
         if unknown:
             raise TypeError(f"not session fields: {', '.join(sorted(unknown))}")
