@@ -9,7 +9,8 @@ database of theirs opens in place (no copy, no new login) and stays readable by 
 * ``peers``: ``{_id: peer id, access_hash, type, username, usernames, phone_number,
   last_update_on}`` (``usernames`` is ours: every username, the primary one first;
   Pyrofork keeps only ``username`` there);
-* ``usernames``: ``{_id: username, peer_id, last_update_on}``, one per username;
+* ``usernames``: ``{_id: username, peer_id, last_update_on}``, for each username of the
+  peers that have more than one (where Pyrofork looks for them);
 * ``update_state``: ``{_id: state id, pts, qts, date, seq}``.
 
 No driver is imported until a storage is opened or built with :meth:`MongoStorage.from_url`.
@@ -69,6 +70,7 @@ SCHEMA_ID = "schema"
 COLLECTIONS = ("session", "peers", "usernames", "update_state")
 
 _INT64 = range(-(2**63), 2**63)
+_BATCH = 10_000  # peers per bulk_write: keeps one command's $in/$nin lists far below 16 MB
 # Characters MongoDB refuses in a database name (on any platform it runs on).
 _BAD_DATABASE_CHARS = frozenset('/\\. "$*<>:|?\x00')
 
@@ -550,6 +552,11 @@ class MongoStorage(Storage):
     # -- peers --------------------------------------------------------------------------
 
     async def upsert_peers(self, peers: Iterable[Peer]) -> None:
+        """Insert or replace many peers: one unordered ``bulk_write`` per collection.
+
+        Batches larger than 10,000 peers are written 10,000 at a time, to stay well
+        under the server's 16 MB limit on one command's filters.
+        """
         latest: dict[int, Peer] = {}
         for peer in peers:
             checked = _checked_peer(peer)
@@ -559,12 +566,15 @@ class MongoStorage(Storage):
             return
         c = self._require()
         pymongo = _Pymongo.load()
-        update_one, delete_many = pymongo.UpdateOne, pymongo.DeleteMany
+        batch = list(latest.values())
+        for start in range(0, len(batch), _BATCH):
+            await self._write_peers(c, pymongo, batch[start : start + _BATCH])
+
+    async def _write_peers(self, c: _Collections, pymongo: ModuleType, batch: list[Peer]) -> None:
         now = int(time.time())
         peer_ops: list[Any] = []
-        delete_ops: list[Any] = []
-        owners: dict[str, tuple[int, int]] = {}
-        for peer in latest.values():
+        named: dict[int, tuple[tuple[str, ...], int]] = {}
+        for peer in batch:
             stamp = now if peer.last_update_on is None else int(peer.last_update_on)
             fields: dict[str, Any] = {
                 "access_hash": peer.access_hash,
@@ -581,24 +591,15 @@ class MongoStorage(Storage):
                 fields["username"] = names[0] if names else None
                 fields["usernames"] = list(names)
                 update = {"$set": fields}
-                # "$nin" keeps this delete disjoint from the upserts below, so the
-                # unordered bulk may run them in any order.
-                delete_ops.append(delete_many({"peer_id": peer.id, "_id": {"$nin": list(names)}}))
-                for name in names:
-                    owners[name] = (peer.id, stamp)
-            peer_ops.append(update_one({"_id": peer.id}, update, upsert=True))
-        name_ops = delete_ops + [
-            update_one(
-                {"_id": name},
-                {"$set": {"peer_id": peer_id, "last_update_on": stamp}},
-                upsert=True,
-            )
-            for name, (peer_id, stamp) in owners.items()
-        ]
-        await self._call("write peers", lambda: c.peers.bulk_write(peer_ops, ordered=False))
-        if name_ops:
+                named[peer.id] = (names, stamp)
+            peer_ops.append(pymongo.UpdateOne({"_id": peer.id}, update, upsert=True))
+        await self._call("write peers", c.peers.bulk_write, peer_ops, ordered=False)
+        if named:
             await self._call(
-                "write usernames", lambda: c.usernames.bulk_write(name_ops, ordered=False)
+                "write usernames",
+                c.usernames.bulk_write,
+                _username_ops(pymongo, named),
+                ordered=False,
             )
 
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
@@ -606,36 +607,29 @@ class MongoStorage(Storage):
         for peer_id, names in usernames:
             if isinstance(names, str):
                 raise TypeError("usernames must be a sequence of str, not one str")
-            merged[int(peer_id)] = _clean_usernames(names)
+            merged[_int64(peer_id, "peer id")] = _clean_usernames(names)
         if not merged:
             return
         c = self._require()
         pymongo = _Pymongo.load()
-        update_one, delete_many = pymongo.UpdateOne, pymongo.DeleteMany
         now = int(time.time())
-        owners: dict[str, int] = {}
-        peer_ops: list[Any] = []
-        name_ops: list[Any] = []
-        for peer_id, names in merged.items():
-            peer_ops.append(
-                update_one(
+        items = list(merged.items())
+        for start in range(0, len(items), _BATCH):
+            chunk = items[start : start + _BATCH]
+            peer_ops = [
+                pymongo.UpdateOne(
                     {"_id": peer_id},
                     {"$set": {"username": names[0] if names else None, "usernames": list(names)}},
                 )
+                for peer_id, names in chunk
+            ]
+            await self._call("write peers", c.peers.bulk_write, peer_ops, ordered=False)
+            await self._call(
+                "write usernames",
+                c.usernames.bulk_write,
+                _username_ops(pymongo, {peer_id: (names, now) for peer_id, names in chunk}),
+                ordered=False,
             )
-            name_ops.append(delete_many({"peer_id": peer_id, "_id": {"$nin": list(names)}}))
-            for name in names:
-                owners[name] = peer_id
-        name_ops.extend(
-            update_one(
-                {"_id": name}, {"$set": {"peer_id": peer_id, "last_update_on": now}}, upsert=True
-            )
-            for name, peer_id in owners.items()
-        )
-        await self._call("write peers", lambda: c.peers.bulk_write(peer_ops, ordered=False))
-        await self._call(
-            "write usernames", lambda: c.usernames.bulk_write(name_ops, ordered=False)
-        )
 
     async def _peers_from_docs(self, c: _Collections, docs: list[dict[str, Any]]) -> list[Peer]:
         """Build peers; documents Pyrofork wrote have no ``usernames`` list, so look it up."""
@@ -807,6 +801,34 @@ class MongoStorage(Storage):
 
 
 # -- documents -------------------------------------------------------------------------------
+
+
+def _username_ops(
+    pymongo: ModuleType, named: Mapping[int, tuple[tuple[str, ...], int]]
+) -> list[Any]:
+    """Write models that bring ``usernames`` in line with these peers' new usernames.
+
+    As Pyrofork does, the collection lists the usernames of peers that have more than
+    one; a peer's only username is in its ``peers`` document. Our own reads use the
+    ``usernames`` array there; the collection is what Pyrofork reads.
+    """
+    owners: dict[str, tuple[int, int]] = {}
+    for peer_id, (names, stamp) in named.items():
+        if len(names) > 1:
+            for name in names:
+                owners[name] = (peer_id, stamp)
+    # "$nin" keeps the delete disjoint from the upserts, so the unordered bulk may run
+    # them in any order; one delete covers the whole batch.
+    operations: list[Any] = [
+        pymongo.DeleteMany({"peer_id": {"$in": list(named)}, "_id": {"$nin": list(owners)}})
+    ]
+    operations.extend(
+        pymongo.UpdateOne(
+            {"_id": name}, {"$set": {"peer_id": peer_id, "last_update_on": stamp}}, upsert=True
+        )
+        for name, (peer_id, stamp) in owners.items()
+    )
+    return operations
 
 
 def _int64(value: Any, what: str) -> int:

@@ -268,10 +268,17 @@ async def test_collections_indexes_and_schema_document(mongo_uri: str) -> None:
     assert set(session_docs) == {0, "schema"}
     assert session_docs["schema"]["version"] == _migrations.latest("mongo")
     assert session_docs[0]["auth_key"] == KEY
+    # as in Pyrofork: the collection lists the usernames of peers that have several
     usernames = {doc["_id"]: doc["peer_id"] for doc in layout["usernames"]["docs"]}
-    assert usernames == {"alice": 1, "alice_alt": 1, "robot": 2, "news": CHANNEL}
+    assert usernames == {"alice": 1, "alice_alt": 1}
     alice = next(doc for doc in layout["peers"]["docs"] if doc["_id"] == 1)
     assert (alice["username"], alice["usernames"]) == ("alice", ["alice", "alice_alt"])
+    async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+        await storage.upsert_peers([Peer(1, 11, PeerType.USER, ("alice",))])
+        await storage.set_usernames([(2, ["robot", "droid"])])
+    usernames = {doc["_id"]: doc["peer_id"] for doc in dump_database(mongo_uri, name)[
+        "usernames"]["docs"]}
+    assert usernames == {"robot": 2, "droid": 2}
 
 
 async def test_a_shared_database_with_prefixes(mongo_uri: str) -> None:
