@@ -32,6 +32,7 @@ from .tools import copy_session
 from .types import Peer, PeerType, SessionData, UpdateState
 
 if TYPE_CHECKING:
+    from .clients import for_client
     from .mongo import MongoStorage
 
 __version__ = "0.1.0"
@@ -65,6 +66,7 @@ __all__ = [
     "copy_session",
     "decode_session_string",
     "encode_session_string",
+    "for_client",
 ]
 
 
@@ -74,4 +76,9 @@ def __getattr__(name: str) -> Any:
         from .mongo import MongoStorage
 
         return MongoStorage
+    if name == "for_client":
+        # Client glue loads on first use; it imports no client library until called.
+        from .clients import for_client
+
+        return for_client
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,285 @@
+"""The adapter core shared by every client dialect: tuples and raw objects in, contract out."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from types import ModuleType
+from typing import Any, ClassVar
+
+from ..base import Storage, coerce_peer_id
+from ..errors import PeerNotFound, StorageClosedError
+from ..types import CHANNEL_ID_OFFSET, InputKind, Peer, PeerType, UpdateState
+
+__all__ = ["ClientStorage", "ObjectUpdateStates", "TupleUpdateStates"]
+
+log = logging.getLogger("pyrogram_storage.clients")
+
+NOT_GIVEN: Any = object
+"""What the clients pass when they read a field: the class ``object`` itself."""
+
+
+def _accessor(field: str, *, derived: int | None = None) -> Callable[..., Awaitable[Any]]:
+    """Build a ``field(value=object)`` coroutine: no argument reads, one argument writes.
+
+    ``derived`` picks the item of the data center's well-known ``(address, port)``
+    returned while the field itself is unset.
+    """
+
+    async def accessor(self: ClientStorage, value: Any = NOT_GIVEN) -> Any:
+        if value is NOT_GIVEN:
+            session = await self.storage.get_session()
+            stored = getattr(session, field)
+            if stored is None and derived is not None:
+                address = session.address()
+                return None if address is None else address[derived]
+            return stored
+        await self.storage.update_session(**{field: value})
+        return None
+
+    accessor.__name__ = accessor.__qualname__ = field
+    accessor.__doc__ = f"Return ``{field}``, or store ``value`` (``None`` included)."
+    return accessor
+
+
+class ClientStorage:
+    """Speak a Pyrogram-family client's storage API on top of a :class:`Storage`.
+
+    Subclasses name the client (``client``), the package whose ``raw`` types the
+    lookups build (``raw_module``) and the client's storage base class
+    (``base_class``, ``"module:Class"``); :func:`pyrogram_storage.for_client`
+    derives a class from both, so the client's isinstance check passes.
+
+    :param storage: the storage that keeps the data; every call goes through its
+        public contract.
+    """
+
+    client: ClassVar[str] = ""
+    raw_module: ClassVar[str] = "pyrogram"
+    base_class: ClassVar[str] = "pyrogram.storage:Storage"
+    _raw_types: ClassVar[ModuleType | None] = None
+
+    def __init__(self, storage: Storage) -> None:
+        if not isinstance(storage, Storage):
+            raise TypeError(
+                f"for_client() needs a pyrogram_storage Storage, got {type(storage).__name__}"
+            )
+        self.storage = storage
+        self.name = storage.name
+        self._opened = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.storage!r})"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Open the storage; clients call it from ``load_session`` (and again on restart)."""
+        await self.storage.open()
+        self._opened = True
+
+    async def save(self) -> None:
+        """Make every write durable; clients call it from ``stop()``."""
+        await self.storage.save()
+
+    async def close(self) -> None:
+        """Close the storage; idempotent, and the client may open it again."""
+        await self.storage.close()
+
+    async def delete(self) -> None:
+        """Remove the session; clients call it from ``log_out()``, after ``close()``."""
+        await self.storage.delete()
+
+    async def export_session_string(self) -> str:
+        """Return the session string the client's ``export_session_string()`` hands out."""
+        return await self.storage.export_session_string()
+
+    async def _write(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
+        """Run a peer or update-state write; once closed, drop it (see the package docs)."""
+        try:
+            await write()
+        except StorageClosedError:
+            if not self._opened:
+                raise
+            log.debug("%r is closed; dropped a late %s write", self.storage, what)
+
+    # -- session fields -------------------------------------------------------------------
+
+    dc_id = _accessor("dc_id")
+    api_id = _accessor("api_id")
+    test_mode = _accessor("test_mode")
+    auth_key = _accessor("auth_key")
+    date = _accessor("date")
+    user_id = _accessor("user_id")
+    is_bot = _accessor("is_bot")
+    server_address = _accessor("server_address", derived=0)
+    port = _accessor("port", derived=1)
+
+    # -- peers ----------------------------------------------------------------------------
+
+    async def update_peers(self, peers: Iterable[Any]) -> None:
+        """Store peers given as 4-tuples ``(id, hash, type, phone)`` or 5-tuples
+        ``(id, hash, type, username | [usernames] | None, phone)``.
+
+        A 4-tuple keeps the peer's stored usernames (they come in ``update_usernames``);
+        a 5-tuple replaces them.
+        """
+        batch = [_peer_from_tuple(item) for item in peers]
+        if batch:
+            await self._write("peer", lambda: self.storage.upsert_peers(batch))
+
+    async def update_usernames(self, usernames: Iterable[Any]) -> None:
+        """Replace usernames, given as ``(id, [names])`` or as ``(id, name)`` pairs (grouped)."""
+        grouped: dict[int, list[str]] = {}
+        for peer_id, names in usernames:
+            owner = await self._username_owner(int(peer_id))
+            if names is None or isinstance(names, str):
+                listed = grouped.setdefault(owner, [])
+                if names:
+                    listed.append(names)
+            else:
+                grouped[owner] = [name for name in names if name]
+        if grouped:
+            await self._write("username", lambda: self.storage.set_usernames(grouped.items()))
+
+    async def _username_owner(self, peer_id: int) -> int:
+        """Return the stored id a client's ``update_usernames`` id refers to."""
+        return peer_id
+
+    async def get_peer_by_id(self, peer_id: Any) -> Any:
+        """Return the client's ``InputPeer*`` for an id (an int or a numeric string).
+
+        :raises PeerNotFound: (a ``KeyError``) not cached, or not an id at all.
+        """
+        try:
+            key = coerce_peer_id(peer_id)
+        except PeerNotFound:
+            raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
+        return self._input_peer(await self.storage.peer_by_id(key))
+
+    async def get_peer_by_username(self, username: str) -> Any:
+        """Return the client's ``InputPeer*`` for a username.
+
+        :raises PeerNotFound: unknown, or expired (``Username expired: …``).
+        """
+        return self._input_peer(await self.storage.peer_by_username(username))
+
+    async def get_peer_by_phone_number(self, phone_number: str) -> Any:
+        """Return the client's ``InputPeerUser`` for a phone number.
+
+        :raises PeerNotFound: unknown phone number.
+        """
+        return self._input_peer(await self.storage.peer_by_phone(phone_number))
+
+    def _input_peer(self, peer: Peer) -> Any:
+        types = self._types()
+        kind = peer.input_kind
+        if kind is InputKind.USER:
+            return types.InputPeerUser(user_id=peer.bare_id, access_hash=peer.access_hash)
+        if kind is InputKind.CHAT:
+            return types.InputPeerChat(chat_id=peer.bare_id)
+        return types.InputPeerChannel(channel_id=peer.bare_id, access_hash=peer.access_hash)
+
+    @classmethod
+    def _types(cls) -> ModuleType:
+        if cls._raw_types is None:
+            # The client's own classes: its resolve_peer tests them with isinstance.
+            cls._raw_types = importlib.import_module(f"{cls.raw_module}.raw.types")
+        return cls._raw_types
+
+
+class ObjectUpdateStates(ClientStorage):
+    """Kurigram's update state: ``UpdateState`` objects, merged on write."""
+
+    _state_class: ClassVar[type | None] = None
+
+    async def get_update_states(self, ids: int | Iterable[int] | None = None) -> list[Any]:
+        """Return states (all, one id or many), oldest ``date`` first, as the client's type."""
+        wanted = [ids] if isinstance(ids, int) else ids
+        state_class = self._update_state_class()
+        return [
+            state_class(s.id, s.pts, s.qts, s.date, s.seq)
+            for s in await self.storage.get_update_states(wanted)
+        ]
+
+    async def set_update_state(self, update_state: Any) -> None:
+        """Upsert one state or many; a ``None`` field keeps the stored value."""
+        given = [update_state] if hasattr(update_state, "pts") else list(update_state)
+        states = [UpdateState(s.id, s.pts, s.qts, s.date, s.seq) for s in given]
+        await self._write(
+            "update state", lambda: self.storage.set_update_states(states, merge=True)
+        )
+
+    async def delete_update_state(self, state_id: int | Iterable[int]) -> None:
+        """Delete the state of one id or many."""
+        ids = [state_id] if isinstance(state_id, int) else list(state_id)
+        await self._write("update state", lambda: self.storage.delete_update_states(ids))
+
+    @classmethod
+    def _update_state_class(cls) -> type:
+        if cls._state_class is None:
+            try:
+                module = importlib.import_module(f"{cls.raw_module}.storage")
+                cls._state_class = module.UpdateState
+            except (ImportError, AttributeError):
+                cls._state_class = UpdateState
+        return cls._state_class
+
+
+class TupleUpdateStates(ClientStorage):
+    """The one-method update state of Pyrofork, Irenogram, Pyrotgfork and Electrogram."""
+
+    async def update_state(self, value: Any = NOT_GIVEN) -> Any:
+        """No argument: every state as ``(id, pts, qts, date, seq)``, oldest first.
+        An int: delete that state. A 5-sequence: store it whole (``None`` overwrites).
+        """
+        if value is NOT_GIVEN:
+            return [
+                (s.id, s.pts, s.qts, s.date, s.seq)
+                for s in await self.storage.get_update_states()
+            ]
+        if isinstance(value, int) and not isinstance(value, bool):
+            await self._write("update state", lambda: self.storage.delete_update_states([value]))
+            return None
+        fields = tuple(value)
+        if len(fields) != 5:
+            raise TypeError(f"update_state() takes (id, pts, qts, date, seq), got {value!r}")
+        state = UpdateState(*fields)
+        await self._write(
+            "update state", lambda: self.storage.set_update_states([state], merge=False)
+        )
+        return None
+
+    async def remove_state(self, chat_id: Any) -> None:
+        """Forget a chat's update state; anything that is not a stored id is ignored."""
+        try:
+            state_id = coerce_peer_id(chat_id)
+            await self.storage.delete_update_states([state_id])
+        except Exception as exc:  # noqa: BLE001 - leave_chat must not fail over a cache entry
+            log.debug("remove_state(%r) ignored: %s", chat_id, exc)
+
+
+def _peer_from_tuple(item: Any) -> Peer:
+    """Turn one ``update_peers`` tuple of any client into a :class:`Peer`."""
+    usernames: tuple[str, ...] | None
+    if len(item) == 4:
+        peer_id, access_hash, kind, phone = item
+        usernames = None
+    elif len(item) == 5:
+        peer_id, access_hash, kind, names, phone = item
+        if names is None or isinstance(names, str):
+            usernames = (names,) if names else ()
+        else:
+            usernames = tuple(name for name in names if name)
+    else:
+        raise TypeError(
+            "update_peers() takes (id, access_hash, type, phone) or "
+            f"(id, access_hash, type, usernames, phone) tuples, got {item!r}"
+        )
+    return Peer(int(peer_id), access_hash or 0, PeerType(kind), usernames, phone or None)
+
+
+def channel_form(peer_id: int) -> int:
+    """Return the stored ``-100…`` id of a raw positive channel id."""
+    return CHANNEL_ID_OFFSET - peer_id
