@@ -7,6 +7,7 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import socket
 import sqlite3
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from .base import USERNAME_TTL
 from .errors import CorruptSessionError, SessionLocked
-from .sqlite import DEFAULT_PEER_CACHE_SIZE, Layout, SQLiteStorage
+from .sqlite import DEFAULT_PEER_CACHE_SIZE, Layout, SQLiteStorage, create_schema
 
 __all__ = ["FILE_EXTENSION", "FileStorage"]
 
@@ -149,14 +150,32 @@ class FileStorage(SQLiteStorage):
             _release_lock(fd, self.lock_path)
 
     def _create_or_check(self) -> None:
-        try:
-            # Created here, empty and private, so SQLite never creates it with the umask's mode.
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
+        if self.path.exists():
             _check_header(self.path)
             return
-        os.close(fd)
-        log.debug("created %s", self.path)
+        # Built aside and linked into place whole, so a crash never leaves a half-made file;
+        # created 0600 here so SQLite never creates it with the umask's mode.
+        scratch = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
+        os.close(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            db = sqlite3.connect(scratch, isolation_level=None)
+            try:
+                create_schema(db, self.layout)
+                db.execute("PRAGMA journal_mode = WAL").fetchall()
+            finally:
+                db.close()
+            with open(scratch, "rb") as file:
+                os.fsync(file.fileno())
+            try:
+                os.link(scratch, self.path)
+            except FileExistsError:
+                _check_header(self.path)  # another opener won the race; use its file
+            else:
+                log.debug("created %s", self.path)
+        finally:
+            for suffix in ("", *_SIDE_FILES):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{scratch}{suffix}")
 
     def _configure(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode = WAL").fetchall()
@@ -190,8 +209,11 @@ def _check_header(path: Path) -> None:
     page_size = int.from_bytes(header[16:18], "big")
     page_size = 65536 if page_size == 1 else page_size
     pages = int.from_bytes(header[28:32], "big")
-    # The page count in the header is only trusted when its change counters agree.
-    if header[24:28] == header[92:96] and size < pages * page_size:
+    # The page count in the header is only trusted when its change counters agree, and
+    # only without a WAL: a checkpoint cut short leaves pages that the WAL still holds.
+    wal = Path(f"{path}-wal")
+    recovering = wal.exists() and wal.stat().st_size > 0
+    if not recovering and header[24:28] == header[92:96] and size < pages * page_size:
         raise CorruptSessionError(
             f"{path} is truncated: {size} bytes of {pages * page_size}; {untouched}"
         )

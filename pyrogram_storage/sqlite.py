@@ -265,13 +265,7 @@ class SQLiteStorage(Storage):
             log.info("adopted %s (a %s session file)", self.database, family.value)
             version = 1
         elif version == 0:
-            step = _migrations.numbered("sqlite")[0]
-            extra = (
-                _migrations.script("sqlite", "layouts", "pyrofork.sql")
-                if self.layout is Layout.PYROFORK
-                else ""
-            )
-            _run_script(db, step.text + "\n" + extra, version=1)
+            create_schema(db, self.layout)
             version = 1
         for step in _migrations.numbered("sqlite")[version:]:
             _run_script(db, step.text, version=step.version)
@@ -556,6 +550,15 @@ class SQLiteStorage(Storage):
 
 
 # -- helpers that run on the worker thread ---------------------------------------------------
+
+
+def create_schema(db: sqlite3.Connection, layout: Layout) -> None:
+    """Create the first schema version in an empty database, in ``layout``."""
+    step = _migrations.numbered("sqlite")[0]
+    extra = (
+        _migrations.script("sqlite", "layouts", "pyrofork.sql") if layout is Layout.PYROFORK else ""
+    )
+    _run_script(db, step.text + "\n" + extra, version=1)
 
 
 def _fetch_all(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
