@@ -33,7 +33,7 @@ from .file import FILE_EXTENSION, FileStorage
 from .memory import MemoryStorage
 from .session_string import decode_session_string, encode_session_string
 from .sqlite import Layout
-from .tools.copy import copy_session, opened
+from .tools.copy import copy_session, is_empty, opened
 from .types import SessionData
 
 PROG = "pyrogram-storage"
@@ -86,11 +86,12 @@ def _file_path(text: str) -> Path:
 
 
 def _file_storage(path: Path, layout: str | None = None) -> FileStorage:
-    if path.suffix != FILE_EXTENSION:
-        raise UsageError(f"{path}: a session file name must end in {FILE_EXTENSION}")
+    name = path.name[: -len(FILE_EXTENSION)]
+    if path.suffix != FILE_EXTENSION or not name:
+        raise UsageError(f"{str(path)!r} is not a session file name (NAME{FILE_EXTENSION})")
     if layout is None:
-        return FileStorage(path.name[: -len(FILE_EXTENSION)], path.parent)
-    return FileStorage(path.name[: -len(FILE_EXTENSION)], path.parent, layout=layout)
+        return FileStorage(name, path.parent)
+    return FileStorage(name, path.parent, layout=layout)
 
 
 def _mongo_storage(text: str) -> Storage:
@@ -255,6 +256,8 @@ def make_target(text: str, options: argparse.Namespace) -> Storage:
     if _is_mongo(text):
         return _mongo_storage(text)
     path = Path(text).expanduser()
+    if not path.name or path.is_dir():
+        raise UsageError(f"{text!r} is not a session file name (NAME{FILE_EXTENSION})")
     if path.suffix != FILE_EXTENSION:
         path = path.with_name(path.name + FILE_EXTENSION)
     return _file_storage(path, getattr(options, "layout", None))
@@ -285,20 +288,22 @@ def _telethon_options(options: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-async def _fill_in(target: Storage, source: SessionData, options: argparse.Namespace) -> None:
-    """Write the --user-id/--bot/--api-id values the source lacks into the target."""
+def _fills(session: SessionData, options: argparse.Namespace) -> dict[str, Any]:
+    """Return the --user-id/--bot/--api-id values ``session`` lacks.
+
+    :raises UsageError: an option contradicts what the session records.
+    """
     changes = {}
     for name, value in _telethon_options(options).items():
         if value is None:
             continue
-        current = getattr(source, name)
+        current = getattr(session, name)
         if current is None:
             changes[name] = value
         elif current != value:
             flag = {"user_id": "--user-id", "is_bot": "--bot/--user", "api_id": "--api-id"}[name]
             raise UsageError(f"{flag} says {value!r} but the session records {current!r}")
-    if changes:
-        await target.update_session(**changes)
+    return changes
 
 
 def _warn_missing(missing: Sequence[str], err: TextIO) -> None:
@@ -326,6 +331,8 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
         session = await storage.get_session()
         counts = await storage.count_peers()
         states = await storage.get_update_states()
+        if await is_empty(storage):
+            source.notes.append("the session is empty: no auth key, peers or update states")
     missing = source.missing or tuple(
         name
         for name in ("auth_key", "user_id", "is_bot", "api_id")
@@ -391,7 +398,7 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
     width = max(len(label) for label, _ in lines) + 1
     for label, value in lines:
         print(f"{label + ':':<{width}} {value}", file=out)
-    for note in source.notes:
+    for note in report["notes"]:
         print(f"note: {note}", file=err)
     return EXIT_OK
 
@@ -414,15 +421,13 @@ async def cmd_export_string(options: argparse.Namespace, out: TextIO, err: TextI
         raise UsageError(f"{output} exists; pass --force to replace it")
     async with open_source(options.source, options) as source:
         session = await source.storage.get_session()
+        changes = _fills(session, options)
     if options.format == "telethon":
         from .tools.telethon import encode_telethon_string
 
         text = encode_telethon_string(session)
     else:
-        fills = {k: v for k, v in _telethon_options(options).items() if v is not None}
-        text = encode_session_string(
-            session.replace(**{k: v for k, v in fills.items() if getattr(session, k) is None})
-        )
+        text = encode_session_string(session.replace(**changes))
     if output is None:
         print(text, file=out)
     else:
@@ -480,12 +485,18 @@ async def _copy(
     async with open_source(source_text, options) as source:
         if _same_file(source, target):
             raise UsageError("SOURCE and TARGET are the same file")
+        session = await source.storage.get_session()
+        changes = _fills(session, options)
+        if await is_empty(source.storage):
+            raise StorageError(
+                f"{source.label} holds no session (no auth key, peers or update states); "
+                "nothing to copy"
+            )
         total = sum((await source.storage.count_peers()).values())
         show = options.progress
         if show is None:
             show = err.isatty() and total >= PROGRESS_THRESHOLD
         bar = ProgressBar(err) if show else None
-        session = await source.storage.get_session()
         async with opened(target):
             result = await copy_session(
                 source.storage,
@@ -494,7 +505,8 @@ async def _copy(
                 batch_size=options.batch_size,
                 progress=bar,
             )
-            await _fill_in(target, session, options)
+            if changes:
+                await target.update_session(**changes)
             final = await target.get_session()
         if bar is not None:
             bar.finish()

@@ -286,12 +286,29 @@ async def test_copy_a_client_file_and_a_telethon_file(tmp_path: Path) -> None:
         assert len([p async for batch in converted.iter_peers() for p in batch]) == 4
     conflict = run("copy", tele, tmp_path / "other", "--user-id", "5")
     assert conflict.returncode == 2 and "--user-id" in conflict.stderr
+    conflict = run("copy", client, tmp_path / "other", "--api-id", "5")
+    assert conflict.returncode == 2 and "--api-id says 5" in conflict.stderr
+    assert not (tmp_path / "other.session").exists()
 
 
 def test_targets_that_cannot_be_written_are_usage_errors(tmp_path: Path) -> None:
-    for target in ("telethon:x", "string:x"):
+    for target in ("telethon:x", "string:x", "", str(tmp_path)):
         result = run("copy", "string:x", target)
-        assert result.returncode == 2
+        assert result.returncode == 2, target
+        assert "Traceback" not in result.stderr
+
+
+async def test_an_empty_source_is_not_copied(tmp_path: Path) -> None:
+    target = await filled_file(tmp_path, "target")
+    empty = FileStorage("empty", tmp_path)
+    async with opened(empty):
+        pass
+    before = sha(target.path)
+    result = run("copy", empty.path, target.path, "--overwrite")
+    assert result.returncode == 1 and "holds no session" in result.stderr
+    assert sha(target.path) == before
+    report = run("inspect", empty.path)
+    assert report.returncode == 0 and "the session is empty" in report.stderr
 
 
 def test_missing_and_garbage_sources_fail_with_exit_1(tmp_path: Path) -> None:
