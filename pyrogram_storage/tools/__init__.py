@@ -1,11 +1,12 @@
 """Tools built on the storage contract: copying sessions between backends, Telethon import.
 
 Everything here uses only the public :class:`~pyrogram_storage.Storage` contract, so it
-works with every backend, a subclass of your own included.
+works with every backend, a subclass of your own included. The Telethon reader lives in
+:mod:`pyrogram_storage.tools.telethon` (it needs no Telethon installed).
 """
 
 from __future__ import annotations
 
-from .copy import CopyResult, ProgressCallback, copy_session
+from .copy import CopyResult, ProgressCallback, copy_session, is_empty, opened
 
-__all__ = ["CopyResult", "ProgressCallback", "copy_session"]
+__all__ = ["CopyResult", "ProgressCallback", "copy_session", "is_empty", "opened"]
