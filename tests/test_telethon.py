@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
 import hashlib
 import sqlite3
@@ -9,6 +10,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from telethon import TelegramClient, types
 from telethon._updates import ChannelState, SessionState
 from telethon.crypto import AuthKey
@@ -311,3 +314,34 @@ async def test_a_user_id_that_contradicts_the_file_is_refused(tmp_path: Path) ->
         await read_telethon_file(path, user_id=5)
     with pytest.warns(IncompleteSessionWarning):
         assert (await read_telethon_file(path, user_id=SELF_ID)).session.user_id == SELF_ID
+
+
+@given(st.text(max_size=400) | st.just(telethon_string()).map(lambda s: s[: len(s) // 2]))
+@settings(max_examples=300, deadline=None)
+def test_any_text_decodes_or_raises_session_string_error(text: str) -> None:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = decode_telethon_string(text)
+    except SessionStringError:
+        return
+    assert result.session.auth_key is None or len(result.session.auth_key) == 256
+
+
+@given(st.binary(min_size=263, max_size=263) | st.binary(min_size=275, max_size=275))
+@settings(max_examples=200, deadline=None)
+def test_any_payload_of_the_right_size_decodes_or_is_refused(raw: bytes) -> None:
+    text = "1" + base64.urlsafe_b64encode(raw).decode()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = decode_telethon_string(text)
+    except SessionStringError:
+        assert raw[0] == 0
+        return
+    loaded = StringSession(text)
+    session = result.session
+    assert session.dc_id == loaded.dc_id
+    assert session.auth_key == (loaded.auth_key.key if loaded.auth_key else None)
+    if len(raw) == 263:  # IPv4: kept as Telethon reads it
+        assert (session.server_address, session.port) == (loaded.server_address, loaded.port)
