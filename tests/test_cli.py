@@ -409,3 +409,23 @@ async def test_round_trip_through_mongodb(tmp_path: Path, mongo_uri: str) -> Non
 def test_memory_storage_is_not_a_location() -> None:
     # Memory sessions live in one process; the command line has no use for them.
     assert MemoryStorage().name == "memory"
+
+
+async def test_copy_writes_the_layout_asked_for(tmp_path: Path) -> None:
+    source = await filled_file(tmp_path)
+    result = run("copy", source.path, tmp_path / "for_pyrofork", "--layout", "pyrofork")
+    assert result.returncode == 0, result.stderr
+    target = tmp_path / "for_pyrofork.session"
+    columns = {row[1] for row in rows_of(target, "PRAGMA table_info(usernames)")}
+    assert "peer_id" in columns
+    copy = FileStorage("for_pyrofork", tmp_path)
+    async with opened(source), opened(copy):
+        assert await snapshot(copy) == await snapshot(source)
+
+
+def rows_of(path: Path, sql: str) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
