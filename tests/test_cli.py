@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from telethon.sessions import StringSession
 
-from pyrogram_storage import FileStorage, MemoryStorage, decode_session_string
+from pyrogram_storage import FileStorage, decode_session_string
 from pyrogram_storage.tools.copy import opened
 
 from .test_telethon import SELF_ID, telethon_file, telethon_string
@@ -404,11 +404,6 @@ async def test_round_trip_through_mongodb(tmp_path: Path, mongo_uri: str) -> Non
         from pyrogram_storage import MongoStorage
 
         await MongoStorage.from_url(mongo_uri, name=name).delete()
-
-
-def test_memory_storage_is_not_a_location() -> None:
-    # Memory sessions live in one process; the command line has no use for them.
-    assert MemoryStorage().name == "memory"
 
 
 async def test_copy_writes_the_layout_asked_for(tmp_path: Path) -> None:
