@@ -131,6 +131,11 @@ class ClientStorage:
 
     async def update_usernames(self, usernames: Iterable[Any]) -> None:
         """Replace usernames, given as ``(id, [names])`` or as ``(id, name)`` pairs (grouped)."""
+        given = list(usernames)
+        if given:
+            await self._write("username", lambda: self._set_usernames(given))
+
+    async def _set_usernames(self, usernames: list[Any]) -> None:
         grouped: dict[int, list[str]] = {}
         for peer_id, names in usernames:
             owner = await self._username_owner(int(peer_id))
@@ -140,8 +145,7 @@ class ClientStorage:
                     listed.append(names)
             else:
                 grouped[owner] = [name for name in names if name]
-        if grouped:
-            await self._write("username", lambda: self.storage.set_usernames(grouped.items()))
+        await self.storage.set_usernames(grouped.items())
 
     async def _username_owner(self, peer_id: int) -> int:
         """Return the stored id a client's ``update_usernames`` id refers to."""
