@@ -126,6 +126,10 @@ class Storage(abc.ABC):
         """Replace the usernames of each given peer id, in one transaction."""
 
     @abc.abstractmethod
+    async def delete_peers(self, peer_ids: Iterable[int]) -> None:
+        """Forget these peers and their usernames; unknown ids are ignored."""
+
+    @abc.abstractmethod
     async def peer_by_id(self, peer_id: int) -> Peer:
         """Return the peer with this id.
 

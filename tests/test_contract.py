@@ -376,3 +376,13 @@ async def test_repr_never_shows_the_auth_key(storage: Storage) -> None:
     session = await storage.get_session()
     for text in (repr(storage), str(storage), repr(session), str(session)):
         assert KEY.hex() not in text and repr(KEY) not in text and "auth_key=b" not in text
+
+
+async def test_delete_peers_forgets_them_and_their_usernames(storage: Storage) -> None:
+    await storage.upsert_peers([user(1, "one"), user(2, "two", phone="1222"), user(3, "three")])
+    await storage.delete_peers([1, 2, 404])
+    for lookup, key in (("peer_by_id", 1), ("peer_by_username", "two"), ("peer_by_phone", "1222")):
+        with pytest.raises(PeerNotFound):
+            await getattr(storage, lookup)(key)
+    assert (await storage.peer_by_username("three")).id == 3
+    assert await storage.count_peers() == {PeerType.USER: 1}

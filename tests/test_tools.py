@@ -139,6 +139,10 @@ class DictStorage(Storage):
         for state_id in ids:
             self.states.pop(state_id, None)
 
+    async def delete_peers(self, peer_ids: Iterable[int]) -> None:
+        for peer_id in peer_ids:
+            self.peers.pop(peer_id, None)
+
 
 def _dict_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     shared = DictStorage()
