@@ -260,7 +260,7 @@ class TupleUpdateStates(ClientStorage):
         try:
             state_id = coerce_peer_id(chat_id)
             await self.storage.delete_update_states([state_id])
-        except Exception as exc:  # noqa: BLE001 - leave_chat must not fail over a cache entry
+        except Exception as exc:  # leave_chat must not fail over a cache entry
             log.debug("remove_state(%r) ignored: %s", chat_id, exc)
 
 

@@ -1,0 +1,134 @@
+"""for_client() against the seven real clients, each in its own venv, offline.
+
+The ``clients`` tests run ``tests/clients/*.py`` with each client's python (venvs
+made by ``tests/clientenv.py`` on first use, which takes a few minutes). The
+others check client detection in this environment, where no client is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyrogram_storage import MemoryStorage, StorageError, for_client
+from pyrogram_storage.clients import ADAPTERS, ClientDetectionError, detect_client
+
+from .clientenv import CLIENTS, REPO_ROOT, run_in_env
+
+SCRIPTS = Path(__file__).resolve().parent / "clients"
+CLIENT_DOCS = REPO_ROOT / "docs" / "clients.rst"
+
+
+def _report(client: str, script: str, *args: str) -> dict[str, Any]:
+    result = run_in_env(client, SCRIPTS / script, *args, check=False, timeout=600)
+    lines = result.stdout.strip().splitlines()
+    assert result.returncode == 0, (
+        f"{client} {script} exited {result.returncode}\n"
+        f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    )
+    report: dict[str, Any] = json.loads(lines[-1])
+    return report
+
+
+@pytest.mark.clients
+@pytest.mark.parametrize("kind", ["file", "memory"])
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_client_round_trip(client: str, kind: str, tmp_path: Path) -> None:
+    """Session string in, peers fetched and resolved, update state, export: as the client's own."""
+    report = _report(client, "roundtrip.py", client, kind, str(tmp_path))
+    assert report["failed"] == []
+    assert report["passed"] > 150
+
+
+@pytest.mark.clients
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_documented_line(client: str, tmp_path: Path) -> None:
+    """The line docs/clients.rst gives for the client works as written."""
+    report = _report(client, "readme_lines.py", client, str(CLIENT_DOCS), str(tmp_path))
+    assert report["failed"] == []
+    assert report["blocks"] >= 1
+
+
+def test_no_client_installed_is_a_clear_error() -> None:
+    with pytest.raises(ClientDetectionError, match="no Pyrogram-family client is installed"):
+        for_client(MemoryStorage())
+
+
+def test_unknown_client_name() -> None:
+    with pytest.raises(ClientDetectionError, match="unknown client 'telethon'") as caught:
+        for_client(MemoryStorage(), client="telethon")
+    assert isinstance(caught.value, StorageError)
+
+
+def test_forced_client_that_is_not_installed() -> None:
+    with pytest.raises(ClientDetectionError, match="is kurigram installed"):
+        for_client(MemoryStorage(), client="Kurigram")
+
+
+def test_only_storages_are_wrapped() -> None:
+    with pytest.raises(TypeError, match="needs a pyrogram_storage Storage"):
+        ADAPTERS["kurigram"]("session.session")  # type: ignore[arg-type]
+
+
+def _fake_site(root: Path, distributions: dict[str, str]) -> Path:
+    """Install empty distributions (name -> top-level module) the way pip lays them out."""
+    site = root / "site"
+    for name, module in distributions.items():
+        info = site / f"{name}-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
+        (info / "top_level.txt").write_text(module + "\n")
+        package = site / module
+        package.mkdir(exist_ok=True)
+        (package / "__init__.py").write_text("")
+    return site
+
+
+def _detect_in(site: Path, *imports: str) -> str:
+    code = textwrap.dedent(
+        f"""
+        import sys
+        sys.path.insert(0, {str(site)!r})
+        for name in {list(imports)!r}:
+            __import__(name)
+        from pyrogram_storage.clients import detect_client
+        try:
+            print(detect_client())
+        except Exception as exc:
+            print(type(exc).__name__, exc)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.mark.parametrize(
+    ("distributions", "imports", "expected"),
+    [
+        ({"Kurigram": "pyrogram"}, (), "kurigram"),
+        ({"pyrofork": "pyrogram"}, (), "pyrofork"),
+        ({"Pyrogram": "pyrogram"}, (), "pyrogram"),
+        ({"hydrogram": "hydrogram"}, (), "hydrogram"),
+        ({"irenogram": "pyrogram", "hydrogram": "hydrogram"}, (), "ClientDetectionError several"),
+        ({"irenogram": "pyrogram", "hydrogram": "hydrogram"}, ("hydrogram",), "hydrogram"),
+        ({"irenogram": "pyrogram", "hydrogram": "hydrogram"}, ("pyrogram",), "irenogram"),
+        ({"pyrogram-ultra": "pyrogram"}, (), "ClientDetectionError pyrogram-ultra"),
+    ],
+)
+def test_detection(
+    tmp_path: Path, distributions: dict[str, str], imports: tuple[str, ...], expected: str
+) -> None:
+    """Detection reads the real installed-distribution metadata (here, a fake site dir)."""
+    found = _detect_in(_fake_site(tmp_path, distributions), *imports)
+    assert found.startswith(expected), found
+
+
+def test_detection_outside_any_client() -> None:
+    with pytest.raises(ClientDetectionError):
+        detect_client()
