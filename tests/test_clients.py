@@ -47,6 +47,16 @@ def test_client_round_trip(client: str, kind: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.clients
+@pytest.mark.mongo
+def test_client_round_trip_on_mongo(mongo_uri: str, tmp_path: Path) -> None:
+    """The same on MongoStorage, with Electrogram (it installs pymongo itself)."""
+    args = ("electrogram", "mongo", str(tmp_path), mongo_uri)
+    report = _report("electrogram", "roundtrip.py", *args)
+    assert report["failed"] == []
+    assert report["passed"] > 150
+
+
+@pytest.mark.clients
 @pytest.mark.parametrize("client", list(CLIENTS))
 def test_documented_line(client: str, tmp_path: Path) -> None:
     """The line docs/clients.rst gives for the client works as written."""

@@ -28,6 +28,7 @@ import os
 import pathlib
 import sys
 import time
+import uuid
 from typing import Any
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -173,7 +174,10 @@ def make_storage() -> Any:
         return MemoryStorage("ours", session_string=SESSION_STRING)
     if BACKEND == "mongo":
         return pyrogram_storage.MongoStorage.from_url(
-            MONGO_URI, name=f"roundtrip_{CLIENT}", session_string=SESSION_STRING
+            MONGO_URI,
+            name=f"roundtrip_{CLIENT}_{uuid.uuid4().hex[:12]}",
+            client_options={"serverSelectionTimeoutMS": 10_000},
+            session_string=SESSION_STRING,
         )
     raise SystemExit(f"unknown backend {BACKEND}")
 
