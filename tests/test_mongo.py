@@ -335,10 +335,54 @@ async def test_bulk_upsert_is_a_few_commands_not_one_per_peer(mongo_uri: str) ->
         await storage.delete()
     finally:
         await client.close()
-    # one bulk_write for the peers and one for the usernames (which the server receives
-    # as an "update" and a "delete" command), whatever the number of peers
-    assert sorted(writes) == [("delete", "usernames"), ("update", "peers"), ("update", "usernames")]
-    assert keep_writes == [("update", "peers")]
+    # one query for which peers exist, one bulk_write for the peers (new ones arrive as an
+    # "insert" command) and one for the usernames ("delete" + "update"), whatever the count
+    assert sorted(writes) == [
+        ("delete", "usernames"), ("find", "peers"), ("insert", "peers"), ("update", "usernames")
+    ]
+    assert keep_writes == [("find", "peers"), ("update", "peers")]
+
+
+class Interloper(monitoring.CommandListener):
+    """Inserts the peers another process would, right after our storage looked for them."""
+
+    def __init__(self, uri: str, database: str, ids: list[int]) -> None:
+        self.client = sync_client(uri)
+        self.database, self.ids, self.done = database, ids, False
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        pass
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if event.command_name == "find" and not self.done:
+            self.done = True
+            self.client[self.database]["peers"].insert_many(
+                {"_id": i, "access_hash": -1, "type": "bot", "last_update_on": 0} for i in self.ids
+            )
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+async def test_new_peers_inserted_meanwhile_by_another_writer_are_updated(mongo_uri: str) -> None:
+    name = fresh_name()
+    interloper = Interloper(mongo_uri, name, [2, 3])
+    client = pymongo.AsyncMongoClient(mongo_uri, event_listeners=[interloper])
+    try:
+        async with MongoStorage(name, client) as storage:
+            await storage.upsert_peers(
+                [Peer(i, 10 * i, PeerType.USER, (f"u{i}",)) for i in (1, 2, 3)]
+            )
+            assert interloper.done
+            for i in (1, 2, 3):  # ours won: the duplicate inserts were retried as upserts
+                peer = await storage.peer_by_id(i)
+                assert (peer.access_hash, peer.type, peer.usernames) == (
+                    10 * i, PeerType.USER, (f"u{i}",)
+                )
+        await storage.delete()
+    finally:
+        interloper.client.close()
+        await client.close()
 
 
 # -- schema ---------------------------------------------------------------------------------
