@@ -37,10 +37,13 @@ def _report(client: str, script: str, *args: str) -> dict[str, Any]:
 
 
 @pytest.mark.clients
-@pytest.mark.parametrize("kind", ["file", "memory"])
+@pytest.mark.parametrize("kind", ["file", "memory", "custom"])
 @pytest.mark.parametrize("client", list(CLIENTS))
 def test_client_round_trip(client: str, kind: str, tmp_path: Path) -> None:
-    """Session string in, peers fetched and resolved, update state, export: as the client's own."""
+    """Session string in, peers fetched and resolved, update state, export: as the client's own.
+
+    ``custom`` is the README's "write your own backend" class, as a user's subclass.
+    """
     report = _report(client, "roundtrip.py", client, kind, str(tmp_path))
     assert report["failed"] == []
     assert report["passed"] > 150
