@@ -7,6 +7,7 @@ behaviour are covered by ``test_clients.py`` in the clients' venvs.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -197,3 +198,49 @@ async def test_writes_before_the_first_open_raise(make_storage: object) -> None:
     store = make_storage()  # type: ignore[operator]
     with pytest.raises(StorageClosedError):
         await ADAPTERS["pyrofork"](store).update_peers([(1, 1, "user", None, None)])
+
+
+async def test_expired_usernames_miss_with_the_clients_message(make_storage: object) -> None:
+    store = make_storage(username_ttl=-1)  # type: ignore[operator]
+    kuri = await _adapter(store, "kurigram")
+    try:
+        await kuri.update_peers([(1, 1, "user", None)])
+        await kuri.update_usernames([(1, ["alice"])])
+        with pytest.raises(KeyError) as caught:
+            await kuri.get_peer_by_username("alice")
+        assert caught.value.args[0] == "Username expired: alice"
+    finally:
+        await kuri.close()
+
+
+async def test_handler_writes_racing_close_never_raise(
+    storage: Storage, backend: str, request: pytest.FixtureRequest
+) -> None:
+    if backend.startswith("mongo"):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="MongoStorage reports a write in flight during close() as "
+                "BackendError ('Cannot use AsyncMongoClient after close'), "
+                "not StorageClosedError",
+            )
+        )
+    fork = await _adapter(storage, "pyrofork")
+
+    async def handler(n: int) -> None:
+        await fork.update_peers([(n, n, "user", f"user{n}", None)])
+        await fork.update_usernames([(n, f"user{n}"), (n, f"alias{n}")])
+        await fork.update_state((0, n, None, n, None))
+
+    tasks = [asyncio.ensure_future(handler(n)) for n in range(1, 51)]
+    await asyncio.sleep(0)
+    await fork.close()
+    results = await asyncio.gather(*tasks, return_exceptions=True)
+    assert [r for r in results if r is not None] == []
+    await fork.open()
+    for n in range(1, 51):  # each write either landed whole or was dropped
+        try:
+            peer = await storage.peer_by_id(n)
+        except PeerNotFound:
+            continue
+        assert peer.usernames in ((f"user{n}",), (f"user{n}", f"alias{n}"))
