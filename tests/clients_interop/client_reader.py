@@ -130,6 +130,8 @@ async def write_some(client: str, s: Any, write: dict[str, Any], rec: Recorder) 
     if usernames_shape == "lists":
         await rec.call("update_usernames", s.update_usernames, [(peer["id"], list(names))])
     elif usernames_shape == "pairs":
+        # Their Client's fetch_peers calls it on every batch of peers, mostly with [].
+        await rec.call("update_usernames", s.update_usernames, [])
         pairs = [(peer["id"], name) for name in names] if len(names) > 1 else []
         await rec.call("update_usernames", s.update_usernames, pairs)
     dialect = STATE_DIALECT.get(client)
