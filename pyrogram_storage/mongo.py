@@ -260,6 +260,7 @@ class MongoStorage(Storage):
         self.remove_peers = remove_peers
         self._collections: _Collections | None = None
         self._session: SessionData | None = None
+        self._new_share = 1.0  # share of new peers in the last batch written
 
     @classmethod
     def from_url(
@@ -413,8 +414,13 @@ class MongoStorage(Storage):
                 f"{version}, but this pyrogram-storage only knows up to {latest}; upgrade "
                 "pyrogram-storage (the database was left untouched)"
             )
-        for step in _migrations.numbered("mongo")[version:]:
+        pending = _migrations.numbered("mongo")[version:]
+        for step in pending:
             await self._apply_migration(c, step)
+        if not pending:
+            # Pyrofork's MongoStorage may have run on this database since (users switch
+            # back and forth); give the peers it wrote the array lookups use.
+            await self._backfill_usernames(c)
         session = by_id.get(SESSION_ID)
         if session is None:
             seed = _session_to_doc(SessionData())
@@ -441,6 +447,9 @@ class MongoStorage(Storage):
             raise MigrationError(f"mongo migration {step.version} is malformed: {exc}") from exc
         for operation in operations:
             kind = operation.get("op")
+            if kind == "backfill_usernames":
+                await self._backfill_usernames(c)
+                continue
             collection = c.by_name(operation.get("collection", ""))
             if kind == "create_index":
                 keys = [(str(field), int(direction)) for field, direction in operation["keys"]]
@@ -591,17 +600,21 @@ class MongoStorage(Storage):
     async def _write_peers(self, c: _Collections, pymongo: ModuleType, batch: list[Peer]) -> None:
         now = int(time.time())
         # New peers are inserted rather than upserted: far cheaper for the server (about
-        # 4x on SecantusDB), and a fresh cache is mostly new peers. One query finds them.
-        known = {
-            doc["_id"]
-            for doc in await self._find(
-                "read peer ids",
-                c.peers,
-                {"_id": {"$in": [peer.id for peer in batch]}},
-                projection={"_id": 1},
-                limit=len(batch),
-            )
-        }
+        # 4x on SecantusDB). That costs a query for which ones exist, worth it only while
+        # batches are mostly new (a cache filling up), not for the clients' steady re-sends.
+        probe = self._new_share >= 0.5
+        known: set[int] = set()
+        if probe:
+            known = {
+                doc["_id"]
+                for doc in await self._find(
+                    "read peer ids",
+                    c.peers,
+                    {"_id": {"$in": [peer.id for peer in batch]}},
+                    projection={"_id": 1},
+                    limit=len(batch),
+                )
+            }
         peer_ops: list[Any] = []
         upserts: dict[int, Any] = {}
         named: dict[int, tuple[tuple[str, ...], int]] = {}
@@ -626,12 +639,14 @@ class MongoStorage(Storage):
                 new = {"_id": peer.id, **fields}
                 named[peer.id] = (names, stamp)
             upsert = pymongo.UpdateOne({"_id": peer.id}, update, upsert=True)
-            if peer.id in known:
+            if not probe or peer.id in known:
                 peer_ops.append(upsert)
             else:
                 upserts[len(peer_ops)] = upsert
                 peer_ops.append(pymongo.InsertOne(new))
-        await self._bulk_insert_or_update(c.peers, pymongo, peer_ops, upserts)
+        result = await self._bulk_insert_or_update(c.peers, pymongo, peer_ops, upserts)
+        added = len(upserts) if probe else int(getattr(result, "upserted_count", 0))
+        self._new_share = added / len(batch)
         if named:
             await self._call(
                 "write usernames",
@@ -642,10 +657,10 @@ class MongoStorage(Storage):
 
     async def _bulk_insert_or_update(
         self, collection: Any, pymongo: ModuleType, operations: list[Any], fallback: dict[int, Any]
-    ) -> None:
+    ) -> Any:
         """Run one unordered bulk; inserts that lost a race to another writer become upserts."""
         try:
-            await self._call_raw(collection.bulk_write, operations, ordered=False)
+            return await self._call_raw(collection.bulk_write, operations, ordered=False)
         except pymongo.errors.BulkWriteError as exc:
             errors = exc.details.get("writeErrors", [])
             retry = [
@@ -656,7 +671,7 @@ class MongoStorage(Storage):
                     f"MongoDB failed to write peers (session {self.name!r}, database "
                     f"{self.database!r}): {exc}"
                 ) from exc
-            await self._call("write peers", collection.bulk_write, retry, ordered=False)
+            return await self._call("write peers", collection.bulk_write, retry, ordered=False)
         except _driver_errors() as exc:
             raise BackendError(
                 f"MongoDB failed to write peers (session {self.name!r}, database "
@@ -694,18 +709,58 @@ class MongoStorage(Storage):
 
     async def _peers_from_docs(self, c: _Collections, docs: list[dict[str, Any]]) -> list[Peer]:
         """Build peers; documents Pyrofork wrote have no ``usernames`` list, so look it up."""
-        missing = [doc["_id"] for doc in docs if not isinstance(doc.get("usernames"), list)]
-        found: dict[int, list[str]] = {}
-        if missing:
+        missing = [doc for doc in docs if not isinstance(doc.get("usernames"), list)]
+        found = await self._usernames_of(c, missing) if missing else {}
+        return [_peer_from_doc(doc, found.get(doc["_id"], [])) for doc in docs]
+
+    async def _usernames_of(
+        self, c: _Collections, docs: list[dict[str, Any]]
+    ) -> dict[int, list[str]]:
+        """Every username of peers Pyrofork wrote: ``peers.username`` first, then the rest."""
+        names: dict[int, list[str]] = {}
+        for doc in docs:
+            primary = doc.get("username")
+            names[doc["_id"]] = [primary] if isinstance(primary, str) and primary else []
+        for start in range(0, len(docs), _BATCH):
+            ids = [doc["_id"] for doc in docs[start : start + _BATCH]]
             rows = await self._find(
-                "read usernames",
-                c.usernames,
-                {"peer_id": {"$in": missing}},
-                sort=[("_id", 1)],
+                "read usernames", c.usernames, {"peer_id": {"$in": ids}}, sort=[("_id", 1)]
             )
             for row in rows:
-                found.setdefault(row["peer_id"], []).append(row["_id"])
-        return [_peer_from_doc(doc, found.get(doc["_id"], [])) for doc in docs]
+                listed = names.setdefault(row["peer_id"], [])
+                if row["_id"] not in listed:
+                    listed.append(row["_id"])
+        return names
+
+    async def _backfill_usernames(self, c: _Collections) -> None:
+        """Give peers Pyrofork wrote the ``usernames`` array our lookups use (one query if none)."""
+        docs = await self._find(
+            "find peers written by Pyrofork",
+            c.peers,
+            {"usernames": {"$exists": False}},
+            projection={"_id": 1, "username": 1},
+        )
+        if not docs:
+            return
+        pymongo = _Pymongo.load()
+        found = await self._usernames_of(c, docs)
+        operations = [
+            # the filter keeps an array another writer set meanwhile
+            pymongo.UpdateOne(
+                {"_id": peer_id, "usernames": {"$exists": False}},
+                {"$set": {"usernames": [normalize_username(name) for name in names]}},
+            )
+            for peer_id, names in found.items()
+        ]
+        for start in range(0, len(operations), _BATCH):
+            await self._call(
+                "add usernames arrays",
+                c.peers.bulk_write,
+                operations[start : start + _BATCH],
+                ordered=False,
+            )
+        log.info("database %r: indexed the usernames of %d peers Pyrofork wrote",
+                 self.database, len(operations))
 
     async def peer_by_id(self, peer_id: int) -> Peer:
         c = self._require()
@@ -727,7 +782,7 @@ class MongoStorage(Storage):
         docs = await self._find(
             "look up a username",
             c.peers,
-            {"$or": [{"usernames": key}, {"username": key}]},
+            {"usernames": key},
             sort=newest_first,
             limit=1,
         )
@@ -756,7 +811,7 @@ class MongoStorage(Storage):
         docs = await self._find(
             "look up a phone number",
             c.peers,
-            {"phone_number": key},
+            {"phone_number": {"$eq": key, "$type": "string"}},  # as the partial index says
             sort=[("last_update_on", -1)],
             limit=1,
         )

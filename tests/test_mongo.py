@@ -262,7 +262,7 @@ async def test_collections_indexes_and_schema_document(mongo_uri: str) -> None:
         await write_sample(storage)
     layout = dump_database(mongo_uri, name)
     assert sorted(layout) == ["peers", "session", "update_state", "usernames"]
-    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "username", "usernames"]
+    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "usernames"]
     assert layout["usernames"]["indexes"] == ["_id_", "peer_id"]
     session_docs = {doc["_id"]: doc for doc in layout["session"]["docs"]}
     assert set(session_docs) == {0, "schema"}
@@ -400,7 +400,7 @@ async def test_a_newer_or_foreign_schema_is_refused_and_left_untouched(
     client = sync_client(mongo_uri)
     try:
         client[name]["session"].update_one({"_id": "schema"}, {"$set": {"version": version}})
-        client[name]["peers"].drop_index("username")
+        client[name]["peers"].drop_index("usernames")
     finally:
         client.close()
     before = dump_database(mongo_uri, name)
@@ -555,6 +555,20 @@ async def main(uri, name, key_hex):
 asyncio.run(main(*sys.argv[1:]))
 """
 
+PYROFORK_LATE = """
+import asyncio, sys
+from motor.motor_asyncio import AsyncIOMotorClient
+from pyrogram.storage import MongoStorage
+
+async def main(uri, name):
+    storage = MongoStorage(name, connection=AsyncIOMotorClient(uri))
+    await storage.open()
+    await storage.update_peers([(50, 55, "user", "late", None)])
+    await storage.update_usernames([(50, "late"), (50, "late_alt")])
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
 PYROFORK_READER = """
 import asyncio, json, sys
 from motor.motor_asyncio import AsyncIOMotorClient
@@ -624,7 +638,13 @@ async def test_a_pyrofork_database_opens_in_place(pyrofork_python: Path, mongo_u
         await storage.upsert_peers([Peer(3, 44, PeerType.USER, ("carol",), "15550003")])
         await storage.update_session(dc_id=2)
     layout = dump_database(mongo_uri, name)
-    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "username", "usernames"]
+    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "usernames"]
+    # Pyrofork writes again after the switch; the next open picks its peers up
+    run_pyrofork(pyrofork_python, PYROFORK_LATE, mongo_uri, name)
+    async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+        late = await storage.peer_by_username("LATE_ALT")
+        assert (late.id, late.access_hash, late.usernames) == (50, 55, ("late", "late_alt"))
+        assert (await storage.peer_by_id(1)).usernames == ("alice", "alice_alt")
     # ...and Pyrofork still reads the adopted database, our writes included
     seen = json.loads(run_pyrofork(pyrofork_python, PYROFORK_READER, mongo_uri, name))
     assert seen["dc_id"] == 2 and seen["user_id"] == 777000123 and seen["auth_key"] == KEY.hex()
