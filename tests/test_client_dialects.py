@@ -213,18 +213,7 @@ async def test_expired_usernames_miss_with_the_clients_message(make_storage: obj
         await kuri.close()
 
 
-async def test_handler_writes_racing_close_never_raise(
-    storage: Storage, backend: str, request: pytest.FixtureRequest
-) -> None:
-    if backend.startswith("mongo"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="MongoStorage reports a write in flight during close() as "
-                "BackendError ('Cannot use AsyncMongoClient after close'), "
-                "not StorageClosedError",
-            )
-        )
+async def test_handler_writes_racing_close_never_raise(storage: Storage) -> None:
     fork = await _adapter(storage, "pyrofork")
 
     async def handler(n: int) -> None:
