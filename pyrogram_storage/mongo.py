@@ -257,6 +257,13 @@ class MongoStorage(Storage):
             _check_database_name(database)
         self.database = name if database is None else database
         self.prefix = ("" if database is None else f"{name}.") if prefix is None else prefix
+        if not isinstance(self.prefix, str) or "$" in self.prefix or "\x00" in self.prefix or (
+            self.prefix.startswith("system.")
+        ):
+            raise ValueError(
+                f"prefix {self.prefix!r} cannot start a MongoDB collection name (no '$', "
+                "no NUL, not 'system.')"
+            )
         self.remove_peers = remove_peers
         self._collections: _Collections | None = None
         self._session: SessionData | None = None
@@ -305,6 +312,18 @@ class MongoStorage(Storage):
 
     # -- plumbing -----------------------------------------------------------------
 
+    def _build_client(self) -> Any:
+        assert self._recipe is not None
+        # A bad option (pymongo raises ValueError or TypeError for some), an SRV record
+        # that does not resolve...
+        failures: tuple[type[BaseException], ...] = (*_driver_errors(), ValueError, TypeError)
+        try:
+            return self._recipe.build()
+        except failures as exc:
+            raise BackendError(
+                f"cannot create the {self._recipe.driver} client for session {self.name!r}: {exc}"
+            ) from exc
+
     def _bind(self, client: Any) -> _Collections:
         db = client[self.database]
         return _Collections(*(db[self.prefix + name] for name in COLLECTIONS))
@@ -328,6 +347,9 @@ class MongoStorage(Storage):
                 )
             return await pending
         except errors as exc:
+            if self._collections is None and self._client is None:
+                # close() closed our own client under this call: the documented outcome.
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(
                 f"MongoDB failed to {what} (session {self.name!r}, database "
                 f"{self.database!r}): {exc}"
@@ -366,6 +388,9 @@ class MongoStorage(Storage):
                 cursor = cursor.batch_size(limit)  # one reply, no getMore round trip
             return [doc async for doc in cursor]
         except errors as exc:
+            if self._collections is None and self._client is None:
+                # close() closed our own client under this call: the documented outcome.
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(
                 f"MongoDB failed to {what} (session {self.name!r}, database "
                 f"{self.database!r}): {exc}"
@@ -379,8 +404,7 @@ class MongoStorage(Storage):
         _Pymongo.load()
         owned = self._client is None
         if owned:
-            assert self._recipe is not None
-            self._client = self._recipe.build()
+            self._client = self._build_client()
         try:
             collections = self._bind(self._client)
             self._session = await self._open_schema(collections)
@@ -519,9 +543,8 @@ class MongoStorage(Storage):
         owned_client = None
         client = self._client
         if client is None:
-            assert self._recipe is not None
             _Pymongo.load()
-            client = owned_client = self._recipe.build()
+            client = owned_client = self._build_client()
         try:
             c = self._collections or self._bind(client)
             if self.remove_peers:
@@ -673,6 +696,8 @@ class MongoStorage(Storage):
                 ) from exc
             return await self._call("write peers", collection.bulk_write, retry, ordered=False)
         except _driver_errors() as exc:
+            if self._collections is None and self._client is None:
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(
                 f"MongoDB failed to write peers (session {self.name!r}, database "
                 f"{self.database!r}): {exc}"
@@ -844,6 +869,8 @@ class MongoStorage(Storage):
             cursor = await _maybe_await(c.peers.aggregate(pipeline))
             rows = [row async for row in cursor]
         except errors as exc:
+            if self._collections is None and self._client is None:
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(f"MongoDB failed to count peers: {exc}") from exc
         counts: dict[PeerType, int] = {}
         for row in rows:

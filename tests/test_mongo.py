@@ -201,9 +201,23 @@ def test_from_url_refuses_bad_arguments() -> None:
         MongoStorage.from_url("postgres://127.0.0.1", name="me")
     with pytest.raises(ValueError, match="cannot be a MongoDB database name"):
         MongoStorage.from_url("mongodb://127.0.0.1", name="my.session")
+    with pytest.raises(ValueError, match="cannot start a MongoDB collection name"):
+        MongoStorage.from_url("mongodb://127.0.0.1", name="me", database="bots", prefix="a$")
     # ...unless the database is given: the name then only prefixes the collections
     storage = MongoStorage.from_url("mongodb://127.0.0.1", name="my.session", database="bots")
     assert (storage.database, storage.prefix) == ("bots", "my.session.")
+
+
+@pytest.mark.parametrize("driver", ["pymongo", "motor", "async_pymongo"])
+async def test_a_bad_client_option_is_a_backend_error_on_open(driver: str) -> None:
+    storage = MongoStorage.from_url(
+        "mongodb://127.0.0.1:1", name="me", driver=driver, client_options={"socketTimeoutMS": -5}
+    )
+    with pytest.raises(BackendError, match="socketTimeoutMS") as info:
+        await storage.open()
+    assert isinstance(info.value.__cause__, ValueError)
+    with pytest.raises(StorageClosedError):
+        await storage.get_session()
 
 
 @pytest.mark.parametrize(
