@@ -160,8 +160,8 @@ def _bind(name: str) -> type[ClientStorage]:
     missing = sorted(getattr(bound, "__abstractmethods__", ()))
     if missing:
         raise ClientDetectionError(
-            f"this {name} release requires storage methods pyrogram_storage does not "
-            f"provide: {', '.join(missing)}"
+            f"{module_name}.{class_name} requires storage methods the {name} dialect "
+            f"does not provide ({', '.join(missing)}); is {name} the installed client?"
         )
     _bound[name] = bound
     log.debug("bound %s to %s.%s", adapter.__name__, module_name, class_name)

@@ -298,6 +298,16 @@ async def compare_lookups(ours: Any, ref: Any, label: str) -> None:
 
 
 async def main() -> None:
+    from pyrogram_storage.clients import ClientDetectionError, detect_client
+
+    checks.equal("detect_client", detect_client(), CLIENT)
+    if CLIENT in ("kurigram", "pyrotgfork", "electrogram"):  # ABCs that need more methods
+        try:
+            for_client(MemoryStorage(), client="pyrogram")
+        except ClientDetectionError as exc:
+            checks.true("a forced wrong dialect is refused", "installed client" in str(exc), exc)
+        else:
+            checks.failed.append("a forced wrong dialect was accepted")
     storage = make_storage()
     if BACKEND == "custom":  # the README's class does not read session strings on open
         await storage.open()
