@@ -49,8 +49,15 @@ class MemoryStorage(SQLiteStorage):
             conn.executescript(snapshot)
 
     async def close(self) -> None:
-        if self._conn is not None:
-            self._snapshot = await self._call(_snapshot)
+        conn = self._conn
+        if conn is not None:
+            # Detached first: later calls fail, calls already queued run before the snapshot,
+            # so every write that returned is in it.
+            self._conn = None
+            try:
+                self._snapshot = await conn._execute(lambda: _snapshot(conn._conn))  # type: ignore[no-untyped-call]
+            finally:
+                self._conn = conn  # no await before super().close() detaches it again
         await super().close()
 
     async def delete(self) -> None:
