@@ -1,0 +1,231 @@
+"""Secrets: every file we create is 0600, and the auth key never shows up anywhere.
+
+"Anywhere" is checked for real: every log record of every logger at DEBUG (aiosqlite
+included) during a whole session lifecycle, every repr/str we hand out, the messages
+of the errors a mangled session string produces, and the CLI's output.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import stat
+import subprocess
+import sys
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyrogram_storage import (
+    FileStorage,
+    MemoryStorage,
+    Peer,
+    PeerType,
+    SessionData,
+    SessionStringError,
+    StorageError,
+    UpdateState,
+)
+from pyrogram_storage.session_string import decode_session_string, encode_session_string
+
+KEY = bytes((i * 37 + 11) % 256 for i in range(256))
+SESSION = SessionData(
+    dc_id=2, api_id=611335, test_mode=False, auth_key=KEY, user_id=7_000_000_123, is_bot=False
+)
+STRING = encode_session_string(SESSION)
+
+
+def secret_forms(key: bytes = KEY, string: str = STRING) -> dict[str, str]:
+    """Every spelling of the key we could leak: hex, bytes repr, base64, the session string.
+
+    Long prefixes are enough: 24 hex digits of a random key never appear by chance.
+    """
+    return {
+        "hex": key.hex()[:24],
+        "HEX": key.hex().upper()[:24],
+        "bytes repr": repr(key)[2:40],
+        "base64": base64.b64encode(key).decode()[:24],
+        "urlsafe base64": base64.urlsafe_b64encode(key).decode()[:24],
+        "session string": string[20:60],
+        "session string head": string[:40],
+    }
+
+
+def leaks(text: str) -> list[str]:
+    return [name for name, form in secret_forms().items() if form in text]
+
+
+@pytest.fixture
+def hostile_umask() -> Iterator[None]:
+    """Create files under umask 000, so a mode that came from the umask would be 0666."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+class Everything(logging.Handler):
+    """Keep every record of every logger, formatted with its traceback."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.DEBUG)
+        self.texts: list[str] = []
+        self.count = 0
+        self.loggers: set[str] = set()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+        self.loggers.add(record.name)
+        text = record.getMessage() + repr(record.args) + repr(record.msg)
+        if record.exc_info:
+            text += "".join(traceback.format_exception(*record.exc_info))
+        self.texts.append(text)
+
+
+@pytest.fixture
+def all_logs() -> Iterator[Everything]:
+    handler = Everything()
+    root = logging.getLogger()
+    levels = {name: logging.getLogger(name).level for name in ("", "aiosqlite", "asyncio")}
+    root.addHandler(handler)
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def private(path: Path) -> bool:
+    return stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_full_file_lifecycle_leaks_no_key_and_every_file_is_private(
+    tmp_path: Path, all_logs: Everything, hostile_umask: None
+) -> None:
+    workdir = tmp_path / "sessions"
+    seen_files: set[str] = set()
+
+    def check_files() -> None:
+        for path in workdir.iterdir():
+            seen_files.add(path.name)
+            assert private(path), f"{path.name} has mode {oct(stat.S_IMODE(path.stat().st_mode))}"
+
+    storage = FileStorage("me", workdir)
+    await storage.open()
+    check_files()
+    await storage.import_session_string(STRING)
+    await storage.upsert_peers(
+        Peer(i, i * 3, PeerType.USER, (f"user{i}",), f"1555{i:07d}") for i in range(1, 200)
+    )
+    await storage.set_update_states([UpdateState(0, 1, 2, 3, 4)])
+    check_files()  # the WAL side files exist now
+    await storage.save()
+    texts = [repr(storage), str(storage), repr(await storage.get_session())]
+    texts.append(str(await storage.get_session()))
+    texts.append(repr(await storage.peer_by_id(5)))
+    await storage.close()
+    check_files()
+
+    async with FileStorage("me", workdir) as again:
+        exported = await again.export_session_string()
+        assert exported == STRING
+        with pytest.raises(TypeError) as error:
+            await again.update_session(auth_key="not bytes")
+        texts.append(str(error.value))
+        check_files()
+    check_files()
+    # The CLI's exports and backups (its own process, so its logs are checked through stderr).
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    cli = [sys.executable, "-m", "pyrogram_storage"]
+    out = tmp_path / "exports"
+    out.mkdir()
+    runs = [
+        [*cli, "inspect", str(workdir / "me.session")],
+        [*cli, "export-string", str(workdir / "me.session"), "--output", str(out / "me.txt")],
+        [*cli, "copy", str(workdir / "me.session"), str(out / "copy.session")],
+        [*cli, "migrate", str(out / "copy.session")],
+    ]
+    for command in runs:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        assert done.returncode == 0, (command, done.stderr)
+        assert leaks(done.stdout + done.stderr) == [], command
+    assert (out / "me.txt").read_text().strip() == STRING
+    for path in out.iterdir():
+        assert private(path), f"{path.name} has mode {oct(stat.S_IMODE(path.stat().st_mode))}"
+    storage = FileStorage("me", workdir)
+    await storage.delete()
+    assert list(workdir.iterdir()) == []
+
+    assert {"me.session", "me.session-wal", "me.session-shm"} <= seen_files
+    for text in texts:
+        assert leaks(text) == [], text
+    assert all_logs.count > 0 and "aiosqlite" in all_logs.loggers, all_logs.loggers
+    for text in all_logs.texts:
+        assert leaks(text) == [], text[:300]
+
+
+async def test_memory_lifecycle_leaks_no_key(all_logs: Everything) -> None:
+    storage = MemoryStorage("mem", session_string=STRING)
+    async with storage:
+        await storage.upsert_peers([Peer(1, 1, PeerType.USER, ("one",))])
+        texts = [repr(storage), repr(await storage.get_session())]
+    async with storage:
+        assert await storage.export_session_string() == STRING
+    await storage.delete()
+    for text in texts + all_logs.texts:
+        assert leaks(text) == [], text[:300]
+
+
+def test_errors_about_a_mangled_session_string_do_not_quote_it() -> None:
+    """A string one character off is still nearly the whole secret: never echo it back."""
+    mangled = [
+        STRING[:-1],
+        STRING + "A",
+        STRING[:100] + "!" + STRING[101:],
+        STRING[:200] + " " + STRING[200:],
+        "1" + STRING,
+        STRING[:180],
+        STRING.replace("A", "é", 1),
+        STRING * 2,
+    ]
+    for text in mangled:
+        with pytest.raises(SessionStringError) as error:
+            decode_session_string(text)
+        rendered = "".join(traceback.format_exception_only(type(error.value), error.value))
+        assert leaks(rendered) == [], rendered
+        assert text[30:60] not in rendered
+
+
+async def test_storage_errors_do_not_carry_the_key(tmp_path: Path) -> None:
+    async with FileStorage("me", tmp_path, session_string=STRING) as storage:
+        for bad in ({"auth_key": KEY.hex()}, {"dc_id": KEY}, {"user_id": KEY}):
+            with pytest.raises(TypeError) as error:
+                await storage.update_session(**bad)
+            assert leaks(str(error.value)) == [], str(error.value)
+    # A damaged file: the error names the file, not its contents.
+    path = tmp_path / "me.session"
+    data = bytearray(path.read_bytes())
+    data[:16] = b"not sqlite 3 \x00\x00\x00"
+    path.write_bytes(bytes(data))
+    with pytest.raises(StorageError) as error:
+        await FileStorage("me", tmp_path).open()
+    assert leaks(str(error.value)) == []
+
+
+def test_session_string_module_reprs_hide_the_key() -> None:
+    session = decode_session_string(STRING)
+    for text in (repr(session), str(session), f"{session}", repr([session])):
+        assert leaks(text) == [], text
+
+
+def test_the_leak_check_sees_every_spelling() -> None:
+    for text in (STRING, KEY.hex(), KEY.hex().upper(), repr(KEY), base64.b64encode(KEY).decode()):
+        assert leaks(f"prefix {text} suffix"), text
+    assert leaks(repr(SESSION.replace(auth_key=None))) == []
