@@ -39,6 +39,7 @@ SYSTEMS = (
     "ours-file",
     "ours-memory",
     "ours-mongo",
+    "ours-kurigram",
     "kurigram-file",
     "kurigram-memory",
     "pyrogram-file",
@@ -50,6 +51,7 @@ LABELS = {
     "ours-file": "ours FileStorage",
     "ours-memory": "ours MemoryStorage",
     "ours-mongo": "ours MongoStorage",
+    "ours-kurigram": "ours FileStorage via for_client (Kurigram dialect)",
     "kurigram-file": "Kurigram file",
     "kurigram-memory": "Kurigram memory",
     "pyrogram-file": "Pyrogram 2.0.106 FileStorage",
@@ -60,6 +62,7 @@ LABELS = {
 # (ours, anchor) pairs of the ratio table.
 PAIRS = (
     ("ours-file", "kurigram-file"),
+    ("ours-kurigram", "kurigram-file"),
     ("ours-file", "pyrogram-file"),
     ("ours-memory", "kurigram-memory"),
     ("ours-memory", "pyrogram-memory"),
@@ -81,32 +84,60 @@ METRICS = {
     "rss_peak_mb": "peak RSS (MB)",
     "file_mb": "file size after save (MB)",
 }
-TIME_METRICS = ("insert_us", "churn_us", "id_hit_us", "id_miss_us", "username_us",
-                "phone_us", "concurrent_us", "roundtrip_us", "cold_open_ms")
+TIME_METRICS = (
+    "insert_us",
+    "churn_us",
+    "id_hit_us",
+    "id_miss_us",
+    "username_us",
+    "phone_us",
+    "concurrent_us",
+    "roundtrip_us",
+    "cold_open_ms",
+)
 
 FULL_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 QUICK_SIZES = (1_000, 10_000)
 MONGO_SIZES = (1_000, 10_000)
 QUICK_PARAMS = {"lookups": 10_000, "usernames": 2_000, "phones": 2_000, "roundtrips": 50}
 # SecantusDB needs ~2 s per 1000-upsert bulk_write, so Mongo gets fewer operations.
-MONGO_PARAMS = {"lookups": 2_000, "usernames": 500, "phones": 500, "tasks": 50,
-                "ops_per_task": 4, "roundtrips": 0, "cold_opens": 3}
+MONGO_PARAMS = {
+    "lookups": 2_000,
+    "usernames": 500,
+    "phones": 500,
+    "tasks": 50,
+    "ops_per_task": 4,
+    "roundtrips": 0,
+    "cold_opens": 3,
+}
 PYROFORK_EXTRA = "motor==3.7.1"
+# The client-dialect row only answers "what does for_client cost"; 100k says it.
+MAX_N = {"ours-kurigram": 100_000}
 
 
 def _python_for(system: str) -> Path:
     """Return the interpreter that has ``system`` installed, preparing its venv if needed."""
-    if system.startswith(("ours", "raw")):
+    if system.startswith(("ours", "raw")) and system != "ours-kurigram":
         return Path(sys.executable)
     from clientenv import ensure_env
 
-    client = system.split("-")[0]
+    client = "kurigram" if system == "ours-kurigram" else system.split("-")[0]
     python = ensure_env(client)
     if system == "pyrofork-mongo":
         probe = subprocess.run([str(python), "-c", "import motor"], capture_output=True)
         if probe.returncode != 0:
-            subprocess.run([str(python), "-m", "pip", "install", "-q",
-                            "--disable-pip-version-check", PYROFORK_EXTRA], check=True)
+            subprocess.run(
+                [
+                    str(python),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--disable-pip-version-check",
+                    PYROFORK_EXTRA,
+                ],
+                check=True,
+            )
     return python
 
 
@@ -114,7 +145,7 @@ def _unavailable(system: str) -> str | None:
     """Say why a system cannot run here, or None."""
     if system == "ours-mongo":
         try:
-            import pyrogram_storage.mongo  # noqa: F401
+            import pyrogram_storage.mongo
         except ImportError as exc:
             return f"pyrogram_storage.mongo cannot be imported ({exc})"
     if system.startswith("ours") or system == "raw-sqlite":
@@ -125,25 +156,32 @@ def _unavailable(system: str) -> str | None:
     return None
 
 
-def _run_one(system: str, n: int, params: dict[str, Any], mongo_uri: str | None,
-             timeout: float) -> dict[str, Any]:
+def _run_one(
+    system: str, n: int, params: dict[str, Any], mongo_uri: str | None, timeout: float
+) -> dict[str, Any]:
     python = _python_for(system)
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{system}-{n}-"))
-    argv = [str(python), str(HERE / "worker.py"), system, str(n), str(workdir),
-            "--params", json.dumps(params)]
+    argv = [
+        str(python),
+        str(HERE / "worker.py"),
+        system,
+        str(n),
+        str(workdir),
+        "--params",
+        json.dumps(params),
+    ]
     if mongo_uri:
         argv += ["--mongo-uri", mongo_uri]
     started = time.monotonic()
     try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
-                              cwd=workdir)
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     except subprocess.TimeoutExpired:
         return {"system": system, "n": n, "error": f"timed out after {timeout:.0f}s"}
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            result: dict[str, Any] = json.loads(line[len("RESULT "):])
+            result: dict[str, Any] = json.loads(line[len("RESULT ") :])
             result["wall_s"] = time.monotonic() - started
             result["params"] = params
             return result
@@ -180,8 +218,9 @@ def _index(results: list[dict[str, Any]]) -> dict[tuple[str, int], dict[str, Any
     return {(r["system"], r["n"]): r.get("metrics", {}) for r in results if "metrics" in r}
 
 
-def _get(idx: dict[tuple[str, int], dict[str, Any]], system: str, n: int,
-         metric: str) -> float | None:
+def _get(
+    idx: dict[tuple[str, int], dict[str, Any]], system: str, n: int, metric: str
+) -> float | None:
     value = idx.get((system, n), {}).get(metric)
     return None if value is None else float(value)
 
@@ -200,13 +239,19 @@ def _ratio_cell(ours: float | None, anchor: float | None) -> str:
     if ours is None or anchor is None or ours <= 0 or anchor <= 0:
         return "–"
     faster = anchor / ours
-    return f"**{faster:.1f}×** ({ours / anchor:.2f})" if faster >= 1 else \
-        f"{faster:.2f}× ({ours / anchor:.2f})"
+    return (
+        f"**{faster:.1f}×** ({ours / anchor:.2f})"
+        if faster >= 1
+        else f"{faster:.2f}× ({ours / anchor:.2f})"
+    )
 
 
 def _n_label(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
-        f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n))
+    return (
+        f"{n // 1_000_000}M"
+        if n >= 1_000_000 and n % 1_000_000 == 0
+        else (f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n))
+    )
 
 
 def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -222,36 +267,62 @@ def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         return None if a is None or b is None or b <= 0 else a / b
 
     r = ratio("cold_open_ms", 1_000_000, "ours-file", "kurigram-file")
-    add("cold open at 1M ≥ 100× faster than Kurigram file", r,
-        None if r is None else r >= 100, "" if r is None else f"{r:.0f}× faster")
+    add(
+        "cold open at 1M ≥ 100× faster than Kurigram file",
+        r,
+        None if r is None else r >= 100,
+        "" if r is None else f"{r:.0f}× faster",
+    )
     r = ratio("id_hit_us", 100_000, "ours-file", "kurigram-file")
-    add("peer by id (hit) at 100k ≥ 5× faster than Kurigram file", r,
-        None if r is None else r >= 5, "" if r is None else f"{r:.1f}× faster")
+    add(
+        "peer by id (hit) at 100k ≥ 5× faster than Kurigram file",
+        r,
+        None if r is None else r >= 5,
+        "" if r is None else f"{r:.1f}× faster",
+    )
     for n in (100_000, 1_000_000):
         r = ratio("insert_us", n, "ours-file", "kurigram-file")
-        add(f"bulk insert at {_n_label(n)} ≥ 1.5× faster than Kurigram file", r,
-            None if r is None else r >= 1.5, "" if r is None else f"{r:.2f}× faster")
+        add(
+            f"bulk insert at {_n_label(n)} ≥ 1.5× faster than Kurigram file",
+            r,
+            None if r is None else r >= 1.5,
+            "" if r is None else f"{r:.2f}× faster",
+        )
         ours, raw = _get(idx, "ours-file", n, "insert_us"), _get(idx, "raw-sqlite", n, "insert_us")
         q = None if ours is None or raw is None else ours / raw
-        add(f"bulk insert at {_n_label(n)} within 1.3× of raw sqlite3", q,
-            None if q is None else q <= 1.3, "" if q is None else f"ours/raw = {q:.2f}")
+        add(
+            f"bulk insert at {_n_label(n)} within 1.3× of raw sqlite3",
+            q,
+            None if q is None else q <= 1.3,
+            "" if q is None else f"ours/raw = {q:.2f}",
+        )
     for system in ("ours-file", "ours-memory"):
         s = _get(idx, system, 100_000, "stall_ms")
-        add(f"{LABELS[system]}: no event-loop stall > 5 ms during the 100k ingest", s,
-            None if s is None else s <= 5, "" if s is None else f"longest {s:.2f} ms")
-    common = [n for (system, n) in idx if system == "ours-mongo"
-              and ("pyrofork-mongo", n) in idx]
+        add(
+            f"{LABELS[system]}: no event-loop stall > 5 ms during the 100k ingest",
+            s,
+            None if s is None else s <= 5,
+            "" if s is None else f"longest {s:.2f} ms",
+        )
+    common = [n for (system, n) in idx if system == "ours-mongo" and ("pyrofork-mongo", n) in idx]
     if common:
         n = max(common)
         r = ratio("insert_us", n, "ours-mongo", "pyrofork-mongo")
-        add(f"MongoStorage bulk ingest ≥ 3× Pyrofork's MongoStorage (N={_n_label(n)}, "
-            "same server)", r, None if r is None else r >= 3,
-            "" if r is None else f"{r:.2f}× faster")
+        add(
+            f"MongoStorage bulk ingest ≥ 3× Pyrofork's MongoStorage (N={_n_label(n)}, same server)",
+            r,
+            None if r is None else r >= 3,
+            "" if r is None else f"{r:.2f}× faster",
+        )
     else:
         add("MongoStorage bulk ingest ≥ 3× Pyrofork's MongoStorage", None, None, "")
     g = _get(idx, "ours-file", 1_000_000, "rss_growth_mb")
-    add("RSS growth of a 1M-peer FileStorage ≤ 50 MB", g, None if g is None else g <= 50,
-        "" if g is None else f"{g:.1f} MB")
+    add(
+        "RSS growth of a 1M-peer FileStorage ≤ 50 MB",
+        g,
+        None if g is None else g <= 50,
+        "" if g is None else f"{g:.1f} MB",
+    )
     return out
 
 
@@ -274,6 +345,13 @@ def render(data: dict[str, Any]) -> str:
                 versions[key] = value
     lines.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
     lines.append(f"- Command: `{data['command']}` ({data['wall_s'] / 60:.1f} min)")
+    loads = [x for r in results for x in r.get("load", [])]
+    if loads:
+        lines.append(
+            f"- 1-minute load average during the runs: {min(loads):.1f} to {max(loads):.1f} "
+            f"on {m.get('cores')} cores"
+            + (" (other work was running: single numbers are noisy)" if max(loads) > 1.5 else "")
+        )
     lines.append("")
 
     lines += ["## Targets (issue 5)", "", "| target | result | met? |", "|---|---|---|"]
@@ -290,20 +368,26 @@ def render(data: dict[str, Any]) -> str:
         "",
     ]
     pairs = [(a, b) for a, b in PAIRS if a in present and b in present]
-    header = "| workload | N | " + " | ".join(
-        f"{LABELS[a]} vs {LABELS[b]}" for a, b in pairs) + " |"
+    header = (
+        "| workload | N | " + " | ".join(f"{LABELS[a]} vs {LABELS[b]}" for a, b in pairs) + " |"
+    )
     lines += [header, "|---|---|" + "---|" * len(pairs)]
     for metric in TIME_METRICS:
         for n in sizes:
-            cells = [_ratio_cell(_get(idx, a, n, metric), _get(idx, b, n, metric))
-                     for a, b in pairs]
+            cells = [
+                _ratio_cell(_get(idx, a, n, metric), _get(idx, b, n, metric)) for a, b in pairs
+            ]
             if all(c == "–" for c in cells):
                 continue
             lines.append(f"| {METRICS[metric]} | {_n_label(n)} | " + " | ".join(cells) + " |")
     lines.append("")
 
-    lines += ["## Measurements", "", "| workload | N | " + " | ".join(
-        LABELS[s] for s in present) + " |", "|---|---|" + "---|" * len(present)]
+    lines += [
+        "## Measurements",
+        "",
+        "| workload | N | " + " | ".join(LABELS[s] for s in present) + " |",
+        "|---|---|" + "---|" * len(present),
+    ]
     for metric in METRICS:
         for n in sizes:
             cells = [_fmt(_get(idx, s, n, metric)) for s in present]
@@ -379,21 +463,36 @@ def plot(data: dict[str, Any], path: Path) -> bool:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("matplotlib is not installed: no plot (pip install -e '.[bench]')",
-              file=sys.stderr)
+        print("matplotlib is not installed: no plot (pip install -e '.[bench]')", file=sys.stderr)
         return False
     idx = _index(data["results"])
-    metrics = ("insert_us", "churn_us", "id_hit_us", "id_miss_us", "username_us",
-               "phone_us", "concurrent_us", "cold_open_ms")
+    metrics = (
+        "insert_us",
+        "churn_us",
+        "id_hit_us",
+        "id_miss_us",
+        "username_us",
+        "phone_us",
+        "concurrent_us",
+        "cold_open_ms",
+    )
     fig, axes = plt.subplots(2, 4, figsize=(20, 9))
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         for system in SYSTEMS:
-            points = sorted((n, v[metric]) for (s, n), v in idx.items()
-                            if s == system and v.get(metric) is not None)
+            points = sorted(
+                (n, v[metric])
+                for (s, n), v in idx.items()
+                if s == system and v.get(metric) is not None
+            )
             if points:
                 style = "-" if system.startswith("ours") else "--"
-                ax.plot([p[0] for p in points], [p[1] for p in points], style, marker="o",
-                        label=LABELS[system])
+                ax.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    style,
+                    marker="o",
+                    label=LABELS[system],
+                )
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_title(METRICS[metric], fontsize=9)
@@ -401,13 +500,15 @@ def plot(data: dict[str, Any], path: Path) -> bool:
         ax.grid(True, which="both", alpha=0.3)
     handles, labels = axes.flat[0].get_legend_handles_labels()
     for ax in axes.flat:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
     fig.legend(handles, labels, loc="lower center", ncol=5)
-    fig.suptitle(f"pyrogram_storage benchmarks, {data['started']} "
-                 f"({data['machine'].get('cpu')}, {data['machine'].get('cores')} cores)")
+    fig.suptitle(
+        f"pyrogram_storage benchmarks, {data['started']} "
+        f"({data['machine'].get('cpu')}, {data['machine'].get('cores')} cores)"
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 0.96))
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -419,15 +520,21 @@ def plot(data: dict[str, Any], path: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="N = 1k, 10k and fewer lookups (development, CI smoke)")
+    parser.add_argument(
+        "--quick", action="store_true", help="N = 1k, 10k and fewer lookups (development, CI smoke)"
+    )
     parser.add_argument("--sizes", help="comma-separated N, e.g. 1000,100000")
     parser.add_argument("--mongo-sizes", help="comma-separated N for the Mongo rows")
-    parser.add_argument("--systems", default=",".join(SYSTEMS),
-                        help="comma-separated, from: " + ", ".join(SYSTEMS))
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="comma-separated, from: " + ", ".join(SYSTEMS)
+    )
     parser.add_argument("--params", default="{}", help="JSON overrides of the worker's counts")
-    parser.add_argument("--out", type=Path, default=HERE / "results",
-                        help="folder for latest.md, latest.json, latest.png")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "results",
+        help="folder for latest.md, latest.json, latest.png",
+    )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     options = parser.parse_args(argv)
 
@@ -435,10 +542,16 @@ def main(argv: list[str] | None = None) -> int:
     for system in systems:
         if system not in SYSTEMS:
             parser.error(f"unknown system {system!r}")
-    sizes = [int(x) for x in options.sizes.split(",")] if options.sizes else list(
-        QUICK_SIZES if options.quick else FULL_SIZES)
-    mongo_sizes = [int(x) for x in options.mongo_sizes.split(",")] if options.mongo_sizes \
+    sizes = (
+        [int(x) for x in options.sizes.split(",")]
+        if options.sizes
+        else list(QUICK_SIZES if options.quick else FULL_SIZES)
+    )
+    mongo_sizes = (
+        [int(x) for x in options.mongo_sizes.split(",")]
+        if options.mongo_sizes
         else [n for n in MONGO_SIZES if n <= max(sizes)] or [min(sizes)]
+    )
     params = {**(QUICK_PARAMS if options.quick else {}), **json.loads(options.params)}
     mongo_params = {**MONGO_PARAMS, **json.loads(options.params)}
 
@@ -450,8 +563,8 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now(datetime.timezone.utc)
     data: dict[str, Any] = {
         "started": started.strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/run.py " + " ".join(
-            argv if argv is not None else sys.argv[1:]),
+        "command": "python benchmarks/run.py "
+        + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
         "sizes": sizes,
         "mongo_sizes": mongo_sizes,
@@ -476,15 +589,22 @@ def main(argv: list[str] | None = None) -> int:
         for n in sorted(set(sizes) | set(mongo_sizes if mongo_uri else [])):
             for system in systems:
                 is_mongo = system.endswith("mongo")
-                if n not in (mongo_sizes if is_mongo else sizes):
+                if n not in (mongo_sizes if is_mongo else sizes) or n > MAX_N.get(system, n):
                     continue
-                print(f"[{time.monotonic() - clock:7.1f}s] {system:16} N={n:>9,} ...",
-                      end=" ", flush=True)
-                result = _run_one(system, n, mongo_params if is_mongo else params,
-                                  mongo_uri if is_mongo else None, options.timeout)
+                print(
+                    f"[{time.monotonic() - clock:7.1f}s] {system:16} N={n:>9,} ...",
+                    end=" ",
+                    flush=True,
+                )
+                result = _run_one(
+                    system,
+                    n,
+                    mongo_params if is_mongo else params,
+                    mongo_uri if is_mongo else None,
+                    options.timeout,
+                )
                 data["results"].append(result)
-                print("FAILED" if "error" in result else f"{result['wall_s']:.1f}s",
-                      flush=True)
+                print("FAILED" if "error" in result else f"{result['wall_s']:.1f}s", flush=True)
                 if "error" in result:
                     print(result["error"], file=sys.stderr)
                 _write_json(data, options.out / "latest.json", clock)

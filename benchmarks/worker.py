@@ -26,7 +26,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import workload as w  # noqa: E402
+import workload as w
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -65,8 +65,10 @@ class Adapter:
         return {}
 
     def files(self) -> list[Path]:
-        return [self.workdir / (self.name + suffix) for suffix in
-                (".session", ".session-wal", ".session-shm", ".session-journal")]
+        return [
+            self.workdir / (self.name + suffix)
+            for suffix in (".session", ".session-wal", ".session-shm", ".session-journal")
+        ]
 
     def reopen(self) -> Adapter:
         return type(self)(self.workdir, self.name)
@@ -110,8 +112,13 @@ class Ours(Adapter):
 
     def _peer(self, i: int, rnd: int) -> Any:
         name = w.username(i, rnd)
-        return self.ps.Peer(w.peer_id(i), w.access_hash(i), self.types[w.TYPES[i % 10]],
-                            (name,) if name else (), w.phone(i))
+        return self.ps.Peer(
+            w.peer_id(i),
+            w.access_hash(i),
+            self.types[w.TYPES[i % 10]],
+            (name,) if name else (),
+            w.phone(i),
+        )
 
     async def write(self, indices: list[int], rnd: int) -> None:
         peer = self._peer
@@ -150,8 +157,11 @@ class OursMongo(Ours):
         self.types = {kind: ps.PeerType(kind) for kind in set(w.TYPES)}
 
     def versions(self) -> dict[str, str | None]:
-        return {"pyrogram_storage": self.ps.__version__, "pymongo": _version("pymongo"),
-                "SecantusDB": _version("SecantusDB")}
+        return {
+            "pyrogram_storage": self.ps.__version__,
+            "pymongo": _version("pymongo"),
+            "SecantusDB": _version("SecantusDB"),
+        }
 
     def reopen(self) -> Adapter:
         return OursMongo(self.workdir, self.name, self.uri)
@@ -167,8 +177,11 @@ def _make_our_mongo(ps: Any, name: str, uri: str) -> Any:
     """Build our MongoStorage from a URI, whichever constructor form it offers."""
     cls = ps.MongoStorage
     if hasattr(cls, "from_url"):
-        return cls.from_url(uri, name=name) if _takes(cls.from_url, "name") else cls.from_url(
-            uri, name)
+        return (
+            cls.from_url(uri, name=name)
+            if _takes(cls.from_url, "name")
+            else cls.from_url(uri, name)
+        )
     from pymongo import AsyncMongoClient
 
     return cls(name, AsyncMongoClient(uri))
@@ -220,8 +233,14 @@ class RawSQLite(Adapter):
         self.db.execute(
             "UPDATE sessions SET dc_id = ?, api_id = ?, test_mode = ?, auth_key = ?, "
             "user_id = ?, is_bot = ?",
-            (s["dc_id"], s["api_id"], int(s["test_mode"]), s["auth_key"], s["user_id"],
-             int(s["is_bot"])),
+            (
+                s["dc_id"],
+                s["api_id"],
+                int(s["test_mode"]),
+                s["auth_key"],
+                s["user_id"],
+                int(s["is_bot"]),
+            ),
         )
 
     def write(self, indices: list[int], rnd: int) -> None:
@@ -240,14 +259,17 @@ class RawSQLite(Adapter):
         db.execute("BEGIN IMMEDIATE")
         db.executemany(
             "REPLACE INTO peers (id, access_hash, type, username, phone_number, "
-            "last_update_on) VALUES (?, ?, ?, ?, ?, ?)", peers)
+            "last_update_on) VALUES (?, ?, ?, ?, ?, ?)",
+            peers,
+        )
         db.executemany("DELETE FROM usernames WHERE id = ?", ids)
         db.executemany("INSERT INTO usernames (id, username) VALUES (?, ?)", names)
         db.execute("COMMIT")
 
     def by_id(self, pid: int) -> Any:
         row = self.db.execute(
-            "SELECT id, access_hash, type FROM peers WHERE id = ?", (pid,)).fetchone()
+            "SELECT id, access_hash, type FROM peers WHERE id = ?", (pid,)
+        ).fetchone()
         if row is None:
             raise KeyError(pid)
         return row
@@ -255,15 +277,17 @@ class RawSQLite(Adapter):
     def by_username(self, name: str) -> Any:
         row = self.db.execute(
             "SELECT id, access_hash, type FROM peers WHERE id = "
-            "(SELECT id FROM usernames WHERE username = ?)", (name,)).fetchone()
+            "(SELECT id FROM usernames WHERE username = ?)",
+            (name,),
+        ).fetchone()
         if row is None:
             raise KeyError(name)
         return row
 
     def by_phone(self, number: str) -> Any:
         row = self.db.execute(
-            "SELECT id, access_hash, type FROM peers WHERE phone_number = ?",
-            (number,)).fetchone()
+            "SELECT id, access_hash, type FROM peers WHERE phone_number = ?", (number,)
+        ).fetchone()
         if row is None:
             raise KeyError(number)
         return row
@@ -332,6 +356,33 @@ class Kurigram(Adapter):
         await other.close()
 
 
+class OursAsKurigram(Kurigram):
+    """Our FileStorage as Kurigram drives it: ``for_client(storage, "kurigram")``."""
+
+    def __init__(self, workdir: Path, name: str, memory: bool = False) -> None:
+        Adapter.__init__(self, workdir, name)
+        import pyrogram_storage as ps
+        from pyrogram_storage.clients import for_client
+
+        self.ps = ps
+        self.for_client = for_client
+        self.memory = False
+        self.storage = for_client(ps.FileStorage(name, workdir), "kurigram")
+
+    def versions(self) -> dict[str, str | None]:
+        return {"pyrogram_storage": self.ps.__version__, "kurigram": _version("kurigram")}
+
+    def reopen(self) -> Adapter:
+        return OursAsKurigram(self.workdir, self.name)
+
+    async def roundtrip(self) -> None:
+        text = await self.storage.export_session_string()
+        other = self.for_client(self.ps.MemoryStorage("roundtrip", session_string=text), "kurigram")
+        await other.open()
+        assert await other.auth_key() == w.AUTH_KEY
+        await other.close()
+
+
 class Pyrogram(Kurigram):
     """Pyrogram 2.0.106's own FileStorage / MemoryStorage, its 5-tuple dialect."""
 
@@ -351,10 +402,12 @@ class Pyrogram(Kurigram):
         return Pyrogram(self.workdir, self.name, self.memory)
 
     async def write(self, indices: list[int], rnd: int) -> None:
-        await self.storage.update_peers([
-            (w.peer_id(i), w.access_hash(i), w.TYPES[i % 10], w.username(i, rnd), w.phone(i))
-            for i in indices
-        ])
+        await self.storage.update_peers(
+            [
+                (w.peer_id(i), w.access_hash(i), w.TYPES[i % 10], w.username(i, rnd), w.phone(i))
+                for i in indices
+            ]
+        )
 
     async def roundtrip(self) -> None:
         text = await self.storage.export_session_string()
@@ -379,8 +432,11 @@ class PyroforkMongo(Pyrogram):
         self.storage = MongoStorage(name, AsyncIOMotorClient(uri))
 
     def versions(self) -> dict[str, str | None]:
-        return {"pyrofork": _version("pyrofork"), "motor": _version("motor"),
-                "pymongo": _version("pymongo")}
+        return {
+            "pyrofork": _version("pyrofork"),
+            "motor": _version("motor"),
+            "pymongo": _version("pymongo"),
+        }
 
     def reopen(self) -> Adapter:
         return PyroforkMongo(self.workdir, self.name, self.uri)
@@ -407,6 +463,8 @@ def make_adapter(system: str, workdir: Path, name: str, mongo_uri: str | None) -
         return RawSQLite(workdir, name)
     if system == "kurigram-file":
         return Kurigram(workdir, name)
+    if system == "ours-kurigram":
+        return OursAsKurigram(workdir, name)
     if system == "kurigram-memory":
         return Kurigram(workdir, name, memory=True)
     if system == "pyrogram-file":
@@ -476,12 +534,9 @@ async def _concurrent(adapter: Adapter, n: int, tasks: int, ops: int) -> float:
             slot = k * ops + j
             if j % 10 == 0:
                 first = (slot * 7) % max(1, n - 10)
-                await adapter.write(list(range(first, first + min(10, n))), 0)
+                await adapter.write(list(range(first, first + min(10, n))), -1)
             elif j % 10 == 5:
-                try:
-                    await adapter.by_username(names[slot])
-                except KeyError:
-                    pass
+                await adapter.by_username(names[slot])
             else:
                 await adapter.by_id(ids[slot])
 
@@ -496,9 +551,11 @@ def _file_mb(adapter: Adapter) -> float | None:
     return sum(p.stat().st_size for p in adapter.files() if p.exists()) / 2**20
 
 
-async def run(system: str, n: int, workdir: Path, params: dict[str, Any],
-              mongo_uri: str | None) -> dict[str, Any]:
+async def run(
+    system: str, n: int, workdir: Path, params: dict[str, Any], mongo_uri: str | None
+) -> dict[str, Any]:
     name = f"bench_{system.replace('-', '_')}_{n}"
+    load_before = os.getloadavg()[0]
     rss_start = w.current_rss_mb()
     adapter = make_adapter(system, workdir, name, mongo_uri)
     lookups = int(params["lookups"])
@@ -508,8 +565,13 @@ async def run(system: str, n: int, workdir: Path, params: dict[str, Any],
     phones = w.sample_phones(n, int(params["phones"])) if n >= 10 else []
     rss_base = w.current_rss_mb()
     m: dict[str, Any] = {}
-    counts: dict[str, Any] = {"n": n, "lookups": lookups, "misses": len(miss_ids),
-                              "usernames": len(names), "phones": len(phones)}
+    counts: dict[str, Any] = {
+        "n": n,
+        "lookups": lookups,
+        "misses": len(miss_ids),
+        "usernames": len(names),
+        "phones": len(phones),
+    }
 
     await _call(adapter, "open")
     await _call(adapter, "set_session")
@@ -582,6 +644,7 @@ async def run(system: str, n: int, workdir: Path, params: dict[str, Any],
         "n": n,
         "metrics": m,
         "counts": counts,
+        "load": [load_before, os.getloadavg()[0]],
         "rss_start_mb": rss_start,
         "rss_base_mb": rss_base,
         "versions": {
@@ -602,8 +665,7 @@ def main() -> None:
     options = parser.parse_args()
     params = {**DEFAULT_PARAMS, **json.loads(options.params)}
     options.workdir.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(run(options.system, options.n, options.workdir, params,
-                             options.mongo_uri))
+    result = asyncio.run(run(options.system, options.n, options.workdir, params, options.mongo_uri))
     print("RESULT " + json.dumps(result), flush=True)
     os._exit(0)  # motor/pymongo may leave threads behind; the result is out
 

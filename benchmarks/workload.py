@@ -69,7 +69,12 @@ def churned(i: int) -> bool:
 
 
 def username(i: int, rnd: int) -> str | None:
-    return None if i % 2 else f"u{i}r{rnd}"
+    """The username of ``i`` in churn round ``rnd`` (-1: the one after the churn)."""
+    if i % 2:
+        return None
+    if rnd < 0:
+        rnd = 1 if churned(i) else 0
+    return f"u{i}r{rnd}"
 
 
 def current_username(i: int) -> str | None:
