@@ -23,9 +23,10 @@ write. Those writes (``update_peers``, ``update_usernames``, the update-state
 setters) are dropped with a DEBUG log on the ``pyrogram_storage.clients`` logger,
 and so is any :class:`~pyrogram_storage.StorageError` of such a write still in
 flight when ``close()`` ran: the data is a cache the client refills from Telegram,
-and raising would only crash a handler during shutdown. Reads after close (peer lookups, session fields,
-``update_state()``, ``get_update_states()``) and session-field writes raise
-:class:`~pyrogram_storage.StorageClosedError`; ``remove_state()`` never raises.
+and raising would only crash a handler during shutdown. Reads after close (peer
+lookups, session fields, ``update_state()``, ``get_update_states()``) and
+session-field writes raise :class:`~pyrogram_storage.StorageClosedError`;
+``remove_state()`` never raises.
 A write before the storage was ever opened raises too.
 
 Deliberate differences from the clients' own storages: username lookups are
