@@ -268,6 +268,7 @@ class MongoStorage(Storage):
         self._collections: _Collections | None = None
         self._session: SessionData | None = None
         self._new_share = 1.0  # share of new peers in the last batch written
+        self._epoch = 0  # counts close() calls, to tell "closed under a call" from a failure
 
     @classmethod
     def from_url(
@@ -338,6 +339,7 @@ class MongoStorage(Storage):
     ) -> T:
         """Await one driver operation, turning driver errors into :class:`BackendError`."""
         errors = _driver_errors()
+        epoch = self._epoch
         try:
             pending = operation(*args, **kwargs)
             if not inspect.isawaitable(pending):
@@ -347,7 +349,7 @@ class MongoStorage(Storage):
                 )
             return await pending
         except errors as exc:
-            if self._collections is None and self._client is None:
+            if self._epoch != epoch or self._client is None:
                 # close() closed our own client under this call: the documented outcome.
                 raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(
@@ -378,6 +380,7 @@ class MongoStorage(Storage):
         projection: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         errors = _driver_errors()
+        epoch = self._epoch
         try:
             cursor = collection.find(query, projection)
             if sort:
@@ -388,7 +391,7 @@ class MongoStorage(Storage):
                 cursor = cursor.batch_size(limit)  # one reply, no getMore round trip
             return [doc async for doc in cursor]
         except errors as exc:
-            if self._collections is None and self._client is None:
+            if self._epoch != epoch or self._client is None:
                 # close() closed our own client under this call: the documented outcome.
                 raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(
@@ -517,6 +520,7 @@ class MongoStorage(Storage):
 
     async def close(self) -> None:
         was_open = self._collections is not None
+        self._epoch += 1
         self._collections = None
         self._session = None
         if self._recipe is not None:
@@ -540,13 +544,11 @@ class MongoStorage(Storage):
         Without it, only the session document and the update state are removed. Works on
         a closed storage: a ``from_url`` storage connects again for it.
         """
-        owned_client = None
-        client = self._client
-        if client is None:
+        if self._client is None:
             _Pymongo.load()
-            client = owned_client = self._build_client()
+            self._client = self._build_client()  # closed again by close() below
         try:
-            c = self._collections or self._bind(client)
+            c = self._collections or self._bind(self._client)
             if self.remove_peers:
                 for collection in (c.session, c.peers, c.usernames, c.update_state):
                     await self._call("drop a collection", collection.drop)
@@ -557,9 +559,7 @@ class MongoStorage(Storage):
                 )
                 await self._call("delete the update state", c.update_state.drop)
         finally:
-            if owned_client is not None:
-                await _maybe_await(owned_client.close())
-        await self.close()
+            await self.close()
         log.debug("deleted %r", self)
 
     async def health(self) -> bool:
@@ -682,6 +682,7 @@ class MongoStorage(Storage):
         self, collection: Any, pymongo: ModuleType, operations: list[Any], fallback: dict[int, Any]
     ) -> Any:
         """Run one unordered bulk; inserts that lost a race to another writer become upserts."""
+        epoch = self._epoch
         try:
             return await self._call_raw(collection.bulk_write, operations, ordered=False)
         except pymongo.errors.BulkWriteError as exc:
@@ -696,7 +697,7 @@ class MongoStorage(Storage):
                 ) from exc
             return await self._call("write peers", collection.bulk_write, retry, ordered=False)
         except _driver_errors() as exc:
-            if self._collections is None and self._client is None:
+            if self._epoch != epoch or self._client is None:
                 raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(
                 f"MongoDB failed to write peers (session {self.name!r}, database "
@@ -864,12 +865,13 @@ class MongoStorage(Storage):
         c = self._require()
         errors = _driver_errors()
         pipeline = [{"$group": {"_id": "$type", "count": {"$sum": 1}}}]
+        epoch = self._epoch
         try:
             # PyMongo's aggregate() is a coroutine; motor's and async-pymongo's return a cursor.
             cursor = await _maybe_await(c.peers.aggregate(pipeline))
             rows = [row async for row in cursor]
         except errors as exc:
-            if self._collections is None and self._client is None:
+            if self._epoch != epoch or self._client is None:
                 raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(f"MongoDB failed to count peers: {exc}") from exc
         counts: dict[PeerType, int] = {}

@@ -502,6 +502,27 @@ async def test_driver_errors_are_backend_errors_and_recover(
         await storage.close()
 
 
+async def test_delete_while_the_server_is_down_fails_loudly_then_works(
+    server: MongoServer,
+) -> None:
+    name = fresh_name()
+    storage = MongoStorage.from_url(
+        server.uri, name=name, client_options={"serverSelectionTimeoutMS": 300}
+    )
+    async with storage:
+        await write_sample(storage)
+    server.stop()
+    try:
+        with pytest.raises(BackendError) as info:
+            await storage.delete()  # after close(), as log_out() does: it reconnects for it
+        assert isinstance(info.value.__cause__, pymongo.errors.PyMongoError)
+    finally:
+        server.start()
+    assert "session" in dump_database(server.uri, name)  # nothing was removed
+    await storage.delete()
+    assert dump_database(server.uri, name) == {}
+
+
 async def test_open_while_the_server_is_down_is_a_backend_error(server: MongoServer) -> None:
     storage = MongoStorage.from_url(
         server.uri, name=fresh_name(), client_options={"serverSelectionTimeoutMS": 300}
