@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
-import re
 import subprocess
 import sys
 import textwrap
@@ -743,35 +741,3 @@ async def test_out_of_range_ids_are_refused_before_the_server(opened: MongoStora
     with pytest.raises(ValueError, match="64 bits"):
         await opened.set_update_states([UpdateState(2**64, 1)])
     assert await opened.get_update_states() == []
-
-
-# -- the documentation ----------------------------------------------------------------------
-
-DOCS = REPO_ROOT / "docs" / "mongodb.rst"
-_BLOCK = re.compile(r"^\.\. code-block:: python\n((?:\n|   .*\n)+)", re.MULTILINE)
-
-
-def doc_examples() -> list[tuple[int, str]]:
-    text = DOCS.read_text()
-    return [
-        (text.count("\n", 0, match.start()) + 1,
-         "\n".join(row[3:] for row in match.group(1).splitlines()))
-        for match in _BLOCK.finditer(text)
-    ]
-
-
-@pytest.mark.parametrize(
-    ("line", "code"), doc_examples(), ids=[f"line-{line}" for line, _ in doc_examples()]
-)
-def test_docs_example_runs(line: int, code: str, mongo_uri: str, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=tmp_path,
-        env=dict(os.environ, MONGODB_URI=mongo_uri),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, f"docs/mongodb.rst line {line}:\n{result.stderr}"
-    assert "auth_key=b" not in result.stdout
