@@ -609,6 +609,10 @@ def _is_locked(exc: sqlite3.OperationalError) -> bool:
 def _run_script(db: sqlite3.Connection, text: str, *, version: int) -> None:
     """Apply one migration script and set the schema version, all in one transaction."""
     db.execute("BEGIN IMMEDIATE")
+    # Another opener (lock="shared") may have applied this step while we waited.
+    if db.execute("PRAGMA user_version").fetchone()[0] >= version:
+        db.execute("ROLLBACK")
+        return
     try:
         for statement in _split_statements(text):
             db.execute(statement)

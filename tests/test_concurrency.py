@@ -1,0 +1,307 @@
+"""Two processes, or two storage objects in one process, on the same session file.
+
+``lock="exclusive"`` (the default): the second opener gets :class:`SessionLocked`
+at once, naming the holder's pid and host; the lock dies with its process.
+``lock="shared"``: every opener works; writes are serialised by SQLite, each sees
+the others' writes, and a wait longer than ``busy_timeout`` is :class:`SessionLocked`.
+Never a raw ``sqlite3.OperationalError: database is locked``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyrogram_storage import (
+    CorruptSessionError,
+    FileStorage,
+    Peer,
+    PeerType,
+    SessionLocked,
+    StorageError,
+    UpdateState,
+)
+
+from . import lock_holder
+from .fixture_files import copy_fixture
+
+HOLDER = Path(lock_holder.__file__)
+
+
+class Holder:
+    """A second process that has the session open."""
+
+    def __init__(self, workdir: Path, name: str, lock: str, mode: str, *args: int) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HOLDER), str(workdir), name, lock, mode, *map(str, args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._first_line: str | None = None
+
+    @property
+    def first_line(self) -> str:
+        """The line it printed once open (or refused); read lazily so several start at once."""
+        if self._first_line is None:
+            assert self.proc.stdout is not None
+            self._first_line = self.proc.stdout.readline().strip()
+        return self._first_line
+
+    @property
+    def ready(self) -> bool:
+        return self.first_line.startswith("ready ")
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+
+    def finish(self) -> tuple[int, str, str]:
+        out, err = self.proc.communicate(timeout=120)
+        return self.proc.returncode, out, err
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.communicate()
+
+
+@pytest.fixture
+def holders() -> Iterator[list[Holder]]:
+    started: list[Holder] = []
+    yield started
+    for holder in started:
+        if holder.proc.poll() is None:
+            holder.kill()
+
+
+async def _session_file(workdir: Path, name: str = "s") -> None:
+    async with FileStorage(name, workdir, username_ttl=None) as storage:
+        await storage.upsert_peers([Peer(1, 11, PeerType.USER, ("one",))])
+
+
+# -- exclusive (the default) -----------------------------------------------------------------
+
+
+async def test_second_object_in_one_process_is_refused_at_once(tmp_path: Path) -> None:
+    first = FileStorage("s", tmp_path)
+    await first.open()
+    try:
+        second = FileStorage("s", tmp_path)
+        with pytest.raises(SessionLocked) as error:
+            await second.open()
+        message = str(error.value)
+        assert f"pid {os.getpid()}" in message and socket.gethostname() in message
+        assert not isinstance(error.value, sqlite3.Error)
+        # The refused object holds nothing: the holder keeps working.
+        await first.upsert_peers([Peer(2, 22, PeerType.USER)])
+        with pytest.raises(SessionLocked):
+            await FileStorage("s", tmp_path, lock="shared").open()
+    finally:
+        await first.close()
+    # Once the holder closed, the other object opens and sees its writes.
+    async with second:
+        assert (await second.peer_by_id(2)).access_hash == 22
+
+
+async def test_second_process_is_refused_naming_the_holder(
+    tmp_path: Path, holders: list[Holder]
+) -> None:
+    await _session_file(tmp_path)
+    holder = Holder(tmp_path, "s", "exclusive", "hold")
+    holders.append(holder)
+    assert holder.ready, holder.first_line
+    pid = holder.proc.pid
+    for lock in ("exclusive", "shared"):
+        with pytest.raises(SessionLocked) as error:
+            await FileStorage("s", tmp_path, lock=lock).open()
+        assert f"pid {pid}" in str(error.value), str(error.value)
+        assert socket.gethostname() in str(error.value)
+    lock_file = tmp_path / "s.session.lock"
+    assert stat.S_IMODE(lock_file.stat().st_mode) == 0o600
+    # And the other way round: our process holds it, a new process is refused.
+    holder.kill()
+    async with FileStorage("s", tmp_path):
+        refused = Holder(tmp_path, "s", "exclusive", "hold")
+        holders.append(refused)
+        assert refused.first_line.startswith("error SessionLocked"), refused.first_line
+        assert f"pid {os.getpid()}" in refused.first_line
+        assert refused.finish()[0] == 1
+
+
+async def test_a_killed_holder_leaves_no_lock_behind(tmp_path: Path, holders: list[Holder]) -> None:
+    await _session_file(tmp_path)
+    holder = Holder(tmp_path, "s", "exclusive", "hold")
+    holders.append(holder)
+    assert holder.ready
+    holder.kill()  # no close(): the lock file (with the dead pid in it) stays behind
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        assert (await storage.peer_by_username("one")).id == 1
+    assert not (tmp_path / "s.session.lock").exists()  # the last holder removes it
+
+
+async def test_a_failed_open_does_not_keep_the_lock(tmp_path: Path) -> None:
+    (tmp_path / "s.session").write_bytes(b"garbage" * 100)
+    for _ in range(2):
+        with pytest.raises(CorruptSessionError):
+            await FileStorage("s", tmp_path).open()  # not SessionLocked the second time
+    (tmp_path / "s.session").unlink()
+    async with FileStorage("s", tmp_path) as storage:
+        assert (await storage.get_session()).dc_id == 2
+
+
+async def test_closed_and_deleted_sessions_release_the_lock(tmp_path: Path) -> None:
+    storage = FileStorage("s", tmp_path)
+    for _ in range(3):
+        await storage.open()
+        await storage.close()
+        async with FileStorage("s", tmp_path):  # another object may open it now
+            pass
+    await storage.open()
+    await storage.delete()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    async with FileStorage("s", tmp_path) as fresh:
+        assert (await fresh.get_session()).is_empty
+
+
+# -- shared ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fresh", [True, False], ids=["new-file", "existing-file"])
+async def test_two_processes_write_at_once_in_shared_mode(
+    tmp_path: Path, holders: list[Holder], fresh: bool
+) -> None:
+    if not fresh:
+        await _session_file(tmp_path)
+    count = 150
+    writers = [Holder(tmp_path, "s", "shared", "write", first, count) for first in (1000, 5000)]
+    holders.extend(writers)
+    assert all(w.ready for w in writers), [w.first_line for w in writers]
+    for writer in writers:
+        writer.go()
+    for writer in writers:
+        code, out, err = writer.finish()
+        assert code == 0 and out.strip() == "done", (out, err[-2000:])
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        for first in (1000, 5000):
+            for peer_id in range(first, first + count):
+                assert (await storage.peer_by_username(f"u{peer_id}")).access_hash == peer_id * 3
+        states = {s.id: s.pts for s in await storage.get_update_states()}
+        assert states == {1000: 1000 + count - 1, 5000: 5000 + count - 1}
+        assert (await storage.get_session()).api_id in (1000 + count - 1, 5000 + count - 1)
+    with sqlite3.connect(tmp_path / "s.session") as db:
+        assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+    db.close()
+
+
+async def test_two_processes_adopt_a_client_file_at_once(
+    tmp_path: Path, holders: list[Holder]
+) -> None:
+    """Both find an old client's file needing migrations; neither may trip on the other."""
+    copy_fixture("pyrogram", tmp_path, name="s")
+    writers = [Holder(tmp_path, "s", "shared", "write", first, 5) for first in (1000, 5000, 9000)]
+    holders.extend(writers)
+    for writer in writers:
+        assert writer.ready, (writer.first_line, writer.finish())
+        writer.go()
+    for writer in writers:
+        code, out, err = writer.finish()
+        assert code == 0, (out, err[-2000:])
+
+
+async def test_two_objects_in_one_process_share_and_see_each_others_writes(
+    tmp_path: Path,
+) -> None:
+    a = FileStorage("s", tmp_path, lock="shared", username_ttl=None)
+    b = FileStorage("s", tmp_path, lock="shared", username_ttl=None)
+    async with a, b:
+        await a.update_session(dc_id=4, user_id=42)
+        assert (await b.get_session()).user_id == 42
+        await b.update_session(user_id=43)
+        assert (await a.get_session()).user_id == 43
+        await a.upsert_peers([Peer(1, 1, PeerType.USER, ("first",))])
+        assert (await b.peer_by_id(1)).usernames == ("first",)
+        await b.upsert_peers([Peer(1, 2, PeerType.USER, ("second",))])
+        assert (await a.peer_by_id(1)).access_hash == 2  # not a stale cached copy
+        assert (await a.peer_by_username("second")).id == 1
+        await b.set_update_states([UpdateState(0, pts=5)])
+        assert await a.get_update_states() == [UpdateState(0, pts=5)]
+
+        async def hammer(storage: FileStorage, base: int) -> None:
+            for i in range(60):
+                await storage.upsert_peers([Peer(base + i, i, PeerType.USER, (f"h{base + i}",))])
+                await storage.update_session(api_id=base + i)
+
+        await asyncio.gather(hammer(a, 10_000), hammer(b, 20_000))
+        assert sum((await a.count_peers()).values()) == 121
+        assert (await b.peer_by_username("h10059")).id == 10_059
+
+
+async def test_a_long_write_lock_is_session_locked_after_busy_timeout(tmp_path: Path) -> None:
+    """A write lock held longer than busy_timeout elsewhere: our error, not sqlite3's."""
+    await _session_file(tmp_path)
+    storage = FileStorage("s", tmp_path, lock="shared", busy_timeout=0.3, username_ttl=None)
+    await storage.open()
+    blocker = sqlite3.connect(tmp_path / "s.session", isolation_level=None)
+    try:
+        blocker.execute("BEGIN IMMEDIATE")
+        blocker.execute("INSERT INTO peers (id, access_hash, type) VALUES (77, 7, 'user')")
+        for write in (
+            storage.upsert_peers([Peer(2, 2, PeerType.USER)]),
+            storage.update_session(user_id=9),
+            storage.set_update_states([UpdateState(0, pts=1)]),
+            storage.save(),
+        ):
+            with pytest.raises(SessionLocked) as error:
+                await write
+            assert "locked" in str(error.value)
+            assert isinstance(error.value.__cause__, sqlite3.OperationalError)
+        # Reads go on during another's write (WAL): the committed state.
+        assert (await storage.peer_by_username("one")).id == 1
+        blocker.execute("COMMIT")
+        await storage.upsert_peers([Peer(2, 2, PeerType.USER)])
+        assert (await storage.peer_by_id(77)).access_hash == 7
+    finally:
+        blocker.close()
+        await storage.close()
+
+
+async def test_no_raw_sqlite_error_under_contention(tmp_path: Path) -> None:
+    """Four shared objects with a tiny busy_timeout: each call succeeds or is SessionLocked."""
+    stores = [
+        FileStorage("s", tmp_path, lock="shared", busy_timeout=0.001, username_ttl=None)
+        for _ in range(4)
+    ]
+    for store in stores:
+        await store.open()
+    outcomes = {"ok": 0, "locked": 0}
+
+    async def churn(n: int, store: FileStorage) -> None:
+        for i in range(80):
+            try:
+                await store.upsert_peers([Peer(n * 1000 + i, i, PeerType.USER, (f"c{n}_{i}",))])
+                await store.update_session(api_id=i + 1)
+                await store.get_session()
+                outcomes["ok"] += 1
+            except SessionLocked:
+                outcomes["locked"] += 1
+            except StorageError as exc:  # pragma: no cover - the failure this test is for
+                raise AssertionError(f"not SessionLocked: {exc!r}") from exc
+
+    try:
+        await asyncio.gather(*(churn(n, store) for n, store in enumerate(stores)))
+    finally:
+        for store in stores:
+            await store.close()
+    assert outcomes["ok"] > 0
