@@ -217,6 +217,11 @@ class SQLiteStorage(Storage):
                 ) from exc
             raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
         except sqlite3.DatabaseError as exc:
+            # Damage inside pages shows only when a query reaches them.
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                raise CorruptSessionError(
+                    f"{self.database} is damaged ({exc}); restore it from a backup"
+                ) from exc
             raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
         except ValueError as exc:
             if self._conn is None or "closed" in str(exc).lower():

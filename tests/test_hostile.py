@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyrogram_storage import (
+    CorruptSessionError,
     FileStorage,
     MemoryStorage,
     Peer,
@@ -306,6 +307,8 @@ async def test_damaged_files_fail_with_our_errors_and_are_not_made_worse(tmp_pat
         except StorageError as exc:
             # Our error, never a raw sqlite3 one (it may be the cause).
             assert not isinstance(exc, sqlite3.Error)
+            if "malformed" in str(exc.__cause__):  # damage found only when a query reached it
+                assert isinstance(exc, CorruptSessionError), repr(exc)
             outcomes[f"{stage}: {type(exc).__name__}"] += 1
         except BaseException as exc:
             raise AssertionError(f"damage {n} (seed {seed}): {how}") from exc
