@@ -36,6 +36,7 @@ from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
 from . import _migrations
+from ._values import checked_peer, clean_usernames, peer_type, validated
 from .base import USERNAME_TTL, Storage, normalize_phone, normalize_username
 from .errors import (
     BackendError,
@@ -46,7 +47,6 @@ from .errors import (
     StorageClosedError,
     UnknownSchemaError,
 )
-from .sqlite import _checked_peer, _clean_usernames, _peer_type, _validated
 from .types import (
     DEFAULT_DC_ID,
     SESSION_FIELDS,
@@ -257,8 +257,11 @@ class MongoStorage(Storage):
             _check_database_name(database)
         self.database = name if database is None else database
         self.prefix = ("" if database is None else f"{name}.") if prefix is None else prefix
-        if not isinstance(self.prefix, str) or "$" in self.prefix or "\x00" in self.prefix or (
-            self.prefix.startswith("system.")
+        if (
+            not isinstance(self.prefix, str)
+            or "$" in self.prefix
+            or "\x00" in self.prefix
+            or (self.prefix.startswith("system."))
         ):
             raise ValueError(
                 f"prefix {self.prefix!r} cannot start a MongoDB collection name (no '$', "
@@ -512,8 +515,9 @@ class MongoStorage(Storage):
                 upsert=True,
             ),
         )
-        log.info("database %r: applied mongo migration %04d_%s", self.database, step.version,
-                 step.name)
+        log.info(
+            "database %r: applied mongo migration %04d_%s", self.database, step.version, step.name
+        )
 
     async def save(self) -> None:
         await self.update_session(date=int(time.time()))
@@ -590,7 +594,7 @@ class MongoStorage(Storage):
             raise TypeError(f"not session fields: {', '.join(sorted(unknown))}")
         if not changes:
             return
-        updated = _validated(current, changes)
+        updated = validated(current, changes)
         values = {name: getattr(updated, name) for name in changes}
         c = self._require()
         await self._call(
@@ -609,7 +613,7 @@ class MongoStorage(Storage):
         """
         latest: dict[int, Peer] = {}
         for peer in peers:
-            checked = _checked_peer(peer)
+            checked = checked_peer(peer)
             latest.pop(checked.id, None)  # the last occurrence wins, as in one SQL transaction
             latest[checked.id] = checked
         if not latest:
@@ -655,7 +659,7 @@ class MongoStorage(Storage):
                 update = {"$set": fields, "$setOnInsert": {"username": None, "usernames": []}}
                 new = {"_id": peer.id, **fields, "username": None, "usernames": []}
             else:
-                names = _clean_usernames(peer.usernames)
+                names = clean_usernames(peer.usernames)
                 fields["username"] = names[0] if names else None
                 fields["usernames"] = list(names)
                 update = {"$set": fields}
@@ -709,7 +713,7 @@ class MongoStorage(Storage):
         for peer_id, names in usernames:
             if isinstance(names, str):
                 raise TypeError("usernames must be a sequence of str, not one str")
-            merged[_int64(peer_id, "peer id")] = _clean_usernames(names)
+            merged[_int64(peer_id, "peer id")] = clean_usernames(names)
         if not merged:
             return
         c = self._require()
@@ -785,8 +789,11 @@ class MongoStorage(Storage):
                 operations[start : start + _BATCH],
                 ordered=False,
             )
-        log.info("database %r: indexed the usernames of %d peers Pyrofork wrote",
-                 self.database, len(operations))
+        log.info(
+            "database %r: indexed the usernames of %d peers Pyrofork wrote",
+            self.database,
+            len(operations),
+        )
 
     async def peer_by_id(self, peer_id: int) -> Peer:
         c = self._require()
@@ -876,7 +883,7 @@ class MongoStorage(Storage):
             raise BackendError(f"MongoDB failed to count peers: {exc}") from exc
         counts: dict[PeerType, int] = {}
         for row in rows:
-            kind = _peer_type(row["_id"])
+            kind = peer_type(row["_id"])
             counts[kind] = counts.get(kind, 0) + int(row["count"])
         return counts
 
@@ -894,9 +901,7 @@ class MongoStorage(Storage):
             "read update states", c.update_state, query, sort=[("date", 1), ("_id", 1)]
         )
         return [
-            UpdateState(
-                doc["_id"], doc.get("pts"), doc.get("qts"), doc.get("date"), doc.get("seq")
-            )
+            UpdateState(doc["_id"], doc.get("pts"), doc.get("qts"), doc.get("date"), doc.get("seq"))
             for doc in docs
         ]
 
@@ -920,9 +925,7 @@ class MongoStorage(Storage):
                 if given:
                     update["$set"] = given
                 if len(given) < len(values):
-                    update["$setOnInsert"] = {
-                        name: None for name in values if name not in given
-                    }
+                    update["$setOnInsert"] = {name: None for name in values if name not in given}
                 operations.append(pymongo.UpdateOne({"_id": state_id}, update, upsert=True))
             else:
                 operations.append(pymongo.ReplaceOne({"_id": state_id}, values, upsert=True))
@@ -1031,7 +1034,7 @@ def _peer_from_doc(doc: Mapping[str, Any], looked_up: list[str]) -> Peer:
     return Peer(
         doc["_id"],
         0 if access_hash is None else int(access_hash),
-        _peer_type(doc.get("type")),
+        peer_type(doc.get("type")),
         tuple(names),
         doc.get("phone_number"),
         None if stamp is None else int(stamp),
