@@ -13,8 +13,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
+import subprocess
+import sys
+import textwrap
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -236,3 +241,22 @@ async def test_writes_issued_while_close_runs_are_kept_or_refused(
     async with again:
         for peer_id in written:
             assert (await again.peer_by_id(peer_id)).access_hash == peer_id
+
+
+# -- the examples of docs/reliability.rst run as written ------------------------------------
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.rst"
+_BLOCK = re.compile(r"^\.\. code-block:: python\n((?:\n|[ \t]+.*\n)+)", re.MULTILINE)
+DOC_BLOCKS = [textwrap.dedent(block).strip() + "\n" for block in _BLOCK.findall(DOC.read_text())]
+
+
+@pytest.mark.parametrize("code", DOC_BLOCKS, ids=[f"block-{i}" for i in range(len(DOC_BLOCKS))])
+def test_reliability_doc_examples_run(code: str, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stdout.strip()
+    if "SessionLocked" in code:
+        assert "in use by pid" in done.stdout
