@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import logging
 import os
@@ -150,6 +151,7 @@ class FileStorage(SQLiteStorage):
             _release_lock(fd, self.lock_path)
 
     def _create_or_check(self) -> None:
+        _remove_abandoned_scratch(self.path)
         if self.path.exists():
             _check_header(self.path)
             return
@@ -188,6 +190,25 @@ class FileStorage(SQLiteStorage):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(f"{self.path}{suffix}")
         log.debug("deleted %s", self.path)
+
+
+def _remove_abandoned_scratch(path: Path) -> None:
+    """Remove files that processes killed while creating ``path`` left aside."""
+    for scratch in path.parent.glob(f".{glob.escape(path.name)}.new-*"):
+        pid = scratch.name.rpartition(".new-")[2].split("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(scratch)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _MAGIC = b"SQLite format 3\x00"
