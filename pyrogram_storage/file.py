@@ -184,11 +184,22 @@ class FileStorage(SQLiteStorage):
         conn.execute("PRAGMA synchronous = NORMAL")
 
     async def delete(self) -> None:
-        """Close the storage and remove the file with its WAL and journal side files."""
+        """Close the storage and remove the file with its WAL and journal side files.
+
+        :raises SessionLocked: another storage has the session open; nothing was removed.
+        """
         await self.close()
-        for suffix in ("", *_SIDE_FILES, ".lock"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(f"{self.path}{suffix}")
+        if not self.path.parent.is_dir():
+            return
+        # Under the lock: a storage that still had the file open would write on into an
+        # unlinked file and lose everything. Releasing it removes the lock file.
+        fd = _acquire(self.lock_path, self.path, shared=False)
+        try:
+            for suffix in ("", *_SIDE_FILES):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{self.path}{suffix}")
+        finally:
+            _release_lock(fd, self.lock_path)
         log.debug("deleted %s", self.path)
 
 

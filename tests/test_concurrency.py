@@ -305,3 +305,28 @@ async def test_no_raw_sqlite_error_under_contention(tmp_path: Path) -> None:
         for store in stores:
             await store.close()
     assert outcomes["ok"] > 0
+
+
+async def test_delete_refuses_while_another_storage_has_the_session_open(
+    tmp_path: Path, holders: list[Holder]
+) -> None:
+    """Deleting under an open storage would send its later writes into an unlinked file."""
+    holder_in_process = FileStorage("s", tmp_path, username_ttl=None)
+    await holder_in_process.open()
+    try:
+        with pytest.raises(SessionLocked):
+            await FileStorage("s", tmp_path).delete()
+        await holder_in_process.upsert_peers([Peer(3, 33, PeerType.USER, ("three",))])
+    finally:
+        await holder_in_process.close()
+    holder = Holder(tmp_path, "s", "exclusive", "hold")
+    holders.append(holder)
+    assert holder.ready
+    with pytest.raises(SessionLocked) as error:
+        await FileStorage("s", tmp_path).delete()
+    assert f"pid {holder.proc.pid}" in str(error.value)
+    holder.kill()
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        assert (await storage.peer_by_username("three")).id == 3
+    await FileStorage("s", tmp_path).delete()  # nobody holds it now
+    assert list(tmp_path.iterdir()) == []
