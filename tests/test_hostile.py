@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 import struct
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -376,3 +377,33 @@ async def test_odd_peers_are_stored_and_found(kind: str, peers: list[Peer]) -> N
                     elif peer.phone_number is None:
                         assert stored.phone_number is None
                 assert sum((await storage.count_peers()).values()) == len(peers)
+
+
+@pytest.mark.mongo
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(peers=_peers())
+async def test_odd_peers_are_stored_and_found_in_mongo(mongo_uri: str, peers: list[Peer]) -> None:
+    from pyrogram_storage.mongo import MongoStorage
+
+    name = f"odd_{uuid.uuid4().hex[:12]}"
+    storage = MongoStorage.from_url(mongo_uri, name=name, username_ttl=None)
+    try:
+        async with storage:
+            await storage.upsert_peers(peers)
+            for peer in peers:
+                stored = await storage.peer_by_id(peer.id)
+                assert (stored.access_hash, stored.type.value) == (
+                    peer.access_hash,
+                    peer.type.value,
+                )
+                assert stored.usernames == tuple(n.lower() for n in peer.usernames or ())
+                for name in peer.usernames or ():
+                    assert (await storage.peer_by_username("@" + name)).id == peer.id
+                phone = peer.phone_number
+                if phone is not None and any(c.isdigit() for c in phone):
+                    found = await storage.peer_by_phone(phone)
+                    assert found.phone_number == stored.phone_number
+    finally:
+        await storage.delete()
