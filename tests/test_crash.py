@@ -24,6 +24,7 @@ import pytest
 from pyrogram_storage import FileStorage, Peer
 
 from . import crash_writer
+from .fixture_files import CLIENT_NAMES, copy_fixture, manifest
 
 FULL = os.environ.get("PYROGRAM_STORAGE_FULL") == "1"
 CYCLES = int(os.environ.get("PYROGRAM_STORAGE_CRASH_CYCLES", 220 if FULL else 25))
@@ -212,3 +213,56 @@ async def test_sigkill_while_creating_a_new_session_leaves_a_file_that_opens(
             message = f"attempt {attempt}, seed {seed}: killed with the file {size} bytes"
             raise AssertionError(message) from exc
     print(f"\ncreation kills: {CREATION_KILLS} (seed {seed}), at the kill: {outcomes}")
+
+
+ADOPTION_KILLS = int(os.environ.get("PYROGRAM_STORAGE_ADOPTION_KILLS", 15 if FULL else 3))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", CLIENT_NAMES)
+async def test_sigkill_while_adopting_a_client_file_keeps_its_session(
+    client: str, tmp_path: Path
+) -> None:
+    """Opening a client's file runs migrations; a kill in the middle loses nothing."""
+    seed = int(os.environ.get("PYROGRAM_STORAGE_CRASH_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    expected = manifest(client)
+    holder = Path(__file__).with_name("lock_holder.py")
+    probe = copy_fixture(client, tmp_path, name="original")
+    original = probe.read_bytes()
+    untouched = sorted(p.name.replace("original", NAME) for p in tmp_path.glob("original*"))
+    states = {False: 0, True: 0}  # killed before / after the file was first changed
+    for attempt in range(ADOPTION_KILLS):
+        workdir = tmp_path / f"run{attempt}"
+        workdir.mkdir()
+        copy_fixture(client, workdir, name=NAME)
+        proc = subprocess.Popen(
+            [sys.executable, str(holder), str(workdir), NAME, "exclusive", "hold"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while not Path(f"{workdir / NAME}.session.lock").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "holder died or hung"
+            time.sleep(0.0002)
+        time.sleep(rng.uniform(0.0, 0.05))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        files = sorted(p.name for p in workdir.iterdir() if not p.name.endswith(".lock"))
+        changed = (workdir / f"{NAME}.session").read_bytes() != original or files != untouched
+        states[changed] += 1
+        try:
+            async with FileStorage(NAME, workdir, username_ttl=None) as storage:
+                session = await storage.get_session()
+                assert session.auth_key == bytes.fromhex(expected["session"]["auth_key"])
+                assert session.user_id == expected["session"]["user_id"]
+                for peer in expected["peers"]:
+                    assert (await storage.peer_by_id(peer["id"])).access_hash == peer["access_hash"]
+            with sqlite3.connect(workdir / f"{NAME}.session") as db:
+                assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            db.close()
+        except BaseException as exc:
+            message = f"{client}, attempt {attempt}, seed {seed}"
+            raise AssertionError(message) from exc
+    print(f"\n{client}: {ADOPTION_KILLS} kills, {states[True]} after adoption had begun")
