@@ -29,6 +29,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sqlite3
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -68,6 +69,16 @@ maker = _load_maker()
 UPSTREAM_DEV = ("kurigram", "irenogram", "pyrotgfork")  # usernames(id, username), v6/v7
 PYROFORK_LINE = ("pyrofork", "electrogram")  # usernames(id = name, peer_id), v4
 CLASSIC = ("pyrogram", "hydrogram")  # peers.username only, v3
+
+
+def usernames_columns() -> set[str]:
+    """The columns of the usernames table in a new file of ours (the upstream layout)."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript((REPO_ROOT / "migrations" / "sqlite" / "0001_initial.sql").read_text())
+        return {row[1] for row in db.execute("PRAGMA table_info(usernames)")}
+    finally:
+        db.close()
 
 
 def known_types(client: str) -> tuple[str, ...]:
@@ -215,6 +226,11 @@ class Cell:
         return "; ".join(parts)
 
 
+# Whether our upstream layout's usernames table also has Pyrofork's (peer_id,
+# last_update_on) columns; without them Pyrofork and Electrogram hit "no such column".
+HYBRID = {"peer_id", "username"} <= usernames_columns()
+
+
 RESULTS: dict[tuple[str, str, str], Cell] = {}  # (direction, layout or "", client) -> Cell
 
 
@@ -263,20 +279,22 @@ def secondary_username_error(layout: str, client: str, name: str) -> str | None:
     """The error a client gives for a username that is not a peer's first one, if any."""
     if client in CLASSIC:
         return f"KeyError: 'Username not found: {name}'"  # one username column, nothing else
-    if client in PYROFORK_LINE and layout == "upstream":
+    if client in PYROFORK_LINE and layout == "upstream" and not HYBRID:
         return "OperationalError: no such column: peer_id"  # its usernames table is keyed by name
     return None
 
 
 def missing_username_error(layout: str, client: str, name: str) -> str:
-    if client in PYROFORK_LINE and layout == "upstream":
+    if client in PYROFORK_LINE and layout == "upstream" and not HYBRID:
         return "OperationalError: no such column: peer_id"
     return f"KeyError: 'Username not found: {name}'"
 
 
 def write_error(layout: str, client: str, call: str, arg: Any) -> str | None:
     """The error a client's own write into our file gives, if any."""
-    if call == "update_usernames" and client in PYROFORK_LINE and layout == "upstream":
+    if call != "update_usernames":
+        return None
+    if client in PYROFORK_LINE and layout == "upstream" and not HYBRID:
         # Its Client calls this on every fetch_peers, so it cannot keep using such a file.
         if arg == []:
             return "OperationalError: table usernames has no column named peer_id"
@@ -509,7 +527,7 @@ async def test_client_reads_our_file(
             new["phone"],
         )
         assert (await storage.peer_by_phone(new["phone"])).id == new["id"]
-        if client in CLASSIC or (client in PYROFORK_LINE and layout == "upstream"):
+        if client in CLASSIC or (client in PYROFORK_LINE and layout == "upstream" and not HYBRID):
             kept = new["usernames"][:1]  # the only username its schema (or our layout) keeps
         else:
             kept = new["usernames"]
