@@ -330,3 +330,32 @@ async def test_delete_refuses_while_another_storage_has_the_session_open(
         assert (await storage.peer_by_username("three")).id == 3
     await FileStorage("s", tmp_path).delete()  # nobody holds it now
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_two_clients_in_one_process_through_the_client_glue(tmp_path: Path) -> None:
+    """What a second Client(...) on the same session name meets in start()."""
+    from pyrogram_storage.clients import ADAPTERS
+
+    first = ADAPTERS["kurigram"](FileStorage("me", tmp_path))
+    second = ADAPTERS["kurigram"](FileStorage("me", tmp_path))
+    await first.open()
+    try:
+        with pytest.raises(SessionLocked, match=f"pid {os.getpid()}"):
+            await second.open()
+        await first.dc_id(4)
+    finally:
+        await first.close()
+    await second.open()
+    try:
+        assert await second.dc_id() == 4
+    finally:
+        await second.close()
+    shared = [ADAPTERS["pyrofork"](FileStorage("s", tmp_path, lock="shared")) for _ in range(2)]
+    for adapter in shared:
+        await adapter.open()
+    try:
+        await shared[0].update_peers([(5, 55, "user", "alice", None)])
+        assert (await shared[1].storage.peer_by_username("alice")).access_hash == 55
+    finally:
+        for adapter in shared:
+            await adapter.close()
