@@ -24,6 +24,7 @@ import os
 import platform
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -189,6 +190,29 @@ def _run_one(
     return {"system": system, "n": n, "error": f"exit {proc.returncode}: {tail}"}
 
 
+def merge_repeats(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Fold repeated runs of one system and N into one result of per-metric medians."""
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault((run["system"], run["n"]), []).append(run)
+    merged = []
+    for group in groups.values():
+        good = [r for r in group if "metrics" in r]
+        if not good:
+            merged.append(group[-1])
+            continue
+        result = dict(good[-1])
+        names = {name for r in good for name in r["metrics"]}
+        result["metrics"] = {}
+        for name in sorted(names):
+            values = [r["metrics"][name] for r in good if r["metrics"].get(name) is not None]
+            result["metrics"][name] = statistics.median(values) if values else None
+        result["repeats"] = len(good)
+        result["load"] = [x for r in good for x in r.get("load", [])]
+        merged.append(result)
+    return merged
+
+
 def machine() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": platform.processor() or platform.machine(),
@@ -345,6 +369,11 @@ def render(data: dict[str, Any]) -> str:
                 versions[key] = value
     lines.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
     lines.append(f"- Command: `{data['command']}` ({data['wall_s'] / 60:.1f} min)")
+    if data.get("repeat", 1) > 1:
+        lines.append(
+            f"- Every system and N ran {data['repeat']} times (round robin); "
+            "each number is the median"
+        )
     loads = [x for r in results for x in r.get("load", [])]
     if loads:
         lines.append(
@@ -536,7 +565,15 @@ def main(argv: list[str] | None = None) -> int:
         help="folder for latest.md, latest.json, latest.png",
     )
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per run")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="run everything K times; report the medians"
+    )
+    parser.add_argument(
+        "--from-json", type=Path, help="only write the report and plot of an earlier latest.json"
+    )
     options = parser.parse_args(argv)
+    if options.from_json:
+        return report(json.loads(options.from_json.read_text()), options.out)
 
     systems = [s.strip() for s in options.systems.split(",") if s.strip()]
     for system in systems:
@@ -568,6 +605,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "sizes": sizes,
         "mongo_sizes": mongo_sizes,
+        "repeat": options.repeat,
+        "runs": [],
         "results": [],
         "skipped": skipped,
     }
@@ -589,7 +628,8 @@ def main(argv: list[str] | None = None) -> int:
         # SQLite rows first, at every N; the slow Mongo rows last.
         plan = [(n, s) for n in sorted(sizes) for s in systems if not s.endswith("mongo")]
         plan += [(n, s) for n in sorted(mongo_sizes) for s in systems if s.endswith("mongo")]
-        for n, system in plan:
+        # Repeats go round the whole plan, so a burst of load hits one sample, not all.
+        for n, system in plan * options.repeat:
             is_mongo = system.endswith("mongo")
             if n > MAX_N.get(system, n):
                 continue
@@ -605,7 +645,8 @@ def main(argv: list[str] | None = None) -> int:
                 mongo_uri if is_mongo else None,
                 options.timeout,
             )
-            data["results"].append(result)
+            data["runs"].append(result)
+            data["results"] = merge_repeats(data["runs"])
             print("FAILED" if "error" in result else f"{result['wall_s']:.1f}s", flush=True)
             if "error" in result:
                 print(result["error"], file=sys.stderr)
@@ -613,16 +654,22 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             server.close()
-    data["wall_s"] = time.monotonic() - clock
-    data["targets"] = targets(data["results"])
     _write_json(data, options.out / "latest.json", clock)
-    (options.out / "latest.md").write_text(render(data))
-    plot(data, options.out / "latest.png")
+    return report(data, options.out)
+
+
+def report(data: dict[str, Any], out: Path) -> int:
+    """Evaluate the targets, write latest.md, latest.json and latest.png; print the verdicts."""
+    out.mkdir(parents=True, exist_ok=True)
+    data["targets"] = targets(data["results"])
+    (out / "latest.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    (out / "latest.md").write_text(render(data))
+    plot(data, out / "latest.png")
     print()
     for t in data["targets"]:
         verdict = "not measured" if t["met"] is None else ("met" if t["met"] else "NOT MET")
         print(f"{verdict:>13}  {t['target']}  {t['detail']}")
-    print(f"\nwrote {options.out / 'latest.md'}, latest.json, latest.png")
+    print(f"\nwrote {out / 'latest.md'}, latest.json, latest.png")
     return 1 if any("error" in r for r in data["results"]) else 0
 
 
