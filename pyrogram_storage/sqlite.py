@@ -210,6 +210,12 @@ class SQLiteStorage(Storage):
         try:
             return await conn._execute(lambda: fn(raw()))  # type: ignore[no-untyped-call,no-any-return]
         except sqlite3.OperationalError as exc:
+            # Damaged text; checked first, the message quotes stored data ("...locked...").
+            if str(exc).startswith("Could not decode to UTF-8"):
+                raise CorruptSessionError(
+                    f"{self.database} is damaged (text that is not UTF-8); restore it "
+                    "from a backup"
+                ) from exc
             if _is_locked(exc):
                 raise SessionLocked(
                     f"{self.database} is locked by another connection for more than "
