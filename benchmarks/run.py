@@ -369,6 +369,8 @@ def render(data: dict[str, Any]) -> str:
                 versions[key] = value
     lines.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
     lines.append(f"- Command: `{data['command']}` ({data['wall_s'] / 60:.1f} min)")
+    if data.get("git"):
+        lines.append(f"- Code: `{data['git']}`")
     if data.get("repeat", 1) > 1:
         lines.append(
             f"- Every system and N ran {data['repeat']} times (round robin); "
@@ -520,6 +522,7 @@ def plot(data: dict[str, Any], path: Path) -> bool:
                     [p[1] for p in points],
                     style,
                     marker="o",
+                    color=f"C{SYSTEMS.index(system)}",
                     label=LABELS[system],
                 )
         ax.set_xscale("log")
@@ -603,6 +606,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python benchmarks/run.py "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": machine(),
+        "git": _git_describe(),
         "sizes": sizes,
         "mongo_sizes": mongo_sizes,
         "repeat": options.repeat,
@@ -671,6 +675,16 @@ def report(data: dict[str, Any], out: Path) -> int:
         print(f"{verdict:>13}  {t['target']}  {t['detail']}")
     print(f"\nwrote {out / 'latest.md'}, latest.json, latest.png")
     return 1 if any("error" in r for r in data["results"]) else 0
+
+
+def _git_describe() -> str | None:
+    try:
+        proc = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO
+        )
+    except OSError:
+        return None
+    return proc.stdout.strip() or None
 
 
 def _dist_version(dist: str) -> str:
