@@ -586,14 +586,12 @@ class SQLiteStorage(Storage):
             if merge
             else "REPLACE INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?)"
         )
-        await self._write(lambda db: db.executemany(sql, rows))
+        await self._write(_run_many(sql, rows))
 
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         rows = [(int(i),) for i in ids]
         if rows:
-            await self._write(
-                lambda db: db.executemany("DELETE FROM update_state WHERE id = ?", rows)
-            )
+            await self._write(_run_many("DELETE FROM update_state WHERE id = ?", rows))
 
 
 # -- helpers that run on the worker thread ---------------------------------------------------
@@ -606,6 +604,19 @@ def create_schema(db: sqlite3.Connection, layout: Layout) -> None:
         _migrations.script("sqlite", "layouts", "pyrofork.sql") if layout is Layout.PYROFORK else ""
     )
     _run_script(db, step.text + "\n" + extra, version=1)
+
+
+def _run_many(sql: str, rows: list[tuple[Any, ...]]) -> Callable[[sqlite3.Connection], None]:
+    """Build a job running ``executemany`` that returns nothing.
+
+    Never hand a cursor back to the event loop: freeing it there resets its statement
+    from the loop's thread while the worker uses the connection (SQLITE_MISUSE).
+    """
+
+    def run(db: sqlite3.Connection) -> None:
+        db.executemany(sql, rows).close()
+
+    return run
 
 
 def _fetch_all(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:

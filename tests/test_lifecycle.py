@@ -260,3 +260,25 @@ def test_reliability_doc_examples_run(code: str, tmp_path: Path) -> None:
     assert done.stdout.strip()
     if "SessionLocked" in code:
         assert "in use by pid" in done.stdout
+
+
+async def test_many_tasks_writing_update_states_at_once(
+    make_storage: StorageMaker, backend: str
+) -> None:
+    """Cursors must not reach the event loop's thread: freeing one there reset its statement
+    while the worker thread used the connection ("bad parameter or other API misuse")."""
+    if backend.startswith("mongo"):
+        pytest.skip("an SQLite threading matter")
+    storage = make_storage()
+    async with storage:
+        for _ in range(3):
+
+            async def churn(n: int) -> None:
+                for step in range(30):
+                    await storage.set_update_states([UpdateState(n, pts=step)])
+                    await storage.delete_update_states([n + 1000])
+
+            await asyncio.gather(*(churn(n) for n in range(40)))
+        assert {s.id: s.pts for s in await storage.get_update_states()} == {
+            n: 29 for n in range(40)
+        }
