@@ -229,6 +229,8 @@ class SQLiteStorage(Storage):
                     f"{self.database} is damaged ({exc}); restore it from a backup"
                 ) from exc
             raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
+        except sqlite3.Error as exc:  # InterfaceError: a misuse, still never a raw sqlite3 error
+            raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
         except ValueError as exc:
             if self._conn is None or "closed" in str(exc).lower():
                 raise StorageClosedError(f"{self!r} was closed during the call") from exc
