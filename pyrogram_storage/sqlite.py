@@ -14,13 +14,13 @@ import json
 import logging
 import sqlite3
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 import aiosqlite
 
 from . import _migrations
+from ._values import BOOL_FIELDS, checked_peer, clean_usernames, peer_type, validated
 from .base import USERNAME_TTL, Storage, normalize_phone, normalize_username
 from .errors import (
     BackendError,
@@ -65,7 +65,6 @@ class _Family(enum.Enum):
 
 
 _SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
-_BOOL_FIELDS = frozenset({"test_mode", "is_bot"})
 
 _PEER_COLUMNS = "p.id, p.access_hash, p.type, p.username, p.phone_number, p.last_update_on"
 _USERNAMES_OF = {
@@ -99,57 +98,102 @@ _UPSERT_PEER_KEEP_USERNAME = (
 
 
 class _PeerCache:
-    """A bounded LRU map of peer id to :class:`Peer`.
+    """A bounded map of peer id to :class:`Peer`: two generations of plain dicts.
 
-    Entries are stored as tuples of ints and strings, which the garbage collector stops
-    tracking; as ``Peer`` objects, every full collection walked all of them (a 70 ms
-    event-loop stall with 100k cached peers).
+    Written and used entries go to the young generation; when it holds ``size``
+    entries it becomes the old one and the previous old one is dropped: an LRU
+    approximation in O(1) that keeps at least the ``size`` most recent peers. Entries
+    are strings, so neither they nor (after a full collection) the dicts are tracked by
+    the garbage collector: 100k cached ``Peer`` objects made every full collection
+    walk them all, a 70 ms event-loop stall.
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._peers: OrderedDict[int, tuple[Any, ...]] = OrderedDict()
+        self._young: dict[int, str] = {}
+        self._old: dict[int, str] = {}
 
     def get(self, peer_id: int) -> Peer | None:
-        entry = self._peers.get(peer_id)
+        entry = self._young.get(peer_id)
         if entry is None:
-            return None
-        self._peers.move_to_end(peer_id)
-        return _cached_peer(peer_id, entry)
+            entry = self._old.pop(peer_id, None)
+            if entry is None:
+                return None
+            self._store(peer_id, entry)
+        return _decode_peer(peer_id, entry)
 
     def put(self, peer: Peer) -> None:
         if self.size <= 0:
             return
-        peers = self._peers
-        peers[peer.id] = (
-            peer.access_hash,
-            peer.type.value,
-            peer.usernames,
-            peer.phone_number,
-            peer.last_update_on,
-        )
-        peers.move_to_end(peer.id)
-        if len(peers) > self.size:
-            peers.popitem(last=False)
+        entry = _encode_peer(peer)
+        self._old.pop(peer.id, None)
+        if entry is None:
+            self._young.pop(peer.id, None)
+            return
+        self._store(peer.id, entry)
+
+    def _store(self, peer_id: int, entry: str) -> None:
+        young = self._young
+        young[peer_id] = entry
+        if len(young) >= self.size:
+            self._old = young
+            self._young = {}
 
     def pop(self, peer_id: int) -> None:
-        self._peers.pop(peer_id, None)
+        self._young.pop(peer_id, None)
+        self._old.pop(peer_id, None)
 
     def peek(self, peer_id: int) -> Peer | None:
-        entry = self._peers.get(peer_id)
-        return None if entry is None else _cached_peer(peer_id, entry)
+        entry = self._young.get(peer_id)
+        if entry is None:
+            entry = self._old.get(peer_id)
+        return None if entry is None else _decode_peer(peer_id, entry)
 
     def clear(self) -> None:
-        self._peers.clear()
+        self._young = {}
+        self._old = {}
 
 
+_SEP = "\x1f"
 _KNOWN_TYPES = {kind.value: kind for kind in PeerType}
 
 
-def _cached_peer(peer_id: int, entry: tuple[Any, ...]) -> Peer:
-    access_hash, kind, usernames, phone, stamp = entry
-    peer_type = _KNOWN_TYPES.get(kind) or _peer_type(kind)
-    return Peer(peer_id, access_hash, peer_type, usernames, phone, stamp)
+def _encode_peer(peer: Peer) -> str | None:
+    """Pack a peer into one string, or None if a field holds the separator."""
+    names = peer.usernames
+    stamp = peer.last_update_on
+    phone = peer.phone_number
+    text = _SEP.join(
+        (
+            str(peer.access_hash),
+            peer.type.value,
+            "" if stamp is None else str(stamp),
+            "-" if phone is None else "+" + phone,
+            "-" if names is None else "+" + _SEP.join(names),
+        )
+    )
+    if text.count(_SEP) != 4 + max(0, len(names or ()) - 1):
+        return None
+    return text
+
+
+def _decode_peer(peer_id: int, text: str) -> Peer:
+    access_hash, kind, stamp, phone, first, *more = text.split(_SEP)
+    names: tuple[str, ...] | None
+    if first == "-":
+        names = None
+    elif first == "+":
+        names = ()
+    else:
+        names = (first[1:], *more)
+    return Peer(
+        peer_id,
+        int(access_hash),
+        _KNOWN_TYPES.get(kind) or peer_type(kind),
+        names,
+        None if phone == "-" else phone[1:],
+        int(stamp) if stamp else None,
+    )
 
 
 class SQLiteStorage(Storage):
@@ -185,7 +229,12 @@ class SQLiteStorage(Storage):
     # -- plumbing -----------------------------------------------------------------
 
     def _connect(self) -> aiosqlite.Connection:
-        return aiosqlite.connect(self.database, isolation_level=None, timeout=self.busy_timeout)
+        conn = aiosqlite.connect(self.database, isolation_level=None, timeout=self.busy_timeout)
+        # A storage the program forgot to close must not hang interpreter exit; every
+        # write has committed by the time its call returns, so nothing is lost.
+        thread: Any = getattr(conn, "_thread", conn)  # aiosqlite < 0.20 was the thread itself
+        thread.daemon = True
+        return conn
 
     def _prepare(self) -> None:
         """Create whatever must exist before SQLite opens the database (files, folders)."""
@@ -355,7 +404,7 @@ class SQLiteStorage(Storage):
             raise TypeError(f"not session fields: {', '.join(sorted(unknown))}")
         if not changes:
             return
-        updated = _validated(current, changes)
+        updated = validated(current, changes)
         names = list(changes)
         values = [_to_column(name, getattr(updated, name)) for name in names]
         assignments = ", ".join(f"{name} = ?" for name in names)
@@ -369,7 +418,7 @@ class SQLiteStorage(Storage):
     # -- peers --------------------------------------------------------------------------
 
     async def upsert_peers(self, peers: Iterable[Peer]) -> None:
-        batch = [_checked_peer(peer) for peer in peers]
+        batch = [checked_peer(peer) for peer in peers]
         if not batch:
             return
         now = int(time.time())
@@ -385,7 +434,7 @@ class SQLiteStorage(Storage):
             if peer.usernames is None:
                 partial_rows.append((peer.id, peer.access_hash, peer.type.value, phone, stamp))
             else:
-                names = _clean_usernames(peer.usernames)
+                names = clean_usernames(peer.usernames)
                 full_rows.append(
                     (
                         peer.id,
@@ -430,7 +479,7 @@ class SQLiteStorage(Storage):
         for peer_id, names in usernames:
             if isinstance(names, str):
                 raise TypeError("usernames must be a sequence of str, not one str")
-            merged[int(peer_id)] = _clean_usernames(names)
+            merged[int(peer_id)] = clean_usernames(names)
         if not merged:
             return
         now = int(time.time())
@@ -549,7 +598,7 @@ class SQLiteStorage(Storage):
         rows = await self._call(
             lambda db: db.execute("SELECT type, COUNT(*) FROM peers GROUP BY type").fetchall()
         )
-        return {_peer_type(kind): count for kind, count in rows}
+        return {peer_type(kind): count for kind, count in rows}
 
     # -- update state ---------------------------------------------------------------------
 
@@ -713,7 +762,7 @@ def _read_session(db: sqlite3.Connection) -> SessionData:
         db.execute("COMMIT")
         return SessionData()
     values = dict(zip(SESSION_FIELDS, row, strict=True))
-    for name in _BOOL_FIELDS:
+    for name in BOOL_FIELDS:
         if values[name] is not None:
             values[name] = bool(values[name])
     if values["date"] is None:
@@ -729,62 +778,9 @@ def _checkpoint(db: sqlite3.Connection) -> None:
 
 
 def _to_column(name: str, value: Any) -> Any:
-    if name in _BOOL_FIELDS and value is not None:
+    if name in BOOL_FIELDS and value is not None:
         return int(bool(value))
     return value
-
-
-_FIELD_TYPES: dict[str, tuple[type, ...]] = {
-    "dc_id": (int,),
-    "api_id": (int,),
-    "test_mode": (bool, int),
-    "auth_key": (bytes, bytearray, memoryview),
-    "date": (int,),
-    "user_id": (int,),
-    "is_bot": (bool, int),
-    "server_address": (str,),
-    "port": (int,),
-}
-
-
-def _validated(current: SessionData, changes: dict[str, Any]) -> SessionData:
-    """Check types (None is always allowed except for dc_id and date) and merge."""
-    clean: dict[str, Any] = {}
-    for name, value in changes.items():
-        if value is None:
-            if name in ("dc_id", "date"):
-                raise TypeError(f"{name} cannot be None")
-            clean[name] = None
-            continue
-        if not isinstance(value, _FIELD_TYPES[name]) or (
-            isinstance(value, bool) and name not in _BOOL_FIELDS
-        ):
-            expected = _FIELD_TYPES[name][0].__name__
-            raise TypeError(f"{name} must be {expected}, not {type(value).__name__}")
-        if name == "auth_key":
-            assert isinstance(value, (bytes, bytearray, memoryview))
-            value = bytes(value)
-        elif name in _BOOL_FIELDS:
-            value = bool(value)
-        clean[name] = value
-    return current.replace(**clean)
-
-
-def _checked_peer(peer: Peer) -> Peer:
-    if not isinstance(peer, Peer):
-        raise TypeError(f"expected Peer, got {type(peer).__name__}")
-    if not -(2**63) <= peer.id < 2**63 or not -(2**63) <= (peer.access_hash or 0) < 2**63:
-        raise ValueError(f"peer id and access hash must fit in 64 bits: {peer.id}")
-    return peer
-
-
-def _clean_usernames(names: Iterable[str | None]) -> tuple[str, ...]:
-    seen: dict[str, None] = {}
-    for name in names:
-        if name:
-            seen.setdefault(normalize_username(name), None)
-    seen.pop("", None)
-    return tuple(seen)
 
 
 def _username_rows(
@@ -795,13 +791,6 @@ def _username_rows(
     return [(peer_id, name) for name in names]
 
 
-def _peer_type(value: Any) -> PeerType:
-    try:
-        return PeerType(str(value))
-    except ValueError:
-        return PeerType("unknown")
-
-
 def _peer_from_row(row: Sequence[Any]) -> Peer:
     peer_id, access_hash, kind, username, phone, stamp, names_json = row
     names = tuple(json.loads(names_json)) if names_json else ()
@@ -810,7 +799,7 @@ def _peer_from_row(row: Sequence[Any]) -> Peer:
     return Peer(
         peer_id,
         access_hash if access_hash is not None else 0,
-        _peer_type(kind),
+        peer_type(kind),
         names,
         phone,
         stamp,
