@@ -13,13 +13,8 @@ import asyncio
 import contextlib
 import logging
 import random
-import re
-import subprocess
-import sys
-import textwrap
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -241,44 +236,3 @@ async def test_writes_issued_while_close_runs_are_kept_or_refused(
     async with again:
         for peer_id in written:
             assert (await again.peer_by_id(peer_id)).access_hash == peer_id
-
-
-# -- the examples of docs/reliability.rst run as written ------------------------------------
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.rst"
-_BLOCK = re.compile(r"^\.\. code-block:: python\n((?:\n|[ \t]+.*\n)+)", re.MULTILINE)
-DOC_BLOCKS = [textwrap.dedent(block).strip() + "\n" for block in _BLOCK.findall(DOC.read_text())]
-
-
-@pytest.mark.parametrize("code", DOC_BLOCKS, ids=[f"block-{i}" for i in range(len(DOC_BLOCKS))])
-def test_reliability_doc_examples_run(code: str, tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert "Traceback" not in done.stderr
-    assert done.stdout.strip()
-    if "SessionLocked" in code:
-        assert "in use by pid" in done.stdout
-
-
-async def test_many_tasks_writing_update_states_at_once(
-    make_storage: StorageMaker, backend: str
-) -> None:
-    """Cursors must not reach the event loop's thread: freeing one there reset its statement
-    while the worker thread used the connection ("bad parameter or other API misuse")."""
-    if backend.startswith("mongo"):
-        pytest.skip("an SQLite threading matter")
-    storage = make_storage()
-    async with storage:
-        for _ in range(3):
-
-            async def churn(n: int) -> None:
-                for step in range(30):
-                    await storage.set_update_states([UpdateState(n, pts=step)])
-                    await storage.delete_update_states([n + 1000])
-
-            await asyncio.gather(*(churn(n) for n in range(40)))
-        assert {s.id: s.pts for s in await storage.get_update_states()} == {
-            n: 29 for n in range(40)
-        }
