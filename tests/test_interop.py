@@ -418,7 +418,7 @@ ORDER = [
 def summarise(reads: list[dict[str, Any]], client: str) -> Cell:
     """Group one client's reads into the table's categories, keeping each distinct error."""
     cell = Cell()
-    primary = {name for p in OUR_PEERS for name in [n.lower() for n in (p.usernames or ())][:1]}
+    primary = {names[0].lower() for p in OUR_PEERS + ADDED_PEERS if (names := p.usernames or ())}
     primary |= set(CLIENT_WRITE["peer"]["usernames"][:1])
     categories: dict[str, list[dict[str, Any]]] = {}
     for entry in reads:
