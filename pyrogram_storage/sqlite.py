@@ -97,21 +97,25 @@ _UPSERT_PEER_KEEP_USERNAME = (
 )
 
 
+_Entry = tuple[int, str, "tuple[str, ...] | None", "str | None", "int | None"]
+"""A cached peer: access hash, type name, usernames, phone number, last update."""
+
+
 class _PeerCache:
-    """A bounded map of peer id to :class:`Peer`: two generations of plain dicts.
+    """A bounded map of peer id to peer: two generations of plain dicts.
 
     Written and used entries go to the young generation; when it holds ``size``
     entries it becomes the old one and the previous old one is dropped: an LRU
-    approximation in O(1) that keeps at least the ``size`` most recent peers. Entries
-    are strings, so neither they nor (after a full collection) the dicts are tracked by
-    the garbage collector: 100k cached ``Peer`` objects made every full collection
-    walk them all, a 70 ms event-loop stall.
+    approximation in O(1) that keeps at least the ``size`` most recent peers.
+    Entries are tuples of ints and strings, which the garbage collector stops
+    tracking; as ``Peer`` objects every full collection walked all of them (a 70 ms
+    event-loop stall with 100k cached peers).
     """
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._young: dict[int, str] = {}
-        self._old: dict[int, str] = {}
+        self._young: dict[int, _Entry] = {}
+        self._old: dict[int, _Entry] = {}
 
     def get(self, peer_id: int) -> Peer | None:
         entry = self._young.get(peer_id)
@@ -120,19 +124,21 @@ class _PeerCache:
             if entry is None:
                 return None
             self._store(peer_id, entry)
-        return _decode_peer(peer_id, entry)
+        access_hash, kind, names, phone, stamp = entry
+        return Peer(
+            peer_id, access_hash, _KNOWN_TYPES.get(kind) or peer_type(kind), names, phone, stamp
+        )
 
-    def put(self, peer: Peer) -> None:
-        if self.size <= 0:
-            return
-        entry = _encode_peer(peer)
-        self._old.pop(peer.id, None)
-        if entry is None:
-            self._young.pop(peer.id, None)
-            return
-        self._store(peer.id, entry)
+    def entry(self, peer_id: int) -> _Entry | None:
+        entry = self._young.get(peer_id)
+        return self._old.get(peer_id) if entry is None else entry
 
-    def _store(self, peer_id: int, entry: str) -> None:
+    def put(self, peer_id: int, entry: _Entry) -> None:
+        if self.size > 0:
+            self._old.pop(peer_id, None)
+            self._store(peer_id, entry)
+
+    def _store(self, peer_id: int, entry: _Entry) -> None:
         young = self._young
         young[peer_id] = entry
         if len(young) >= self.size:
@@ -143,57 +149,12 @@ class _PeerCache:
         self._young.pop(peer_id, None)
         self._old.pop(peer_id, None)
 
-    def peek(self, peer_id: int) -> Peer | None:
-        entry = self._young.get(peer_id)
-        if entry is None:
-            entry = self._old.get(peer_id)
-        return None if entry is None else _decode_peer(peer_id, entry)
-
     def clear(self) -> None:
         self._young = {}
         self._old = {}
 
 
-_SEP = "\x1f"
 _KNOWN_TYPES = {kind.value: kind for kind in PeerType}
-
-
-def _encode_peer(peer: Peer) -> str | None:
-    """Pack a peer into one string, or None if a field holds the separator."""
-    names = peer.usernames
-    stamp = peer.last_update_on
-    phone = peer.phone_number
-    text = _SEP.join(
-        (
-            str(peer.access_hash),
-            peer.type.value,
-            "" if stamp is None else str(stamp),
-            "-" if phone is None else "+" + phone,
-            "-" if names is None else "+" + _SEP.join(names),
-        )
-    )
-    if text.count(_SEP) != 4 + max(0, len(names or ()) - 1):
-        return None
-    return text
-
-
-def _decode_peer(peer_id: int, text: str) -> Peer:
-    access_hash, kind, stamp, phone, first, *more = text.split(_SEP)
-    names: tuple[str, ...] | None
-    if first == "-":
-        names = None
-    elif first == "+":
-        names = ()
-    else:
-        names = (first[1:], *more)
-    return Peer(
-        peer_id,
-        int(access_hash),
-        _KNOWN_TYPES.get(kind) or peer_type(kind),
-        names,
-        None if phone == "-" else phone[1:],
-        int(stamp) if stamp else None,
-    )
 
 
 class SQLiteStorage(Storage):
@@ -262,8 +223,7 @@ class SQLiteStorage(Storage):
             # Damaged text; checked first, the message quotes stored data ("...locked...").
             if str(exc).startswith("Could not decode to UTF-8"):
                 raise CorruptSessionError(
-                    f"{self.database} is damaged (text that is not UTF-8); restore it "
-                    "from a backup"
+                    f"{self.database} is damaged (text that is not UTF-8); restore it from a backup"
                 ) from exc
             if _is_locked(exc):
                 raise SessionLocked(
@@ -427,28 +387,21 @@ class SQLiteStorage(Storage):
         partial_rows = []
         username_ids = []
         username_rows: list[tuple[Any, ...]] = []
-        stored: list[Peer] = []
+        entries: list[tuple[int, _Entry]] = []
         for peer in batch:
+            peer_id = peer.id
             stamp = now if peer.last_update_on is None else peer.last_update_on
             phone = None if peer.phone_number is None else normalize_phone(peer.phone_number)
-            if peer.usernames is None:
-                partial_rows.append((peer.id, peer.access_hash, peer.type.value, phone, stamp))
+            kind = peer.type.value
+            names = None if peer.usernames is None else clean_usernames(peer.usernames)
+            if names is None:
+                partial_rows.append((peer_id, peer.access_hash, kind, phone, stamp))
             else:
-                names = clean_usernames(peer.usernames)
-                full_rows.append(
-                    (
-                        peer.id,
-                        peer.access_hash,
-                        peer.type.value,
-                        names[0] if names else None,
-                        phone,
-                        stamp,
-                    )
-                )
-                username_ids.append((peer.id,))
-                username_rows.extend(_username_rows(layout, peer.id, names, stamp))
-                peer = Peer(peer.id, peer.access_hash, peer.type, names, phone, stamp)
-            stored.append(Peer(peer.id, peer.access_hash, peer.type, peer.usernames, phone, stamp))
+                first = names[0] if names else None
+                full_rows.append((peer_id, peer.access_hash, kind, first, phone, stamp))
+                username_ids.append((peer_id,))
+                username_rows.extend(_username_rows(layout, peer_id, names, stamp))
+            entries.append((peer_id, (peer.access_hash, kind, names, phone, stamp)))
 
         def write(db: sqlite3.Connection) -> None:
             if partial_rows:
@@ -460,19 +413,13 @@ class SQLiteStorage(Storage):
 
         await self._write(write)
         cache = self._cache
-        for peer in stored:
-            if peer.usernames is None:
-                cached = cache.peek(peer.id)
-                if cached is not None and cached.usernames is not None:
-                    peer = Peer(
-                        peer.id,
-                        peer.access_hash,
-                        peer.type,
-                        cached.usernames,
-                        peer.phone_number,
-                        peer.last_update_on,
-                    )
-            cache.put(peer)
+        for peer_id, entry in entries:
+            if entry[2] is None:
+                # Usernames were left as stored: keep the cached ones, if known.
+                cached = cache.entry(peer_id)
+                if cached is not None:
+                    entry = (entry[0], entry[1], cached[2], entry[3], entry[4])
+            cache.put(peer_id, entry)
 
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
         merged: dict[int, tuple[str, ...]] = {}
@@ -496,18 +443,9 @@ class SQLiteStorage(Storage):
 
         await self._write(write)
         for pid, names in merged.items():
-            cached = self._cache.peek(pid)
+            cached = self._cache.entry(pid)
             if cached is not None:
-                self._cache.put(
-                    Peer(
-                        cached.id,
-                        cached.access_hash,
-                        cached.type,
-                        names,
-                        cached.phone_number,
-                        cached.last_update_on,
-                    )
-                )
+                self._cache.put(pid, (cached[0], cached[1], names, cached[3], cached[4]))
 
     async def delete_peers(self, peer_ids: Iterable[int]) -> None:
         rows = [(int(peer_id),) for peer_id in peer_ids]
@@ -537,7 +475,16 @@ class SQLiteStorage(Storage):
         if row is None:
             raise PeerNotFound(f"ID not found: {peer_id}", peer_id)
         peer = _peer_from_row(row)
-        self._cache.put(peer)
+        self._cache.put(
+            peer.id,
+            (
+                peer.access_hash,
+                peer.type.value,
+                peer.usernames,
+                peer.phone_number,
+                peer.last_update_on,
+            ),
+        )
         return peer
 
     async def peer_by_username(self, username: str) -> Peer:
