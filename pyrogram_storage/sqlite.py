@@ -67,22 +67,29 @@ class _Family(enum.Enum):
 _SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
 
 _PEER_COLUMNS = "p.id, p.access_hash, p.type, p.username, p.phone_number, p.last_update_on"
+# The upstream layout's usernames table also carries Pyrofork's columns: (id = peer id,
+# username) rows for the upstream-dev clients, and (id = username, peer_id) rows for
+# Pyrofork and Electrogram; triggers in the schema keep the two kinds in step.
 _USERNAMES_OF = {
-    Layout.UPSTREAM: "(SELECT json_group_array(username) FROM "
-    "(SELECT username FROM usernames WHERE id = p.id ORDER BY rowid))",
+    Layout.UPSTREAM: "(SELECT json_group_array(name) FROM "
+    "(SELECT username AS name, rowid AS r FROM usernames "
+    "WHERE id = p.id AND username IS NOT NULL "
+    "UNION ALL SELECT CAST(id AS TEXT), rowid FROM usernames WHERE peer_id = p.id "
+    "ORDER BY r))",
     Layout.PYROFORK: "(SELECT json_group_array(id) FROM "
     "(SELECT id FROM usernames WHERE peer_id = p.id ORDER BY rowid))",
 }
 _USERNAME_OWNER = {
-    Layout.UPSTREAM: "SELECT id FROM usernames WHERE username = ?",
+    Layout.UPSTREAM: "SELECT id FROM usernames WHERE username = ?1 "
+    "UNION ALL SELECT peer_id FROM usernames WHERE id = ?1 AND peer_id IS NOT NULL",
     Layout.PYROFORK: "SELECT peer_id FROM usernames WHERE id = ?",
 }
 _DELETE_USERNAMES = {
-    Layout.UPSTREAM: "DELETE FROM usernames WHERE id = ?",
+    Layout.UPSTREAM: "DELETE FROM usernames WHERE id = ?1 OR peer_id = ?1",
     Layout.PYROFORK: "DELETE FROM usernames WHERE peer_id = ?",
 }
 _INSERT_USERNAME = {
-    Layout.UPSTREAM: "INSERT INTO usernames (id, username) VALUES (?, ?)",
+    Layout.UPSTREAM: "INSERT INTO usernames (id, username, last_update_on) VALUES (?, ?, ?)",
     Layout.PYROFORK: "REPLACE INTO usernames (peer_id, id, last_update_on) VALUES (?, ?, ?)",
 }
 _REPLACE_PEER = (
@@ -437,9 +444,10 @@ class SQLiteStorage(Storage):
         primaries = [(names[0] if names else None, pid) for pid, names in merged.items()]
 
         def write(db: sqlite3.Connection) -> None:
+            # peers.username first: the usernames triggers mirror only the other names.
+            db.executemany("UPDATE peers SET username = ? WHERE id = ?", primaries)
             db.executemany(_DELETE_USERNAMES[layout], [(pid,) for pid in merged])
             db.executemany(_INSERT_USERNAME[layout], rows)
-            db.executemany("UPDATE peers SET username = ? WHERE id = ?", primaries)
 
         await self._write(write)
         for pid, names in merged.items():
@@ -698,7 +706,8 @@ def _detect_family(db: sqlite3.Connection, tables: set[str]) -> _Family:
 
 
 def _detect_layout(db: sqlite3.Connection) -> Layout:
-    return Layout.PYROFORK if "peer_id" in _columns(db, "usernames") else Layout.UPSTREAM
+    # Ours has both peer_id and username; Pyrofork's has no username column.
+    return Layout.PYROFORK if "username" not in _columns(db, "usernames") else Layout.UPSTREAM
 
 
 def _read_session(db: sqlite3.Connection) -> SessionData:
@@ -733,14 +742,12 @@ def _to_column(name: str, value: Any) -> Any:
 def _username_rows(
     layout: Layout, peer_id: int, names: tuple[str, ...], stamp: int
 ) -> list[tuple[Any, ...]]:
-    if layout is Layout.PYROFORK:
-        return [(peer_id, name, stamp) for name in names]
-    return [(peer_id, name) for name in names]
+    return [(peer_id, name, stamp) for name in names]
 
 
 def _peer_from_row(row: Sequence[Any]) -> Peer:
     peer_id, access_hash, kind, username, phone, stamp, names_json = row
-    names = tuple(json.loads(names_json)) if names_json else ()
+    names = tuple(dict.fromkeys(json.loads(names_json))) if names_json else ()
     if not names and username:
         names = (username,)
     return Peer(

@@ -644,6 +644,46 @@ async def test_we_read_a_fresh_client_file_and_it_reads_our_additions(
     RESULTS[("reopen", "", client)] = summarise([e for e in reads if e["arg"] in ours], client)
 
 
+# =========================================================== one file, clients taking turns
+
+
+@pytest.mark.skipif(not HYBRID, reason="needs the usernames table Pyrofork can read too")
+async def test_clients_take_turns_on_one_file(envs: None, tmp_path: Path) -> None:
+    """Usernames renamed by one client family are seen, and the old ones gone, in the other."""
+    carol = next(p for p in OUR_PEERS if len(p.usernames or ()) == 3)
+    async with FileStorage("ours", tmp_path) as storage:
+        await storage.update_session(**SESSION)
+        await storage.upsert_peers([carol])
+    spec = peer_spec(carol)
+
+    def turn(client: str, now: list[str], gone: list[str], then: list[str]) -> None:
+        write = {"peer": {**spec, "usernames": then}, "states": []}
+        result = run_reader(
+            client,
+            tmp_path,
+            "ours",
+            {"peers": [{**spec, "usernames": now}], "missing_usernames": gone, "write": write},
+        )
+        reads = result["reads"]
+        expected = expected_reads("upstream", client, [{**spec, "usernames": now}], gone, {})
+        assert check_reads([e for e in reads if e["phase"] == "read"], expected, None, client) == []
+        assert all(e["ok"] for e in reads if e["phase"] == "write"), reads
+        expected = expected_reads("upstream", client, [{**spec, "usernames": then}], [], {})
+        after = [e for e in reads if e["phase"] == "after_write"]
+        assert check_reads(after, expected, None, client) == []
+
+    # Kurigram renames through its usernames table, Pyrofork sees it through its own rows.
+    turn("kurigram", ["carol", "caro", "lina"], [], ["carol2", "carol3"])
+    turn("pyrofork", ["carol2", "carol3"], ["carol", "caro", "lina"], ["x1", "x2"])
+    turn("kurigram", ["x1", "x2"], ["carol2", "carol3"], ["y1", "y2"])
+    async with FileStorage("ours", tmp_path) as storage:
+        assert (await storage.peer_by_id(carol.id)).usernames == ("y1", "y2")
+        for name in ("carol", "caro", "carol2", "x1", "x2"):
+            with pytest.raises(KeyError, match="not found"):
+                await storage.peer_by_username(name)
+        assert (await storage.peer_by_username("y2")).id == carol.id
+
+
 # =========================================================== the table
 
 
