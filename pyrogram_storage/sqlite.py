@@ -46,8 +46,8 @@ _CHUNK = 500  # ids per "IN (...)" query, well under SQLite's variable limit
 class Layout(enum.Enum):
     """How the ``usernames`` table is shaped; the two client families disagree.
 
-    ``UPSTREAM`` (the default) is read by every client except that Pyrofork and
-    Electrogram only see each peer's primary username. ``PYROFORK`` is read by
+    ``UPSTREAM`` (the default) holds both families' rows, kept in step by triggers, so
+    all seven clients read and write it. ``PYROFORK`` is Pyrofork's own table, read by
     Pyrofork, Electrogram, Pyrogram and Hydrogram, but not by Kurigram, Irenogram or
     Pyrotgfork.
     """
