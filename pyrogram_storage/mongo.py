@@ -45,6 +45,7 @@ from .errors import (
     PeerNotFound,
     SchemaTooNewError,
     StorageClosedError,
+    StorageError,
     UnknownSchemaError,
 )
 from .types import (
@@ -182,6 +183,16 @@ def _check_database_name(name: str) -> None:
             f"{name!r} cannot be a MongoDB database name: it {reason}; pass database= "
             "(and optionally prefix=) to keep the session in a database of your choice"
         )
+
+
+async def _awaited(pending: Awaitable[T]) -> T:
+    """Await a driver call's result, refusing a synchronous client's plain value."""
+    if not inspect.isawaitable(pending):
+        raise TypeError(
+            f"the MongoDB client returned {type(pending).__name__} instead of an "
+            "awaitable: it is synchronous; use an asynchronous client"
+        )
+    return await pending
 
 
 async def _maybe_await(value: Any) -> Any:
@@ -344,33 +355,15 @@ class MongoStorage(Storage):
         errors = _driver_errors()
         epoch = self._epoch
         try:
-            pending = operation(*args, **kwargs)
-            if not inspect.isawaitable(pending):
-                raise TypeError(
-                    f"the MongoDB client returned {type(pending).__name__} instead of an "
-                    "awaitable: it is synchronous; use an asynchronous client"
-                )
-            return await pending
+            return await _awaited(operation(*args, **kwargs))
         except errors as exc:
-            if self._epoch != epoch or self._client is None:
-                # close() closed our own client under this call: the documented outcome.
-                raise StorageClosedError(f"{self!r} was closed during the call") from exc
-            raise BackendError(
-                f"MongoDB failed to {what} (session {self.name!r}, database "
-                f"{self.database!r}): {exc}"
-            ) from exc
+            raise self._translated(exc, what, epoch) from exc
 
     async def _call_raw(
         self, operation: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
     ) -> T:
         """Await one driver operation, letting driver errors through."""
-        pending = operation(*args, **kwargs)
-        if not inspect.isawaitable(pending):
-            raise TypeError(
-                f"the MongoDB client returned {type(pending).__name__} instead of an "
-                "awaitable: it is synchronous; use an asynchronous client"
-            )
-        return await pending
+        return await _awaited(operation(*args, **kwargs))
 
     async def _find(
         self,
@@ -389,18 +382,21 @@ class MongoStorage(Storage):
             if sort:
                 cursor = cursor.sort(sort)
             if limit:
-                cursor = cursor.limit(limit)
-            if limit:
-                cursor = cursor.batch_size(limit)  # one reply, no getMore round trip
+                # batch_size too: one reply, no getMore round trip
+                cursor = cursor.limit(limit).batch_size(limit)
             return [doc async for doc in cursor]
         except errors as exc:
-            if self._epoch != epoch or self._client is None:
-                # close() closed our own client under this call: the documented outcome.
-                raise StorageClosedError(f"{self!r} was closed during the call") from exc
-            raise BackendError(
-                f"MongoDB failed to {what} (session {self.name!r}, database "
-                f"{self.database!r}): {exc}"
-            ) from exc
+            raise self._translated(exc, what, epoch) from exc
+
+    def _translated(self, exc: BaseException, what: str, epoch: int) -> StorageError:
+        """The error of ours a driver error during one call becomes."""
+        if self._epoch != epoch or self._client is None:
+            # close() closed our own client under this call: the documented outcome.
+            return StorageClosedError(f"{self!r} was closed during the call")
+        return BackendError(
+            f"MongoDB failed to {what} (session {self.name!r}, database "
+            f"{self.database!r}): {exc}"
+        )
 
     # -- lifecycle ------------------------------------------------------------------
 
