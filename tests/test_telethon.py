@@ -179,6 +179,7 @@ def test_a_session_without_a_stored_address_exports_the_data_centers_one() -> No
         ("2" + telethon_string()[1:], "start with '1'"),
         (telethon_string()[:-10], "bytes"),
         ("1!!!", "Telethon"),
+        ("1" + "A" * 5000, "5001 characters long"),
     ],
 )
 def test_bad_telethon_strings_are_refused(text: str, message: str) -> None:

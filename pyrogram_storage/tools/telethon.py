@@ -48,6 +48,7 @@ from ..errors import (
     UnknownSchemaError,
 )
 from ..memory import MemoryStorage
+from ..session_string import MAX_LENGTH
 from ..types import (
     CHANNEL_ID_OFFSET,
     SESSION_FIELDS,
@@ -152,6 +153,10 @@ def decode_telethon_string(
     if not isinstance(text, str):
         raise SessionStringError(
             f"a Telethon session string must be str, not {type(text).__name__}"
+        )
+    if len(text) > MAX_LENGTH:
+        raise SessionStringError(
+            f"not a Telethon session string: {len(text)} characters long (they have 353 or 369)"
         )
     cleaned = text.strip().strip("\"'`").strip()
     if not cleaned:
