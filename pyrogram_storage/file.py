@@ -16,7 +16,8 @@ from pathlib import Path
 
 from .base import USERNAME_TTL
 from .errors import CorruptSessionError, SessionLocked
-from .sqlite import DEFAULT_PEER_CACHE_SIZE, Layout, SQLiteStorage, create_schema
+from .sqlite import DEFAULT_PEER_CACHE_SIZE, SQLiteStorage
+from .sqlite_schema import Layout, create_schema
 
 __all__ = ["FILE_EXTENSION", "FileStorage"]
 

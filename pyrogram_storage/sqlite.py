@@ -9,7 +9,6 @@ bounded in-memory cache that every write through this storage keeps current.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import sqlite3
@@ -19,18 +18,17 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from . import _migrations
+from . import sqlite_schema
 from ._values import BOOL_FIELDS, checked_peer, clean_usernames, peer_type, validated
 from .base import USERNAME_TTL, Storage, normalize_phone, normalize_username
 from .errors import (
     BackendError,
     CorruptSessionError,
     PeerNotFound,
-    SchemaTooNewError,
     SessionLocked,
     StorageClosedError,
-    UnknownSchemaError,
 )
+from .sqlite_schema import Layout
 from .types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
 
 __all__ = ["Layout", "SQLiteStorage"]
@@ -41,27 +39,6 @@ T = TypeVar("T")
 
 DEFAULT_PEER_CACHE_SIZE = 100_000
 _CHUNK = 500  # ids per "IN (...)" query, well under SQLite's variable limit
-
-
-class Layout(enum.Enum):
-    """How the ``usernames`` table is shaped; the two client families disagree.
-
-    ``UPSTREAM`` (the default) holds both families' rows, kept in step by triggers, so
-    all seven clients read and write it. ``PYROFORK`` is Pyrofork's own table, read by
-    Pyrofork, Electrogram, Pyrogram and Hydrogram, but not by Kurigram, Irenogram or
-    Pyrotgfork.
-    """
-
-    UPSTREAM = "upstream"
-    PYROFORK = "pyrofork"
-
-
-class _Family(enum.Enum):
-    OURS = "pyrogram_storage"
-    CLASSIC = "classic"
-    PYROFORK = "pyrofork"
-    UPSTREAM_V6 = "upstream_v6"
-    UPSTREAM_V7 = "upstream_v7"
 
 
 _SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
@@ -293,34 +270,7 @@ class SQLiteStorage(Storage):
 
     def _open_schema(self, db: sqlite3.Connection) -> SessionData:
         self._restore(db)
-        try:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            tables = {
-                row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-            }
-        except sqlite3.DatabaseError as exc:
-            raise CorruptSessionError(
-                f"{self.database} is not a readable SQLite database ({exc}); "
-                "the file was left untouched"
-            ) from exc
-        latest = _migrations.latest("sqlite")
-        if version > latest:
-            raise SchemaTooNewError(
-                f"{self.database} has schema version {version}, but this pyrogram-storage "
-                f"only knows up to {latest}; upgrade pyrogram-storage (the file was left untouched)"
-            )
-        if version == 0 and tables:
-            family = _detect_family(db, tables)
-            _check_integrity(db, self.database)
-            _run_script(db, _migrations.script("sqlite", "adopt", f"{family.value}.sql"), version=1)
-            log.info("adopted %s (a %s session file)", self.database, family.value)
-            version = 1
-        elif version == 0:
-            create_schema(db, self.layout)
-            version = 1
-        for step in _migrations.numbered("sqlite")[version:]:
-            _run_script(db, step.text, version=step.version)
-        self.layout = _detect_layout(db)
+        self.layout = sqlite_schema.prepare(db, self.database, self.layout)
         self._configure(db)
         return _read_session(db)
 
@@ -603,15 +553,6 @@ class SQLiteStorage(Storage):
 # -- helpers that run on the worker thread ---------------------------------------------------
 
 
-def create_schema(db: sqlite3.Connection, layout: Layout) -> None:
-    """Create the first schema version in an empty database, in ``layout``."""
-    step = _migrations.numbered("sqlite")[0]
-    extra = (
-        _migrations.script("sqlite", "layouts", "pyrofork.sql") if layout is Layout.PYROFORK else ""
-    )
-    _run_script(db, step.text + "\n" + extra, version=1)
-
-
 def _run_many(sql: str, rows: list[tuple[Any, ...]]) -> Callable[[sqlite3.Connection], None]:
     """Build a job running ``executemany`` that returns nothing.
 
@@ -632,82 +573,6 @@ def _fetch_all(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection]
 def _is_locked(exc: sqlite3.OperationalError) -> bool:
     message = str(exc).lower()
     return "locked" in message or "busy" in message
-
-
-def _run_script(db: sqlite3.Connection, text: str, *, version: int) -> None:
-    """Apply one migration script and set the schema version, all in one transaction."""
-    db.execute("BEGIN IMMEDIATE")
-    # Another opener (lock="shared") may have applied this step while we waited.
-    if db.execute("PRAGMA user_version").fetchone()[0] >= version:
-        db.execute("ROLLBACK")
-        return
-    try:
-        for statement in _split_statements(text):
-            db.execute(statement)
-        db.execute(f"PRAGMA user_version = {int(version)}")
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    db.execute("COMMIT")
-
-
-def _split_statements(text: str) -> list[str]:
-    statements = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
-
-
-def _check_integrity(db: sqlite3.Connection, database: str) -> None:
-    problems = [row[0] for row in db.execute("PRAGMA quick_check")]
-    if problems != ["ok"]:
-        raise CorruptSessionError(
-            f"{database} is damaged ({'; '.join(problems[:3])}); the file was left untouched"
-        )
-
-
-def _columns(db: sqlite3.Connection, table: str) -> set[str]:
-    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
-
-
-def _detect_family(db: sqlite3.Connection, tables: set[str]) -> _Family:
-    """Tell which client wrote a file from its real tables and columns, not its version."""
-    if not {"sessions", "peers", "version"} <= tables:
-        raise UnknownSchemaError(
-            f"not a Pyrogram-family session file: it has tables {sorted(tables)}; "
-            "the file was left untouched"
-        )
-    sessions = _columns(db, "sessions")
-    peers = _columns(db, "peers")
-    required = {"dc_id", "api_id", "test_mode", "auth_key", "date", "user_id", "is_bot"}
-    if not required <= sessions or not {"id", "access_hash", "type", "phone_number"} <= peers:
-        raise UnknownSchemaError(
-            f"unrecognised session file: sessions has {sorted(sessions)}, peers has "
-            f"{sorted(peers)}; the file was left untouched"
-        )
-    usernames = _columns(db, "usernames") if "usernames" in tables else set()
-    if usernames == {"id", "username"}:
-        return _Family.UPSTREAM_V7 if "server_address" in sessions else _Family.UPSTREAM_V6
-    if "username" in peers and (not usernames or {"id", "peer_id"} <= usernames):
-        if usernames or "update_state" in tables:
-            return _Family.PYROFORK
-        return _Family.CLASSIC
-    raise UnknownSchemaError(
-        f"unrecognised session file: usernames has {sorted(usernames)}; the file was left untouched"
-    )
-
-
-def _detect_layout(db: sqlite3.Connection) -> Layout:
-    # Ours has both peer_id and username; Pyrofork's has no username column.
-    return Layout.PYROFORK if "username" not in _columns(db, "usernames") else Layout.UPSTREAM
 
 
 def _read_session(db: sqlite3.Connection) -> SessionData:
