@@ -1,4 +1,4 @@
-"""MongoDB storage over PyMongo's ``AsyncMongoClient``, motor or async-pymongo.
+"""The MongoDB session storage, over PyMongo's ``AsyncMongoClient``, motor or async-pymongo.
 
 The documents are the ones Pyrofork's and Irenogram's ``MongoStorage`` write, so a
 database of theirs opens in place (no copy, no new login) and stays readable by them:
@@ -18,8 +18,6 @@ No driver is imported until a storage is opened or built with :meth:`MongoStorag
 
 from __future__ import annotations
 
-import importlib
-import inspect
 import json
 import logging
 import time
@@ -33,22 +31,21 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from . import _migrations
-from ._values import checked_peer, clean_usernames, peer_type, validated
-from .base import USERNAME_TTL, Storage, normalize_phone, normalize_username
-from .errors import (
+from .. import _migrations
+from .._values import checked_peer, clean_usernames, peer_type, validated
+from ..base import USERNAME_TTL, Storage, normalize_phone, normalize_username
+from ..errors import (
     BackendError,
     MigrationError,
-    MissingDriverError,
     PeerNotFound,
     SchemaTooNewError,
     StorageClosedError,
     StorageError,
     UnknownSchemaError,
 )
-from .types import (
+from ..types import (
     DEFAULT_DC_ID,
     SESSION_FIELDS,
     Peer,
@@ -56,8 +53,19 @@ from .types import (
     SessionData,
     UpdateState,
 )
+from .client import (
+    DRIVERS,
+    AsyncMongoClientLike,
+    ClientRecipe,
+    awaited,
+    check_async_client,
+    driver_errors,
+    import_driver,
+    load_pymongo,
+    maybe_await,
+)
 
-__all__ = ["DRIVERS", "AsyncMongoClientLike", "MongoStorage"]
+__all__ = ["MongoStorage"]
 
 log = logging.getLogger(__name__)
 
@@ -76,105 +84,6 @@ _BATCH = 10_000  # peers per bulk_write: keeps one command's $in/$nin lists far 
 _BAD_DATABASE_CHARS = frozenset('/\\. "$*<>:|?\x00')
 
 
-@dataclass(frozen=True)
-class _Driver:
-    module: str
-    client_class: str
-    package: str
-    extra: str
-
-
-DRIVERS: Mapping[str, _Driver] = {
-    "pymongo": _Driver("pymongo", "AsyncMongoClient", "pymongo>=4.9", "mongo"),
-    "motor": _Driver("motor.motor_asyncio", "AsyncIOMotorClient", "motor", "motor"),
-    "async_pymongo": _Driver("async_pymongo", "AsyncClient", "async-pymongo", "async-pymongo"),
-}
-"""The drivers :meth:`MongoStorage.from_url` can build a client with, and their extras."""
-
-
-class AsyncMongoClientLike(Protocol):
-    """What MongoStorage needs of a client: ``client[database]`` and ``get_database``.
-
-    PyMongo's ``AsyncMongoClient``, motor's ``AsyncIOMotorClient`` and
-    ``async_pymongo.AsyncClient`` all qualify.
-    """
-
-    def __getitem__(self, name: str) -> Any: ...
-
-    def get_database(self, name: str) -> Any: ...
-
-
-@dataclass(frozen=True)
-class _ClientRecipe:
-    """How :meth:`MongoStorage.from_url` builds (and rebuilds) a client it owns."""
-
-    url: str
-    driver: str
-    options: Mapping[str, Any]
-
-    def build(self) -> Any:
-        spec = DRIVERS[self.driver]
-        client_class = getattr(_import_driver(spec), spec.client_class)
-        return client_class(self.url, **self.options)
-
-
-def _import_driver(spec: _Driver) -> ModuleType:
-    try:
-        module = importlib.import_module(spec.module)
-    except ImportError as exc:
-        raise MissingDriverError(spec.package, spec.extra) from exc
-    if not hasattr(module, spec.client_class):  # pymongo older than 4.9
-        raise MissingDriverError(spec.package, spec.extra)
-    return module
-
-
-class _Pymongo:
-    """The pymongo pieces every driver shares (write models, error classes), loaded once."""
-
-    module: ModuleType | None = None
-    errors: tuple[type[BaseException], ...] | None = None
-
-    @classmethod
-    def load(cls) -> ModuleType:
-        if cls.module is None:
-            try:
-                cls.module = importlib.import_module("pymongo")
-                importlib.import_module("bson")
-            except ImportError as exc:
-                raise MissingDriverError("pymongo", "mongo") from exc
-        return cls.module
-
-
-def _driver_errors() -> tuple[type[BaseException], ...]:
-    if _Pymongo.errors is None:
-        pymongo = _Pymongo.load()
-        bson_errors = importlib.import_module("bson.errors")
-        _Pymongo.errors = (pymongo.errors.PyMongoError, bson_errors.BSONError)
-    return _Pymongo.errors
-
-
-def _check_connection(connection: object) -> None:
-    for cls in type(connection).__mro__:
-        if cls.__name__ == "MongoClient" and cls.__module__.split(".")[0] in (
-            "pymongo",
-            "mongomock",
-        ):
-            raise TypeError(
-                f"{cls.__module__}.{cls.__name__} is synchronous and would block the event "
-                "loop; pass pymongo.AsyncMongoClient (or motor's AsyncIOMotorClient, "
-                "async_pymongo.AsyncClient), or use MongoStorage.from_url(url, name=...)"
-            )
-    # Looked up on the class: a database object answers any attribute with a collection.
-    if not callable(getattr(type(connection), "get_database", None)) or not hasattr(
-        type(connection), "__getitem__"
-    ):
-        raise TypeError(
-            "connection must be an asynchronous MongoDB client (pymongo.AsyncMongoClient, "
-            f"motor's AsyncIOMotorClient or async_pymongo.AsyncClient), not "
-            f"{type(connection).__module__}.{type(connection).__qualname__}"
-        )
-
-
 def _check_database_name(name: str) -> None:
     bad = sorted(set(name) & _BAD_DATABASE_CHARS)
     if bad or len(name.encode()) > 63:
@@ -183,23 +92,6 @@ def _check_database_name(name: str) -> None:
             f"{name!r} cannot be a MongoDB database name: it {reason}; pass database= "
             "(and optionally prefix=) to keep the session in a database of your choice"
         )
-
-
-async def _awaited(pending: Awaitable[T]) -> T:
-    """Await a driver call's result, refusing a synchronous client's plain value."""
-    if not inspect.isawaitable(pending):
-        raise TypeError(
-            f"the MongoDB client returned {type(pending).__name__} instead of an "
-            "awaitable: it is synchronous; use an asynchronous client"
-        )
-    return await pending
-
-
-async def _maybe_await(value: Any) -> Any:
-    # motor's close() is synchronous, PyMongo's and async-pymongo's are coroutines.
-    if inspect.isawaitable(value):
-        return await value
-    return value
 
 
 @dataclass(frozen=True)
@@ -253,12 +145,12 @@ class MongoStorage(Storage):
         session_string: str | None = None,
     ) -> None:
         super().__init__(name, username_ttl=username_ttl, session_string=session_string)
-        self._recipe: _ClientRecipe | None = None
-        if isinstance(connection, _ClientRecipe):
+        self._recipe: ClientRecipe | None = None
+        if isinstance(connection, ClientRecipe):
             self._recipe = connection
             self._client: Any = None
         else:
-            _check_connection(connection)
+            check_async_client(connection)
             self._client = connection
         if database is None:
             _check_database_name(name)
@@ -314,8 +206,8 @@ class MongoStorage(Storage):
             raise ValueError(f"unknown driver {driver!r}; choose from {', '.join(DRIVERS)}")
         if not isinstance(url, str) or not url.startswith(("mongodb://", "mongodb+srv://")):
             raise ValueError("url must be a mongodb:// or mongodb+srv:// connection string")
-        _import_driver(DRIVERS[key])
-        recipe = _ClientRecipe(url, key, dict(client_options or {}))
+        import_driver(DRIVERS[key])
+        recipe = ClientRecipe(url, key, dict(client_options or {}))
         return cls(name, recipe, **options)  # type: ignore[arg-type]
 
     def __repr__(self) -> str:
@@ -331,7 +223,7 @@ class MongoStorage(Storage):
         assert self._recipe is not None
         # A bad option (pymongo raises ValueError or TypeError for some), an SRV record
         # that does not resolve...
-        failures: tuple[type[BaseException], ...] = (*_driver_errors(), ValueError, TypeError)
+        failures: tuple[type[BaseException], ...] = (*driver_errors(), ValueError, TypeError)
         try:
             return self._recipe.build()
         except failures as exc:
@@ -352,10 +244,10 @@ class MongoStorage(Storage):
         self, what: str, operation: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
     ) -> T:
         """Await one driver operation, turning driver errors into :class:`BackendError`."""
-        errors = _driver_errors()
+        errors = driver_errors()
         epoch = self._epoch
         try:
-            return await _awaited(operation(*args, **kwargs))
+            return await awaited(operation(*args, **kwargs))
         except errors as exc:
             raise self._translated(exc, what, epoch) from exc
 
@@ -363,7 +255,7 @@ class MongoStorage(Storage):
         self, operation: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any
     ) -> T:
         """Await one driver operation, letting driver errors through."""
-        return await _awaited(operation(*args, **kwargs))
+        return await awaited(operation(*args, **kwargs))
 
     async def _find(
         self,
@@ -375,7 +267,7 @@ class MongoStorage(Storage):
         limit: int = 0,
         projection: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
-        errors = _driver_errors()
+        errors = driver_errors()
         epoch = self._epoch
         try:
             cursor = collection.find(query, projection)
@@ -394,8 +286,7 @@ class MongoStorage(Storage):
             # close() closed our own client under this call: the documented outcome.
             return StorageClosedError(f"{self!r} was closed during the call")
         return BackendError(
-            f"MongoDB failed to {what} (session {self.name!r}, database "
-            f"{self.database!r}): {exc}"
+            f"MongoDB failed to {what} (session {self.name!r}, database {self.database!r}): {exc}"
         )
 
     # -- lifecycle ------------------------------------------------------------------
@@ -403,7 +294,7 @@ class MongoStorage(Storage):
     async def open(self) -> None:
         if self._collections is not None:
             return
-        _Pymongo.load()
+        load_pymongo()
         owned = self._client is None
         if owned:
             self._client = self._build_client()
@@ -532,8 +423,8 @@ class MongoStorage(Storage):
         client, self._client = self._client, None
         if client is not None:
             try:
-                await _maybe_await(client.close())
-            except _driver_errors() as exc:  # pragma: no cover - closing rarely fails
+                await maybe_await(client.close())
+            except driver_errors() as exc:  # pragma: no cover - closing rarely fails
                 raise BackendError(f"closing the MongoDB client failed: {exc}") from exc
 
     async def delete(self) -> None:
@@ -545,7 +436,7 @@ class MongoStorage(Storage):
         a closed storage: a ``from_url`` storage connects again for it.
         """
         if self._client is None:
-            _Pymongo.load()
+            load_pymongo()
             self._client = self._build_client()  # closed again by close() below
         try:
             c = self._collections or self._bind(self._client)
@@ -615,7 +506,7 @@ class MongoStorage(Storage):
         if not latest:
             return
         c = self._require()
-        pymongo = _Pymongo.load()
+        pymongo = load_pymongo()
         batch = list(latest.values())
         for start in range(0, len(batch), _BATCH):
             await self._write_peers(c, pymongo, batch[start : start + _BATCH])
@@ -696,7 +587,7 @@ class MongoStorage(Storage):
                     f"{self.database!r}): {exc}"
                 ) from exc
             return await self._call("write peers", collection.bulk_write, retry, ordered=False)
-        except _driver_errors() as exc:
+        except driver_errors() as exc:
             if self._epoch != epoch or self._client is None:
                 raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise BackendError(
@@ -713,7 +604,7 @@ class MongoStorage(Storage):
         if not merged:
             return
         c = self._require()
-        pymongo = _Pymongo.load()
+        pymongo = load_pymongo()
         now = int(time.time())
         items = list(merged.items())
         for start in range(0, len(items), _BATCH):
@@ -768,7 +659,7 @@ class MongoStorage(Storage):
         )
         if not docs:
             return
-        pymongo = _Pymongo.load()
+        pymongo = load_pymongo()
         found = await self._usernames_of(c, docs)
         operations = [
             # the filter keeps an array another writer set meanwhile
@@ -866,12 +757,12 @@ class MongoStorage(Storage):
 
     async def count_peers(self) -> dict[PeerType, int]:
         c = self._require()
-        errors = _driver_errors()
+        errors = driver_errors()
         pipeline = [{"$group": {"_id": "$type", "count": {"$sum": 1}}}]
         epoch = self._epoch
         try:
             # PyMongo's aggregate() is a coroutine; motor's and async-pymongo's return a cursor.
-            cursor = await _maybe_await(c.peers.aggregate(pipeline))
+            cursor = await maybe_await(c.peers.aggregate(pipeline))
             rows = [row async for row in cursor]
         except errors as exc:
             if self._epoch != epoch or self._client is None:
@@ -902,7 +793,7 @@ class MongoStorage(Storage):
         ]
 
     async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
-        pymongo = _Pymongo.load()
+        pymongo = load_pymongo()
         operations: list[Any] = []
         for state in states:
             state_id = _int64(state.id, "update state id")

@@ -1,0 +1,149 @@
+"""MongoDB driver plumbing: the three asynchronous drivers, loaded lazily, and their errors.
+
+Shared by :class:`~pyrogram_storage.MongoStorage` and the bot-state store
+:class:`~pyrogram_storage.kv.MongoKV`. Nothing here imports a driver until asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Awaitable, Mapping
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Protocol, TypeVar
+
+from ..drivers import load_driver
+from ..errors import MissingDriverError
+
+__all__ = [
+    "DRIVERS",
+    "AsyncMongoClientLike",
+    "ClientRecipe",
+    "Driver",
+    "awaited",
+    "check_async_client",
+    "driver_errors",
+    "import_driver",
+    "load_pymongo",
+    "maybe_await",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Driver:
+    module: str
+    client_class: str
+    package: str
+    extra: str
+
+
+DRIVERS: Mapping[str, Driver] = {
+    "pymongo": Driver("pymongo", "AsyncMongoClient", "pymongo>=4.9", "mongo"),
+    "motor": Driver("motor.motor_asyncio", "AsyncIOMotorClient", "motor", "motor"),
+    "async_pymongo": Driver("async_pymongo", "AsyncClient", "async-pymongo", "async-pymongo"),
+}
+"""The drivers :meth:`MongoStorage.from_url` can build a client with, and their extras."""
+
+
+class AsyncMongoClientLike(Protocol):
+    """What MongoStorage needs of a client: ``client[database]`` and ``get_database``.
+
+    PyMongo's ``AsyncMongoClient``, motor's ``AsyncIOMotorClient`` and
+    ``async_pymongo.AsyncClient`` all qualify.
+    """
+
+    def __getitem__(self, name: str) -> Any: ...
+
+    def get_database(self, name: str) -> Any: ...
+
+
+@dataclass(frozen=True)
+class ClientRecipe:
+    """How :meth:`MongoStorage.from_url` builds (and rebuilds) a client it owns."""
+
+    url: str
+    driver: str
+    options: Mapping[str, Any]
+
+    def build(self) -> Any:
+        spec = DRIVERS[self.driver]
+        client_class = getattr(import_driver(spec), spec.client_class)
+        return client_class(self.url, **self.options)
+
+
+def import_driver(spec: Driver) -> ModuleType:
+    """Import the driver's module, or raise :class:`MissingDriverError` naming its extra."""
+    return load_driver(spec.module, spec.package, spec.extra, needs=spec.client_class)
+
+
+class _Pymongo:
+    """The pymongo pieces every driver shares (write models, error classes), loaded once."""
+
+    module: ModuleType | None = None
+    errors: tuple[type[BaseException], ...] | None = None
+
+    @classmethod
+    def load(cls) -> ModuleType:
+        if cls.module is None:
+            try:
+                cls.module = importlib.import_module("pymongo")
+                importlib.import_module("bson")
+            except ImportError as exc:
+                raise MissingDriverError("pymongo", "mongo") from exc
+        return cls.module
+
+
+def load_pymongo() -> ModuleType:
+    """Return pymongo (every driver uses its write models and errors)."""
+    return _Pymongo.load()
+
+
+def driver_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions any of the drivers raises: pymongo's and bson's."""
+    if _Pymongo.errors is None:
+        pymongo = _Pymongo.load()
+        bson_errors = importlib.import_module("bson.errors")
+        _Pymongo.errors = (pymongo.errors.PyMongoError, bson_errors.BSONError)
+    return _Pymongo.errors
+
+
+def check_async_client(connection: object) -> None:
+    for cls in type(connection).__mro__:
+        if cls.__name__ == "MongoClient" and cls.__module__.split(".")[0] in (
+            "pymongo",
+            "mongomock",
+        ):
+            raise TypeError(
+                f"{cls.__module__}.{cls.__name__} is synchronous and would block the event "
+                "loop; pass pymongo.AsyncMongoClient (or motor's AsyncIOMotorClient, "
+                "async_pymongo.AsyncClient), or use MongoStorage.from_url(url, name=...)"
+            )
+    # Looked up on the class: a database object answers any attribute with a collection.
+    if not callable(getattr(type(connection), "get_database", None)) or not hasattr(
+        type(connection), "__getitem__"
+    ):
+        raise TypeError(
+            "connection must be an asynchronous MongoDB client (pymongo.AsyncMongoClient, "
+            f"motor's AsyncIOMotorClient or async_pymongo.AsyncClient), not "
+            f"{type(connection).__module__}.{type(connection).__qualname__}"
+        )
+
+
+async def awaited(pending: Awaitable[T]) -> T:
+    """Await a driver call's result, refusing a synchronous client's plain value."""
+    if not inspect.isawaitable(pending):
+        raise TypeError(
+            f"the MongoDB client returned {type(pending).__name__} instead of an "
+            "awaitable: it is synchronous; use an asynchronous client"
+        )
+    return await pending
+
+
+async def maybe_await(value: Any) -> Any:
+    # motor's close() is synchronous, PyMongo's and async-pymongo's are coroutines.
+    if inspect.isawaitable(value):
+        return await value
+    return value
