@@ -10,9 +10,11 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "CorruptSessionError",
+    "DiskFullError",
     "MigrationError",
     "MissingDriverError",
     "PeerNotFound",
+    "ReadOnlyError",
     "SchemaTooNewError",
     "SessionLocked",
     "SessionNotFoundError",
@@ -81,6 +83,14 @@ class SessionLocked(StorageError):
 
 class BackendError(StorageError):
     """The database driver or server failed; the original error is the ``__cause__``."""
+
+
+class DiskFullError(BackendError):
+    """The disk (or the server's data directory) is full; nothing already stored was changed."""
+
+
+class ReadOnlyError(StorageError):
+    """A write on a storage opened with ``read_only=True``."""
 
 
 class MissingDriverError(StorageError, ImportError):
