@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .base import USERNAME_TTL, Storage
+from .base import DEFAULT_PEER_CACHE_SIZE, USERNAME_TTL, Changes, Storage
 from .errors import (
     BackendError,
     CorruptSessionError,
     DiskFullError,
+    InvalidTypeError,
+    InvalidValueError,
     MigrationError,
     MissingDriverError,
     PeerNotFound,
@@ -40,11 +42,15 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_PEER_CACHE_SIZE",
     "USERNAME_TTL",
     "BackendError",
+    "Changes",
     "CorruptSessionError",
     "DiskFullError",
     "FileStorage",
+    "InvalidTypeError",
+    "InvalidValueError",
     "Layout",
     "MemoryStorage",
     "MigrationError",

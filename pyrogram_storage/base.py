@@ -1,49 +1,115 @@
-"""The storage contract every backend meets."""
+"""The storage contract: :class:`Storage` owns every rule, backends implement primitives.
+
+The public coroutines (what clients and tools call) check and normalise their
+arguments, keep the open/closed state, apply ``session_string=``, judge username
+freshness, overlay writes that are not stored yet, keep the peer cache and translate
+backend failures. A backend implements the protected primitives below (``_open``,
+``_apply``, ``_find_peer``...) and nothing else; a subclass of your own gets every rule
+for free, and :mod:`pyrogram_storage.testing` checks it against the whole contract.
+
+Writes of peers, usernames and update states are *visible* to every read the moment
+the call returns and *stored* within ``commit_interval`` seconds (at once when it is
+0), at :meth:`Storage.flush`, :meth:`Storage.save` and :meth:`Storage.close`. They are
+stored in call order, batch by batch, so after a crash what is stored is always a
+prefix of the writes. Session fields are stored before the call returns.
+"""
 
 from __future__ import annotations
 
 import abc
+import asyncio
+import contextlib
+import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, TypeVar
 
-from .errors import PeerNotFound
+from . import _journal as journal
+from ._cache import HASH, NAMES, PHONE, STAMP, TYPE, Entry, PeerCache
+from ._journal import Changes, Journal, apply_change
+from .checks import (
+    INT64,
+    KNOWN_TYPES,
+    checked_session_changes,
+    clean_usernames,
+    count,
+    int64,
+    interval,
+    normalize_phone,
+    normalize_username,
+    optional_int64,
+    peer_type,
+    stored_peer,
+    stored_session,
+    stored_state,
+)
+from .errors import (
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    PeerNotFound,
+    ReadOnlyError,
+    StorageClosedError,
+    StorageError,
+)
 from .session_string import decode_session_string, encode_session_string
-from .types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+from .types import Peer, PeerType, SessionData, UpdateState
 
-__all__ = ["USERNAME_TTL", "Storage", "normalize_phone", "normalize_username"]
+__all__ = [
+    "DEFAULT_PEER_CACHE_SIZE",
+    "USERNAME_TTL",
+    "Changes",
+    "Storage",
+    "normalize_phone",
+    "normalize_username",
+]
+
+log = logging.getLogger("pyrogram_storage")
+
+T = TypeVar("T")
 
 USERNAME_TTL = 8 * 60 * 60
 """Seconds after its peer's last write that a username stops resolving (the clients' rule)."""
 
-_PHONE_NOISE = str.maketrans("", "", "+ -()\t\n")
+DEFAULT_PEER_CACHE_SIZE = 100_000
+"""Peers a storage keeps in memory for lookups by id, when it is the session's only writer."""
 
+PENDING_LIMIT = 1000
+"""Keys waiting to be stored past which a write hands the batch over at once."""
 
-def normalize_username(username: str) -> str:
-    """Return the form usernames are stored and looked up in: lowercased, no leading ``@``."""
-    return username.strip().lstrip("@").lower()
+_STAMP_REFRESH = 60.0
+"""An unchanged peer is written again only when its stored ``last_update_on`` is older."""
 
-
-def normalize_phone(phone_number: str) -> str:
-    """Return the form phone numbers are stored and looked up in: no ``+``, spaces or dashes."""
-    return phone_number.translate(_PHONE_NOISE)
+_NEVER, _OPEN, _CLOSED = 0, 1, 2
 
 
 class Storage(abc.ABC):
     """A session store: authorization data, the peer cache and the update state.
 
-    Backends implement the abstract coroutines; everything else (session strings,
-    the async context manager, counting) is built on them here. A storage is
-    constructed without I/O and without an event loop; :meth:`open` does the work.
-    To hand a storage to a client, wrap it with :func:`pyrogram_storage.for_client`.
+    A storage is constructed without I/O and without an event loop; :meth:`open` does
+    the work. To hand one to a client, wrap it with :func:`pyrogram_storage.for_client`.
 
     :param name: the session name (a file name, a database name).
     :param username_ttl: seconds a username stays resolvable after its peer was last
         written; ``None`` keeps usernames forever.
-    :param session_string: a session string to load into the storage on the first
-        :meth:`open`, overwriting the stored authorization.
+    :param session_string: a session string to store on the first :meth:`open`,
+        replacing the stored authorization.
+    :param peer_cache_size: peers kept in memory for lookups by id (0 disables the
+        cache). Used only while this object is the session's only writer.
+    :param commit_interval: seconds within which peer, username and update-state writes
+        are stored (they are visible at once); 0 stores each before its call returns.
+        Defaults to the backend's :attr:`default_commit_interval`.
+    :param read_only: refuse every write with :class:`ReadOnlyError` (and, where the
+        backend can, open the data without any lock or write).
+    :raises SessionStringError: ``session_string`` cannot be decoded.
+    :raises InvalidValueError: an option is out of range.
     """
+
+    persistent: ClassVar[bool] = True
+    """Whether a second object with the same name and location sees this one's data."""
+    default_commit_interval: ClassVar[float] = 0.0
+    """The ``commit_interval`` of a storage built without one."""
 
     def __init__(
         self,
@@ -51,21 +117,123 @@ class Storage(abc.ABC):
         *,
         username_ttl: float | None = USERNAME_TTL,
         session_string: str | None = None,
+        peer_cache_size: int = DEFAULT_PEER_CACHE_SIZE,
+        commit_interval: float | None = None,
+        read_only: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
-            raise ValueError("a session name must be a non-empty string")
+            raise InvalidValueError("a session name must be a non-empty string")
         self.name = name
-        self.username_ttl = username_ttl
+        self.username_ttl = None if username_ttl is None else interval(username_ttl, "username_ttl")
+        self.commit_interval = (
+            self.default_commit_interval
+            if commit_interval is None
+            else interval(commit_interval, "commit_interval")
+        )
+        if not isinstance(read_only, bool):
+            raise InvalidTypeError(f"read_only must be a bool, not {type(read_only).__name__}")
+        self.read_only = read_only
+        if read_only and session_string is not None:
+            raise InvalidValueError("a read-only storage cannot store a session_string")
         self._pending_session: SessionData | None = (
             decode_session_string(session_string) if session_string is not None else None
         )
+        self._cache = PeerCache(count(peer_cache_size, "peer_cache_size"))
+        self._caching = False  # the cache is used only while we are the only writer
+        self._exclusive = False
+        self._journal = Journal()
+        self._state = _NEVER
+        self._epoch = 0  # counts close() calls: "closed under a call" versus a failure
+        self._session: SessionData | None = None
+        self._peer_writes = 0  # bumped by every peer write: a read racing one is not cached
+        self._failure: BaseException | None = None  # why the last background store failed
+        self._flush_task: asyncio.Task[None] | None = None
+        self._flush_sleeping = False
+        self._flush_woken = False
+        self._locks: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Lock] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 
-    # -- lifecycle ---------------------------------------------------------------
+    # == primitives: what a backend implements ===============================================
 
     @abc.abstractmethod
+    async def _open(self) -> SessionData:
+        """Connect, create or migrate the stored data, and return the stored session.
+
+        Return ``SessionData()`` for a new session. Called by :meth:`open` only when
+        the storage is not open; :meth:`_close` is called on every later failure.
+        """
+
+    async def _close(self) -> None:  # noqa: B027 - nothing to release is a valid backend
+        """Release connections. Everything written has been stored already."""
+
+    @abc.abstractmethod
+    async def _delete(self) -> None:
+        """Remove every trace of the session. The storage is closed (maybe never opened)."""
+
+    @abc.abstractmethod
+    async def _apply(self, changes: Changes) -> None:
+        """Store one batch of changes, atomically where the backend can (see :class:`Changes`)."""
+
+    async def _save(self) -> None:  # noqa: B027 - durable already is a valid backend
+        """Make everything stored durable against power loss (a checkpoint...)."""
+
+    @abc.abstractmethod
+    async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None:
+        """Return the stored peer with this id, or None.
+
+        :param usernames: whether the caller needs the usernames; when False, a
+            backend may return the peer with ``usernames=None`` (not loaded).
+        """
+
+    @abc.abstractmethod
+    async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
+        """Return the peer holding ``username`` (normalised), the newest written first."""
+
+    @abc.abstractmethod
+    async def _find_by_phone(self, phone: str, usernames: bool) -> Peer | None:
+        """Return the peer with ``phone`` (digits only), the newest written first."""
+
+    @abc.abstractmethod
+    async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
+        """Return up to ``limit`` stored peers with ids above ``after``, ordered by id."""
+
+    async def _count_peers(self) -> dict[str, int]:
+        """Return how many peers of each type name are stored."""
+        counts: dict[str, int] = {}
+        after: int | None = None
+        while True:
+            batch = await self._read_peers(after, 1000)
+            for peer in batch:
+                counts[peer.type.value] = counts.get(peer.type.value, 0) + 1
+            if len(batch) < 1000:
+                return counts
+            after = batch[-1].id
+
+    @abc.abstractmethod
+    async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
+        """Return the stored update states (all of them, or those of ``ids``)."""
+
+    async def _read_session(self) -> SessionData | None:
+        """Return the stored session as another writer may have left it (None: not supported).
+
+        Called by :meth:`get_session` when this object is not the only writer.
+        """
+        return None
+
+    async def _ping(self) -> None:  # noqa: B027 - an in-process store is always there
+        """Raise if the store does not answer a trivial query."""
+
+    def _sole_writer(self) -> bool:
+        """Whether, once open, no other object or process writes this session.
+
+        Only then is the peer cache used and an unchanged peer not written again.
+        """
+        return True
+
+    # == lifecycle ============================================================================
+
     async def open(self) -> None:
         """Open the store, creating or migrating it as needed.
 
@@ -73,111 +241,156 @@ class Storage(abc.ABC):
         ``close()`` when they restart. Opening an open storage does nothing.
 
         :raises MigrationError: the stored schema is newer than this library, or foreign.
+        :raises CorruptSessionError: the stored data is damaged.
         :raises BackendError: the database cannot be reached.
         """
+        if self._state == _OPEN:
+            return
+        transition, _ = self._lock_pair()
+        async with transition:
+            if self._state == _OPEN:
+                return
+            session = await self._call("open the session", self._open())
+            try:
+                session = stored_session(session, repr(self))
+                self._exclusive = bool(self._sole_writer())
+                self._caching = self._exclusive and self._cache.size > 0
+                self._session = session
+                self._failure = None
+                self._state = _OPEN
+                if self._pending_session is not None:
+                    await self._store_session(self._pending_session.fields())
+                    self._pending_session = None
+            except BaseException:
+                self._state = _CLOSED
+                self._session = None
+                self._cache.clear()
+                self._journal.clear()
+                await self._call("close the session", self._close())
+                raise
+        log.debug("opened %r", self)
 
-    @abc.abstractmethod
+    async def close(self) -> None:
+        """Store what is pending and release connections.
+
+        Idempotent; the storage can be opened again. Calls made after ``close()``
+        began raise :class:`StorageClosedError`.
+
+        :raises BackendError: pending writes could not be stored (the storage is
+            closed anyway; they are lost).
+        """
+        if self._state != _OPEN:
+            return
+        transition, _ = self._lock_pair()
+        async with transition:
+            if self._state != _OPEN:
+                return
+            self._state = _CLOSED
+            self._epoch += 1
+            self._caching = False
+            self._cache.clear()
+            await self._stop_flushing()
+            failure: BaseException | None = None
+            try:
+                await self._store_pending()
+            except Exception as exc:
+                failure = exc
+            self._journal.clear()
+            self._session = None
+            try:
+                await self._call("close the session", self._close())
+            finally:
+                log.debug("closed %r", self)
+            if failure is not None:
+                raise BackendError(
+                    f"{self!r}: writes made before close() could not be stored: {failure}"
+                ) from failure
+
+    async def delete(self) -> None:
+        """Remove the session for good, closing the storage first.
+
+        Works on a closed storage: clients call it from ``log_out()``, after ``close()``.
+        """
+        if self.read_only:
+            raise ReadOnlyError(f"{self!r} is read-only; delete() would remove the session")
+        if self._state == _OPEN:
+            self._journal.clear()  # going away with the session; nothing to store
+            await self.close()
+        await self._call("delete the session", self._delete())
+        log.debug("deleted %r", self)
+
     async def save(self) -> None:
-        """Set ``date`` to now and make every write so far durable.
+        """Store every write so far, set ``date`` to now and make it all durable.
 
         Clients call it from ``stop()`` and after recovering update gaps.
         """
+        self._check_open()
+        if self.read_only:
+            return
+        await self._store_session({"date": int(time.time())})
+        await self._call("save the session", self._save())
 
-    async def close(self) -> None:  # noqa: B027 - a no-op default is the contract
-        """Release connections. Idempotent; the storage can be opened again."""
+    async def flush(self) -> None:
+        """Store every peer, username and update-state write made so far.
 
-    @abc.abstractmethod
-    async def delete(self) -> None:
-        """Remove the session for good. Works on a closed storage (clients call it after close)."""
+        :raises BackendError: they could not be stored; they stay pending, and the
+            next write, flush or save tries again.
+        """
+        self._check_open()
+        await self._store_pending()
 
     async def health(self) -> bool:
-        """Return True when the store answers a trivial query."""
-        await self.get_session()
+        """Return True when the store answers a trivial query.
+
+        :raises StorageClosedError: the storage is not open.
+        :raises BackendError: the store does not answer.
+        """
+        self._check_open()
+        await self._call("answer a health check", self._ping())
         return True
 
-    # -- authorization -----------------------------------------------------------
+    async def __aenter__(self) -> Storage:
+        await self.open()
+        return self
 
-    @abc.abstractmethod
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None and self._state == _OPEN:
+                await self.save()
+        finally:
+            await self.close()
+
+    # == authorization ========================================================================
+
     async def get_session(self) -> SessionData:
         """Return the stored authorization fields.
 
         :raises StorageClosedError: the storage is not open.
         """
+        session = self._session
+        if session is None:
+            raise StorageClosedError(f"{self!r} is closed; call open() first")
+        if not self._exclusive:
+            fresh = await self._call("read the session", self._read_session())
+            if fresh is not None and self._session is not None:
+                session = self._session = stored_session(fresh, repr(self))
+        return session
 
-    @abc.abstractmethod
     async def update_session(self, **changes: Any) -> None:
         """Store the given fields of :class:`SessionData` (``None`` is a value, not "skip").
 
-        :raises TypeError: a name is not a session field.
+        Stored before the call returns, together with every earlier pending write.
+
+        :raises InvalidTypeError: a name is not a session field, or a value has the wrong type.
+        :raises InvalidValueError: a value is out of range (an auth key not of 256 bytes).
         """
-
-    # -- peer cache ---------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def upsert_peers(self, peers: Iterable[Peer]) -> None:
-        """Insert or replace many peers in one transaction.
-
-        A peer whose ``usernames`` is ``None`` keeps the usernames already stored.
-        Clients call it (through their ``update_peers``) on nearly every update.
-        """
-
-    @abc.abstractmethod
-    async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
-        """Replace the usernames of each given peer id, in one transaction."""
-
-    @abc.abstractmethod
-    async def delete_peers(self, peer_ids: Iterable[int]) -> None:
-        """Forget these peers and their usernames; unknown ids are ignored."""
-
-    @abc.abstractmethod
-    async def peer_by_id(self, peer_id: int) -> Peer:
-        """Return the peer with this id.
-
-        :raises PeerNotFound: no such peer.
-        """
-
-    @abc.abstractmethod
-    async def peer_by_username(self, username: str) -> Peer:
-        """Return the peer holding this username (case-insensitive, ``@`` optional).
-
-        :raises PeerNotFound: no such username, or its peer was last written more
-            than ``username_ttl`` seconds ago.
-        """
-
-    @abc.abstractmethod
-    async def peer_by_phone(self, phone_number: str) -> Peer:
-        """Return the user with this phone number (``+``, spaces and dashes ignored).
-
-        :raises PeerNotFound: no such phone number.
-        """
-
-    @abc.abstractmethod
-    def iter_peers(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
-        """Yield every cached peer, with its usernames, in batches ordered by id."""
-
-    async def count_peers(self) -> dict[PeerType, int]:
-        """Return how many peers of each type are cached."""
-        counts: dict[PeerType, int] = {}
-        async for batch in self.iter_peers():
-            for peer in batch:
-                counts[peer.type] = counts.get(peer.type, 0) + 1
-        return counts
-
-    # -- update state ---------------------------------------------------------------
-
-    @abc.abstractmethod
-    async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
-        """Return the stored update states (all, or those of ``ids``), oldest ``date`` first."""
-
-    @abc.abstractmethod
-    async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
-        """Upsert update states. With ``merge``, a ``None`` field keeps the stored value."""
-
-    @abc.abstractmethod
-    async def delete_update_states(self, ids: Iterable[int]) -> None:
-        """Delete the update states of ``ids``; unknown ids are ignored."""
-
-    # -- built on the primitives ------------------------------------------------------
+        self._check_writable()
+        await self._store_session(changes)
 
     async def export_session_string(self) -> str:
         """Return the session as the 362-character string every client imports.
@@ -191,53 +404,532 @@ class Storage(abc.ABC):
 
         :raises SessionStringError: the string cannot be decoded.
         """
-        await self._store_session(decode_session_string(session_string))
+        self._check_writable()
+        await self._store_session(decode_session_string(session_string).fields())
 
-    async def _store_session(self, session: SessionData) -> None:
-        await self.update_session(**{name: getattr(session, name) for name in SESSION_FIELDS})
+    # == peers ================================================================================
 
-    async def _apply_pending_session(self) -> None:
-        """Store the constructor's session string; backends call this at the end of open()."""
-        if self._pending_session is not None:
-            await self._store_session(self._pending_session)
+    async def upsert_peers(self, peers: Iterable[Peer]) -> None:
+        """Insert or replace peers.
+
+        A peer whose ``usernames`` is ``None`` keeps the usernames already stored.
+        Clients call it (through their ``update_peers``) on nearly every update; a
+        peer that did not change since this object last wrote it costs no I/O.
+
+        :raises InvalidTypeError: an item is not a :class:`Peer`, or a field has the wrong type.
+        :raises InvalidValueError: an id or access hash does not fit in 64 bits.
+        """
+        self._check_writable()
+        now = int(time.time())
+        changes = [self._peer_change(peer, now) for peer in _iterate(peers, "peers")]
+        if not changes:
+            return
+        cache = self._cache if self._caching else None
+        refresh = self._refresh_window()
+        add = self._journal.add_peer
+        written = 0
+        for peer_id, change, explicit in changes:
+            if cache is not None:
+                cached = cache.peek(peer_id)
+                if cached is not None and _unchanged(cached, change, explicit, now, refresh):
+                    continue
+                names = change[3]
+                if names is None and cached is not None:
+                    names = cached[NAMES]
+                cache.put(peer_id, (change[1], change[2], names, change[4], change[5]))
+            add(peer_id, change)
+            written += 1
+        if written:
+            self._peer_writes += 1
+            await self._written()
+
+    async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
+        """Replace the usernames of each given peer id.
+
+        :raises InvalidTypeError: the usernames of a peer are one ``str``, not a sequence.
+        """
+        self._check_writable()
+        now = int(time.time())
+        merged: dict[int, tuple[str, ...]] = {}
+        for item in _iterate(usernames, "usernames"):
+            try:
+                peer_id, names = item
+            except (TypeError, ValueError):
+                raise InvalidTypeError(
+                    f"set_usernames() takes (peer id, usernames) pairs, not {type(item).__name__}"
+                ) from None
+            merged[int64(peer_id, "peer id")] = clean_usernames(names)
+        if not merged:
+            return
+        cache = self._cache if self._caching else None
+        written = 0
+        for peer_id, names in merged.items():
+            if cache is not None:
+                cached = cache.peek(peer_id)
+                if cached is not None:
+                    if cached[NAMES] == names:
+                        continue
+                    cache.put(peer_id, (*cached[:NAMES], names, *cached[PHONE:]))
+            self._journal.add_peer(peer_id, (journal.NAMES, 0, "", names, None, now, False))
+            written += 1
+        if written:
+            self._peer_writes += 1
+            await self._written()
+
+    async def delete_peers(self, peer_ids: Iterable[int]) -> None:
+        """Forget these peers and their usernames; unknown ids are ignored."""
+        self._check_writable()
+        ids = {int64(peer_id, "peer id") for peer_id in _iterate(peer_ids, "peer_ids")}
+        if not ids:
+            return
+        for peer_id in ids:
+            self._cache.pop(peer_id)
+            self._journal.add_peer(peer_id, (journal.DELETED, 0, "", None, None, 0, False))
+        self._peer_writes += 1
+        await self._written()
+
+    async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
+        """Return the peer with this id.
+
+        :param with_usernames: False when the caller needs no usernames: the peer may
+            then come back with ``usernames=None``, from a cheaper query.
+        :raises PeerNotFound: no such peer (also for anything that is not an int).
+        """
+        if type(peer_id) is int:
+            entry = self._cache.get(peer_id)
+            if entry is not None and (entry[NAMES] is not None or not with_usernames):
+                kind = entry[TYPE]
+                return Peer(
+                    peer_id,
+                    entry[HASH],
+                    KNOWN_TYPES.get(kind) or PeerType(kind),
+                    entry[NAMES],
+                    entry[PHONE],
+                    entry[STAMP],
+                )
+        return await self._peer_by_id(peer_id, with_usernames)
+
+    async def peer_by_username(self, username: str, *, with_usernames: bool = True) -> Peer:
+        """Return the peer holding this username (case-insensitive, ``@`` optional).
+
+        :raises PeerNotFound: no such username, or its peer was last written more
+            than ``username_ttl`` seconds ago (``Username expired: …``).
+        :raises InvalidTypeError: ``username`` is not a str.
+        """
+        self._check_open()
+        if not isinstance(username, str):
+            raise InvalidTypeError(f"a username must be a str, not {type(username).__name__}")
+        key = normalize_username(username)
+        peer = await self._lookup("names", key, username, with_usernames) if key else None
+        if peer is None:
+            raise PeerNotFound(f"Username not found: {key}", username)
+        if not self._is_fresh(peer):
+            raise PeerNotFound(f"Username expired: {key}", username)
+        return peer
+
+    async def peer_by_phone(self, phone_number: str, *, with_usernames: bool = True) -> Peer:
+        """Return the user with this phone number (``+``, spaces and dashes ignored).
+
+        :raises PeerNotFound: no such phone number.
+        :raises InvalidTypeError: ``phone_number`` is not a str.
+        """
+        self._check_open()
+        if not isinstance(phone_number, str):
+            raise InvalidTypeError(
+                f"a phone number must be a str, not {type(phone_number).__name__}"
+            )
+        key = normalize_phone(phone_number)
+        peer = await self._lookup("phones", key, phone_number, with_usernames) if key else None
+        if peer is None:
+            raise PeerNotFound(f"Phone number not found: {key}", phone_number)
+        return peer
+
+    async def iter_peers(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
+        """Yield every stored peer, with its usernames, in batches ordered by id.
+
+        :raises InvalidValueError: ``batch_size`` is below 1.
+        """
+        batch_size = count(batch_size, "batch_size", minimum=1)
+        self._check_open()
+        await self._store_pending()
+        after: int | None = None
+        where = repr(self)
+        while True:
+            batch = await self._call("read peers", self._read_peers(after, batch_size))
+            if not batch:
+                return
+            yield [stored_peer(peer, where) for peer in batch]
+            if len(batch) < batch_size:
+                return
+            after = batch[-1].id
+
+    async def count_peers(self) -> dict[PeerType, int]:
+        """Return how many peers of each type are stored."""
+        self._check_open()
+        await self._store_pending()
+        counts = await self._call("count peers", self._count_peers())
+        result: dict[PeerType, int] = {}
+        for kind, number in counts.items():
+            if not isinstance(number, int) or isinstance(number, bool):
+                raise BackendError(f"{self!r} counted {type(number).__name__}, not int")
+            key = peer_type(kind)
+            result[key] = result.get(key, 0) + number
+        return result
+
+    # == update state =========================================================================
+
+    async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
+        """Return the stored update states (all, or those of ``ids``), oldest ``date`` first."""
+        self._check_open()
+        wanted = (
+            None
+            if ids is None
+            else sorted({int64(i, "update state id") for i in _iterate(ids, "ids")})
+        )
+        if wanted == []:
+            return []
+        where = repr(self)
+        states = await self._call("read update states", self._read_states(wanted))
+        by_id = {state.id: stored_state(state, where) for state in states}
+        pending = self._journal.state_ids()
+        if wanted is not None:
+            pending &= set(wanted)
+            by_id = {key: value for key, value in by_id.items() if key in wanted}
+        for state_id in pending:
+            change = self._journal.state(state_id)
+            if change is None:
+                continue
+            kind, *values = change
+            if kind == journal.STATE_DELETED:
+                by_id.pop(state_id, None)
+            elif kind == journal.REPLACE or state_id not in by_id:
+                by_id[state_id] = UpdateState(state_id, *values)
+            else:
+                old = by_id[state_id]
+                pts, qts, date, seq = (
+                    o if n is None else n
+                    for n, o in zip(values, (old.pts, old.qts, old.date, old.seq), strict=True)
+                )
+                by_id[state_id] = UpdateState(state_id, pts, qts, date, seq)
+        return sorted(by_id.values(), key=lambda s: (s.date is not None, s.date or 0, s.id))
+
+    async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
+        """Store update states. With ``merge``, a ``None`` field keeps the stored value."""
+        self._check_writable()
+        kind = journal.MERGE if merge else journal.REPLACE
+        rows = []
+        for state in _iterate(states, "states"):
+            if not isinstance(state, UpdateState):
+                raise InvalidTypeError(f"expected UpdateState, got {type(state).__name__}")
+            rows.append(
+                (
+                    int64(state.id, "update state id"),
+                    (
+                        kind,
+                        optional_int64(state.pts, "pts"),
+                        optional_int64(state.qts, "qts"),
+                        optional_int64(state.date, "date"),
+                        optional_int64(state.seq, "seq"),
+                    ),
+                )
+            )
+        if not rows:
+            return
+        add = self._journal.add_state
+        for state_id, change in rows:
+            add(state_id, change)
+        await self._written()
+
+    async def delete_update_states(self, ids: Iterable[int]) -> None:
+        """Delete the update states of ``ids``; unknown ids are ignored."""
+        self._check_writable()
+        wanted = {int64(i, "update state id") for i in _iterate(ids, "ids")}
+        for state_id in wanted:
+            self._journal.add_state(state_id, (journal.STATE_DELETED, None, None, None, None))
+        if wanted:
+            await self._written()
+
+    # == the machinery ========================================================================
+
+    def _check_open(self) -> None:
+        if self._state != _OPEN:
+            raise StorageClosedError(f"{self!r} is closed; call open() first")
+
+    def _check_writable(self) -> None:
+        if self._state != _OPEN:
+            raise StorageClosedError(f"{self!r} is closed; call open() first")
+        if self.read_only:
+            raise ReadOnlyError(f"{self!r} was opened read-only; it takes no writes")
+        if self._failure is not None:
+            raise BackendError(
+                f"{self!r}: earlier writes could not be stored ({self._failure}); "
+                "call flush() to try again"
+            ) from self._failure
+
+    def _lock_pair(self) -> tuple[asyncio.Lock, asyncio.Lock]:
+        """The open/close lock and the store lock, made for the running event loop."""
+        loop = asyncio.get_running_loop()
+        locks = self._locks
+        if locks is None or locks[0] is not loop:
+            locks = self._locks = (loop, asyncio.Lock(), asyncio.Lock())
+        return locks[1], locks[2]
+
+    async def _call(self, what: str, operation: Awaitable[T]) -> T:
+        """Await a primitive; what it raises becomes one of our errors."""
+        epoch = self._epoch
+        try:
+            return await operation
+        except StorageError as exc:
+            if self._epoch != epoch and not isinstance(exc, StorageClosedError):
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
+            raise
+        except Exception as exc:
+            if self._epoch != epoch:
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
+            raise BackendError(f"{type(self).__name__} failed to {what}: {exc}") from exc
+
+    def _peer_change(self, peer: Any, now: int) -> tuple[int, journal.PeerChange, bool]:
+        """Check a peer to store; return its id, its journal change and whether it is stamped."""
+        if type(peer) is not Peer and not isinstance(peer, Peer):
+            raise InvalidTypeError(f"expected Peer, got {type(peer).__name__}")
+        peer_id = int64(peer.id, "peer id")
+        access_hash = int64(peer.access_hash or 0, "access hash")
+        kind = peer.type
+        kind_name = kind.value if isinstance(kind, PeerType) else peer_type(kind).value
+        names = peer.usernames
+        if names is not None:
+            names = clean_usernames(names)
+        phone = peer.phone_number
+        if phone is not None:
+            if not isinstance(phone, str):
+                raise InvalidTypeError(f"a phone number must be a str, not {type(phone).__name__}")
+            phone = normalize_phone(phone) or None
+        stamp = peer.last_update_on
+        explicit = stamp is not None
+        stamp = int64(stamp, "last_update_on") if explicit else now
+        kind_code = journal.PARTIAL if names is None else journal.FULL
+        return peer_id, (kind_code, access_hash, kind_name, names, phone, stamp, False), explicit
+
+    def _refresh_window(self) -> float:
+        ttl = self.username_ttl
+        return _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 2)
 
     def _is_fresh(self, peer: Peer) -> bool:
         if self.username_ttl is None or peer.last_update_on is None:
             return True
         return time.time() - peer.last_update_on <= self.username_ttl
 
-    async def __aenter__(self) -> Storage:
-        await self.open()
-        return self
+    async def _peer_by_id(self, peer_id: Any, with_usernames: bool) -> Peer:
+        self._check_open()
+        if type(peer_id) is not int or peer_id not in INT64:
+            raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
+        change = self._journal.peer(peer_id)
+        if change is not None and change[0] == journal.FULL:
+            return journal.make_peer(peer_id, change, change[3])
+        if change is not None and change[0] == journal.DELETED:
+            raise PeerNotFound(f"ID not found: {peer_id}", peer_id)
+        writes = self._peer_writes
+        stored = await self._call("look up a peer", self._find_peer(peer_id, with_usernames))
+        if stored is not None:
+            stored = stored_peer(stored, repr(self))
+        change = self._journal.peer(peer_id)
+        peer = stored if change is None else apply_change(peer_id, stored, change)
+        if peer is None:
+            raise PeerNotFound(f"ID not found: {peer_id}", peer_id)
+        if self._caching and writes == self._peer_writes:
+            self._remember(peer)
+        return peer
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def _lookup(self, index: str, key: str, given: str, with_usernames: bool) -> Peer | None:
+        """Find the peer holding a username or phone, pending writes included."""
+        holder = (
+            self._journal.username_holder(key)
+            if index == "names"
+            else self._journal.phone_holder(key)
+        )
+        if holder is not None:
+            try:
+                peer = await self._peer_by_id(holder, True)
+            except PeerNotFound:
+                peer = None
+            if peer is not None and _holds(peer, index, key):
+                return peer
+        writes = self._peer_writes
+        find = self._find_by_username if index == "names" else self._find_by_phone
+        what = "look up a username" if index == "names" else "look up a phone number"
+        stored = await self._call(what, find(key, with_usernames))
+        if stored is None:
+            return None
+        stored = stored_peer(stored, repr(self))
+        if self._journal.replaces(stored.id, index):
+            # A pending write took the username or phone away from this peer: ask the
+            # backend again once everything is stored (rare: usernames seldom move).
+            await self._store_pending()
+            writes = self._peer_writes
+            stored = await self._call(what, find(key, with_usernames))
+            if stored is None:
+                return None
+            stored = stored_peer(stored, repr(self))
+        change = self._journal.peer(stored.id)
+        peer = stored if change is None else apply_change(stored.id, stored, change)
+        if peer is not None and self._caching and writes == self._peer_writes:
+            self._remember(peer)
+        return peer
+
+    def _remember(self, peer: Peer) -> None:
+        if peer.usernames is None:
+            cached = self._cache.peek(peer.id)
+            if cached is not None and cached[HASH] == peer.access_hash:
+                return  # what we know is better
+        entry: Entry = (
+            peer.access_hash,
+            peer.type.value,
+            peer.usernames,
+            peer.phone_number,
+            peer.last_update_on if peer.last_update_on is not None else 0,
+        )
+        self._cache.put(peer.id, entry)
+
+    async def _written(self) -> None:
+        """After a write entered the journal: store it now, soon, or once the batch is full."""
+        if self.commit_interval == 0:
+            await self._store_pending()
+        elif len(self._journal) >= PENDING_LIMIT:
+            await self._hand_over()
+        elif self._flush_task is None:
+            self._start_flush(self.commit_interval)
+
+    async def _hand_over(self) -> None:
+        """The pending batch is full: start storing it, waiting for the previous one first."""
+        task = self._flush_task
+        if task is None:
+            self._start_flush(0)
+            return
+        if self._flush_sleeping and not self._flush_woken:
+            self._flush_woken = True  # store now rather than when the interval ends
+            task.cancel()
+        await asyncio.wait([task])
+
+    def _start_flush(self, delay: float) -> None:
+        self._flush_sleeping = True
+        self._flush_task = asyncio.get_running_loop().create_task(self._flush_later(delay))
+
+    async def _flush_later(self, delay: float) -> None:
+        """Store the pending batch after ``delay``; a task of its own, one at a time."""
         try:
-            if exc_type is None:
-                await self.save()
+            try:
+                await asyncio.sleep(delay)
+            except asyncio.CancelledError:
+                if self._flush_woken:  # a full batch: store it now
+                    _uncancel()
+                elif self._state == _OPEN:
+                    # The event loop is shutting down (asyncio.run ending with the storage
+                    # still open): store what is pending before going.
+                    with contextlib.suppress(Exception):
+                        await self._store_pending()
+                    raise
+                else:
+                    raise
+            self._flush_sleeping = False
+            self._flush_woken = False
+            try:
+                await self._store_pending()
+            except StorageClosedError:
+                pass
+            except Exception as exc:
+                if self._failure is None:
+                    log.warning("%r: could not store pending writes, will retry: %s", self, exc)
+                self._failure = exc
+            else:
+                self._failure = None
         finally:
-            await self.close()
+            self._flush_task = None
+            self._flush_sleeping = self._flush_woken = False
+        if self._state == _OPEN and len(self._journal):
+            self._start_flush(
+                self.commit_interval if self._failure is None else max(1.0, self.commit_interval)
+            )
+
+    async def _stop_flushing(self) -> None:
+        """Let the flush task end: cancel it while it sleeps, wait while it stores."""
+        task = self._flush_task
+        if task is None:
+            return
+        if self._flush_sleeping:
+            task.cancel()
+        await asyncio.wait([task])
+
+    async def _store_pending(self) -> None:
+        """Store the pending batch, after any batch in flight; raise what storing raises."""
+        _, store = self._lock_pair()
+        async with store:
+            if not len(self._journal):
+                return
+            batch = self._journal.take(int(time.time()))
+            try:
+                await self._call("store writes", self._apply(batch))
+            except BaseException:
+                self._journal.failed()
+                raise
+            self._journal.stored()
+            self._failure = None
+
+    async def _store_session(self, changes: dict[str, Any]) -> None:
+        """Store session fields, with everything pending, before returning."""
+        current = self._session
+        if current is None:
+            raise StorageClosedError(f"{self!r} is closed; call open() first")
+        checked_session_changes(current, changes)  # refuse bad input before waiting
+        if not changes:
+            return
+        _, store = self._lock_pair()
+        async with store:
+            current = self._session
+            if current is None or self._state != _OPEN:
+                raise StorageClosedError(f"{self!r} was closed during the call")
+            session = checked_session_changes(current, changes)
+            took = len(self._journal) > 0
+            batch = self._journal.take(int(time.time())) if took else Changes()
+            batch.session = session
+            batch.session_fields = frozenset(changes)
+            try:
+                await self._call("store the session", self._apply(batch))
+            except BaseException:
+                if took:
+                    self._journal.failed()
+                raise
+            if took:
+                self._journal.stored()
+            self._session = session
 
 
-def coerce_peer_id(value: object) -> int:
-    """Turn what a client hands to an id lookup into an int, as SQLite's affinity would.
+def _uncancel() -> None:
+    task = asyncio.current_task()
+    if task is not None and hasattr(task, "uncancel"):  # Python 3.11+
+        task.uncancel()
 
-    :raises PeerNotFound: the value is not an integer id (a username, ``"me"``…).
-    """
-    if isinstance(value, bool):
-        raise PeerNotFound(f"ID not found: {value!r}", value)
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, (str, bytes)):
-        text = value.decode(errors="replace") if isinstance(value, bytes) else value
-        try:
-            return int(text.strip())
-        except ValueError:
-            pass
-    raise PeerNotFound(f"ID not found: {value!r}", value)
+
+def _iterate(values: Any, what: str) -> Iterable[Any]:
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidTypeError(f"{what} must be an iterable, not {type(values).__name__}")
+    return values  # type: ignore[no-any-return]
+
+
+def _unchanged(
+    cached: Entry, change: journal.PeerChange, explicit: bool, now: int, refresh: float
+) -> bool:
+    """Whether writing ``change`` would store what ``cached`` says is stored already."""
+    if cached[HASH] != change[1] or cached[TYPE] != change[2] or cached[PHONE] != change[4]:
+        return False
+    names = change[3]
+    if names is not None and names != cached[NAMES]:
+        return False
+    if explicit:
+        return cached[STAMP] == change[5]
+    return now - cached[STAMP] < refresh
+
+
+def _holds(peer: Peer, index: str, key: str) -> bool:
+    if index == "names":
+        return peer.usernames is not None and key in peer.usernames
+    return peer.phone_number == key

@@ -11,6 +11,8 @@ __all__ = [
     "BackendError",
     "CorruptSessionError",
     "DiskFullError",
+    "InvalidTypeError",
+    "InvalidValueError",
     "MigrationError",
     "MissingDriverError",
     "PeerNotFound",
@@ -43,6 +45,14 @@ class PeerNotFound(StorageError, KeyError):
     # KeyError.__str__ quotes its argument; keep the message readable.
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
+
+
+class InvalidTypeError(StorageError, TypeError):
+    """An argument of the wrong type (a ``str`` where a list of usernames belongs...)."""
+
+
+class InvalidValueError(StorageError, ValueError):
+    """An argument of the right type but an impossible value (an id beyond 64 bits...)."""
 
 
 class SessionStringError(StorageError, ValueError):

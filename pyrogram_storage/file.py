@@ -13,10 +13,11 @@ import socket
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
-from .base import USERNAME_TTL
-from .errors import CorruptSessionError, SessionLocked
-from .sqlite import DEFAULT_PEER_CACHE_SIZE, SQLiteStorage
+from . import sqlite_schema
+from .errors import CorruptSessionError, SessionLocked, SessionNotFoundError
+from .sqlite import SQLiteStorage
 from .sqlite_schema import Layout, create_schema
 
 __all__ = ["FILE_EXTENSION", "FileStorage"]
@@ -89,10 +90,13 @@ class FileStorage(SQLiteStorage):
     """A session in a SQLite file, the same file name every client uses.
 
     The file is created with mode 0600 (it grants full access to the account), in
-    WAL mode with ``synchronous=NORMAL``: every call that returned has committed and
-    survives the process being killed; :meth:`save` also checkpoints, so what it
-    covers survives a power cut too. Existing files written by any Pyrogram-family
-    client are recognised by their tables and brought forward on open.
+    WAL mode with ``synchronous=NORMAL``. Session fields are committed before their
+    call returns; peer, username and update-state writes are committed in batches
+    within ``commit_interval`` seconds (50 ms by default; 0 commits each before its
+    call returns), always in call order, so a killed process leaves a prefix of its
+    writes. :meth:`save` also checkpoints, so what it covers survives a power cut too.
+    Existing files written by any Pyrogram-family client are recognised by their
+    tables and brought forward on open.
 
     :param name: the session name; the file is ``<workdir>/<name>.session``.
     :param workdir: the folder of the file (created, mode 0700, if missing).
@@ -100,10 +104,17 @@ class FileStorage(SQLiteStorage):
     :param lock: ``"exclusive"`` (default): one open storage per file; another process
         or object opening it gets :class:`SessionLocked` at once, naming the holder.
         ``"shared"``: several may open it; writes are serialised by SQLite (waiting up
-        to ``busy_timeout`` seconds, then :class:`SessionLocked`) and nothing is cached,
-        so each sees the others' writes.
-    :param session_string: import this session string into the file on the first open.
+        to ``busy_timeout`` seconds, then :class:`SessionLocked`), nothing is cached and
+        ``commit_interval`` defaults to 0, so each sees the others' writes at once.
+    :param busy_timeout: seconds to wait for another connection's write lock before
+        raising :class:`SessionLocked` (``lock="shared"``).
+    :param read_only: read the session without any lock or write: a file that needs
+        migrating is brought forward in a private copy in memory, never on disk.
+    :param options: ``username_ttl``, ``session_string``, ``peer_cache_size``,
+        ``commit_interval`` (see :class:`~pyrogram_storage.Storage`).
     """
+
+    default_commit_interval = 0.05
 
     def __init__(
         self,
@@ -111,45 +122,94 @@ class FileStorage(SQLiteStorage):
         workdir: str | os.PathLike[str] = ".",
         *,
         layout: Layout | str = Layout.UPSTREAM,
-        peer_cache_size: int = DEFAULT_PEER_CACHE_SIZE,
         lock: str = "exclusive",
         busy_timeout: float = 5.0,
-        username_ttl: float | None = USERNAME_TTL,
-        session_string: str | None = None,
+        **options: Any,
     ) -> None:
         if lock not in ("exclusive", "shared"):
             raise ValueError(f"lock must be 'exclusive' or 'shared', not {lock!r}")
+        if lock == "shared":
+            # Others read the file: what returned must be in it already.
+            options.setdefault("commit_interval", 0)
         self.path = Path(workdir) / (name + FILE_EXTENSION)
         self.lock_path = Path(f"{self.path}.lock")
         self.lock = lock
         self._lock_fd: int | None = None
-        super().__init__(
-            name,
-            str(self.path),
-            layout=layout,
-            peer_cache_size=peer_cache_size if lock == "exclusive" else 0,
-            busy_timeout=busy_timeout,
-            username_ttl=username_ttl,
-            session_string=session_string,
-        )
+        super().__init__(name, str(self.path), layout=layout, busy_timeout=busy_timeout, **options)
 
     def __repr__(self) -> str:
         return f"FileStorage(name={self.name!r}, path={str(self.path)!r})"
 
-    def _prepare(self) -> None:
+    def _sole_writer(self) -> bool:
+        return self.lock == "exclusive" and not self.read_only
+
+    # -- hooks of the SQLite engine (they run on the storage's worker lane) -------------------
+
+    def _start(self) -> None:
+        if self.read_only:
+            if not self.path.is_file():
+                raise SessionNotFoundError(f"no such session file: {self.path}")
+            _check_header(self.path)
+            return
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._shared = self.lock == "shared"
-        self._lock_fd = _acquire(self.lock_path, self.path, shared=self._shared)
+        self._lock_fd = _acquire(self.lock_path, self.path, shared=self.lock == "shared")
         try:
             self._create_or_check()
         except BaseException:
-            self._release()
+            self._stop()
             raise
 
-    def _release(self) -> None:
+    def _stop(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
             _release_lock(fd, self.lock_path)
+
+    def _connect(self) -> sqlite3.Connection:
+        if not self.read_only:
+            return super()._connect()
+        return _connect_read_only(self.path, self.busy_timeout)
+
+    def _connect_reader(self) -> sqlite3.Connection | None:
+        if self.read_only:
+            return None  # the writer connection is read-only already, and used on the loop
+        reader = sqlite3.connect(
+            self.path, isolation_level=None, check_same_thread=False, timeout=0
+        )
+        try:
+            sqlite_schema.secure(reader)
+            reader.execute("PRAGMA query_only = ON")
+        except BaseException:
+            reader.close()
+            raise
+        return reader
+
+    def _prepare_schema(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        if not self.read_only:
+            return super()._prepare_schema(db)
+        if sqlite_schema.is_current(db, self.database):
+            self.layout = sqlite_schema.current_layout(db)
+            return db
+        # A client's file, or an older schema: bring a private copy in memory forward,
+        # never the file itself.
+        copy = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        try:
+            db.backup(copy)
+            sqlite_schema.secure(copy)
+            self.layout = sqlite_schema.prepare(copy, self.database, self.layout)
+        except BaseException:
+            copy.close()
+            raise
+        db.close()
+        return copy
+
+    def _configure(self, db: sqlite3.Connection) -> None:
+        if self.read_only:
+            return
+        db.execute("PRAGMA journal_mode = WAL").fetchall()
+        db.execute("PRAGMA synchronous = NORMAL")
+        # Checkpoints are what fsync in WAL mode; fewer, larger ones (and one in save())
+        # keep bulk peer writes cheap.
+        db.execute("PRAGMA wal_autocheckpoint = 10000")
 
     def _create_or_check(self) -> None:
         _remove_abandoned_scratch(self.path)
@@ -180,31 +240,59 @@ class FileStorage(SQLiteStorage):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(f"{scratch}{suffix}")
 
-    def _configure(self, conn: sqlite3.Connection) -> None:
-        conn.execute("PRAGMA journal_mode = WAL").fetchall()
-        conn.execute("PRAGMA synchronous = NORMAL")
-        # Checkpoints are what fsync in WAL mode; fewer, larger ones (and one in save())
-        # keep bulk peer writes cheap.
-        conn.execute("PRAGMA wal_autocheckpoint = 10000")
-
-    async def delete(self) -> None:
-        """Close the storage and remove the file with its WAL and journal side files.
+    async def _delete(self) -> None:
+        """Remove the file with its WAL and journal side files, under the session lock.
 
         :raises SessionLocked: another storage has the session open; nothing was removed.
         """
-        await self.close()
-        if not self.path.parent.is_dir():
-            return
-        # Under the lock: a storage that still had the file open would write on into an
-        # unlinked file and lose everything. Releasing it removes the lock file.
-        fd = _acquire(self.lock_path, self.path, shared=False)
-        try:
-            for suffix in ("", *_SIDE_FILES):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{self.path}{suffix}")
-        finally:
-            _release_lock(fd, self.lock_path)
-        log.debug("deleted %s", self.path)
+        path, lock_path = self.path, self.lock_path
+
+        def remove() -> None:
+            if not path.parent.is_dir():
+                return
+            # Under the lock: a storage that still had the file open would write on into
+            # an unlinked file and lose everything. Releasing it removes the lock file.
+            fd = _acquire(lock_path, path, shared=False)
+            try:
+                for suffix in ("", *_SIDE_FILES):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(f"{path}{suffix}")
+            finally:
+                _release_lock(fd, lock_path)
+            log.debug("deleted %s", path)
+
+        await self._off_loop(remove)
+
+
+def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
+    """Open ``path`` for reading only: no lock file, no journal change, nothing written."""
+    uri = path.resolve().as_uri()
+    try:
+        db = sqlite3.connect(
+            f"{uri}?mode=ro",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=timeout,
+        )
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+        return db
+    except sqlite3.OperationalError:
+        # A WAL file in a read-only folder: SQLite cannot make its shared-memory file.
+        # Read the main file as it is (what the last checkpoint stored).
+        if os.path.exists(f"{path}-wal") and os.path.getsize(f"{path}-wal") > 0:
+            log.warning(
+                "%s: reading without its write-ahead log (the folder is read-only); "
+                "writes since the last checkpoint are not shown",
+                path,
+            )
+        return sqlite3.connect(
+            f"{uri}?mode=ro&immutable=1",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=timeout,
+        )
 
 
 def _remove_abandoned_scratch(path: Path) -> None:

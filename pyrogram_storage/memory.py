@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from typing import Any
 
-from .base import USERNAME_TTL
-from .sqlite import DEFAULT_PEER_CACHE_SIZE, Layout, SQLiteStorage
+from .sqlite import SQLiteStorage
+from .sqlite_schema import Layout
 
 __all__ = ["MemoryStorage"]
 
@@ -14,12 +15,18 @@ __all__ = ["MemoryStorage"]
 class MemoryStorage(SQLiteStorage):
     """A session in an in-memory SQLite database (the same schema and migrations as a file).
 
-    Unlike the clients' memory storages, closing keeps the data: a client that
-    restarts (close, then open on the same object) finds its session and peers
-    again. :meth:`delete` forgets everything.
+    Everything runs on the event loop: there is no disk to wait for. Unlike the
+    clients' memory storages, closing keeps the data: a client that restarts (close,
+    then open on the same object) finds its session and peers again. :meth:`delete`
+    forgets everything.
 
     :param session_string: import this session string on the first open.
+    :param options: ``layout``, ``username_ttl``, ``peer_cache_size`` and the other
+        options of :class:`~pyrogram_storage.Storage`.
     """
+
+    persistent = False
+    _threaded = False
 
     def __init__(
         self,
@@ -27,42 +34,24 @@ class MemoryStorage(SQLiteStorage):
         session_string: str | None = None,
         *,
         layout: Layout | str = Layout.UPSTREAM,
-        peer_cache_size: int = DEFAULT_PEER_CACHE_SIZE,
-        username_ttl: float | None = USERNAME_TTL,
+        **options: Any,
     ) -> None:
-        super().__init__(
-            name,
-            ":memory:",
-            layout=layout,
-            peer_cache_size=peer_cache_size,
-            username_ttl=username_ttl,
-            session_string=session_string,
-        )
+        super().__init__(name, ":memory:", layout=layout, session_string=session_string, **options)
         self._snapshot: bytes | str | None = None
 
-    def _restore(self, conn: sqlite3.Connection) -> None:
+    def _restore(self, db: sqlite3.Connection) -> None:
         snapshot, self._snapshot = self._snapshot, None
         if isinstance(snapshot, bytes):
             if sys.version_info >= (3, 11):
-                conn.deserialize(snapshot)
+                db.deserialize(snapshot)
         elif snapshot is not None:  # Python 3.10 has no deserialize()
-            conn.executescript(snapshot)
+            db.executescript(snapshot)
 
-    async def close(self) -> None:
-        conn = self._conn
-        if conn is not None:
-            # Detached first: later calls fail, calls already queued run before the snapshot,
-            # so every write that returned is in it.
-            self._conn = None
-            try:
-                self._snapshot = await conn._execute(lambda: _snapshot(conn._conn))  # type: ignore[no-untyped-call]
-            finally:
-                self._conn = conn  # no await before super().close() detaches it again
-        await super().close()
+    def _before_close(self, db: sqlite3.Connection) -> None:
+        # Everything written has been stored by now: keep it for the next open().
+        self._snapshot = _snapshot(db)
 
-    async def delete(self) -> None:
-        """Close and forget the session."""
-        await self.close()
+    async def _delete(self) -> None:
         self._snapshot = None
 
 

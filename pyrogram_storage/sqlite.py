@@ -1,32 +1,38 @@
-"""SQLite storage shared by :class:`~pyrogram_storage.FileStorage` and
+"""The SQLite engine shared by :class:`~pyrogram_storage.FileStorage` and
 :class:`~pyrogram_storage.MemoryStorage`.
 
-Every statement runs on aiosqlite's worker thread, one whole transaction per hop,
-so the event loop never waits on the disk. Hot peer lookups by id are answered from a
-bounded in-memory cache that every write through this storage keeps current.
+A file session has two connections. The *writer* lives on a worker :class:`Lane`
+(opening, adopting and migrating the file, storing batches of writes, checkpoints,
+reading peers in bulk), so the event loop never waits on the disk or on another
+process's lock. The *reader* answers indexed point lookups (a peer by id, username
+or phone, the update states) on the event loop itself: in WAL mode it never waits for
+the writer, and a lookup of a few microseconds costs less there than the thread hop
+that would avoid it. Should it ever find the database busy, the lookup moves to the
+writer's lane. An in-memory session has one connection, used on the event loop.
 """
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-import aiosqlite
-
 from . import sqlite_schema
-from ._values import BOOL_FIELDS, checked_peer, clean_usernames, peer_type, validated
-from .base import USERNAME_TTL, Storage, normalize_phone, normalize_username
+from ._journal import Changes
+from ._worker import Lane
+from .base import Storage
+from .checks import KNOWN_TYPES
 from .errors import (
     BackendError,
     CorruptSessionError,
-    PeerNotFound,
+    DiskFullError,
+    ReadOnlyError,
     SessionLocked,
     StorageClosedError,
+    StorageError,
 )
 from .sqlite_schema import Layout
 from .types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
@@ -37,17 +43,23 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-DEFAULT_PEER_CACHE_SIZE = 100_000
 _CHUNK = 500  # ids per "IN (...)" query, well under SQLite's variable limit
+_BOOL_FIELDS = frozenset({"test_mode", "is_bot"})
 
+# SQLite's primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF, Python 3.11+).
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 10, 11, 13, 26
 
 _SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
-
-_PEER_COLUMNS = "p.id, p.access_hash, p.type, p.username, p.phone_number, p.last_update_on"
+_PEER_COLUMNS = "id, access_hash, type, username, phone_number, last_update_on"
 # The upstream layout's usernames table also carries Pyrofork's columns: (id = peer id,
 # username) rows for the upstream-dev clients, and (id = username, peer_id) rows for
 # Pyrofork and Electrogram; triggers in the schema keep the two kinds in step.
-_USERNAMES_OF = {
+_NAMES_OF_ONE = {
+    Layout.UPSTREAM: "SELECT username, rowid FROM usernames WHERE id = ?1 AND username IS NOT NULL "
+    "UNION ALL SELECT CAST(id AS TEXT), rowid FROM usernames WHERE peer_id = ?1 ORDER BY 2",
+    Layout.PYROFORK: "SELECT id, rowid FROM usernames WHERE peer_id = ?1 ORDER BY rowid",
+}
+_NAMES_OF_MANY = {
     Layout.UPSTREAM: "(SELECT json_group_array(name) FROM "
     "(SELECT username AS name, rowid AS r FROM usernames "
     "WHERE id = p.id AND username IS NOT NULL "
@@ -59,11 +71,11 @@ _USERNAMES_OF = {
 _USERNAME_OWNER = {
     Layout.UPSTREAM: "SELECT id FROM usernames WHERE username = ?1 "
     "UNION ALL SELECT peer_id FROM usernames WHERE id = ?1 AND peer_id IS NOT NULL",
-    Layout.PYROFORK: "SELECT peer_id FROM usernames WHERE id = ?",
+    Layout.PYROFORK: "SELECT peer_id FROM usernames WHERE id = ?1",
 }
 _DELETE_USERNAMES = {
     Layout.UPSTREAM: "DELETE FROM usernames WHERE id = ?1 OR peer_id = ?1",
-    Layout.PYROFORK: "DELETE FROM usernames WHERE peer_id = ?",
+    Layout.PYROFORK: "DELETE FROM usernames WHERE peer_id = ?1",
 }
 _INSERT_USERNAME = {
     Layout.UPSTREAM: "INSERT INTO usernames (id, username, last_update_on) VALUES (?, ?, ?)",
@@ -79,66 +91,13 @@ _UPSERT_PEER_KEEP_USERNAME = (
     "access_hash = excluded.access_hash, type = excluded.type, "
     "phone_number = excluded.phone_number, last_update_on = excluded.last_update_on"
 )
-
-
-_Entry = tuple[int, str, "tuple[str, ...] | None", "str | None", "int | None"]
-"""A cached peer: access hash, type name, usernames, phone number, last update."""
-
-
-class _PeerCache:
-    """A bounded map of peer id to peer: two generations of plain dicts.
-
-    Written and used entries go to the young generation; when it holds ``size``
-    entries it becomes the old one and the previous old one is dropped: an LRU
-    approximation in O(1) that keeps at least the ``size`` most recent peers.
-    Entries are tuples of ints and strings, which the garbage collector stops
-    tracking; as ``Peer`` objects every full collection walked all of them (a 70 ms
-    event-loop stall with 100k cached peers).
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._young: dict[int, _Entry] = {}
-        self._old: dict[int, _Entry] = {}
-
-    def get(self, peer_id: int) -> Peer | None:
-        entry = self._young.get(peer_id)
-        if entry is None:
-            entry = self._old.pop(peer_id, None)
-            if entry is None:
-                return None
-            self._store(peer_id, entry)
-        access_hash, kind, names, phone, stamp = entry
-        return Peer(
-            peer_id, access_hash, _KNOWN_TYPES.get(kind) or peer_type(kind), names, phone, stamp
-        )
-
-    def entry(self, peer_id: int) -> _Entry | None:
-        entry = self._young.get(peer_id)
-        return self._old.get(peer_id) if entry is None else entry
-
-    def put(self, peer_id: int, entry: _Entry) -> None:
-        if self.size > 0:
-            self._old.pop(peer_id, None)
-            self._store(peer_id, entry)
-
-    def _store(self, peer_id: int, entry: _Entry) -> None:
-        young = self._young
-        young[peer_id] = entry
-        if len(young) >= self.size:
-            self._old = young
-            self._young = {}
-
-    def pop(self, peer_id: int) -> None:
-        self._young.pop(peer_id, None)
-        self._old.pop(peer_id, None)
-
-    def clear(self) -> None:
-        self._young = {}
-        self._old = {}
-
-
-_KNOWN_TYPES = {kind.value: kind for kind in PeerType}
+_MERGE_STATE = (
+    "INSERT INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET pts = COALESCE(excluded.pts, pts), "
+    "qts = COALESCE(excluded.qts, qts), date = COALESCE(excluded.date, date), "
+    "seq = COALESCE(excluded.seq, seq)"
+)
+_REPLACE_STATE = "REPLACE INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?)"
 
 
 class SQLiteStorage(Storage):
@@ -146,10 +105,12 @@ class SQLiteStorage(Storage):
 
     :param database: a path, or ``":memory:"``.
     :param layout: the ``usernames`` layout of a *new* database; an existing one keeps its own.
-    :param peer_cache_size: how many peers to keep in memory for lookups by id (0 disables).
     :param busy_timeout: seconds to wait for another connection's write lock before
         raising :class:`SessionLocked`.
     """
+
+    _threaded: bool = True
+    """Whether the writer lives on a worker lane (files) or on the event loop (memory)."""
 
     def __init__(
         self,
@@ -157,434 +118,378 @@ class SQLiteStorage(Storage):
         database: str,
         *,
         layout: Layout | str = Layout.UPSTREAM,
-        peer_cache_size: int = DEFAULT_PEER_CACHE_SIZE,
         busy_timeout: float = 5.0,
-        username_ttl: float | None = USERNAME_TTL,
-        session_string: str | None = None,
+        **options: Any,
     ) -> None:
-        super().__init__(name, username_ttl=username_ttl, session_string=session_string)
+        super().__init__(name, **options)
         self.database = database
         self.layout = Layout(layout)
-        self.busy_timeout = busy_timeout
-        self._conn: aiosqlite.Connection | None = None
-        self._session: SessionData | None = None
-        self._shared = False  # another connection may write: re-read instead of caching
-        self._cache = _PeerCache(peer_cache_size)
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
+            raise TypeError(f"busy_timeout must be a number, not {type(busy_timeout).__name__}")
+        if not busy_timeout >= 0:
+            raise ValueError("busy_timeout must be a number of seconds, at least 0")
+        self.busy_timeout = float(busy_timeout)
+        self._lane = Lane()
+        self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
 
-    # -- plumbing -----------------------------------------------------------------
+    # -- hooks for FileStorage and MemoryStorage (they run off the event loop for files) --
 
-    def _connect(self) -> aiosqlite.Connection:
-        conn = aiosqlite.connect(self.database, isolation_level=None, timeout=self.busy_timeout)
-        # A storage the program forgot to close must not hang interpreter exit; every
-        # write has committed by the time its call returns, so nothing is lost.
-        thread: Any = getattr(conn, "_thread", conn)  # aiosqlite < 0.20 was the thread itself
-        thread.daemon = True
-        return conn
+    def _start(self) -> None:
+        """Prepare what must exist before SQLite opens the database (files, locks)."""
 
-    def _prepare(self) -> None:
-        """Create whatever must exist before SQLite opens the database (files, folders)."""
+    def _stop(self) -> None:
+        """Undo :meth:`_start` once the connections are closed."""
 
-    def _release(self) -> None:
-        """Undo :meth:`_prepare` (drop locks) once the connection is gone."""
+    def _connect(self) -> sqlite3.Connection:
+        """Open the writer connection."""
+        return sqlite3.connect(
+            self.database, isolation_level=None, check_same_thread=False, timeout=self.busy_timeout
+        )
 
-    def _restore(self, conn: sqlite3.Connection) -> None:
+    def _connect_reader(self) -> sqlite3.Connection | None:
+        """Open the connection for lookups on the event loop (None: use the writer)."""
+        return None
+
+    def _restore(self, db: sqlite3.Connection) -> None:
         """Load earlier content into a fresh connection before the schema is checked."""
 
-    def _configure(self, conn: sqlite3.Connection) -> None:
+    def _prepare_schema(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        """Create, adopt or migrate the schema; return the connection to use from now on."""
+        self.layout = sqlite_schema.prepare(db, self.database, self.layout)
+        return db
+
+    def _configure(self, db: sqlite3.Connection) -> None:
         """Set per-connection pragmas once the schema is known good."""
 
-    async def _call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` with the sqlite3 connection on aiosqlite's worker thread."""
-        conn = self._conn
-        if conn is None:
-            raise StorageClosedError(f"{self!r} is closed; call open() first")
-        # aiosqlite's only way to run a whole transaction in one hop; a closure rather
-        # than functools.partial keeps arguments (auth keys) out of its debug log.
-        raw: Callable[[], sqlite3.Connection] = lambda: conn._conn  # noqa: E731
+    def _before_close(self, db: sqlite3.Connection) -> None:
+        """Last look at the writer before it closes (MemoryStorage keeps a snapshot)."""
+
+    def _error(self, exc: sqlite3.Error) -> StorageError:
+        """Translate a SQLite error into ours; the message never quotes stored data."""
+        code = getattr(exc, "sqlite_errorcode", None)
+        primary = None if code is None else code & 0xFF
+        text = str(exc)
+        lowered = text.lower()
+        if text.startswith("Could not decode to UTF-8"):
+            return CorruptSessionError(
+                f"{self.database} is damaged (text that is not UTF-8); restore it from a backup"
+            )
+        if primary == _FULL or "database or disk is full" in lowered:
+            return DiskFullError(
+                f"the disk holding {self.database} is full; free some space (nothing stored "
+                "was changed)"
+            )
+        if primary in (_BUSY, _LOCKED) or "locked" in lowered or "busy" in lowered:
+            return SessionLocked(
+                f"{self.database} is locked by another connection for more than "
+                f"{self.busy_timeout}s"
+            )
+        if primary == _READONLY or "readonly database" in lowered:
+            return ReadOnlyError(
+                f"{self.database} cannot be written (a read-only file or mount); open it "
+                "with read_only=True to read it"
+            )
+        if primary in (_CORRUPT, _NOTADB) or "malformed" in lowered or "not a database" in lowered:
+            return CorruptSessionError(
+                f"{self.database} is damaged ({text}); restore it from a backup"
+            )
+        return BackendError(f"SQLite failed on {self.database}: {text}")
+
+    # -- running statements -----------------------------------------------------------------
+
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        """Run ``work`` on this storage's lane (files) or right here (memory)."""
         try:
-            return await conn._execute(lambda: fn(raw()))  # type: ignore[no-untyped-call,no-any-return]
-        except sqlite3.OperationalError as exc:
-            # Damaged text; checked first, the message quotes stored data ("...locked...").
-            if str(exc).startswith("Could not decode to UTF-8"):
-                raise CorruptSessionError(
-                    f"{self.database} is damaged (text that is not UTF-8); restore it from a backup"
-                ) from exc
-            if _is_locked(exc):
-                raise SessionLocked(
-                    f"{self.database} is locked by another connection for more than "
-                    f"{self.busy_timeout}s"
-                ) from exc
-            raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
-        except sqlite3.DatabaseError as exc:
-            # Damage inside pages shows only when a query reaches them.
-            if "malformed" in str(exc) or "not a database" in str(exc):
-                raise CorruptSessionError(
-                    f"{self.database} is damaged ({exc}); restore it from a backup"
-                ) from exc
-            raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
-        except sqlite3.Error as exc:  # InterfaceError: a misuse, still never a raw sqlite3 error
-            raise BackendError(f"SQLite failed on {self.database}: {exc}") from exc
-        except ValueError as exc:
-            if self._conn is None or "closed" in str(exc).lower():
-                raise StorageClosedError(f"{self!r} was closed during the call") from exc
-            raise
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` inside one write transaction."""
-
-        def transaction(db: sqlite3.Connection) -> T:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(db)
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
-            return result
-
-        return await self._call(transaction)
-
-    # -- lifecycle ------------------------------------------------------------------
-
-    async def open(self) -> None:
-        if self._conn is not None:
-            return
-        await asyncio.to_thread(self._prepare)
-        conn = self._connect()
-        try:
-            await conn
+            if self._threaded:
+                return await self._lane.run(work)
+            return work()
         except sqlite3.Error as exc:
-            await asyncio.to_thread(self._release)
-            raise BackendError(f"cannot open {self.database}: {exc}") from exc
-        self._conn = conn
+            # Not chained: SQLite's message about undecodable text quotes the stored bytes.
+            raise self._error(exc) from (None if _quotes_data(exc) else exc)
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` with the writer connection."""
+        db = self._db
+        if db is None:
+            raise StorageClosedError(f"{self!r} is closed")
+        return await self._off_loop(lambda: fn(db))
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a point read on the event loop's connection; if busy, on the writer's lane."""
+        reader = self._reader
+        if reader is None:
+            raise StorageClosedError(f"{self!r} is closed")
         try:
-            self._session = await self._call(self._open_schema)
-            await self._apply_pending_session()
-            self._pending_session = None
-        except BaseException:
-            self._conn = None
-            await conn.close()
-            await asyncio.to_thread(self._release)
-            raise
-        log.debug("opened %r", self)
+            return fn(reader)
+        except sqlite3.OperationalError as exc:
+            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+            if self._threaded and (code in (_BUSY, _LOCKED) or "locked" in str(exc)):
+                return await self._run(fn)
+            raise self._error(exc) from (None if _quotes_data(exc) else exc)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from (None if _quotes_data(exc) else exc)
 
-    def _open_schema(self, db: sqlite3.Connection) -> SessionData:
-        self._restore(db)
-        self.layout = sqlite_schema.prepare(db, self.database, self.layout)
-        self._configure(db)
-        return _read_session(db)
+    # -- lifecycle primitives -----------------------------------------------------------------
 
-    async def save(self) -> None:
-        now = int(time.time())
+    async def _open(self) -> SessionData:
+        def work() -> tuple[sqlite3.Connection, sqlite3.Connection | None, SessionData]:
+            self._start()
+            try:
+                db = self._connect()
+                reader = None
+                try:
+                    sqlite_schema.secure(db)
+                    self._restore(db)
+                    db = self._prepare_schema(db)
+                    self._configure(db)
+                    session = _select_session(db)
+                    if session is None:
+                        if not self.read_only:
+                            db.execute("INSERT INTO sessions (dc_id, date) VALUES (?, 0)", (2,))
+                        session = SessionData()
+                    reader = self._connect_reader()
+                except BaseException:
+                    db.close()
+                    raise
+            except BaseException:
+                self._stop()
+                raise
+            return db, reader, session
 
-        def save(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE sessions SET date = ?", (now,))
+        db, reader, session = await self._off_loop(work)
+        self._db, self._reader = db, reader or db
+        log.debug("opened %s", self.database)
+        return session
 
-        await self._write(save)
-        self._session = self._require_session().replace(date=now)
-        await self._call(_checkpoint)
-
-    async def close(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is None:
+    async def _close(self) -> None:
+        db, reader = self._db, self._reader
+        self._db = self._reader = None
+        if db is None:
             return
-        self._cache.clear()
-        try:
-            await conn.close()
-        except sqlite3.Error as exc:  # pragma: no cover - closing a healthy connection
-            raise BackendError(f"closing {self.database} failed: {exc}") from exc
-        finally:
-            await asyncio.to_thread(self._release)
-        log.debug("closed %r", self)
 
-    async def health(self) -> bool:
-        await self._call(lambda db: db.execute("SELECT 1").fetchone())
-        return True
+        def work() -> None:
+            try:
+                if reader is not None and reader is not db:
+                    reader.close()
+                self._before_close(db)
+                db.close()
+            finally:
+                self._stop()
 
-    # -- authorization ----------------------------------------------------------------
+        await self._off_loop(work)
 
-    def _require_session(self) -> SessionData:
-        if self._session is None or self._conn is None:
-            raise StorageClosedError(f"{self!r} is closed; call open() first")
-        return self._session
+    async def _save(self) -> None:
+        await self._run(_checkpoint)
 
-    async def get_session(self) -> SessionData:
-        if self._shared:
-            self._require_session()
-            self._session = await self._call(_read_session)
-        return self._require_session()
+    async def _ping(self) -> None:
+        await self._read(lambda db: db.execute("SELECT 1").fetchall())
 
-    async def update_session(self, **changes: Any) -> None:
-        current = await self.get_session()
-        unknown = set(changes) - set(SESSION_FIELDS)
-        if unknown:
-            raise TypeError(f"not session fields: {', '.join(sorted(unknown))}")
-        if not changes:
-            return
-        updated = validated(current, changes)
-        names = list(changes)
-        values = [_to_column(name, getattr(updated, name)) for name in names]
-        assignments = ", ".join(f"{name} = ?" for name in names)
+    # -- writes ---------------------------------------------------------------------------------
 
-        def update(db: sqlite3.Connection) -> None:
-            db.execute(f"UPDATE sessions SET {assignments}", values)
-
-        await self._write(update)
-        self._session = updated
-
-    # -- peers --------------------------------------------------------------------------
-
-    async def upsert_peers(self, peers: Iterable[Peer]) -> None:
-        batch = [checked_peer(peer) for peer in peers]
-        if not batch:
-            return
-        now = int(time.time())
+    async def _apply(self, changes: Changes) -> None:
         layout = self.layout
-        full_rows = []
-        partial_rows = []
-        username_ids = []
-        username_rows: list[tuple[Any, ...]] = []
-        entries: list[tuple[int, _Entry]] = []
-        for peer in batch:
-            peer_id = peer.id
-            stamp = now if peer.last_update_on is None else peer.last_update_on
-            phone = None if peer.phone_number is None else normalize_phone(peer.phone_number)
-            kind = peer.type.value
-            names = None if peer.usernames is None else clean_usernames(peer.usernames)
-            if names is None:
-                partial_rows.append((peer_id, peer.access_hash, kind, phone, stamp))
-            else:
-                first = names[0] if names else None
-                full_rows.append((peer_id, peer.access_hash, kind, first, phone, stamp))
-                username_ids.append((peer_id,))
-                username_rows.extend(_username_rows(layout, peer_id, names, stamp))
-            entries.append((peer_id, (peer.access_hash, kind, names, phone, stamp)))
+        await self._run(lambda db: _write(db, layout, changes))
 
-        def write(db: sqlite3.Connection) -> None:
-            if partial_rows:
-                db.executemany(_UPSERT_PEER_KEEP_USERNAME, partial_rows)
-            if full_rows:
-                db.executemany(_REPLACE_PEER, full_rows)
-                db.executemany(_DELETE_USERNAMES[layout], username_ids)
-                db.executemany(_INSERT_USERNAME[layout], username_rows)
+    # -- reads ----------------------------------------------------------------------------------
 
-        await self._write(write)
-        cache = self._cache
-        for peer_id, entry in entries:
-            if entry[2] is None:
-                # Usernames were left as stored: keep the cached ones, if known.
-                cached = cache.entry(peer_id)
-                if cached is not None:
-                    entry = (entry[0], entry[1], cached[2], entry[3], entry[4])
-            cache.put(peer_id, entry)
+    async def _read_session(self) -> SessionData | None:
+        return await self._read(_select_session)
 
-    async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
-        merged: dict[int, tuple[str, ...]] = {}
-        for peer_id, names in usernames:
-            if isinstance(names, str):
-                raise TypeError("usernames must be a sequence of str, not one str")
-            merged[int(peer_id)] = clean_usernames(names)
-        if not merged:
-            return
-        now = int(time.time())
-        layout = self.layout
-        rows = [
-            row for pid, names in merged.items() for row in _username_rows(layout, pid, names, now)
-        ]
-        primaries = [(names[0] if names else None, pid) for pid, names in merged.items()]
-
-        def write(db: sqlite3.Connection) -> None:
-            # peers.username first: the usernames triggers mirror only the other names.
-            db.executemany("UPDATE peers SET username = ? WHERE id = ?", primaries)
-            db.executemany(_DELETE_USERNAMES[layout], [(pid,) for pid in merged])
-            db.executemany(_INSERT_USERNAME[layout], rows)
-
-        await self._write(write)
-        for pid, names in merged.items():
-            cached = self._cache.entry(pid)
-            if cached is not None:
-                self._cache.put(pid, (cached[0], cached[1], names, cached[3], cached[4]))
-
-    async def delete_peers(self, peer_ids: Iterable[int]) -> None:
-        rows = [(int(peer_id),) for peer_id in peer_ids]
-        if not rows:
-            return
+    async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None:
         layout = self.layout
 
-        def delete(db: sqlite3.Connection) -> None:
-            db.executemany(_DELETE_USERNAMES[layout], rows)
-            db.executemany("DELETE FROM peers WHERE id = ?", rows)
+        def find(db: sqlite3.Connection) -> Peer | None:
+            rows = db.execute(f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = ?", (peer_id,))
+            row = rows.fetchall()
+            if not row:
+                return None
+            return _peer(row[0], _names_of(db, layout, peer_id, row[0][3]) if usernames else None)
 
-        await self._write(delete)
-        for (peer_id,) in rows:
-            self._cache.pop(peer_id)
+        return await self._read(find)
 
-    async def peer_by_id(self, peer_id: int) -> Peer:
-        if self._conn is None:
-            raise StorageClosedError(f"{self!r} is closed; call open() first")
-        cached = self._cache.get(peer_id)
-        if cached is not None and cached.usernames is not None:
-            return cached
-        if not isinstance(peer_id, int) or isinstance(peer_id, bool):
-            raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
+    async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
         layout = self.layout
-        sql = f"SELECT {_PEER_COLUMNS}, {_USERNAMES_OF[layout]} FROM peers p WHERE p.id = ?"
-        row = await self._call(lambda db: db.execute(sql, (peer_id,)).fetchone())
-        if row is None:
-            raise PeerNotFound(f"ID not found: {peer_id}", peer_id)
-        peer = _peer_from_row(row)
-        self._cache.put(
-            peer.id,
-            (
-                peer.access_hash,
-                peer.type.value,
-                peer.usernames,
-                peer.phone_number,
-                peer.last_update_on,
-            ),
-        )
-        return peer
-
-    async def peer_by_username(self, username: str) -> Peer:
-        key = normalize_username(username)
-        layout = self.layout
-        columns = f"{_PEER_COLUMNS}, {_USERNAMES_OF[layout]}"
         by_column = (
-            f"SELECT {columns} FROM peers p WHERE p.username = ? "
-            "ORDER BY p.last_update_on DESC LIMIT 1"
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE username = ? "
+            "ORDER BY last_update_on DESC LIMIT 1"
         )
         by_table = (
-            f"SELECT {columns} FROM peers p WHERE p.id IN ({_USERNAME_OWNER[layout]}) "
-            "ORDER BY p.last_update_on DESC LIMIT 1"
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE id IN ({_USERNAME_OWNER[layout]}) "
+            "ORDER BY last_update_on DESC LIMIT 1"
         )
 
-        def find(db: sqlite3.Connection) -> Any:
-            return (
-                db.execute(by_column, (key,)).fetchone() or db.execute(by_table, (key,)).fetchone()
+        def find(db: sqlite3.Connection) -> Peer | None:
+            rows = (
+                db.execute(by_column, (username,)).fetchall()
+                or db.execute(by_table, (username,)).fetchall()
             )
-
-        row = await self._call(find)
-        if row is None:
-            raise PeerNotFound(f"Username not found: {key}", username)
-        peer = _peer_from_row(row)
-        if not self._is_fresh(peer):
-            raise PeerNotFound(f"Username expired: {key}", username)
-        return peer
-
-    async def peer_by_phone(self, phone_number: str) -> Peer:
-        key = normalize_phone(phone_number)
-        sql = (
-            f"SELECT {_PEER_COLUMNS}, {_USERNAMES_OF[self.layout]} FROM peers p "
-            "WHERE p.phone_number = ? ORDER BY p.last_update_on DESC LIMIT 1"
-        )
-        row = await self._call(lambda db: db.execute(sql, (key,)).fetchone())
-        if row is None:
-            raise PeerNotFound(f"Phone number not found: {key}", phone_number)
-        return _peer_from_row(row)
-
-    async def iter_peers(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
-        if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
-        select = f"SELECT {_PEER_COLUMNS}, {_USERNAMES_OF[self.layout]} FROM peers p "
-        first = select + "ORDER BY p.id LIMIT ?"
-        following = select + "WHERE p.id > ? ORDER BY p.id LIMIT ?"
-        params: tuple[int, ...] = (batch_size,)
-        sql = first
-        while True:
-            rows = await self._call(_fetch_all(sql, params))
             if not rows:
-                return
-            yield [_peer_from_row(row) for row in rows]
-            if len(rows) < batch_size:
-                return
-            sql, params = following, (rows[-1][0], batch_size)
+                return None
+            row = rows[0]
+            return _peer(row, _names_of(db, layout, row[0], row[3]) if usernames else None)
 
-    async def count_peers(self) -> dict[PeerType, int]:
-        rows = await self._call(
-            lambda db: db.execute("SELECT type, COUNT(*) FROM peers GROUP BY type").fetchall()
-        )
-        return {peer_type(kind): count for kind, count in rows}
+        return await self._read(find)
 
-    # -- update state ---------------------------------------------------------------------
-
-    async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
-        base = "SELECT id, pts, qts, date, seq FROM update_state"
-        if ids is None:
-
-            def read_all(db: sqlite3.Connection) -> list[Any]:
-                return db.execute(base + " ORDER BY date, id").fetchall()
-
-            rows = await self._call(read_all)
-        else:
-            wanted = sorted({int(i) for i in ids})
-
-            def read_some(db: sqlite3.Connection) -> list[Any]:
-                found: list[Any] = []
-                for start in range(0, len(wanted), _CHUNK):
-                    chunk = wanted[start : start + _CHUNK]
-                    marks = ", ".join("?" * len(chunk))
-                    found.extend(db.execute(f"{base} WHERE id IN ({marks})", chunk))
-                return found
-
-            rows = await self._call(read_some)
-            rows.sort(key=lambda row: (row[3] is not None, row[3] or 0, row[0]))
-        return [UpdateState(*row) for row in rows]
-
-    async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
-        rows = [(int(s.id), s.pts, s.qts, s.date, s.seq) for s in states]
-        if not rows:
-            return
+    async def _find_by_phone(self, phone: str, usernames: bool) -> Peer | None:
+        layout = self.layout
         sql = (
-            "INSERT INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO UPDATE SET pts = COALESCE(excluded.pts, pts), "
-            "qts = COALESCE(excluded.qts, qts), date = COALESCE(excluded.date, date), "
-            "seq = COALESCE(excluded.seq, seq)"
-            if merge
-            else "REPLACE INTO update_state (id, pts, qts, date, seq) VALUES (?, ?, ?, ?, ?)"
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE phone_number = ? "
+            "ORDER BY last_update_on DESC LIMIT 1"
         )
-        await self._write(_run_many(sql, rows))
 
-    async def delete_update_states(self, ids: Iterable[int]) -> None:
-        rows = [(int(i),) for i in ids]
-        if rows:
-            await self._write(_run_many("DELETE FROM update_state WHERE id = ?", rows))
+        def find(db: sqlite3.Connection) -> Peer | None:
+            rows = db.execute(sql, (phone,)).fetchall()
+            if not rows:
+                return None
+            row = rows[0]
+            return _peer(row, _names_of(db, layout, row[0], row[3]) if usernames else None)
+
+        return await self._read(find)
+
+    async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
+        select = (
+            "SELECT p.id, p.access_hash, p.type, p.username, p.phone_number, p.last_update_on, "
+            f"{_NAMES_OF_MANY[self.layout]} FROM peers p "
+        )
+        params: tuple[int, ...]
+        if after is None:
+            sql, params = select + "ORDER BY p.id LIMIT ?", (limit,)
+        else:
+            sql, params = select + "WHERE p.id > ? ORDER BY p.id LIMIT ?", (after, limit)
+
+        def read(db: sqlite3.Connection) -> list[Peer]:
+            return [_peer_with_json(row) for row in db.execute(sql, params).fetchall()]
+
+        return await self._run(read)
+
+    async def _count_peers(self) -> dict[str, int]:
+        def count(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute("SELECT type, COUNT(*) FROM peers GROUP BY type").fetchall()
+            return {str(kind): number for kind, number in rows}
+
+        return await self._run(count)
+
+    async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
+        base = "SELECT id, pts, qts, date, seq FROM update_state"
+
+        def read(db: sqlite3.Connection) -> list[UpdateState]:
+            if ids is None:
+                return [UpdateState(*row) for row in db.execute(base).fetchall()]
+            found: list[UpdateState] = []
+            for start in range(0, len(ids), _CHUNK):
+                chunk = ids[start : start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                found.extend(
+                    UpdateState(*row)
+                    for row in db.execute(f"{base} WHERE id IN ({marks})", chunk).fetchall()
+                )
+            return found
+
+        return await self._read(read)
 
 
-# -- helpers that run on the worker thread ---------------------------------------------------
+# -- work on a connection ----------------------------------------------------------------------
 
 
-def _run_many(sql: str, rows: list[tuple[Any, ...]]) -> Callable[[sqlite3.Connection], None]:
-    """Build a job running ``executemany`` that returns nothing.
-
-    Never hand a cursor back to the event loop: freeing it there resets its statement
-    from the loop's thread while the worker uses the connection (SQLITE_MISUSE).
-    """
-
-    def run(db: sqlite3.Connection) -> None:
-        db.executemany(sql, rows).close()
-
-    return run
+def _quotes_data(exc: sqlite3.Error) -> bool:
+    return str(exc).startswith("Could not decode to UTF-8")
 
 
-def _fetch_all(sql: str, params: Sequence[Any]) -> Callable[[sqlite3.Connection], list[Any]]:
-    return lambda db: db.execute(sql, params).fetchall()
+def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
+    """Store one batch in one transaction (see :class:`~pyrogram_storage.base.Changes`)."""
+    delete_names = _DELETE_USERNAMES[layout]
+    insert_name = _INSERT_USERNAME[layout]
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        if changes.deleted_peers:
+            gone = [(peer_id,) for peer_id in changes.deleted_peers]
+            db.executemany(delete_names, gone)
+            db.executemany("DELETE FROM peers WHERE id = ?", gone)
+        if changes.peers:
+            full: list[tuple[Any, ...]] = []
+            partial: list[tuple[Any, ...]] = []
+            renamed: list[tuple[int]] = []
+            names: list[tuple[int, str, int | None]] = []
+            for peer in changes.peers:
+                usernames = peer.usernames
+                if usernames is None:
+                    partial.append(
+                        (
+                            peer.id,
+                            peer.access_hash,
+                            peer.type.value,
+                            peer.phone_number,
+                            peer.last_update_on,
+                        )
+                    )
+                    continue
+                full.append(
+                    (
+                        peer.id,
+                        peer.access_hash,
+                        peer.type.value,
+                        usernames[0] if usernames else None,
+                        peer.phone_number,
+                        peer.last_update_on,
+                    )
+                )
+                renamed.append((peer.id,))
+                names.extend((peer.id, name, peer.last_update_on) for name in usernames)
+            if partial:
+                db.executemany(_UPSERT_PEER_KEEP_USERNAME, partial)
+            if full:
+                db.executemany(_REPLACE_PEER, full)
+                db.executemany(delete_names, renamed)
+                if names:
+                    db.executemany(insert_name, names)
+        if changes.usernames:
+            stamp = changes.stamp
+            # peers.username first: the usernames triggers mirror only the other names.
+            db.executemany(
+                "UPDATE peers SET username = ? WHERE id = ?",
+                [(names[0] if names else None, peer_id) for peer_id, names in changes.usernames],
+            )
+            db.executemany(delete_names, [(peer_id,) for peer_id, _ in changes.usernames])
+            rows = [
+                (peer_id, name, stamp)
+                for peer_id, usernames in changes.usernames
+                for name in usernames
+            ]
+            if rows:
+                db.executemany(insert_name, rows)
+        if changes.deleted_states:
+            db.executemany(
+                "DELETE FROM update_state WHERE id = ?",
+                [(state_id,) for state_id in changes.deleted_states],
+            )
+        if changes.states:
+            db.executemany(_REPLACE_STATE, [_state_row(state) for state in changes.states])
+        if changes.merged_states:
+            db.executemany(_MERGE_STATE, [_state_row(state) for state in changes.merged_states])
+        if changes.session is not None and changes.session_fields:
+            fields = sorted(changes.session_fields)
+            values = [_to_column(name, getattr(changes.session, name)) for name in fields]
+            assignments = ", ".join(f"{name} = ?" for name in fields)
+            db.execute(f"UPDATE sessions SET {assignments}", values)
+    except BaseException:
+        with contextlib.suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
 
 
-def _is_locked(exc: sqlite3.OperationalError) -> bool:
-    message = str(exc).lower()
-    return "locked" in message or "busy" in message
+def _state_row(state: UpdateState) -> tuple[int | None, ...]:
+    return (state.id, state.pts, state.qts, state.date, state.seq)
 
 
-def _read_session(db: sqlite3.Connection) -> SessionData:
-    row = db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions LIMIT 1").fetchone()
-    if row is None:
-        db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT INTO sessions (dc_id, date) VALUES (2, 0)")
-        db.execute("COMMIT")
-        return SessionData()
-    values = dict(zip(SESSION_FIELDS, row, strict=True))
-    for name in BOOL_FIELDS:
-        if values[name] is not None:
+def _select_session(db: sqlite3.Connection) -> SessionData | None:
+    rows = db.execute(f"SELECT {_SESSION_COLUMNS} FROM sessions LIMIT 1").fetchall()
+    if not rows:
+        return None
+    values = dict(zip(SESSION_FIELDS, rows[0], strict=True))
+    for name in _BOOL_FIELDS:
+        if values[name] in (0, 1):
             values[name] = bool(values[name])
     if values["date"] is None:
         values["date"] = 0
@@ -595,31 +500,39 @@ def _checkpoint(db: sqlite3.Connection) -> None:
     db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
 
-# -- value conversion ------------------------------------------------------------------------
-
-
 def _to_column(name: str, value: Any) -> Any:
-    if name in BOOL_FIELDS and value is not None:
+    if name in _BOOL_FIELDS and value is not None:
         return int(bool(value))
     return value
 
 
-def _username_rows(
-    layout: Layout, peer_id: int, names: tuple[str, ...], stamp: int
-) -> list[tuple[Any, ...]]:
-    return [(peer_id, name, stamp) for name in names]
+def _names_of(
+    db: sqlite3.Connection, layout: Layout, peer_id: int, primary: str | None
+) -> tuple[str, ...]:
+    rows = db.execute(_NAMES_OF_ONE[layout], (peer_id,)).fetchall()
+    if not rows:
+        return (primary,) if isinstance(primary, str) and primary else ()
+    return tuple(dict.fromkeys(row[0] for row in rows))
 
 
-def _peer_from_row(row: Sequence[Any]) -> Peer:
-    peer_id, access_hash, kind, username, phone, stamp, names_json = row
-    names = tuple(dict.fromkeys(json.loads(names_json))) if names_json else ()
-    if not names and username:
-        names = (username,)
+def _peer(row: Sequence[Any], names: tuple[str, ...] | None) -> Peer:
+    peer_id, access_hash, kind, _, phone, stamp = row
     return Peer(
         peer_id,
         access_hash if access_hash is not None else 0,
-        peer_type(kind),
+        KNOWN_TYPES.get(kind) or (PeerType(kind) if isinstance(kind, str) and kind else kind),
         names,
         phone,
         stamp,
     )
+
+
+def _peer_with_json(row: Sequence[Any]) -> Peer:
+    *columns, names_json = row
+    try:
+        names = tuple(dict.fromkeys(json.loads(names_json))) if names_json else ()
+    except ValueError:
+        names = ()
+    if not names and isinstance(columns[3], str) and columns[3]:
+        names = (columns[3],)
+    return _peer(columns, names)

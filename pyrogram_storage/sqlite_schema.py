@@ -14,7 +14,7 @@ import sqlite3
 from . import _migrations
 from .errors import CorruptSessionError, SchemaTooNewError, UnknownSchemaError
 
-__all__ = ["Layout", "create_schema", "prepare"]
+__all__ = ["Layout", "create_schema", "current_layout", "is_current", "prepare", "secure"]
 
 log = logging.getLogger("pyrogram_storage.sqlite")
 
@@ -37,6 +37,27 @@ class _Family(enum.Enum):
     PYROFORK = "pyrofork"
     UPSTREAM_V6 = "upstream_v6"
     UPSTREAM_V7 = "upstream_v7"
+
+
+def secure(db: sqlite3.Connection) -> None:
+    """Configure a fresh connection so a planted schema object cannot run our SQL for it."""
+    db.execute("PRAGMA trusted_schema = OFF")
+
+
+def is_current(db: sqlite3.Connection, database: str) -> bool:
+    """Whether the database is at our latest schema already (nothing to write to open it)."""
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise CorruptSessionError(
+            f"{database} is not a readable SQLite database ({exc}); the file was left untouched"
+        ) from exc
+    return bool(version == _migrations.latest("sqlite"))
+
+
+def current_layout(db: sqlite3.Connection) -> Layout:
+    """The ``usernames`` layout of a database at our schema."""
+    return _detect_layout(db)
 
 
 def prepare(db: sqlite3.Connection, database: str, layout: Layout) -> Layout:

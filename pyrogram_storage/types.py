@@ -121,6 +121,10 @@ class Peer:
         """The primary username, if any."""
         return self.usernames[0] if self.usernames else None
 
+    def replace(self, **changes: Any) -> Peer:
+        """Return a copy with ``changes`` applied."""
+        return dataclasses.replace(self, **changes)
+
     @property
     def input_kind(self) -> InputKind:
         """Which ``InputPeer`` this peer resolves to; unknown types are judged by the id."""
@@ -209,4 +213,9 @@ class SessionData:
         return dc_address(self.dc_id, bool(self.test_mode))
 
     def replace(self, **changes: Any) -> SessionData:
+        """Return a copy with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
+
+    def fields(self) -> dict[str, Any]:
+        """Return every field by name, as ``update_session(**...)`` takes them."""
+        return {name: getattr(self, name) for name in SESSION_FIELDS}

@@ -47,6 +47,17 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.uri
 
 
+def _readme_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
+    from .readme_backend import dict_storage
+
+    cls = dict_storage()
+
+    def make(**options: Any) -> Storage:
+        return cls("session", **options)  # type: ignore[no-any-return]
+
+    return make
+
+
 def _mongo_backend(driver: str) -> Callable[[pytest.FixtureRequest, Path], StorageMaker]:
     def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
         from pyrogram_storage.mongo import MongoStorage
@@ -86,6 +97,7 @@ def _drop_database(uri: str, database: str) -> None:
 BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageMaker]] = {
     "file": _file_backend,
     "memory": _memory_backend,
+    "readme": _readme_backend,
     "mongo-pymongo": _mongo_backend("pymongo"),
     "mongo-motor": _mongo_backend("motor"),
     "mongo-async-pymongo": _mongo_backend("async_pymongo"),

@@ -39,10 +39,11 @@ def username(peer_id: int) -> str:
 
 
 async def main(workdir: str, name: str, first: int) -> None:
-    # Imported here so the module's helpers can be imported by the test without aiosqlite.
+    # Imported here: the test imports this module for its helpers only.
     from pyrogram_storage import FileStorage, Peer, PeerType
 
-    storage = FileStorage(name, Path(workdir), username_ttl=None)
+    # Every call durable when it returns: the "nothing acknowledged is lost" mode.
+    storage = FileStorage(name, Path(workdir), username_ttl=None, commit_interval=0)
     await storage.open()
     print("ready", flush=True)
     cycle = first

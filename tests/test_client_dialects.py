@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
 import pytest
 
-from pyrogram_storage import PeerNotFound, PeerType, Storage, StorageClosedError, UpdateState
+from pyrogram_storage import Peer, PeerNotFound, PeerType, Storage, StorageClosedError, UpdateState
 from pyrogram_storage.clients import ADAPTERS, ClientStorage
 from pyrogram_storage.types import dc_address
 
@@ -201,11 +202,14 @@ async def test_writes_before_the_first_open_raise(make_storage: object) -> None:
 
 
 async def test_expired_usernames_miss_with_the_clients_message(make_storage: object) -> None:
-    store = make_storage(username_ttl=-1)  # type: ignore[operator]
+    store = make_storage(username_ttl=60)  # type: ignore[operator]
     kuri = await _adapter(store, "kurigram")
     try:
         await kuri.update_peers([(1, 1, "user", None)])
         await kuri.update_usernames([(1, ["alice"])])
+        await store.peer_by_username("alice")  # type: ignore[attr-defined]  # fresh
+        stale = Peer(1, 1, PeerType.USER, None, None, int(time.time()) - 61)
+        await store.upsert_peers([stale])  # type: ignore[attr-defined]
         with pytest.raises(KeyError) as caught:
             await kuri.get_peer_by_username("alice")
         assert caught.value.args[0] == "Username expired: alice"

@@ -27,6 +27,7 @@ from pyrogram_storage import (
     StorageClosedError,
     UpdateState,
 )
+from pyrogram_storage._worker import MAX_THREADS, pool_threads
 
 from .conftest import StorageMaker
 
@@ -42,9 +43,12 @@ async def _wait_for_threads_to_end(
     before: set[threading.Thread], backend: str
 ) -> set[threading.Thread]:
     """Return the threads started since ``before`` that are still alive after a grace period."""
-    # Idle workers of shared pools are not ours to end: asyncio's default executor, and
-    # motor's, which runs the synchronous PyMongo for every motor client in the process.
-    pools = ("asyncio_", "ThreadPoolExecutor-") if backend == "mongo-motor" else ("asyncio_",)
+    # Idle workers of shared pools are not a storage's to end: asyncio's default executor,
+    # our own SQLite workers (a few per process, shared by every storage), and motor's,
+    # which runs the synchronous PyMongo for every motor client in the process.
+    pools: tuple[str, ...] = ("asyncio_", "pyrogram-storage-")
+    if backend == "mongo-motor":
+        pools += ("ThreadPoolExecutor-",)
     deadline = time.monotonic() + 10
     while True:
         extra = {t for t in _threads() - before if not t.name.startswith(pools)}
@@ -120,11 +124,12 @@ async def test_close_racing_many_tasks(
         await asyncio.sleep(0.05)
         assert recorder.contexts == []
         assert await _wait_for_threads_to_end(before, backend) == set()
+        assert pool_threads() <= MAX_THREADS
     finally:
         loop.set_exception_handler(previous_handler)
 
     # Everything a completed call wrote is there after reopening.
-    again = storage if isinstance(storage, MemoryStorage) else make_storage(username_ttl=None)
+    again = make_storage(username_ttl=None) if type(storage).persistent else storage
     async with again:
         for peer in completed.values():
             stored = await again.peer_by_id(peer.id)
@@ -232,7 +237,7 @@ async def test_writes_issued_while_close_runs_are_kept_or_refused(
     await closing
     results = await asyncio.gather(*early, *late, return_exceptions=True)
     assert [r for r in results if not isinstance(r, StorageClosedError) and r is not None] == []
-    again = storage if isinstance(storage, MemoryStorage) else make_storage()
+    again = make_storage() if type(storage).persistent else storage
     async with again:
         for peer_id in written:
             assert (await again.peer_by_id(peer_id)).access_hash == peer_id

@@ -1,7 +1,7 @@
 """Secrets: every file we create is 0600, and the auth key never shows up anywhere.
 
-"Anywhere" is checked for real: every log record of every logger at DEBUG (aiosqlite
-included) during a whole session lifecycle, every repr/str we hand out, the messages
+"Anywhere" is checked for real: every log record of every logger at DEBUG (ours and
+asyncio's included) during a whole session lifecycle, every repr/str we hand out, the messages
 of the errors a mangled session string produces, and the CLI's output.
 """
 
@@ -166,7 +166,7 @@ async def test_full_file_lifecycle_leaks_no_key_and_every_file_is_private(
     assert {"me.session", "me.session-wal", "me.session-shm"} <= seen_files
     for text in texts:
         assert leaks(text) == [], text
-    assert all_logs.count > 0 and "aiosqlite" in all_logs.loggers, all_logs.loggers
+    assert all_logs.count > 0 and "pyrogram_storage.sqlite" in all_logs.loggers, all_logs.loggers
     for text in all_logs.texts:
         assert leaks(text) == [], text[:300]
 

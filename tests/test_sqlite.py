@@ -9,8 +9,17 @@ from pathlib import Path
 import pytest
 
 
-@pytest.mark.parametrize("kind", ["FileStorage('forgotten', WORKDIR)", "MemoryStorage()"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "FileStorage('forgotten', WORKDIR)",
+        "FileStorage('forgotten', WORKDIR, commit_interval=0)",
+        "FileStorage('forgotten', WORKDIR, commit_interval=3600)",
+        "MemoryStorage()",
+    ],
+)
 def test_an_unclosed_storage_does_not_hang_interpreter_exit(kind: str, tmp_path: Path) -> None:
+    """A storage never closed: the process exits, and asyncio.run() ending stores its writes."""
     code = (
         "import asyncio\n"
         "from pyrogram_storage import FileStorage, MemoryStorage, Peer, PeerType\n"

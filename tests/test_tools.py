@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,6 @@ from pyrogram_storage import (
     UpdateState,
     copy_session,
 )
-from pyrogram_storage.base import normalize_phone, normalize_username
 from pyrogram_storage.tools.copy import opened
 
 from . import conftest
@@ -36,120 +34,7 @@ KEY = bytes(range(256))
 OLD = int(time.time()) - 30 * 24 * 3600
 
 
-class DictStorage(Storage):
-    """A user's own backend: plain dicts, written against the public contract only."""
-
-    def __init__(self, name: str = "dict") -> None:
-        super().__init__(name)
-        self.is_open = False
-        self.session = SessionData()
-        self.peers: dict[int, Peer] = {}
-        self.states: dict[int, UpdateState] = {}
-
-    def _check(self) -> None:
-        if not self.is_open:
-            raise StorageClosedError("closed")
-
-    async def open(self) -> None:
-        self.is_open = True
-
-    async def save(self) -> None:
-        self._check()
-        self.session = self.session.replace(date=int(time.time()))
-
-    async def close(self) -> None:
-        self.is_open = False
-
-    async def delete(self) -> None:
-        self.is_open = False
-        self.__init__(self.name)  # type: ignore[misc]
-
-    async def get_session(self) -> SessionData:
-        self._check()
-        return self.session
-
-    async def update_session(self, **changes: Any) -> None:
-        self._check()
-        self.session = self.session.replace(**changes)
-
-    async def upsert_peers(self, peers: Iterable[Peer]) -> None:
-        self._check()
-        now = int(time.time())
-        for peer in peers:
-            names = peer.usernames
-            if names is None:
-                old = self.peers.get(peer.id)
-                names = old.usernames if old is not None else ()
-            stamp = now if peer.last_update_on is None else peer.last_update_on
-            self.peers[peer.id] = Peer(
-                peer.id, peer.access_hash, peer.type, tuple(names or ()), peer.phone_number, stamp
-            )
-
-    async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
-        for peer_id, names in usernames:
-            old = self.peers[peer_id]
-            self.peers[peer_id] = Peer(
-                old.id,
-                old.access_hash,
-                old.type,
-                tuple(names),
-                old.phone_number,
-                old.last_update_on,
-            )
-
-    async def peer_by_id(self, peer_id: int) -> Peer:
-        try:
-            return self.peers[peer_id]
-        except KeyError:
-            raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
-
-    async def peer_by_username(self, username: str) -> Peer:
-        key = normalize_username(username)
-        for peer in self.peers.values():
-            if key in (peer.usernames or ()):
-                return peer
-        raise PeerNotFound(f"Username not found: {key}", username)
-
-    async def peer_by_phone(self, phone_number: str) -> Peer:
-        key = normalize_phone(phone_number)
-        for peer in self.peers.values():
-            if peer.phone_number == key:
-                return peer
-        raise PeerNotFound(f"Phone number not found: {key}", phone_number)
-
-    async def iter_peers(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
-        self._check()
-        ordered = [self.peers[key] for key in sorted(self.peers)]
-        for start in range(0, len(ordered), batch_size):
-            yield ordered[start : start + batch_size]
-
-    async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
-        self._check()
-        wanted = (
-            self.states if ids is None else {i: self.states[i] for i in ids if i in self.states}
-        )
-        return sorted(wanted.values(), key=lambda s: (s.date is not None, s.date or 0, s.id))
-
-    async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
-        self._check()
-        for state in states:
-            self.states[state.id] = state
-
-    async def delete_update_states(self, ids: Iterable[int]) -> None:
-        for state_id in ids:
-            self.states.pop(state_id, None)
-
-    async def delete_peers(self, peer_ids: Iterable[int]) -> None:
-        for peer_id in peer_ids:
-            self.peers.pop(peer_id, None)
-
-
-def _dict_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
-    shared = DictStorage()
-    return lambda **options: shared
-
-
-ALL_BACKENDS = {**BACKENDS, "subclass": _dict_backend}
+ALL_BACKENDS = BACKENDS  # the README's own backend ("readme") among them
 
 
 def make(request: pytest.FixtureRequest, backend: str, tmp_path: Path, side: str) -> Storage:
@@ -211,7 +96,7 @@ async def snapshot(storage: Storage) -> tuple[SessionData, list[Peer], list[Upda
 def _pairs() -> list[Any]:
     pairs = [(name, "memory") for name in ALL_BACKENDS]
     pairs += [("memory", name) for name in ALL_BACKENDS if name != "memory"]
-    pairs += [("subclass", "file"), ("file", "subclass")]
+    pairs += [("readme", "file"), ("file", "readme")]
     return [
         pytest.param(a, b, id=f"{a}-to-{b}", marks=[*MARKS.get(a, []), *MARKS.get(b, [])])
         for a, b in pairs

@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from types import ModuleType
 from typing import Any, ClassVar
 
-from ..base import Storage, coerce_peer_id
+from ..base import Storage
+from ..checks import KNOWN_TYPES
 from ..errors import PeerNotFound, StorageClosedError, StorageError
 from ..types import CHANNEL_ID_OFFSET, InputKind, Peer, PeerType, UpdateState
 
@@ -166,21 +167,25 @@ class ClientStorage:
             key = coerce_peer_id(peer_id)
         except PeerNotFound:
             raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
-        return self._input_peer(await self.storage.peer_by_id(key))
+        return self._input_peer(await self.storage.peer_by_id(key, with_usernames=False))
 
     async def get_peer_by_username(self, username: str) -> Any:
         """Return the client's ``InputPeer*`` for a username.
 
         :raises PeerNotFound: unknown, or expired (``Username expired: …``).
         """
-        return self._input_peer(await self.storage.peer_by_username(username))
+        return self._input_peer(
+            await self.storage.peer_by_username(username, with_usernames=False)
+        )
 
     async def get_peer_by_phone_number(self, phone_number: str) -> Any:
         """Return the client's ``InputPeerUser`` for a phone number.
 
         :raises PeerNotFound: unknown phone number.
         """
-        return self._input_peer(await self.storage.peer_by_phone(phone_number))
+        return self._input_peer(
+            await self.storage.peer_by_phone(phone_number, with_usernames=False)
+        )
 
     def _input_peer(self, peer: Peer) -> Any:
         types = self._types()
@@ -287,7 +292,28 @@ def _peer_from_tuple(item: Any) -> Peer:
             "update_peers() takes (id, access_hash, type, phone) or "
             f"(id, access_hash, type, usernames, phone) tuples, got {item!r}"
         )
-    return Peer(int(peer_id), access_hash or 0, PeerType(kind), usernames, phone or None)
+    kind = KNOWN_TYPES.get(kind) or PeerType(kind)
+    return Peer(int(peer_id), access_hash or 0, kind, usernames, phone or None)
+
+
+def coerce_peer_id(value: object) -> int:
+    """Turn what a client hands to an id lookup into an int, as SQLite's affinity would.
+
+    :raises PeerNotFound: the value is not an integer id (a username, ``"me"``…).
+    """
+    if isinstance(value, bool):
+        raise PeerNotFound(f"ID not found: {value!r}", value)
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, (str, bytes)):
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        try:
+            return int(text.strip())
+        except ValueError:
+            pass
+    raise PeerNotFound(f"ID not found: {value!r}", value)
 
 
 def channel_form(peer_id: int) -> int:

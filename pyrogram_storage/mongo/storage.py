@@ -34,7 +34,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from .. import _migrations
-from .._values import checked_peer, clean_usernames, peer_type, validated
+from ..checks import clean_usernames, peer_type
 from ..base import USERNAME_TTL, Storage, normalize_phone, normalize_username
 from ..errors import (
     BackendError,

@@ -1,0 +1,257 @@
+"""Checks and normal forms the base class applies to everything going in and coming out.
+
+Backends never call these: :class:`~pyrogram_storage.Storage` does, once, in its
+public methods. What goes in is checked and brought to one form (usernames
+lowercased without ``@``, phones as digits); what a backend hands back is checked
+too, so a damaged or foreign database raises :class:`CorruptSessionError` naming the
+field instead of a traceback, and never quotes a stored value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .errors import CorruptSessionError, InvalidTypeError, InvalidValueError
+from .types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+
+__all__ = [
+    "AUTH_KEY_SIZE",
+    "INT64",
+    "checked_session_changes",
+    "clean_usernames",
+    "normalize_phone",
+    "normalize_username",
+    "stored_peer",
+    "stored_session",
+    "stored_state",
+]
+
+AUTH_KEY_SIZE = 256
+"""Bytes in a Telegram auth key."""
+
+INT64 = range(-(2**63), 2**63)
+
+_PHONE_NOISE = str.maketrans("", "", "+ -()\t\n")
+KNOWN_TYPES = {kind.value: kind for kind in PeerType}
+
+_SESSION_TYPES: dict[str, tuple[type, ...]] = {
+    "dc_id": (int,),
+    "api_id": (int,),
+    "test_mode": (bool, int),
+    "auth_key": (bytes, bytearray, memoryview),
+    "date": (int,),
+    "user_id": (int,),
+    "is_bot": (bool, int),
+    "server_address": (str,),
+    "port": (int,),
+}
+_BOOL_FIELDS = frozenset({"test_mode", "is_bot"})
+_NOT_NONE = frozenset({"dc_id", "date"})
+
+
+def normalize_username(username: str) -> str:
+    """Return the form usernames are stored and looked up in: lowercased, no leading ``@``."""
+    return username.strip().lstrip("@").lower()
+
+
+def normalize_phone(phone_number: str) -> str:
+    """Return the form phone numbers are stored and looked up in: no ``+``, spaces or dashes."""
+    return phone_number.translate(_PHONE_NOISE)
+
+
+def clean_usernames(names: Iterable[str | None], what: str = "usernames") -> tuple[str, ...]:
+    """Normalise usernames, dropping empty ones and repeats; the first stays first.
+
+    :raises InvalidTypeError: ``names`` is one string, or holds something not a string.
+    """
+    if isinstance(names, (str, bytes)):
+        raise InvalidTypeError(f"{what} must be a sequence of str, not one {type(names).__name__}")
+    try:
+        iterator = iter(names)
+    except TypeError:
+        raise InvalidTypeError(
+            f"{what} must be a sequence of str, not {type(names).__name__}"
+        ) from None
+    seen: dict[str, None] = {}
+    for name in iterator:
+        if name is None:
+            continue
+        if not isinstance(name, str):
+            raise InvalidTypeError(f"a username must be a str, not {type(name).__name__}")
+        key = normalize_username(name)
+        if key:
+            seen[key] = None
+    return tuple(seen)
+
+
+def int64(value: Any, what: str) -> int:
+    """Return ``value`` if it is an int (not a bool) that fits in 64 bits."""
+    if type(value) is not int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidTypeError(f"{what} must be an int, not {type(value).__name__}")
+        value = int(value)
+    if not -(2**63) <= value < 2**63:
+        raise InvalidValueError(f"{what} must fit in 64 bits")
+    return int(value)
+
+
+def optional_int64(value: Any, what: str) -> int | None:
+    return None if value is None else int64(value, what)
+
+
+def peer_type(value: Any) -> PeerType:
+    """Return the :class:`PeerType` of ``value`` (a member or its name)."""
+    if isinstance(value, PeerType):
+        return value
+    if isinstance(value, str) and value:
+        return KNOWN_TYPES.get(value) or PeerType(value)
+    raise InvalidTypeError(f"a peer type must be a PeerType or a non-empty str, not {value!r}")
+
+
+def checked_session_changes(current: SessionData, changes: Mapping[str, Any]) -> SessionData:
+    """Check the types of session fields to store and merge them into ``current``.
+
+    ``None`` is a value (it clears the field), except for ``dc_id`` and ``date``.
+
+    :raises InvalidTypeError: an unknown field, or a value of the wrong type.
+    :raises InvalidValueError: a value out of range (an auth key that is not 256 bytes).
+    """
+    unknown = set(changes) - set(SESSION_FIELDS)
+    if unknown:
+        raise InvalidTypeError(f"not session fields: {', '.join(sorted(unknown))}")
+    clean: dict[str, Any] = {}
+    for name, value in changes.items():
+        if value is None:
+            if name in _NOT_NONE:
+                raise InvalidTypeError(f"{name} cannot be None")
+            clean[name] = None
+            continue
+        if not isinstance(value, _SESSION_TYPES[name]) or (
+            isinstance(value, bool) and name not in _BOOL_FIELDS
+        ):
+            expected = _SESSION_TYPES[name][0].__name__
+            raise InvalidTypeError(f"{name} must be {expected}, not {type(value).__name__}")
+        if name == "auth_key":
+            assert isinstance(value, (bytes, bytearray, memoryview))
+            value = bytes(value)
+            if len(value) != AUTH_KEY_SIZE:
+                raise InvalidValueError(
+                    f"auth_key must be {AUTH_KEY_SIZE} bytes, not {len(value)} "
+                    "(a Telegram auth key is always 256 bytes)"
+                )
+        elif name in _BOOL_FIELDS:
+            value = bool(value)
+        elif name == "server_address":
+            assert isinstance(value, str)
+            if not value or "\x00" in value:
+                raise InvalidValueError("server_address must be a host name or address")
+        elif name == "port":
+            assert isinstance(value, int)
+            if not 0 < value < 65536:
+                raise InvalidValueError("port must be between 1 and 65535")
+        elif name in ("dc_id", "api_id", "user_id", "date"):
+            value = int64(value, name)
+        clean[name] = value
+    return current.replace(**clean)
+
+
+# -- what backends hand back -------------------------------------------------------------------
+
+
+def _corrupt(where: str, field: str, expected: str, value: object) -> CorruptSessionError:
+    # The type only, never the value: it may be a secret.
+    return CorruptSessionError(
+        f"{where} holds a {field} that is {type(value).__name__}, not {expected}; "
+        "the stored data is damaged or was written by another program"
+    )
+
+
+def stored_session(session: object, where: str) -> SessionData:
+    """Check a session a backend read; fix the harmless (0/1 flags) and refuse the rest.
+
+    :raises CorruptSessionError: a field of the wrong type, naming the field.
+    """
+    if not isinstance(session, SessionData):
+        raise _corrupt(where, "session", "SessionData", session)
+    for name in SESSION_FIELDS:
+        value = getattr(session, name)
+        if value is None and name not in _NOT_NONE:
+            continue
+        expected = _SESSION_TYPES[name]
+        if name == "auth_key":
+            if not isinstance(value, bytes):
+                raise _corrupt(where, "auth key", "bytes", value)
+            if len(value) != AUTH_KEY_SIZE:
+                raise CorruptSessionError(
+                    f"{where} holds an auth key of {len(value)} bytes, not {AUTH_KEY_SIZE}; "
+                    "the stored data is damaged"
+                )
+        elif not isinstance(value, expected) or (
+            isinstance(value, bool) and name not in _BOOL_FIELDS
+        ):
+            raise _corrupt(where, name, expected[0].__name__, value)
+        elif isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+            raise CorruptSessionError(f"{where} holds a {name} that does not fit in 64 bits")
+    return session
+
+
+def stored_peer(peer: object, where: str) -> Peer:
+    """Check a peer a backend read.
+
+    :raises CorruptSessionError: a field of the wrong type, naming the field.
+    """
+    if type(peer) is not Peer and not isinstance(peer, Peer):
+        raise _corrupt(where, "peer", "Peer", peer)
+    for name in ("id", "access_hash"):
+        value = getattr(peer, name)
+        if type(value) is not int or value not in INT64:
+            raise _corrupt(where, f"peer {name}", "a 64-bit int", value)
+    if not isinstance(peer.type, PeerType):
+        raise _corrupt(where, "peer type", "PeerType", peer.type)
+    names = peer.usernames
+    if names is not None and (
+        type(names) is not tuple or not all(type(name) is str for name in names)
+    ):
+        raise _corrupt(where, "peer's usernames", "a tuple of str", names)
+    if peer.phone_number is not None and type(peer.phone_number) is not str:
+        raise _corrupt(where, "peer's phone number", "str", peer.phone_number)
+    stamp = peer.last_update_on
+    if stamp is not None and (type(stamp) is not int or stamp not in INT64):
+        raise _corrupt(where, "peer's last_update_on", "an int", stamp)
+    return peer
+
+
+def stored_state(state: object, where: str) -> UpdateState:
+    """Check an update state a backend read.
+
+    :raises CorruptSessionError: a field of the wrong type, naming the field.
+    """
+    if not isinstance(state, UpdateState):
+        raise _corrupt(where, "update state", "UpdateState", state)
+    for name in ("id", "pts", "qts", "date", "seq"):
+        value = getattr(state, name)
+        if value is None and name != "id":
+            continue
+        if type(value) is not int or value not in INT64:
+            raise _corrupt(where, f"update state {name}", "a 64-bit int", value)
+    return state
+
+
+def interval(value: Any, what: str) -> float:
+    """Return a non-negative, finite number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidTypeError(f"{what} must be a number of seconds, not {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise InvalidValueError(f"{what} must be a finite number of seconds, at least 0")
+    return float(value)
+
+
+def count(value: Any, what: str, minimum: int = 0) -> int:
+    """Return a non-negative int (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidTypeError(f"{what} must be an int, not {type(value).__name__}")
+    if value < minimum:
+        raise InvalidValueError(f"{what} must be at least {minimum}, not {value}")
+    return int(value)
