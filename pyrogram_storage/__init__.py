@@ -30,6 +30,7 @@ from .errors import (
 )
 from .file import FileStorage
 from .memory import MemoryStorage
+from .registry import from_url
 from .session_string import decode_session_string, encode_session_string
 from .sqlite import Layout, SQLiteStorage
 from .tools import copy_session
@@ -77,6 +78,7 @@ __all__ = [
     "decode_session_string",
     "encode_session_string",
     "for_client",
+    "from_url",
 ]
 
 

@@ -108,6 +108,8 @@ class Storage(abc.ABC):
 
     persistent: ClassVar[bool] = True
     """Whether a second object with the same name and location sees this one's data."""
+    requires: ClassVar[str | None] = None
+    """The kind of server the backend needs ("mongodb", "redis"), or None: tests start one."""
     default_commit_interval: ClassVar[float] = 0.0
     """The ``commit_interval`` of a storage built without one."""
 
@@ -154,6 +156,22 @@ class Storage(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> Storage:
+        """Build the storage a location names (see :func:`pyrogram_storage.from_url`).
+
+        :raises InvalidValueError: ``location`` is not one of this backend's.
+        """
+        raise InvalidValueError(f"{cls.__name__} cannot be built from a location")
+
+    @property
+    def location(self) -> str | None:
+        """The location :func:`pyrogram_storage.from_url` reaches this session by.
+
+        It may hold a password (a server URL): never log it.
+        """
+        return None
 
     # == primitives: what a backend implements ===============================================
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import sqlite_schema
-from .errors import CorruptSessionError, SessionLocked, SessionNotFoundError
+from .errors import CorruptSessionError, InvalidValueError, SessionLocked, SessionNotFoundError
 from .sqlite import SQLiteStorage
 from .sqlite_schema import Layout, create_schema
 
@@ -139,6 +139,24 @@ class FileStorage(SQLiteStorage):
 
     def __repr__(self) -> str:
         return f"FileStorage(name={self.name!r}, path={str(self.path)!r})"
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> FileStorage:
+        """Build the storage of ``PATH.session``, ``PATH`` or ``file:PATH``."""
+        text = location[len("file:") :] if location.startswith("file:") else location
+        path = Path(text).expanduser()
+        name = (
+            path.name[: -len(FILE_EXTENSION)] if path.name.endswith(FILE_EXTENSION) else path.name
+        )
+        if not name or name in (".", "..") or text.endswith(("/", os.sep)):
+            raise InvalidValueError(
+                f"{location!r} names no session file (expected NAME{FILE_EXTENSION})"
+            )
+        return cls(name, path.parent, **options)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
 
     def _sole_writer(self) -> bool:
         return self.lock == "exclusive" and not self.read_only

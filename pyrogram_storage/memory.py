@@ -6,6 +6,7 @@ import sqlite3
 import sys
 from typing import Any
 
+from .errors import InvalidValueError
 from .sqlite import SQLiteStorage
 from .sqlite_schema import Layout
 
@@ -38,6 +39,18 @@ class MemoryStorage(SQLiteStorage):
     ) -> None:
         super().__init__(name, ":memory:", layout=layout, session_string=session_string, **options)
         self._snapshot: bytes | str | None = None
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> MemoryStorage:
+        """Build a new in-memory session from ``memory:`` or ``memory:NAME``."""
+        scheme, _, name = location.partition(":")
+        if scheme.lower() != "memory":
+            raise InvalidValueError(f"{location!r} is not a memory: location")
+        return cls(name or "memory", **options)
+
+    @property
+    def location(self) -> str:
+        return f"memory:{self.name}"
 
     def _restore(self, db: sqlite3.Connection) -> None:
         snapshot, self._snapshot = self._snapshot, None

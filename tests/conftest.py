@@ -1,39 +1,32 @@
 """Shared fixtures. The ``storage`` fixture runs the contract suite on every backend.
 
-Backends register a factory in ``BACKENDS``: given pytest's ``request`` and a
-per-test key, it returns a callable that builds a new, unopened storage; every
-call for the same test points at the same stored data (the same file, database),
-so tests can reopen a session through a second object.
+Every backend of the registry (``pyrogram_storage.registry.SCHEMES``) is reached the
+way users reach it, through :func:`pyrogram_storage.from_url`: ``BACKENDS`` says where
+a test's session lives (a location per test) and with which options. Every call of a
+test's ``make_storage`` reaches the same stored data (the same file, database), so
+tests can reopen a session through a second object. A backend's marks come from its
+class: ``requires = "mongodb"`` marks its tests ``mongo`` (``-m "not mongo"`` leaves
+the server out). ``readme`` is the README's own backend, a user's class outside the
+registry.
 """
 
 from __future__ import annotations
 
+import importlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyrogram_storage import FileStorage, MemoryStorage, Storage
+from pyrogram_storage import Storage, from_url
+from pyrogram_storage.registry import SCHEMES
 
 from .mongoserver import MongoServer, mongo_uri_from_env
 
 StorageMaker = Callable[..., Storage]
-
-
-def _file_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
-    def make(**options: Any) -> Storage:
-        return FileStorage("session", tmp_path, **options)
-
-    return make
-
-
-def _memory_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
-    def make(**options: Any) -> Storage:
-        return MemoryStorage("session", **options)
-
-    return make
 
 
 @pytest.fixture(scope="session")
@@ -45,39 +38,6 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with MongoServer(tmp_path_factory.mktemp("mongo")) as server:
         yield server.uri
-
-
-def _readme_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
-    from .readme_backend import dict_storage
-
-    cls = dict_storage()
-
-    def make(**options: Any) -> Storage:
-        return cls("session", **options)  # type: ignore[no-any-return]
-
-    return make
-
-
-def _mongo_backend(driver: str) -> Callable[[pytest.FixtureRequest, Path], StorageMaker]:
-    def backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
-        from pyrogram_storage.mongo import MongoStorage
-
-        uri = request.getfixturevalue("mongo_uri")
-        database = f"t_{uuid.uuid4().hex[:16]}"  # a fresh database for every test
-        request.addfinalizer(lambda: _drop_database(uri, database))
-
-        def make(**options: Any) -> Storage:
-            return MongoStorage.from_url(
-                uri,
-                name=database,
-                driver=driver,
-                client_options={"serverSelectionTimeoutMS": 10_000},
-                **options,
-            )
-
-        return make
-
-    return backend
 
 
 def _drop_database(uri: str, database: str) -> None:
@@ -94,33 +54,90 @@ def _drop_database(uri: str, database: str) -> None:
         client.close()
 
 
-BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageMaker]] = {
-    "file": _file_backend,
-    "memory": _memory_backend,
+@dataclass(frozen=True)
+class Backend:
+    """How the tests reach one backend of the registry."""
+
+    scheme: str
+    location: Callable[[pytest.FixtureRequest, Path], str]
+    """Where one test's session lives (called once per test)."""
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    def maker(self, request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
+        location = self.location(request, tmp_path)
+        return lambda **options: from_url(location, **{**self.options, **options})
+
+    def storage_class(self) -> type[Storage]:
+        module_name, _, class_name = SCHEMES[self.scheme].partition(":")
+        return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
+
+
+def _mongo_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    uri = request.getfixturevalue("mongo_uri")
+    database = f"t_{uuid.uuid4().hex[:16]}"  # a fresh database for every test
+    request.addfinalizer(lambda: _drop_database(uri, database))
+    return f"{uri}#{database}"
+
+
+def _mongo(driver: str) -> Backend:
+    options = {"driver": driver, "client_options": {"serverSelectionTimeoutMS": 10_000}}
+    return Backend("mongodb", _mongo_location, options)
+
+
+BACKENDS: dict[str, Backend] = {
+    "file": Backend("file", lambda request, tmp_path: str(tmp_path / "session.session")),
+    "memory": Backend("memory", lambda request, tmp_path: "memory:session"),
+    "mongo-pymongo": _mongo("pymongo"),
+    "mongo-motor": _mongo("motor"),
+    "mongo-async-pymongo": _mongo("async_pymongo"),
+}
+"""The registry's backends as the tests reach them (one name per parametrized run)."""
+
+
+def _readme_backend(request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
+    from .readme_backend import dict_storage
+
+    cls = dict_storage()
+    return lambda **options: cls("session", **options)  # type: ignore[no-any-return]
+
+
+USER_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageMaker]] = {
     "readme": _readme_backend,
-    "mongo-pymongo": _mongo_backend("pymongo"),
-    "mongo-motor": _mongo_backend("motor"),
-    "mongo-async-pymongo": _mongo_backend("async_pymongo"),
 }
-PERSISTENT = {"file", "mongo-pymongo", "mongo-motor", "mongo-async-pymongo"}
-"""Backends where a second object with the same name sees the first one's data."""
-MARKS: dict[str, list[pytest.MarkDecorator]] = {
-    name: [pytest.mark.mongo] for name in BACKENDS if name.startswith("mongo-")
-}
-"""Marks of each backend's tests, so e.g. ``-m "not mongo"`` leaves the server out."""
+"""Storages outside the registry: the README's user-written backend."""
+
+ALL_BACKENDS = [*BACKENDS, *USER_BACKENDS]
+
+_MARK_OF_SERVER = {"mongodb": pytest.mark.mongo, "redis": pytest.mark.redis}
+
+
+def marks(name: str) -> list[pytest.MarkDecorator]:
+    """The marks of a backend's tests, from the server its class requires."""
+    backend = BACKENDS.get(name)
+    if backend is None:
+        return []
+    mark = _MARK_OF_SERVER.get(backend.storage_class().requires or "")
+    return [] if mark is None else [mark]
+
+
+def make_storage_of(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> StorageMaker:
+    """Return the ``make_storage`` of backend ``name`` for one test."""
+    if name in BACKENDS:
+        return BACKENDS[name].maker(request, tmp_path)
+    return USER_BACKENDS[name](request, tmp_path)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "backend" in metafunc.fixturenames:
         metafunc.parametrize(
-            "backend", [pytest.param(name, marks=MARKS.get(name, [])) for name in BACKENDS]
+            "backend", [pytest.param(name, marks=marks(name)) for name in ALL_BACKENDS]
         )
 
 
 @pytest.fixture
 def make_storage(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> StorageMaker:
     """Build storages of the parametrized backend that share one session."""
-    return BACKENDS[backend](request, tmp_path)
+    return make_storage_of(backend, request, tmp_path)
 
 
 @pytest.fixture

@@ -25,22 +25,18 @@ from pyrogram_storage import (
 )
 from pyrogram_storage.tools.copy import opened
 
-from . import conftest
-from .conftest import BACKENDS
-
-MARKS: dict[str, list[pytest.MarkDecorator]] = getattr(conftest, "MARKS", {})
+from .conftest import ALL_BACKENDS, make_storage_of, marks
 
 KEY = bytes(range(256))
 OLD = int(time.time()) - 30 * 24 * 3600
 
 
-ALL_BACKENDS = BACKENDS  # the README's own backend ("readme") among them
 
 
 def make(request: pytest.FixtureRequest, backend: str, tmp_path: Path, side: str) -> Storage:
     folder = tmp_path / side
     folder.mkdir()
-    return ALL_BACKENDS[backend](request, folder)()  # type: ignore[no-any-return]
+    return make_storage_of(backend, request, folder)()
 
 
 SOURCE_SESSION = SessionData(
@@ -98,7 +94,7 @@ def _pairs() -> list[Any]:
     pairs += [("memory", name) for name in ALL_BACKENDS if name != "memory"]
     pairs += [("readme", "file"), ("file", "readme")]
     return [
-        pytest.param(a, b, id=f"{a}-to-{b}", marks=[*MARKS.get(a, []), *MARKS.get(b, [])])
+        pytest.param(a, b, id=f"{a}-to-{b}", marks=[*marks(a), *marks(b)])
         for a, b in pairs
     ]
 

@@ -133,6 +133,8 @@ class MongoStorage(Storage):
         was given.
     """
 
+    requires = "mongodb"
+
     def __init__(
         self,
         name: str,
