@@ -147,9 +147,14 @@ def _coalesce_state(old: StateChange | None, new: StateChange) -> StateChange:
     if old is None or new[0] != MERGE:
         return new
     if old[0] == STATE_DELETED:
-        return (REPLACE, *new[1:])
-    merged = tuple(o if n is None else n for n, o in zip(new[1:], old[1:], strict=True))
-    return (old[0], *merged)  # type: ignore[return-value]
+        return (REPLACE, new[1], new[2], new[3], new[4])
+    return (
+        old[0],
+        old[1] if new[1] is None else new[1],
+        old[2] if new[2] is None else new[2],
+        old[3] if new[3] is None else new[3],
+        old[4] if new[4] is None else new[4],
+    )
 
 
 class _Layer:

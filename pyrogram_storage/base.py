@@ -78,8 +78,13 @@ DEFAULT_PEER_CACHE_SIZE = 100_000
 PENDING_LIMIT = 1000
 """Keys waiting to be stored past which a write hands the batch over at once."""
 
-_STAMP_REFRESH = 60.0
-"""An unchanged peer is written again only when its stored ``last_update_on`` is older."""
+_PROBE_BATCH = 8
+"""Writes of at most this many peers (a client's per-update batches) are probed."""
+
+_STAMP_REFRESH = 3600.0
+"""An unchanged peer is written again (to refresh ``last_update_on``) at most this often,
+and at most every eighth of ``username_ttl``: a username then resolves for at least
+seven eighths of the TTL after its peer was last seen."""
 
 _NEVER, _OPEN, _CLOSED = 0, 1, 2
 
@@ -108,6 +113,9 @@ class Storage(abc.ABC):
 
     persistent: ClassVar[bool] = True
     """Whether a second object with the same name and location sees this one's data."""
+    probes_writes: ClassVar[bool] = False
+    """Whether point reads are cheap enough (no round trip) to read a peer before
+    writing it, so that rewriting an unchanged peer costs no write."""
     requires: ClassVar[str | None] = None
     """The kind of server the backend needs ("mongodb", "redis"), or None: tests start one."""
     default_commit_interval: ClassVar[float] = 0.0
@@ -148,10 +156,11 @@ class Storage(abc.ABC):
         self._epoch = 0  # counts close() calls: "closed under a call" versus a failure
         self._session: SessionData | None = None
         self._peer_writes = 0  # bumped by every peer write: a read racing one is not cached
+        self._probes = 0
+        self._probe_hits = 1.0  # recent share of probed peers found stored
         self._failure: BaseException | None = None  # why the last background store failed
         self._flush_task: asyncio.Task[None] | None = None
-        self._flush_sleeping = False
-        self._flush_woken = False
+        self._flush_wake: asyncio.Future[None] | None = None
         self._locks: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Lock] | None = None
 
     def __repr__(self) -> str:
@@ -443,6 +452,8 @@ class Storage(abc.ABC):
         if not changes:
             return
         cache = self._cache if self._caching else None
+        if cache is not None and self.probes_writes and len(changes) <= _PROBE_BATCH:
+            await self._probe([peer_id for peer_id, _, _ in changes])
         refresh = self._refresh_window()
         add = self._journal.add_peer
         written = 0
@@ -480,6 +491,8 @@ class Storage(abc.ABC):
         if not merged:
             return
         cache = self._cache if self._caching else None
+        if cache is not None and self.probes_writes and len(merged) <= _PROBE_BATCH:
+            await self._probe(list(merged))
         written = 0
         for peer_id, names in merged.items():
             if cache is not None:
@@ -635,22 +648,7 @@ class Storage(abc.ABC):
         """Store update states. With ``merge``, a ``None`` field keeps the stored value."""
         self._check_writable()
         kind = journal.MERGE if merge else journal.REPLACE
-        rows = []
-        for state in _iterate(states, "states"):
-            if not isinstance(state, UpdateState):
-                raise InvalidTypeError(f"expected UpdateState, got {type(state).__name__}")
-            rows.append(
-                (
-                    int64(state.id, "update state id"),
-                    (
-                        kind,
-                        optional_int64(state.pts, "pts"),
-                        optional_int64(state.qts, "qts"),
-                        optional_int64(state.date, "date"),
-                        optional_int64(state.seq, "seq"),
-                    ),
-                )
-            )
+        rows = [_state_change(state, kind) for state in _iterate(states, "states")]
         if not rows:
             return
         add = self._journal.add_state
@@ -730,7 +728,7 @@ class Storage(abc.ABC):
 
     def _refresh_window(self) -> float:
         ttl = self.username_ttl
-        return _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 2)
+        return _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 8)
 
     def _is_fresh(self, peer: Peer) -> bool:
         if self.username_ttl is None or peer.last_update_on is None:
@@ -794,6 +792,26 @@ class Storage(abc.ABC):
             self._remember(peer)
         return peer
 
+    async def _probe(self, peer_ids: list[int]) -> None:
+        """Read the stored peers a small write names, so that unchanged ones cost no write.
+
+        Only where point reads are cheap (:attr:`probes_writes`), and only while they
+        keep finding the peers: a stream of new peers (an import) is not probed, except
+        one write in 16, to notice when it ends.
+        """
+        cache = self._cache
+        for peer_id in peer_ids:
+            if cache.peek(peer_id) is not None or self._journal.peer(peer_id) is not None:
+                continue
+            self._probes += 1
+            if self._probe_hits < 0.25 and self._probes % 16:
+                continue
+            writes = self._peer_writes
+            stored = await self._call("look up a peer", self._find_peer(peer_id, True))
+            self._probe_hits = 0.9 * self._probe_hits + (0.1 if stored is not None else 0.0)
+            if stored is not None and writes == self._peer_writes and self._caching:
+                self._remember(stored_peer(stored, repr(self)))
+
     def _remember(self, peer: Peer) -> None:
         if peer.usernames is None:
             cached = self._cache.peek(peer.id)
@@ -818,63 +836,64 @@ class Storage(abc.ABC):
             self._start_flush(self.commit_interval)
 
     async def _hand_over(self) -> None:
-        """The pending batch is full: start storing it, waiting for the previous one first."""
+        """The pending batch is full: store it now, after the batch in flight if any."""
         task = self._flush_task
         if task is None:
-            self._start_flush(0)
+            self._start_flush(0)  # and go on writing the next batch meanwhile
             return
-        if self._flush_sleeping and not self._flush_woken:
-            self._flush_woken = True  # store now rather than when the interval ends
-            task.cancel()
-        await asyncio.wait([task])
+        self._wake_flush()
+        await asyncio.wait([task])  # the writer waits: two batches at most, never more
 
     def _start_flush(self, delay: float) -> None:
-        self._flush_sleeping = True
-        self._flush_task = asyncio.get_running_loop().create_task(self._flush_later(delay))
+        loop = asyncio.get_running_loop()
+        wake = self._flush_wake = loop.create_future()
+        task = loop.create_task(self._flush_later(delay, wake))
+        task.add_done_callback(self._flush_done)
+        self._flush_task = task
 
-    async def _flush_later(self, delay: float) -> None:
-        """Store the pending batch after ``delay``; a task of its own, one at a time."""
+    def _wake_flush(self) -> None:
+        wake = self._flush_wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _flush_later(self, delay: float, wake: asyncio.Future[None]) -> None:
+        """Store the pending batch after ``delay`` seconds, or once woken."""
         try:
-            try:
-                await asyncio.sleep(delay)
-            except asyncio.CancelledError:
-                if self._flush_woken:  # a full batch: store it now
-                    _uncancel()
-                elif self._state == _OPEN:
-                    # The event loop is shutting down (asyncio.run ending with the storage
-                    # still open): store what is pending before going.
-                    with contextlib.suppress(Exception):
-                        await self._store_pending()
-                    raise
-                else:
-                    raise
-            self._flush_sleeping = False
-            self._flush_woken = False
-            try:
-                await self._store_pending()
-            except StorageClosedError:
-                pass
-            except Exception as exc:
-                if self._failure is None:
-                    log.warning("%r: could not store pending writes, will retry: %s", self, exc)
-                self._failure = exc
-            else:
-                self._failure = None
-        finally:
-            self._flush_task = None
-            self._flush_sleeping = self._flush_woken = False
-        if self._state == _OPEN and len(self._journal):
-            self._start_flush(
-                self.commit_interval if self._failure is None else max(1.0, self.commit_interval)
-            )
+            if delay > 0 and not wake.done():
+                await asyncio.wait([wake], timeout=delay)
+        except asyncio.CancelledError:
+            # The event loop is shutting down (asyncio.run ending with the storage still
+            # open): store what is pending before going.
+            if self._state == _OPEN:
+                with contextlib.suppress(Exception):
+                    await self._store_pending()
+            raise
+        try:
+            await self._store_pending()
+        except StorageClosedError:
+            pass
+        except Exception as exc:
+            if self._failure is None:
+                log.warning("%r: could not store pending writes, will retry: %s", self, exc)
+            self._failure = exc
+        else:
+            self._failure = None
+
+    def _flush_done(self, task: asyncio.Task[None]) -> None:
+        if self._flush_task is task:
+            self._flush_task = self._flush_wake = None
+        if task.cancelled() or self._state != _OPEN or not len(self._journal):
+            return
+        if self._flush_task is None:
+            retry = self._failure is not None
+            self._start_flush(max(1.0, self.commit_interval) if retry else self.commit_interval)
 
     async def _stop_flushing(self) -> None:
-        """Let the flush task end: cancel it while it sleeps, wait while it stores."""
+        """Let the flush task end (storing what it holds) before close() stores the rest."""
         task = self._flush_task
         if task is None:
             return
-        if self._flush_sleeping:
-            task.cancel()
+        self._wake_flush()
         await asyncio.wait([task])
 
     async def _store_pending(self) -> None:
@@ -921,16 +940,33 @@ class Storage(abc.ABC):
             self._session = session
 
 
-def _uncancel() -> None:
-    task = asyncio.current_task()
-    if task is not None and hasattr(task, "uncancel"):  # Python 3.11+
-        task.uncancel()
-
-
 def _iterate(values: Any, what: str) -> Iterable[Any]:
     if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
         raise InvalidTypeError(f"{what} must be an iterable, not {type(values).__name__}")
     return values  # type: ignore[no-any-return]
+
+
+def _state_change(state: Any, kind: int) -> tuple[int, journal.StateChange]:
+    """Check an update state to store; return its id and journal change."""
+    if type(state) is not UpdateState and not isinstance(state, UpdateState):
+        raise InvalidTypeError(f"expected UpdateState, got {type(state).__name__}")
+    values = (state.id, state.pts, state.qts, state.date, state.seq)
+    for value in values:
+        if value is not None and (type(value) is not int or not _MIN64 <= value <= _MAX64):
+            break
+    else:
+        if values[0] is not None:
+            return values[0], (kind, *values[1:])
+    return int64(state.id, "update state id"), (
+        kind,
+        optional_int64(state.pts, "pts"),
+        optional_int64(state.qts, "qts"),
+        optional_int64(state.date, "date"),
+        optional_int64(state.seq, "seq"),
+    )
+
+
+_MIN64, _MAX64 = -(2**63), 2**63 - 1
 
 
 def _unchanged(

@@ -109,6 +109,7 @@ class SQLiteStorage(Storage):
         raising :class:`SessionLocked`.
     """
 
+    probes_writes = True  # point reads run on the loop: a few microseconds
     _threaded: bool = True
     """Whether the writer lives on a worker lane (files) or on the event loop (memory)."""
 
