@@ -38,6 +38,7 @@ raising ``ValueError``, ``test_mode``/``is_bot`` read back as bools, and
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata
 import logging
@@ -97,20 +98,11 @@ def detect_client() -> str:
     """Return the name of the installed client (see :data:`ADAPTERS`).
 
     When several are installed (say Kurigram and Hydrogram), the one already
-    imported wins.
+    imported wins. What is installed is looked up once per process.
 
     :raises ClientDetectionError: none, or no single one, can be identified.
     """
-    distributions = importlib.metadata.packages_distributions()
-    found: dict[str, str] = {}
-    foreign: list[str] = []
-    for module in _MODULES:
-        for distribution in dict.fromkeys(distributions.get(module, ())):
-            name = distribution.lower().replace("_", "-")
-            if name in ADAPTERS:
-                found[name] = module
-            else:
-                foreign.append(f"{distribution} (module {module!r})")
+    found = dict(_installed_clients())
     if len(found) > 1:
         imported = {name: module for name, module in found.items() if module in sys.modules}
         if len(imported) == 1 and len(set(found.values())) == len(found):
@@ -123,6 +115,7 @@ def detect_client() -> str:
             f"several Pyrogram-family clients are installed ({', '.join(sorted(found))}); "
             "pass client=... to for_client() to choose one"
         )
+    foreign = _foreign_clients()
     if foreign:
         raise ClientDetectionError(
             f"{', '.join(foreign)} is not a client pyrogram_storage knows; "
@@ -131,6 +124,36 @@ def detect_client() -> str:
     raise ClientDetectionError(
         f"no Pyrogram-family client is installed; install one of {supported}"
     )
+
+
+@functools.cache
+def _installed_clients() -> tuple[tuple[str, str], ...]:
+    """(client, module) for every supported client whose distribution is installed.
+
+    One metadata lookup per known client, not a scan of every installed distribution.
+    """
+    found = []
+    for name, adapter in ADAPTERS.items():
+        try:
+            distribution = importlib.metadata.distribution(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        # "pyrogram" also finds a folder named pyrogram-ultra-1.0.dist-info: check the name.
+        installed = str(distribution.metadata["Name"] or "").lower().replace("_", "-")
+        if installed == name:
+            found.append((name, adapter.raw_module))
+    return tuple(found)
+
+
+def _foreign_clients() -> list[str]:
+    """Installed distributions that provide a client module but are not ones we know."""
+    distributions = importlib.metadata.packages_distributions()
+    foreign = []
+    for module in _MODULES:
+        for distribution in dict.fromkeys(distributions.get(module, ())):
+            if distribution.lower().replace("_", "-") not in ADAPTERS:
+                foreign.append(f"{distribution} (module {module!r})")
+    return foreign
 
 
 def _known(client: str) -> str:
