@@ -14,7 +14,6 @@ writer's lane. An in-memory session has one connection, used on the event loop.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -60,13 +59,12 @@ _NAMES_OF_ONE = {
     Layout.PYROFORK: "SELECT id, rowid FROM usernames WHERE peer_id = ?1 ORDER BY rowid",
 }
 _NAMES_OF_MANY = {
-    Layout.UPSTREAM: "(SELECT json_group_array(name) FROM "
-    "(SELECT username AS name, rowid AS r FROM usernames "
-    "WHERE id = p.id AND username IS NOT NULL "
-    "UNION ALL SELECT CAST(id AS TEXT), rowid FROM usernames WHERE peer_id = p.id "
-    "ORDER BY r))",
-    Layout.PYROFORK: "(SELECT json_group_array(id) FROM "
-    "(SELECT id FROM usernames WHERE peer_id = p.id ORDER BY rowid))",
+    Layout.UPSTREAM: "SELECT id, username, rowid FROM usernames "
+    "WHERE id IN ({marks}) AND username IS NOT NULL "
+    "UNION ALL SELECT peer_id, CAST(id AS TEXT), rowid FROM usernames WHERE peer_id IN ({marks}) "
+    "ORDER BY 3",
+    Layout.PYROFORK: "SELECT peer_id, id, rowid FROM usernames WHERE peer_id IN ({marks}) "
+    "ORDER BY rowid",
 }
 _USERNAME_OWNER = {
     Layout.UPSTREAM: "SELECT id FROM usernames WHERE username = ?1 "
@@ -349,18 +347,18 @@ class SQLiteStorage(Storage):
         return await self._read(find)
 
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
-        select = (
-            "SELECT p.id, p.access_hash, p.type, p.username, p.phone_number, p.last_update_on, "
-            f"{_NAMES_OF_MANY[self.layout]} FROM peers p "
-        )
+        layout = self.layout
         params: tuple[int, ...]
         if after is None:
-            sql, params = select + "ORDER BY p.id LIMIT ?", (limit,)
+            sql, params = f"SELECT {_PEER_COLUMNS} FROM peers ORDER BY id LIMIT ?", (limit,)
         else:
-            sql, params = select + "WHERE p.id > ? ORDER BY p.id LIMIT ?", (after, limit)
+            sql = f"SELECT {_PEER_COLUMNS} FROM peers WHERE id > ? ORDER BY id LIMIT ?"
+            params = (after, limit)
 
         def read(db: sqlite3.Connection) -> list[Peer]:
-            return [_peer_with_json(row) for row in db.execute(sql, params).fetchall()]
+            rows = db.execute(sql, params).fetchall()
+            names = _names_of_many(db, layout, [row[0] for row in rows])
+            return [_peer(row, names.get(row[0]) or _primary(row[3])) for row in rows]
 
         return await self._run(read)
 
@@ -508,12 +506,32 @@ def _to_column(name: str, value: Any) -> Any:
 
 
 def _names_of(
-    db: sqlite3.Connection, layout: Layout, peer_id: int, primary: str | None
+    db: sqlite3.Connection, layout: Layout, peer_id: int, primary: Any
 ) -> tuple[str, ...]:
     rows = db.execute(_NAMES_OF_ONE[layout], (peer_id,)).fetchall()
     if not rows:
-        return (primary,) if isinstance(primary, str) and primary else ()
+        return _primary(primary)
     return tuple(dict.fromkeys(row[0] for row in rows))
+
+
+def _names_of_many(
+    db: sqlite3.Connection, layout: Layout, peer_ids: list[int]
+) -> dict[int, tuple[str, ...]]:
+    """Every username of these peers, in the order they were written."""
+    found: dict[int, dict[Any, None]] = {}
+    for start in range(0, len(peer_ids), _CHUNK):
+        chunk = peer_ids[start : start + _CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        sql = _NAMES_OF_MANY[layout].format(marks=marks)
+        params = chunk * sql.count("IN (")  # the upstream layout asks twice
+        for peer_id, name, _ in db.execute(sql, params).fetchall():
+            found.setdefault(peer_id, {})[name] = None
+    return {peer_id: tuple(names) for peer_id, names in found.items()}
+
+
+def _primary(username: Any) -> tuple[str, ...]:
+    """The names a peer has when no usernames rows do: the ``peers.username`` column's."""
+    return (username,) if isinstance(username, str) and username else ()
 
 
 def _peer(row: Sequence[Any], names: tuple[str, ...] | None) -> Peer:
@@ -526,14 +544,3 @@ def _peer(row: Sequence[Any], names: tuple[str, ...] | None) -> Peer:
         phone,
         stamp,
     )
-
-
-def _peer_with_json(row: Sequence[Any]) -> Peer:
-    *columns, names_json = row
-    try:
-        names = tuple(dict.fromkeys(json.loads(names_json))) if names_json else ()
-    except ValueError:
-        names = ()
-    if not names and isinstance(columns[3], str) and columns[3]:
-        names = (columns[3],)
-    return _peer(columns, names)
