@@ -6,6 +6,7 @@ session strings and 400 damaged files instead of the CI-sized runs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -43,6 +44,7 @@ from pyrogram_storage.session_string import (
     encode_session_string,
 )
 from pyrogram_storage.tools.telethon import decode_telethon_string, encode_telethon_string
+from pyrogram_storage.types import dc_address
 
 FULL = os.environ.get("PYROGRAM_STORAGE_FULL") == "1"
 STRING_MUTATIONS = int(os.environ.get("PYROGRAM_STORAGE_FUZZ_STRINGS", 200_000 if FULL else 20_000))
@@ -137,6 +139,37 @@ def _mutate(text: str, rng: random.Random) -> str:
     return text
 
 
+async def _through_storage(texts: list[str], seed: int) -> Counter[str]:
+    """Hand each text to a storage as a client would: ``MemoryStorage(session_string=...)``.
+
+    The constructor may refuse it (only with SessionStringError); what it accepts must
+    open, hold exactly the decoded session and export it again.
+    """
+    outcomes: Counter[str] = Counter()
+    for n, text in enumerate(texts):
+        where = f"storage check {n} (seed {seed}): {text[:200]!r}… ({len(text)} chars)"
+        try:
+            storage = MemoryStorage("fuzz", session_string=text)
+        except SessionStringError:
+            outcomes["storage refused"] += 1
+            continue
+        except BaseException as exc:
+            raise AssertionError(where) from exc
+        try:
+            await storage.open()
+            expected = decode_session_string(text)
+            assert (await storage.get_session()).replace(date=0) == expected, where
+            if expected.api_id is not None:
+                exported = await storage.export_session_string()
+                assert decode_session_string(exported) == expected, where
+        except BaseException as exc:
+            raise AssertionError(where) from exc
+        finally:
+            await storage.delete()
+        outcomes["storage opened"] += 1
+    return outcomes
+
+
 def _outcome(decode: Callable[[str], object], text: str) -> str:
     try:
         decode(text)
@@ -152,6 +185,7 @@ def test_fuzzed_session_strings_raise_only_session_string_error() -> None:
     rng = random.Random(seed)
     seeds = _seed_strings(rng)
     outcomes: Counter[str] = Counter()
+    to_store: list[str] = []
     for n in range(STRING_MUTATIONS):
         text = _mutate(rng.choice(seeds), rng)
         try:
@@ -165,11 +199,19 @@ def test_fuzzed_session_strings_raise_only_session_string_error() -> None:
         if ours == "decoded":
             # Whatever decodes is a well-formed session that encodes again.
             session = decode_session_string(text)
-            assert 1 <= session.dc_id <= 255 and len(session.auth_key or b"") == 256
+            assert dc_address(session.dc_id, bool(session.test_mode)) is not None
+            assert len(session.auth_key or b"") == 256
+            assert session.user_id is not None and 1 <= session.user_id < 2**63
             if session.api_id is not None:
+                assert 1 <= session.api_id < 2**31
                 assert decode_session_string(encode_session_string(session)) == session
+            to_store.append(text)
+        elif n % 100 == 0:
+            to_store.append(text)  # a sample of the refused ones, to the constructor too
+    outcomes.update(asyncio.run(_through_storage(to_store, seed)))
     print(f"\nfuzz: {STRING_MUTATIONS} mutated strings (seed {seed}): {dict(outcomes)}")
     assert outcomes["pyrogram refused"] > STRING_MUTATIONS // 2
+    assert outcomes["storage opened"] == outcomes["pyrogram decoded"]
 
 
 @pytest.mark.filterwarnings("ignore::pyrogram_storage.tools.telethon.IncompleteSessionWarning")
