@@ -563,9 +563,17 @@ def _check_header(path: Path) -> None:
     pages = int.from_bytes(header[28:32], "big")
     # The page count in the header is only trusted when its change counters agree, and
     # only without a WAL: a checkpoint cut short leaves pages that the WAL still holds.
-    wal = Path(f"{path}-wal")
-    recovering = wal.exists() and wal.stat().st_size > 0
+    # A hot rollback journal likewise: a commit cut short may have written the header
+    # before the pages it counts, and SQLite rolls it back on open.
+    recovering = any(_non_empty(f"{path}{suffix}") for suffix in ("-wal", "-journal"))
     if not recovering and header[24:28] == header[92:96] and size < pages * page_size:
         raise CorruptSessionError(
             f"{path} is truncated: {size} bytes of {pages * page_size}; {untouched}"
         )
+
+
+def _non_empty(name: str) -> bool:
+    try:
+        return os.lstat(name).st_size > 0
+    except FileNotFoundError:
+        return False
