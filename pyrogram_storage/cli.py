@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
+import re
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -21,17 +24,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import __version__, _migrations
+from . import __version__, _migrations, sqlite_schema
 from .base import Storage
 from .errors import (
     CorruptSessionError,
+    MigrationError,
     SessionNotFoundError,
     SessionStringError,
     StorageError,
+    TargetNotEmptyError,
 )
 from .file import FILE_EXTENSION, FileStorage
 from .memory import MemoryStorage
-from .session_string import decode_session_string, encode_session_string
+from .session_string import (
+    decode_session_string,
+    encode_session_string,
+    looks_like_session_string,
+    looks_like_telethon_string,
+)
 from .sqlite import Layout
 from .tools.copy import copy_session, is_empty, opened
 from .types import SessionData
@@ -64,6 +74,23 @@ class UsageError(Exception):
 # -- locations ------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ClientFile:
+    """A session file as a Pyrogram-family client wrote it: which clients, which schema."""
+
+    family: str
+    clients: str
+    version: int | None
+
+
+_FAMILY_CLIENTS = {
+    "upstream_v6": ("upstream", "Kurigram, Irenogram or Pyrotgfork"),
+    "upstream_v7": ("upstream", "Kurigram, Irenogram or Pyrotgfork"),
+    "pyrofork": ("pyrofork", "Pyrofork or Electrogram"),
+    "classic": ("classic", "Pyrogram 2.0.106 or Hydrogram"),
+}
+
+
 @dataclass
 class Source:
     """An open storage to read from, with what the command line knows about it."""
@@ -73,6 +100,7 @@ class Source:
     label: str
     path: Path | None = None
     schema_version: int | None = None
+    client: ClientFile | None = None
     missing: tuple[str, ...] = ()
     notes: list[str] = field(default_factory=list)
     tempdir: tempfile.TemporaryDirectory[str] | None = None
@@ -88,10 +116,15 @@ def _file_path(text: str) -> Path:
 def _file_storage(path: Path, layout: str | None = None) -> FileStorage:
     name = path.name[: -len(FILE_EXTENSION)]
     if path.suffix != FILE_EXTENSION or not name:
-        raise UsageError(f"{str(path)!r} is not a session file name (NAME{FILE_EXTENSION})")
-    if layout is None:
-        return FileStorage(name, path.parent)
-    return FileStorage(name, path.parent, layout=layout)
+        raise UsageError(f"{_short(str(path))!r} is not a session file name (NAME{FILE_EXTENSION})")
+    try:
+        if layout is None:
+            return FileStorage(name, path.parent)
+        return FileStorage(name, path.parent, layout=layout)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, StorageError):
+            raise
+        raise UsageError(f"{_short(str(path))!r} cannot be a session file: {exc}") from None
 
 
 def _mongo_storage(text: str) -> Storage:
@@ -125,6 +158,31 @@ def display(location: str) -> str:
 def _short(text: str, limit: int = 80) -> str:
     # A session string typed where a path belongs must not be echoed back whole.
     return text if len(text) <= limit else text[:12] + "…"
+
+
+def _holds_session_string(text: str) -> bool:
+    """Return True if ``text``, or a folder or file name in it, looks like a session string."""
+    return looks_like_session_string(text) or any(
+        looks_like_session_string(part) for part in re.split(r"[/\\]", text)
+    )
+
+
+def _client_file(path: Path) -> ClientFile | None:
+    """Tell which clients wrote a file we have not adopted, read-only; None if unknown."""
+    try:
+        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
+    except sqlite3.Error:
+        return None
+    try:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        family, clients = _FAMILY_CLIENTS[sqlite_schema._detect_family(db, tables).value]
+        row = db.execute("SELECT MAX(number) FROM version").fetchone()
+    except (sqlite3.Error, MigrationError, KeyError):
+        return None
+    finally:
+        db.close()
+    version = row[0] if row and isinstance(row[0], int) else None
+    return ClientFile(family, clients, version)
 
 
 def _is_file(text: str) -> bool:
@@ -213,7 +271,12 @@ async def _make_source_unchecked(text: str, options: argparse.Namespace) -> Sour
             label, path = "a Telethon session string", None
         return Source(await result.to_memory(), "telethon", label, path, missing=result.missing)
     if text.startswith("string:"):
-        storage = MemoryStorage("string", session_string=text[len("string:") :])
+        body = text[len("string:") :]
+        if looks_like_telethon_string(body):
+            raise UsageError(
+                "this is a Telethon session string: write it as telethon:STRING, not string:STRING"
+            )
+        storage = MemoryStorage("string", session_string=body)
         return Source(storage, "string", "a session string")
     if _is_mongo(text):
         return Source(_mongo_storage(text), "mongo", display(text))
@@ -234,14 +297,22 @@ async def _make_source_unchecked(text: str, options: argparse.Namespace) -> Sour
     version = None if facts is None else facts[0]
     if facts is not None and facts[1] and version is not None and version < _latest():
         # Opening would migrate the file in place; read a private copy instead.
+        client = _client_file(path) if version == 0 else None
         tempdir = tempfile.TemporaryDirectory(prefix="pyrogram-storage-")
         copy = Path(tempdir.name) / path.name
         _backup(path, copy)
         source = Source(_file_storage(copy), "file", str(path), path, version, tempdir=tempdir)
-        source.notes.append(
-            f"schema version {version} is older than {_latest()}; read from a temporary copy "
-            f"(run `{PROG} migrate {path}` to upgrade the file)"
-        )
+        source.client = client
+        if client is not None:
+            source.notes.append(
+                f"a session file of {client.clients}; read from a temporary copy, "
+                "the file itself is left as it is"
+            )
+        else:
+            source.notes.append(
+                f"schema version {version} is older than {_latest()}; read from a temporary "
+                f"copy (run `{PROG} migrate {path}` to upgrade the file)"
+            )
         return source
     return Source(_file_storage(path), "file", str(path), path, version)
 
@@ -255,9 +326,15 @@ def make_target(text: str, options: argparse.Namespace) -> Storage:
         )
     if _is_mongo(text):
         return _mongo_storage(text)
+    if _holds_session_string(text):
+        raise UsageError(
+            "TARGET looks like a session string, not a place to store one (it is not "
+            f"repeated here); to store a session string, run `{PROG} import-string - TARGET` "
+            "and paste it on standard input"
+        )
     path = Path(text).expanduser()
-    if not path.name or path.is_dir():
-        raise UsageError(f"{text!r} is not a session file name (NAME{FILE_EXTENSION})")
+    if not path.name or os.path.isdir(path):
+        raise UsageError(f"{_short(text)!r} is not a session file name (NAME{FILE_EXTENSION})")
     if path.suffix != FILE_EXTENSION:
         path = path.with_name(path.name + FILE_EXTENSION)
     return _file_storage(path, getattr(options, "layout", None))
@@ -352,6 +429,13 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
         "file_size": size,
         "schema_version": source.schema_version,
         "latest_schema_version": _latest() if source.kind == "file" else None,
+        "client_file": None
+        if source.client is None
+        else {
+            "family": source.client.family,
+            "clients": source.client.clients,
+            "version": source.client.version,
+        },
         "dc_id": session.dc_id,
         "server_address": address[0] if address else None,
         "port": address[1] if address else None,
@@ -378,7 +462,12 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
     lines = [("source", f"{source.label} ({source.kind})")]
     if size is not None:
         lines.append(("file size", f"{size} bytes"))
-    if source.schema_version is not None:
+    if source.client is not None:
+        version = (
+            "" if source.client.version is None else f" (their schema {source.client.version})"
+        )
+        lines.append(("written by", f"{source.client.clients}{version}"))
+    elif source.schema_version is not None:
         lines.append(("schema version", f"{source.schema_version} (latest {_latest()})"))
     where = f" ({address[0]}:{address[1]})" if address else ""
     lines += [
@@ -498,13 +587,19 @@ async def _copy(
             show = err.isatty() and total >= PROGRESS_THRESHOLD
         bar = ProgressBar(err) if show else None
         async with opened(target):
-            result = await copy_session(
-                source.storage,
-                target,
-                overwrite=options.overwrite,
-                batch_size=options.batch_size,
-                progress=bar,
-            )
+            try:
+                result = await copy_session(
+                    source.storage,
+                    target,
+                    overwrite=options.overwrite,
+                    batch_size=options.batch_size,
+                    progress=bar,
+                )
+            except TargetNotEmptyError:
+                raise TargetNotEmptyError(
+                    f"{display(target_text)} already holds a session; pass --overwrite to "
+                    "replace it"
+                ) from None
             if changes:
                 await target.update_session(**changes)
             final = await target.get_session()
@@ -739,20 +834,86 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""What a shell reports for a program whose reader went away (``| head``): 141."""
+
+_PYTHON_WORDS = (
+    (re.compile(r"pass overwrite=True \(--overwrite on the command line\)"), "pass --overwrite"),
+    (re.compile(r", or open every storage of this session with lock='shared'"), ""),
+    (re.compile(r"\buser_id="), "--user-id "),
+    (re.compile(r"\bapi_id="), "--api-id "),
+)
+"""The library's advice in Python terms, and what it means on the command line."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
+    try:
+        try:
+            status = _run(argv)
+        finally:
+            sys.stdout.flush()  # now (--help's exit too), where a closed pipe can be handled
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, with the status shells report
+        # for the other programs of the pipeline.
+        _silence_output()
+        return EXIT_BROKEN_PIPE
+    return status
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     options = parser.parse_args(argv)
     try:
-        return asyncio.run(options.run(options, sys.stdout, sys.stderr))  # type: ignore[no-any-return]
+        status: int = asyncio.run(options.run(options, sys.stdout, sys.stderr))
+        return status
+    except BrokenPipeError:
+        raise
     except UsageError as exc:
-        _fail(parser, options, str(exc))
-    except (StorageError, OSError) as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        _fail(parser, options, _cli_words(str(exc)))
+    except StorageError as exc:
+        _error(_cli_words(str(exc)))
+        return EXIT_ERROR
+    except OSError as exc:
+        _error(_os_error(exc))
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
+        _error("interrupted", prefix="")
         return 130
+
+
+def _error(message: str, prefix: str = "error: ") -> None:
+    print(f"{PROG}: {prefix}{message}", file=sys.stderr)
+
+
+def _cli_words(message: str) -> str:
+    for pattern, words in _PYTHON_WORDS:
+        message = pattern.sub(words, message)
+    return message
+
+
+def _os_error(exc: OSError) -> str:
+    """Describe an OSError without repeating a long path whole (it may be a pasted secret)."""
+    if exc.strerror is None:
+        return str(exc)
+    names = [
+        _short(os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name))
+        for name in (exc.filename, exc.filename2)
+        if name is not None
+    ]
+    return exc.strerror + (": " + " -> ".join(repr(name) for name in names) if names else "")
+
+
+def _silence_output() -> None:
+    """Point stdout and stderr at /dev/null so exiting does not write to a closed pipe again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            # Not a real file (a test's capture): nothing will be flushed to a pipe.
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                os.dup2(devnull, stream.fileno())
+    finally:
+        os.close(devnull)
 
 
 def _fail(parser: argparse.ArgumentParser, options: argparse.Namespace, message: str) -> NoReturn:

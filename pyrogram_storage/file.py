@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import glob
 import json
@@ -11,21 +12,51 @@ import os
 import secrets
 import socket
 import sqlite3
+import stat
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from . import sqlite_schema
-from .errors import CorruptSessionError, InvalidValueError, SessionLocked, SessionNotFoundError
+from .errors import (
+    BackendError,
+    CorruptSessionError,
+    DiskFullError,
+    InvalidValueError,
+    SessionLocked,
+    SessionNotFoundError,
+    StorageError,
+)
+from .session_string import looks_like_session_string
 from .sqlite import SQLiteStorage
 from .sqlite_schema import Layout, create_schema
 
-__all__ = ["FILE_EXTENSION", "FileStorage"]
+__all__ = ["FILE_EXTENSION", "FileStorage", "default_workdir"]
 
 log = logging.getLogger(__name__)
 
 FILE_EXTENSION = ".session"
 _SIDE_FILES = ("-wal", "-shm", "-journal")
+MAX_NAME_BYTES = 200
+"""The longest session name: its scratch file (``.NAME.session.new-PID-TOKEN-journal``)
+must still fit in the 255 bytes a file name may have."""
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+_SQLITE_FULL = 13
+_SQLITE_ROOM = 1 << 20
+"""Below this much free space, a SQLite error while creating a file is a full disk.
+
+SQLite reports a write that found no space as SQLITE_FULL, but a shared-memory index
+it could not grow as an I/O error, and a journal it could not create as CANTOPEN."""
+
+
+def default_workdir() -> Path:
+    """Return the folder every client keeps its session files in by default.
+
+    It is the running script's folder (``Path(sys.argv[0]).parent``, ``.`` in an
+    interactive session), computed the way the clients compute their ``WORKDIR``.
+    """
+    return Path(sys.argv[0] if sys.argv else "").parent
 
 
 def _acquire(lock_path: Path, path: Path, *, shared: bool) -> int:
@@ -33,9 +64,12 @@ def _acquire(lock_path: Path, path: Path, *, shared: bool) -> int:
 
     Exclusive openers take an exclusive flock, shared ones a shared flock, so the two
     modes never mix on one file. The kernel drops the lock when the process dies.
+
+    :raises StorageError: the lock file is a symbolic link, a hard link or not a file.
+    :raises DiskFullError: no room for the lock file.
     """
     while True:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _open_lock_file(lock_path)
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -52,17 +86,61 @@ def _acquire(lock_path: Path, path: Path, *, shared: bool) -> int:
             raise
         # The last holder unlinks the file on release; a lock on an unlinked file is no lock.
         try:
-            same = os.fstat(fd).st_ino == os.stat(lock_path).st_ino
+            same = os.fstat(fd).st_ino == os.lstat(lock_path).st_ino
         except FileNotFoundError:
             same = False
         if same:
             break
         os.close(fd)
-    info = {"pid": os.getpid(), "host": socket.gethostname(), "since": int(time.time())}
-    if not shared:
-        os.ftruncate(fd, 0)
-    os.pwrite(fd, json.dumps(info).encode().ljust(256), 0)
+    try:
+        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": int(time.time())}
+        if not shared:
+            os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode().ljust(256), 0)
+    except BaseException as exc:
+        _release_lock(fd, lock_path)
+        full = _disk_full(exc, lock_path.parent, f"cannot lock {path}")
+        if full is not None:
+            raise full from exc
+        raise
     return fd
+
+
+def _open_lock_file(lock_path: Path) -> int:
+    """Open or create the lock file without following a link planted in its place."""
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _link_refused(lock_path) from None
+        if exc.errno == errno.EISDIR:
+            raise _not_a_lock_file(lock_path, "is not a regular file") from None
+        full = _disk_full(exc, lock_path.parent, f"cannot create the lock file {lock_path}")
+        if full is not None:
+            raise full from exc
+        raise
+    info = os.fstat(fd)
+    # A hard link would have us truncate and write into another file, as a symlink would.
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        os.close(fd)
+        kind = "has other hard links" if stat.S_ISREG(info.st_mode) else "is not a regular file"
+        raise _not_a_lock_file(lock_path, kind)
+    return fd
+
+
+def _not_a_lock_file(lock_path: Path, kind: str) -> StorageError:
+    return StorageError(
+        f"{lock_path} {kind}; refusing to write into it. Remove it (the lock file is "
+        "recreated on open)"
+    )
+
+
+def _link_refused(path: str | Path) -> StorageError:
+    return StorageError(
+        f"{path} is a symbolic link; pyrogram-storage never follows a link to a session, "
+        "lock or journal file (it could make it write elsewhere). Remove the link, or point "
+        "workdir= at the folder that holds the real file"
+    )
 
 
 def _release_lock(fd: int, lock_path: Path) -> None:
@@ -78,12 +156,57 @@ def _release_lock(fd: int, lock_path: Path) -> None:
 
 
 def _holder(fd: int) -> str:
+    """Describe the lock's holder from what it wrote; any other content is not trusted."""
     try:
         info = json.loads(os.pread(fd, 4096, 0).strip() or b"{}")
         since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(info["since"])))
-        return f"pid {int(info['pid'])} on {str(info['host'])!r} since {since}"
-    except (ValueError, KeyError, TypeError):
+        pid = int(info["pid"])
+        host = info["host"]
+        if not isinstance(host, str) or not 0 < pid < 2**32:
+            raise ValueError("not a lock written by pyrogram-storage")
+        return f"pid {pid} on {host[:64]!r} since {since}"
+    except (ValueError, KeyError, TypeError, OverflowError, OSError, RecursionError):
         return "another process or storage object"
+
+
+def _disk_full(exc: BaseException, folder: Path, what: str) -> DiskFullError | None:
+    """Return the DiskFullError ``exc`` means (an OSError or a sqlite3 error), else None."""
+    if isinstance(exc, OSError):
+        full = exc.errno in _FULL_ERRNOS
+    elif isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+        full = code == _SQLITE_FULL or "database or disk is full" in str(exc)
+        if not full and isinstance(exc, sqlite3.OperationalError):
+            # A side file it could not create, an index it could not grow: not reported
+            # as SQLITE_FULL, so tell by what is left.
+            full = _no_room(folder)
+    else:
+        return None
+    if not full:
+        return None
+    free = _free_bytes(folder)
+    room = f"{free // 1024} KiB free" if free >= 0 else "free space unknown"
+    return DiskFullError(
+        f"{what}: the disk is full ({room} in {folder}); free some space and try again. "
+        "Nothing already stored was changed"
+    )
+
+
+def _no_room(folder: Path) -> bool:
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return False
+    no_inodes = info.f_files > 0 and info.f_favail == 0  # 0 files: the fs does not count
+    return no_inodes or info.f_bavail * info.f_frsize < _SQLITE_ROOM
+
+
+def _free_bytes(folder: Path) -> int:
+    try:
+        info = os.statvfs(folder)
+    except OSError:
+        return -1
+    return info.f_bavail * info.f_frsize
 
 
 class FileStorage(SQLiteStorage):
@@ -96,10 +219,13 @@ class FileStorage(SQLiteStorage):
     call returns), always in call order, so a killed process leaves a prefix of its
     writes. :meth:`save` also checkpoints, so what it covers survives a power cut too.
     Existing files written by any Pyrogram-family client are recognised by their
-    tables and brought forward on open.
+    tables and brought forward on open; one that other users can read is made
+    private (0600) first, with a WARNING.
 
-    :param name: the session name; the file is ``<workdir>/<name>.session``.
-    :param workdir: the folder of the file (created, mode 0700, if missing).
+    :param name: the session name, a file name: the file is ``<workdir>/<name>.session``
+        (a trailing ``.session`` is taken as that file name). Folders belong in ``workdir``.
+    :param workdir: the folder of the file; by default the running script's folder, as
+        for the clients' own ``workdir``. Created with mode 0700 if missing.
     :param layout: the ``usernames`` layout for a new file (see :class:`Layout`).
     :param lock: ``"exclusive"`` (default): one open storage per file; another process
         or object opening it gets :class:`SessionLocked` at once, naming the holder.
@@ -112,6 +238,10 @@ class FileStorage(SQLiteStorage):
         migrating is brought forward in a private copy in memory, never on disk.
     :param options: ``username_ttl``, ``session_string``, ``peer_cache_size``,
         ``commit_interval`` (see :class:`~pyrogram_storage.Storage`).
+    :raises TypeError: an argument of the wrong type, or a session string passed as the
+        name or the workdir (it belongs in ``session_string=``; it is not repeated).
+    :raises ValueError: a name with a path separator, NUL or ``..``, too long a name, a
+        negative ``peer_cache_size`` or ``busy_timeout``, an unknown ``lock``.
     """
 
     default_commit_interval = 0.05
@@ -119,19 +249,21 @@ class FileStorage(SQLiteStorage):
     def __init__(
         self,
         name: str,
-        workdir: str | os.PathLike[str] = ".",
+        workdir: str | os.PathLike[str] | None = None,
         *,
         layout: Layout | str = Layout.UPSTREAM,
         lock: str = "exclusive",
         busy_timeout: float = 5.0,
         **options: Any,
     ) -> None:
+        name = _checked_name(name)
+        folder = _checked_workdir(workdir)
         if lock not in ("exclusive", "shared"):
             raise ValueError(f"lock must be 'exclusive' or 'shared', not {lock!r}")
         if lock == "shared":
             # Others read the file: what returned must be in it already.
             options.setdefault("commit_interval", 0)
-        self.path = Path(workdir) / (name + FILE_EXTENSION)
+        self.path = folder / (name + FILE_EXTENSION)
         self.lock_path = Path(f"{self.path}.lock")
         self.lock = lock
         self._lock_fd: int | None = None
@@ -169,7 +301,7 @@ class FileStorage(SQLiteStorage):
                 raise SessionNotFoundError(f"no such session file: {self.path}")
             _check_header(self.path)
             return
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _make_workdir(self.path.parent)
         self._lock_fd = _acquire(self.lock_path, self.path, shared=self.lock == "shared")
         try:
             self._create_or_check()
@@ -229,20 +361,51 @@ class FileStorage(SQLiteStorage):
         # keep bulk peer writes cheap.
         db.execute("PRAGMA wal_autocheckpoint = 10000")
 
+    def _error(self, exc: sqlite3.Error) -> StorageError:
+        full = _disk_full(exc, self.path.parent, str(self.path))
+        return full if full is not None else super()._error(exc)
+
     def _create_or_check(self) -> None:
+        for suffix in ("", *_SIDE_FILES):
+            if os.path.islink(f"{self.path}{suffix}"):
+                raise _link_refused(f"{self.path}{suffix}")
         _remove_abandoned_scratch(self.path)
-        if self.path.exists():
+        if os.path.lexists(self.path):
+            if not stat.S_ISREG(os.lstat(self.path).st_mode):
+                raise StorageError(
+                    f"{self.path} is not a file (a folder, a pipe or a device); "
+                    "the session file must be a regular file"
+                )
+            _make_private(self.path)
             _check_header(self.path)
             return
+        try:
+            self._create()
+        except (OSError, sqlite3.Error) as exc:
+            full = _disk_full(exc, self.path.parent, f"cannot create {self.path}")
+            if full is not None:
+                raise full from exc
+            if isinstance(exc, sqlite3.Error):
+                raise BackendError(f"cannot create {self.path}: {exc}") from exc
+            raise
+
+    def _create(self) -> None:
         # Built aside and linked into place whole, so a crash never leaves a half-made file;
         # created 0600 here so SQLite never creates it with the umask's mode.
         scratch = self.path.with_name(f".{self.path.name}.new-{os.getpid()}-{secrets.token_hex(4)}")
-        os.close(os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         try:
+            fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                os.fchmod(fd, 0o600)  # exactly, whatever the umask took off
+            finally:
+                os.close(fd)
             db = sqlite3.connect(scratch, isolation_level=None)
             try:
                 create_schema(db, self.layout)
                 db.execute("PRAGMA journal_mode = WAL").fetchall()
+                # A read in WAL mode builds the shared-memory index, as every open will:
+                # a disk without room for it fails here, before the file is in place.
+                db.execute("SELECT COUNT(*) FROM sessions").fetchall()
             finally:
                 db.close()
             with open(scratch, "rb") as file:
@@ -250,6 +413,8 @@ class FileStorage(SQLiteStorage):
             try:
                 os.link(scratch, self.path)
             except FileExistsError:
+                if os.path.islink(self.path):
+                    raise _link_refused(self.path) from None
                 _check_header(self.path)  # another opener won the race; use its file
             else:
                 log.debug("created %s", self.path)
@@ -280,6 +445,130 @@ class FileStorage(SQLiteStorage):
             log.debug("deleted %s", path)
 
         await self._off_loop(remove)
+
+
+def _checked_name(name: object) -> str:
+    """Return the session name ``name`` gives, or raise saying what belongs where."""
+    if not isinstance(name, str):
+        raise TypeError(f"the session name must be str, not {type(name).__name__}")
+    if name.endswith(FILE_EXTENSION):
+        name = name[: -len(FILE_EXTENSION)]
+    if looks_like_session_string(name):
+        raise TypeError(
+            "FileStorage's first argument is the session name, and this looks like a "
+            'session string: pass it as session_string=, e.g. FileStorage("my_account", '
+            "session_string=...) (it was not stored anywhere)"
+        )
+    shown = _shown(name)
+    if any(char in name for char in ("/", "\\", "\x00")):
+        folder, _, file = name.replace("\\", "/").rpartition("/")
+        hint = "workdir="
+        if file and "\x00" not in name and len(name) <= 60:
+            hint = f"FileStorage({file!r}, workdir={folder or '/'!r})"
+        raise ValueError(
+            f"the session name {shown} is not a plain file name (it has a path separator "
+            f"or NUL); put the folder in workdir=, e.g. {hint}"
+        )
+    if name in ("", ".", ".."):
+        raise ValueError(
+            f"{shown} is not a session name; give a file name (such as 'my_account') and "
+            "put the folder in workdir="
+        )
+    try:
+        size = len(os.fsencode(name))
+    except UnicodeError:
+        raise ValueError(f"the session name {shown} cannot be a file name here") from None
+    if size > MAX_NAME_BYTES:
+        raise ValueError(
+            f"the session name {shown} is {size} bytes long; at most {MAX_NAME_BYTES} fit "
+            "in a file name"
+        )
+    return name
+
+
+def _checked_workdir(workdir: object) -> Path:
+    if workdir is None:
+        return default_workdir()
+    if not isinstance(workdir, (str, os.PathLike)):
+        raise TypeError(f"workdir must be str or a path, not {type(workdir).__name__}")
+    text = os.fspath(workdir)
+    if not isinstance(text, str):
+        raise TypeError(f"workdir must be str or a path, not {type(text).__name__}")
+    if looks_like_session_string(text):
+        raise TypeError(
+            "FileStorage's second argument is workdir, the folder of the file, and this "
+            "looks like a session string: pass it as session_string=, e.g. "
+            'FileStorage("my_account", session_string=...) (it was not stored anywhere)'
+        )
+    if "\x00" in text:
+        raise ValueError("workdir contains a NUL character")
+    return Path(text)
+
+
+def _shown(text: str) -> str:
+    return repr(text) if len(text) <= 60 else repr(text[:12]) + "…"
+
+
+def _make_workdir(folder: Path) -> None:
+    """Create ``folder`` and its missing parents with mode 0700, whatever the umask."""
+    if folder.is_dir():
+        return
+    missing = []
+    current = folder
+    while not os.path.lexists(current) and current != current.parent:
+        missing.append(current)
+        current = current.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue  # made by another opener meanwhile
+        except OSError as exc:
+            full = _disk_full(exc, path.parent, f"cannot create the folder {path}")
+            if full is not None:
+                raise full from exc
+            raise
+        # The umask may have taken bits off (or mkdir's mode was masked): set it exactly.
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchmod(fd, 0o700)
+        finally:
+            os.close(fd)
+    if not folder.is_dir():
+        raise StorageError(f"workdir {folder} is not a folder")
+
+
+def _make_private(path: Path) -> None:
+    """Take group and other permissions off the session file and its side files we own."""
+    for suffix in ("", *_SIDE_FILES):
+        name = f"{path}{suffix}"
+        try:
+            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise _link_refused(name) from None
+            continue  # unreadable: SQLite's open reports it
+        try:
+            info = os.fstat(fd)
+            mode = stat.S_IMODE(info.st_mode)
+            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or not mode & 0o077:
+                continue
+            try:
+                os.fchmod(fd, mode & 0o700)
+            except OSError as exc:
+                log.warning("%s has mode %04o and could not be made private: %s", name, mode, exc)
+            else:
+                log.warning(
+                    "%s had mode %04o (other users could read it); changed it to %04o: a "
+                    "session grants full access to the account",
+                    name,
+                    mode,
+                    mode & 0o700,
+                )
+        finally:
+            os.close(fd)
 
 
 def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
@@ -314,11 +603,17 @@ def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
 
 
 def _remove_abandoned_scratch(path: Path) -> None:
-    """Remove files that processes killed while creating ``path`` left aside."""
+    """Remove files that processes killed while creating ``path`` left aside.
+
+    Only regular files whose name carries the pid of a dead process are removed;
+    anything else with a similar name (a folder, a link) is not ours and is left alone.
+    """
     for scratch in path.parent.glob(f".{glob.escape(path.name)}.new-*"):
         pid = scratch.name.rpartition(".new-")[2].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
+        if not (pid.isascii() and pid.isdigit() and 0 < int(pid) < 2**31) or _alive(int(pid)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.lstat(scratch).st_mode):
                 os.unlink(scratch)
 
 
@@ -353,9 +648,17 @@ def _check_header(path: Path) -> None:
     pages = int.from_bytes(header[28:32], "big")
     # The page count in the header is only trusted when its change counters agree, and
     # only without a WAL: a checkpoint cut short leaves pages that the WAL still holds.
-    wal = Path(f"{path}-wal")
-    recovering = wal.exists() and wal.stat().st_size > 0
+    # A hot rollback journal likewise: a commit cut short may have written the header
+    # before the pages it counts, and SQLite rolls it back on open.
+    recovering = any(_non_empty(f"{path}{suffix}") for suffix in ("-wal", "-journal"))
     if not recovering and header[24:28] == header[92:96] and size < pages * page_size:
         raise CorruptSessionError(
             f"{path} is truncated: {size} bytes of {pages * page_size}; {untouched}"
         )
+
+
+def _non_empty(name: str) -> bool:
+    try:
+        return os.lstat(name).st_size > 0
+    except FileNotFoundError:
+        return False

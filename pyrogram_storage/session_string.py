@@ -18,18 +18,24 @@ import re
 import struct
 
 from .errors import SessionStringError
-from .types import SessionData
+from .types import SessionData, dc_address
 
 __all__ = [
     "SessionStringFormat",
     "decode_session_string",
     "detect_format",
     "encode_session_string",
+    "looks_like_session_string",
+    "looks_like_telethon_string",
 ]
 
 AUTH_KEY_SIZE = 256
 MAX_LENGTH = 1024
 """Longer input is refused before decoding; a session string is 362 characters."""
+MAX_API_ID = 2**31 - 1
+"""Telegram's ``api_id`` is a signed 32-bit int; the string stores it unsigned."""
+MAX_USER_ID = 2**63 - 1
+"""User ids are signed 64-bit everywhere they are stored; the string stores them unsigned."""
 
 
 class SessionStringFormat(enum.Enum):
@@ -46,6 +52,7 @@ class SessionStringFormat(enum.Enum):
 
 _BY_SIZE = {fmt.size: fmt for fmt in SessionStringFormat}
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9\-_+/=]")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9\-_+=]{300,}")
 _QUOTES = "\"'`"
 
 
@@ -102,32 +109,81 @@ def decode_session_string(text: str) -> SessionData:
     """Decode any Pyrogram-family session string into a :class:`SessionData`.
 
     Surrounding whitespace and quotes, padding and the standard ``+/`` alphabet are
-    accepted. Old formats yield ``api_id=None``.
+    accepted. Old formats yield ``api_id=None``. Every field is checked, so a damaged
+    string that is still valid base64 is refused rather than stored: the data center
+    must be one of Telegram's, the flag bytes 0 or 1, ``api_id`` in 1..2**31-1 and
+    ``user_id`` in 1..2**63-1.
 
-    :raises SessionStringError: with what is wrong with the text.
+    :raises SessionStringError: with what is wrong with the text (naming the field, never
+        quoting the text).
     """
     fmt, raw = _decode_bytes(text)
     if fmt is SessionStringFormat.CURRENT:
-        dc_id, api_id, test_mode, auth_key, user_id, is_bot = struct.unpack(fmt.value, raw)
+        dc_id, api_id, _, auth_key, user_id, _ = struct.unpack(fmt.value, raw)
     else:
-        dc_id, test_mode, auth_key, user_id, is_bot = struct.unpack(fmt.value, raw)
+        dc_id, _, auth_key, user_id, _ = struct.unpack(fmt.value, raw)
         api_id = None
-    flags = raw[5] if fmt is SessionStringFormat.CURRENT else raw[1]
-    if flags not in (0, 1) or raw[-1] not in (0, 1):
+    # Unpacked as bytes, not "?": struct turns any non-zero byte into True.
+    test_mode = _flag("test_mode", raw[5] if fmt is SessionStringFormat.CURRENT else raw[1])
+    is_bot = _flag("is_bot", raw[-1])
+    if dc_address(dc_id, test_mode) is None:
+        known = "1-3 on the test servers" if test_mode else "1-5 and 203"
         raise SessionStringError(
-            "not a session string: its flag bytes are not booleans (the text may be damaged)"
+            f"not a session string: data center {dc_id} is not one of Telegram's ({known}); "
+            "the text may be damaged"
         )
-    if dc_id == 0:
-        raise SessionStringError("not a session string: data center id is 0")
+    if api_id is not None and not 1 <= api_id <= MAX_API_ID:
+        raise SessionStringError(
+            f"not a session string: api_id is out of range (1 to {MAX_API_ID}); "
+            "the text may be damaged"
+        )
+    if not 1 <= user_id <= MAX_USER_ID:
+        raise SessionStringError(
+            "not a session string: user_id is out of range (1 to 2**63-1); the text may be damaged"
+        )
     return SessionData(
         dc_id=dc_id,
         api_id=api_id,
-        test_mode=bool(test_mode),
+        test_mode=test_mode,
         auth_key=bytes(auth_key),
         date=0,
         user_id=user_id,
-        is_bot=bool(is_bot),
+        is_bot=is_bot,
     )
+
+
+def _flag(name: str, value: int) -> bool:
+    if value not in (0, 1):
+        raise SessionStringError(
+            f"not a session string: the {name} flag byte is {value}, not 0 or 1 "
+            "(the text may be damaged)"
+        )
+    return value == 1
+
+
+def looks_like_session_string(text: object) -> bool:
+    """Return True if ``text`` is, or nearly is, a Pyrogram-family or Telethon session string.
+
+    For catching a session string passed where a name or a path belongs, so that it is
+    refused without being echoed: a run of 300 or more base64 characters without a
+    ``/`` cannot be a path (no file name is that long), and any text that decodes is one.
+    """
+    if not isinstance(text, str) or len(text) > MAX_LENGTH:
+        return False
+    cleaned = text.strip().strip(_QUOTES).strip()
+    if _BASE64_RUN.fullmatch(cleaned):
+        return True
+    try:
+        _decode_bytes(cleaned)
+    except SessionStringError:
+        return False
+    return True
+
+
+def looks_like_telethon_string(text: str) -> bool:
+    """Return True if ``text`` has the shape of a Telethon ``StringSession`` string."""
+    cleaned = text.strip().strip(_QUOTES).strip()
+    return cleaned[:1] == "1" and _looks_like_telethon(cleaned[1:])
 
 
 def _decode_bytes(text: str) -> tuple[SessionStringFormat, bytes]:

@@ -13,8 +13,10 @@ writer's lane. An in-memory session has one connection, used on the event loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import math
 import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -125,8 +127,8 @@ class SQLiteStorage(Storage):
         self.layout = Layout(layout)
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
             raise TypeError(f"busy_timeout must be a number, not {type(busy_timeout).__name__}")
-        if not busy_timeout >= 0:
-            raise ValueError("busy_timeout must be a number of seconds, at least 0")
+        if not (math.isfinite(busy_timeout) and busy_timeout >= 0):
+            raise ValueError(f"busy_timeout must be 0 seconds or more, not {busy_timeout}")
         self.busy_timeout = float(busy_timeout)
         self._lane = Lane()
         self._db: sqlite3.Connection | None = None
@@ -232,6 +234,8 @@ class SQLiteStorage(Storage):
     # -- lifecycle primitives -----------------------------------------------------------------
 
     async def _open(self) -> SessionData:
+        opened: list[sqlite3.Connection] = []
+
         def work() -> tuple[sqlite3.Connection, sqlite3.Connection | None, SessionData]:
             self._start()
             try:
@@ -254,9 +258,25 @@ class SQLiteStorage(Storage):
             except BaseException:
                 self._stop()
                 raise
+            opened.extend(conn for conn in (reader, db) if conn is not None)
             return db, reader, session
 
-        db, reader, session = await self._off_loop(work)
+        def undo() -> None:
+            # open() was cancelled while work() ran here: nobody will use what it opened.
+            with contextlib.suppress(Exception):
+                for conn in opened:
+                    conn.close()
+                self._stop()
+
+        try:
+            db, reader, session = await self._off_loop(work)
+        except asyncio.CancelledError:
+            if self._threaded:
+                # After work(), whether it ran or not; waited for, so that a cancelled
+                # open() (asyncio.wait_for) holds no lock once it has ended.
+                with contextlib.suppress(BaseException):
+                    await asyncio.shield(self._lane.run(undo))
+            raise
         self._db, self._reader = db, reader or db
         log.debug("opened %s", self.database)
         return session

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
 import stat
 import subprocess
@@ -19,6 +21,7 @@ from telethon.sessions import StringSession
 from pyrogram_storage import FileStorage, decode_session_string
 from pyrogram_storage.tools.copy import opened
 
+from .fixture_files import copy_fixture
 from .test_telethon import SELF_ID, telethon_file, telethon_string
 from .test_tools import KEY, fill, snapshot
 
@@ -424,3 +427,145 @@ def rows_of(path: Path, sql: str) -> list[tuple[object, ...]]:
         return db.execute(sql).fetchall()
     finally:
         db.close()
+
+
+# -- careless and hostile command lines ------------------------------------------------------
+
+
+async def _exported(storage: FileStorage) -> str:
+    async with opened(storage):
+        return await storage.export_session_string()
+
+
+async def test_a_session_string_given_as_target_is_not_echoed(tmp_path: Path) -> None:
+    """Before, it was taken for a file name and shown whole in "File name too long"."""
+    storage = await filled_file(tmp_path)
+    text = await _exported(storage)
+    before = sorted(os.listdir(tmp_path))
+    targets = [
+        text,
+        text + ".session",
+        f"{tmp_path}/{text}",
+        f"{text}/me.session",
+        f"{tmp_path}/{text[:100]}.{text[100:]}",  # not quite a session string, still long
+    ]
+    for n, target in enumerate(targets):
+        result = run("copy", storage.path, target, cwd=tmp_path)
+        assert result.returncode == 2, (n, result.stderr[-300:])
+        assert text[20:60] not in result.stdout + result.stderr, n
+        no_secrets(result.stdout + result.stderr)
+    result = run("import-string", "-", text, stdin=text, cwd=tmp_path)
+    assert result.returncode == 2 and "import-string - TARGET" in result.stderr
+    assert text[20:60] not in result.stdout + result.stderr
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+async def test_a_hostile_lock_file_is_reported_not_a_traceback(tmp_path: Path) -> None:
+    """Before, "since": 1e20 in the lock file raised OverflowError through the CLI."""
+    source = await filled_file(tmp_path)
+    lock = tmp_path / "held.session.lock"
+    lock.write_bytes(b'{"pid": 1, "host": "h", "since": 1e20}')
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        result = run("copy", source.path, tmp_path / "held.session")
+    finally:
+        os.close(fd)
+    assert result.returncode == 1, result.stderr
+    assert "in use by another process" in result.stderr
+    assert "Traceback" not in result.stderr and "Overflow" not in result.stderr
+
+
+async def test_a_folder_named_like_a_scratch_file_is_left_alone(tmp_path: Path) -> None:
+    """Before, it raised a raw IsADirectoryError (exit 1) when the TARGET was created."""
+    source = await filled_file(tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stray = tmp_path / f".copy.session.new-{dead.pid}-abcd0123"
+    stray.mkdir()
+    result = run("copy", source.path, tmp_path / "copy.session")
+    assert result.returncode == 0, result.stderr
+    assert stray.is_dir() and (tmp_path / "copy.session").exists()
+
+
+@pytest.mark.parametrize(
+    "client, named, version",
+    [
+        ("kurigram", "Kurigram", 7),
+        ("pyrotgfork", "Pyrotgfork", 6),
+        ("electrogram", "Electrogram", 4),
+        ("hydrogram", "Hydrogram", 3),
+    ],
+)
+def test_inspect_names_the_clients_that_wrote_a_file(
+    tmp_path: Path, client: str, named: str, version: int
+) -> None:
+    """Before: "schema version: 0 (latest 1)" and a note to migrate, for a healthy client file."""
+    path = copy_fixture(client, tmp_path, "theirs")
+    result = run("inspect", path)
+    assert result.returncode == 0, result.stderr
+    assert "schema version" not in result.stdout
+    assert "migrate" not in result.stdout + result.stderr
+    written = [line for line in result.stdout.splitlines() if line.startswith("written by:")]
+    assert len(written) == 1 and named in written[0] and f"schema {version}" in written[0]
+    report = json.loads(run("inspect", "--json", path).stdout)
+    assert named in report["client_file"]["clients"]
+    assert report["client_file"]["version"] == version
+
+
+def test_a_telethon_string_under_string_points_at_the_telethon_prefix() -> None:
+    text = telethon_string()
+    result = run("inspect", "string:" + text)
+    assert result.returncode == 2, result.stderr
+    assert "telethon:STRING" in result.stderr
+    assert "pyrogram_storage.tools" not in result.stderr and text[20:60] not in result.stderr
+    assert run("inspect", "telethon:" + text).returncode == 0
+
+
+async def test_errors_speak_command_line_not_python(tmp_path: Path) -> None:
+    source = await filled_file(tmp_path)
+    target = await filled_file(tmp_path, "target")
+    refused = run("copy", source.path, target.path)
+    assert refused.returncode == 1 and "pass --overwrite" in refused.stderr
+    async with FileStorage("held", tmp_path):  # another program has this TARGET open
+        locked = run("copy", source.path, tmp_path / "held.session")
+    assert locked.returncode == 1 and "is in use by pid" in locked.stderr
+    for result in (refused, locked):
+        for python in ("=True", "overwrite=", "lock=", "lock='shared'"):
+            assert python not in result.stderr, (python, result.stderr)
+
+
+async def test_output_into_a_closed_pipe_ends_quietly_like_other_programs(tmp_path: Path) -> None:
+    """Before: "error: [Errno 32] Broken pipe" and status 1 under `| head`."""
+    storage = await filled_file(tmp_path)
+    pipeline = 'set -o pipefail; "$@" | true; echo "status ${PIPESTATUS[0]}"'
+    others = subprocess.run(
+        ["bash", "-c", pipeline, "bash", "yes"], capture_output=True, text=True, check=True
+    )
+    assert others.stdout.strip() == "status 141"  # what a shell reports for `yes | head`
+    for args in (["inspect", storage.path], ["inspect", "--json", storage.path]):
+        ours = subprocess.run(
+            ["bash", "-c", pipeline, "bash", str(SCRIPT), *map(str, args)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert ours.stdout.strip() == others.stdout.strip(), (args, ours.stderr)
+        assert ours.stderr == "", args
+    # The reader gone before the first byte, without a shell in between.
+    process = subprocess.Popen(
+        [str(SCRIPT), "inspect", str(storage.path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()
+    assert process.stderr.read() == b""
+    assert process.wait(timeout=120) == 128 + signal.SIGPIPE
+
+
+@pytest.mark.xfail(strict=True, reason="registry")
+async def test_copy_to_memory_is_not_a_file_named_memory(tmp_path: Path) -> None:
+    """``copy x memory:`` silently wrote ``memory:.session``; the URL registry parses it."""
+    source = await filled_file(tmp_path)
+    result = run("copy", source.path, "memory:", cwd=tmp_path)
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "memory:.session").exists()

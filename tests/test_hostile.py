@@ -6,18 +6,24 @@ session strings and 400 damaged files instead of the CI-sized runs.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
+import ctypes
+import fcntl
 import hashlib
 import os
 import random
 import shutil
 import sqlite3
+import stat
 import struct
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -26,12 +32,14 @@ from hypothesis import strategies as st
 
 from pyrogram_storage import (
     CorruptSessionError,
+    DiskFullError,
     FileStorage,
     MemoryStorage,
     Peer,
     PeerNotFound,
     PeerType,
     SessionData,
+    SessionLocked,
     SessionStringError,
     Storage,
     StorageError,
@@ -43,10 +51,20 @@ from pyrogram_storage.session_string import (
     encode_session_string,
 )
 from pyrogram_storage.tools.telethon import decode_telethon_string, encode_telethon_string
+from pyrogram_storage.types import dc_address
+
+from .clientenv import CLIENTS, run_in_env
 
 FULL = os.environ.get("PYROGRAM_STORAGE_FULL") == "1"
 STRING_MUTATIONS = int(os.environ.get("PYROGRAM_STORAGE_FUZZ_STRINGS", 200_000 if FULL else 20_000))
 FILE_MUTATIONS = int(os.environ.get("PYROGRAM_STORAGE_FUZZ_FILES", 400 if FULL else 40))
+
+
+STRING_OF_KEY = encode_session_string(
+    SessionData(
+        dc_id=2, api_id=42, test_mode=False, auth_key=bytes(range(256)), user_id=7, is_bot=False
+    )
+)
 
 
 def digest(path: Path) -> str:
@@ -137,6 +155,37 @@ def _mutate(text: str, rng: random.Random) -> str:
     return text
 
 
+async def _through_storage(texts: list[str], seed: int) -> Counter[str]:
+    """Hand each text to a storage as a client would: ``MemoryStorage(session_string=...)``.
+
+    The constructor may refuse it (only with SessionStringError); what it accepts must
+    open, hold exactly the decoded session and export it again.
+    """
+    outcomes: Counter[str] = Counter()
+    for n, text in enumerate(texts):
+        where = f"storage check {n} (seed {seed}): {text[:200]!r}… ({len(text)} chars)"
+        try:
+            storage = MemoryStorage("fuzz", session_string=text)
+        except SessionStringError:
+            outcomes["storage refused"] += 1
+            continue
+        except BaseException as exc:
+            raise AssertionError(where) from exc
+        try:
+            await storage.open()
+            expected = decode_session_string(text)
+            assert (await storage.get_session()).replace(date=0) == expected, where
+            if expected.api_id is not None:
+                exported = await storage.export_session_string()
+                assert decode_session_string(exported) == expected, where
+        except BaseException as exc:
+            raise AssertionError(where) from exc
+        finally:
+            await storage.delete()
+        outcomes["storage opened"] += 1
+    return outcomes
+
+
 def _outcome(decode: Callable[[str], object], text: str) -> str:
     try:
         decode(text)
@@ -152,6 +201,7 @@ def test_fuzzed_session_strings_raise_only_session_string_error() -> None:
     rng = random.Random(seed)
     seeds = _seed_strings(rng)
     outcomes: Counter[str] = Counter()
+    to_store: list[str] = []
     for n in range(STRING_MUTATIONS):
         text = _mutate(rng.choice(seeds), rng)
         try:
@@ -165,11 +215,19 @@ def test_fuzzed_session_strings_raise_only_session_string_error() -> None:
         if ours == "decoded":
             # Whatever decodes is a well-formed session that encodes again.
             session = decode_session_string(text)
-            assert 1 <= session.dc_id <= 255 and len(session.auth_key or b"") == 256
+            assert dc_address(session.dc_id, bool(session.test_mode)) is not None
+            assert len(session.auth_key or b"") == 256
+            assert session.user_id is not None and 1 <= session.user_id < 2**63
             if session.api_id is not None:
+                assert 1 <= session.api_id < 2**31
                 assert decode_session_string(encode_session_string(session)) == session
+            to_store.append(text)
+        elif n % 100 == 0:
+            to_store.append(text)  # a sample of the refused ones, to the constructor too
+    outcomes.update(asyncio.run(_through_storage(to_store, seed)))
     print(f"\nfuzz: {STRING_MUTATIONS} mutated strings (seed {seed}): {dict(outcomes)}")
     assert outcomes["pyrogram refused"] > STRING_MUTATIONS // 2
+    assert outcomes["storage opened"] == outcomes["pyrogram decoded"]
 
 
 @pytest.mark.filterwarnings("ignore::pyrogram_storage.tools.telethon.IncompleteSessionWarning")
@@ -409,3 +467,397 @@ async def test_odd_peers_are_stored_and_found_in_mongo(mongo_uri: str, peers: li
                     assert found.phone_number == stored.phone_number
     finally:
         await storage.delete()
+
+
+# -- the file system: links, names, folders, stray files, lock contents ---------------------
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def _lock_fds(lock_name: str) -> list[str]:
+    """The descriptors of this process open on a lock file named ``lock_name``."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            if lock_name in os.readlink(f"/proc/self/fd/{fd}"):
+                found.append(fd)
+    return found
+
+
+async def _opens(workdir: Path, name: str = "me") -> None:
+    storage = FileStorage(name, workdir)
+    await storage.open()
+    await storage.close()
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
+async def test_a_link_in_place_of_the_lock_file_is_refused(tmp_path: Path, dangling: bool) -> None:
+    """Before, the lock was opened with O_CREAT and truncated: the link's target was wiped."""
+    workdir = tmp_path / "sessions"
+    workdir.mkdir()
+    target = tmp_path / "precious.txt"
+    if not dangling:
+        target.write_bytes(b"keep me\n" * 100)
+    (workdir / "me.session.lock").symlink_to(target)
+    for attempt in (FileStorage("me", workdir).open, FileStorage("me", workdir).delete):
+        with pytest.raises(StorageError, match="symbolic link"):
+            await attempt()
+    if dangling:
+        assert not target.exists()
+    else:
+        assert target.read_bytes() == b"keep me\n" * 100
+    assert _names(workdir) == ["me.session.lock"]
+
+
+async def test_a_hard_link_or_a_folder_in_place_of_the_lock_file_is_refused(
+    tmp_path: Path,
+) -> None:
+    other = tmp_path / "other.session"
+    await _opens(tmp_path, "other")
+    before = digest(other)
+    os.link(other, tmp_path / "me.session.lock")
+    with pytest.raises(StorageError, match="hard links"):
+        await FileStorage("me", tmp_path).open()
+    assert digest(other) == before
+    (tmp_path / "me.session.lock").unlink()
+    (tmp_path / "me.session.lock").mkdir()
+    with pytest.raises(StorageError, match="not a regular file"):
+        await FileStorage("me", tmp_path).open()
+    assert not (tmp_path / "me.session").exists()
+
+
+@pytest.mark.parametrize("suffix", ["", "-wal", "-shm", "-journal"])
+@pytest.mark.parametrize("dangling", [False, True], ids=["to-a-session", "dangling"])
+async def test_a_link_in_place_of_the_session_or_a_side_file_is_refused(
+    tmp_path: Path, suffix: str, dangling: bool
+) -> None:
+    """A session file, or its journal, is never written through a link (SQLite follows some)."""
+    workdir = tmp_path / "sessions"
+    workdir.mkdir()
+    if suffix:  # the session itself is real; only its side file is a link
+        await _opens(workdir)
+    victim = tmp_path / f"victim.session{suffix}"
+    if not dangling:
+        await _opens(tmp_path, "victim")
+        victim = tmp_path / "victim.session"
+    before = digest(victim) if victim.exists() else None
+    (workdir / f"me.session{suffix}").symlink_to(victim)
+    with pytest.raises(StorageError, match="symbolic link"):
+        await FileStorage("me", workdir).open()
+    assert (digest(victim) if victim.exists() else None) == before
+    assert not (workdir / "me.session.lock").exists()
+
+
+async def test_a_folder_in_place_of_the_session_file_is_a_storage_error(tmp_path: Path) -> None:
+    (tmp_path / "me.session").mkdir()
+    with pytest.raises(StorageError, match="not a file"):
+        await FileStorage("me", tmp_path).open()
+    await _opens(tmp_path, "other")  # and nothing is left locked
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../x", "../../etc/x", "/tmp/x", "a/b", "a\\b", "x\x00y", "..", ".", "", ".session"],
+)
+def test_names_that_are_paths_are_refused_pointing_at_workdir(tmp_path: Path, name: str) -> None:
+    workdir = tmp_path / "sessions"
+    with pytest.raises(ValueError, match="workdir="):
+        FileStorage(name, workdir)
+    assert _names(tmp_path) == []
+
+
+async def test_a_trailing_session_suffix_is_the_file_name(tmp_path: Path) -> None:
+    storage = FileStorage("me.session", tmp_path)
+    assert storage.path == tmp_path / "me.session" and storage.name == "me"
+    await storage.open()
+    await storage.close()
+    assert _names(tmp_path) == ["me.session"]
+
+
+def test_careless_constructor_arguments_get_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="session name must be str, not int"):
+        FileStorage(123)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="workdir must be str or a path, not int"):
+        FileStorage("me", 123)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="workdir must be str or a path, not bytes"):
+        FileStorage("me", b"/tmp")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="peer_cache_size"):
+        FileStorage("me", tmp_path, peer_cache_size=-1)
+    with pytest.raises(TypeError, match="peer_cache_size"):
+        FileStorage("me", tmp_path, peer_cache_size=1.5)  # type: ignore[arg-type]
+    for timeout in (-1, -0.5, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="busy_timeout"):
+            FileStorage("me", tmp_path, busy_timeout=timeout)
+    with pytest.raises(ValueError, match="at most 200"):
+        FileStorage("x" * 201, tmp_path)
+    assert FileStorage("me", tmp_path, peer_cache_size=0, busy_timeout=0).path.parent == tmp_path
+    assert _names(tmp_path) == []
+
+
+def test_the_default_workdir_is_the_scripts_folder_as_for_the_clients(tmp_path: Path) -> None:
+    """Run from elsewhere, a script finds its session beside it, where the client put it."""
+    folder = tmp_path / "bot"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    script = folder / "main.py"
+    script.write_text(
+        "import asyncio\n"
+        "from pyrogram_storage import FileStorage\n"
+        "async def main():\n"
+        "    async with FileStorage('my_account') as storage:\n"
+        "        print(storage.path)\n"
+        "asyncio.run(main())\n"
+    )
+    for argv0 in (str(script), os.path.relpath(script, elsewhere)):
+        done = subprocess.run(
+            [sys.executable, argv0], cwd=elsewhere, capture_output=True, text=True, check=False
+        )
+        assert done.returncode == 0, done.stderr
+        assert (folder / "my_account.session").exists()
+        assert _names(elsewhere) == []
+
+
+@pytest.mark.clients
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_the_default_workdir_is_the_one_the_installed_client_computes(
+    tmp_path: Path, client: str
+) -> None:
+    folder = tmp_path / "bot"
+    folder.mkdir()
+    script = folder / "main.py"
+    script.write_text(
+        f"from {CLIENTS[client].module} import Client\n"
+        "from pyrogram_storage import FileStorage\n"
+        "print(Client.WORKDIR)\n"
+        "print(FileStorage('my_account').path.parent)\n"
+    )
+    done = run_in_env(client, script, cwd=tmp_path)
+    theirs, ours = done.stdout.split()
+    assert Path(theirs) == Path(ours)
+    assert (tmp_path / ours).resolve() == folder.resolve()
+
+
+async def test_a_missing_workdir_and_its_parents_are_made_0700_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    for umask in (0o000, 0o022, 0o277):
+        workdir = tmp_path / f"u{umask:o}" / "a" / "b"
+        previous = os.umask(umask)
+        try:
+            await _opens(workdir)
+        finally:
+            os.umask(previous)
+        for folder in (workdir, workdir.parent, workdir.parent.parent):
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700, (oct(umask), folder)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    await _opens(shared)
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # a folder we did not make is left as is
+
+
+async def test_stray_files_named_like_scratch_files_are_left_alone(tmp_path: Path) -> None:
+    """Before, a folder named like a dead opener's scratch file raised raw IsADirectoryError."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    strays = [
+        f".me.session.new-{dead.pid}-abcd0123",  # a folder
+        ".me.session.new-99999999999999999999-ff",  # a pid no process can have
+        ".me.session.new-\u00b2-ff",  # a digit int() refuses
+    ]
+    for stray in strays:
+        (tmp_path / stray).mkdir()
+    (tmp_path / f".me.session.new-{dead.pid}-link").symlink_to(tmp_path / "elsewhere")
+    left = tmp_path / f".me.session.new-{dead.pid}-0badf00d"
+    left.write_bytes(b"half-made")
+    await _opens(tmp_path)
+    assert not left.exists()  # the real leftover of a killed opener is removed
+    assert set(strays) | {f".me.session.new-{dead.pid}-link"} <= set(_names(tmp_path))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'{"pid": 1, "host": "h", "since": 1e20}',
+        b'{"pid": 1, "host": "h", "since": -1e300}',
+        b'{"pid": 1e400, "host": "h", "since": 0}',
+        b'{"pid": NaN, "host": "h", "since": 0}',
+        b'{"pid": 1, "host": ["h"], "since": 0}',
+        b"[" * 3000,
+        b"\xff\xfe garbage",
+        b'{"pid": 1, "host": "' + b"h" * 3000 + b'", "since": 0}',
+    ],
+)
+async def test_hostile_lock_file_contents_only_change_the_holder_shown(
+    tmp_path: Path, content: bytes
+) -> None:
+    lock = tmp_path / "me.session.lock"
+    lock.write_bytes(content)
+    fd = os.open(lock, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another holder, with what it wrote
+        with pytest.raises(SessionLocked) as error:
+            await FileStorage("me", tmp_path).open()
+    finally:
+        os.close(fd)
+    assert len(str(error.value)) < 400
+    await _opens(tmp_path)
+
+
+async def test_a_cancelled_open_releases_the_lock(tmp_path: Path) -> None:
+    """Before, open() cancelled by wait_for left the lock held: SessionLocked by our own pid."""
+    outcomes: Counter[str] = Counter()
+    for step in range(60):
+        storage = FileStorage("me", tmp_path)
+        try:
+            await asyncio.wait_for(storage.open(), 0.00005 * 1.1**step)  # 0.05 to 15 ms
+        except asyncio.TimeoutError:
+            outcomes["cancelled"] += 1
+        else:
+            outcomes["opened"] += 1
+            await storage.close()
+        assert _lock_fds("me.session.lock") == [], step
+        await _opens(tmp_path)  # another storage object opens at once
+        await storage.open()  # and so does the same one
+        await storage.close()
+    print(f"\ncancelled opens: {dict(outcomes)}")
+    assert outcomes["cancelled"] >= 5
+
+
+# -- a full disk: a real, small tmpfs ----------------------------------------------------
+
+
+class SmallDisk:
+    """A tmpfs of its own, mounted for one test: a real file system that fills up."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.filler = root / "filler"
+
+    def fill(self, leave: int = 0) -> None:
+        """Fill the disk, then give back ``leave`` bytes (rounded to pages)."""
+        fd = os.open(self.filler, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, bytes(65536))
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, bytes(4096))
+        finally:
+            os.close(fd)
+        size = self.filler.stat().st_size
+        os.truncate(self.filler, max(0, size - leave))
+
+    def empty(self) -> None:
+        self.filler.unlink(missing_ok=True)
+
+    def free(self) -> int:
+        info = os.statvfs(self.root)
+        return info.f_bavail * info.f_frsize
+
+
+def _mount_tmpfs(root: Path, options: str) -> str | None:
+    """Mount a tmpfs on ``root``; return why it could not be, or None."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"tmpfs", os.fsencode(root), b"tmpfs", 0, options.encode()) != 0:
+        return os.strerror(ctypes.get_errno())
+    return None
+
+
+def _unmount(root: Path) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.umount2(os.fsencode(root), 0) != 0:
+        error = ctypes.get_errno()
+        libc.umount2(os.fsencode(root), 2)  # MNT_DETACH: never leave it mounted
+        # Busy: this process still has a file open on it, a leaked descriptor.
+        raise AssertionError(f"could not unmount the small disk: {os.strerror(error)}")
+
+
+@contextlib.contextmanager
+def _small_disk(root: Path, options: str) -> Iterator[SmallDisk]:
+    root.mkdir()
+    why = _mount_tmpfs(root, options)
+    if why is not None:
+        pytest.skip(f"cannot mount a tmpfs here ({why}); the full-disk tests need root")
+    try:
+        yield SmallDisk(root)
+    finally:
+        _unmount(root)
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 1 MiB tmpfs: a real disk that runs out of space."""
+    with _small_disk(tmp_path / "disk", "size=1m,mode=0700") as disk:
+        yield disk
+
+
+async def test_creating_a_session_on_a_full_disk_raises_disk_full_error(
+    small_disk: SmallDisk,
+) -> None:
+    """At every amount of free space, a new session opens or fails with DiskFullError.
+
+    Before: raw OSError (the lock file), raw sqlite3.OperationalError (the new file), and
+    CorruptSessionError for a file created with too little room left to open it; the lock
+    of a failed open stayed held (SessionLocked by our own pid on the next try).
+    """
+    root = small_disk.root
+    old = root / "old.session"
+    async with FileStorage("old", root, session_string=STRING_OF_KEY) as storage:
+        await storage.upsert_peers([Peer(5, 55, PeerType.USER, ("keep",))])
+    before = digest(old)
+    outcomes: Counter[str] = Counter()
+    for pages in range(0, 40):
+        small_disk.fill(leave=pages * 4096)
+        storage = FileStorage("new", root)
+        try:
+            await storage.open()
+        except DiskFullError as exc:
+            assert "disk is full" in str(exc)
+            outcomes["DiskFullError"] += 1
+            assert _names(root) == ["filler", "old.session"], pages
+        else:
+            outcomes["opened"] += 1
+            await storage.close()
+        assert _lock_fds("new.session.lock") == []
+        assert digest(old) == before
+        small_disk.empty()
+        await storage.open()  # the same object, once there is room: nothing was left locked
+        await storage.delete()
+    print(f"\nnew sessions on a full disk: {dict(outcomes)}")
+    assert outcomes["DiskFullError"] >= 5 and outcomes["opened"] >= 5
+    async with FileStorage("old", root) as storage:
+        assert (await storage.peer_by_username("keep")).id == 5
+        assert await storage.export_session_string() == STRING_OF_KEY
+
+
+async def test_no_room_for_a_new_file_or_folder_raises_disk_full_error(tmp_path: Path) -> None:
+    """A tmpfs out of inodes: the lock, the new file, its journal, the workdir: no room."""
+    with _small_disk(tmp_path / "disk", "size=1m,nr_inodes=12,mode=0700") as disk:
+        fillers = []
+        with contextlib.suppress(OSError):
+            while True:
+                fillers.append(disk.root / f"f{len(fillers)}")
+                fillers[-1].touch()
+        fillers.pop()
+        outcomes: Counter[str] = Counter()
+        for _ in range(len(fillers)):
+            for workdir in (disk.root, disk.root / "sub" / "folder"):
+                storage = FileStorage("new", workdir)
+                try:
+                    await storage.open()
+                except DiskFullError as exc:
+                    assert "disk is full" in str(exc)
+                    outcomes["DiskFullError"] += 1
+                else:
+                    outcomes["opened"] += 1
+                    await storage.delete()
+                assert _lock_fds("new.session.lock") == []
+                assert [p for p in _names(disk.root) if not p.startswith(("f", "sub"))] == []
+            fillers.pop().unlink()  # one more inode free
+        print(f"\nnew sessions without inodes: {dict(outcomes)}")
+        assert outcomes["DiskFullError"] >= 3 and outcomes["opened"] >= 1

@@ -30,6 +30,9 @@ from pyrogram_storage import (
     UpdateState,
 )
 from pyrogram_storage.session_string import decode_session_string, encode_session_string
+from pyrogram_storage.tools.telethon import encode_telethon_string
+
+from .fixture_files import copy_fixture
 
 KEY = bytes((i * 37 + 11) % 256 for i in range(256))
 SESSION = SessionData(
@@ -229,3 +232,76 @@ def test_the_leak_check_sees_every_spelling() -> None:
     for text in (STRING, KEY.hex(), KEY.hex().upper(), repr(KEY), base64.b64encode(KEY).decode()):
         assert leaks(f"prefix {text} suffix"), text
     assert leaks(repr(SESSION.replace(auth_key=None))) == []
+
+
+# -- files we own, made private; secrets typed where a path belongs -------------------------
+
+
+def _modes(folder: Path) -> dict[str, int]:
+    return {path.name: stat.S_IMODE(path.stat().st_mode) for path in folder.iterdir()}
+
+
+async def test_an_adopted_client_file_readable_by_others_is_made_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Before, a 0644 client file stayed 0644 and SQLite made its -wal and -shm 0644 too."""
+    path = copy_fixture("kurigram", tmp_path, "me")
+    for suffix in ("-wal", "-shm"):  # empty side files, as a client leaves them
+        Path(f"{path}{suffix}").touch()
+    for file in tmp_path.iterdir():
+        file.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="pyrogram_storage"):
+        async with FileStorage("me", tmp_path) as storage:
+            assert await storage.get_session()
+            modes = _modes(tmp_path)
+    assert modes == {name: 0o600 for name in modes}, {k: oct(v) for k, v in modes.items()}
+    assert {"me.session", "me.session-wal", "me.session-shm"} <= set(modes)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for name in ("me.session", "me.session-wal", "me.session-shm"):
+        assert any(f"{name} had mode 0644" in text and "to 0600" in text for text in warned), (
+            name,
+            warned,
+        )
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pyrogram_storage"):
+        async with FileStorage("me", tmp_path):
+            pass
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # once is enough
+
+
+def test_migrate_leaves_only_private_files(tmp_path: Path) -> None:
+    """Before, `migrate` of a 0644 client file left it and its side files 0644."""
+    path = copy_fixture("pyrofork", tmp_path, "me")
+    path.chmod(0o644)
+    cli = [sys.executable, "-m", "pyrogram_storage"]
+    done = subprocess.run([*cli, "migrate", str(path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "had mode 0644" in done.stderr  # the WARNING, on the command line too
+    modes = _modes(tmp_path)
+    assert len(modes) >= 2 and modes == {name: 0o600 for name in modes}, modes
+
+
+def test_a_session_string_where_a_path_belongs_is_refused_and_not_repeated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``FileStorage("bot", SESSION_STRING)``, the MemoryStorage habit, once made the secret
+    a folder name, shown whole by repr() and by OSError "File name too long"."""
+    monkeypatch.chdir(tmp_path)
+    telethon = encode_telethon_string(SESSION.replace(server_address="149.154.167.51", port=443))
+    standard = STRING.replace("-", "+").replace("_", "/")
+    calls = [
+        lambda: FileStorage("bot", STRING),  # type: ignore[misc]
+        lambda: FileStorage("bot", f'"{STRING}"\n'),
+        lambda: FileStorage("bot", Path(STRING)),
+        lambda: FileStorage("bot", workdir=standard),
+        lambda: FileStorage("bot", telethon),
+        lambda: FileStorage(STRING),
+        lambda: FileStorage(STRING + ".session"),
+        lambda: FileStorage(telethon, tmp_path),
+    ]
+    for n, call in enumerate(calls):
+        with pytest.raises(TypeError, match="session_string=") as error:
+            call()
+        rendered = "".join(traceback.format_exception(error.value))
+        assert leaks(rendered) == [] and telethon[20:60] not in rendered, n
+    assert list(tmp_path.iterdir()) == []

@@ -5,7 +5,9 @@ Runs INSIDE that client's venv::
     python readme_lines.py <client> <rst file> <workdir>
 
 Every ``.. code-block:: python`` of the file whose first line is ``# <Client> …``
-(the client's name, any case) is run with ``exec`` in ``workdir``, with
+(the client's name, any case) is run with ``exec`` as a script in ``workdir`` would
+be (current directory and ``sys.argv[0]`` there, so the clients' and our default
+workdir are ``workdir``), with
 ``SESSION_STRING`` set to the client's fixture string. The block must leave an
 ``app`` whose storage is our wrapper (and passes the client's own type check); a
 block that starts from a session string must also load it through the client and
@@ -84,6 +86,7 @@ async def check(code: str, failures: list[str]) -> None:
 
 async def main() -> None:
     os.chdir(WORKDIR)
+    sys.argv[0] = str(WORKDIR / "bot.py")
     os.environ["SESSION_STRING"] = SESSION_STRING
     found = blocks(DOC.read_text())
     failures: list[str] = []
