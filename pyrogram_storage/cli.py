@@ -28,6 +28,8 @@ from . import __version__, _migrations, sqlite_schema
 from .base import Storage
 from .errors import (
     CorruptSessionError,
+    InvalidTypeError,
+    InvalidValueError,
     MigrationError,
     SessionNotFoundError,
     SessionStringError,
@@ -36,6 +38,7 @@ from .errors import (
 )
 from .file import FILE_EXTENSION, FileStorage
 from .memory import MemoryStorage
+from .registry import from_url, scheme_of
 from .session_string import (
     decode_session_string,
     encode_session_string,
@@ -107,38 +110,24 @@ class Source:
 
 
 def _file_path(text: str) -> Path:
-    path = Path(text).expanduser()
+    path = Path(text[len("file:") :] if text.startswith("file:") else text).expanduser()
     if path.suffix != FILE_EXTENSION and not os.path.exists(path):
         path = path.with_name(path.name + FILE_EXTENSION)
     return path
 
 
-def _file_storage(path: Path, layout: str | None = None) -> FileStorage:
-    name = path.name[: -len(FILE_EXTENSION)]
-    if path.suffix != FILE_EXTENSION or not name:
-        raise UsageError(f"{_short(str(path))!r} is not a session file name (NAME{FILE_EXTENSION})")
+def _storage(text: str, **options: Any) -> Storage:
+    """Build the storage a location names, through the registry; bad usage is exit 2."""
     try:
-        if layout is None:
-            return FileStorage(name, path.parent)
-        return FileStorage(name, path.parent, layout=layout)
+        return from_url(text, **options)
+    except (InvalidTypeError, InvalidValueError) as exc:
+        raise UsageError(f"{display(text)!r} cannot be used: {exc}") from None
+    except StorageError:
+        raise
     except (TypeError, ValueError) as exc:
-        if isinstance(exc, StorageError):
-            raise
-        raise UsageError(f"{_short(str(path))!r} cannot be a session file: {exc}") from None
-
-
-def _mongo_storage(text: str) -> Storage:
-    url, _, name = text.partition("#")
-    if not name:
-        raise UsageError(
-            f"a MongoDB location needs the session name after '#', e.g. {url or 'mongodb://host/'}#me"
-        )
-    from .mongo import MongoStorage
-
-    try:
-        return MongoStorage.from_url(url, name=name)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from exc
+        if "layout" in options and "layout" in str(exc):
+            raise UsageError("--layout applies to session files only") from None
+        raise UsageError(f"{display(text)!r} cannot be used: {exc}") from None
 
 
 def display(location: str) -> str:
@@ -148,11 +137,11 @@ def display(location: str) -> str:
         return body if _is_file(body) else "a Telethon session string"
     if location.startswith("string:"):
         return "a session string"
-    if _is_mongo(location):
+    if "://" in location:  # a server URL: never its user and password
         scheme, _, rest = location.partition("://")
         authority, slash, tail = rest.partition("/")
         return f"{scheme}://{authority.rpartition('@')[2]}{slash}{tail}"
-    return location
+    return _short(location)
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -188,10 +177,6 @@ def _client_file(path: Path) -> ClientFile | None:
 def _is_file(text: str) -> bool:
     # os.path answers False where Path.is_file raises (names too long for a path).
     return os.path.isfile(os.path.expanduser(text))
-
-
-def _is_mongo(text: str) -> bool:
-    return text.startswith(("mongodb://", "mongodb+srv://"))
 
 
 def _sqlite_facts(path: Path) -> tuple[int, set[str]] | None:
@@ -278,8 +263,8 @@ async def _make_source_unchecked(text: str, options: argparse.Namespace) -> Sour
             )
         storage = MemoryStorage("string", session_string=body)
         return Source(storage, "string", "a session string")
-    if _is_mongo(text):
-        return Source(_mongo_storage(text), "mongo", display(text))
+    if scheme_of(text) != "file":
+        return Source(_storage(text, read_only=True), scheme_of(text), display(text))
     path = _file_path(text)
     if not os.path.isfile(path):
         hint = (
@@ -295,26 +280,22 @@ async def _make_source_unchecked(text: str, options: argparse.Namespace) -> Sour
         result = await telethon.read_telethon_file(path, **fills)
         return Source(await result.to_memory(), "telethon", str(path), path, missing=result.missing)
     version = None if facts is None else facts[0]
+    # Read-only: no lock file, nothing written; a file that needs migrating is read
+    # through a private copy in memory, never changed.
+    source = Source(_storage(str(path), read_only=True), "file", str(path), path, version)
     if facts is not None and facts[1] and version is not None and version < _latest():
-        # Opening would migrate the file in place; read a private copy instead.
         client = _client_file(path) if version == 0 else None
-        tempdir = tempfile.TemporaryDirectory(prefix="pyrogram-storage-")
-        copy = Path(tempdir.name) / path.name
-        _backup(path, copy)
-        source = Source(_file_storage(copy), "file", str(path), path, version, tempdir=tempdir)
         source.client = client
         if client is not None:
             source.notes.append(
-                f"a session file of {client.clients}; read from a temporary copy, "
-                "the file itself is left as it is"
+                f"a session file of {client.clients}; read as it is, the file is not changed"
             )
         else:
             source.notes.append(
-                f"schema version {version} is older than {_latest()}; read from a temporary "
-                f"copy (run `{PROG} migrate {path}` to upgrade the file)"
+                f"schema version {version} is older than {_latest()}; read as it is (run "
+                f"`{PROG} migrate {path}` to upgrade the file)"
             )
-        return source
-    return Source(_file_storage(path), "file", str(path), path, version)
+    return source
 
 
 def make_target(text: str, options: argparse.Namespace) -> Storage:
@@ -324,20 +305,16 @@ def make_target(text: str, options: argparse.Namespace) -> Storage:
             f"{text.split(':')[0]}: locations can only be read; use `{PROG} export-string` "
             "to get a session string"
         )
-    if _is_mongo(text):
-        return _mongo_storage(text)
     if _holds_session_string(text):
         raise UsageError(
             "TARGET looks like a session string, not a place to store one (it is not "
             f"repeated here); to store a session string, run `{PROG} import-string - TARGET` "
             "and paste it on standard input"
         )
-    path = Path(text).expanduser()
-    if not path.name or os.path.isdir(path):
+    layout = getattr(options, "layout", None)
+    if scheme_of(text) == "file" and (not Path(text).name or os.path.isdir(_file_path(text))):
         raise UsageError(f"{_short(text)!r} is not a session file name (NAME{FILE_EXTENSION})")
-    if path.suffix != FILE_EXTENSION:
-        path = path.with_name(path.name + FILE_EXTENSION)
-    return _file_storage(path, getattr(options, "layout", None))
+    return _storage(text, **({} if layout is None else {"layout": layout}))
 
 
 def _latest() -> int:
@@ -345,13 +322,10 @@ def _latest() -> int:
 
 
 def _same_file(source: Source, target: Storage) -> bool:
-    other = getattr(target, "path", None)
-    return (
-        source.path is not None
-        and isinstance(other, Path)
-        and other.exists()
-        and source.path.resolve() == other.resolve()
-    )
+    """Whether TARGET is SOURCE itself (the same file, or the same server location)."""
+    if source.path is not None and isinstance(target, FileStorage):
+        return target.path.exists() and source.path.resolve() == target.path.resolve()
+    return source.storage.location is not None and source.storage.location == target.location
 
 
 # -- options that complete sessions ---------------------------------------------------------
@@ -664,7 +638,7 @@ async def cmd_migrate(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
     if facts is not None and before is not None and before < _latest():
         backup = _backup_name(path)
         _backup(path, backup)
-    storage = _file_storage(path)
+    storage = _storage(str(path))
     await storage.open()
     await storage.close()
     after = _sqlite_facts(path)

@@ -24,6 +24,7 @@ from .errors import (
     CorruptSessionError,
     DiskFullError,
     InvalidValueError,
+    ReadOnlyError,
     SessionLocked,
     SessionNotFoundError,
     StorageError,
@@ -115,6 +116,12 @@ def _open_lock_file(lock_path: Path) -> int:
             raise _link_refused(lock_path) from None
         if exc.errno == errno.EISDIR:
             raise _not_a_lock_file(lock_path, "is not a regular file") from None
+        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+            raise ReadOnlyError(
+                f"cannot create the lock file {lock_path}: {exc.strerror} (a read-only "
+                "folder or mount); to read the session there, open it with read_only=True "
+                "(the command line reads every SOURCE that way)"
+            ) from exc
         full = _disk_full(exc, lock_path.parent, f"cannot create the lock file {lock_path}")
         if full is not None:
             raise full from exc
@@ -574,32 +581,29 @@ def _make_private(path: Path) -> None:
 def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
     """Open ``path`` for reading only: no lock file, no journal change, nothing written."""
     uri = path.resolve().as_uri()
+    db = sqlite3.connect(
+        f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=timeout
+    )
     try:
-        db = sqlite3.connect(
-            f"{uri}?mode=ro",
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=timeout,
-        )
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
         return db
     except sqlite3.OperationalError:
-        # A WAL file in a read-only folder: SQLite cannot make its shared-memory file.
-        # Read the main file as it is (what the last checkpoint stored).
-        if os.path.exists(f"{path}-wal") and os.path.getsize(f"{path}-wal") > 0:
-            log.warning(
-                "%s: reading without its write-ahead log (the folder is read-only); "
-                "writes since the last checkpoint are not shown",
-                path,
-            )
-        return sqlite3.connect(
-            f"{uri}?mode=ro&immutable=1",
-            uri=True,
-            isolation_level=None,
-            check_same_thread=False,
-            timeout=timeout,
+        db.close()
+    # A WAL file in a read-only folder: SQLite cannot make its shared-memory file. Read
+    # the main file as it is (what the last checkpoint stored).
+    if _non_empty(f"{path}-wal"):
+        log.warning(
+            "%s: reading without its write-ahead log (the folder is read-only); writes "
+            "since the last checkpoint are not shown",
+            path,
         )
+    return sqlite3.connect(
+        f"{uri}?mode=ro&immutable=1",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=timeout,
+    )
 
 
 def _remove_abandoned_scratch(path: Path) -> None:

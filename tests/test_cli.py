@@ -562,7 +562,6 @@ async def test_output_into_a_closed_pipe_ends_quietly_like_other_programs(tmp_pa
     assert process.wait(timeout=120) == 128 + signal.SIGPIPE
 
 
-@pytest.mark.xfail(strict=True, reason="registry")
 async def test_copy_to_memory_is_not_a_file_named_memory(tmp_path: Path) -> None:
     """``copy x memory:`` silently wrote ``memory:.session``; the URL registry parses it."""
     source = await filled_file(tmp_path)
