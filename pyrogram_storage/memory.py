@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import sys
 from typing import Any
 
 from .errors import InvalidValueError
@@ -38,7 +37,7 @@ class MemoryStorage(SQLiteStorage):
         **options: Any,
     ) -> None:
         super().__init__(name, ":memory:", layout=layout, session_string=session_string, **options)
-        self._snapshot: bytes | str | None = None
+        self._kept: sqlite3.Connection | None = None
 
     @classmethod
     def from_location(cls, location: str, **options: Any) -> MemoryStorage:
@@ -52,24 +51,16 @@ class MemoryStorage(SQLiteStorage):
     def location(self) -> str:
         return f"memory:{self.name}"
 
-    def _restore(self, db: sqlite3.Connection) -> None:
-        snapshot, self._snapshot = self._snapshot, None
-        if isinstance(snapshot, bytes):
-            if sys.version_info >= (3, 11):
-                db.deserialize(snapshot)
-        elif snapshot is not None:  # Python 3.10 has no deserialize()
-            db.executescript(snapshot)
+    def _connect(self) -> sqlite3.Connection:
+        kept, self._kept = self._kept, None
+        return kept if kept is not None else super()._connect()
 
-    def _before_close(self, db: sqlite3.Connection) -> None:
-        # Everything written has been stored by now: keep it for the next open().
-        self._snapshot = _snapshot(db)
+    def _disconnect(self, db: sqlite3.Connection) -> None:
+        # Everything written has been stored by now: keep the database for the next
+        # open() (no copy: a million peers would stall the event loop being copied).
+        self._kept = db
 
     async def _delete(self) -> None:
-        self._snapshot = None
-
-
-def _snapshot(db: sqlite3.Connection) -> bytes | str:
-    if sys.version_info >= (3, 11):
-        return db.serialize()
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    return "\n".join(db.iterdump()) + f"\nPRAGMA user_version = {int(version)};"
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            kept.close()

@@ -152,9 +152,6 @@ class SQLiteStorage(Storage):
         """Open the connection for lookups on the event loop (None: use the writer)."""
         return None
 
-    def _restore(self, db: sqlite3.Connection) -> None:
-        """Load earlier content into a fresh connection before the schema is checked."""
-
     def _prepare_schema(self, db: sqlite3.Connection) -> sqlite3.Connection:
         """Create, adopt or migrate the schema; return the connection to use from now on."""
         self.layout = sqlite_schema.prepare(db, self.database, self.layout)
@@ -163,8 +160,9 @@ class SQLiteStorage(Storage):
     def _configure(self, db: sqlite3.Connection) -> None:
         """Set per-connection pragmas once the schema is known good."""
 
-    def _before_close(self, db: sqlite3.Connection) -> None:
-        """Last look at the writer before it closes (MemoryStorage keeps a snapshot)."""
+    def _disconnect(self, db: sqlite3.Connection) -> None:
+        """Let go of the writer once everything is stored (MemoryStorage keeps it)."""
+        db.close()
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
         """Translate a SQLite error into ours; the message never quotes stored data."""
@@ -243,7 +241,6 @@ class SQLiteStorage(Storage):
                 reader = None
                 try:
                     sqlite_schema.secure(db)
-                    self._restore(db)
                     db = self._prepare_schema(db)
                     self._configure(db)
                     session = _select_session(db)
@@ -291,8 +288,7 @@ class SQLiteStorage(Storage):
             try:
                 if reader is not None and reader is not db:
                     reader.close()
-                self._before_close(db)
-                db.close()
+                self._disconnect(db)
             finally:
                 self._stop()
 
