@@ -42,7 +42,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENVS_DIR = REPO_ROOT / ".venvs" / "clients"
 
 # Extra packages every client venv gets, pinned so that runs are reproducible.
-COMMON_REQUIREMENTS = ("aiosqlite==0.22.1",)
+COMMON_REQUIREMENTS: tuple[str, ...] = ()
 
 # Files whose content decides whether the editable install of the repo is stale.
 PROJECT_FILES = ("setup.cfg", "pyproject.toml", "setup.py")

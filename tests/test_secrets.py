@@ -93,7 +93,7 @@ class Everything(logging.Handler):
 def all_logs() -> Iterator[Everything]:
     handler = Everything()
     root = logging.getLogger()
-    levels = {name: logging.getLogger(name).level for name in ("", "aiosqlite", "asyncio")}
+    levels = {name: logging.getLogger(name).level for name in ("", "asyncio")}
     root.addHandler(handler)
     for name in levels:
         logging.getLogger(name).setLevel(logging.DEBUG)

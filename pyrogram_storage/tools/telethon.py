@@ -38,8 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import aiosqlite
-
+from .._worker import Lane
 from ..base import Storage
 from ..errors import (
     CorruptSessionError,
@@ -244,27 +243,35 @@ async def read_telethon_file(
     if not file.is_file():
         raise SessionNotFoundError(f"no such Telethon session file: {file}")
     uri = file.resolve().as_uri() + "?mode=ro"
-    try:
-        async with aiosqlite.connect(uri, uri=True) as db:
-            tables = await _tables(db)
+
+    def read() -> tuple[tuple[Any, ...] | None, list[Any], list[Any]]:
+        db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        try:
+            tables = _tables(db)
             if not {"sessions", "entities"} <= tables:
                 raise UnknownSchemaError(
                     f"{file} is not a Telethon session file: it has tables {sorted(tables)}"
                 )
-            row = await _first_row(db, "sessions", ("dc_id", "server_address", "port", "auth_key"))
-            if row is None:
-                raise UnknownSchemaError(f"{file} is a Telethon session file with no session in it")
+            row = _first_row(db, "sessions", ("dc_id", "server_address", "port", "auth_key"))
             entity_columns = ("id", "hash", "username", "phone", "date")
-            entities = await _rows(db, "entities", entity_columns)
+            entities = _rows(db, "entities", entity_columns)
             states = (
-                await _rows(db, "update_state", ("id", "pts", "qts", "date", "seq"))
+                _rows(db, "update_state", ("id", "pts", "qts", "date", "seq"))
                 if "update_state" in tables
                 else []
             )
+            return row, entities, states
+        finally:
+            db.close()
+
+    try:
+        row, entities, states = await Lane().run(read)  # off the event loop
     except sqlite3.DatabaseError as exc:
         raise CorruptSessionError(
             f"{file} is not a readable SQLite database ({exc}); the file was left untouched"
         ) from exc
+    if row is None:
+        raise UnknownSchemaError(f"{file} is a Telethon session file with no session in it")
     dc_id, address, port, auth_key = row
     peers: list[Peer] = []
     own_id: int | None = None
@@ -415,19 +422,17 @@ def _state_id(telethon_id: int) -> int:
     return 0 if telethon_id == 0 else CHANNEL_ID_OFFSET - abs(telethon_id)
 
 
-async def _tables(db: aiosqlite.Connection) -> set[str]:
-    async with db.execute("SELECT name FROM sqlite_master WHERE type = 'table'") as cursor:
-        return {row[0] async for row in cursor}
+def _tables(db: sqlite3.Connection) -> set[str]:
+    return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
-async def _columns(db: aiosqlite.Connection, table: str) -> set[str]:
-    async with db.execute(f"PRAGMA table_info({table})") as cursor:
-        return {row[1] async for row in cursor}
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
 
-async def _select(db: aiosqlite.Connection, table: str, wanted: Sequence[str]) -> str:
+def _select(db: sqlite3.Connection, table: str, wanted: Sequence[str]) -> str:
     """Select ``wanted`` columns, NULL for those an older Telethon file lacks."""
-    present = await _columns(db, table)
+    present = _columns(db, table)
     for required in wanted[:2]:
         if required not in present:
             raise UnknownSchemaError(
@@ -436,16 +441,12 @@ async def _select(db: aiosqlite.Connection, table: str, wanted: Sequence[str]) -
     return ", ".join(name if name in present else "NULL" for name in wanted)
 
 
-async def _first_row(
-    db: aiosqlite.Connection, table: str, wanted: Sequence[str]
-) -> tuple[Any, ...] | None:
-    columns = await _select(db, table, wanted)
-    async with db.execute(f"SELECT {columns} FROM {table} LIMIT 1") as cursor:
-        row = await cursor.fetchone()
-    return None if row is None else tuple(row)
+def _first_row(db: sqlite3.Connection, table: str, wanted: Sequence[str]) -> tuple[Any, ...] | None:
+    columns = _select(db, table, wanted)
+    rows = db.execute(f"SELECT {columns} FROM {table} LIMIT 1").fetchall()
+    return tuple(rows[0]) if rows else None
 
 
-async def _rows(db: aiosqlite.Connection, table: str, wanted: Sequence[str]) -> list[Any]:
-    columns = await _select(db, table, wanted)
-    async with db.execute(f"SELECT {columns} FROM {table} ORDER BY {wanted[0]}") as cursor:
-        return list(await cursor.fetchall())
+def _rows(db: sqlite3.Connection, table: str, wanted: Sequence[str]) -> list[Any]:
+    columns = _select(db, table, wanted)
+    return db.execute(f"SELECT {columns} FROM {table} ORDER BY {wanted[0]}").fetchall()
