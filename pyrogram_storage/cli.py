@@ -384,11 +384,7 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
         states = await storage.get_update_states()
         if await is_empty(storage):
             source.notes.append("the session is empty: no auth key, peers or update states")
-    missing = source.missing or tuple(
-        name
-        for name in ("auth_key", "user_id", "is_bot", "api_id")
-        if getattr(session, name) is None
-    )
+    missing = source.missing or session.missing
     size = None
     if source.path is not None:
         size = sum(
@@ -579,9 +575,7 @@ async def _copy(
             final = await target.get_session()
         if bar is not None:
             bar.finish()
-    missing = tuple(
-        name for name in ("auth_key", "user_id", "is_bot", "api_id") if getattr(final, name) is None
-    )
+    missing = final.missing
     print(
         f"{verb} {source.label} to {display(target_text)}: "
         f"{result.peers} peers, {result.update_states} update states",

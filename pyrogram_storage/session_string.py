@@ -61,11 +61,7 @@ def encode_session_string(session: SessionData) -> str:
 
     :raises SessionStringError: a field the string needs is missing or out of range.
     """
-    missing = [
-        name
-        for name in ("api_id", "test_mode", "auth_key", "user_id", "is_bot")
-        if getattr(session, name) is None
-    ]
+    missing = session.missing
     if missing:
         raise SessionStringError(
             "cannot export a session string: "

@@ -36,7 +36,7 @@ from .errors import (
     StorageError,
 )
 from .sqlite_schema import Layout
-from .types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+from .types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
 
 __all__ = ["Layout", "SQLiteStorage"]
 
@@ -246,7 +246,9 @@ class SQLiteStorage(Storage):
                     session = _select_session(db)
                     if session is None:
                         if not self.read_only:
-                            db.execute("INSERT INTO sessions (dc_id, date) VALUES (?, 0)", (2,))
+                            db.execute(
+                                "INSERT INTO sessions (dc_id, date) VALUES (?, 0)", (DEFAULT_DC_ID,)
+                            )
                         session = SessionData()
                     reader = self._connect_reader()
                 except BaseException:

@@ -9,6 +9,7 @@ from typing import Any
 
 __all__ = [
     "DEFAULT_DC_ID",
+    "LOGIN_FIELDS",
     "SESSION_FIELDS",
     "InputKind",
     "Peer",
@@ -170,6 +171,10 @@ SESSION_FIELDS = (
 )
 
 
+LOGIN_FIELDS = ("api_id", "test_mode", "auth_key", "user_id", "is_bot")
+"""The fields a client needs to use a session without a new login (a session string's)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionData:
     """The authorization part of a session. ``repr`` never shows the auth key."""
@@ -205,6 +210,11 @@ class SessionData:
             or self.user_id is None
             or self.is_bot is None
         )
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The :data:`LOGIN_FIELDS` that are not set."""
+        return tuple(name for name in LOGIN_FIELDS if getattr(self, name) is None)
 
     def address(self) -> tuple[str, int] | None:
         """The stored server address and port, else the well-known one of ``dc_id``."""

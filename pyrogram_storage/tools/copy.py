@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from ..base import Storage
 from ..errors import StorageClosedError, TargetNotEmptyError
-from ..types import SESSION_FIELDS, SessionData
+from ..types import SessionData
 
 __all__ = ["CopyResult", "ProgressCallback", "copy_session", "is_empty", "opened"]
 
@@ -131,7 +131,7 @@ async def _first(batches: AsyncIterator[list[T]]) -> list[T]:
 
 async def _clear(target: Storage, batch_size: int) -> None:
     # The old authorization goes first: a copy cut short must not look like a login.
-    await target.update_session(**{name: getattr(SessionData(), name) for name in SESSION_FIELDS})
+    await target.update_session(**SessionData().fields())
     ids = [peer.id async for batch in target.iter_peers(batch_size) for peer in batch]
     for start in range(0, len(ids), batch_size):
         await target.delete_peers(ids[start : start + batch_size])
@@ -139,7 +139,7 @@ async def _clear(target: Storage, batch_size: int) -> None:
 
 
 async def _write_session(target: Storage, session: SessionData) -> None:
-    await target.update_session(**{name: getattr(session, name) for name in SESSION_FIELDS})
+    await target.update_session(**session.fields())
     await target.save()
     # save() stamps the current time; the copy keeps the source's.
     await target.update_session(date=session.date)

@@ -50,7 +50,6 @@ from ..memory import MemoryStorage
 from ..session_string import MAX_LENGTH
 from ..types import (
     CHANNEL_ID_OFFSET,
-    SESSION_FIELDS,
     Peer,
     PeerType,
     SessionData,
@@ -106,7 +105,7 @@ class ImportResult:
         storage = MemoryStorage(name)
         await storage.open()
         await storage.update_session(
-            **{name: getattr(self.session, name) for name in SESSION_FIELDS}
+            **self.session.fields()
         )
         await storage.upsert_peers(self.peers)
         await storage.set_update_states(self.update_states, merge=False)
