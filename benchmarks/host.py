@@ -74,12 +74,17 @@ async def run(
         for path in extra:
             shutil.copyfile(path, workdir / path.name.replace("template", f"s{k}", 1))
 
+    idle_ms = await w.idle_stall(float(params["idle_s"]))
     rss0, threads0, fds0 = w.current_rss_mb(), threads(), fds()
     storages = [_storage(system, f"s{k}", workdir) for k in range(count)]
+    loop: dict[str, Any] = {}
     start = time.perf_counter()
-    for storage in storages:
-        await storage.open()
+    async with w.LoopWatch(*storages) as watch:
+        for storage in storages:
+            await storage.open()
+            await asyncio.sleep(0)
     open_s = time.perf_counter() - start
+    loop["host_open"] = watch.result
 
     lookups, writes = int(params["host_lookups"]), int(params["host_writes"])
 
@@ -87,23 +92,30 @@ async def run(
         ids = w.sample_ids(n, lookups, seed=w.SEED + 40 + k)
         for pid in ids:
             await storage.get_peer_by_id(pid)
+            await asyncio.sleep(0)  # a session's calls come between network waits
         for j in range(writes):
             i = (k * 7 + j) % n
             peer = (w.peer_id(i), w.access_hash(i) + 1, w.TYPES[i % 10], None)
             await storage.update_peers([peer])
             await storage.set_update_state(UpdateState(0, 100 + j, None, None, None))
+            await asyncio.sleep(0)
 
     start = time.perf_counter()
-    await asyncio.gather(*(use(k, s) for k, s in enumerate(storages)))
-    for storage in storages:
-        await storage.save()
+    async with w.LoopWatch(*storages) as watch:
+        await asyncio.gather(*(use(k, s) for k, s in enumerate(storages)))
+        for storage in storages:
+            await storage.save()
     use_s = time.perf_counter() - start
+    loop["host_use"] = watch.result
     rss1, threads1, fds1 = w.current_rss_mb(), threads(), fds()
 
     start = time.perf_counter()
-    for storage in storages:
-        await storage.close()
+    async with w.LoopWatch(*storages) as watch:
+        for storage in storages:
+            await storage.close()
+            await asyncio.sleep(0)
     close_s = time.perf_counter() - start
+    loop["host_close"] = watch.result
     after_close = threads()
 
     m = {
@@ -127,6 +139,8 @@ async def run(
         versions.update(our_versions())
     return {
         "metrics": m,
+        "loop": loop,
+        "idle_ms": idle_ms,
         "counts": {"n": n, "sessions": count, "lookups": lookups, "writes": writes},
         "baseline": {"rss_mb": rss0, "threads": threads0, "fds": fds0},
         "versions": versions,

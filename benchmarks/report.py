@@ -27,6 +27,7 @@ METRICS = {
     "for_client_us": "for_client(storage), later calls (µs)",
     # path
     "path_us": "handle_updates + 2 × resolve_peer (µs/update, final save included)",
+    "path_flush_ms": "flush() after the updates, where the storage has one (ms)",
     "path_save_ms": "the final save() after the updates (ms)",
     "storage_calls_per_update": "storage calls per update",
     "populate_us": "filling the storage before the run (µs/peer)",
@@ -325,19 +326,22 @@ def _path_table(idx: Index) -> list[str]:
         "× faster is the client's own storage's time / this one's (dict: the ceiling, "
         "the client's own work).",
         "",
-        "| client + storage | N | µs/update | × faster than its own storage | open (ms) | "
+        "| client + storage | N | µs/update | × faster than its own storage | "
+        "share of the ceiling's speed | open (ms) | "
         "storage calls/update | on-loop µs/call | longest on-loop step (ms) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for system, n in sorted(rows, key=lambda k: (BY_NAME[k[0]].venv or "", k[1], k[0])):
         own = "path-pyrofork-mongo" if BY_NAME[system].server else None
         own = own or f"path-{BY_NAME[system].venv}-file"
         path = get(idx, system, n, "path_us")
+        ceiling = get(idx, f"path-{BY_NAME[system].venv}-dict", n, "path_us")
+        share = "–" if path is None or ceiling is None or not path else f"{ceiling / path:.0%}"
         loop = idx[(system, n)].get("loop", {}).get("path", {})
         lines.append(
             f"| {BY_NAME[system].label} | {n_label(n)} | {fmt(path)} | "
             f"{'–' if system == own else ratio_cell(path, get(idx, own, n, 'path_us'))} | "
-            f"{fmt(get(idx, system, n, 'open_ms'))} | "
+            f"{share} | {fmt(get(idx, system, n, 'open_ms'))} | "
             f"{fmt(get(idx, system, n, 'storage_calls_per_update'))} | "
             f"{fmt(loop.get('onloop_us'))} | {fmt(loop.get('onloop_max_ms'))} |"
         )
@@ -406,19 +410,25 @@ def _loop_table(idx: Index) -> list[str]:
 
 
 def _measurements(idx: Index, present: list[str], sizes: list[int]) -> list[str]:
-    lines = [
-        "## Measurements",
-        "",
-        "| workload | N | " + " | ".join(BY_NAME[s].label for s in present) + " |",
-        "|---|---|" + "---|" * len(present),
-    ]
-    for metric in METRICS:
-        for n in sizes:
-            cells = [fmt(get(idx, s, n, metric)) for s in present]
-            if all(c == "–" for c in cells):
-                continue
-            lines.append(f"| {METRICS[metric]} | {n_label(n)} | " + " | ".join(cells) + " |")
-    return [*lines, ""]
+    lines = ["## Measurements", ""]
+    for suite in ("cells", "path", "host"):
+        shown = [s for s in present if BY_NAME[s].suite == suite]
+        if not shown:
+            continue
+        lines += [
+            f"Suite `{suite}`:",
+            "",
+            "| workload | N | " + " | ".join(BY_NAME[s].label for s in shown) + " |",
+            "|---|---|" + "---|" * len(shown),
+        ]
+        for metric in METRICS:
+            for n in sizes:
+                cells = [fmt(get(idx, s, n, metric)) for s in shown]
+                if all(c == "–" for c in cells):
+                    continue
+                lines.append(f"| {METRICS[metric]} | {n_label(n)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 NOTES = (

@@ -264,7 +264,12 @@ def plan(
             for n in sorted(sizes(suite, server)):
                 for system in chosen:
                     if system.max_n is None or n <= system.max_n:
-                        params = {**base, **(SERVER_PARAMS if server else {}), **override}
+                        params = {
+                            **base,
+                            **(SERVER_PARAMS if server else {}),
+                            **dict(system.params),
+                            **override,
+                        }
                         out.append((n, system, params))
     return out
 

@@ -17,6 +17,7 @@ and the server it needs (``server``), and, for a server, a starter in
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class System:
     :param server: a server the run must start first (``run.SERVERS``), if any.
     :param pip: extra requirements installed into the venv.
     :param max_n: the largest N worth running (a slow server).
+    :param params: worker parameters of its own (fewer updates for a slow system).
     """
 
     name: str
@@ -41,6 +43,7 @@ class System:
     server: str | None = None
     pip: tuple[str, ...] = ()
     max_n: int | None = None
+    params: tuple[tuple[str, Any], ...] = ()
 
     @property
     def ours(self) -> bool:
@@ -103,7 +106,15 @@ SYSTEMS: tuple[System, ...] = (
         venv="pyrofork",
         backend="file",
     ),
-    System("path-pyrofork-file", "Pyrofork + its file storage", "path", "own", venv="pyrofork"),
+    # Pyrofork's file storage commits every update state: 5-20 ms an update.
+    System(
+        "path-pyrofork-file",
+        "Pyrofork + its file storage",
+        "path",
+        "own",
+        venv="pyrofork",
+        params=(("updates", 5_000), ("metered_updates", 1_000)),
+    ),
     System(
         "path-pyrofork-dict", "Pyrofork + a dict (the ceiling)", "path", "dict", venv="pyrofork"
     ),
