@@ -74,6 +74,8 @@ async def run(
         for path in extra:
             shutil.copyfile(path, workdir / path.name.replace("template", f"s{k}", 1))
 
+    del template
+    w.settle()
     idle_ms = await w.idle_stall(float(params["idle_s"]))
     rss0, threads0, fds0 = w.current_rss_mb(), threads(), fds()
     storages = [_storage(system, f"s{k}", workdir) for k in range(count)]

@@ -460,9 +460,11 @@ NOTES = (
     "methods and steps each call's coroutine, timing every step with the loop thread's "
     "`time.thread_time()` (CPU: other processes do not count; blocking I/O on the loop "
     "thread does not either, which the wall-clock column and the ticker show); it "
-    "records every garbage collection (`gc.callbacks`), and a 1 ms ticker task measures "
-    "how late it wakes. Each process first runs the ticker alone on an idle loop (the "
-    "idle baseline). In the watch passes each operation is followed by one loop turn.",
+    "records every garbage collection (`gc.callbacks`; the harness's own prepared data "
+    "is moved out of the collector's reach first, `gc.freeze()`), and a 1 ms ticker "
+    "task measures how late it wakes. Each process first runs the ticker alone on an "
+    "idle loop (the idle baseline). In the watch passes each operation is followed by "
+    "one loop turn.",
     "Cold open: a new storage object on the existing file (same process), "
     "`for_client()` included for ours via for_client, open + one id lookup; the file is "
     "warm in the page cache (no root over it here): this measures the work done on "

@@ -590,13 +590,14 @@ async def run_cells(
     lookups = int(params["lookups"])
     idle_ms = await w.idle_stall(float(params["idle_s"]))
     rss_start = w.current_rss_mb()
-    adapter = ADAPTERS[system.kind](system, workdir, name, uri)
     hot, hot_keys = w.hot_lookups(n, int(params["hot"]), lookups)
     miss_ids = w.sample_ids(n, max(1, lookups // 10), miss=True)
     names = w.sample_usernames(n, int(params["usernames"]))
     phones = w.sample_phones(n, int(params["phones"])) if n >= 10 else []
     uncached = w.distinct_ids(n, int(params["uncached"]) + min(cap, int(params["uncached"])))
     small = int(params["small"])
+    w.settle()
+    adapter = ADAPTERS[system.kind](system, workdir, name, uri)
     rss_base = w.current_rss_mb()
     m: dict[str, Any] = {}
     loop: dict[str, Any] = {}
