@@ -113,7 +113,7 @@ SYSTEMS: tuple[System, ...] = (
         "path",
         "own",
         venv="pyrofork",
-        params=(("updates", 5_000), ("metered_updates", 1_000)),
+        params=(("updates", 2_000), ("metered_updates", 500)),
     ),
     System(
         "path-pyrofork-dict", "Pyrofork + a dict (the ceiling)", "path", "dict", venv="pyrofork"
