@@ -1,96 +1,69 @@
-"""Break our FileStorage's ingest time down: event-loop side, worker thread, commits, GC.
+"""Break our FileStorage's ingest down: time per peer, on-loop time per call, GC pauses.
 
 Usage::
 
-    python benchmarks/profile_ingest.py [N] [--cprofile]
+    python benchmarks/profile_ingest.py [N] [--client] [--cprofile]
 
-Prints where the time of ``upsert_peers`` goes during an N-peer ingest in batches of
-100 (the benchmark's insert phase), and the longest garbage-collector pause, which
-shows up as event-loop stalls.
+Ingests N peers in batches of 100 (the benchmark's first phase) through the public API
+(``--client``: through ``for_client``, in a client's virtualenv), under the loop watch
+of ``workload.LoopWatch``, and prints where the event loop's time went. ``--cprofile``
+adds the top functions by cumulative time.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import cProfile
-import gc
 import pstats
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload as w
-from worker import Ours
+from systems import BY_NAME
+from worker import ADAPTERS
 
 
-async def main(n: int, profile: bool) -> None:
+async def main(n: int, client: bool, profile: bool) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bench-profile-"))
-    adapter = Ours(workdir, "profile")
-    storage = adapter.storage
-    spent = {"worker_fn": 0.0, "worker_txn": 0.0, "loop_call": 0.0}
-    original_call = storage._call
-
-    async def call(fn: Any) -> Any:
-        def timed(db: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(db)
-            finally:
-                spent["worker_txn"] += time.perf_counter() - start
-
-        start = time.perf_counter()
-        try:
-            return await original_call(timed)
-        finally:
-            spent["loop_call"] += time.perf_counter() - start
-
-    storage._call = call
-    pauses: list[float] = []
-    gc_start = [0.0]
-
-    def on_gc(phase: str, info: dict[str, Any]) -> None:
-        if phase == "start":
-            gc_start[0] = time.perf_counter()
-        elif info["generation"] == 2:
-            pauses.append(time.perf_counter() - gc_start[0])
-
-    gc.callbacks.append(on_gc)
-    await adapter.open()
-    await adapter.set_session()
-    ticker = w.Ticker()
-    ticker.start()
+    system = BY_NAME["ours-client" if client else "ours-file"]
+    adapter = ADAPTERS[system.kind](system, workdir, "profile", None)
+    await adapter.open()  # type: ignore[attr-defined]
     profiler = cProfile.Profile() if profile else None
-    if profiler:
-        profiler.enable()
     start = time.perf_counter()
-    for batch in w.batches(range(n)):
-        await adapter.write(batch, 0)
-        await asyncio.sleep(0)
-    await adapter.save()
+    async with w.LoopWatch(adapter.storage) as watch:
+        if profiler is not None:
+            profiler.enable()
+        for batch in w.batches(range(n)):
+            await adapter.write(batch, 0)  # type: ignore[attr-defined]
+            await asyncio.sleep(0)
+        await adapter.save()  # type: ignore[attr-defined]
+        if profiler is not None:
+            profiler.disable()
     total = time.perf_counter() - start
-    if profiler:
-        profiler.disable()
-    stall = await ticker.stop()
-    await adapter.close()
-    per = 1e6 / n
+    await adapter.close()  # type: ignore[attr-defined]
+    stats = watch.result
     print(
-        f"N={n}: {total * per:.1f} µs/peer in all; awaiting the worker thread "
-        f"{spent['loop_call'] * per:.1f} µs/peer (of which the transaction itself "
-        f"{spent['worker_txn'] * per:.1f}); the rest, on the loop: "
-        f"{(total - spent['loop_call']) * per:.1f} µs/peer"
+        f"N={n}: {total / n * 1e6:.1f} µs/peer; on the loop {stats['onloop_us']:.1f} µs a "
+        f"call over {stats['calls']} calls; longest step {stats['onloop_max_ms']:.2f} ms "
+        f"CPU ({stats['onloop_max_call']}), {stats['onloop_wall_max_ms']:.2f} ms wall; "
+        f"longest GC {stats['gc_max_ms']:.2f} ms of {stats['gc_collections']}; "
+        f"ticker {stats['ticker_ms']:.2f} ms"
     )
-    print(
-        f"longest loop stall {stall:.1f} ms; {len(pauses)} full GC passes, longest "
-        f"{max(pauses, default=0) * 1000:.1f} ms, total {sum(pauses) * 1000:.0f} ms"
-    )
-    if profiler:
-        pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    for name, us in stats["per_call_us"].items():
+        print(f"  {name:24} {us:10.1f} µs on the loop a call")
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
 
 if __name__ == "__main__":
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    asyncio.run(main(int(args[0]) if args else 100_000, "--cprofile" in sys.argv))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("n", nargs="?", type=int, default=100_000)
+    parser.add_argument("--client", action="store_true", help="through for_client")
+    parser.add_argument("--cprofile", action="store_true")
+    options = parser.parse_args()
+    asyncio.run(main(options.n, options.client, options.cprofile))

@@ -1,12 +1,13 @@
-"""Run the benchmark workload against one system at one N, in this process.
+"""Run one system of the benchmark at one N, in this process.
 
 Usage (``run.py`` does this for you, one fresh process per system and N, each with the
 python that has the system installed)::
 
-    python benchmarks/worker.py SYSTEM N WORKDIR [--params JSON] [--mongo-uri URI]
+    python benchmarks/worker.py SYSTEM N WORKDIR [--params JSON] [--server-uri URI]
 
 Prints one line ``RESULT <json>`` on stdout. Each process measures one system only,
-so its peak RSS (``resource.getrusage``) belongs to that system alone.
+so its peak RSS (``resource.getrusage``) belongs to that system alone. The ``cells``
+suite lives here; the client path is ``client_path.py`` and the host ``host.py``.
 """
 
 from __future__ import annotations
@@ -21,45 +22,115 @@ import sqlite3
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload as w
+from systems import BY_NAME, System
 
 REPO = Path(__file__).resolve().parent.parent
 
-DEFAULT_PARAMS = {
-    "lookups": 100_000,  # id hits; misses are a tenth of it
+DEFAULT_PARAMS: dict[str, Any] = {
+    # cells
+    "lookups": 100_000,  # cached id lookups (hot set); absent ids are a tenth of it
+    "hot": 1_000,  # the hot working set of the cached lookups
+    "uncached": 10_000,  # distinct ids looked up once on a fresh storage object
     "usernames": 10_000,
     "phones": 10_000,
     "tasks": 50,
     "ops_per_task": 100,
+    "small": 20_000,  # peers ingested in batches of 1-3
     "roundtrips": 200,
     "cold_opens": 3,
+    "for_client_calls": 200,
+    "loop_cap": 10_000,  # operations per phase in the event-loop pass
+    "idle_s": 2.0,  # the idle ticker's baseline run
+    # path
+    "updates": 20_000,
+    "warmup": 1_000,
+    "metered_updates": 5_000,
+    "known": 0.9,
+    # host
+    "sessions": 1_000,
+    "host_lookups": 10,
+    "host_writes": 2,
+    # extra keyword arguments for our storages' constructors, e.g. {"commit_interval": 0}
+    "storage_options": {},
 }
 
 
-def _version(dist: str) -> str | None:
+def version(dist: str) -> str | None:
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
         return None
 
 
-# -- adapters: one small class per system, all with the same async surface ----------------
+def our_versions() -> dict[str, str | None]:
+    return {"pyrogram_storage": version("pyrogram-storage"), "aiosqlite": version("aiosqlite")}
+
+
+# -- our backends: one factory each; add a backend here (see systems.py) ---------------------
+
+
+def _file(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
+    return ps.FileStorage(name, workdir, **options)
+
+
+def _memory(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
+    return ps.MemoryStorage(name, **options)
+
+
+def _mongo(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
+    from pymongo import AsyncMongoClient
+
+    assert uri, "a MongoStorage needs --server-uri"
+    return ps.MongoStorage(name, AsyncMongoClient(uri), **options)
+
+
+OUR_BACKENDS: dict[str, Callable[[Any, str, Path, str | None, dict[str, Any]], Any]] = {
+    "file": _file,
+    "memory": _memory,
+    "mongo": _mongo,
+}
+"""Backend key (``System.backend``) to ``factory(pyrogram_storage, name, workdir, uri,
+options)`` returning a fresh, unopened storage."""
+
+FILE_BACKENDS = ("file",)  # whose data lives in the workdir (file size, reopen)
+PERSISTENT_BACKENDS = ("file", "mongo")  # a new object sees the data (cold open)
+
+
+def our_storage(
+    backend: str, name: str, workdir: Path, uri: str | None, options: dict[str, Any]
+) -> Any:
+    import pyrogram_storage as ps
+
+    return OUR_BACKENDS[backend](ps, name, workdir, uri, options)
+
+
+def commit_interval(storage: Any) -> Any:
+    """The storage's ``commit_interval`` (the new engine has one; today's code has not)."""
+    return getattr(storage, "commit_interval", None)
+
+
+# -- adapters: one small class per way of driving a storage, all with the same surface -----
 
 
 class Adapter:
-    """The operations the workload needs, in one system's own dialect."""
+    """The operations the cells need, in one system's own dialect."""
 
     sync = False  # the raw-sqlite3 reference has plain methods, called without await
-    file_based = True
+    persistent = True  # a new object over the same name sees the data
 
-    def __init__(self, workdir: Path, name: str) -> None:
+    def __init__(self, system: System, workdir: Path, name: str, uri: str | None) -> None:
+        self.system = system
         self.workdir = workdir
         self.name = name
+        self.uri = uri
+        self.storage: Any = None
 
     def versions(self) -> dict[str, str | None]:
         return {}
@@ -71,32 +142,38 @@ class Adapter:
         ]
 
     def reopen(self) -> Adapter:
-        return type(self)(self.workdir, self.name)
+        return type(self)(self.system, self.workdir, self.name, self.uri)
+
+    def config(self) -> dict[str, Any]:
+        return {}
 
 
 class Ours(Adapter):
     """pyrogram_storage through its neutral API (upsert_peers, peer_by_id, ...)."""
 
-    def __init__(self, workdir: Path, name: str, memory: bool = False) -> None:
-        super().__init__(workdir, name)
+    options: ClassVar[dict[str, Any]] = {}  # from params["storage_options"]
+
+    def __init__(self, system: System, workdir: Path, name: str, uri: str | None) -> None:
+        super().__init__(system, workdir, name, uri)
         import pyrogram_storage as ps
 
         self.ps = ps
-        self.memory = memory
-        self.file_based = not memory
-        if memory:
-            self.storage: Any = ps.MemoryStorage(name)
-        else:
-            self.storage = ps.FileStorage(name, workdir)
+        assert system.backend is not None
+        self.persistent = system.backend in PERSISTENT_BACKENDS
+        self.storage = our_storage(system.backend, name, workdir, uri, self.options)
         self.types = {kind: ps.PeerType(kind) for kind in set(w.TYPES)}
 
     def versions(self) -> dict[str, str | None]:
-        import aiosqlite
+        found = our_versions()
+        if self.system.backend == "mongo":
+            found.update(pymongo=version("pymongo"), SecantusDB=version("SecantusDB"))
+        return found
 
-        return {"pyrogram_storage": self.ps.__version__, "aiosqlite": aiosqlite.__version__}
+    def files(self) -> list[Path]:
+        return super().files() if self.system.backend in FILE_BACKENDS else []
 
-    def reopen(self) -> Adapter:
-        return Ours(self.workdir, self.name, self.memory)
+    def config(self) -> dict[str, Any]:
+        return {"commit_interval": commit_interval(self.storage), "options": self.options}
 
     async def open(self) -> None:
         await self.storage.open()
@@ -141,61 +218,6 @@ class Ours(Adapter):
         await other.close()
 
 
-class OursMongo(Ours):
-    """pyrogram_storage.MongoStorage on the benchmark's SecantusDB (or mongod) server."""
-
-    file_based = False
-
-    def __init__(self, workdir: Path, name: str, uri: str) -> None:
-        Adapter.__init__(self, workdir, name)
-        import pyrogram_storage as ps
-
-        self.ps = ps
-        self.uri = uri
-        self.memory = False
-        self.storage = _make_our_mongo(ps, name, uri)
-        self.types = {kind: ps.PeerType(kind) for kind in set(w.TYPES)}
-
-    def versions(self) -> dict[str, str | None]:
-        return {
-            "pyrogram_storage": self.ps.__version__,
-            "pymongo": _version("pymongo"),
-            "SecantusDB": _version("SecantusDB"),
-        }
-
-    def reopen(self) -> Adapter:
-        return OursMongo(self.workdir, self.name, self.uri)
-
-    def files(self) -> list[Path]:
-        return []
-
-    async def close(self) -> None:
-        await self.storage.close()
-
-
-def _make_our_mongo(ps: Any, name: str, uri: str) -> Any:
-    """Build our MongoStorage from a URI, whichever constructor form it offers."""
-    cls = ps.MongoStorage
-    if hasattr(cls, "from_url"):
-        return (
-            cls.from_url(uri, name=name)
-            if _takes(cls.from_url, "name")
-            else cls.from_url(uri, name)
-        )
-    from pymongo import AsyncMongoClient
-
-    return cls(name, AsyncMongoClient(uri))
-
-
-def _takes(fn: Any, param: str) -> bool:
-    import inspect
-
-    try:
-        return param in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 class RawSQLite(Adapter):
     """The reference: sqlite3, our schema, WAL + synchronous=NORMAL, executemany, no asyncio.
 
@@ -204,9 +226,6 @@ class RawSQLite(Adapter):
     """
 
     sync = True
-
-    def versions(self) -> dict[str, str | None]:
-        return {}
 
     @property
     def path(self) -> Path:
@@ -298,20 +317,19 @@ class RawSQLite(Adapter):
 class Kurigram(Adapter):
     """Kurigram 2.2.26's own SQLiteStorage (file or in_memory), its 4-tuple dialect."""
 
-    def __init__(self, workdir: Path, name: str, memory: bool = False) -> None:
-        super().__init__(workdir, name)
+    memory = False
+
+    def __init__(self, system: System, workdir: Path, name: str, uri: str | None) -> None:
+        super().__init__(system, workdir, name, uri)
         from pyrogram.storage import SQLiteStorage
 
         self.cls = SQLiteStorage
-        self.memory = memory
-        self.file_based = not memory
-        self.storage = SQLiteStorage(name, workdir, in_memory=memory)
+        self.memory = system.kind.endswith("-memory")
+        self.persistent = not self.memory
+        self.storage = SQLiteStorage(name, workdir, in_memory=self.memory)
 
     def versions(self) -> dict[str, str | None]:
-        return {"kurigram": _version("kurigram")}
-
-    def reopen(self) -> Adapter:
-        return Kurigram(self.workdir, self.name, self.memory)
+        return {"kurigram": version("kurigram")}
 
     async def open(self) -> None:
         await self.storage.open()
@@ -356,28 +374,45 @@ class Kurigram(Adapter):
         await other.close()
 
 
-class OursAsKurigram(Kurigram):
-    """Our FileStorage as Kurigram drives it: ``for_client(storage, "kurigram")``."""
+class OursClient(Kurigram):
+    """Our storage as the installed client drives it: ``for_client(storage)``, auto-detected.
 
-    def __init__(self, workdir: Path, name: str, memory: bool = False) -> None:
-        Adapter.__init__(self, workdir, name)
+    The first ``for_client`` call of the process is timed (``for_client_first_ms``).
+    """
+
+    first_call_ms: ClassVar[float | None] = None
+
+    def __init__(self, system: System, workdir: Path, name: str, uri: str | None) -> None:
+        Adapter.__init__(self, system, workdir, name, uri)
+        import pyrogram  # noqa: F401  (a program imports its client before building storage)
+
         import pyrogram_storage as ps
-        from pyrogram_storage.clients import for_client
 
         self.ps = ps
-        self.for_client = for_client
-        self.memory = False
-        self.storage = for_client(ps.FileStorage(name, workdir), "kurigram")
+        assert system.backend is not None
+        self.persistent = system.backend in PERSISTENT_BACKENDS
+        self.neutral = our_storage(system.backend, name, workdir, uri, Ours.options)
+        start = time.perf_counter()
+        self.storage = ps.for_client(self.neutral)
+        if OursClient.first_call_ms is None:
+            OursClient.first_call_ms = (time.perf_counter() - start) * 1000
 
     def versions(self) -> dict[str, str | None]:
-        return {"pyrogram_storage": self.ps.__version__, "kurigram": _version("kurigram")}
+        return {**our_versions(), "kurigram": version("kurigram")}
 
-    def reopen(self) -> Adapter:
-        return OursAsKurigram(self.workdir, self.name)
+    def files(self) -> list[Path]:
+        return super().files() if self.system.backend in FILE_BACKENDS else []
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "commit_interval": commit_interval(self.neutral),
+            "options": Ours.options,
+            "dialect": type(self.storage).__name__,
+        }
 
     async def roundtrip(self) -> None:
         text = await self.storage.export_session_string()
-        other = self.for_client(self.ps.MemoryStorage("roundtrip", session_string=text), "kurigram")
+        other = self.ps.for_client(self.ps.MemoryStorage("roundtrip", session_string=text))
         await other.open()
         assert await other.auth_key() == w.AUTH_KEY
         await other.close()
@@ -386,20 +421,17 @@ class OursAsKurigram(Kurigram):
 class Pyrogram(Kurigram):
     """Pyrogram 2.0.106's own FileStorage / MemoryStorage, its 5-tuple dialect."""
 
-    def __init__(self, workdir: Path, name: str, memory: bool = False) -> None:
-        Adapter.__init__(self, workdir, name)
+    def __init__(self, system: System, workdir: Path, name: str, uri: str | None) -> None:
+        Adapter.__init__(self, system, workdir, name, uri)
         from pyrogram.storage import FileStorage, MemoryStorage
 
         self.memory_cls = MemoryStorage
-        self.memory = memory
-        self.file_based = not memory
-        self.storage = MemoryStorage(name) if memory else FileStorage(name, workdir)
+        self.memory = system.kind.endswith("-memory")
+        self.persistent = not self.memory
+        self.storage = MemoryStorage(name) if self.memory else FileStorage(name, workdir)
 
     def versions(self) -> dict[str, str | None]:
-        return {"pyrogram": _version("pyrogram")}
-
-    def reopen(self) -> Adapter:
-        return Pyrogram(self.workdir, self.name, self.memory)
+        return {"pyrogram": version("pyrogram")}
 
     async def write(self, indices: list[int], rnd: int) -> None:
         await self.storage.update_peers(
@@ -420,26 +452,17 @@ class Pyrogram(Kurigram):
 class PyroforkMongo(Pyrogram):
     """Pyrofork 2.3.69's own MongoStorage over motor, its 5-tuple dialect."""
 
-    file_based = False
-
-    def __init__(self, workdir: Path, name: str, uri: str) -> None:
-        Adapter.__init__(self, workdir, name)
+    def __init__(self, system: System, workdir: Path, name: str, uri: str | None) -> None:
+        Adapter.__init__(self, system, workdir, name, uri)
         from motor.motor_asyncio import AsyncIOMotorClient
         from pyrogram.storage import MongoStorage
 
-        self.uri = uri
+        assert uri, "pyrofork-mongo needs --server-uri"
         self.memory = False
         self.storage = MongoStorage(name, AsyncIOMotorClient(uri))
 
     def versions(self) -> dict[str, str | None]:
-        return {
-            "pyrofork": _version("pyrofork"),
-            "motor": _version("motor"),
-            "pymongo": _version("pymongo"),
-        }
-
-    def reopen(self) -> Adapter:
-        return PyroforkMongo(self.workdir, self.name, self.uri)
+        return {"pyrofork": version("pyrofork"), "motor": version("motor")}
 
     def files(self) -> list[Path]:
         return []
@@ -451,33 +474,19 @@ class PyroforkMongo(Pyrogram):
     roundtrip = None  # type: ignore[assignment]
 
 
-def make_adapter(system: str, workdir: Path, name: str, mongo_uri: str | None) -> Adapter:
-    if system == "ours-file":
-        return Ours(workdir, name)
-    if system == "ours-memory":
-        return Ours(workdir, name, memory=True)
-    if system == "ours-mongo":
-        assert mongo_uri, "ours-mongo needs --mongo-uri"
-        return OursMongo(workdir, name, mongo_uri)
-    if system == "raw-sqlite":
-        return RawSQLite(workdir, name)
-    if system == "kurigram-file":
-        return Kurigram(workdir, name)
-    if system == "ours-kurigram":
-        return OursAsKurigram(workdir, name)
-    if system == "kurigram-memory":
-        return Kurigram(workdir, name, memory=True)
-    if system == "pyrogram-file":
-        return Pyrogram(workdir, name)
-    if system == "pyrogram-memory":
-        return Pyrogram(workdir, name, memory=True)
-    if system == "pyrofork-mongo":
-        assert mongo_uri, "pyrofork-mongo needs --mongo-uri"
-        return PyroforkMongo(workdir, name, mongo_uri)
-    raise SystemExit(f"unknown system {system!r}")
+ADAPTERS: dict[str, type[Adapter]] = {
+    "ours": Ours,
+    "client": OursClient,
+    "raw": RawSQLite,
+    "kurigram": Kurigram,
+    "kurigram-memory": Kurigram,
+    "pyrogram": Pyrogram,
+    "pyrogram-memory": Pyrogram,
+    "pyrofork-mongo": PyroforkMongo,
+}
 
 
-# -- the workload ---------------------------------------------------------------------------
+# -- the cells ---------------------------------------------------------------------------------
 
 
 async def _call(adapter: Adapter, method: str, *args: Any) -> Any:
@@ -487,12 +496,26 @@ async def _call(adapter: Adapter, method: str, *args: Any) -> Any:
     return result
 
 
-async def _lookup_loop(adapter: Adapter, method: str, keys: Any) -> tuple[float, int]:
-    """Time ``len(keys)`` lookups; return (seconds, how many were found)."""
+async def _lookups(
+    adapter: Adapter, method: str, keys: Any, pause: bool = False
+) -> tuple[float, int]:
+    """Time ``len(keys)`` lookups; return (seconds, how many were found).
+
+    ``pause``: give the loop a turn after each lookup (the loop-watch passes), as a
+    program doing other work between lookups would.
+    """
     fn = getattr(adapter, method)
     found = 0
     start = time.perf_counter()
-    if adapter.sync:
+    if pause:
+        for key in keys:
+            try:
+                await fn(key)
+                found += 1
+            except KeyError:
+                pass
+            await asyncio.sleep(0)
+    elif adapter.sync:
         for key in keys:
             try:
                 fn(key)
@@ -509,7 +532,8 @@ async def _lookup_loop(adapter: Adapter, method: str, keys: Any) -> tuple[float,
     return time.perf_counter() - start, found
 
 
-async def _ingest(adapter: Adapter, chunks: list[list[int]] | Any, rnd: int) -> float:
+async def _ingest(adapter: Adapter, chunks: Any, rnd: int) -> float:
+    """Write the batches, then ``save()``; the loop runs other tasks between batches."""
     start = time.perf_counter()
     if adapter.sync:
         for batch in chunks:
@@ -517,15 +541,14 @@ async def _ingest(adapter: Adapter, chunks: list[list[int]] | Any, rnd: int) -> 
     else:
         for batch in chunks:
             await adapter.write(batch, rnd)
-            # A client gets each batch from the network: the loop runs other tasks between.
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # a client gets each batch from the network
     await _call(adapter, "save")
     return time.perf_counter() - start
 
 
-async def _concurrent(adapter: Adapter, n: int, tasks: int, ops: int) -> float:
+async def _mix(adapter: Adapter, n: int, tasks: int, ops: int, pause: bool = False) -> float:
     """``tasks`` tasks, each ``ops`` operations: 1 in 10 writes 10 peers, 1 in 10 a
-    username lookup, the rest id lookups (hits)."""
+    username lookup, the rest id lookups (hits). ``pause``: a loop turn after each."""
     ids = w.sample_ids(n, tasks * ops, seed=w.SEED + 10)
     names = w.sample_usernames(n, tasks * ops, seed=w.SEED + 11)
 
@@ -539,6 +562,8 @@ async def _concurrent(adapter: Adapter, n: int, tasks: int, ops: int) -> float:
                 await adapter.by_username(names[slot])
             else:
                 await adapter.by_id(ids[slot])
+            if pause:
+                await asyncio.sleep(0)
 
     start = time.perf_counter()
     await asyncio.gather(*(worker(k) for k in range(tasks)))
@@ -546,71 +571,96 @@ async def _concurrent(adapter: Adapter, n: int, tasks: int, ops: int) -> float:
 
 
 def _file_mb(adapter: Adapter) -> float | None:
-    if not adapter.file_based:
+    files = adapter.files()
+    if not files:
         return None
-    return sum(p.stat().st_size for p in adapter.files() if p.exists()) / 2**20
+    return sum(p.stat().st_size for p in files if p.exists()) / 2**20
 
 
-async def run(
-    system: str, n: int, workdir: Path, params: dict[str, Any], mongo_uri: str | None
+def _check(found: int, wanted: int, system: str, what: str) -> None:
+    if found != wanted:
+        raise SystemExit(f"{system}: {what}: found {found} of {wanted}")
+
+
+async def run_cells(
+    system: System, n: int, workdir: Path, params: dict[str, Any], uri: str | None
 ) -> dict[str, Any]:
-    name = f"bench_{system.replace('-', '_')}_{n}"
-    load_before = os.getloadavg()[0]
-    rss_start = w.current_rss_mb()
-    adapter = make_adapter(system, workdir, name, mongo_uri)
+    name = f"bench_{system.name.replace('-', '_')}_{n}"
+    cap = int(params["loop_cap"])
     lookups = int(params["lookups"])
-    hit_ids = w.sample_ids(n, lookups)
+    idle_ms = await w.idle_stall(float(params["idle_s"]))
+    rss_start = w.current_rss_mb()
+    hot, hot_keys = w.hot_lookups(n, int(params["hot"]), lookups)
     miss_ids = w.sample_ids(n, max(1, lookups // 10), miss=True)
     names = w.sample_usernames(n, int(params["usernames"]))
     phones = w.sample_phones(n, int(params["phones"])) if n >= 10 else []
+    uncached = w.distinct_ids(n, int(params["uncached"]) + min(cap, int(params["uncached"])))
+    small = int(params["small"])
+    w.settle()
+    adapter = ADAPTERS[system.kind](system, workdir, name, uri)
     rss_base = w.current_rss_mb()
     m: dict[str, Any] = {}
+    loop: dict[str, Any] = {}
     counts: dict[str, Any] = {
         "n": n,
         "lookups": lookups,
-        "misses": len(miss_ids),
+        "hot": len(hot),
+        "absent": len(miss_ids),
         "usernames": len(names),
         "phones": len(phones),
+        "small": small,
     }
+    watched = not adapter.sync
+
+    async def watch(phase: str, body: Callable[[], Any], *targets: Any) -> Any:
+        """Run ``body`` under the loop watch (ticker, on-loop meter, GC) when async."""
+        if not watched:
+            return await body()
+        async with w.LoopWatch(*targets) as watcher:
+            result = await body()
+        loop[phase] = watcher.result
+        return result
 
     await _call(adapter, "open")
     await _call(adapter, "set_session")
 
-    ticker = w.Ticker()
-    if not adapter.sync:
-        ticker.start()
-    seconds = await _ingest(adapter, w.batches(range(n)), 0)
-    stall = await ticker.stop()
-    m["insert_us"] = seconds / n * 1e6
-    m["stall_ms"] = None if adapter.sync else stall
-
+    # Writes take milliseconds a batch: the meter's ~2 µs a call does not show.
+    seconds = await watch(
+        "ingest_100", lambda: _ingest(adapter, w.batches(range(n)), 0), adapter.storage
+    )
+    m["ingest_100_us"] = seconds / n * 1e6
     churn = list(w.churn_indices(n))
     counts["churn"] = len(churn)
     if churn:
-        m["churn_us"] = await _ingest(adapter, w.batches(churn), 1) / len(churn) * 1e6
+        seconds = await watch(
+            "churn", lambda: _ingest(adapter, w.batches(churn), 1), adapter.storage
+        )
+        m["churn_us"] = seconds / len(churn) * 1e6
 
-    seconds, found = await _lookup_loop(adapter, "by_id", hit_ids)
-    if found != len(hit_ids):
-        raise SystemExit(f"{system}: {len(hit_ids) - found} id hits not found")
-    m["id_hit_us"] = seconds / len(hit_ids) * 1e6
-    seconds, found = await _lookup_loop(adapter, "by_id", miss_ids)
-    if found:
-        raise SystemExit(f"{system}: {found} id misses were found")
-    m["id_miss_us"] = seconds / len(miss_ids) * 1e6
-    seconds, found = await _lookup_loop(adapter, "by_username", names)
-    if found != len(names):
-        raise SystemExit(f"{system}: {len(names) - found} usernames not found")
+    # Reads: timed bare, then once more under the meter (which costs ~2 µs a call).
+    await _lookups(adapter, "by_id", hot)  # the working set becomes hot
+    seconds, found = await _lookups(adapter, "by_id", hot_keys)
+    _check(found, len(hot_keys), system.name, "cached id lookups")
+    m["id_cached_us"] = seconds / len(hot_keys) * 1e6
+    seconds, found = await _lookups(adapter, "by_id", miss_ids)
+    _check(found, 0, system.name, "absent ids")
+    m["id_absent_us"] = seconds / len(miss_ids) * 1e6
+    seconds, found = await _lookups(adapter, "by_username", names)
+    _check(found, len(names), system.name, "usernames")
     m["username_us"] = seconds / len(names) * 1e6
     if phones:
-        seconds, found = await _lookup_loop(adapter, "by_phone", phones)
-        if found != len(phones):
-            raise SystemExit(f"{system}: {len(phones) - found} phones not found")
+        seconds, found = await _lookups(adapter, "by_phone", phones)
+        _check(found, len(phones), system.name, "phones")
         m["phone_us"] = seconds / len(phones) * 1e6
 
-    if not adapter.sync:
-        tasks, ops = int(params["tasks"]), int(params["ops_per_task"])
-        counts["concurrent_ops"] = tasks * ops
-        m["concurrent_us"] = await _concurrent(adapter, n, tasks, ops) / (tasks * ops) * 1e6
+    tasks, ops = int(params["tasks"]), int(params["ops_per_task"])
+    if watched:
+        counts["mix_ops"] = tasks * ops
+        m["mix_us"] = await _mix(adapter, n, tasks, ops) / (tasks * ops) * 1e6
+
+    batches = w.small_batches(2 * n, small)
+    counts["small_batches"] = len(batches)
+    m["ingest_small_us"] = await _ingest(adapter, batches, 0) / small * 1e6
 
     rounds = int(params["roundtrips"])
     if getattr(adapter, "roundtrip", None) is not None and rounds > 0:
@@ -620,52 +670,129 @@ async def run(
             await adapter.roundtrip()  # type: ignore[misc]
         m["roundtrip_us"] = (time.perf_counter() - start) / rounds * 1e6
 
+    if watched:
+        target = adapter.storage
+
+        def looked(method: str, keys: Any) -> Callable[[], Any]:
+            return lambda: _lookups(adapter, method, keys, pause=True)
+
+        await watch("id_cached", looked("by_id", hot_keys[:cap]), target)
+        await watch("id_absent", looked("by_id", miss_ids[:cap]), target)
+        await watch("username", looked("by_username", names[:cap]), target)
+        if phones:
+            await watch("phone", looked("by_phone", phones[:cap]), target)
+        mix_ops = max(1, min(ops, cap // max(1, tasks)))
+        await watch("mix", lambda: _mix(adapter, n, tasks, mix_ops, pause=True), target)
+        more = w.small_batches(2 * n + small, min(small, cap))
+        await watch("ingest_small", lambda: _ingest(adapter, more, 0), target)
+
     await _call(adapter, "save")
     await _call(adapter, "close")
     m["file_mb"] = _file_mb(adapter)
 
-    if adapter.file_based or system.endswith("mongo"):
-        samples = []
-        first = w.sample_ids(n, int(params["cold_opens"]), seed=w.SEED + 20)
-        for pid in first:
-            again = adapter.reopen()
+    if adapter.persistent:
+        # A fresh object over the full data: nothing cached yet.
+        count = int(params["uncached"])
+        timed_ids, watched_ids = uncached[:count], uncached[count:]
+        fresh = adapter.reopen()
+        await _call(fresh, "open")
+        seconds, found = await _lookups(fresh, "by_id", timed_ids)
+        _check(found, len(timed_ids), system.name, "uncached id lookups")
+        m["id_uncached_us"] = seconds / len(timed_ids) * 1e6
+        counts["uncached"] = len(timed_ids)
+        if watched and len(watched_ids):
+            await watch(
+                "id_uncached",
+                lambda: _lookups(fresh, "by_id", watched_ids, pause=True),
+                fresh.storage,
+            )
+        await _call(fresh, "close")
+
+        opens, firsts = [], []
+        for pid in w.sample_ids(n, int(params["cold_opens"]), seed=w.SEED + 20):
             start = time.perf_counter()
+            again = adapter.reopen()  # for_client() is part of it, where there is one
             await _call(again, "open")
+            opened = time.perf_counter()
             await _call(again, "by_id", pid)
-            samples.append(time.perf_counter() - start)
+            firsts.append(time.perf_counter() - start)
+            opens.append(opened - start)
             await _call(again, "close")
-        m["cold_open_ms"] = statistics.median(samples) * 1000
-        counts["cold_opens"] = len(samples)
+        m["open_ms"] = statistics.median(opens) * 1000
+        m["cold_open_ms"] = statistics.median(firsts) * 1000
+        counts["cold_opens"] = len(firsts)
+
+    if isinstance(adapter, OursClient):
+        m["for_client_first_ms"] = OursClient.first_call_ms
+        spent = []
+        for k in range(int(params["for_client_calls"])):
+            storage = our_storage(system.backend or "file", f"fc{k}", workdir, uri, Ours.options)
+            start = time.perf_counter()
+            adapter.ps.for_client(storage)
+            spent.append(time.perf_counter() - start)
+        if spent:
+            m["for_client_us"] = statistics.median(spent) * 1e6
 
     m["rss_peak_mb"] = w.peak_rss_mb()
     m["rss_growth_mb"] = m["rss_peak_mb"] - rss_base
     return {
-        "system": system,
-        "n": n,
         "metrics": m,
+        "loop": loop,
+        "idle_ms": idle_ms,
         "counts": counts,
-        "load": [load_before, os.getloadavg()[0]],
+        "config": adapter.config(),
         "rss_start_mb": rss_start,
         "rss_base_mb": rss_base,
-        "versions": {
-            "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version,
-            **adapter.versions(),
-        },
+        "versions": adapter.versions(),
+    }
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+async def run(
+    system: System, n: int, workdir: Path, params: dict[str, Any], uri: str | None
+) -> dict[str, Any]:
+    load_before = os.getloadavg()[0]
+    if system.suite == "cells":
+        result = await run_cells(system, n, workdir, params, uri)
+    elif system.suite == "path":
+        import client_path
+
+        result = await client_path.run(system, n, workdir, params, uri)
+    elif system.suite == "host":
+        import host
+
+        result = await host.run(system, n, workdir, params, uri)
+    else:
+        raise SystemExit(f"{system.name}: unknown suite {system.suite!r}")
+    result["versions"] = {
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        **result.get("versions", {}),
+    }
+    return {
+        "system": system.name,
+        "suite": system.suite,
+        "n": n,
+        **result,
+        "load": [load_before, os.getloadavg()[0]],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("system")
+    parser.add_argument("system", choices=sorted(BY_NAME))
     parser.add_argument("n", type=int)
     parser.add_argument("workdir", type=Path)
     parser.add_argument("--params", default="{}", help="JSON overrides of DEFAULT_PARAMS")
-    parser.add_argument("--mongo-uri")
+    parser.add_argument("--server-uri", help="the server of a system that needs one")
     options = parser.parse_args()
     params = {**DEFAULT_PARAMS, **json.loads(options.params)}
+    Ours.options = dict(params["storage_options"])
     options.workdir.mkdir(parents=True, exist_ok=True)
-    result = asyncio.run(run(options.system, options.n, options.workdir, params, options.mongo_uri))
+    system = BY_NAME[options.system]
+    result = asyncio.run(run(system, options.n, options.workdir, params, options.server_uri))
     print("RESULT " + json.dumps(result), flush=True)
     os._exit(0)  # motor/pymongo may leave threads behind; the result is out
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
+import gc
 import os
 import random
 import resource
@@ -129,6 +131,68 @@ def sample_phones(n: int, count: int, seed: int = SEED) -> list[str]:
     return phones
 
 
+def distinct_ids(n: int, count: int, seed: int = SEED) -> array.array:
+    """Ids of ``count`` different written peers (all of them if ``count >= n``)."""
+    rng = random.Random(seed + 4)
+    picked = rng.sample(range(n), min(count, n))
+    return array.array("q", (peer_id(i) for i in picked))
+
+
+def hot_lookups(n: int, hot: int, count: int, seed: int = SEED) -> tuple[list[int], list[int]]:
+    """A hot working set of ``hot`` written peers and ``count`` lookups drawn from it."""
+    rng = random.Random(seed + 5)
+    working = [peer_id(i) for i in rng.sample(range(n), min(hot, n))]
+    return working, [rng.choice(working) for _ in range(count)]
+
+
+def small_batches(first: int, count: int, seed: int = SEED) -> list[list[int]]:
+    """Indices ``first .. first+count-1`` cut into batches of 1 to 3, as updates bring them."""
+    rng = random.Random(seed + 6)
+    out: list[list[int]] = []
+    i, end = first, first + count
+    while i < end:
+        size = min(rng.randint(1, 3), end - i)
+        out.append(list(range(i, i + size)))
+        i += size
+    return out
+
+
+def is_user(i: int) -> bool:
+    return TYPES[i % 10] in ("user", "bot")
+
+
+def new_user_indices(start: int) -> Iterator[int]:
+    """Indices of users and bots from ``start`` on: peers nobody has written."""
+    i = start
+    while True:
+        if is_user(i):
+            yield i
+        i += 1
+
+
+def update_senders(
+    n: int, count: int, known: float, seed: int, fresh_start: int
+) -> list[tuple[int, bool]]:
+    """``count`` message senders: (index, already known?), a share ``known`` of them written.
+
+    Known senders are users or bots drawn uniformly from the ``n`` written peers; the
+    others are new users, indices from ``fresh_start`` on, each seen once.
+    """
+    rng = random.Random(seed)
+    fresh = new_user_indices(fresh_start)
+    out = []
+    for _ in range(count):
+        if rng.random() < known:
+            while True:
+                i = rng.randrange(n)
+                if is_user(i):
+                    break
+            out.append((i, True))
+        else:
+            out.append((next(fresh), False))
+    return out
+
+
 def current_rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
@@ -167,6 +231,220 @@ class Ticker:
         if self._task is not None:
             await self._task
         return self.max_lag * 1000
+
+
+async def idle_stall(seconds: float) -> float:
+    """Return the ticker's longest stall (ms) on an idle loop: the machine's own noise."""
+    ticker = Ticker()
+    ticker.start()
+    await asyncio.sleep(seconds)
+    return await ticker.stop()
+
+
+# Every storage method a client or the neutral API calls; the meter wraps those present.
+METERED = (
+    "open",
+    "close",
+    "save",
+    "flush",
+    "update_peers",
+    "update_usernames",
+    "set_update_state",
+    "update_state",
+    "get_update_states",
+    "get_peer_by_id",
+    "get_peer_by_username",
+    "get_peer_by_phone_number",
+    "upsert_peers",
+    "set_usernames",
+    "peer_by_id",
+    "peer_by_username",
+    "peer_by_phone",
+    "set_update_states",
+    "get_session",
+    "update_session",
+)
+
+
+class _Stepped:
+    """Await a coroutine step by step, charging each step's thread CPU time to a meter."""
+
+    __slots__ = ("coro", "meter", "name")
+
+    def __init__(self, meter: LoopMeter, name: str, coro: Any) -> None:
+        self.meter = meter
+        self.name = name
+        self.coro = coro
+
+    def __await__(self) -> Any:
+        coro, meter = self.coro, self.meter
+        cpu, wall = time.thread_time, time.perf_counter
+        value: Any = None
+        error: BaseException | None = None
+        spent = 0.0
+        while True:
+            start, started = cpu(), wall()
+            try:
+                signal = coro.send(value) if error is None else coro.throw(error)
+            except StopIteration as stop:
+                meter.step(self.name, cpu() - start, wall() - started, spent, done=True)
+                return stop.value
+            except BaseException:
+                meter.step(self.name, cpu() - start, wall() - started, spent, done=True)
+                raise
+            step = cpu() - start
+            spent += step
+            meter.step(self.name, step, wall() - started, spent, done=False)
+            try:
+                value, error = (yield signal), None
+            except BaseException as exc:  # cancellation and the like go into the coroutine
+                value, error = None, exc
+
+
+class LoopMeter:
+    """The storage's own time on the event loop's thread, call by call.
+
+    Wraps the storage object's methods (instance attributes shadow the class's, so the
+    client's ``isinstance`` checks still pass) and drives each call's coroutine one
+    step at a time, timing every step with ``time.thread_time()`` of the loop's thread:
+    CPU time, so other processes on a shared machine do not count, while garbage
+    collections and dict resizes that happen inside the call do. The longest step is
+    the longest time the storage held the loop without giving it back.
+    """
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.total = 0.0
+        self.longest = 0.0
+        self.longest_call = ""
+        self.longest_wall = 0.0
+        self.per_call: dict[str, list[float]] = {}  # name -> [calls, total seconds]
+        self._wrapped: list[tuple[Any, str]] = []
+
+    def step(self, name: str, step: float, wall: float, spent: float, *, done: bool) -> None:
+        if step > self.longest:
+            self.longest = step
+            self.longest_call = name
+        if wall > self.longest_wall:
+            self.longest_wall = wall
+        if done:
+            spent += step
+            self.calls += 1
+            self.total += spent
+            stats = self.per_call.setdefault(name, [0, 0.0])
+            stats[0] += 1
+            stats[1] += spent
+
+    def install(self, target: Any) -> None:
+        for name in METERED:
+            method = getattr(target, name, None)
+            if method is None or not callable(method):
+                continue
+            setattr(target, name, self._metered(name, method))
+            self._wrapped.append((target, name))
+
+    def uninstall(self) -> None:
+        for target, name in self._wrapped:
+            with contextlib.suppress(AttributeError):
+                delattr(target, name)
+        self._wrapped.clear()
+
+    def _metered(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        meter = self
+
+        def metered(*args: Any, **kwargs: Any) -> Any:
+            start, started = time.thread_time(), time.perf_counter()
+            result = method(*args, **kwargs)
+            if asyncio.iscoroutine(result):
+                return _Stepped(meter, name, result)
+            meter.step(
+                name, time.thread_time() - start, time.perf_counter() - started, 0.0, done=True
+            )
+            return result
+
+        return metered
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "onloop_us": self.total / self.calls * 1e6 if self.calls else None,
+            "onloop_max_ms": self.longest * 1000,
+            "onloop_max_call": self.longest_call,
+            "onloop_wall_max_ms": self.longest_wall * 1000,
+            "per_call_us": {
+                name: round(total / count * 1e6, 2)
+                for name, (count, total) in sorted(self.per_call.items())
+                if count
+            },
+        }
+
+
+class GcPauses:
+    """The longest garbage collection (thread CPU time of the collecting thread)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.collections = 0
+        self._start = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._start = time.thread_time()
+        else:
+            self.collections += 1
+            self.longest = max(self.longest, time.thread_time() - self._start)
+
+    def start(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        if self._callback in gc.callbacks:
+            gc.callbacks.remove(self._callback)
+
+
+def settle() -> None:
+    """Keep the harness's own objects out of later garbage collections.
+
+    Collect, then move everything alive (the prepared updates, samples, imported
+    modules) to the permanent generation, so that the pauses the loop watch records
+    are those of the objects created afterwards: the storage's and the client's.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+class LoopWatch:
+    """Watch one phase: the ticker, the storage's on-loop time per call, and GC pauses.
+
+    ``async with LoopWatch(storage) as watch: ...`` then ``watch.result``. Give no
+    target to watch with the ticker and the collector only.
+    """
+
+    def __init__(self, *targets: Any) -> None:
+        self.targets = targets
+        self.meter = LoopMeter()
+        self.ticker = Ticker()
+        self.gc = GcPauses()
+        self.result: dict[str, Any] = {}
+
+    async def __aenter__(self) -> LoopWatch:
+        for target in self.targets:
+            self.meter.install(target)
+        self.gc.start()
+        self.ticker.start()
+        await asyncio.sleep(0)  # the ticker's first sleep starts now, not at the end
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        ticker_ms = await self.ticker.stop()
+        self.gc.stop()
+        self.meter.uninstall()
+        self.result = {
+            **self.meter.stats(),
+            "ticker_ms": ticker_ms,
+            "gc_max_ms": self.gc.longest * 1000,
+            "gc_collections": self.gc.collections,
+        }
 
 
 async def timed(fn: Callable[[], Awaitable[Any]]) -> float:

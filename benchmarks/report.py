@@ -1,0 +1,601 @@
+"""Turn a run's raw results into issue 12's targets, the report (latest.md) and a plot."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from systems import BY_NAME, PAIRS, SYSTEMS
+
+METRICS = {
+    # cells
+    "ingest_100_us": "ingest, batches of 100 (µs/peer)",
+    "ingest_small_us": "ingest, batches of 1-3 (µs/peer)",
+    "churn_us": "churn: 10% re-sent, new usernames (µs/peer)",
+    "id_cached_us": "peer by id, cached: hot set of 1,000 (µs)",
+    "id_uncached_us": "peer by id, uncached: fresh storage object (µs)",
+    "id_absent_us": "peer by id, absent (µs)",
+    "username_us": "peer by username (µs)",
+    "phone_us": "peer by phone (µs)",
+    "mix_us": "50 tasks, 80% id / 10% username / 10% write (µs/op)",
+    "roundtrip_us": "session string export + new memory storage (µs)",
+    "open_ms": "open (ms)",
+    "cold_open_ms": "cold open + first lookup (ms)",
+    "for_client_first_ms": "for_client(storage), first call in the process (ms)",
+    "for_client_us": "for_client(storage), later calls (µs)",
+    # path
+    "path_us": "handle_updates + 2 × resolve_peer (µs/update, final save included)",
+    "path_flush_ms": "flush() after the updates, where the storage has one (ms)",
+    "path_save_ms": "the final save() after the updates (ms)",
+    "storage_calls_per_update": "storage calls per update",
+    "populate_us": "filling the storage before the run (µs/peer)",
+    # host
+    "host_rss_mb": "RSS with every session open (MB)",
+    "host_rss_per_session_mb": "RSS growth per session (MB)",
+    "host_threads_per_session": "threads per session",
+    "host_fds_per_session": "file descriptors per session",
+    "host_open_ms": "open, per session (ms)",
+    "host_use_ms": "lookups + writes + save, per session (ms)",
+    "host_close_ms": "close, per session (ms)",
+    # every suite
+    "rss_growth_mb": "peak RSS growth (MB)",
+    "rss_peak_mb": "peak RSS (MB)",
+    "file_mb": "file size after save (MB)",
+}
+# Where less is better and a ratio "anchor / ours" means "× faster".
+TIME_METRICS = (
+    "path_us",
+    "ingest_100_us",
+    "ingest_small_us",
+    "churn_us",
+    "id_cached_us",
+    "id_uncached_us",
+    "id_absent_us",
+    "username_us",
+    "phone_us",
+    "mix_us",
+    "roundtrip_us",
+    "open_ms",
+    "cold_open_ms",
+    "host_open_ms",
+    "host_use_ms",
+    "host_rss_per_session_mb",
+)
+# Issue 12, target 2: every one of these, ours via for_client vs Kurigram's file.
+CELL_TARGETS = (
+    ("id_cached_us", 5.0),
+    ("id_uncached_us", 1.0),
+    ("id_absent_us", 1.0),
+    ("username_us", 1.0),
+    ("phone_us", 1.0),
+    ("ingest_100_us", 1.0),
+    ("ingest_small_us", 1.0),
+    ("mix_us", 1.0),
+)
+STALL_LIMIT_MS = 5.0
+
+Index = dict[tuple[str, int], dict[str, Any]]
+
+
+def index(results: list[dict[str, Any]]) -> Index:
+    return {(r["system"], r["n"]): r for r in results if "metrics" in r}
+
+
+def get(idx: Index, system: str, n: int, metric: str) -> float | None:
+    value = idx.get((system, n), {}).get("metrics", {}).get(metric)
+    return None if value is None else float(value)
+
+
+def n_label(n: int) -> str:
+    if n >= 1_000_000 and n % 1_000_000 == 0:
+        return f"{n // 1_000_000}M"
+    return f"{n // 1000}k" if n >= 1000 and n % 1000 == 0 else str(n)
+
+
+def fmt(value: float | None) -> str:
+    if value is None:
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def ratio_cell(ours: float | None, anchor: float | None) -> str:
+    if ours is None or anchor is None or ours <= 0 or anchor <= 0:
+        return "–"
+    faster = anchor / ours
+    return f"**{faster:.2f}×**" if faster >= 1 else f"{faster:.2f}×"
+
+
+def worst_stall(result: dict[str, Any]) -> tuple[float, str, float, float, str]:
+    """(longest on-loop step or GC pause ms, where, longest wall step ms, ticker ms, where)."""
+    worst, where, wall, ticker, ticker_where = 0.0, "–", 0.0, 0.0, "–"
+    for phase, stats in result.get("loop", {}).items():
+        onloop = float(stats.get("onloop_max_ms") or 0)
+        gc_ms = float(stats.get("gc_max_ms") or 0)
+        if onloop > worst:
+            worst, where = onloop, f"{phase}: {stats.get('onloop_max_call')}"
+        if gc_ms > worst:
+            worst, where = gc_ms, f"{phase}: garbage collection"
+        wall = max(wall, float(stats.get("onloop_wall_max_ms") or 0))
+        if float(stats.get("ticker_ms") or 0) > ticker:
+            ticker, ticker_where = float(stats["ticker_ms"]), phase
+    return worst, where, wall, ticker, ticker_where
+
+
+# -- targets -------------------------------------------------------------------------------
+
+
+def targets(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Evaluate issue 12's targets on this run's numbers (None: not measured)."""
+    idx = index(results)
+    sizes = sorted({n for (_, n) in idx})
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, met: bool | None, detail: str) -> None:
+        out.append({"target": name, "met": met, "detail": detail})
+
+    def faster(metric: str, n: int, ours: str, anchor: str) -> float | None:
+        a, b = get(idx, anchor, n, metric), get(idx, ours, n, metric)
+        return None if a is None or b is None or b <= 0 else a / b
+
+    def at_least(name: str, metric: str, ours: str, anchor: str, need: dict[int, float]) -> None:
+        parts, verdicts = [], []
+        for n, threshold in need.items():
+            r = faster(metric, n, ours, anchor)
+            if r is not None:
+                parts.append(f"{n_label(n)}: {r:.2f}× (need {threshold:g}×)")
+                verdicts.append(r >= threshold)
+        add(name, all(verdicts) if verdicts else None, "; ".join(parts))
+
+    at_least(
+        "1. Kurigram update path, ours via for_client vs its file storage: ≥ 2× at 100k, "
+        "≥ 1.2× at 1M",
+        "path_us",
+        "path-kurigram-ours",
+        "path-kurigram-file",
+        {100_000: 2.0, 1_000_000: 1.2},
+    )
+    at_least(
+        "1. Pyrofork update path, ours via for_client vs its file storage (the issue gives "
+        "Kurigram's thresholds): ≥ 2× at 100k, ≥ 1.2× at 1M",
+        "path_us",
+        "path-pyrofork-ours",
+        "path-pyrofork-file",
+        {100_000: 2.0, 1_000_000: 1.2},
+    )
+    mongo_sizes = [n for n in sizes if ("path-pyrofork-mongo", n) in idx]
+    at_least(
+        "1. Pyrofork update path, ours MongoStorage vs Pyrofork's MongoStorage, same server: "
+        "≥ 1.5×",
+        "path_us",
+        "path-pyrofork-ours-mongo",
+        "path-pyrofork-mongo",
+        dict.fromkeys(mongo_sizes, 1.5),
+    )
+    for metric, need in CELL_TARGETS:
+        at_least(
+            f"2. {METRICS[metric]}: ours via for_client ≥ {need:g}× Kurigram file at 100k and 1M",
+            metric,
+            "ours-client",
+            "kurigram-file",
+            {100_000: need, 1_000_000: need},
+        )
+
+    later = [v for n in sizes if (v := get(idx, "ours-client", n, "for_client_us")) is not None]
+    first = [
+        v for n in sizes if (v := get(idx, "ours-client", n, "for_client_first_ms")) is not None
+    ]
+    add(
+        "3. for_client(storage) ≤ 1 ms per call after the first",
+        None if not later else max(later) <= 1000,
+        ""
+        if not later
+        else f"{max(later) / 1000:.3f} ms (worst N); first call {max(first):.0f} ms",
+    )
+    at_least(
+        "3. open + first lookup through for_client vs Kurigram's open: ≥ 50× at 100k, ≥ 100× at 1M",
+        "cold_open_ms",
+        "ours-client",
+        "kurigram-file",
+        {100_000: 50.0, 1_000_000: 100.0},
+    )
+
+    ours_loop = [
+        r
+        for r in idx.values()
+        if BY_NAME.get(r["system"]) is not None
+        and BY_NAME[r["system"]].ours
+        and BY_NAME[r["system"]].venv is not None  # through for_client
+        and r.get("loop")
+    ]
+    if ours_loop:
+        worst = max(ours_loop, key=lambda r: worst_stall(r)[0])
+        value, where, wall, _, _ = worst_stall(worst)
+        ticker = max(ours_loop, key=lambda r: worst_stall(r)[3])
+        _, _, _, ticker_ms, ticker_where = worst_stall(ticker)
+        idle = max(float(r.get("idle_ms") or 0) for r in ours_loop)
+        ns = sorted({r["n"] for r in ours_loop})
+        add(
+            f"4. no storage stall > {STALL_LIMIT_MS:g} ms on the loop in any workload "
+            f"(ours via for_client, N = {', '.join(n_label(n) for n in ns)})",
+            value <= STALL_LIMIT_MS,
+            f"longest on-loop step or GC (thread CPU) {value:.2f} ms: {worst['system']} "
+            f"{n_label(worst['n'])} {where}; longest on-loop step, wall clock {wall:.2f} ms; "
+            f"ticker {ticker_ms:.1f} ms ({ticker['system']} {n_label(ticker['n'])} "
+            f"{ticker_where}) against an idle ticker of up to {idle:.1f} ms",
+        )
+    else:
+        add(f"4. no storage stall > {STALL_LIMIT_MS:g} ms on the loop in any workload", None, "")
+
+    growth = get(idx, "ours-client", 1_000_000, "rss_growth_mb")
+    add(
+        "5. RSS growth of a 1M-peer FileStorage (via for_client) ≤ 50 MB",
+        None if growth is None else growth <= 50,
+        "" if growth is None else f"{growth:.1f} MB",
+    )
+    hosts = [r for (s, _), r in idx.items() if s == "host-ours"]
+    if hosts:
+        h = max(hosts, key=lambda r: (r["counts"]["sessions"], r["n"]))
+        c, hm = h["counts"], h["metrics"]
+        full = c["sessions"] >= 1000 and h["n"] >= 10_000
+        add(
+            "5. 1,000 FileStorages of 10k peers open in one process: RSS ≤ 1 GB",
+            (hm["host_rss_mb"] <= 1024) if full else None,
+            f"{c['sessions']} sessions of {n_label(h['n'])}: RSS {hm['host_rss_mb']:.0f} MB, "
+            f"{hm['host_rss_per_session_mb']:.2f} MB, "
+            f"{hm['host_threads_per_session']:.2f} threads and "
+            f"{hm['host_fds_per_session']:.1f} fds per session"
+            + ("" if full else " (smaller than the target's host)"),
+        )
+    else:
+        add("5. 1,000 FileStorages of 10k peers open in one process: RSS ≤ 1 GB", None, "")
+    via = get(idx, "path-pyrofork-ours-mongo", 10_000, "open_ms")
+    plain = get(idx, "ours-mongo", 10_000, "open_ms")
+    shown = [
+        f"{label} {value:.1f} ms"
+        for label, value in (("via for_client (load_session)", via), ("neutral API", plain))
+        if value is not None
+    ]
+    opened = via if via is not None else plain
+    add(
+        "6. MongoStorage open ≤ 50 ms at 10k peers",
+        None if opened is None else opened <= 50,
+        "; ".join(shown),
+    )
+    return out
+
+
+# -- the report ----------------------------------------------------------------------------
+
+
+def _header(data: dict[str, Any]) -> list[str]:
+    results = data["results"]
+    m = data["machine"]
+    lines = [f"# Benchmark results ({data['started']})", ""]
+    lines += [
+        f"- Machine: {m.get('cpu')}, {m.get('cores')} cores, {m.get('ram_gb')} GB RAM, "
+        f"{m.get('os')}",
+        f"- Python {m.get('python')}, SQLite {m.get('sqlite')}",
+    ]
+    versions: dict[str, str] = {}
+    for r in results:
+        for key, value in r.get("versions", {}).items():
+            if key not in ("python", "sqlite") and value:
+                versions[key] = value
+    lines.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    lines.append(f"- Command: `{data['command']}` ({data['wall_s'] / 60:.1f} min)")
+    if data.get("git"):
+        lines.append(f"- Code: `{data['git']}`")
+    configs = {
+        r["system"]: r["config"] for r in results if r.get("config", {}).get("commit_interval")
+    }
+    if configs:
+        intervals = sorted({str(c["commit_interval"]) for c in configs.values()})
+        lines.append(f"- Our storages' commit_interval: {', '.join(intervals)}")
+    if data.get("params_override"):
+        lines.append(f"- Parameters changed: `{data['params_override']}`")
+    if data.get("repeat", 1) > 1:
+        lines.append(
+            f"- Every system and N ran {data['repeat']} times (round robin); "
+            "each number is the median"
+        )
+    loads = [x for r in results for x in r.get("load", [])]
+    if loads:
+        lines.append(
+            f"- 1-minute load average during the runs: {min(loads):.1f} to {max(loads):.1f} "
+            f"on {m.get('cores')} cores"
+            + (" (other work was running: single numbers are noisy)" if max(loads) > 1.5 else "")
+        )
+    lines.append("")
+    return lines
+
+
+def _path_table(idx: Index) -> list[str]:
+    rows = [(s, n) for (s, n) in sorted(idx, key=lambda k: (k[1], k[0])) if s.startswith("path-")]
+    if not rows:
+        return []
+    lines = [
+        "## The client's update path",
+        "",
+        "The real client's `handle_updates` + 2 × `resolve_peer` per update, offline; "
+        "× faster is the client's own storage's time / this one's (dict: the ceiling, "
+        "the client's own work).",
+        "",
+        "| client + storage | N | µs/update | × faster than its own storage | "
+        "share of the ceiling's speed | open (ms) | "
+        "storage calls/update | on-loop µs/call | longest on-loop step (ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for system, n in sorted(rows, key=lambda k: (BY_NAME[k[0]].venv or "", k[1], k[0])):
+        own = "path-pyrofork-mongo" if BY_NAME[system].server else None
+        own = own or f"path-{BY_NAME[system].venv}-file"
+        path = get(idx, system, n, "path_us")
+        ceiling = get(idx, f"path-{BY_NAME[system].venv}-dict", n, "path_us")
+        share = "–" if path is None or ceiling is None or not path else f"{ceiling / path:.0%}"
+        loop = idx[(system, n)].get("loop", {}).get("path", {})
+        lines.append(
+            f"| {BY_NAME[system].label} | {n_label(n)} | {fmt(path)} | "
+            f"{'–' if system == own else ratio_cell(path, get(idx, own, n, 'path_us'))} | "
+            f"{share} | {fmt(get(idx, system, n, 'open_ms'))} | "
+            f"{fmt(get(idx, system, n, 'storage_calls_per_update'))} | "
+            f"{fmt(loop.get('onloop_us'))} | {fmt(loop.get('onloop_max_ms'))} |"
+        )
+    return [*lines, ""]
+
+
+def _ratio_table(idx: Index, present: list[str], sizes: list[int]) -> list[str]:
+    pairs = [
+        (a, b)
+        for a, b in PAIRS
+        if a in present and b in present and not a.startswith(("path-", "host-"))
+    ]
+    if not pairs:
+        return []
+    lines = [
+        "## Ratios",
+        "",
+        "Each cell: **anchor time / our time = how many × faster we are** (over 1× means "
+        "ours is faster).",
+        "",
+        "| workload | N | "
+        + " | ".join(f"{BY_NAME[a].label} vs {BY_NAME[b].label}" for a, b in pairs)
+        + " |",
+        "|---|---|" + "---|" * len(pairs),
+    ]
+    for metric in TIME_METRICS:
+        for n in sizes:
+            cells = [ratio_cell(get(idx, a, n, metric), get(idx, b, n, metric)) for a, b in pairs]
+            if all(c == "–" for c in cells):
+                continue
+            lines.append(f"| {METRICS[metric]} | {n_label(n)} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
+def _loop_table(idx: Index) -> list[str]:
+    rows = [key for key, r in idx.items() if r.get("loop")]
+    if not rows:
+        return []
+    lines = [
+        "## The event loop",
+        "",
+        "Per system and N, over every workload phase: the longest step a storage call "
+        "ran on the loop's thread without yielding (thread CPU time, and wall clock), "
+        "the longest garbage collection, and the longest 1 ms ticker stall against the "
+        "same process's idle ticker. Per-phase numbers are in latest.json (`loop`).",
+        "",
+        "| system | N | longest on-loop step, CPU (ms) | where | wall (ms) | longest GC (ms) | "
+        "ticker (ms) | where | idle ticker (ms) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = {s.name: k for k, s in enumerate(SYSTEMS)}
+    for system, n in sorted(rows, key=lambda k: (order.get(k[0], 99), k[1])):
+        r = idx[(system, n)]
+        loop = r["loop"]
+        onloop = max(float(s.get("onloop_max_ms") or 0) for s in loop.values())
+        where = max(loop.items(), key=lambda kv: float(kv[1].get("onloop_max_ms") or 0))
+        gc_ms = max(float(s.get("gc_max_ms") or 0) for s in loop.values())
+        wall = max(float(s.get("onloop_wall_max_ms") or 0) for s in loop.values())
+        ticker = max(loop.items(), key=lambda kv: float(kv[1].get("ticker_ms") or 0))
+        lines.append(
+            f"| {BY_NAME[system].label} | {n_label(n)} | {fmt(onloop)} | "
+            f"{where[0]}: {where[1].get('onloop_max_call')} | {fmt(wall)} | {fmt(gc_ms)} | "
+            f"{fmt(ticker[1].get('ticker_ms'))} | {ticker[0]} | {fmt(r.get('idle_ms'))} |"
+        )
+    return [*lines, ""]
+
+
+def _measurements(idx: Index, present: list[str], sizes: list[int]) -> list[str]:
+    lines = ["## Measurements", ""]
+    for suite in ("cells", "path", "host"):
+        shown = [s for s in present if BY_NAME[s].suite == suite]
+        if not shown:
+            continue
+        lines += [
+            f"Suite `{suite}`:",
+            "",
+            "| workload | N | " + " | ".join(BY_NAME[s].label for s in shown) + " |",
+            "|---|---|" + "---|" * len(shown),
+        ]
+        for metric in METRICS:
+            for n in sizes:
+                cells = [fmt(get(idx, s, n, metric)) for s in shown]
+                if all(c == "–" for c in cells):
+                    continue
+                lines.append(f"| {METRICS[metric]} | {n_label(n)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
+
+
+NOTES = (
+    "Every system and N runs in its own fresh process, with the python of the system's "
+    "own virtualenv for the clients (`tests/clientenv.py`); ours via for_client runs in "
+    "the client's virtualenv and lets `for_client(storage)` detect the client, as "
+    "README teaches. Peak RSS is `resource.getrusage` of that process; growth is peak "
+    "minus the RSS after imports and workload setup.",
+    "Peers are generated from their index (5 users, 2 bots, 1 group, 1 channel, 1 "
+    "supergroup in ten; half have a username, users at multiples of 3 a phone), through "
+    "each system's own dialect: our `upsert_peers`; Kurigram `update_peers` 4-tuples + "
+    "`update_usernames`; Pyrogram/Pyrofork 5-tuples. Ingest times include the final "
+    "`save()`; the clients commit only there (Pyrofork also on every update-state "
+    "write). An `await asyncio.sleep(0)` between batches stands for the network.",
+    "Cached id lookups: a hot working set of 1,000 peers, looked up once first, then "
+    "drawn at random. Uncached: a new storage object over the full file, each id "
+    "looked up once. Absent: ids never written. Batches of 1-3: new peers, as updates "
+    "bring them.",
+    "The update path: the real `Client` of Kurigram 2.2.26 or Pyrofork 2.3.69, never "
+    "connected (`invoke` and the authorisation fail the run if called); each "
+    "`raw.types.Updates` holds one `UpdateNewMessage` with a `pts` and its sender, 90% "
+    "already stored and unchanged, drawn uniformly from the N, 10% new; the bot then "
+    "resolves the chat twice. Open is the client's `load_session()` on a new `Client` "
+    "over the filled storage. A warm-up of 1,000 updates runs first; the timed updates "
+    "end with `save()`.",
+    "The event loop: every phase runs a second time under a watch (reads and the mix "
+    "capped at `loop_cap` operations; ingests watched while timed, the meter costing ~2 "
+    "µs a call against milliseconds a batch). The watch wraps the storage object's "
+    "methods and steps each call's coroutine, timing every step with the loop thread's "
+    "`time.thread_time()` (CPU: other processes do not count; blocking I/O on the loop "
+    "thread does not either, which the wall-clock column and the ticker show); it "
+    "records every garbage collection (`gc.callbacks`; the harness's own prepared data "
+    "is moved out of the collector's reach first, `gc.freeze()`), and a 1 ms ticker "
+    "task measures how late it wakes. Each process first runs the ticker alone on an "
+    "idle loop (the idle baseline). In the watch passes each operation is followed by "
+    "one loop turn.",
+    "Cold open: a new storage object on the existing file (same process), "
+    "`for_client()` included for ours via for_client, open + one id lookup; the file is "
+    "warm in the page cache (no root over it here): this measures the work done on "
+    "open (the clients VACUUM the whole file), not disk reads.",
+    "The host: one file of N peers copied per session, all opened in one process, then "
+    "every session at once looks up 10 peers and writes 2 peers and 2 update states, "
+    "and saves; RSS, threads (`/proc/self/task`) and file descriptors are read with "
+    "everything open, growth over the process before the opens.",
+    "raw sqlite3: our schema, WAL + synchronous=NORMAL, executemany, one transaction "
+    "per batch, no asyncio; reads are autocommit SELECTs of (id, access_hash, type).",
+)
+
+
+def render(data: dict[str, Any]) -> str:
+    results = data["results"]
+    idx = index(results)
+    sizes = sorted({n for (_, n) in idx})
+    present = [s.name for s in SYSTEMS if any((s.name, n) in idx for n in sizes)]
+    lines = _header(data)
+    lines += ["## Targets (issue 12)", "", "| target | result | met? |", "|---|---|---|"]
+    for t in data["targets"]:
+        verdict = "not measured" if t["met"] is None else ("**met**" if t["met"] else "NOT MET")
+        lines.append(f"| {t['target']} | {t['detail'] or '–'} | {verdict} |")
+    lines.append("")
+    lines += _path_table(idx)
+    lines += _ratio_table(idx, present, sizes)
+    lines += _loop_table(idx)
+    lines += _measurements(idx, present, sizes)
+    errors = [r for r in results if "error" in r]
+    if errors:
+        lines += ["## Failed runs", ""]
+        lines += [f"- {r['system']} at N={r['n']}: `{r['error'][-300:]}`" for r in errors]
+        lines.append("")
+    if data.get("skipped"):
+        lines += ["## Not run", ""]
+        lines += [f"- {s}: {why}" for s, why in data["skipped"].items()]
+        lines.append("")
+    lines += ["## How it was measured", ""]
+    lines += [f"- {note}" for note in NOTES]
+    if data.get("servers"):
+        lines.append(
+            "- Server-backed rows ran on "
+            + ", ".join(f"{k}: {v}" for k, v in data["servers"].items())
+            + ", at smaller N and with fewer operations (SecantusDB is slow)."
+        )
+    counts = {r["system"]: r.get("counts", {}) for r in results if "counts" in r}
+    sample = counts.get("ours-client") or counts.get("kurigram-file") or {}
+    if sample:
+        lines.append(
+            "- Cells: "
+            + ", ".join(
+                f"{k} {v}"
+                for k, v in sample.items()
+                if k not in ("n",) and isinstance(v, int | float)
+            )
+            + "."
+        )
+    path = counts.get("path-kurigram-ours") or counts.get("path-kurigram-file") or {}
+    if path:
+        lines.append(
+            f"- Update path: {path.get('updates')} timed updates after {path.get('warmup')} "
+            f"of warm-up, {path.get('metered_updates')} watched, {path.get('known'):.0%} "
+            "known senders."
+        )
+    lines.append("")
+    return "\n".join(lines)
+
+
+PLOTTED = (
+    "path_us",
+    "ingest_100_us",
+    "ingest_small_us",
+    "id_cached_us",
+    "id_uncached_us",
+    "id_absent_us",
+    "username_us",
+    "mix_us",
+    "cold_open_ms",
+)
+
+
+def plot(data: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install -e '.[bench]')", file=sys.stderr)
+        return False
+    idx = index(data["results"])
+    fig, axes = plt.subplots(3, 3, figsize=(18, 13))
+    names = [s.name for s in SYSTEMS]
+    for ax, metric in zip(axes.flat, PLOTTED, strict=False):
+        for system in names:
+            points = sorted(
+                (n, v) for (s, n) in idx if s == system if (v := get(idx, s, n, metric))
+            )
+            if points:
+                ax.plot(
+                    [p[0] for p in points],
+                    [p[1] for p in points],
+                    "-" if BY_NAME[system].ours else "--",
+                    marker="o",
+                    color=f"C{names.index(system) % 10}",
+                    label=BY_NAME[system].label,
+                )
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(METRICS[metric], fontsize=9)
+        ax.set_xlabel("N peers")
+        ax.grid(True, which="both", alpha=0.3)
+    handles: list[Any] = []
+    labels: list[str] = []
+    for ax in axes.flat:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="lower center", ncol=4, fontsize=8)
+    fig.suptitle(
+        f"pyrogram_storage benchmarks, {data['started']} "
+        f"({data['machine'].get('cpu')}, {data['machine'].get('cores')} cores)"
+    )
+    fig.tight_layout(rect=(0, 0.08, 1, 0.96))
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return True
+
+
+def verdicts(data: dict[str, Any], echo: Callable[[str], None] = print) -> None:
+    for t in data["targets"]:
+        verdict = "not measured" if t["met"] is None else ("met" if t["met"] else "NOT MET")
+        echo(f"{verdict:>13}  {t['target']}  {t['detail']}")

@@ -1,0 +1,168 @@
+"""Every system the benchmarks can run, in one table (standard library only).
+
+A system is one storage driven one way, measured by one suite:
+
+* ``cells``: the storage alone, call by call (``worker.py``): ingest, lookups, the
+  50-task mix, cold open, RSS, event-loop stalls;
+* ``path``: the real client's update path, offline (``client_path.py``):
+  ``handle_updates`` + 2 × ``resolve_peer`` per update;
+* ``host``: many sessions open in one process (``host.py``).
+
+Adding a backend (say Redis) takes three small steps: a factory in
+``worker.OUR_BACKENDS`` that builds the storage, rows here that name it (``backend``)
+and the server it needs (``server``), and, for a server, a starter in
+``run.SERVERS`` that returns its URI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class System:
+    """One row of the benchmark: what runs, where, and against what.
+
+    :param venv: the client virtualenv (``tests/clientenv.py``) whose python runs it,
+        or None for the python that runs ``run.py``.
+    :param kind: how the worker drives it (the worker's dispatch key).
+    :param backend: our backend's key in ``worker.OUR_BACKENDS`` (ours only).
+    :param server: a server the run must start first (``run.SERVERS``), if any.
+    :param pip: extra requirements installed into the venv.
+    :param max_n: the largest N worth running (a slow server).
+    :param params: worker parameters of its own (fewer updates for a slow system).
+    """
+
+    name: str
+    label: str
+    suite: str
+    kind: str
+    venv: str | None = None
+    backend: str | None = None
+    server: str | None = None
+    pip: tuple[str, ...] = ()
+    max_n: int | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def ours(self) -> bool:
+        return self.backend is not None
+
+
+MOTOR = ("motor==3.7.1",)
+
+SYSTEMS: tuple[System, ...] = (
+    # -- cells -------------------------------------------------------------------------
+    System(
+        "ours-client",
+        "ours FileStorage via for_client (Kurigram)",
+        "cells",
+        "client",
+        venv="kurigram",
+        backend="file",
+    ),
+    System("kurigram-file", "Kurigram file", "cells", "kurigram", venv="kurigram"),
+    System("ours-file", "ours FileStorage", "cells", "ours", backend="file"),
+    System("ours-memory", "ours MemoryStorage", "cells", "ours", backend="memory"),
+    System("kurigram-memory", "Kurigram memory", "cells", "kurigram-memory", venv="kurigram"),
+    System("pyrogram-file", "Pyrogram 2.0.106 FileStorage", "cells", "pyrogram", venv="pyrogram"),
+    System(
+        "pyrogram-memory",
+        "Pyrogram 2.0.106 MemoryStorage",
+        "cells",
+        "pyrogram-memory",
+        venv="pyrogram",
+    ),
+    System("raw-sqlite", "raw sqlite3 (tuned)", "cells", "raw"),
+    System("ours-mongo", "ours MongoStorage", "cells", "ours", backend="mongo", server="mongo"),
+    System(
+        "pyrofork-mongo",
+        "Pyrofork MongoStorage",
+        "cells",
+        "pyrofork-mongo",
+        venv="pyrofork",
+        server="mongo",
+        pip=MOTOR,
+    ),
+    # -- the client's update path ------------------------------------------------------
+    System(
+        "path-kurigram-ours",
+        "Kurigram + ours FileStorage via for_client",
+        "path",
+        "ours",
+        venv="kurigram",
+        backend="file",
+    ),
+    System("path-kurigram-file", "Kurigram + its file storage", "path", "own", venv="kurigram"),
+    System(
+        "path-kurigram-dict", "Kurigram + a dict (the ceiling)", "path", "dict", venv="kurigram"
+    ),
+    System(
+        "path-pyrofork-ours",
+        "Pyrofork + ours FileStorage via for_client",
+        "path",
+        "ours",
+        venv="pyrofork",
+        backend="file",
+    ),
+    # Pyrofork's file storage commits every update state: 5-20 ms an update.
+    System(
+        "path-pyrofork-file",
+        "Pyrofork + its file storage",
+        "path",
+        "own",
+        venv="pyrofork",
+        params=(("updates", 2_000), ("metered_updates", 500)),
+    ),
+    System(
+        "path-pyrofork-dict", "Pyrofork + a dict (the ceiling)", "path", "dict", venv="pyrofork"
+    ),
+    System(
+        "path-pyrofork-ours-mongo",
+        "Pyrofork + ours MongoStorage via for_client",
+        "path",
+        "ours",
+        venv="pyrofork",
+        backend="mongo",
+        server="mongo",
+        pip=MOTOR,
+    ),
+    System(
+        "path-pyrofork-mongo",
+        "Pyrofork + its MongoStorage (motor)",
+        "path",
+        "own-mongo",
+        venv="pyrofork",
+        server="mongo",
+        pip=MOTOR,
+    ),
+    # -- many sessions in one process --------------------------------------------------
+    System(
+        "host-ours",
+        "host of many sessions: ours FileStorage via for_client (Kurigram)",
+        "host",
+        "ours",
+        venv="kurigram",
+        backend="file",
+    ),
+    System("host-kurigram", "host of many sessions: Kurigram file", "host", "own", venv="kurigram"),
+)
+
+BY_NAME = {system.name: system for system in SYSTEMS}
+
+# (ours, anchor) pairs: each gives a ratio column, "anchor time / our time".
+PAIRS: tuple[tuple[str, str], ...] = (
+    ("ours-client", "kurigram-file"),
+    ("ours-file", "kurigram-file"),
+    ("ours-file", "pyrogram-file"),
+    ("ours-memory", "kurigram-memory"),
+    ("ours-file", "raw-sqlite"),
+    ("ours-mongo", "pyrofork-mongo"),
+    ("path-kurigram-ours", "path-kurigram-file"),
+    ("path-kurigram-dict", "path-kurigram-file"),
+    ("path-pyrofork-ours", "path-pyrofork-file"),
+    ("path-pyrofork-dict", "path-pyrofork-file"),
+    ("path-pyrofork-ours-mongo", "path-pyrofork-mongo"),
+    ("host-ours", "host-kurigram"),
+)
