@@ -153,6 +153,7 @@ class Storage(abc.ABC):
         self._exclusive = False
         self._journal = Journal()
         self._state = _NEVER
+        self._writable = False  # open, not read-only, and no store failing: the fast check
         self._epoch = 0  # counts close() calls: "closed under a call" versus a failure
         self._session: SessionData | None = None
         self._peer_writes = 0  # bumped by every peer write: a read racing one is not cached
@@ -285,11 +286,13 @@ class Storage(abc.ABC):
                 self._session = session
                 self._failure = None
                 self._state = _OPEN
+                self._set_writable()
                 if self._pending_session is not None:
                     await self._store_session(self._pending_session.fields())
                     self._pending_session = None
             except BaseException:
                 self._state = _CLOSED
+                self._set_writable()
                 self._session = None
                 self._cache.clear()
                 self._journal.clear()
@@ -313,6 +316,7 @@ class Storage(abc.ABC):
             if self._state != _OPEN:
                 return
             self._state = _CLOSED
+            self._set_writable()
             self._epoch += 1
             self._caching = False
             self._cache.clear()
@@ -446,14 +450,20 @@ class Storage(abc.ABC):
         :raises InvalidTypeError: an item is not a :class:`Peer`, or a field has the wrong type.
         :raises InvalidValueError: an id or access hash does not fit in 64 bits.
         """
-        self._check_writable()
+        if not self._writable:
+            self._check_writable()
         now = int(time.time())
-        changes = [self._peer_change(peer, now) for peer in _iterate(peers, "peers")]
+        if type(peers) is not list:
+            peers = _iterate(peers, "peers")
+        changes = [self._peer_change(peer, now) for peer in peers]
         if not changes:
             return
         cache = self._cache if self._caching else None
         if cache is not None and self.probes_writes and len(changes) <= _PROBE_BATCH:
-            await self._probe([peer_id for peer_id, _, _ in changes])
+            for peer_id, _, _ in changes:
+                if cache.peek(peer_id) is None:
+                    await self._probe([peer_id for peer_id, _, _ in changes])
+                    break
         refresh = self._refresh_window()
         add = self._journal.add_peer
         written = 0
@@ -470,14 +480,18 @@ class Storage(abc.ABC):
             written += 1
         if written:
             self._peer_writes += 1
-            await self._written()
+            if self.commit_interval == 0 or len(self._journal) >= PENDING_LIMIT:
+                await self._written()
+            elif self._flush_task is None:
+                self._start_flush(self.commit_interval)
 
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
         """Replace the usernames of each given peer id.
 
         :raises InvalidTypeError: the usernames of a peer are one ``str``, not a sequence.
         """
-        self._check_writable()
+        if not self._writable:
+            self._check_writable()
         now = int(time.time())
         merged: dict[int, tuple[str, ...]] = {}
         for item in _iterate(usernames, "usernames"):
@@ -492,7 +506,10 @@ class Storage(abc.ABC):
             return
         cache = self._cache if self._caching else None
         if cache is not None and self.probes_writes and len(merged) <= _PROBE_BATCH:
-            await self._probe(list(merged))
+            for peer_id in merged:
+                if cache.peek(peer_id) is None:
+                    await self._probe(list(merged))
+                    break
         written = 0
         for peer_id, names in merged.items():
             if cache is not None:
@@ -518,6 +535,25 @@ class Storage(abc.ABC):
             self._journal.add_peer(peer_id, (journal.DELETED, 0, "", None, None, 0, False))
         self._peer_writes += 1
         await self._written()
+
+    def cached_peer(self, peer_id: int) -> Peer | None:
+        """Return the peer with this id if it is in memory (cache hit), else None; no I/O.
+
+        Its usernames may be ``None`` (not loaded). Client glue calls it before
+        :meth:`peer_by_id` to answer a hit without awaiting anything.
+        """
+        entry = self._cache.get(peer_id) if type(peer_id) is int else None
+        if entry is None:
+            return None
+        kind = entry[TYPE]
+        return Peer(
+            peer_id,
+            entry[HASH],
+            KNOWN_TYPES.get(kind) or PeerType(kind),
+            entry[NAMES],
+            entry[PHONE],
+            entry[STAMP],
+        )
 
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
         """Return the peer with this id.
@@ -646,15 +682,21 @@ class Storage(abc.ABC):
 
     async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
         """Store update states. With ``merge``, a ``None`` field keeps the stored value."""
-        self._check_writable()
+        if not self._writable:
+            self._check_writable()
         kind = journal.MERGE if merge else journal.REPLACE
-        rows = [_state_change(state, kind) for state in _iterate(states, "states")]
+        if type(states) is not list:
+            states = _iterate(states, "states")
+        rows = [_state_change(state, kind) for state in states]
         if not rows:
             return
         add = self._journal.add_state
         for state_id, change in rows:
             add(state_id, change)
-        await self._written()
+        if self.commit_interval == 0 or len(self._journal) >= PENDING_LIMIT:
+            await self._written()
+        elif self._flush_task is None:
+            self._start_flush(self.commit_interval)
 
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         """Delete the update states of ``ids``; unknown ids are ignored."""
@@ -666,6 +708,9 @@ class Storage(abc.ABC):
             await self._written()
 
     # == the machinery ========================================================================
+
+    def _set_writable(self) -> None:
+        self._writable = self._state == _OPEN and not self.read_only and self._failure is None
 
     def _check_open(self) -> None:
         if self._state != _OPEN:
@@ -876,8 +921,10 @@ class Storage(abc.ABC):
             if self._failure is None:
                 log.warning("%r: could not store pending writes, will retry: %s", self, exc)
             self._failure = exc
+            self._set_writable()
         else:
             self._failure = None
+            self._set_writable()
 
     def _flush_done(self, task: asyncio.Task[None]) -> None:
         if self._flush_task is task:
@@ -910,6 +957,7 @@ class Storage(abc.ABC):
                 raise
             self._journal.stored()
             self._failure = None
+            self._set_writable()
 
     async def _store_session(self, changes: dict[str, Any]) -> None:
         """Store session fields, with everything pending, before returning."""

@@ -99,17 +99,15 @@ class ClientStorage:
         """Return the session string the client's ``export_session_string()`` hands out."""
         return await self.storage.export_session_string()
 
-    async def _write(self, what: str, write: Callable[[], Awaitable[None]]) -> None:
-        """Run a peer or update-state write; once closed, drop it (see the package docs)."""
-        try:
-            await write()
-        except StorageError as exc:
-            # A write still in flight when close() ran may fail in a backend-specific
-            # way (a driver refusing a closed client); it is just as late.
-            late = self._closed or (self._opened and isinstance(exc, StorageClosedError))
-            if not late:
-                raise
-            log.debug("%r is closed; dropped a late %s write", self.storage, what)
+    def _late(self, what: str, exc: StorageError) -> None:
+        """A peer or update-state write failed: drop it if it came after close(), else raise.
+
+        A write still in flight when close() ran may fail in a backend-specific way (a
+        driver refusing a closed client); it is just as late (see the package docs).
+        """
+        if not (self._closed or (self._opened and isinstance(exc, StorageClosedError))):
+            raise exc
+        log.debug("%r is closed; dropped a late %s write", self.storage, what)
 
     # -- session fields -------------------------------------------------------------------
 
@@ -134,13 +132,19 @@ class ClientStorage:
         """
         batch = [_peer_from_tuple(item) for item in peers]
         if batch:
-            await self._write("peer", lambda: self.storage.upsert_peers(batch))
+            try:
+                await self.storage.upsert_peers(batch)
+            except StorageError as exc:
+                self._late("peer", exc)
 
     async def update_usernames(self, usernames: Iterable[Any]) -> None:
         """Replace usernames, given as ``(id, [names])`` or as ``(id, name)`` pairs (grouped)."""
         given = list(usernames)
         if given:
-            await self._write("username", lambda: self._set_usernames(given))
+            try:
+                await self._set_usernames(given)
+            except StorageError as exc:
+                self._late("username", exc)
 
     async def _set_usernames(self, usernames: list[Any]) -> None:
         grouped: dict[int, list[str]] = {}
@@ -163,11 +167,15 @@ class ClientStorage:
 
         :raises PeerNotFound: (a ``KeyError``) not cached, or not an id at all.
         """
-        try:
-            key = coerce_peer_id(peer_id)
-        except PeerNotFound:
-            raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
-        return self._input_peer(await self.storage.peer_by_id(key, with_usernames=False))
+        if type(peer_id) is not int:
+            try:
+                peer_id = coerce_peer_id(peer_id)
+            except PeerNotFound:
+                raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
+        peer = self.storage.cached_peer(peer_id)
+        if peer is None:
+            peer = await self.storage.peer_by_id(peer_id, with_usernames=False)
+        return self._input_peer(peer)
 
     async def get_peer_by_username(self, username: str) -> Any:
         """Return the client's ``InputPeer*`` for a username.
@@ -188,13 +196,15 @@ class ClientStorage:
         )
 
     def _input_peer(self, peer: Peer) -> Any:
-        types = self._types()
+        types = self._raw_types or self._types()
         kind = peer.input_kind
         if kind is InputKind.USER:
-            return types.InputPeerUser(user_id=peer.bare_id, access_hash=peer.access_hash)
+            return types.InputPeerUser(user_id=peer.id, access_hash=peer.access_hash)
         if kind is InputKind.CHAT:
-            return types.InputPeerChat(chat_id=peer.bare_id)
-        return types.InputPeerChannel(channel_id=peer.bare_id, access_hash=peer.access_hash)
+            return types.InputPeerChat(chat_id=-peer.id)
+        return types.InputPeerChannel(
+            channel_id=CHANNEL_ID_OFFSET - peer.id, access_hash=peer.access_hash
+        )
 
     @classmethod
     def _types(cls) -> ModuleType:
@@ -222,14 +232,18 @@ class ObjectUpdateStates(ClientStorage):
         """Upsert one state or many; a ``None`` field keeps the stored value."""
         given = [update_state] if hasattr(update_state, "pts") else list(update_state)
         states = [UpdateState(s.id, s.pts, s.qts, s.date, s.seq) for s in given]
-        await self._write(
-            "update state", lambda: self.storage.set_update_states(states, merge=True)
-        )
+        try:
+            await self.storage.set_update_states(states, merge=True)
+        except StorageError as exc:
+            self._late("update state", exc)
 
     async def delete_update_state(self, state_id: int | Iterable[int]) -> None:
         """Delete the state of one id or many."""
         ids = [state_id] if isinstance(state_id, int) else list(state_id)
-        await self._write("update state", lambda: self.storage.delete_update_states(ids))
+        try:
+            await self.storage.delete_update_states(ids)
+        except StorageError as exc:
+            self._late("update state", exc)
 
     @classmethod
     def _update_state_class(cls) -> type:
@@ -254,16 +268,16 @@ class TupleUpdateStates(ClientStorage):
                 (s.id, s.pts, s.qts, s.date, s.seq)
                 for s in await self.storage.get_update_states()
             ]
-        if isinstance(value, int) and not isinstance(value, bool):
-            await self._write("update state", lambda: self.storage.delete_update_states([value]))
-            return None
-        fields = tuple(value)
-        if len(fields) != 5:
-            raise TypeError(f"update_state() takes (id, pts, qts, date, seq), got {value!r}")
-        state = UpdateState(*fields)
-        await self._write(
-            "update state", lambda: self.storage.set_update_states([state], merge=False)
-        )
+        try:
+            if isinstance(value, int) and not isinstance(value, bool):
+                await self.storage.delete_update_states([value])
+                return None
+            fields = tuple(value)
+            if len(fields) != 5:
+                raise TypeError(f"update_state() takes (id, pts, qts, date, seq), got {value!r}")
+            await self.storage.set_update_states([UpdateState(*fields)], merge=False)
+        except StorageError as exc:
+            self._late("update state", exc)
         return None
 
     async def remove_state(self, chat_id: Any) -> None:
