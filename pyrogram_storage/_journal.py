@@ -158,13 +158,16 @@ def _coalesce_state(old: StateChange | None, new: StateChange) -> StateChange:
 
 
 class _Layer:
-    __slots__ = ("names", "peers", "phones", "states")
+    __slots__ = ("_indexed", "_names", "_phones", "peers", "states")
 
     def __init__(self) -> None:
         self.peers: dict[int, PeerChange] = {}
         self.states: dict[int, StateChange] = {}
-        self.names: dict[str, tuple[int, int]] = {}  # username -> (peer id, stamp)
-        self.phones: dict[str, tuple[int, int]] = {}
+        # username / phone -> (peer id, stamp): built when a lookup needs them, not on
+        # every write (the clients' writes far outnumber their username lookups)
+        self._names: dict[str, tuple[int, int]] = {}
+        self._phones: dict[str, tuple[int, int]] = {}
+        self._indexed = True
 
     def __len__(self) -> int:
         return len(self.peers) + len(self.states)
@@ -172,32 +175,28 @@ class _Layer:
     def add_peer(self, peer_id: int, change: PeerChange) -> None:
         peers = self.peers
         old = peers.get(peer_id)
-        new = coalesce(old, change)
-        peers[peer_id] = new
-        kind = new[_KIND]
-        if old is not None:
-            self._unindex(peer_id, old, names=kind != PARTIAL)
-        if kind in (FULL, NAMES):
-            names = self.names
-            stamp = new[_STAMP]
-            for name in new[_NAMES] or ():
-                holder = names.get(name)
-                if holder is None or holder[1] <= stamp or holder[0] == peer_id:
-                    names[name] = (peer_id, stamp)
-        if kind in (FULL, PARTIAL) and new[_PHONE]:
-            phone = new[_PHONE]
-            holder = self.phones.get(phone)
-            if holder is None or holder[1] <= new[_STAMP]:
-                self.phones[phone] = (peer_id, new[_STAMP])
+        peers[peer_id] = change if old is None else coalesce(old, change)
+        self._indexed = False
 
-    def _unindex(self, peer_id: int, old: PeerChange, *, names: bool) -> None:
-        if names:
-            for name in old[_NAMES] or ():
-                if self.names.get(name, (None,))[0] == peer_id:
-                    del self.names[name]
-        phone = old[_PHONE]
-        if phone and self.phones.get(phone, (None,))[0] == peer_id:
-            del self.phones[phone]
+    def index(self, which: str) -> dict[str, tuple[int, int]]:
+        """The username (``"names"``) or phone index of this layer's peer changes."""
+        if not self._indexed:
+            names: dict[str, tuple[int, int]] = {}
+            phones: dict[str, tuple[int, int]] = {}
+            for peer_id, change in self.peers.items():
+                kind, stamp = change[_KIND], change[_STAMP]
+                if kind in (FULL, NAMES):
+                    for name in change[_NAMES] or ():
+                        holder = names.get(name)
+                        if holder is None or holder[1] <= stamp:
+                            names[name] = (peer_id, stamp)
+                phone = change[_PHONE]
+                if kind in (FULL, PARTIAL) and phone:
+                    holder = phones.get(phone)
+                    if holder is None or holder[1] <= stamp:
+                        phones[phone] = (peer_id, stamp)
+            self._names, self._phones, self._indexed = names, phones, True
+        return self._names if which == "names" else self._phones
 
     def add_state(self, state_id: int, change: StateChange) -> None:
         self.states[state_id] = _coalesce_state(self.states.get(state_id), change)
@@ -317,10 +316,10 @@ class Journal:
         return self._holder(phone, "phones")
 
     def _holder(self, key: str, index: str) -> int | None:
-        found = getattr(self._pending, index).get(key)
+        found = self._pending.index(index).get(key)
         inflight = self._inflight
         if inflight is not None:
-            older = getattr(inflight, index).get(key)
+            older = inflight.index(index).get(key)
             if older is not None and (found is None or older[1] > found[1]):
                 # Still true unless a pending write replaced that peer's usernames or phone.
                 change = self._pending.peers.get(older[0])

@@ -753,10 +753,14 @@ class Storage(abc.ABC):
         """Check a peer to store; return its id, its journal change and whether it is stamped."""
         if type(peer) is not Peer and not isinstance(peer, Peer):
             raise InvalidTypeError(f"expected Peer, got {type(peer).__name__}")
-        peer_id = int64(peer.id, "peer id")
-        access_hash = int64(peer.access_hash or 0, "access hash")
+        peer_id = peer.id
+        if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
+            peer_id = int64(peer_id, "peer id")
+        access_hash = peer.access_hash
+        if type(access_hash) is not int or not _MIN64 <= access_hash <= _MAX64:
+            access_hash = int64(access_hash or 0, "access hash")
         kind = peer.type
-        kind_name = kind.value if isinstance(kind, PeerType) else peer_type(kind).value
+        kind_name = kind._value_ if type(kind) is PeerType else peer_type(kind).value
         names = peer.usernames
         if names is not None:
             names = clean_usernames(names)

@@ -73,9 +73,12 @@ _USERNAME_OWNER = {
     "UNION ALL SELECT peer_id FROM usernames WHERE id = ?1 AND peer_id IS NOT NULL",
     Layout.PYROFORK: "SELECT peer_id FROM usernames WHERE id = ?1",
 }
-_DELETE_USERNAMES = {
-    Layout.UPSTREAM: "DELETE FROM usernames WHERE id = ?1 OR peer_id = ?1",
-    Layout.PYROFORK: "DELETE FROM usernames WHERE peer_id = ?1",
+_DELETE_USERNAMES = {  # of many peers: "{marks}" becomes one "?" per peer
+    Layout.UPSTREAM: (
+        "DELETE FROM usernames WHERE id IN ({marks})",
+        "DELETE FROM usernames WHERE peer_id IN ({marks})",
+    ),
+    Layout.PYROFORK: ("DELETE FROM usernames WHERE peer_id IN ({marks})",),
 }
 _INSERT_USERNAME = {
     Layout.UPSTREAM: "INSERT INTO usernames (id, username, last_update_on) VALUES (?, ?, ?)",
@@ -415,18 +418,26 @@ def _quotes_data(exc: sqlite3.Error) -> bool:
 
 def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
     """Store one batch in one transaction (see :class:`~pyrogram_storage.base.Changes`)."""
-    delete_names = _DELETE_USERNAMES[layout]
+
+    def delete_names(peer_ids: list[int]) -> None:
+        for start in range(0, len(peer_ids), _CHUNK):
+            chunk = peer_ids[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            for sql in _DELETE_USERNAMES[layout]:
+                db.execute(sql.format(marks=marks), chunk)
+
     insert_name = _INSERT_USERNAME[layout]
     db.execute("BEGIN IMMEDIATE")
     try:
         if changes.deleted_peers:
-            gone = [(peer_id,) for peer_id in changes.deleted_peers]
-            db.executemany(delete_names, gone)
-            db.executemany("DELETE FROM peers WHERE id = ?", gone)
+            delete_names(changes.deleted_peers)
+            db.executemany(
+                "DELETE FROM peers WHERE id = ?", [(peer_id,) for peer_id in changes.deleted_peers]
+            )
         if changes.peers:
             full: list[tuple[Any, ...]] = []
             partial: list[tuple[Any, ...]] = []
-            renamed: list[tuple[int]] = []
+            renamed: list[int] = []
             names: list[tuple[int, str, int | None]] = []
             for peer in changes.peers:
                 usernames = peer.usernames
@@ -451,13 +462,13 @@ def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
                         peer.last_update_on,
                     )
                 )
-                renamed.append((peer.id,))
+                renamed.append(peer.id)
                 names.extend((peer.id, name, peer.last_update_on) for name in usernames)
             if partial:
                 db.executemany(_UPSERT_PEER_KEEP_USERNAME, partial)
             if full:
                 db.executemany(_REPLACE_PEER, full)
-                db.executemany(delete_names, renamed)
+                delete_names(renamed)
                 if names:
                     db.executemany(insert_name, names)
         if changes.usernames:
@@ -467,7 +478,7 @@ def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
                 "UPDATE peers SET username = ? WHERE id = ?",
                 [(names[0] if names else None, peer_id) for peer_id, names in changes.usernames],
             )
-            db.executemany(delete_names, [(peer_id,) for peer_id, _ in changes.usernames])
+            delete_names([peer_id for peer_id, _ in changes.usernames])
             rows = [
                 (peer_id, name, stamp)
                 for peer_id, usernames in changes.usernames
