@@ -1,12 +1,13 @@
 """Writes that returned but are not stored yet: coalesced per key, overlaid on every read.
 
 Peer, username and update-state writes go into the *pending* layer of a
-:class:`Journal`. A flush moves it to the *in-flight* layer, hands it to the backend
-as one :class:`~pyrogram_storage.base.Changes` batch, and drops it once stored. Both
-layers answer reads in the meantime, so a write is visible the moment its call
-returns. Each key keeps only its last change (several writes of one peer or one
-update state between two flushes cost one row), and a batch always holds every
-write up to some point in call order, so what is stored is a prefix of the writes.
+:class:`Journal`. A flush moves it to the *older* layer, hands it to the backend as
+one :class:`~pyrogram_storage.base.Changes` batch, and drops it once stored (a batch
+that failed stays there, to go first again). Both layers answer reads meanwhile, so
+a write is visible the moment its call returns. Each key keeps only its last change
+(several writes of one peer or one update state between two flushes cost one row),
+and batches are stored in call order, each holding every write up to some point, so
+what is stored is always a prefix of the writes.
 """
 
 from __future__ import annotations
@@ -37,8 +38,8 @@ PARTIAL: Final = 1  # every field but the usernames, which stay as stored
 NAMES: Final = 2  # only the usernames; the peer's row is not touched (and may not exist)
 DELETED: Final = 3
 
-PeerChange = tuple[int, int, str, "tuple[str, ...] | None", "str | None", int, bool]
-"""kind, access hash, type name, usernames, phone, last update, delete first."""
+PeerChange = tuple[int, int, str, "tuple[str, ...] | None", "str | None", int]
+"""kind, access hash, type name, usernames, phone, last update."""
 
 # Kinds of update-state change.
 MERGE: Final = 0  # None fields keep the stored values
@@ -54,7 +55,6 @@ _TYPE: Final = 2
 _NAMES: Final = 3
 _PHONE: Final = 4
 _STAMP: Final = 5
-_DELETE_FIRST: Final = 6
 _KNOWN_TYPES = {kind.value: kind for kind in PeerType}
 
 
@@ -66,7 +66,7 @@ class Changes:
     2. ``peers``: insert or replace; a peer whose ``usernames`` is None keeps the
        usernames stored for it (or gets none, if it is new);
     3. ``usernames``: replace the usernames of these ids (rows stamped ``stamp``),
-       without touching their peers (which may not exist);
+       without touching the rest of their peers; an id that is not stored is ignored;
     4. ``deleted_states``, then ``states`` (stored whole) and ``merged_states``
        (a None field keeps the stored value);
     5. ``session``: when not None, the whole session; ``session_fields`` names the
@@ -110,8 +110,13 @@ def make_peer(peer_id: int, change: PeerChange, usernames: tuple[str, ...] | Non
     )
 
 
-def coalesce(old: PeerChange | None, new: PeerChange) -> PeerChange:
-    """The one change that has the effect of ``old`` followed by ``new``."""
+def coalesce(old: PeerChange | None, new: PeerChange) -> PeerChange | None:
+    """The one change that has the effect of ``old`` followed by ``new``.
+
+    None when no single change has it: usernames set for a peer whose storage is not
+    known, then the peer written keeping its usernames (whether they were kept depends
+    on whether the peer was stored already). The caller stores ``old`` first.
+    """
     if old is None:
         return new
     kind = new[_KIND]
@@ -121,14 +126,16 @@ def coalesce(old: PeerChange | None, new: PeerChange) -> PeerChange:
     if kind == PARTIAL:
         if previous == PARTIAL:
             return new
+        if previous == NAMES:
+            return None
         names = () if previous == DELETED else old[_NAMES]
-        return (FULL, *new[_HASH:_NAMES], names, *new[_PHONE:_DELETE_FIRST], False)
-    # NAMES
+        return (FULL, new[_HASH], new[_TYPE], names, new[_PHONE], new[_STAMP])
+    # NAMES: ignored for a peer that is not stored, kept for one that is
     if previous == NAMES:
-        return (*new[:_DELETE_FIRST], old[_DELETE_FIRST])
+        return new
     if previous == DELETED:
-        return (*new[:_DELETE_FIRST], True)
-    return (FULL, *old[_HASH:_NAMES], new[_NAMES], *old[_PHONE:_DELETE_FIRST], False)
+        return old
+    return (FULL, old[_HASH], old[_TYPE], new[_NAMES], old[_PHONE], old[_STAMP])
 
 
 def apply_change(peer_id: int, stored: Peer | None, change: PeerChange) -> Peer | None:
@@ -138,7 +145,7 @@ def apply_change(peer_id: int, stored: Peer | None, change: PeerChange) -> Peer 
         return make_peer(peer_id, change, change[_NAMES])
     if kind == PARTIAL:
         return make_peer(peer_id, change, () if stored is None else stored.usernames)
-    if kind == NAMES and stored is not None and not change[_DELETE_FIRST]:
+    if kind == NAMES and stored is not None:
         return stored.replace(usernames=change[_NAMES])
     return None
 
@@ -158,55 +165,55 @@ def _coalesce_state(old: StateChange | None, new: StateChange) -> StateChange:
 
 
 class _Layer:
-    __slots__ = ("_indexed", "_names", "_phones", "peers", "states")
+    __slots__ = ("_indexed", "_names", "_phones", "partial_stamp", "peers", "states")
 
     def __init__(self) -> None:
         self.peers: dict[int, PeerChange] = {}
         self.states: dict[int, StateChange] = {}
-        # username / phone -> (peer id, stamp): built when a lookup needs them, not on
-        # every write (the clients' writes far outnumber their username lookups)
-        self._names: dict[str, tuple[int, int]] = {}
-        self._phones: dict[str, tuple[int, int]] = {}
+        # username / phone -> peer ids: built when a lookup needs them, not on every
+        # write (the clients' writes far outnumber their username lookups)
+        self._names: dict[str, list[int]] = {}
+        self._phones: dict[str, list[int]] = {}
         self._indexed = True
+        self.partial_stamp = -(2**63)  # newest write that kept a peer's usernames
 
     def __len__(self) -> int:
         return len(self.peers) + len(self.states)
 
-    def add_peer(self, peer_id: int, change: PeerChange) -> None:
+    def add_peer(self, peer_id: int, change: PeerChange) -> bool:
+        """Add ``change``; False (and nothing added) when it cannot join this layer."""
         peers = self.peers
         old = peers.get(peer_id)
-        peers[peer_id] = change if old is None else coalesce(old, change)
+        if old is None:
+            peers[peer_id] = change
+        else:
+            joined = coalesce(old, change)
+            if joined is None:
+                return False
+            peers[peer_id] = joined
         self._indexed = False
+        if change[_KIND] == PARTIAL and change[_STAMP] > self.partial_stamp:
+            self.partial_stamp = change[_STAMP]
+        return True
 
-    def index(self, which: str) -> dict[str, tuple[int, int]]:
-        """The username (``"names"``) or phone index of this layer's peer changes."""
+    def index(self, which: str) -> dict[str, list[int]]:
+        """The peers this layer gives each username (``"names"``) or phone (``"phones"``)."""
         if not self._indexed:
-            names: dict[str, tuple[int, int]] = {}
-            phones: dict[str, tuple[int, int]] = {}
+            names: dict[str, list[int]] = {}
+            phones: dict[str, list[int]] = {}
             for peer_id, change in self.peers.items():
-                kind, stamp = change[_KIND], change[_STAMP]
+                kind = change[_KIND]
                 if kind in (FULL, NAMES):
                     for name in change[_NAMES] or ():
-                        holder = names.get(name)
-                        if holder is None or holder[1] <= stamp:
-                            names[name] = (peer_id, stamp)
+                        names.setdefault(name, []).append(peer_id)
                 phone = change[_PHONE]
                 if kind in (FULL, PARTIAL) and phone:
-                    holder = phones.get(phone)
-                    if holder is None or holder[1] <= stamp:
-                        phones[phone] = (peer_id, stamp)
+                    phones.setdefault(phone, []).append(peer_id)
             self._names, self._phones, self._indexed = names, phones, True
         return self._names if which == "names" else self._phones
 
     def add_state(self, state_id: int, change: StateChange) -> None:
         self.states[state_id] = _coalesce_state(self.states.get(state_id), change)
-
-    def absorb(self, newer: _Layer) -> None:
-        """Put ``newer``'s changes on top of this layer's."""
-        for peer_id, change in newer.peers.items():
-            self.add_peer(peer_id, change)
-        for state_id, state in newer.states.items():
-            self.add_state(state_id, state)
 
     def to_changes(self, stamp: int) -> Changes:
         changes = Changes(stamp=stamp)
@@ -219,8 +226,6 @@ class _Layer:
             elif kind == DELETED:
                 changes.deleted_peers.append(peer_id)
             else:
-                if change[_DELETE_FIRST]:
-                    changes.deleted_peers.append(peer_id)
                 changes.usernames.append((peer_id, change[_NAMES] or ()))
         for state_id, (kind, *values) in self.states.items():
             if kind == STATE_DELETED:
@@ -233,103 +238,136 @@ class _Layer:
 
 
 class Journal:
-    """The pending and in-flight layers of one storage (see the module's docstring)."""
+    """The pending layer and the older one (in flight, or failed and to be retried)."""
 
-    __slots__ = ("_inflight", "_pending")
+    __slots__ = ("_older", "_older_in_flight", "_pending")
 
     def __init__(self) -> None:
         self._pending = _Layer()
-        self._inflight: _Layer | None = None
+        self._older: _Layer | None = None
+        self._older_in_flight = False
 
     def __len__(self) -> int:
         """Keys waiting in the pending layer."""
         return len(self._pending)
 
     @property
+    def waiting(self) -> bool:
+        """Whether a batch waits to be stored (pending, or failed before)."""
+        return bool(self._pending) or (self._older is not None and not self._older_in_flight)
+
+    @property
     def busy(self) -> bool:
-        """Whether anything is pending or in flight."""
-        return bool(self._pending) or self._inflight is not None
+        """Whether anything is pending, in flight or waiting for a retry."""
+        return bool(self._pending) or self._older is not None
 
     # -- writing ---------------------------------------------------------------------------
 
-    def add_peer(self, peer_id: int, change: PeerChange) -> None:
-        self._pending.add_peer(peer_id, change)
+    def can_add(self, peer_id: int, change: PeerChange) -> bool:
+        """Whether ``change`` joins the pending batch (else store that batch first)."""
+        old = self._pending.peers.get(peer_id)
+        return not (old is not None and old[_KIND] == NAMES and change[_KIND] == PARTIAL)
+
+    def add_peer(self, peer_id: int, change: PeerChange) -> bool:
+        """Add a write; False (nothing added) when the pending batch must be stored first."""
+        return self._pending.add_peer(peer_id, change)
 
     def add_state(self, state_id: int, change: StateChange) -> None:
         self._pending.add_state(state_id, change)
 
     def take(self, stamp: int) -> Changes:
-        """Move the pending layer in flight and return it as one batch."""
-        if self._inflight is not None:
+        """Move the next batch in flight and return it: a failed one first, else the pending."""
+        if self._older_in_flight:
             raise RuntimeError("a batch is already in flight")
-        layer, self._pending = self._pending, _Layer()
-        self._inflight = layer
-        return layer.to_changes(stamp)
+        if self._older is None:
+            self._older, self._pending = self._pending, _Layer()
+        self._older_in_flight = True
+        return self._older.to_changes(stamp)
 
     def stored(self) -> None:
         """The batch in flight is stored: forget it."""
-        self._inflight = None
+        self._older = None
+        self._older_in_flight = False
 
     def failed(self) -> None:
-        """The batch in flight could not be stored: keep it, under what came since."""
-        layer, self._inflight = self._inflight, None
-        if layer is not None:
-            layer.absorb(self._pending)
-            self._pending = layer
+        """The batch in flight could not be stored: it goes first again, before the pending."""
+        self._older_in_flight = False
 
     def clear(self) -> None:
         self._pending = _Layer()
-        self._inflight = None
+        self._older = None
+        self._older_in_flight = False
 
     # -- reading ---------------------------------------------------------------------------
 
     def peer(self, peer_id: int) -> PeerChange | None:
-        """The change readers must apply on top of the stored peer, if any."""
+        """The one change readers apply on top of the stored peer, if it is one change.
+
+        When it is not (usernames then a write keeping them, across the two layers),
+        this is the pending change alone, never FULL or DELETED: readers then ask the
+        backend and :meth:`apply` both in turn.
+        """
         pending = self._pending.peers.get(peer_id)
-        inflight = self._inflight
-        if inflight is None:
+        older_layer = self._older
+        if older_layer is None:
             return pending
-        older = inflight.peers.get(peer_id)
+        older = older_layer.peers.get(peer_id)
         if older is None:
             return pending
-        return older if pending is None else coalesce(older, pending)
+        if pending is None:
+            return older
+        joined = coalesce(older, pending)
+        return pending if joined is None else joined
+
+    def apply(self, peer_id: int, stored: Peer | None) -> Peer | None:
+        """What a reader sees of ``peer_id``, given what the backend has stored."""
+        older_layer = self._older
+        if older_layer is not None:
+            older = older_layer.peers.get(peer_id)
+            if older is not None:
+                stored = apply_change(peer_id, stored, older)
+        pending = self._pending.peers.get(peer_id)
+        return stored if pending is None else apply_change(peer_id, stored, pending)
 
     def state(self, state_id: int) -> StateChange | None:
         pending = self._pending.states.get(state_id)
-        inflight = self._inflight
-        older = None if inflight is None else inflight.states.get(state_id)
+        older_layer = self._older
+        older = None if older_layer is None else older_layer.states.get(state_id)
         if older is None:
             return pending
         return older if pending is None else _coalesce_state(older, pending)
 
     def state_ids(self) -> set[int]:
         ids = set(self._pending.states)
-        if self._inflight is not None:
-            ids.update(self._inflight.states)
+        if self._older is not None:
+            ids.update(self._older.states)
         return ids
 
-    def username_holder(self, username: str) -> int | None:
-        """The id of the peer a pending or in-flight write gave ``username`` (newest first)."""
-        return self._holder(username, "names")
+    def holders(self, key: str, index: str) -> list[int]:
+        """Peers a pending or in-flight write gave this username (``index="names"``) or
+        phone (``"phones"``); readers check each against what they see of it."""
+        found = list(self._pending.index(index).get(key, ()))
+        if self._older is not None:
+            found.extend(self._older.index(index).get(key, ()))
+        return found
 
-    def phone_holder(self, phone: str) -> int | None:
-        return self._holder(phone, "phones")
+    def kept_usernames_since(self, stamp: int | None) -> list[int]:
+        """Peers whose pending or in-flight write newer than ``stamp`` kept their usernames.
 
-    def _holder(self, key: str, index: str) -> int | None:
-        found = self._pending.index(index).get(key)
-        inflight = self._inflight
-        if inflight is not None:
-            older = inflight.index(index).get(key)
-            if older is not None and (found is None or older[1] > found[1]):
-                # Still true unless a pending write replaced that peer's usernames or phone.
-                change = self._pending.peers.get(older[0])
-                if (
-                    change is None
-                    or (index == "phones" and change[_KIND] == NAMES)
-                    or (index == "names" and change[_KIND] == PARTIAL)
-                ):
-                    found = older
-        return None if found is None else found[0]
+        Such a write makes its peer the newest holder of usernames this journal does
+        not know it has: a lookup by username must check those peers too.
+        """
+        floor = stamp if stamp is not None else -(2**63)
+        found: list[int] = []
+        for layer in (self._older, self._pending):
+            if layer is None or layer.partial_stamp <= floor:
+                continue
+            found.extend(
+                peer_id
+                for peer_id, change in layer.peers.items()
+                if change[_KIND] == PARTIAL and change[_STAMP] > floor
+            )
+        return found
 
     def replaces(self, peer_id: int, what: str) -> bool:
         """Whether a pending or in-flight write replaced the peer's usernames or phone."""

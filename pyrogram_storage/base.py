@@ -27,7 +27,7 @@ from typing import Any, ClassVar, TypeVar
 
 from . import _journal as journal
 from ._cache import HASH, NAMES, PHONE, STAMP, TYPE, Entry, PeerCache
-from ._journal import Changes, Journal, apply_change
+from ._journal import Changes, Journal
 from .checks import (
     INT64,
     KNOWN_TYPES,
@@ -465,18 +465,28 @@ class Storage(abc.ABC):
                     await self._probe([peer_id for peer_id, _, _ in changes])
                     break
         refresh = self._refresh_window()
-        add = self._journal.add_peer
+        if cache is not None:
+            changes = [
+                item
+                for item in changes
+                if (cached := cache.peek(item[0])) is None
+                or not _unchanged(cached, item[1], item[2], now, refresh)
+            ]
+        journal_ = self._journal
+        if not all(journal_.can_add(peer_id, change) for peer_id, change, _ in changes):
+            # Usernames set, then a write keeping them: whether they are kept depends on
+            # what is stored, so store the first before taking the second (and before
+            # changing anything, should storing fail).
+            await self._store_pending()
         written = 0
-        for peer_id, change, explicit in changes:
+        for peer_id, change, _ in changes:
+            journal_.add_peer(peer_id, change)
             if cache is not None:
-                cached = cache.peek(peer_id)
-                if cached is not None and _unchanged(cached, change, explicit, now, refresh):
-                    continue
                 names = change[3]
-                if names is None and cached is not None:
-                    names = cached[NAMES]
+                if names is None:
+                    cached = cache.peek(peer_id)
+                    names = None if cached is None else cached[NAMES]
                 cache.put(peer_id, (change[1], change[2], names, change[4], change[5]))
-            add(peer_id, change)
             written += 1
         if written:
             self._peer_writes += 1
@@ -486,7 +496,7 @@ class Storage(abc.ABC):
                 self._start_flush(self.commit_interval)
 
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
-        """Replace the usernames of each given peer id.
+        """Replace the usernames of each given peer id; ids not stored are ignored.
 
         :raises InvalidTypeError: the usernames of a peer are one ``str``, not a sequence.
         """
@@ -518,7 +528,7 @@ class Storage(abc.ABC):
                     if cached[NAMES] == names:
                         continue
                     cache.put(peer_id, (*cached[:NAMES], names, *cached[PHONE:]))
-            self._journal.add_peer(peer_id, (journal.NAMES, 0, "", names, None, now, False))
+            self._journal.add_peer(peer_id, (journal.NAMES, 0, "", names, None, now))
             written += 1
         if written:
             self._peer_writes += 1
@@ -532,7 +542,7 @@ class Storage(abc.ABC):
             return
         for peer_id in ids:
             self._cache.pop(peer_id)
-            self._journal.add_peer(peer_id, (journal.DELETED, 0, "", None, None, 0, False))
+            self._journal.add_peer(peer_id, (journal.DELETED, 0, "", None, None, 0))
         self._peer_writes += 1
         await self._written()
 
@@ -773,7 +783,7 @@ class Storage(abc.ABC):
         explicit = stamp is not None
         stamp = int64(stamp, "last_update_on") if explicit else now
         kind_code = journal.PARTIAL if names is None else journal.FULL
-        return peer_id, (kind_code, access_hash, kind_name, names, phone, stamp, False), explicit
+        return peer_id, (kind_code, access_hash, kind_name, names, phone, stamp), explicit
 
     def _refresh_window(self) -> float:
         ttl = self.username_ttl
@@ -797,8 +807,7 @@ class Storage(abc.ABC):
         stored = await self._call("look up a peer", self._find_peer(peer_id, with_usernames))
         if stored is not None:
             stored = stored_peer(stored, repr(self))
-        change = self._journal.peer(peer_id)
-        peer = stored if change is None else apply_change(peer_id, stored, change)
+        peer = self._journal.apply(peer_id, stored)
         if peer is None:
             raise PeerNotFound(f"ID not found: {peer_id}", peer_id)
         if self._caching and writes == self._peer_writes:
@@ -806,40 +815,54 @@ class Storage(abc.ABC):
         return peer
 
     async def _lookup(self, index: str, key: str, given: str, with_usernames: bool) -> Peer | None:
-        """Find the peer holding a username or phone, pending writes included."""
-        holder = (
-            self._journal.username_holder(key)
-            if index == "names"
-            else self._journal.phone_holder(key)
-        )
-        if holder is not None:
-            try:
-                peer = await self._peer_by_id(holder, True)
-            except PeerNotFound:
-                peer = None
-            if peer is not None and _holds(peer, index, key):
-                return peer
-        writes = self._peer_writes
+        """Find the newest peer holding a username or phone, pending writes included.
+
+        The candidates: the peer the newest pending write gave the key, the peer the
+        backend finds (with pending writes on top), and peers whose pending writes kept
+        their usernames but made them newer. Only when a pending write took the key
+        from the backend's peer (an older holder may hide behind it) is everything
+        stored first and the backend asked again: usernames seldom move that fast.
+        """
+        journal = self._journal
+        holders = journal.holders(key, index)  # newest writes first: they win ties of stamps
+        candidates: list[Peer] = []
+        for holder in dict.fromkeys(holders):
+            written = await self._overlaid(holder)
+            if written is not None and _holds(written, index, key):
+                candidates.append(written)
         find = self._find_by_username if index == "names" else self._find_by_phone
         what = "look up a username" if index == "names" else "look up a phone number"
+        writes = self._peer_writes
         stored = await self._call(what, find(key, with_usernames))
-        if stored is None:
-            return None
-        stored = stored_peer(stored, repr(self))
-        if self._journal.replaces(stored.id, index):
-            # A pending write took the username or phone away from this peer: ask the
-            # backend again once everything is stored (rare: usernames seldom move).
-            await self._store_pending()
-            writes = self._peer_writes
-            stored = await self._call(what, find(key, with_usernames))
-            if stored is None:
-                return None
+        if stored is not None:
             stored = stored_peer(stored, repr(self))
-        change = self._journal.peer(stored.id)
-        peer = stored if change is None else apply_change(stored.id, stored, change)
-        if peer is not None and self._caching and writes == self._peer_writes:
-            self._remember(peer)
-        return peer
+            if journal.replaces(stored.id, index):
+                await self._store_pending()
+                writes = self._peer_writes
+                stored = await self._call(what, find(key, with_usernames))
+                stored = None if stored is None else stored_peer(stored, repr(self))
+        if stored is not None:
+            peer = journal.apply(stored.id, stored)
+            if peer is not None and _holds(peer, index, key) and stored.id not in holders:
+                if peer is stored and self._caching and writes == self._peer_writes:
+                    self._remember(peer)
+                candidates.append(peer)
+            if index == "names":
+                for peer_id in journal.kept_usernames_since(stored.last_update_on):
+                    if peer_id != stored.id and peer_id not in holders:
+                        newer = await self._overlaid(peer_id)
+                        if newer is not None and _holds(newer, index, key):
+                            candidates.append(newer)
+        if not candidates:
+            return None
+        return max(candidates, key=lambda peer: peer.last_update_on or 0)
+
+    async def _overlaid(self, peer_id: int) -> Peer | None:
+        """The peer as readers see it (pending writes on top), usernames included."""
+        try:
+            return await self._peer_by_id(peer_id, True)
+        except PeerNotFound:
+            return None
 
     async def _probe(self, peer_ids: list[int]) -> None:
         """Read the stored peers a small write names, so that unchanged ones cost no write.
@@ -933,7 +956,7 @@ class Storage(abc.ABC):
     def _flush_done(self, task: asyncio.Task[None]) -> None:
         if self._flush_task is task:
             self._flush_task = self._flush_wake = None
-        if task.cancelled() or self._state != _OPEN or not len(self._journal):
+        if task.cancelled() or self._state != _OPEN or not self._journal.busy:
             return
         if self._flush_task is None:
             retry = self._failure is not None
@@ -948,23 +971,13 @@ class Storage(abc.ABC):
         await asyncio.wait([task])
 
     async def _store_pending(self) -> None:
-        """Store the pending batch, after any batch in flight; raise what storing raises."""
+        """Store every batch waiting, in order; raise what storing raises."""
         _, store = self._lock_pair()
         async with store:
-            if not len(self._journal):
-                return
-            batch = self._journal.take(int(time.time()))
-            try:
-                await self._call("store writes", self._apply(batch))
-            except BaseException:
-                self._journal.failed()
-                raise
-            self._journal.stored()
-            self._failure = None
-            self._set_writable()
+            await self._store_waiting(None)
 
     async def _store_session(self, changes: dict[str, Any]) -> None:
-        """Store session fields, with everything pending, before returning."""
+        """Store session fields, after everything pending, before returning."""
         current = self._session
         if current is None:
             raise StorageClosedError(f"{self!r} is closed; call open() first")
@@ -977,19 +990,35 @@ class Storage(abc.ABC):
             if current is None or self._state != _OPEN:
                 raise StorageClosedError(f"{self!r} was closed during the call")
             session = checked_session_changes(current, changes)
-            took = len(self._journal) > 0
-            batch = self._journal.take(int(time.time())) if took else Changes()
-            batch.session = session
-            batch.session_fields = frozenset(changes)
+            await self._store_waiting((session, frozenset(changes)))
+            self._session = session
+
+    async def _store_waiting(self, session: tuple[SessionData, frozenset[str]] | None) -> None:
+        """Store the waiting batches in order, ``session`` with the last (store lock held)."""
+        while True:
+            now = int(time.time())
+            took = self._journal.waiting
+            batch = self._journal.take(now) if took else Changes(stamp=now)
+            last = not self._journal.waiting
+            if last and session is not None:
+                batch.session, batch.session_fields = session
+            if not batch:
+                if took:
+                    self._journal.stored()
+                return
             try:
-                await self._call("store the session", self._apply(batch))
+                await self._call("store writes", self._apply(batch))
             except BaseException:
                 if took:
                     self._journal.failed()
                 raise
             if took:
                 self._journal.stored()
-            self._session = session
+            if self._failure is not None:
+                self._failure = None
+                self._set_writable()
+            if last:
+                return
 
 
 def _iterate(values: Any, what: str) -> Iterable[Any]:

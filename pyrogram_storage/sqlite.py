@@ -84,6 +84,12 @@ _INSERT_USERNAME = {
     Layout.UPSTREAM: "INSERT INTO usernames (id, username, last_update_on) VALUES (?, ?, ?)",
     Layout.PYROFORK: "REPLACE INTO usernames (peer_id, id, last_update_on) VALUES (?, ?, ?)",
 }
+_INSERT_USERNAME_IF_STORED = {  # set_usernames: a peer that is not stored is ignored
+    Layout.UPSTREAM: "INSERT INTO usernames (id, username, last_update_on) "
+    "SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM peers WHERE id = ?1)",
+    Layout.PYROFORK: "REPLACE INTO usernames (peer_id, id, last_update_on) "
+    "SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM peers WHERE id = ?1)",
+}
 _REPLACE_PEER = (
     "REPLACE INTO peers (id, access_hash, type, username, phone_number, last_update_on) "
     "VALUES (?, ?, ?, ?, ?, ?)"
@@ -330,20 +336,15 @@ class SQLiteStorage(Storage):
 
     async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
         layout = self.layout
-        by_column = (
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE username = ? "
-            "ORDER BY last_update_on DESC LIMIT 1"
-        )
-        by_table = (
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE id IN ({_USERNAME_OWNER[layout]}) "
-            "ORDER BY last_update_on DESC LIMIT 1"
+        # Classic clients keep a username only in peers.username, the others in the
+        # usernames table: the newest peer holding it in either place wins.
+        sql = (
+            f"SELECT {_PEER_COLUMNS} FROM peers WHERE username = ?1 "
+            f"OR id IN ({_USERNAME_OWNER[layout]}) ORDER BY last_update_on DESC LIMIT 1"
         )
 
         def find(db: sqlite3.Connection) -> Peer | None:
-            rows = (
-                db.execute(by_column, (username,)).fetchall()
-                or db.execute(by_table, (username,)).fetchall()
-            )
+            rows = db.execute(sql, (username,)).fetchall()
             if not rows:
                 return None
             row = rows[0]
@@ -485,7 +486,7 @@ def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
                 for name in usernames
             ]
             if rows:
-                db.executemany(insert_name, rows)
+                db.executemany(_INSERT_USERNAME_IF_STORED[layout], rows)
         if changes.deleted_states:
             db.executemany(
                 "DELETE FROM update_state WHERE id = ?",

@@ -450,8 +450,11 @@ class StorageContract:
 
     async def test_pending_writes_overlay_what_is_stored(self, make_storage: StorageMaker) -> None:
         storage = make_storage(commit_interval=3600, username_ttl=None)
+        earlier = int(time.time()) - 10  # stamps of one second tie: who is newest is moot
         async with storage:
-            await storage.upsert_peers([user(1, "first", phone="1111"), user(2, "second")])
+            await storage.upsert_peers(
+                [user(1, "first", phone="1111", stamp=earlier), user(2, "second")]
+            )
             await storage.set_update_states([UpdateState(0, 1, 2, 3, 4), UpdateState(9, 9)])
             await storage.flush()
             # Pending, on top of what is stored:
