@@ -843,7 +843,11 @@ class Storage(abc.ABC):
                 stored = None if stored is None else stored_peer(stored, repr(self))
         if stored is not None:
             peer = journal.apply(stored.id, stored)
-            if peer is not None and _holds(peer, index, key) and stored.id not in holders:
+            # The backend found it by this key: it holds it, unless a pending write says not.
+            held = peer is stored or (
+                index == "names" and peer is not None and peer.usernames is None
+            )
+            if peer is not None and (held or _holds(peer, index, key)) and stored.id not in holders:
                 if peer is stored and self._caching and writes == self._peer_writes:
                     self._remember(peer)
                 candidates.append(peer)
