@@ -216,8 +216,8 @@ class SQLiteKV(KVStore[V]):
             wdb.execute("PRAGMA journal_mode = WAL").fetchall()
             wdb.execute("PRAGMA synchronous = NORMAL")
             wdb.execute(self._sql.create)
-            wdb.execute(self._sql.index)
             self._check_table(wdb)
+            wdb.execute(self._sql.index)
             db = self._connect(0)
             db.execute("PRAGMA synchronous = NORMAL")
             # Checkpoints fsync and may wait: never on the loop's connection.
