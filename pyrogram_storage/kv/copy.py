@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +14,7 @@ from .base import KVStore
 __all__ = ["copy"]
 
 Progress = Callable[[int, int], None]
+_CHUNK = 50  # keys written concurrently (the Redis drivers' pools cap concurrency)
 
 
 @contextlib.asynccontextmanager
@@ -53,7 +55,7 @@ async def copy(
             async for key in target.keys():
                 raise TargetNotEmptyError(
                     f"{target!r} already holds keys (e.g. {key!r}); pass overwrite=True "
-                    "to copy over them"
+                    "(--overwrite on the command line) to copy over them"
                 )
         total = 0
         if progress is not None:
@@ -61,14 +63,25 @@ async def copy(
                 total += 1
             progress(0, total)
         copied = 0
+        chunk: list[tuple[str, Any, float | None]] = []
+
+        async def flush() -> None:
+            nonlocal copied
+            # Written together: a file store commits them at once, a server pipelines them.
+            await asyncio.gather(*(target._put(key, value, when) for key, value, when in chunk))
+            copied += len(chunk)
+            chunk.clear()
+            if progress is not None:
+                progress(copied, max(total, copied))
+
         async for key, raw, expires in source._records("*", values=True):
             if expires is not None and expires <= time.time():
                 continue
-            value = source._decode(key, raw)  # type: ignore[arg-type]
-            await target._put(key, value, expires)
-            copied += 1
-            if progress is not None and (copied % 500 == 0 or copied == total):
-                progress(copied, max(total, copied))
+            chunk.append((key, source._decode(key, raw), expires))  # type: ignore[arg-type]
+            if len(chunk) >= _CHUNK:
+                await flush()
+        if chunk:
+            await flush()
         if progress is not None and copied != total:
             progress(copied, copied)
         return copied

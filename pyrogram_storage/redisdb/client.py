@@ -60,7 +60,7 @@ DRIVERS: Mapping[str, Driver] = {
         "redis.exceptions",
         "RedisError",
         "RedisClusterException",
-        "redis>=5",
+        "redis>=5.0.1",
         "redis",
     ),
     "valkey": Driver(
