@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import BackendError, DiskFullError, MissingDriverError, StorageClosedError
-from ..errors import TargetNotEmptyError
-from .base import KVStore, MISSING
+from ..errors import (
+    BackendError,
+    DiskFullError,
+    MissingDriverError,
+    StorageClosedError,
+    TargetNotEmptyError,
+)
+from .base import MISSING, KVStore
 from .copy import copy
 from .errors import (
     CorruptStoreError,

@@ -13,6 +13,7 @@ everything else. Expiry times are absolute, in seconds since the epoch.
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import re
@@ -82,8 +83,8 @@ class Plain:
         self.value = value
 
 
-Raw = Union[str, int, Plain]
-Record = tuple[Raw, Union[float, None]]
+Raw = Union[str, int, Plain]  # noqa: UP007 (a runtime alias, Python 3.10)
+Record = tuple[Raw, float | None]
 """A stored value and its absolute expiry (None: never)."""
 
 MAX_KEY_LENGTH = 512
@@ -215,7 +216,7 @@ class KVStore(ABC, Generic[V]):
     async def _close(self) -> None:
         """Release what :meth:`_open` took. Called by :meth:`close`, also after a failed open."""
 
-    def _get_now(self, key: str) -> Record | None | Literal[_Keep.KEEP]:
+    def _get_now(self, key: str) -> Record | Literal[_Keep.KEEP] | None:
         """Answer :meth:`_get` synchronously if that is cheap, else return ``KEEP``.
 
         Lets memory (and an indexed SQLite read) skip a coroutine hop.
@@ -248,7 +249,7 @@ class KVStore(ABC, Generic[V]):
         key: str,
         expected: Raw | None,
         raw: Raw,
-        expires: float | None | Literal[_Keep.KEEP],
+        expires: float | Literal[_Keep.KEEP] | None,
         now: float,
     ) -> bool:
         """Atomically store ``raw`` if the live value equals ``expected`` (None: no live value).
@@ -313,10 +314,8 @@ class KVStore(ABC, Generic[V]):
         self._opened = True
 
     async def _quiet_close(self) -> None:
-        try:
+        with contextlib.suppress(Exception):  # the open's error is the one to report
             await self._close()
-        except Exception:  # the open's error is the one to report
-            pass
 
     async def close(self) -> None:
         """Close the store; writes that returned are stored. Closing twice is harmless."""
@@ -536,7 +535,7 @@ class KVStore(ABC, Generic[V]):
         key: str,
         value: Any,
         expected: Any,
-        expires: float | None | Literal[_Keep.KEEP],
+        expires: float | Literal[_Keep.KEEP] | None,
     ) -> bool:
         raw = self._encode(key, value)
         wanted = None if expected is MISSING else self._encode(key, expected)

@@ -254,7 +254,7 @@ class JSONFileKV(KVStore[V]):
 
     # -- primitives -----------------------------------------------------------------
 
-    def _get_now(self, key: str) -> Record | None | Literal[_Keep.KEEP]:
+    def _get_now(self, key: str) -> Record | Literal[_Keep.KEEP] | None:
         entry = self._data.get(key)
         return None if entry is None else (entry[0], entry[1])
 
@@ -290,7 +290,7 @@ class JSONFileKV(KVStore[V]):
         key: str,
         expected: Raw | None,
         raw: Raw,
-        expires: float | None | Literal[_Keep.KEEP],
+        expires: float | Literal[_Keep.KEEP] | None,
         now: float,
     ) -> bool:
         entry = self._live(key, now)

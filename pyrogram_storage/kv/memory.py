@@ -68,7 +68,7 @@ class MemoryKV(KVStore[V]):
         if self._lru:
             self._data.move_to_end(key)  # type: ignore[attr-defined]
 
-    def _get_now(self, key: str) -> Record | None | Literal[_Keep.KEEP]:
+    def _get_now(self, key: str) -> Record | Literal[_Keep.KEEP] | None:
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -105,7 +105,7 @@ class MemoryKV(KVStore[V]):
         now = time.time()
         # Drop what has expired; rebuild when stale entries (rewritten keys) pile up.
         while heap and heap[0][0] <= now:
-            when, old = heapq.heappop(heap)
+            _, old = heapq.heappop(heap)
             entry = self._data.get(old)
             if entry is not None and entry[1] is not None and entry[1] <= now:
                 del self._data[old]
@@ -145,7 +145,7 @@ class MemoryKV(KVStore[V]):
         key: str,
         expected: Raw | None,
         raw: Raw,
-        expires: float | None | Literal[_Keep.KEEP],
+        expires: float | Literal[_Keep.KEEP] | None,
         now: float,
     ) -> bool:
         entry = self._live(key, now)

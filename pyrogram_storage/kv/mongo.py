@@ -55,7 +55,8 @@ def _seconds(date: Any) -> float | None:
     if isinstance(date, dt.datetime):
         if date.tzinfo is None:
             date = date.replace(tzinfo=_UTC)
-        return date.timestamp()
+        seconds: float = date.timestamp()
+        return seconds
     return float(date)
 
 
@@ -65,7 +66,7 @@ def _live(now: float) -> dict[str, Any]:
 
 def _raw(value: Any) -> Raw:
     if type(value) is int or type(value) is str:
-        return value  # type: ignore[no-any-return]
+        return value  # type: ignore[no-any-return,unused-ignore]
     if isinstance(value, int) and not isinstance(value, bool):  # bson.Int64
         return int(value)
     if isinstance(value, float) and value.is_integer():  # a $inc on a double someone wrote
@@ -137,9 +138,13 @@ class MongoKV(KVStore[V]):
         """
         key = driver.replace("-", "_") if isinstance(driver, str) else driver
         if key not in DRIVERS:
-            raise InvalidArgumentError(f"unknown driver {driver!r}; choose from {', '.join(DRIVERS)}")
+            raise InvalidArgumentError(
+                f"unknown driver {driver!r}; choose from {', '.join(DRIVERS)}"
+            )
         if not isinstance(url, str) or not url.startswith(("mongodb://", "mongodb+srv://")):
-            raise InvalidArgumentError("url must be a mongodb:// or mongodb+srv:// connection string")
+            raise InvalidArgumentError(
+                "url must be a mongodb:// or mongodb+srv:// connection string"
+            )
         import_driver(DRIVERS[key])
         if database is None:
             database = urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
@@ -218,7 +223,9 @@ class MongoKV(KVStore[V]):
             return False
         return True
 
-    async def _replace_expired(self, name: str, raw: Raw, expires: float | None, now: float) -> bool:
+    async def _replace_expired(
+        self, name: str, raw: Raw, expires: float | None, now: float
+    ) -> bool:
         query = {"_id": name, "e": {"$ne": None, "$lte": _date(now)}}
         result = await awaited(
             self._c().update_one(query, {"$set": {"v": raw, "e": _date(expires)}})
@@ -230,18 +237,18 @@ class MongoKV(KVStore[V]):
         key: str,
         expected: Raw | None,
         raw: Raw,
-        expires: float | None | Literal[_Keep.KEEP],
+        expires: float | Literal[_Keep.KEEP] | None,
         now: float,
     ) -> bool:
         name = self._prefix + key
         if expected is None:
             fresh = None if expires is KEEP else expires
-            if await self._insert(name, raw, fresh):  # type: ignore[arg-type]
+            if await self._insert(name, raw, fresh):
                 return True
-            return await self._replace_expired(name, raw, fresh, now)  # type: ignore[arg-type]
+            return await self._replace_expired(name, raw, fresh, now)
         changes: dict[str, Any] = {"v": raw}
         if expires is not KEEP:
-            changes["e"] = _date(expires)  # type: ignore[arg-type]
+            changes["e"] = _date(expires)
         query = {"_id": name, "v": expected, **_live(now)}
         doc = await awaited(
             self._c().find_one_and_update(query, {"$set": changes}, projection={"_id": 1})

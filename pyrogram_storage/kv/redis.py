@@ -248,7 +248,7 @@ class RedisKV(KVStore[V]):
         key: str,
         expected: Raw | None,
         raw: Raw,
-        expires: float | None | Literal[_Keep.KEEP],
+        expires: float | Literal[_Keep.KEEP] | None,
         now: float,
     ) -> bool:
         name = self._prefix + key

@@ -23,9 +23,9 @@ import contextlib
 import os
 import re
 import sqlite3
-from time import time as _time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from time import time as _time
 from typing import Any, Literal, TypeVar
 
 from .._worker import Lane
@@ -45,6 +45,10 @@ _CHECKPOINT_EVERY = 1000  # loop commits between two (passive) checkpoints on th
 _SWEEP_CHUNK = 1000
 
 
+# SQLite result codes (the sqlite3 module names them from Python 3.11 on).
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 13, 26
+
+
 class _Busy(Exception):
     """The loop's connection met a lock; retry the operation on the lane."""
 
@@ -52,7 +56,7 @@ class _Busy(Exception):
 def _is_busy(exc: sqlite3.Error) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     if code is not None:
-        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
     message = str(exc)
     return "locked" in message or "busy" in message
 
@@ -107,8 +111,9 @@ class _SQL:
             "OR (typeof(v) = 'integer' AND typeof(v + :amount) = 'integer') "
             "RETURNING v"
         )
-        self.scan_values = f"SELECT k, v, e FROM {t} WHERE ns = ? AND k > ? AND (e IS NULL OR e > ?)"
-        self.scan_keys = f"SELECT k, NULL, e FROM {t} WHERE ns = ? AND k > ? AND (e IS NULL OR e > ?)"
+        live = "(e IS NULL OR e > ?)"
+        self.scan_values = f"SELECT k, v, e FROM {t} WHERE ns = ? AND k > ? AND {live}"
+        self.scan_keys = f"SELECT k, NULL, e FROM {t} WHERE ns = ? AND k > ? AND {live}"
         self.count_live = f"SELECT count(*) FROM {t} WHERE ns = ? AND (e IS NULL OR e > ?)"
         self.clear = f"DELETE FROM {t} WHERE ns = ?"
         self.sweep = (
@@ -156,7 +161,7 @@ class SQLiteKV(KVStore[V]):
             )
         for name, value in (("sweep_interval", sweep_interval), ("busy_timeout", busy_timeout)):
             if value is not None and (
-                type(value) not in (int, float) or not 0 < value < 1e9  # type: ignore[operator]
+                type(value) not in (int, float) or not 0 < value < 1e9
             ):
                 raise InvalidArgumentError(f"{name} must be a positive number, not {value!r}")
         self.memory = path == ":memory:"
@@ -183,14 +188,14 @@ class SQLiteKV(KVStore[V]):
         code = getattr(exc, "sqlite_errorcode", None)
         primary = None if code is None else code & 0xFF
         message = str(exc)
-        if primary == sqlite3.SQLITE_FULL or "database or disk is full" in message:
+        if primary == _SQLITE_FULL or "database or disk is full" in message:
             return DiskFullError(f"{self!r}: the disk is full; nothing was changed")
-        if primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED) or "is locked" in message:
+        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in message:
             return StoreLockedError(
                 f"{self!r}: another connection held the write lock for more than "
                 f"{self.busy_timeout}s"
             )
-        if primary == sqlite3.SQLITE_NOTADB or "not a database" in message:
+        if primary == _SQLITE_NOTADB or "not a database" in message:
             return CorruptStoreError(f"{self.path} is not a SQLite database; it was left untouched")
         return BackendError(f"{self!r}: {type(exc).__name__}: {exc}")
 
@@ -308,7 +313,7 @@ class SQLiteKV(KVStore[V]):
 
     # -- primitives -----------------------------------------------------------------
 
-    def _get_now(self, key: str) -> Record | None | Literal[_Keep.KEEP]:
+    def _get_now(self, key: str) -> Record | Literal[_Keep.KEEP] | None:
         sql, params = self._sql.get, (self.namespace, key)
         try:
             rows = self._on_loop(lambda db: db.execute(sql, params).fetchall())
@@ -350,7 +355,7 @@ class SQLiteKV(KVStore[V]):
         key: str,
         expected: Raw | None,
         raw: Raw,
-        expires: float | None | Literal[_Keep.KEEP],
+        expires: float | Literal[_Keep.KEEP] | None,
         now: float,
     ) -> bool:
         ns, sql = self.namespace, self._sql
@@ -468,7 +473,9 @@ class SQLiteKV(KVStore[V]):
         try:
             while True:
                 now = _time()
-                count = await self._in_lane(lambda db: db.execute(sql, (now,)).rowcount)
+                count: int = await self._in_lane(
+                    lambda db, now=now: db.execute(sql, (now,)).rowcount  # type: ignore[misc]
+                )
                 removed += count
                 if count < _SWEEP_CHUNK:
                     break

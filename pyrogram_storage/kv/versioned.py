@@ -150,7 +150,9 @@ class VersionedKV(Generic[V]):
     ) -> bool:
         """Store ``value`` if the current value (as :meth:`get` returns it) is ``expected``."""
         if expected is MISSING:
-            return await self.store.compare_and_set(key, self._wrap(value), expected=MISSING, ttl=ttl)
+            return await self.store.compare_and_set(
+                key, self._wrap(value), expected=MISSING, ttl=ttl
+            )
         stored = await self.store.get(key, MISSING)
         if stored is MISSING or await self._read(key, stored) != expected:
             return False

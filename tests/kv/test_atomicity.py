@@ -33,7 +33,8 @@ def _location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
         uri = request.getfixturevalue("mongo_uri")
         base, _, query = uri.partition("?")
         return f"{base.rstrip('/')}/kv_tests?{query}#race/{namespace}"
-    server = request.getfixturevalue("redis_cluster" if backend == "redis-cluster" else "redis_server")
+    fixture = "redis_cluster" if backend == "redis-cluster" else "redis_server"
+    server = request.getfixturevalue(fixture)
     return f"{server.url}#{namespace}"
 
 

@@ -28,13 +28,13 @@ async def test_memory_lru_recency_follows_get_and_set_only() -> None:
         await store.get("a")  # a is now the most recent: b is the oldest
         assert await store.has("b")  # has() is not a use
         await store.set("d", 0)
-        assert [k async for k in store.keys()] == ["c", "a", "d"]
+        assert [k async for k in store.keys()] == ["c", "a", "d"]  # noqa: SIM118 (an async iterator)
         await store.touch("c", 60)  # nor is touch()
         await store.set("e", 0)
-        assert sorted([k async for k in store.keys()]) == ["a", "d", "e"]
+        assert sorted([k async for k in store.keys()]) == ["a", "d", "e"]  # noqa: SIM118 (an async iterator)
         await store.increment("a")  # increment is a write: a use
         await store.set("f", 1)
-        assert sorted([k async for k in store.keys()]) == ["a", "e", "f"]
+        assert sorted([k async for k in store.keys()]) == ["a", "e", "f"]  # noqa: SIM118 (an async iterator)
 
 
 async def test_memory_drops_expired_keys_without_reads() -> None:
@@ -97,6 +97,7 @@ async def test_sqlite_sweep_removes_expired_rows(tmp_path: Path) -> None:
         with sqlite3.connect(path) as db:
             assert db.execute("SELECT k FROM kv").fetchall() == [("kept",)]
         db.close()
+    async with kv.SQLiteKV(path, sweep_interval=None) as store:
         await store.set("x", 1, ttl=0.01)
         await asyncio.sleep(0.05)
         assert await store.sweep() == 1
@@ -201,7 +202,7 @@ async def test_json_file_writes_made_together_share_one_write(tmp_path: Path) ->
         await asyncio.gather(*(store.set(f"k{i}", i) for i in range(200)))
         assert writes <= 3
     async with kv.JSONFileKV(path) as store:
-        assert len([k async for k in store.keys()]) == 200
+        assert len([k async for k in store.keys()]) == 200  # noqa: SIM118 (an async iterator)
 
 
 # -- MongoKV ------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ async def test_given_clients_are_used_and_left_open(
         valkey.asyncio.Valkey.from_url(redis_server.url),
         valkey.asyncio.ValkeyCluster.from_url(redis_cluster.url),
     ]
-    for client, cluster in zip(clients, [False, True, False, True]):
+    for client, cluster in zip(clients, [False, True, False, True], strict=True):
         assert redisdb.is_cluster(client) is cluster
         async with kv.RedisKV(client, namespace="given") as store:
             await store.set("k", 1)
