@@ -197,7 +197,8 @@ def main() -> int:
         row = medians[name]
         notes.append(
             f"- {name} vs raw redis-py on the same server: "
-            f"get {row['get'] / raw_redis['get']:.2f}x the time, set {row['set'] / raw_redis['set']:.2f}x (target <= 1.2x)"
+            f"get {row['get'] / raw_redis['get']:.2f}x the time, "
+            f"set {row['set'] / raw_redis['set']:.2f}x (target <= 1.2x)"
         )
     notes.append(f"- MemoryKV.get: {medians['MemoryKV']['get']:.2f} µs (target <= 1 µs)")
     text = [
