@@ -16,8 +16,8 @@ from pyrogram_storage.errors import StorageClosedError, StorageError
 
 from .conftest import PERSISTENT, KVMaker
 
-TTL = 0.4  # long enough for a slow server to answer twice, short enough to wait for
-WAIT = TTL + 0.15
+TTL = 0.5  # long enough for a slow server to answer twice, short enough to wait for
+WAIT = TTL + 0.2
 
 EVERY_TYPE: dict[str, Any] = {
     "str": "Form:name",
@@ -387,31 +387,44 @@ async def test_versioned_migrates_on_read_and_writes_back(store: kv.KVStore[Any]
     assert (await store.get("legacy"))["v"] == 2  # left untouched
 
 
+async def _expiries(store: kv.KVStore[Any]) -> dict[str, float | None]:
+    return {key: expires async for key, _, expires in store._records("*", values=True)}
+
+
 async def test_copy_keeps_values_and_remaining_ttl(make_kv: KVMaker, tmp_path: Any) -> None:
     source = make_kv()
     async with source:
         for name, value in EVERY_TYPE.items():
             await source.set(name, value)
-        await source.set("short", "v", ttl=TTL)
+        await source.set("short", "v", ttl=30)
         await source.set("long", "v", ttl=100)
+        before = await _expiries(source)
         target = kv.SQLiteKV(tmp_path / "copy.db")
         seen: list[tuple[int, int]] = []
-        assert await kv.copy(source, target, progress=lambda *a: seen.append(a)) == len(
-            EVERY_TYPE
-        ) + 2
-        assert seen[-1] == (len(EVERY_TYPE) + 2,) * 2
+        total = len(EVERY_TYPE) + 2
+        assert await kv.copy(source, target, progress=lambda *a: seen.append(a)) == total
+        assert seen[-1] == (total, total)
         with pytest.raises(kv.TargetNotEmptyError):
             await kv.copy(source, target)
+        async with target:
+            copied = await _expiries(target)
+        assert copied.keys() == before.keys()
+        for key, expires in before.items():
+            if expires is None:
+                assert copied[key] is None, key
+            else:
+                assert copied[key] is not None and abs(copied[key] - expires) < 1.0, key
         # And back into the backend under test, from a store holding different keys.
         await source.clear()
         await source.set("mine", 1)
         with pytest.raises(kv.TargetNotEmptyError):
             await kv.copy(target, source)
-        assert await kv.copy(target, source, overwrite=True) == len(EVERY_TYPE) + 2
+        assert await kv.copy(target, source, overwrite=True) == total
         for name, value in EVERY_TYPE.items():
             assert await source.get(name) == value
         assert await source.get("mine") == 1
-        await asyncio.sleep(WAIT)
-        assert await source.get("short") is None
-        assert await source.get("long") == "v"
+        back = await _expiries(source)
+        for key in ("short", "long"):
+            assert abs(back[key] - before[key]) < 1.0, key  # type: ignore[operator]
+        assert back["int"] is None
         await source.clear()
