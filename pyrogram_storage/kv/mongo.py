@@ -111,7 +111,9 @@ class MongoKV(KVStore[V]):
         self._coll: Any = None
         if isinstance(client, ClientRecipe):
             self._recipe = client
-        elif client is not None:
+        else:
+            if client is None:
+                raise TypeError("MongoKV needs an async client; or use MongoKV.from_url(url)")
             check_async_client(client)
             self._client = client
 

@@ -106,6 +106,7 @@ class RedisKV(KVStore[V]):
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
         scan_count: int = 500,
+        _from_url: bool = False,
     ) -> None:
         super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
         if type(scan_count) is not int or scan_count < 1:
@@ -117,6 +118,8 @@ class RedisKV(KVStore[V]):
         self._cluster: bool | None = None
         self._options: dict[str, Any] = {}
         self._client: Any = None
+        if client is None and not _from_url:
+            raise TypeError("RedisKV needs an asyncio client; or use RedisKV.from_url(url)")
         if client is not None:
             self._driver = redisdb.check_async_client(client)
             self._client = client
@@ -156,7 +159,7 @@ class RedisKV(KVStore[V]):
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
         redisdb.import_driver(driver)
-        store: RedisKV[Any] = cls(None, namespace=namespace, **options)
+        store: RedisKV[Any] = cls(None, namespace=namespace, _from_url=True, **options)
         store._url, store._driver, store._cluster = url, driver, cluster
         store._options = dict(client_options or {})
         store._load_errors()

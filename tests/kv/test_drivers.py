@@ -71,6 +71,10 @@ def test_synchronous_redis_clients_are_refused(driver: str, redis_server: RedisS
         sync.close()
     with pytest.raises(TypeError, match="redis-py or valkey"):
         kv.RedisKV(object())
+    with pytest.raises(TypeError, match="from_url"):
+        kv.RedisKV(None)
+    with pytest.raises(TypeError, match="from_url"):
+        kv.MongoKV(None)
 
 
 async def test_given_clients_are_used_and_left_open(
