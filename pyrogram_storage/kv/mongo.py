@@ -205,7 +205,11 @@ class MongoKV(KVStore[V]):
     async def _set(self, key: str, raw: Raw, expires: float | None) -> None:
         name = self._prefix + key
         doc = {"_id": name, "v": raw, "e": _date(expires)}
-        await awaited(self._c().replace_one({"_id": name}, doc, upsert=True))
+        try:
+            await awaited(self._c().replace_one({"_id": name}, doc, upsert=True))
+        except self._duplicate:
+            # Two upserts of a new key raced; the loser's replace now finds the document.
+            await awaited(self._c().replace_one({"_id": name}, doc, upsert=True))
 
     async def _delete(self, key: str) -> Record | None:
         doc = await awaited(

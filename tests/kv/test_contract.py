@@ -430,3 +430,16 @@ async def test_copy_keeps_values_and_remaining_ttl(make_kv: KVMaker, tmp_path: A
             assert abs(back[key] - before[key]) < 1.0, key  # type: ignore[operator]
         assert back["int"] is None
         await source.clear()
+
+
+async def test_concurrent_writes_to_one_new_key(store: kv.KVStore[Any]) -> None:
+    await asyncio.gather(*(store.set("k", index) for index in range(20)))
+    assert await store.get("k") in range(20)
+    results = await asyncio.gather(
+        *(store.compare_and_set("once", index, expected=kv.MISSING) for index in range(20))
+    )
+    assert results.count(True) == 1
+    assert await store.get("once") == results.index(True)
+    assert sorted(await asyncio.gather(*(store.increment("n") for _ in range(20)))) == list(
+        range(1, 21)
+    )
