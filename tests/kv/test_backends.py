@@ -323,3 +323,17 @@ def test_from_url_locations(tmp_path: Path) -> None:
     for bad in ("ftp://x", "sqlite:", "json:", "bot.db"):
         with pytest.raises(kv.InvalidArgumentError):
             kv.from_url(bad)
+
+
+async def test_redis_outage_is_a_backend_error_and_aof_keeps_the_data(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "aof", appendonly=True) as server:
+        async with kv.RedisKV.from_url(server.url, namespace="aof") as store:
+            await store.set("k", {"kept": True})
+            await store.increment("n", 5)
+            server.stop()
+            with pytest.raises(kv.BackendError):
+                await store.get("k")
+            assert not await store.health()
+            server.start()
+            assert await store.get("k") == {"kept": True}  # the client reconnects
+            assert await store.increment("n") == 6
