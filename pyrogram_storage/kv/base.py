@@ -53,6 +53,7 @@ __all__ = [
 
 V = TypeVar("V")
 D = TypeVar("D")
+S = TypeVar("S", bound="KVStore[Any]")
 
 
 class _Missing(enum.Enum):
@@ -327,7 +328,7 @@ class KVStore(ABC, Generic[V]):
         except self._driver_errors as exc:
             raise self._translate(exc) from exc
 
-    async def __aenter__(self) -> KVStore[V]:
+    async def __aenter__(self: S) -> S:
         await self.open()
         return self
 

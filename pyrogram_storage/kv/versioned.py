@@ -12,6 +12,7 @@ from .errors import InvalidArgumentError, VersionTooNewError
 __all__ = ["VersionedKV", "versioned"]
 
 V = TypeVar("V")
+W = TypeVar("W", bound="VersionedKV[Any]")
 Migration = Callable[[Any], Any]
 
 
@@ -106,7 +107,7 @@ class VersionedKV(Generic[V]):
     async def close(self) -> None:
         await self.store.close()
 
-    async def __aenter__(self) -> VersionedKV[V]:
+    async def __aenter__(self: W) -> W:
         await self.open()
         return self
 
