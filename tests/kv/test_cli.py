@@ -42,11 +42,12 @@ def test_copy_then_inspect(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     assert main(["kv", "inspect", target, "--values", "--pattern", "state:7"]) == 0
     text = capsys.readouterr().out
     assert "state:7" in text and "hunter2" in text  # values only when asked
-    asyncio.run(kv.from_url(target).open())  # reachable; clean up
-    async def clear() -> None:
-        async with kv.from_url(target) as store:
-            await store.clear()
-    asyncio.run(clear())
+    asyncio.run(_clear(target))
+
+
+async def _clear(location: str) -> None:
+    async with kv.from_url(location) as store:
+        await store.clear()
 
 
 def test_bad_locations_are_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
