@@ -799,6 +799,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("file", metavar="FILE")
     migrate.set_defaults(parser=migrate, run=cmd_migrate)
+
+    from .kv.cli import add_kv_commands
+
+    add_kv_commands(commands, formatter)
     return parser
 
 

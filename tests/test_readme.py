@@ -3,7 +3,8 @@
 Blocks whose first line names a client (``# Kurigram 2.2.26``) need that client and
 run in its own virtualenv (tests/test_clients.py); a block preceded by the comment
 ``.. readme-test: skip (reason)`` is not run here either, the reason says where it is.
-Examples using ``MONGODB_URI`` get the test run's MongoDB server.
+Examples using ``MONGODB_URI`` get the test run's MongoDB server, those using
+``REDIS_URL`` a Redis server started for this module.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,14 @@ def python_blocks() -> list[tuple[int, str]]:
 BLOCKS = python_blocks()
 
 
+@pytest.fixture(scope="module")
+def readme_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from .redisserver import RedisServer
+
+    with RedisServer(tmp_path_factory.mktemp("readme-redis")) as server:
+        yield server.url
+
+
 def test_readme_has_examples() -> None:
     assert len(BLOCKS) >= 3
 
@@ -54,6 +64,8 @@ def test_readme_example_runs(
     env = dict(os.environ)
     if "MONGODB_URI" in code:
         env["MONGODB_URI"] = request.getfixturevalue("mongo_uri")
+    if "REDIS_URL" in code:
+        env["REDIS_URL"] = request.getfixturevalue("readme_redis_url")
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

@@ -1,0 +1,91 @@
+"""Bot state: conversation states and data, counters, caches, behind one contract.
+
+Every store is a :class:`KVStore` (async, typed, TTLs, atomic ``increment`` and
+``compare_and_set``): :class:`MemoryKV`, :class:`SQLiteKV`, :class:`JSONFileKV`,
+:class:`MongoKV` and :class:`RedisKV`. ``import pyrogram_storage.kv`` imports no
+database driver; MongoKV and RedisKV load theirs when used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ..errors import (
+    BackendError,
+    DiskFullError,
+    MissingDriverError,
+    StorageClosedError,
+    TargetNotEmptyError,
+)
+from .base import MISSING, KVStore
+from .copy import copy
+from .errors import (
+    CorruptStoreError,
+    CorruptValueError,
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidPatternError,
+    InvalidTTLError,
+    KVError,
+    KVSerializationError,
+    NotACounterError,
+    StoreLockedError,
+    VersionTooNewError,
+)
+from .jsonfile import JSONFileKV
+from .memory import MemoryKV
+from .registry import from_url
+from .serializer import JSON, JSONSerializer, Serializer
+from .sqlite import SQLiteKV
+from .versioned import VersionedKV, versioned
+
+if TYPE_CHECKING:
+    from .mongo import MongoKV
+    from .redis import RedisKV
+
+__all__ = [
+    "JSON",
+    "MISSING",
+    "BackendError",
+    "CorruptStoreError",
+    "CorruptValueError",
+    "DiskFullError",
+    "InvalidArgumentError",
+    "InvalidKeyError",
+    "InvalidPatternError",
+    "InvalidTTLError",
+    "JSONFileKV",
+    "JSONSerializer",
+    "KVError",
+    "KVSerializationError",
+    "KVStore",
+    "MemoryKV",
+    "MissingDriverError",
+    "MongoKV",
+    "NotACounterError",
+    "RedisKV",
+    "SQLiteKV",
+    "Serializer",
+    "StorageClosedError",
+    "StoreLockedError",
+    "TargetNotEmptyError",
+    "VersionTooNewError",
+    "VersionedKV",
+    "copy",
+    "from_url",
+    "versioned",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The server backends load on first use; even then no driver is imported until
+    # a store is built.
+    if name == "MongoKV":
+        from .mongo import MongoKV
+
+        return MongoKV
+    if name == "RedisKV":
+        from .redis import RedisKV
+
+        return RedisKV
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

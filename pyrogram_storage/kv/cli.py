@@ -1,0 +1,178 @@
+"""``pyrogram-storage kv copy`` and ``kv inspect``: bot state from the command line.
+
+Only the command line imports this module (``pyrogram_storage.cli`` registers it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any, TextIO
+
+from .base import KVStore
+from .copy import copy
+from .errors import InvalidArgumentError
+from .registry import from_url
+
+__all__ = ["LOCATIONS_HELP", "add_kv_commands"]
+
+LOCATIONS_HELP = """\
+locations (each may end in #NAMESPACE, default "default"):
+  sqlite:PATH                     a SQLite file (table kv)
+  json:PATH                       a JSON file
+  mongodb://HOST/[DATABASE][?OPTS][#[COLLECTION/]NAMESPACE]
+                                  MongoDB (database pyrogram_storage, collection kv
+                                  unless given)
+  redis://HOST[:PORT][/DB], rediss://..., unix://PATH
+                                  Redis or Valkey, single server or cluster
+  memory:                         an empty in-memory store (for trying things)
+
+exit status: 0 success, 1 the store could not be read or written, 2 bad usage.
+"""
+
+
+def add_kv_commands(
+    commands: Any, formatter: type[argparse.HelpFormatter] = argparse.RawDescriptionHelpFormatter
+) -> None:
+    """Add the ``kv`` command (with ``copy`` and ``inspect``) to the main parser's subparsers."""
+    parser = commands.add_parser(
+        "kv",
+        help="copy or inspect bot state (pyrogram_storage.kv stores)",
+        description="Copy or inspect the key-value stores that keep bot state.",
+        epilog=LOCATIONS_HELP,
+        formatter_class=formatter,
+    )
+    sub = parser.add_subparsers(dest="kv_command", metavar="KV_COMMAND", required=True)
+
+    copy_parser = sub.add_parser(
+        "copy",
+        help="copy every key of SOURCE's namespace to TARGET, with its remaining TTL",
+        description="Copy every live key of SOURCE's namespace to TARGET's, keeping each "
+        "key's remaining TTL. A TARGET that holds keys is refused unless --overwrite.",
+        epilog=LOCATIONS_HELP,
+        formatter_class=formatter,
+    )
+    copy_parser.add_argument("source", metavar="SOURCE")
+    copy_parser.add_argument("target", metavar="TARGET")
+    copy_parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="copy into a TARGET that holds keys (same keys replaced, others kept)",
+    )
+    copy_parser.set_defaults(parser=copy_parser, run=cmd_kv_copy)
+
+    inspect = sub.add_parser(
+        "inspect",
+        help="count the keys of a namespace and show a sample of them (no values)",
+        description="Count the live keys of LOCATION's namespace (with and without a TTL) "
+        "and show a sample of their names. Values are shown only with --values.",
+        epilog=LOCATIONS_HELP,
+        formatter_class=formatter,
+    )
+    inspect.add_argument("location", metavar="LOCATION")
+    inspect.add_argument("--pattern", default="*", help="only keys matching this glob")
+    inspect.add_argument(
+        "--sample", type=int, default=10, metavar="N", help="key names to show (default 10)"
+    )
+    inspect.add_argument("--values", action="store_true", help="show the sampled keys' values")
+    inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    inspect.set_defaults(parser=inspect, run=cmd_kv_inspect)
+
+
+def _store(location: str, parser: argparse.ArgumentParser) -> KVStore[Any]:
+    try:
+        return from_url(location)
+    except InvalidArgumentError as exc:
+        parser.error(str(exc))
+
+
+def _display(location: str) -> str:
+    """A location as it may be shown: no password."""
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return location
+    authority, slash, tail = rest.partition("/")
+    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{tail}"
+
+
+async def cmd_kv_copy(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    parser: argparse.ArgumentParser = options.parser
+    if options.source == options.target:
+        parser.error("SOURCE and TARGET are the same location")
+    source = _store(options.source, parser)
+    target = _store(options.target, parser)
+    show = err.isatty()
+
+    def progress(done: int, total: int) -> None:
+        if show:
+            err.write(f"\rkeys {done}/{total}")
+            err.flush()
+
+    started = time.monotonic()
+    copied = await copy(source, target, overwrite=options.overwrite, progress=progress)
+    if show:
+        err.write("\n")
+    print(
+        f"copied {copied} keys from {_display(options.source)} to {_display(options.target)} "
+        f"in {time.monotonic() - started:.1f}s",
+        file=out,
+    )
+    return 0
+
+
+async def cmd_kv_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    parser: argparse.ArgumentParser = options.parser
+    if options.sample < 0:
+        parser.error("--sample must be 0 or more")
+    store = _store(options.location, parser)
+    total = with_ttl = 0
+    sample: list[dict[str, Any]] = []
+    now = time.time()
+    async with store:
+        # Values are read (Redis sends TTLs with them) but shown only with --values.
+        async for key, raw, expires in store._records(options.pattern, values=True):
+            total += 1
+            if expires is not None:
+                with_ttl += 1
+            if len(sample) < options.sample:
+                entry: dict[str, Any] = {"key": key}
+                if expires is not None:
+                    entry["ttl"] = round(max(0.0, expires - now), 3)
+                if options.values:
+                    entry["value"] = repr(store._decode(key, raw))  # type: ignore[arg-type]
+                sample.append(entry)
+    report = {
+        "location": _display(options.location),
+        "store": repr(store),
+        "namespace": store.namespace,
+        "pattern": options.pattern,
+        "keys": total,
+        "with_ttl": with_ttl,
+        "without_ttl": total - with_ttl,
+        "sample": sample,
+    }
+    if options.json:
+        json.dump(report, out, indent=2, ensure_ascii=False)
+        out.write("\n")
+        return 0
+    print(f"store:     {report['store']}", file=out)
+    print(f"namespace: {store.namespace}", file=out)
+    print(
+        f"keys:      {total} ({with_ttl} with a TTL, {total - with_ttl} without)"
+        + ("" if options.pattern == "*" else f" matching {options.pattern!r}"),
+        file=out,
+    )
+    if sample:
+        print(f"sample ({len(sample)}):", file=out)
+        for entry in sample:
+            line = f"  {entry['key']}"
+            if "ttl" in entry:
+                line += f"  (expires in {entry['ttl']}s)"
+            if "value" in entry:
+                line += f" = {entry['value']}"
+            print(line, file=out)
+    return 0
+
+
+

@@ -1,0 +1,338 @@
+"""Bot state in one JSON file, for small state: atomic replace, fsync, a ``.bak`` copy.
+
+Every write rewrites the whole file: the new text goes to a temporary 0600 file, is
+fsynced, the current file is kept as ``PATH.bak`` (a hard link, no copy), the new one
+renamed over ``PATH`` and the folder fsynced; only then does the write return. Writes
+made while one is being written share the next one (group commit). A crash leaves
+either the old or the new file whole; a main file damaged by other means is read from
+``PATH.bak``. One process at a time: ``PATH.lock`` is held while the store is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Literal
+
+from .._worker import Lane
+from ..errors import BackendError, DiskFullError, StorageError
+from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live
+from .errors import CorruptStoreError, InvalidArgumentError, StoreLockedError
+from .pattern import Pattern
+from .serializer import Serializer
+
+__all__ = ["JSONFileKV"]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "pyrogram-storage-kv"
+VERSION = 1
+_BATCH = 500
+
+
+class _Unreadable(Exception):
+    pass
+
+
+def _parse(text: bytes) -> dict[str, dict[str, list[Any]]]:
+    """Return the namespaces of a store file, or raise _Unreadable."""
+    try:
+        doc = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _Unreadable(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise _Unreadable("not a pyrogram-storage key-value file")
+    if doc.get("version") != VERSION:
+        raise _Unreadable(f"format version {doc.get('version')!r}, this code reads {VERSION}")
+    spaces = doc.get("namespaces")
+    if not isinstance(spaces, dict):
+        raise _Unreadable("no namespaces")
+    for entries in spaces.values():
+        if not isinstance(entries, dict):
+            raise _Unreadable("a namespace is not an object")
+        for entry in entries.values():
+            if (
+                not isinstance(entry, list)
+                or len(entry) != 2
+                or type(entry[0]) not in (str, int)
+                or not (entry[1] is None or type(entry[1]) in (int, float))
+            ):
+                raise _Unreadable("an entry is not [value, expiry]")
+    return spaces
+
+
+class JSONFileKV(KVStore[V]):
+    """Bot state in a JSON file: persistent, readable, one process, for small state.
+
+    :param path: the file (created, mode 0600, with its folders, on the first write).
+    :raises InvalidArgumentError: ``path`` is not a path.
+    """
+
+    _driver_errors = (OSError,)
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        namespace: str | None = None,
+        default_ttl: float | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        if not isinstance(path, (str, os.PathLike)) or not str(path):
+            raise InvalidArgumentError(f"path is a str or path, not {path!r}")
+        self.path = Path(path)
+        self.backup_path = Path(f"{self.path}.bak")
+        self.lock_path = Path(f"{self.path}.lock")
+        self._lane = Lane()
+        self._spaces: dict[str, dict[str, list[Any]]] = {}
+        self._data: dict[str, list[Any]] = {}
+        self._lock_fd: int | None = None
+        self._main_bad = False
+        self._pending: asyncio.Future[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"JSONFileKV({str(self.path)!r}, namespace={self.namespace!r})"
+
+    def _translate(self, exc: BaseException) -> StorageError:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return DiskFullError(f"{self!r}: the disk is full; the file was not changed")
+        return BackendError(f"{self!r}: {type(exc).__name__}: {exc}")
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        self._spaces, self._main_bad = await self._lane.run(self._load)
+        self._data = self._spaces.setdefault(self.namespace, {})
+
+    def _load(self) -> tuple[dict[str, dict[str, list[Any]]], bool]:
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLockedError(
+                f"{self.path} is open in another process or object; a JSON file has one "
+                "writer at a time (use SQLiteKV to share state between processes)"
+            ) from None
+        self._lock_fd = fd
+        try:
+            self._remove_scratch()
+            return self._read_files()
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _read_files(self) -> tuple[dict[str, dict[str, list[Any]]], bool]:
+        try:
+            main = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}, False
+        try:
+            return _parse(main), False
+        except _Unreadable as problem:
+            reason = str(problem)
+        try:
+            spaces = _parse(self.backup_path.read_bytes())
+        except FileNotFoundError:
+            raise CorruptStoreError(
+                f"{self.path} cannot be read ({reason}) and there is no {self.backup_path.name}; "
+                "both were left untouched"
+            ) from None
+        except _Unreadable as problem:
+            raise CorruptStoreError(
+                f"{self.path} cannot be read ({reason}), nor {self.backup_path.name} "
+                f"({problem}); both were left untouched"
+            ) from None
+        log.warning("%s cannot be read (%s); using %s", self.path, reason, self.backup_path.name)
+        return spaces, True
+
+    def _remove_scratch(self) -> None:
+        # Under the lock nobody else writes: temporary files are leftovers of a crash.
+        for scratch in self.path.parent.glob(f".{self.path.name}.tmp-*"):
+            with contextlib.suppress(FileNotFoundError):
+                scratch.unlink()
+
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
+    async def _close(self) -> None:
+        writer = self._writer
+        if writer is not None:
+            with contextlib.suppress(Exception):
+                await writer
+        if self._lock_fd is not None:
+            await self._lane.run(self._unlock)
+
+    # -- writing --------------------------------------------------------------------
+
+    async def _commit(self) -> None:
+        """Return once the current state (with the caller's change) is on disk."""
+        pending = self._pending
+        if pending is None:
+            pending = self._pending = asyncio.get_running_loop().create_future()
+            if self._writer is None:
+                self._writer = asyncio.get_running_loop().create_task(self._write_all())
+        await asyncio.shield(pending)
+
+    async def _write_all(self) -> None:
+        try:
+            while self._pending is not None:
+                done, self._pending = self._pending, None
+                text = self._snapshot()
+                try:
+                    await self._lane.run(lambda t=text: self._write(t))  # type: ignore[misc]
+                except BaseException as exc:
+                    # Whatever is not on disk is undone, and every waiting write fails.
+                    failed = [done] + ([self._pending] if self._pending is not None else [])
+                    self._pending = None
+                    await self._reload()
+                    for future in failed:
+                        if not future.done():
+                            future.set_exception(exc)
+                    return
+                if not done.done():
+                    done.set_result(None)
+        finally:
+            self._writer = None
+
+    async def _reload(self) -> None:
+        try:
+            self._spaces, self._main_bad = await self._lane.run(self._read_files)
+        except (OSError, StorageError):
+            return
+        self._data = self._spaces.setdefault(self.namespace, {})
+
+    def _snapshot(self) -> bytes:
+        now = time.time()
+        for key in [k for k, entry in self._data.items() if not is_live(entry[1], now)]:
+            del self._data[key]
+        spaces = {name: entries for name, entries in self._spaces.items() if entries}
+        doc = {"format": FORMAT, "version": VERSION, "namespaces": spaces}
+        return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode()
+
+    def _write(self, text: bytes) -> None:
+        folder = self.path.parent
+        scratch = folder / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
+        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            try:
+                view = memoryview(text)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            if not self._main_bad and self.path.exists():
+                link = folder / f".{self.path.name}.tmp-bak-{secrets.token_hex(4)}"
+                os.link(self.path, link)
+                os.replace(link, self.backup_path)
+            os.replace(scratch, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                scratch.unlink()
+            raise
+        self._main_bad = False
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    # -- primitives -----------------------------------------------------------------
+
+    def _get_now(self, key: str) -> Record | Literal[_Keep.KEEP] | None:
+        entry = self._data.get(key)
+        return None if entry is None else (entry[0], entry[1])
+
+    async def _get(self, key: str) -> Record | None:
+        entry = self._data.get(key)
+        return None if entry is None else (entry[0], entry[1])
+
+    def _live(self, key: str, now: float) -> list[Any] | None:
+        entry = self._data.get(key)
+        return entry if entry is not None and is_live(entry[1], now) else None
+
+    async def _set(self, key: str, raw: Raw, expires: float | None) -> None:
+        self._data[key] = [raw, expires]
+        await self._commit()
+
+    async def _delete(self, key: str) -> Record | None:
+        entry = self._data.pop(key, None)
+        if entry is None:
+            return None
+        await self._commit()
+        return entry[0], entry[1]
+
+    async def _touch(self, key: str, expires: float | None, now: float) -> bool:
+        entry = self._live(key, now)
+        if entry is None:
+            return False
+        self._data[key] = [entry[0], expires]
+        await self._commit()
+        return True
+
+    async def _cas(
+        self,
+        key: str,
+        expected: Raw | None,
+        raw: Raw,
+        expires: float | Literal[_Keep.KEEP] | None,
+        now: float,
+    ) -> bool:
+        entry = self._live(key, now)
+        if expected is None:
+            if entry is not None:
+                return False
+        elif entry is None or type(entry[0]) is not type(expected) or entry[0] != expected:
+            return False
+        if expires is KEEP:
+            expires = None if entry is None else entry[1]
+        self._data[key] = [raw, expires]
+        await self._commit()
+        return True
+
+    async def _increment(
+        self, key: str, amount: int, expires: float | None, reset: bool, now: float
+    ) -> int:
+        entry = self._live(key, now)
+        if entry is None:
+            total = add_to_counter(key, None, amount)
+            self._data[key] = [total, expires]
+        else:
+            total = add_to_counter(key, entry[0], amount)
+            self._data[key] = [total, expires if reset else entry[1]]
+        await self._commit()
+        return total
+
+    async def _scan(
+        self, pattern: Pattern, values: bool, now: float
+    ) -> AsyncIterator[list[tuple[str, Raw | None, float | None]]]:
+        keys = [key for key in self._data if key.startswith(pattern.prefix)]
+        for start in range(0, len(keys), _BATCH):
+            batch: list[tuple[str, Raw | None, float | None]] = []
+            for key in keys[start : start + _BATCH]:
+                entry = self._data.get(key)
+                if entry is not None:
+                    batch.append((key, entry[0] if values else None, entry[1]))
+            yield batch
+
+    async def _clear(self, now: float) -> int:
+        live = sum(1 for entry in self._data.values() if is_live(entry[1], now))
+        if self._data:
+            self._data.clear()
+            await self._commit()
+        return live

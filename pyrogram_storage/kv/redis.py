@@ -1,0 +1,338 @@
+"""Bot state in Redis or Valkey (single server or cluster), over redis-py or valkey.
+
+Every operation is one round trip: ``GET``, ``SET ... PX``, ``DEL``, ``EXISTS``,
+``SET ... NX`` for "set if absent", and a Lua script (one key, so any cluster node can
+run it) for compare-and-set and for ``INCRBY`` with its ``PEXPIRE``. Redis expires keys
+itself, to the millisecond. Listing uses ``SCAN`` (on every primary of a cluster),
+never ``KEYS``; ``clear()`` is ``SCAN`` + ``UNLINK``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
+
+from ..errors import BackendError, StorageError
+from ..redisdb import client as redisdb
+from .base import INT64_MAX, INT64_MIN, KVStore, Raw, Record, V, _Keep
+from .errors import InvalidArgumentError, NotACounterError
+from .pattern import Pattern
+from .serializer import Serializer
+
+__all__ = ["RedisKV"]
+
+_INT = re.compile(r"-?[0-9]+")
+
+_CAS = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[3] == 'keep' then redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+elseif ARGV[3] == '' then redis.call('SET', KEYS[1], ARGV[2])
+else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+
+_INCREMENT = """
+local created = redis.call('EXISTS', KEYS[1]) == 0
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' and (created or ARGV[3] == '1') then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return value
+"""
+
+_PERSIST = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
+
+class _Script:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+_CAS_SCRIPT, _INCREMENT_SCRIPT, _PERSIST_SCRIPT = (
+    _Script(_CAS),
+    _Script(_INCREMENT),
+    _Script(_PERSIST),
+)
+
+
+def _millis(expires: float) -> int:
+    """Milliseconds from now until ``expires``, rounded up (at least 1)."""
+    return max(1, math.ceil((expires - time.time()) * 1000))
+
+
+def _text(data: bytes | str) -> str:
+    return data.decode("utf-8") if type(data) is bytes else data  # type: ignore[return-value]
+
+
+def _raw(data: bytes | str) -> Raw:
+    text = _text(data)
+    if text and (text[0].isdigit() or text[0] == "-") and _INT.fullmatch(text):
+        number = int(text)
+        if INT64_MIN <= number <= INT64_MAX:
+            return number
+    return text
+
+
+def _wire(raw: Raw) -> str:
+    return str(raw) if type(raw) is int else raw  # type: ignore[return-value]
+
+
+class RedisKV(KVStore[V]):
+    """Bot state in Redis or Valkey: shared by every process and machine using the server.
+
+    Keys are stored as ``<namespace>:<key>`` strings. Give a ready asyncio client
+    (redis-py's ``redis.asyncio.Redis`` or ``RedisCluster``, valkey's ``Valkey`` or
+    ``ValkeyCluster``), which you close yourself, or use :meth:`from_url`.
+
+    :param client: the asyncio client (a synchronous one raises ``TypeError``).
+    :param scan_count: the ``COUNT`` hint of each ``SCAN`` (keys per batch).
+    :raises TypeError: not an asyncio redis-py or valkey client.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        namespace: str | None = None,
+        default_ttl: float | None = None,
+        serializer: Serializer | None = None,
+        scan_count: int = 500,
+        _from_url: bool = False,
+    ) -> None:
+        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        if type(scan_count) is not int or scan_count < 1:
+            raise InvalidArgumentError(f"scan_count must be a positive int, not {scan_count!r}")
+        self.scan_count = scan_count
+        self._prefix = self.namespace + ":"
+        self._url: str | None = None
+        self._driver = "redis"
+        self._cluster: bool | None = None
+        self._options: dict[str, Any] = {}
+        self._client: Any = None
+        if client is None and not _from_url:
+            raise TypeError("RedisKV needs an asyncio client; or use RedisKV.from_url(url)")
+        if client is not None:
+            self._driver = redisdb.check_async_client(client)
+            self._client = client
+            self._cluster = redisdb.is_cluster(client)
+        self._given = client
+        self._load_errors()
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str | None = None,
+        driver: str = "redis",
+        cluster: bool | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> RedisKV[Any]:
+        """Build a store whose client is made from ``url`` on :meth:`open` (and closed by close).
+
+        :param url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS)
+            or ``unix:///path/to/socket?db=0``.
+        :param driver: ``"redis"`` (redis-py) or ``"valkey"``.
+        :param cluster: True for a Redis Cluster (``url`` names any node); None (default)
+            asks the server on open.
+        :param client_options: keyword arguments for the client (``socket_timeout``...).
+        :param options: the other arguments of :class:`RedisKV`.
+        :raises ValueError: a bad URL or driver.
+        :raises MissingDriverError: the driver is not installed (the message names the extra).
+        """
+        if driver not in redisdb.DRIVERS:
+            raise InvalidArgumentError(
+                f"unknown driver {driver!r}; choose from {', '.join(redisdb.DRIVERS)}"
+            )
+        try:
+            redisdb._check_url(url)
+        except ValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        redisdb.import_driver(driver)
+        store: RedisKV[Any] = cls(None, namespace=namespace, _from_url=True, **options)
+        store._url, store._driver, store._cluster = url, driver, cluster
+        store._options = dict(client_options or {})
+        store._load_errors()
+        return store
+
+    def __repr__(self) -> str:
+        # Never the URL: it may carry a password.
+        kind = "cluster" if self._cluster else "single" if self._cluster is False else "auto"
+        return f"RedisKV(namespace={self.namespace!r}, driver={self._driver!r}, mode={kind!r})"
+
+    def _load_errors(self) -> None:
+        if self._given is None and self._url is None:
+            return
+        errors = redisdb.driver_errors(self._driver)
+        self._driver_errors = (*errors, OSError, TimeoutError)
+        self._response_error = redisdb.response_error(self._driver)
+        self._no_script = redisdb.no_script_error(self._driver)
+
+    def _translate(self, exc: BaseException) -> StorageError:
+        return BackendError(f"{self!r}: {type(exc).__name__}: {exc}")
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def _open(self) -> None:
+        if self._given is not None:
+            await self._client.ping()
+            return
+        assert self._url is not None
+        try:
+            if self._cluster is None:
+                probe = redisdb.build_client(self._url, driver=self._driver, options=self._options)
+                try:
+                    self._cluster = await redisdb.detect_cluster(probe)
+                finally:
+                    await probe.aclose()
+            self._client = redisdb.build_client(
+                self._url, driver=self._driver, cluster=self._cluster, options=self._options
+            )
+        except (ValueError, TypeError) as exc:
+            raise BackendError(f"cannot create the {self._driver} client: {exc}") from exc
+        await self._client.ping()
+
+    async def _close(self) -> None:
+        client = self._client
+        if self._given is None:
+            self._client = None
+            if client is not None:
+                await client.aclose()
+
+    # -- helpers --------------------------------------------------------------------
+
+    async def _script(self, script: _Script, key: str, *args: Any) -> Any:
+        client = self._client
+        try:
+            return await client.evalsha(script.sha, 1, key, *args)
+        except self._no_script:
+            return await client.eval(script.source, 1, key, *args)
+
+    def _ttl_arg(self, expires: float | None) -> str:
+        return "" if expires is None else str(_millis(expires))
+
+    # -- primitives -----------------------------------------------------------------
+
+    async def _get(self, key: str) -> Record | None:
+        data = await self._client.get(self._prefix + key)
+        return None if data is None else (_raw(data), None)
+
+    async def _peek(self, key: str) -> Record | None:
+        found = await self._client.exists(self._prefix + key)
+        return ("", None) if found else None
+
+    async def _set(self, key: str, raw: Raw, expires: float | None) -> None:
+        if expires is None:
+            await self._client.set(self._prefix + key, _wire(raw))
+        else:
+            await self._client.set(self._prefix + key, _wire(raw), px=_millis(expires))
+
+    async def _delete(self, key: str) -> Record | None:
+        removed = await self._client.delete(self._prefix + key)
+        return ("", None) if removed else None
+
+    async def _touch(self, key: str, expires: float | None, now: float) -> bool:
+        if expires is None:
+            return bool(await self._script(_PERSIST_SCRIPT, self._prefix + key))
+        return bool(await self._client.pexpire(self._prefix + key, _millis(expires)))
+
+    async def _cas(
+        self,
+        key: str,
+        expected: Raw | None,
+        raw: Raw,
+        expires: float | Literal[_Keep.KEEP] | None,
+        now: float,
+    ) -> bool:
+        name = self._prefix + key
+        if expected is None:
+            if isinstance(expires, float):
+                done = await self._client.set(name, _wire(raw), nx=True, px=_millis(expires))
+            else:
+                done = await self._client.set(name, _wire(raw), nx=True)
+            return bool(done)
+        ttl = "keep" if isinstance(expires, _Keep) else self._ttl_arg(expires)
+        return bool(await self._script(_CAS_SCRIPT, name, _wire(expected), _wire(raw), ttl))
+
+    async def _increment(
+        self, key: str, amount: int, expires: float | None, reset: bool, now: float
+    ) -> int:
+        try:
+            value = await self._script(
+                _INCREMENT_SCRIPT,
+                self._prefix + key,
+                amount,
+                self._ttl_arg(expires),
+                "1" if reset else "0",
+            )
+        except self._response_error as exc:
+            message = str(exc)
+            if "not an integer" in message or "overflow" in message:
+                raise NotACounterError(
+                    f"increment: the value of key {key!r} is not an integer, or the sum "
+                    "would leave the 64-bit integer range"
+                ) from None
+            raise
+        return int(value)
+
+    async def _scan(
+        self, pattern: Pattern, values: bool, now: float
+    ) -> AsyncIterator[list[tuple[str, Raw | None, float | None]]]:
+        client, prefix, size = self._client, self._prefix, self.scan_count
+        match = prefix + pattern.redis
+        names: list[Any] = []
+        async for name in client.scan_iter(match=match, count=size):
+            names.append(name)
+            if len(names) >= size:
+                yield await self._fetch(names, values)
+                names = []
+        if names:
+            yield await self._fetch(names, values)
+
+    async def _fetch(
+        self, names: list[Any], values: bool
+    ) -> list[tuple[str, Raw | None, float | None]]:
+        cut = len(self._prefix)
+        keys = [_text(name)[cut:] for name in names]
+        if not values:
+            return [(key, None, None) for key in keys]
+        pipe = self._client.pipeline(transaction=False)
+        for name in names:
+            pipe.get(name)
+            pipe.pttl(name)
+        replies = await pipe.execute()
+        now = time.time()
+        batch: list[tuple[str, Raw | None, float | None]] = []
+        for index, key in enumerate(keys):
+            data, ttl = replies[2 * index], replies[2 * index + 1]
+            if data is None:
+                continue
+            expires = None if ttl is None or ttl < 0 else now + ttl / 1000
+            batch.append((key, _raw(data), expires))
+        return batch
+
+    async def _clear(self, now: float) -> int:
+        client, size = self._client, self.scan_count
+        removed = 0
+        names: list[Any] = []
+        async for name in client.scan_iter(match=self._prefix + "*", count=size):
+            names.append(name)
+            if len(names) >= size:
+                removed += int(await client.unlink(*names))
+                names = []
+        if names:
+            removed += int(await client.unlink(*names))
+        return removed
+
+    async def _health(self) -> bool:
+        return bool(await self._client.ping())

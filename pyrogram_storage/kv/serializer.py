@@ -1,0 +1,164 @@
+"""Values as text: JSON, extended so that common Python types come back as themselves.
+
+``datetime``, ``date``, ``time``, ``timedelta``, ``set``, ``frozenset``, ``tuple``,
+``bytes``, ``Decimal``, ``UUID`` and dicts with non-``str`` keys are written as small
+tagged objects (``{"$kv": "set", "v": [...]}``); a dict that itself has a ``"$kv"`` key is
+escaped the same way, so no value is mistaken for a tag. The text is canonical (sorted
+keys, sorted set members), so two equal values encode to the same text in any process,
+which is what ``compare_and_set`` compares on the server. Pickle is never used.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["JSON", "JSONSerializer", "Serializer", "UnsupportedType"]
+
+_TAG = "$kv"
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """What ``serializer=`` takes: text in, text out.
+
+    ``dumps`` raises ``TypeError`` (or ``ValueError``) for a value it cannot write; the
+    store turns that into :class:`~pyrogram_storage.kv.KVSerializationError`. A binary
+    format can base64 its bytes. Integers never reach it: every store keeps them as
+    integers, so that ``increment`` works on them.
+    """
+
+    def dumps(self, value: Any) -> str: ...
+
+    def loads(self, text: str) -> Any: ...
+
+
+class UnsupportedType(TypeError):
+    """The default serializer met a value of a type it does not know."""
+
+    def __init__(self, kind: type) -> None:
+        super().__init__(f"{kind.__module__}.{kind.__qualname__} is not serializable")
+        self.kind = kind
+
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _sort_key(item: tuple[str, Any]) -> str:
+    return item[0]
+
+
+def _encode(value: Any) -> Any:
+    kind = type(value)
+    if kind in _SCALARS:
+        return value
+    if kind is dict:
+        if all(type(k) is str for k in value) and _TAG not in value:
+            return {k: _encode(v) for k, v in value.items()}
+        pairs = [(_text(k), _encode(v)) for k, v in value.items()]
+        pairs.sort(key=_sort_key)
+        return {_TAG: "dict", "v": [[json.loads(k), v] for k, v in pairs]}
+    if kind is list:
+        return [_encode(item) for item in value]
+    if kind is tuple:
+        return {_TAG: "tuple", "v": [_encode(item) for item in value]}
+    if kind is set or kind is frozenset:
+        members = sorted(_text(item) for item in value)
+        return {_TAG: kind.__name__, "v": [json.loads(member) for member in members]}
+    if kind is dt.datetime:
+        return {_TAG: "datetime", "v": value.isoformat()}
+    if kind is dt.date:
+        return {_TAG: "date", "v": value.isoformat()}
+    if kind is dt.time:
+        return {_TAG: "time", "v": value.isoformat()}
+    if kind is dt.timedelta:
+        return {_TAG: "timedelta", "v": [value.days, value.seconds, value.microseconds]}
+    if kind is bytes:
+        return {_TAG: "bytes", "v": base64.b64encode(value).decode("ascii")}
+    if kind is Decimal:
+        return {_TAG: "decimal", "v": str(value)}
+    if kind is uuid.UUID:
+        return {_TAG: "uuid", "v": str(value)}
+    # Subclasses of the JSON types (IntEnum, StrEnum, a NamedTuple...) come back as the base type.
+    for base, convert in _BASES:
+        if isinstance(value, base):
+            return _encode(convert(value))
+    raise UnsupportedType(kind)
+
+
+_BASES: tuple[tuple[type, Any], ...] = (
+    (bool, bool),
+    (int, int),
+    (float, float),
+    (str, str),
+    (dict, dict),
+    (list, list),
+    (tuple, tuple),
+)
+
+
+def _text(value: Any) -> str:
+    return json.dumps(_encode(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _decode_tagged(tag: Any, payload: Any) -> Any:
+    if tag == "datetime":
+        return dt.datetime.fromisoformat(payload)
+    if tag == "date":
+        return dt.date.fromisoformat(payload)
+    if tag == "time":
+        return dt.time.fromisoformat(payload)
+    if tag == "timedelta":
+        days, seconds, microseconds = payload
+        return dt.timedelta(days=days, seconds=seconds, microseconds=microseconds)
+    if tag == "set":
+        return set(payload)
+    if tag == "frozenset":
+        return frozenset(payload)
+    if tag == "tuple":
+        return tuple(payload)
+    if tag == "bytes":
+        return base64.b64decode(payload)
+    if tag == "decimal":
+        return Decimal(payload)
+    if tag == "uuid":
+        return uuid.UUID(payload)
+    if tag == "dict":
+        return {_freeze(k): v for k, v in payload}
+    raise ValueError(f"unknown tag {tag!r}")
+
+
+def _freeze(key: Any) -> Any:
+    # Dict keys decoded from JSON lists (tuples written as tagged lists come back as tuples).
+    return tuple(key) if type(key) is list else key
+
+
+def _hook(obj: dict[str, Any]) -> Any:
+    if _TAG in obj and len(obj) == 2 and "v" in obj:
+        return _decode_tagged(obj[_TAG], obj["v"])
+    return obj
+
+
+class JSONSerializer:
+    """The default serializer: canonical JSON with tagged extra types (never pickle)."""
+
+    def dumps(self, value: Any) -> str:
+        if type(value) is str:
+            return json.dumps(value, ensure_ascii=False)
+        return json.dumps(
+            _encode(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+
+    def loads(self, text: str) -> Any:
+        return json.loads(text, object_hook=_hook)
+
+    def __repr__(self) -> str:
+        return "JSONSerializer()"
+
+
+JSON = JSONSerializer()
+"""The serializer every store uses unless given ``serializer=``."""

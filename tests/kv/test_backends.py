@@ -1,0 +1,339 @@
+"""What each bot-state backend promises beyond the shared contract."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import pickle
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyrogram_storage import kv
+
+from ..redisserver import RedisServer
+
+# -- MemoryKV -----------------------------------------------------------------------------
+
+
+async def test_memory_lru_recency_follows_get_and_set_only() -> None:
+    async with kv.MemoryKV(3) as store:
+        for key in "abc":
+            await store.set(key, 0)
+        await store.get("a")  # a is now the most recent: b is the oldest
+        assert await store.has("b")  # has() is not a use
+        await store.set("d", 0)
+        assert [k async for k in store.keys()] == ["c", "a", "d"]  # noqa: SIM118 (an async iterator)
+        await store.touch("c", 60)  # nor is touch()
+        await store.set("e", 0)
+        assert sorted([k async for k in store.keys()]) == ["a", "d", "e"]  # noqa: SIM118 (an async iterator)
+        await store.increment("a")  # increment is a write: a use
+        await store.set("f", 1)
+        assert sorted([k async for k in store.keys()]) == ["a", "e", "f"]  # noqa: SIM118 (an async iterator)
+
+
+async def test_memory_drops_expired_keys_without_reads() -> None:
+    async with kv.MemoryKV() as store:
+        for index in range(100):
+            await store.set(f"k{index}", index, ttl=0.05)
+        await asyncio.sleep(0.1)
+        await store.set("trigger", 1, ttl=60)
+        assert len(store) == 1
+
+
+def test_memory_refuses_a_bad_bound() -> None:
+    for bad in (0, -1, 1.5, "3"):
+        with pytest.raises(kv.InvalidArgumentError):
+            kv.MemoryKV(bad)  # type: ignore[arg-type]
+
+
+# -- SQLiteKV -----------------------------------------------------------------------------
+
+
+async def test_sqlite_files_are_private_and_in_wal_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "sub" / "state.db"
+        async with kv.SQLiteKV(path) as store:
+            await store.set("k", 1)
+            for suffix in ("", "-wal", "-shm"):
+                mode = os.stat(f"{path}{suffix}").st_mode & 0o777
+                assert mode == 0o600, (suffix, oct(mode))
+            with sqlite3.connect(path) as db:
+                assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+            db.close()
+    finally:
+        os.umask(old)
+
+
+async def test_sqlite_refuses_foreign_files_and_tables(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(kv.CorruptStoreError):
+        await kv.SQLiteKV(junk).open()
+    assert junk.read_bytes() == b"not a database at all" * 100
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE kv (id INTEGER PRIMARY KEY, name TEXT)")
+    db.close()
+    with pytest.raises(kv.CorruptStoreError, match="table="):
+        await kv.SQLiteKV(other).open()
+    async with kv.SQLiteKV(other, table="bot_state") as store:
+        await store.set("k", 1)
+
+
+async def test_sqlite_sweep_removes_expired_rows(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with kv.SQLiteKV(path, sweep_interval=0.2) as store:
+        for index in range(50):
+            await store.set(f"k{index}", index, ttl=0.05)
+        await store.set("kept", 1)
+        await asyncio.sleep(0.6)  # the background sweep ran
+        with sqlite3.connect(path) as db:
+            assert db.execute("SELECT k FROM kv").fetchall() == [("kept",)]
+        db.close()
+    async with kv.SQLiteKV(path, sweep_interval=None) as store:
+        await store.set("x", 1, ttl=0.01)
+        await asyncio.sleep(0.05)
+        assert await store.sweep() == 1
+
+
+async def test_sqlite_write_waits_for_another_connection_off_the_loop(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with kv.SQLiteKV(path, busy_timeout=5) as store:
+        await store.set("k", 0)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process's write lock
+        released = asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        beat = asyncio.create_task(ticker())
+        started = time.monotonic()
+        await store.set("k", 1)  # retried on the lane, whose connection waits
+        assert time.monotonic() - started >= 0.25
+        assert ticks >= 10  # the loop kept running meanwhile
+        beat.cancel()
+        released.cancel()
+        assert await store.get("k") == 1
+        assert await store.increment("k") == 2
+        other.close()
+
+
+async def test_sqlite_lock_held_too_long_is_store_locked(tmp_path: Path) -> None:
+    path = tmp_path / "state.db"
+    async with kv.SQLiteKV(path, busy_timeout=0.2) as store:
+        await store.set("k", 0)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(kv.StoreLockedError):
+                await store.set("k", 1)
+            assert await store.get("k") == 0  # reads go on in WAL mode
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        await store.set("k", 2)
+        assert await store.get("k") == 2
+
+
+# -- JSONFileKV ---------------------------------------------------------------------------
+
+
+async def test_json_file_keeps_a_backup_and_falls_back_to_it(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    async with kv.JSONFileKV(path) as store:
+        await store.set("a", 1)
+        await store.set("b", {2})
+    assert os.stat(path).st_mode & 0o777 == 0o600
+    assert json.loads(path.read_text())["namespaces"]["default"]["b"][0] == '{"$kv":"set","v":[2]}'
+    path.write_text('{"format": "pyrogram-storage-kv", "vers')  # damaged by someone else
+    async with kv.JSONFileKV(path) as store:
+        assert await store.get("a") == 1  # from state.json.bak (before "b" was written)
+        assert await store.get("b") is None
+        await store.set("c", 3)  # replaces the damaged file, keeps the good backup
+    async with kv.JSONFileKV(path) as store:
+        assert await store.get("c") == 3
+    assert json.loads(Path(f"{path}.bak").read_text())["namespaces"]["default"]["a"] == [1, None]
+
+
+async def test_json_file_unreadable_with_its_backup_is_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_text("garbage")
+    with pytest.raises(kv.CorruptStoreError):
+        await kv.JSONFileKV(path).open()
+    Path(f"{path}.bak").write_text("[]")
+    with pytest.raises(kv.CorruptStoreError):
+        await kv.JSONFileKV(path).open()
+    assert path.read_text() == "garbage"
+
+
+async def test_json_file_has_one_open_store(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    async with kv.JSONFileKV(path):
+        with pytest.raises(kv.StoreLockedError):
+            await kv.JSONFileKV(path, namespace="other").open()
+    async with kv.JSONFileKV(path, namespace="other") as store:
+        await store.set("k", 1)
+
+
+async def test_json_file_writes_made_together_share_one_write(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    async with kv.JSONFileKV(path) as store:
+        writes = 0
+        original = store._write
+
+        def counting(text: bytes) -> None:
+            nonlocal writes
+            writes += 1
+            original(text)
+
+        store._write = counting  # type: ignore[method-assign]
+        await asyncio.gather(*(store.set(f"k{i}", i) for i in range(200)))
+        assert writes <= 3
+    async with kv.JSONFileKV(path) as store:
+        assert len([k async for k in store.keys()]) == 200  # noqa: SIM118 (an async iterator)
+
+
+# -- MongoKV ------------------------------------------------------------------------------
+
+
+@pytest.mark.mongo
+async def test_mongo_documents_ttl_index_and_read_time_expiry(mongo_uri: str) -> None:
+    import pymongo
+
+    store = kv.MongoKV.from_url(mongo_uri, database="kv_tests", collection="docs", namespace="n")
+    async with store:
+        await store.set("k", {"a": 1}, ttl=0.2)
+        await store.increment("c")
+        client: Any = pymongo.MongoClient(mongo_uri)
+        try:
+            coll = client["kv_tests"]["docs"]
+            doc = coll.find_one({"_id": "n:k"})
+            assert doc["v"] == '{"a":1}' and doc["e"] is not None
+            assert coll.find_one({"_id": "n:c"})["v"] == 1
+            indexes = coll.index_information()
+            assert any(spec.get("expireAfterSeconds") == 0 for spec in indexes.values())
+            await asyncio.sleep(0.3)
+            assert coll.find_one({"_id": "n:k"}) is not None  # the server has not swept yet
+            assert await store.get("k") is None
+        finally:
+            client.drop_database("kv_tests")
+            client.close()
+
+
+# -- RedisKV ------------------------------------------------------------------------------
+
+
+async def test_redis_keys_values_and_expiry_on_the_server(redis_server: RedisServer) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    async with kv.RedisKV(client, namespace="bot") as store:
+        await store.set("state:1", "Form:name", ttl=30)
+        await store.increment("hits")
+        assert await client.get("bot:state:1") == b'"Form:name"'
+        assert 20_000 < await client.pttl("bot:state:1") <= 30_000
+        assert await client.get("bot:hits") == b"1"
+        await client.set("bot:hits", "41")  # a counter written by someone else
+        assert await store.increment("hits") == 42
+        await store.clear()
+    await client.aclose()
+
+
+# -- serializers --------------------------------------------------------------------------
+
+
+class PickleText:
+    """A custom serializer (pickle is never the default, but can be chosen)."""
+
+    def dumps(self, value: Any) -> str:
+        return base64.b64encode(pickle.dumps(value)).decode()
+
+    def loads(self, text: str) -> Any:
+        return pickle.loads(base64.b64decode(text))
+
+
+class Point:
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Point) and other.x == self.x
+
+
+async def test_a_custom_serializer_is_used(tmp_path: Path) -> None:
+    async with kv.SQLiteKV(tmp_path / "s.db", serializer=PickleText()) as store:
+        await store.set("p", Point(3))
+        assert await store.get("p") == Point(3)
+        assert await store.compare_and_set("p", Point(4), expected=Point(3))
+        assert await store.increment("n") == 1  # integers stay integers
+    async with kv.SQLiteKV(tmp_path / "s.db") as plain:
+        with pytest.raises(kv.CorruptValueError):
+            await plain.get("p")  # JSON cannot read it; reported, not a crash
+        assert await plain.get("n") == 1
+
+
+async def test_a_serializer_writing_integer_literals_is_refused() -> None:
+    class Str:
+        def dumps(self, value: Any) -> str:
+            return str(value)
+
+        def loads(self, text: str) -> Any:
+            return text
+
+    async with kv.MemoryKV(serializer=Str()) as store:
+        await store.set("a", "abc")
+        with pytest.raises(kv.KVSerializationError):
+            await store.set("b", "123")  # would read back as the integer 123
+    with pytest.raises(kv.InvalidArgumentError):
+        kv.MemoryKV(serializer=object())  # type: ignore[arg-type]
+
+
+def test_pickle_is_not_the_default() -> None:
+    assert kv.MemoryKV().serializer is kv.JSON
+    with pytest.raises(kv.KVSerializationError):
+        kv.MemoryKV()._encode("k", Point(1))
+
+
+@pytest.mark.parametrize("namespace", ["", "a:b", "a b", "x" * 65, 5, "bot*"])
+def test_bad_namespaces_are_refused(namespace: Any, tmp_path: Path) -> None:
+    with pytest.raises(kv.InvalidArgumentError):
+        kv.SQLiteKV(tmp_path / "s.db", namespace=namespace)
+
+
+def test_from_url_locations(tmp_path: Path) -> None:
+    store = kv.from_url(f"sqlite:{tmp_path / 's.db'}#fsm")
+    assert isinstance(store, kv.SQLiteKV) and store.namespace == "fsm"
+    store = kv.from_url(f"json:{tmp_path / 's.json'}")
+    assert isinstance(store, kv.JSONFileKV) and store.namespace == "default"
+    mongo = kv.from_url("mongodb://127.0.0.1:1/bots#states/fsm")
+    assert (mongo.database, mongo.collection, mongo.namespace) == ("bots", "states", "fsm")  # type: ignore[attr-defined]
+    assert isinstance(kv.from_url("memory:"), kv.MemoryKV)
+    for bad in ("ftp://x", "sqlite:", "json:", "bot.db"):
+        with pytest.raises(kv.InvalidArgumentError):
+            kv.from_url(bad)
+
+
+async def test_redis_outage_is_a_backend_error_and_aof_keeps_the_data(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "aof", appendonly=True) as server:
+        async with kv.RedisKV.from_url(server.url, namespace="aof") as store:
+            await store.set("k", {"kept": True})
+            await store.increment("n", 5)
+            server.stop()
+            with pytest.raises(kv.BackendError):
+                await store.get("k")
+            assert not await store.health()
+            server.start()
+            assert await store.get("k") == {"kept": True}  # the client reconnects
+            assert await store.increment("n") == 6
