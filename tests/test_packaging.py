@@ -5,6 +5,8 @@ from __future__ import annotations
 import configparser
 import subprocess
 import sys
+import textwrap
+import venv
 import zipfile
 from pathlib import Path
 
@@ -48,3 +50,61 @@ def test_import_loads_no_optional_driver() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def _readme_block(marker: str) -> str:
+    """The README's Python block that contains ``marker``, dedented."""
+    text = (ROOT / "README.rst").read_text()
+    for block in text.split(".. code-block:: python")[1:]:
+        lines = []
+        for line in block.split("\n")[1:]:
+            if line.strip() and not line.startswith(" "):
+                break
+            lines.append(line)
+        source = textwrap.dedent("\n".join(lines))
+        if marker in source:
+            return source
+    raise LookupError(f"README.rst has no block with {marker!r}")
+
+
+@pytest.mark.slow
+def test_the_shipped_suite_runs_from_an_installed_wheel(tmp_path: Path) -> None:
+    """README's own backend passes pyrogram_storage.testing, installed as users install it."""
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
+        check=True,
+        capture_output=True,
+    )
+    (wheel,) = wheels.glob("*.whl")
+    env = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=True).create(env)
+    python = env / "bin" / "python"
+    subprocess.run(
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            f"{wheel}[testing]",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    project = tmp_path / "user_project"
+    project.mkdir()
+    backend = _readme_block("class DictStorage(Storage)")
+    five_lines = _readme_block("class TestDictStorage(StorageContract)")
+    (project / "test_my_backend.py").write_text(backend + "\n\n" + five_lines)
+    done = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", str(project)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    summary = done.stdout.strip().splitlines()[-1]
+    passed = int(summary.split(" passed")[0].split()[-1])
+    assert passed >= 40 and "failed" not in summary, summary
