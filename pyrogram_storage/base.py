@@ -553,17 +553,7 @@ class Storage(abc.ABC):
         :meth:`peer_by_id` to answer a hit without awaiting anything.
         """
         entry = self._cache.get(peer_id) if type(peer_id) is int else None
-        if entry is None:
-            return None
-        kind = entry[TYPE]
-        return Peer(
-            peer_id,
-            entry[HASH],
-            KNOWN_TYPES.get(kind) or PeerType(kind),
-            entry[NAMES],
-            entry[PHONE],
-            entry[STAMP],
-        )
+        return None if entry is None else _entry_peer(peer_id, entry)
 
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
         """Return the peer with this id.
@@ -575,15 +565,7 @@ class Storage(abc.ABC):
         if type(peer_id) is int:
             entry = self._cache.get(peer_id)
             if entry is not None and (entry[NAMES] is not None or not with_usernames):
-                kind = entry[TYPE]
-                return Peer(
-                    peer_id,
-                    entry[HASH],
-                    KNOWN_TYPES.get(kind) or PeerType(kind),
-                    entry[NAMES],
-                    entry[PHONE],
-                    entry[STAMP],
-                )
+                return _entry_peer(peer_id, entry)
         return await self._peer_by_id(peer_id, with_usernames)
 
     async def peer_by_username(self, username: str, *, with_usernames: bool = True) -> Peer:
@@ -1023,6 +1005,18 @@ class Storage(abc.ABC):
                 self._set_writable()
             if last:
                 return
+
+
+def _entry_peer(peer_id: int, entry: Entry) -> Peer:
+    kind = entry[TYPE]
+    return Peer(
+        peer_id,
+        entry[HASH],
+        KNOWN_TYPES.get(kind) or PeerType(kind),
+        entry[NAMES],
+        entry[PHONE],
+        entry[STAMP],
+    )
 
 
 def _iterate(values: Any, what: str) -> Iterable[Any]:
