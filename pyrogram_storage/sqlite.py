@@ -55,10 +55,16 @@ _PEER_COLUMNS = "id, access_hash, type, username, phone_number, last_update_on"
 # The upstream layout's usernames table also carries Pyrofork's columns: (id = peer id,
 # username) rows for the upstream-dev clients, and (id = username, peer_id) rows for
 # Pyrofork and Electrogram; triggers in the schema keep the two kinds in step.
-_NAMES_OF_ONE = {
-    Layout.UPSTREAM: "SELECT username, rowid FROM usernames WHERE id = ?1 AND username IS NOT NULL "
-    "UNION ALL SELECT CAST(id AS TEXT), rowid FROM usernames WHERE peer_id = ?1 ORDER BY 2",
-    Layout.PYROFORK: "SELECT id, rowid FROM usernames WHERE peer_id = ?1 ORDER BY rowid",
+# One peer and its usernames in one statement, a row per username (in the order they
+# were written). In the upstream layout the (id = peer id, username) rows hold every
+# username: the schema's triggers add one for each name Pyrofork's clients write.
+_PEER_AND_NAMES = {
+    Layout.UPSTREAM: "SELECT p.id, p.access_hash, p.type, p.username, p.phone_number, "
+    "p.last_update_on, u.username FROM peers p LEFT JOIN usernames u "
+    "ON u.id = p.id AND u.username IS NOT NULL WHERE p.id = ? ORDER BY u.rowid",
+    Layout.PYROFORK: "SELECT p.id, p.access_hash, p.type, p.username, p.phone_number, "
+    "p.last_update_on, CAST(u.id AS TEXT) FROM peers p LEFT JOIN usernames u "
+    "ON u.peer_id = p.id WHERE p.id = ? ORDER BY u.rowid",
 }
 _NAMES_OF_MANY = {
     Layout.UPSTREAM: "SELECT id, username, rowid FROM usernames "
@@ -326,11 +332,7 @@ class SQLiteStorage(Storage):
         layout = self.layout
 
         def find(db: sqlite3.Connection) -> Peer | None:
-            rows = db.execute(f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = ?", (peer_id,))
-            row = rows.fetchall()
-            if not row:
-                return None
-            return _peer(row[0], _names_of(db, layout, peer_id, row[0][3]) if usernames else None)
+            return _one_peer(db, layout, peer_id, usernames)
 
         return await self._read(find)
 
@@ -339,32 +341,23 @@ class SQLiteStorage(Storage):
         # Classic clients keep a username only in peers.username, the others in the
         # usernames table: the newest peer holding it in either place wins.
         sql = (
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE username = ?1 "
+            f"SELECT id FROM peers WHERE username = ?1 "
             f"OR id IN ({_USERNAME_OWNER[layout]}) ORDER BY last_update_on DESC LIMIT 1"
         )
 
         def find(db: sqlite3.Connection) -> Peer | None:
             rows = db.execute(sql, (username,)).fetchall()
-            if not rows:
-                return None
-            row = rows[0]
-            return _peer(row, _names_of(db, layout, row[0], row[3]) if usernames else None)
+            return _one_peer(db, layout, rows[0][0], usernames) if rows else None
 
         return await self._read(find)
 
     async def _find_by_phone(self, phone: str, usernames: bool) -> Peer | None:
         layout = self.layout
-        sql = (
-            f"SELECT {_PEER_COLUMNS} FROM peers WHERE phone_number = ? "
-            "ORDER BY last_update_on DESC LIMIT 1"
-        )
+        sql = "SELECT id FROM peers WHERE phone_number = ? ORDER BY last_update_on DESC LIMIT 1"
 
         def find(db: sqlite3.Connection) -> Peer | None:
             rows = db.execute(sql, (phone,)).fetchall()
-            if not rows:
-                return None
-            row = rows[0]
-            return _peer(row, _names_of(db, layout, row[0], row[3]) if usernames else None)
+            return _one_peer(db, layout, rows[0][0], usernames) if rows else None
 
         return await self._read(find)
 
@@ -535,13 +528,18 @@ def _to_column(name: str, value: Any) -> Any:
     return value
 
 
-def _names_of(
-    db: sqlite3.Connection, layout: Layout, peer_id: int, primary: Any
-) -> tuple[str, ...]:
-    rows = db.execute(_NAMES_OF_ONE[layout], (peer_id,)).fetchall()
-    if not rows:
-        return _primary(primary)
-    return tuple(dict.fromkeys(row[0] for row in rows))
+def _one_peer(
+    db: sqlite3.Connection, layout: Layout, peer_id: int, usernames: bool
+) -> Peer | None:
+    if not usernames:
+        rows = db.execute(f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = ?", (peer_id,))
+        found = rows.fetchall()
+        return _peer(found[0], None) if found else None
+    found = db.execute(_PEER_AND_NAMES[layout], (peer_id,)).fetchall()
+    if not found:
+        return None
+    names = tuple(dict.fromkeys(row[6] for row in found if row[6] is not None))
+    return _peer(found[0][:6], names or _primary(found[0][3]))
 
 
 def _names_of_many(
