@@ -1,17 +1,25 @@
-"""Find and read the migration files kept as data under ``migrations/``."""
+"""Find and read the migration files kept as data under ``migrations/``.
+
+A SQL script may include another with a line ``.read PATH``, the sqlite3 shell's own
+command: PATH is relative to the backend's folder (``migrations/sqlite/``), so the shell
+started in that folder reads the same files. Scripts are returned with every include
+expanded, so a block shared by several scripts is written once.
+"""
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from .errors import MigrationError
 
 _NUMBERED = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sql|json)$")
+_INCLUDE = re.compile(r"^\.read\s+(\S+)\s*$")
 
 
 @dataclass(frozen=True)
@@ -43,7 +51,12 @@ def numbered(backend: str) -> tuple[Migration, ...]:
     for entry in root().joinpath(backend).iterdir():
         match = _NUMBERED.match(entry.name)
         if match:
-            steps.append(Migration(int(match.group(1)), match.group(2), entry.read_text("utf-8")))
+            text = (
+                _expand(backend, entry.name, ())
+                if entry.name.endswith(".sql")
+                else entry.read_text("utf-8")
+            )
+            steps.append(Migration(int(match.group(1)), match.group(2), text))
     steps.sort(key=lambda step: step.version)
     for expected, step in enumerate(steps, start=1):
         if step.version != expected:
@@ -60,4 +73,41 @@ def latest(backend: str) -> int:
 @functools.cache
 def script(backend: str, *parts: str) -> str:
     """Read an unnumbered script, e.g. ``script("sqlite", "adopt", "classic.sql")``."""
-    return root().joinpath(backend, *parts).read_text("utf-8")
+    return _expand(backend, "/".join(parts), ())
+
+
+def scripts(backend: str) -> Iterator[tuple[str, str]]:
+    """Every ``.sql`` script of ``backend`` as (path relative to its folder, expanded text)."""
+    folder = root().joinpath(backend)
+    pending: list[tuple[str, Traversable]] = [("", folder)]
+    while pending:
+        prefix, directory = pending.pop()
+        for entry in sorted(directory.iterdir(), key=lambda item: item.name):
+            path = f"{prefix}{entry.name}"
+            if entry.is_dir():
+                pending.append((f"{path}/", entry))
+            elif entry.name.endswith(".sql"):
+                yield path, _expand(backend, path, ())
+
+
+def _expand(backend: str, path: str, including: tuple[str, ...]) -> str:
+    """Return the script at ``path`` with every ``.read`` line replaced by its file."""
+    if path in including:
+        raise MigrationError(f"{backend} migrations include {path} from itself: {including}")
+    parts = PurePosixPath(path).parts
+    if PurePosixPath(path).is_absolute() or ".." in parts:
+        raise MigrationError(f"{backend} migration include {path!r} leaves migrations/{backend}")
+    try:
+        text = root().joinpath(backend, *parts).read_text("utf-8")
+    except FileNotFoundError:
+        where = f" (included from {including[-1]})" if including else ""
+        raise MigrationError(f"{backend} migration {path} is missing{where}") from None
+    lines = []
+    for line in text.splitlines(keepends=True):
+        match = _INCLUDE.match(line)
+        if match:
+            included = _expand(backend, match.group(1), (*including, path))
+            lines.append(included if included.endswith("\n") else included + "\n")
+        else:
+            lines.append(line)
+    return "".join(lines)
