@@ -4,6 +4,11 @@ A SQL script may include another with a line ``.read PATH``, the sqlite3 shell's
 command: PATH is relative to the backend's folder (``migrations/sqlite/``), so the shell
 started in that folder reads the same files. Scripts are returned with every include
 expanded, so a block shared by several scripts is written once.
+
+A numbered step ``NNNN_name.sql`` may have companions ``NNNN_name.VARIANT.sql`` that
+run after it, in the same transaction, only on databases of that variant (for SQLite,
+a :class:`~pyrogram_storage.sqlite_schema.Layout` value): SQL cannot make a schema
+change depend on the schema it finds. ``migrations/README`` says when to use one.
 """
 
 from __future__ import annotations
@@ -18,17 +23,25 @@ from pathlib import Path, PurePosixPath
 
 from .errors import MigrationError
 
-_NUMBERED = re.compile(r"^(\d{4})_([a-z0-9_]+)\.(sql|json)$")
+_NUMBERED = re.compile(r"^(\d{4})_([a-z0-9_]+)(?:\.([a-z]+))?\.(sql|json)$")
 _INCLUDE = re.compile(r"^\.read\s+(\S+)\s*$")
 
 
 @dataclass(frozen=True)
 class Migration:
-    """One numbered step: applying it brings a database to ``version``."""
+    """One numbered step: applying it brings a database to ``version``.
+
+    ``variants`` holds the companion scripts, by variant name.
+    """
 
     version: int
     name: str
     text: str
+    variants: tuple[tuple[str, str], ...] = ()
+
+    def text_for(self, variant: str) -> str:
+        """The step's script followed by its companion for ``variant``, if it has one."""
+        return self.text + "\n" + dict(self.variants).get(variant, "")
 
 
 def root() -> Traversable:
@@ -47,16 +60,30 @@ def root() -> Traversable:
 @functools.cache
 def numbered(backend: str) -> tuple[Migration, ...]:
     """Every numbered migration of ``backend`` ("sqlite" or "mongo"), in order, without gaps."""
-    steps = []
-    for entry in root().joinpath(backend).iterdir():
+    texts: dict[tuple[int, str], str] = {}
+    variants: dict[tuple[int, str], list[tuple[str, str]]] = {}
+    for entry in sorted(root().joinpath(backend).iterdir(), key=lambda item: item.name):
         match = _NUMBERED.match(entry.name)
-        if match:
-            text = (
-                _expand(backend, entry.name, ())
-                if entry.name.endswith(".sql")
-                else entry.read_text("utf-8")
-            )
-            steps.append(Migration(int(match.group(1)), match.group(2), text))
+        if not match:
+            continue
+        key = (int(match.group(1)), match.group(2))
+        text = (
+            _expand(backend, entry.name, ())
+            if entry.name.endswith(".sql")
+            else entry.read_text("utf-8")
+        )
+        if match.group(3):
+            variants.setdefault(key, []).append((match.group(3), text))
+        else:
+            texts[key] = text
+    for version, name in set(variants) - set(texts):
+        raise MigrationError(
+            f"{backend} migration {version:04d}_{name} has variants but no main file"
+        )
+    steps = [
+        Migration(version, name, text, tuple(variants.get((version, name), ())))
+        for (version, name), text in texts.items()
+    ]
     steps.sort(key=lambda step: step.version)
     for expected, step in enumerate(steps, start=1):
         if step.version != expected:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
 from . import _migrations
-from .errors import CorruptSessionError, SchemaTooNewError, UnknownSchemaError
+from .errors import CorruptSessionError, MigrationError, SchemaTooNewError, UnknownSchemaError
 
 __all__ = ["Layout", "create_schema", "prepare", "secure"]
 
@@ -107,7 +107,8 @@ def prepare(db: sqlite3.Connection, database: str, layout: Layout) -> Layout:
 
     An empty database is created in ``layout``; a client's file is adopted (triggers and
     views the client does not create are dropped, with a warning); our own older
-    versions are migrated step by step, one transaction each. Every check runs before
+    versions are migrated step by step, one transaction each, each step followed by its
+    companion script for the database's layout, if it has one. Every check runs before
     anything is written.
 
     :raises CorruptSessionError: not a readable SQLite database, or a damaged one.
@@ -157,9 +158,17 @@ def prepare(db: sqlite3.Connection, database: str, layout: Layout) -> Layout:
         version = 1
     else:
         _check_ours(db, database, objects)
+    layout = _detect_layout(db)
     for step in _migrations.numbered("sqlite")[version:]:
-        _run_script(db, step.text, version=step.version)
-    return _detect_layout(db)
+        unknown = {name for name, _ in step.variants} - {known.value for known in Layout}
+        if unknown:
+            raise MigrationError(
+                f"sqlite migration {step.version:04d}_{step.name} has variants for unknown "
+                f"layouts {sorted(unknown)}; reinstall pyrogram-storage"
+            )
+        _run_script(db, step.text_for(layout.value), version=step.version)
+        layout = _detect_layout(db)
+    return layout
 
 
 def create_schema(db: sqlite3.Connection, layout: Layout) -> None:
