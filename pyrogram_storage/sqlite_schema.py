@@ -37,7 +37,8 @@ class Layout(enum.Enum):
     ``UPSTREAM`` (the default) holds both families' rows, kept in step by triggers, so
     all seven clients read and write it. ``PYROFORK`` is Pyrofork's own table, read by
     Pyrofork, Electrogram, Pyrogram and Hydrogram, but not by Kurigram, Irenogram or
-    Pyrotgfork.
+    Pyrotgfork. A file adopted from Kurigram, Irenogram or Pyrotgfork keeps the names
+    that client wrote in its own rows only (``migrations/README``).
     """
 
     UPSTREAM = "upstream"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -93,49 +92,12 @@ def test_many_usernames_on_one_peer_cost_n_log_n() -> None:
     assert big / small < 5, (small, big)
 
 
-def _rows(db: sqlite3.Connection) -> tuple[Counter[tuple[object, ...]], dict[int, object]]:
-    names = Counter(db.execute("SELECT id, username, peer_id FROM usernames"))
-    primaries = dict(db.execute("SELECT id, username FROM peers"))
-    return names, primaries
-
-
-def _through_the_triggers(path: Path) -> tuple[Counter[tuple[object, ...]], dict[int, object]]:
-    """What the schema's triggers make of a client file's rows, inserted one by one."""
-    source = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-    try:
-        peers = source.execute(
-            "SELECT id, access_hash, type, phone_number, last_update_on FROM peers"
-        ).fetchall()
-        usernames = source.execute("SELECT id, username FROM usernames ORDER BY rowid").fetchall()
-    finally:
-        source.close()
-    db = sqlite3.connect(":memory:", isolation_level=None)
-    try:
-        create_schema(db, Layout.UPSTREAM)
-        first: dict[int, str] = {}
-        for peer_id, username in usernames:
-            if username is not None:
-                first.setdefault(peer_id, username)
-        db.executemany(
-            "INSERT INTO peers (id, access_hash, type, username, phone_number, last_update_on) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(p[0], p[1], p[2], first.get(p[0]), p[3], p[4]) for p in peers],
-        )
-        db.executemany("INSERT INTO usernames (id, username) VALUES (?, ?)", usernames)
-        return _rows(db)
-    finally:
-        db.close()
-
-
-@pytest.mark.parametrize("client", ["kurigram", "pyrotgfork"])
-def test_adopted_rows_are_what_the_triggers_would_have_written(client: str, tmp_path: Path) -> None:
-    """Set-based adoption gives the rows of the mirror triggers, corner cases included."""
-    path = client_file(client, tmp_path, 3_000)
+def _add_corner_cases(path: Path) -> None:
+    """Rows a client file can hold besides the plain ones of :func:`client_file`."""
     db = sqlite3.connect(path)
     with db:
-        # A name that moved from one peer to another (the later row wins its mirror), a
-        # name repeated on one peer, names the INTEGER id column must not mirror, a row
-        # whose peer is gone, and a NULL name before a real one.
+        # A name that moved from one peer to another, a name repeated on one peer, a name the
+        # INTEGER id column must not mirror, a row whose peer is gone, a NULL name first.
         db.executemany(
             "INSERT INTO usernames (id, username) VALUES (?, ?)",
             [
@@ -147,21 +109,92 @@ def test_adopted_rows_are_what_the_triggers_would_have_written(client: str, tmp_
                 (424243, "after_null"),
             ],
         )
-        db.execute("INSERT INTO peers (id, access_hash, type, last_update_on) "
-                   "VALUES (424243, 1, 'user', 1)")  # fmt: skip
+        db.execute(
+            "INSERT INTO peers (id, access_hash, type, last_update_on) "
+            "VALUES (424243, 1, 'user', 1)"
+        )
     db.close()
-    expected = _through_the_triggers(path)
+
+
+@pytest.mark.parametrize("client", ["kurigram", "pyrotgfork"])
+def test_adoption_keeps_the_clients_rows_and_gives_each_peer_its_first_username(
+    client: str, tmp_path: Path
+) -> None:
+    path = client_file(client, tmp_path, 3_000)
+    _add_corner_cases(path)
     db = sqlite3.connect(path, isolation_level=None)
     try:
+        names = db.execute("SELECT rowid, id, username FROM usernames ORDER BY rowid").fetchall()
+        peers = db.execute(
+            "SELECT id, access_hash, type, phone_number, last_update_on FROM peers ORDER BY id"
+        ).fetchall()
+        first: dict[int, str] = {}
+        for _, peer_id, username in names:
+            if username is not None:
+                first.setdefault(peer_id, username)
         prepare(db, str(path), Layout.UPSTREAM)
-        assert _rows(db) == expected
-        stamps = db.execute(
-            "SELECT count(*) FROM usernames u JOIN peers p ON p.id = u.peer_id "
-            "WHERE u.last_update_on IS NOT p.last_update_on"
-        ).fetchone()
-        assert stamps == (0,)  # mirror rows carry their peer's stamp
+        # Every row the client wrote is where it was, rowid included; nothing was added.
+        assert (
+            db.execute("SELECT rowid, id, username FROM usernames ORDER BY rowid").fetchall()
+            == names
+        )
+        assert (
+            db.execute(
+                "SELECT id, access_hash, type, phone_number, last_update_on FROM peers ORDER BY id"
+            ).fetchall()
+            == peers
+        )
+        assert dict(db.execute("SELECT id, username FROM peers")) == {
+            row[0]: first.get(row[0]) for row in peers
+        }
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("client", ["kurigram", "pyrotgfork"])
+def test_names_written_after_adoption_are_mirrored_as_in_a_new_file(
+    client: str, tmp_path: Path
+) -> None:
+    """Whichever family writes after adoption, both kinds of rows follow, as in a new file."""
+    path = client_file(client, tmp_path, 300)
+    adopted = sqlite3.connect(path, isolation_level=None)
+    new = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        prepare(adopted, str(path), Layout.UPSTREAM)
+        create_schema(new, Layout.UPSTREAM)
+        new.execute("INSERT INTO peers (id, access_hash, type) VALUES (77, 1, 'user')")
+        stamp = 1_700_000_000
+        for db in (adopted, new):
+            # An upstream-dev client renames peer 77, then Pyrofork adds a name of its own.
+            db.execute("REPLACE INTO peers (id, access_hash, type) VALUES (77, 1, 'user')")
+            db.execute("DELETE FROM usernames WHERE id = 77")
+            db.executemany(
+                "INSERT INTO usernames (id, username) VALUES (?, ?)",
+                [(77, "first"), (77, "second"), (77, "third")],
+            )
+            db.execute("REPLACE INTO usernames (peer_id, id) VALUES (77, 'fourth')")
+            # Our engine writes another peer with its primary name in peers.username.
+            db.execute(
+                "REPLACE INTO peers (id, access_hash, type, username, last_update_on) "
+                "VALUES (78, 1, 'user', 'one', ?)",
+                (stamp,),
+            )
+            db.executemany(
+                "INSERT INTO usernames (id, username, last_update_on) VALUES (?, ?, ?)",
+                [(78, "one", stamp), (78, "two", stamp)],
+            )
+        # Pyrofork reads the stamp of the rows with a peer_id; nothing reads the others'.
+        query = (
+            "SELECT id, username, peer_id, peer_id IS NULL OR last_update_on IS NOT NULL "
+            "FROM usernames WHERE id IN (77, 78) OR peer_id IN (77, 78) ORDER BY rowid"
+        )
+        assert adopted.execute(query).fetchall() == new.execute(query).fetchall()
+        assert adopted.execute("SELECT count(*) FROM usernames WHERE peer_id = 77").fetchone() == (
+            4,
+        )
+    finally:
+        adopted.close()
+        new.close()
 
 
 @pytest.mark.parametrize("client", CLIENTS)

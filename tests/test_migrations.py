@@ -125,6 +125,9 @@ def test_every_form_of_schema_1_is_what_migrations_readme_says(name: str, tmp_pa
             else {"idx_peers_username", "idx_peers_phone_number", "idx_usernames_peer_id"}
         )
         assert _names(db, "view") == set()
+        # Names a client wrote before adoption have no mirror rows (forms 5 and 6).
+        mirrors = db.execute("SELECT count(*) FROM usernames WHERE peer_id IS NOT NULL")
+        assert (mirrors.fetchone()[0] > 0) is (form == 4)
     finally:
         db.close()
 

@@ -1,11 +1,21 @@
 -- Adopt an upstream-dev file (Kurigram, Irenogram: version 7; upstream_v6.sql adds the server
--- columns first) as schema 1: peers gains the username column classic clients read, and the
--- usernames table the Pyrofork-line columns and mirror rows (shared/usernames_mirror.sql).
+-- columns first) as schema 1: peers gains the username column the classic and Pyrofork-line
+-- clients read, and the usernames table the Pyrofork-line columns, the indexes and the
+-- mirror triggers of shared/usernames_mirror.sql.
 --
--- Built for big files: every statement is one pass over a table or one index search per
--- row, the rows already there stay in place (ALTER TABLE ADD COLUMN rewrites nothing), and
--- the new indexes and the triggers come after the rows they cover. A file of a million
--- peers with two usernames each takes seconds, not hours.
+-- Built for big files, in time linear in the file: the client's rows stay where they are
+-- (ALTER TABLE ADD COLUMN rewrites nothing), filling peers.username is one index search per
+-- peer, and the new indexes and the triggers come after the rows they cover. A Kurigram
+-- file of a million peers with two usernames each is adopted in a few seconds
+-- (benchmarks/adopt.py).
+--
+-- The names the client wrote stay in its (id = peer id, username) rows, where every
+-- pyrogram-storage read and the upstream-dev clients find them, and each peer's first one
+-- also goes to peers.username, where the classic and Pyrofork-line clients look first.
+-- They get no mirror rows: writing them would more than double the cost of the first open,
+-- for the one case of Pyrofork or Electrogram opening the adopted file with their own
+-- storage; those find a peer's other names once the peer is written again. Names written
+-- after adoption are mirrored as in a new file.
 --
 -- The clients' trigger would stamp every peer "updated now", reviving expired usernames.
 DROP TRIGGER IF EXISTS trg_peers_last_update_on;
@@ -29,23 +39,10 @@ UPDATE peers SET username = (
     ORDER BY u.rowid LIMIT 1
 );
 
--- The Pyrofork-line columns. The existing rows read NULL in both: upstream rows have no
--- peer_id, and nothing reads their stamp.
+-- The Pyrofork-line columns. The client's rows read NULL in both: they have no peer_id, and
+-- nothing reads their stamp.
 ALTER TABLE usernames ADD COLUMN peer_id INTEGER;
 ALTER TABLE usernames ADD COLUMN last_update_on INTEGER;
--- One mirror row per name that is not its peer's primary, stamped like its peer. Where two
--- rows claim a name the later one wins, as when the mirror trigger replaces a mirror row:
--- the unique index makes each insert replace the row of the name before it.
-CREATE TEMP TABLE adopt_mirror AS
-SELECT u.username AS name, u.id AS peer_id,
-    COALESCE(p.last_update_on, CAST(STRFTIME('%s', 'now') AS INTEGER)) AS stamp
-FROM usernames u LEFT JOIN peers p ON p.id = u.id
-WHERE u.username GLOB '[A-Za-z]*' AND u.username IS NOT p.username
-ORDER BY u.rowid;
-CREATE UNIQUE INDEX idx_usernames_name ON usernames (id) WHERE peer_id IS NOT NULL;
-INSERT OR REPLACE INTO usernames (id, peer_id, last_update_on)
-SELECT name, peer_id, stamp FROM temp.adopt_mirror ORDER BY name, rowid;
-DROP TABLE temp.adopt_mirror;
 
 CREATE INDEX IF NOT EXISTS idx_peers_username ON peers (username);
 CREATE INDEX IF NOT EXISTS idx_peers_phone_number ON peers (phone_number);

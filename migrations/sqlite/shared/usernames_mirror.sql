@@ -3,8 +3,10 @@
 -- updating it row by row, and the triggers must not fire for rows a script copies.
 --
 -- Pyrofork and Electrogram find a username through (id = username, peer_id) rows. The
--- triggers keep such a mirror row for every (id = peer id, username) row except the one
--- peers.username already holds, and the other way round, whichever client writes. Only
+-- triggers keep such a mirror row for every (id = peer id, username) row written except the
+-- one peers.username already holds, and the other way round, whichever client writes (rows
+-- an upstream-dev client wrote before its file was adopted have none: adopt/upstream_v7.sql
+-- says why). Only
 -- names that start with a letter (as Telegram's do) are mirrored: the INTEGER column would
 -- turn "007" into 7. A name has at most one mirror row (idx_usernames_name): the newest
 -- owner wins, as in Pyrofork's own table.
