@@ -24,7 +24,7 @@ from typing import NamedTuple
 from . import _migrations
 from .errors import CorruptSessionError, MigrationError, SchemaTooNewError, UnknownSchemaError
 
-__all__ = ["Layout", "create_schema", "prepare", "secure"]
+__all__ = ["Layout", "create_schema", "current_layout", "is_current", "prepare", "secure"]
 
 log = logging.getLogger("pyrogram_storage.sqlite")
 
@@ -101,6 +101,34 @@ def secure(db: sqlite3.Connection) -> None:
     calls it too.
     """
     db.execute("PRAGMA trusted_schema = OFF")
+
+
+def is_current(db: sqlite3.Connection, database: str) -> bool:
+    """Whether the database is at our latest schema already (nothing to write to open it).
+
+    Reads only. A database that claims our latest version but does not have our tables
+    and columns, or has triggers or views we do not create, raises as :func:`prepare`
+    does.
+
+    :raises CorruptSessionError: not a readable SQLite database.
+    :raises UnknownSchemaError: it claims our schema but is not ours (left untouched).
+    """
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        objects = _schema_objects(db)
+    except sqlite3.DatabaseError as exc:
+        raise CorruptSessionError(
+            f"{database} is not a readable SQLite database ({exc}); {_UNTOUCHED}"
+        ) from exc
+    if version != _migrations.latest("sqlite"):
+        return False
+    _check_ours(db, database, objects)
+    return True
+
+
+def current_layout(db: sqlite3.Connection) -> Layout:
+    """The ``usernames`` layout of a database at our schema."""
+    return _detect_layout(db)
 
 
 def prepare(db: sqlite3.Connection, database: str, layout: Layout) -> Layout:

@@ -17,6 +17,7 @@ from pyrogram_storage import (
     UnknownSchemaError,
     UpdateState,
     _migrations,
+    sqlite_schema,
 )
 
 from .fixture_files import CLIENT_NAMES, copy_fixture, manifest
@@ -225,3 +226,32 @@ async def test_a_file_from_a_newer_client_release_is_refused_byte_identical(
     assert f"client schema version is {number}" in str(info.value)
     assert family in str(info.value) and "left untouched" in str(info.value)
     assert _state(path) == before
+
+
+async def test_is_current_reads_only_and_refuses_what_claims_to_be_ours(tmp_path: Path) -> None:
+    """The read-only open path asks is_current() instead of prepare(): same refusals."""
+    path = await _our_file(tmp_path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert sqlite_schema.is_current(db, str(path))
+        assert sqlite_schema.current_layout(db) is sqlite_schema.Layout.UPSTREAM
+    finally:
+        db.close()
+    client = copy_fixture("kurigram", tmp_path)
+    foreign = tmp_path / "foreign.session"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE entities (id INTEGER PRIMARY KEY)")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    for candidate, current in ((client, False), (foreign, None)):
+        before = _state(candidate)
+        db = sqlite3.connect(f"file:{candidate}?mode=ro", uri=True)
+        try:
+            if current is None:
+                with pytest.raises(UnknownSchemaError, match="left untouched"):
+                    sqlite_schema.is_current(db, str(candidate))
+            else:
+                assert sqlite_schema.is_current(db, str(candidate)) is current
+        finally:
+            db.close()
+        assert _state(candidate) == before
