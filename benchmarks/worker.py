@@ -237,8 +237,9 @@ class RawSQLite(Adapter):
         self.db.execute("PRAGMA journal_mode = WAL").fetchall()
         self.db.execute("PRAGMA synchronous = NORMAL")
         if fresh:
-            schema = (REPO / "migrations" / "sqlite" / "0001_initial.sql").read_text()
-            self.db.executescript(schema)
+            from pyrogram_storage import _migrations  # the script with its includes expanded
+
+            self.db.executescript(_migrations.numbered("sqlite")[0].text)
 
     def close(self) -> None:
         self.db.close()

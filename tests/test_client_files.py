@@ -17,6 +17,7 @@ from pyrogram_storage import (
     UnknownSchemaError,
     UpdateState,
     _migrations,
+    sqlite_schema,
 )
 
 from .fixture_files import CLIENT_NAMES, copy_fixture, manifest
@@ -148,3 +149,109 @@ async def test_new_file_is_private_from_the_first_byte(tmp_path: Path) -> None:
         assert (tmp_path / "nested").stat().st_mode & 0o777 == 0o700
     finally:
         await storage.close()
+
+
+# -- files that must be refused before anything is written (issue 10, items 7 and 8) ----------
+
+
+def _state(path: Path) -> tuple[str, list[str]]:
+    """The file's bytes and the side files next to it: what "left untouched" means."""
+    return digest(path), sorted(p.name for p in path.parent.glob(f"{path.name}*"))
+
+
+@pytest.mark.parametrize("user_version", [1, -1, -(2**31)])
+async def test_a_foreign_file_claiming_a_schema_version_is_refused_byte_identical(
+    tmp_path: Path, user_version: int
+) -> None:
+    """Our schema is checked read-only first: no WAL switch, no script run inside it."""
+    path = tmp_path / "bad.session"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE entities (id INTEGER PRIMARY KEY, hash INTEGER)")
+        db.execute(f"PRAGMA user_version = {user_version}")
+    db.close()
+    before = _state(path)
+    with pytest.raises(UnknownSchemaError, match="left untouched"):
+        await FileStorage("bad", tmp_path).open()
+    assert _state(path) == before
+
+
+@pytest.mark.parametrize("user_version", [1, -3])
+async def test_a_client_file_with_a_schema_version_it_never_had_is_refused(
+    tmp_path: Path, user_version: int
+) -> None:
+    path = copy_fixture("kurigram", tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {user_version}")
+    db.close()
+    before = _state(path)
+    with pytest.raises(UnknownSchemaError, match="left untouched"):
+        await FileStorage("kurigram", tmp_path).open()
+    assert _state(path) == before
+
+
+async def test_our_file_without_a_table_of_ours_is_refused(tmp_path: Path) -> None:
+    path = await _our_file(tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE update_state")
+    db.close()
+    before = _state(path)
+    with pytest.raises(UnknownSchemaError, match="update_state"):
+        await FileStorage("ours", tmp_path).open()
+    assert _state(path) == before
+
+
+@pytest.mark.parametrize(
+    "client, number, family",
+    [
+        ("kurigram", 999, "Kurigram"),
+        ("irenogram", 8, "Irenogram"),
+        ("pyrotgfork", 8, "Pyrotgfork"),
+        ("pyrofork", 5, "Pyrofork"),
+        ("electrogram", 5, "Electrogram"),
+        ("pyrogram", 4, "Pyrogram"),
+        ("hydrogram", 4, "Hydrogram"),
+    ],
+)
+async def test_a_file_from_a_newer_client_release_is_refused_byte_identical(
+    client: str, number: int, family: str, tmp_path: Path
+) -> None:
+    """We cannot know what a newer client's schema needs: refuse rather than rewrite it."""
+    path = copy_fixture(client, tmp_path)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE version SET number = ?", (number,))
+    db.close()  # the last connection checkpoints a WAL file: what is left is the file
+    before = _state(path)
+    with pytest.raises(SchemaTooNewError) as info:
+        await FileStorage(client, tmp_path).open()
+    assert f"client schema version is {number}" in str(info.value)
+    assert family in str(info.value) and "left untouched" in str(info.value)
+    assert _state(path) == before
+
+
+async def test_is_current_reads_only_and_refuses_what_claims_to_be_ours(tmp_path: Path) -> None:
+    """The read-only open path asks is_current() instead of prepare(): same refusals."""
+    path = await _our_file(tmp_path)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        assert sqlite_schema.is_current(db, str(path))
+        assert sqlite_schema.current_layout(db) is sqlite_schema.Layout.UPSTREAM
+    finally:
+        db.close()
+    client = copy_fixture("kurigram", tmp_path)
+    foreign = tmp_path / "foreign.session"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE entities (id INTEGER PRIMARY KEY)")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    for candidate, current in ((client, False), (foreign, None)):
+        before = _state(candidate)
+        db = sqlite3.connect(f"file:{candidate}?mode=ro", uri=True)
+        try:
+            if current is None:
+                with pytest.raises(UnknownSchemaError, match="left untouched"):
+                    sqlite_schema.is_current(db, str(candidate))
+            else:
+                assert sqlite_schema.is_current(db, str(candidate)) is current
+        finally:
+            db.close()
+        assert _state(candidate) == before

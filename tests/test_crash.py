@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import random
 import selectors
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,7 +24,7 @@ import pytest
 
 from pyrogram_storage import FileStorage, Peer
 
-from . import crash_writer
+from . import big_files, crash_writer
 from .fixture_files import CLIENT_NAMES, copy_fixture, manifest
 
 FULL = os.environ.get("PYROGRAM_STORAGE_FULL") == "1"
@@ -266,3 +267,119 @@ async def test_sigkill_while_adopting_a_client_file_keeps_its_session(
             message = f"{client}, attempt {attempt}, seed {seed}"
             raise AssertionError(message) from exc
     print(f"\n{client}: {ADOPTION_KILLS} kills, {states[True]} after adoption had begun")
+
+
+BIG_ADOPTION_PEERS = int(
+    os.environ.get("PYROGRAM_STORAGE_BIG_ADOPTION_PEERS", 200_000 if FULL else 30_000)
+)
+BIG_ADOPTION_KILLS = int(os.environ.get("PYROGRAM_STORAGE_BIG_ADOPTION_KILLS", 12 if FULL else 3))
+
+
+def _settle(path: Path) -> int:
+    """Open the file as any SQLite client would (rolling back what a kill left); its version."""
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
+async def _check_big_file(client: str, workdir: Path, n: int) -> None:
+    """Every peer, username and phone of the client's file, and its session, through us."""
+    expected = manifest(client)
+    async with FileStorage(NAME, workdir, username_ttl=None) as storage:
+        session = await storage.get_session()
+        assert session.auth_key == bytes.fromhex(expected["session"]["auth_key"])
+        assert session.user_id == expected["session"]["user_id"]
+        for peer in expected["peers"]:
+            assert (await storage.peer_by_id(peer["id"])).access_hash == peer["access_hash"]
+        seen = 0
+        async for batch in storage.iter_peers(batch_size=10_000):
+            for got in batch:
+                if not big_files.is_big(got.id):
+                    continue
+                peer_id, access_hash, kind, names, phone = big_files.peer(
+                    big_files.index_of(got.id)
+                )
+                assert (got.id, got.access_hash, got.type.value, got.phone_number) == (
+                    peer_id,
+                    access_hash,
+                    kind,
+                    phone,
+                )
+                assert got.usernames == big_files.kept_names(client, names)
+                seen += 1
+        assert seen == n
+        last = big_files.peer(n - 1)
+        name = big_files.kept_names(client, last[3])[-1]
+        assert (await storage.peer_by_username(name)).id == last[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("client", ["kurigram", "pyrotgfork", "pyrofork", "pyrogram"])
+async def test_sigkill_during_a_big_adoption_leaves_the_client_file_or_the_adopted_one(
+    client: str, tmp_path: Path
+) -> None:
+    """A kill at any point of a long adoption loses nothing: SQLite rolls it back whole.
+
+    After each kill the file is first opened the way the client would open it: either
+    the adoption had committed (schema version 1), or every row of every table is as
+    the client wrote it. Then our FileStorage opens it and finds everything.
+    """
+    seed = int(os.environ.get("PYROGRAM_STORAGE_CRASH_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    n = BIG_ADOPTION_PEERS
+    (tmp_path / "source").mkdir()
+    source = big_files.client_file(client, tmp_path / "source", n, name=NAME)
+    original = big_files.table_digest(source)
+    holder = Path(__file__).with_name("lock_holder.py")
+
+    def start(workdir: Path) -> tuple[subprocess.Popen[bytes], float]:
+        """Start an opener on a fresh copy; return it and when its lock appeared."""
+        workdir.mkdir()
+        shutil.copyfile(source, workdir / f"{NAME}.session")
+        proc = subprocess.Popen(
+            [sys.executable, str(holder), str(workdir), NAME, "exclusive", "hold"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + STARTUP_LIMIT
+        while not Path(f"{workdir / NAME}.session.lock").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "opener died or hung"
+            time.sleep(0.0005)
+        return proc, time.monotonic()
+
+    # How long the adoption takes on this machine, lock to "ready": the kills land in it.
+    proc, locked = start(tmp_path / "timing")
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith(b"ready")
+    adoption = time.monotonic() - locked
+    proc.communicate(b"")
+    outcomes = {"rolled back": 0, "adopted": 0}
+    for attempt in range(BIG_ADOPTION_KILLS):
+        workdir = tmp_path / f"run{attempt}"
+        proc, locked = start(workdir)
+        time.sleep(max(0.0, locked + rng.uniform(0.0, adoption) - time.monotonic()))
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        path = workdir / f"{NAME}.session"
+        try:
+            version = _settle(path)
+            if version == 0:
+                assert big_files.table_digest(path) == original
+                outcomes["rolled back"] += 1
+            else:
+                assert version == 1
+                outcomes["adopted"] += 1
+            await _check_big_file(client, workdir, n)
+            with sqlite3.connect(path) as db:
+                assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            db.close()
+        except BaseException as exc:
+            raise AssertionError(f"{client}, attempt {attempt}, seed {seed}") from exc
+        shutil.rmtree(workdir)
+    print(
+        f"\n{client}: {n} peers, adoption {adoption:.2f}s, {BIG_ADOPTION_KILLS} kills "
+        f"(seed {seed}): {outcomes}"
+    )

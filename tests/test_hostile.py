@@ -43,6 +43,7 @@ from pyrogram_storage import (
     SessionStringError,
     Storage,
     StorageError,
+    UnknownSchemaError,
     UpdateState,
 )
 from pyrogram_storage.session_string import (
@@ -50,10 +51,12 @@ from pyrogram_storage.session_string import (
     decode_session_string,
     encode_session_string,
 )
+from pyrogram_storage.sqlite_schema import Layout, prepare, secure
 from pyrogram_storage.tools.telethon import decode_telethon_string, encode_telethon_string
 from pyrogram_storage.types import dc_address
 
 from .clientenv import CLIENTS, run_in_env
+from .fixture_files import CLIENT_NAMES, copy_fixture
 
 FULL = os.environ.get("PYROGRAM_STORAGE_FULL") == "1"
 STRING_MUTATIONS = int(os.environ.get("PYROGRAM_STORAGE_FUZZ_STRINGS", 200_000 if FULL else 20_000))
@@ -712,9 +715,16 @@ async def test_a_cancelled_open_releases_the_lock(tmp_path: Path) -> None:
     outcomes: Counter[str] = Counter()
     for step in range(60):
         storage = FileStorage("me", tmp_path)
+        opening = asyncio.ensure_future(storage.open())
+        # Cancel it at every stage: before it ran, in its first hops, later on.
+        for _ in range(step % 15):
+            await asyncio.sleep(0)
+        if step >= 45:
+            await asyncio.sleep(0.0001 * (step - 44))
+        opening.cancel()
         try:
-            await asyncio.wait_for(storage.open(), 0.00005 * 1.1**step)  # 0.05 to 15 ms
-        except asyncio.TimeoutError:
+            await opening
+        except asyncio.CancelledError:
             outcomes["cancelled"] += 1
         else:
             outcomes["opened"] += 1
@@ -861,3 +871,115 @@ async def test_no_room_for_a_new_file_or_folder_raises_disk_full_error(tmp_path:
             fillers.pop().unlink()  # one more inode free
         print(f"\nnew sessions without inodes: {dict(outcomes)}")
         assert outcomes["DiskFullError"] >= 3 and outcomes["opened"] >= 1
+
+
+# -- planted schema objects (issue 10, item 9) -----------------------------------------------
+
+# A trigger that copies every new auth key into a table of its own, and a view.
+_PLANT = (
+    "CREATE TABLE loot (key BLOB)",
+    "CREATE TRIGGER steal AFTER UPDATE ON sessions BEGIN "
+    "INSERT INTO loot VALUES (NEW.auth_key); END",
+    "CREATE TRIGGER steal_peers AFTER INSERT ON peers BEGIN "
+    "INSERT INTO loot VALUES (NEW.access_hash); END",
+    "CREATE VIEW keys AS SELECT auth_key FROM sessions",
+)
+
+
+def _plant(path: Path, *statements: str) -> None:
+    with sqlite3.connect(path) as db:
+        for statement in statements:
+            db.execute(statement)
+    db.close()
+
+
+def _loot(path: Path) -> list[tuple[object, ...]]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT * FROM loot").fetchall()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize(
+    "planted", [_PLANT[1], _PLANT[2], _PLANT[3]], ids=["trigger", "on-peers", "view"]
+)
+async def test_a_trigger_or_view_planted_in_our_file_is_refused_before_it_can_run(
+    tmp_path: Path, planted: str
+) -> None:
+    async with FileStorage("ours", tmp_path) as storage:
+        await storage.update_session(auth_key=bytes(256), dc_id=2, user_id=1)
+    path = tmp_path / "ours.session"
+    _plant(path, _PLANT[0], planted)
+    before = digest(path)
+    storage = FileStorage("ours", tmp_path)
+    with pytest.raises(UnknownSchemaError, match="left untouched") as info:
+        await storage.open()
+        # Were it opened, these writes would fire the trigger.
+        await storage.update_session(auth_key=bytes(range(256)))
+        await storage.upsert_peers([Peer(5, 55, PeerType.USER)])
+    name = planted.split()[2]
+    assert repr(name) in str(info.value)
+    assert digest(path) == before
+    assert _loot(path) == []
+
+
+@pytest.mark.parametrize("client", CLIENT_NAMES)
+async def test_triggers_and_views_planted_in_a_client_file_are_dropped_on_adoption(
+    client: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = copy_fixture(client, tmp_path)
+    _plant(path, *_PLANT)
+    async with FileStorage(client, tmp_path) as storage:
+        await storage.update_session(auth_key=bytes(range(256)))
+        await storage.upsert_peers([Peer(5, 55, PeerType.USER, ("five",))])
+    assert _loot(path) == []
+    with sqlite3.connect(path) as db:
+        names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    db.close()
+    assert not {"steal", "steal_peers", "keys"} & names
+    assert "trg_peers_last_update_on" in names  # the client's own trigger stays
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("'steal'" in w and "'keys'" in w for w in warnings), warnings
+    # The adopted file opens again: what adoption kept is recognised as ours.
+    async with FileStorage(client, tmp_path) as storage:
+        assert (await storage.peer_by_id(5)).access_hash == 55
+
+
+async def test_a_trigger_a_client_adds_to_our_file_is_accepted(tmp_path: Path) -> None:
+    """Pyrofork creates its stamp trigger in any file it writes usernames to."""
+    async with FileStorage("ours", tmp_path) as storage:
+        await storage.upsert_peers([Peer(5, 55, PeerType.USER, ("five", "fiver"))])
+    _plant(
+        tmp_path / "ours.session",
+        "CREATE TRIGGER trg_usernames_last_update_on AFTER UPDATE ON usernames\nBEGIN\n"
+        "  UPDATE usernames SET last_update_on = CAST(STRFTIME('%s', 'now') AS INTEGER)\n"
+        "  WHERE id = NEW.id;\nEND",
+    )
+    async with FileStorage("ours", tmp_path) as storage:
+        assert (await storage.peer_by_username("fiver")).id == 5
+
+
+def test_secure_connections_refuse_unsafe_functions_in_the_schema(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "planted.db")
+    try:
+        db.execute("CREATE TABLE t (a)")
+        db.execute(
+            "CREATE TRIGGER call AFTER INSERT ON t BEGIN SELECT load_extension('/nonexistent'); END"
+        )
+        secure(db)
+        assert db.execute("PRAGMA trusted_schema").fetchone() == (0,)
+        with pytest.raises(sqlite3.OperationalError, match="unsafe use of load_extension"):
+            db.execute("INSERT INTO t VALUES (1)")
+    finally:
+        db.close()
+
+
+def test_prepare_leaves_the_connection_secured() -> None:
+    db = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        db.execute("PRAGMA trusted_schema = ON")
+        prepare(db, ":memory:", Layout.UPSTREAM)
+        assert db.execute("PRAGMA trusted_schema").fetchone() == (0,)
+    finally:
+        db.close()

@@ -39,6 +39,7 @@ from typing import Any
 import pytest
 
 from pyrogram_storage import FileStorage, Peer, PeerType, UpdateState
+from pyrogram_storage.sqlite_schema import Layout, create_schema
 
 from .clientenv import CLIENTS, REPO_ROOT, ensure_env, run_in_env
 
@@ -73,9 +74,9 @@ CLASSIC = ("pyrogram", "hydrogram")  # peers.username only, v3
 
 def usernames_columns() -> set[str]:
     """The columns of the usernames table in a new file of ours (the upstream layout)."""
-    db = sqlite3.connect(":memory:")
+    db = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        db.executescript((REPO_ROOT / "migrations" / "sqlite" / "0001_initial.sql").read_text())
+        create_schema(db, Layout.UPSTREAM)
         return {row[1] for row in db.execute("PRAGMA table_info(usernames)")}
     finally:
         db.close()
