@@ -78,6 +78,9 @@ DEFAULT_PEER_CACHE_SIZE = 100_000
 PENDING_LIMIT = 1000
 """Keys waiting to be stored past which a write hands the batch over at once."""
 
+_WARM_BATCH = 2000
+"""Peers per trip to the backend while the cache warms up after open()."""
+
 _PROBE_BATCH = 8
 """Writes of at most this many peers (a client's per-update batches) are probed."""
 
@@ -162,6 +165,7 @@ class Storage(abc.ABC):
         self._failure: BaseException | None = None  # why the last background store failed
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_wake: asyncio.Future[None] | None = None
+        self._warming: asyncio.Task[None] | None = None
         self._locks: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Lock] | None = None
 
     def __repr__(self) -> str:
@@ -243,6 +247,23 @@ class Storage(abc.ABC):
     async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
         """Return the stored update states (all of them, or those of ``ids``)."""
 
+    async def _recent_peers(self, limit: int) -> list[int]:
+        """Return the ids of up to ``limit`` peers most worth caching, the most recent first.
+
+        A storage that caches peers loads them in the background after :meth:`open`, so
+        that a restarted client does not read each active peer again. Default: none.
+        """
+        return []
+
+    async def _find_peers(self, peer_ids: Sequence[int]) -> list[Peer]:
+        """Return the stored peers among ``peer_ids`` (with usernames), in any order."""
+        found = []
+        for peer_id in peer_ids:
+            peer = await self._find_peer(peer_id, True)
+            if peer is not None:
+                found.append(peer)
+        return found
+
     async def _read_session(self) -> SessionData | None:
         """Return the stored session as another writer may have left it (None: not supported).
 
@@ -290,6 +311,8 @@ class Storage(abc.ABC):
                 if self._pending_session is not None:
                     await self._store_session(self._pending_session.fields())
                     self._pending_session = None
+                if self._caching:
+                    self._warming = asyncio.get_running_loop().create_task(self._warm_cache())
             except BaseException:
                 self._state = _CLOSED
                 self._set_writable()
@@ -320,6 +343,10 @@ class Storage(abc.ABC):
             self._epoch += 1
             self._caching = False
             self._cache.clear()
+            warming, self._warming = self._warming, None
+            if warming is not None and not warming.done():
+                warming.cancel()
+                await asyncio.wait([warming])
             await self._stop_flushing()
             failure: BaseException | None = None
             try:
@@ -842,6 +869,29 @@ class Storage(abc.ABC):
         if not candidates:
             return None
         return max(candidates, key=lambda peer: peer.last_update_on or 0)
+
+    async def _warm_cache(self) -> None:
+        """Fill the peer cache with the peers most recently written, in the background.
+
+        A few thousand peers per trip to the backend, so the event loop is never held
+        long; a peer written or cached meanwhile keeps what it has.
+        """
+        epoch = self._epoch
+        try:
+            ids = await self._recent_peers(self._cache.size)
+            where = repr(self)
+            for end in range(len(ids), 0, -_WARM_BATCH):  # least recent first: they age out
+                peers = await self._find_peers(ids[max(0, end - _WARM_BATCH) : end])
+                if self._epoch != epoch or not self._caching:
+                    return
+                cache, journal_ = self._cache, self._journal
+                for peer in peers:
+                    if cache.peek(peer.id) is None and journal_.peer(peer.id) is None:
+                        self._remember(stored_peer(peer, where))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a cache left cold is slower, never wrong
+            log.debug("%r: warming the peer cache stopped: %s", self, exc)
 
     async def _overlaid(self, peer_id: int) -> Peer | None:
         """The peer as readers see it (pending writes on top), usernames included."""

@@ -361,6 +361,36 @@ class SQLiteStorage(Storage):
 
         return await self._read(find)
 
+    async def _recent_peers(self, limit: int) -> list[int]:
+        def recent(db: sqlite3.Connection) -> list[int]:
+            count = db.execute("SELECT COUNT(*) FROM peers").fetchall()[0][0]
+            if count <= limit:  # all of them: no order to find
+                return [row[0] for row in db.execute("SELECT id FROM peers").fetchall()]
+            rows = db.execute(
+                "SELECT id FROM peers ORDER BY last_update_on DESC LIMIT ?", (limit,)
+            ).fetchall()
+            return [row[0] for row in rows]
+
+        return await self._run(recent)
+
+    async def _find_peers(self, peer_ids: Sequence[int]) -> list[Peer]:
+        layout = self.layout
+        wanted = list(peer_ids)
+
+        def find(db: sqlite3.Connection) -> list[Peer]:
+            found: list[Peer] = []
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
+                marks = ", ".join("?" * len(chunk))
+                rows = db.execute(
+                    f"SELECT {_PEER_COLUMNS} FROM peers WHERE id IN ({marks})", chunk
+                ).fetchall()
+                names = _names_of_many(db, layout, [row[0] for row in rows])
+                found.extend(_peer(row, names.get(row[0]) or _primary(row[3])) for row in rows)
+            return found
+
+        return await self._run(find)
+
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         layout = self.layout
         params: tuple[int, ...]
