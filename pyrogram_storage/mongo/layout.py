@@ -190,10 +190,16 @@ async def foreign_holder(c: Collections, username: str) -> dict[str, Any] | None
     That is a document without a current array whose ``username`` it is, or the peer
     the ``usernames`` collection names for it.
     """
+    # Both at once; a failure of either is raised once the other has ended too.
     by_primary, listed = await asyncio.gather(
         documents(c.peers.find({"username": username})),
         awaited(c.usernames.find_one({"_id": username})),
+        return_exceptions=True,
     )
+    for outcome in (by_primary, listed):
+        if isinstance(outcome, BaseException):
+            raise outcome
+    assert isinstance(by_primary, list)
     found = [doc for doc in by_primary if not has_own_names(doc)]
     if listed is not None:
         doc = await awaited(c.peers.find_one({"_id": listed.get("peer_id")}))
@@ -223,7 +229,7 @@ def username_writes(pymongo: ModuleType, changes: Changes) -> list[Any]:
         if peer.usernames is not None:
             cleared.append(peer.id)
             if len(peer.usernames) > 1:
-                stamp = peer.last_update_on or changes.stamp
+                stamp = changes.stamp if peer.last_update_on is None else peer.last_update_on
                 owners.update((name, (peer.id, stamp)) for name in peer.usernames)
     for peer_id, names in changes.usernames:
         cleared.append(peer_id)
