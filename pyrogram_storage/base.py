@@ -29,7 +29,6 @@ from . import _journal as journal
 from ._cache import HASH, NAMES, PHONE, STAMP, TYPE, Entry, PeerCache
 from ._journal import Changes, Journal
 from .checks import (
-    INT64,
     KNOWN_TYPES,
     checked_session_changes,
     clean_usernames,
@@ -805,7 +804,7 @@ class Storage(abc.ABC):
 
     async def _peer_by_id(self, peer_id: Any, with_usernames: bool) -> Peer:
         self._check_open()
-        if type(peer_id) is not int or peer_id not in INT64:
+        if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
             raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
         change = self._journal.peer(peer_id)
         if change is not None and change[0] == journal.FULL:

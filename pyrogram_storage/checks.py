@@ -192,7 +192,7 @@ def stored_session(session: object, where: str) -> SessionData:
             isinstance(value, bool) and name not in _BOOL_FIELDS
         ):
             raise _corrupt(where, name, expected[0].__name__, value)
-        elif isinstance(value, int) and not isinstance(value, bool) and value not in INT64:
+        elif isinstance(value, int) and not isinstance(value, bool) and not _fits(value):
             raise CorruptSessionError(f"{where} holds a {name} that does not fit in 64 bits")
     return session
 
@@ -206,7 +206,7 @@ def stored_peer(peer: object, where: str) -> Peer:
         raise _corrupt(where, "peer", "Peer", peer)
     for name in ("id", "access_hash"):
         value = getattr(peer, name)
-        if type(value) is not int or value not in INT64:
+        if not _is_int64(value):
             raise _corrupt(where, f"peer {name}", "a 64-bit int", value)
     if not isinstance(peer.type, PeerType):
         raise _corrupt(where, "peer type", "PeerType", peer.type)
@@ -218,7 +218,7 @@ def stored_peer(peer: object, where: str) -> Peer:
     if peer.phone_number is not None and type(peer.phone_number) is not str:
         raise _corrupt(where, "peer's phone number", "str", peer.phone_number)
     stamp = peer.last_update_on
-    if stamp is not None and (type(stamp) is not int or stamp not in INT64):
+    if stamp is not None and not _is_int64(stamp):
         raise _corrupt(where, "peer's last_update_on", "an int", stamp)
     return peer
 
@@ -234,9 +234,19 @@ def stored_state(state: object, where: str) -> UpdateState:
         value = getattr(state, name)
         if value is None and name != "id":
             continue
-        if type(value) is not int or value not in INT64:
+        if not _is_int64(value):
             raise _corrupt(where, f"update state {name}", "a 64-bit int", value)
     return state
+
+
+def _fits(value: int) -> bool:
+    # A comparison, not ``in range``: that scans the range for int subclasses (bson's Int64).
+    return -(2**63) <= value < 2**63
+
+
+def _is_int64(value: object) -> bool:
+    """An int (a subclass such as bson's Int64 too, not a bool) that fits in 64 bits."""
+    return isinstance(value, int) and not isinstance(value, bool) and _fits(value)
 
 
 def interval(value: Any, what: str) -> float:

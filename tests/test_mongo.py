@@ -24,6 +24,7 @@ from pymongo import monitoring
 
 from pyrogram_storage import (
     BackendError,
+    InvalidTypeError,
     MissingDriverError,
     Peer,
     PeerNotFound,
@@ -35,7 +36,7 @@ from pyrogram_storage import (
     UpdateState,
     _migrations,
 )
-from pyrogram_storage.mongo import MongoStorage
+from pyrogram_storage.mongo import ClientRecipe, MongoStorage
 from pyrogram_storage.types import SESSION_FIELDS
 
 from .mongoserver import MongoServer
@@ -118,7 +119,15 @@ async def check_sample(storage: MongoStorage) -> None:
     assert (await storage.peer_by_username("@Alice_Alt")).id == 1
     assert (await storage.peer_by_phone("+1 555 0001")).id == 1
     assert (await storage.peer_by_id(CHANNEL)).usernames == ("news",)
-    assert await storage.get_update_states() == [UpdateState(0, 10, 20, 1_700_000_100, 30)]
+    assert await storage.get_update_states([0]) == [UpdateState(0, 10, 20, 1_700_000_100, 30)]
+
+
+def driver_error(exc: BaseException) -> BaseException | None:
+    """The driver's exception behind one of ours (a failed batch may be a cause's cause)."""
+    cause = exc.__cause__
+    while isinstance(cause, BackendError):
+        cause = cause.__cause__
+    return cause
 
 
 # -- a server of our own, for the tests that stop it ----------------------------------------
@@ -192,6 +201,20 @@ async def test_from_url_builds_and_closes_its_own_client(mongo_uri: str, driver:
     async with reopened:
         await check_sample(reopened)
     await reopened.delete()
+
+
+async def test_a_client_recipe_is_public_and_never_shows_the_url(mongo_uri: str) -> None:
+    recipe = ClientRecipe("mongodb://me:s3cret@db.example.com/", "async-pymongo", {"tls": True})
+    assert recipe.driver == "async_pymongo"
+    assert "s3cret" not in repr(recipe) and "tls" not in repr(recipe)
+    name = fresh_name()
+    storage = MongoStorage(name, ClientRecipe(mongo_uri))  # what from_url builds
+    async with storage:
+        await write_sample(storage)
+    assert storage._client is None
+    async with MongoStorage.from_url(mongo_uri, name=name) as again:
+        await check_sample(again)
+    await again.delete()
 
 
 def test_from_url_refuses_bad_arguments() -> None:
@@ -276,7 +299,7 @@ async def test_collections_indexes_and_schema_document(mongo_uri: str) -> None:
         await write_sample(storage)
     layout = dump_database(mongo_uri, name)
     assert sorted(layout) == ["peers", "session", "update_state", "usernames"]
-    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "usernames"]
+    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "username", "usernames"]
     assert layout["usernames"]["indexes"] == ["_id_", "peer_id"]
     session_docs = {doc["_id"]: doc for doc in layout["session"]["docs"]}
     assert set(session_docs) == {0, "schema"}
@@ -318,12 +341,19 @@ async def test_a_shared_database_with_prefixes(mongo_uri: str) -> None:
 
 
 class CommandCounter(monitoring.CommandListener):
+    """Records each command the client sends: (command name, collection)."""
+
     def __init__(self) -> None:
         self.commands: list[tuple[str, str]] = []
+        self.filters: list[tuple[str, dict[str, Any]]] = []  # (collection, filter) of finds
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in ("hello", "isMaster", "ismaster", "endSessions"):
+            return  # the driver's own monitoring
         collection = event.command.get(event.command_name)
         self.commands.append((event.command_name, str(collection)))
+        if event.command_name == "find":
+            self.filters.append((str(collection), dict(event.command.get("filter", {}))))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -331,24 +361,39 @@ class CommandCounter(monitoring.CommandListener):
     def failed(self, event: monitoring.CommandFailedEvent) -> None:
         pass
 
+    def clear(self) -> None:
+        self.commands.clear()
+        self.filters.clear()
 
-async def test_bulk_upsert_is_a_few_commands_not_one_per_peer(mongo_uri: str) -> None:
+
+@pytest.fixture
+async def counted(mongo_uri: str) -> AsyncIterator[tuple[Any, CommandCounter]]:
+    """A PyMongo client whose commands are recorded."""
     counter = CommandCounter()
     client = pymongo.AsyncMongoClient(mongo_uri, event_listeners=[counter])
     try:
-        async with MongoStorage(fresh_name(), client) as storage:
-            counter.commands.clear()
-            await storage.upsert_peers(
-                Peer(i, i, PeerType.USER, (f"user{i}", f"alt{i}")) for i in range(1, 301)
-            )
-            writes = list(counter.commands)
-            counter.commands.clear()
-            await storage.upsert_peers(Peer(i, i, PeerType.USER) for i in range(1, 301))
-            keep_writes = list(counter.commands)
-            assert (await storage.peer_by_username("alt300")).id == 300
-        await storage.delete()
+        yield client, counter
     finally:
         await client.close()
+
+
+async def test_bulk_upsert_is_a_few_commands_not_one_per_peer(
+    counted: tuple[Any, CommandCounter],
+) -> None:
+    client, counter = counted
+    async with MongoStorage(fresh_name(), client) as storage:
+        counter.clear()
+        await storage.upsert_peers(
+            Peer(i, i, PeerType.USER, (f"user{i}", f"alt{i}")) for i in range(1, 301)
+        )
+        await storage.flush()
+        writes = list(counter.commands)
+        counter.clear()
+        await storage.upsert_peers(Peer(i, i, PeerType.USER) for i in range(1, 301))
+        await storage.flush()
+        keep_writes = list(counter.commands)
+        assert (await storage.peer_by_username("alt300")).id == 300
+    await storage.delete()
     # one query for which peers exist, one bulk_write for the peers (new ones arrive as an
     # "insert" command) and one for the usernames ("delete" + "update"), whatever the count
     assert sorted(writes) == [
@@ -357,18 +402,84 @@ async def test_bulk_upsert_is_a_few_commands_not_one_per_peer(mongo_uri: str) ->
     assert keep_writes == [("find", "peers"), ("update", "peers")]
 
 
+async def test_a_clients_writes_within_the_interval_are_one_bulk_write_per_collection(
+    counted: tuple[Any, CommandCounter],
+) -> None:
+    client, counter = counted
+    assert MongoStorage(fresh_name(), client).commit_interval == 0.05
+    async with MongoStorage(fresh_name(), client, commit_interval=3600) as storage:
+        counter.clear()
+        for i in range(1, 51):  # what a client stores for each incoming update
+            await storage.upsert_peers([Peer(i, i, PeerType.USER, (f"u{i}",))])
+            await storage.set_usernames([(i, [f"u{i}", f"alt{i}"])])
+            await storage.set_update_states([UpdateState(0, pts=i, date=i)])
+        assert counter.commands == []  # nothing sent yet, and yet every write is visible:
+        assert (await storage.peer_by_username("ALT50")).usernames == ("u50", "alt50")
+        assert await storage.get_update_states([0]) == [UpdateState(0, 50, None, 50, None)]
+        counter.clear()
+        await storage.flush()
+        assert sorted(counter.commands) == [
+            ("delete", "usernames"), ("find", "peers"), ("insert", "peers"),
+            ("update", "update_state"), ("update", "usernames"),
+        ]
+    await storage.delete()
+    # commit_interval=0: each call is stored (and acknowledged) before it returns
+    async with MongoStorage(fresh_name(), client, commit_interval=0) as storage:
+        counter.clear()
+        await storage.set_update_states([UpdateState(0, pts=1)])
+        assert counter.commands == [("update", "update_state")]
+    await storage.delete()
+
+
+async def test_sole_writer_caches_peers_and_skips_unchanged_writes(
+    counted: tuple[Any, CommandCounter],
+) -> None:
+    client, counter = counted
+    name = fresh_name()
+    peers = [Peer(i, i, PeerType.USER, (f"u{i}",)) for i in range(1, 21)]
+    with pytest.raises(InvalidTypeError, match="sole_writer must be a bool"):
+        MongoStorage(name, client, sole_writer="yes")  # type: ignore[arg-type]
+    async with MongoStorage(name, client, sole_writer=True) as sole:
+        await sole.upsert_peers(peers)
+        await sole.update_session(api_id=1)
+        await sole.flush()
+        counter.clear()
+        await sole.upsert_peers(peers)  # the clients re-send the same peers all the time
+        await sole.flush()
+        for peer in peers:
+            assert (await sole.peer_by_id(peer.id)).access_hash == peer.id
+        assert (await sole.get_session()).api_id == 1
+        assert counter.commands == []  # no write, no read
+    # By default nothing is cached: what another process writes is seen at once.
+    shared = MongoStorage(name, client)
+    other = MongoStorage(name, client, commit_interval=0)
+    async with shared, other:
+        counter.clear()
+        await shared.upsert_peers(peers)
+        await shared.flush()
+        assert ("update", "peers") in counter.commands  # written again, unchanged or not
+        assert (await shared.peer_by_id(1)).access_hash == 1
+        await other.upsert_peers([Peer(1, 999, PeerType.USER, ("u1",))])
+        await other.update_session(api_id=2)
+        assert (await shared.peer_by_id(1)).access_hash == 999
+        assert (await shared.get_session()).api_id == 2
+    await shared.delete()
+
+
 class Interloper(monitoring.CommandListener):
     """Inserts the peers another process would, right after our storage looked for them."""
 
     def __init__(self, uri: str, database: str, ids: list[int]) -> None:
         self.client = sync_client(uri)
         self.database, self.ids, self.done = database, ids, False
+        self.probing = False
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        pass
+        # our question "which of these peers exist?"
+        self.probing = event.command_name == "find" and event.command.get("find") == "peers"
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        if event.command_name == "find" and not self.done:
+        if self.probing and not self.done:
             self.done = True
             self.client[self.database]["peers"].insert_many(
                 {"_id": i, "access_hash": -1, "type": "bot", "last_update_on": 0} for i in self.ids
@@ -385,10 +496,11 @@ async def test_new_peers_inserted_meanwhile_by_another_writer_are_updated(mongo_
     try:
         async with MongoStorage(name, client) as storage:
             await storage.upsert_peers(
-                [Peer(i, 10 * i, PeerType.USER, (f"u{i}",)) for i in (1, 2, 3)]
+                [Peer(i, 10 * i, PeerType.USER, (f"u{i}",)) for i in range(1, 11)]
             )
+            await storage.flush()
             assert interloper.done
-            for i in (1, 2, 3):  # ours won: the duplicate inserts were retried as upserts
+            for i in range(1, 11):  # ours won: the duplicate inserts were retried as upserts
                 peer = await storage.peer_by_id(i)
                 assert (peer.access_hash, peer.type, peer.usernames) == (
                     10 * i, PeerType.USER, (f"u{i}",)
@@ -397,6 +509,124 @@ async def test_new_peers_inserted_meanwhile_by_another_writer_are_updated(mongo_
     finally:
         interloper.client.close()
         await client.close()
+
+
+# -- peers Pyrofork writes after the switch, and what open() costs -----------------------------
+
+
+def write_like_pyrofork(uri: str, database: str, ids: range) -> None:
+    """Peers and usernames as Pyrofork's MongoStorage writes them (no usernames array)."""
+    client = sync_client(uri)
+    try:
+        db = client[database]
+        now = int(time.time())
+        db["peers"].insert_many(
+            {"_id": i, "access_hash": i, "type": "user", "username": f"p{i}",
+             "phone_number": None, "last_update_on": now}
+            for i in ids
+        )
+        db["usernames"].insert_many(
+            {"_id": name, "peer_id": i, "last_update_on": now}
+            for i in ids for name in (f"p{i}", f"p{i}_alt")
+        )
+    finally:
+        client.close()
+
+
+async def test_open_reads_no_peer_whatever_their_number(
+    mongo_uri: str, counted: tuple[Any, CommandCounter]
+) -> None:
+    client, counter = counted
+    name = fresh_name()
+    async with MongoStorage(name, client) as storage:
+        await storage.upsert_peers([Peer(1, 1, PeerType.USER, ("ours", "ours_alt"))])
+
+    async def commands_of_open() -> list[tuple[str, str]]:
+        counter.clear()
+        storage = MongoStorage(name, client)
+        await storage.open()
+        sent = list(counter.commands)
+        await storage.close()
+        return sent
+
+    few = await commands_of_open()
+    assert few == [("find", "session")]
+    # Pyrofork, run again on the adopted database, writes 2000 peers without the array
+    write_like_pyrofork(mongo_uri, name, range(10, 2010))
+    assert await commands_of_open() == few
+    async with MongoStorage(name, client, username_ttl=None) as storage:
+        counter.clear()
+        peer = await storage.peer_by_username("P2009_ALT")
+        assert (peer.id, peer.usernames) == (2009, ("p2009", "p2009_alt"))
+        assert (await storage.peer_by_username("p10")).id == 10
+        assert (await storage.peer_by_id(11)).usernames == ("p11", "p11_alt")
+        assert (await storage.peer_by_username("ours_alt")).id == 1
+        filters = list(counter.filters)
+    # ...and every query those lookups sent went through an index
+    sync = sync_client(mongo_uri)
+    try:
+        for collection, query in filters:
+            plan = sync[name].command(
+                "explain", {"find": collection, "filter": query}, verbosity="executionStats"
+            )
+            assert plan["executionStats"]["totalDocsExamined"] <= 2, (collection, query)
+    finally:
+        sync.close()
+    await MongoStorage(name, client).delete()
+
+
+async def test_a_peer_pyrofork_rewrote_is_read_the_way_pyrofork_reads_it(mongo_uri: str) -> None:
+    name = fresh_name()
+    async with MongoStorage.from_url(mongo_uri, name=name, username_ttl=None) as storage:
+        await storage.upsert_peers([Peer(7, 7, PeerType.USER, ("old", "old_alt"))])
+    sync = sync_client(mongo_uri)
+    try:  # Pyrofork's update_peers and update_usernames after a rename (the array goes stale)
+        db = sync[name]
+        now = int(time.time())
+        db["peers"].update_one(
+            {"_id": 7}, {"$set": {"username": "new", "access_hash": 8, "last_update_on": now}}
+        )
+        db["usernames"].delete_many({"peer_id": 7})
+        db["usernames"].insert_many(
+            [{"_id": n, "peer_id": 7, "last_update_on": now} for n in ("new", "new_alt")]
+        )
+    finally:
+        sync.close()
+    async with MongoStorage.from_url(mongo_uri, name=name, username_ttl=None) as storage:
+        assert (await storage.peer_by_id(7)).usernames == ("new", "new_alt")
+        assert (await storage.peer_by_username("new_alt")).access_hash == 8
+        assert (await storage.peer_by_username("new")).id == 7
+        with pytest.raises(PeerNotFound):
+            await storage.peer_by_username("old_alt")
+        # and our next write of the peer makes the array current again
+        await storage.upsert_peers([Peer(7, 9, PeerType.USER, ("newest",))])
+        await storage.flush()
+        assert (await storage.peer_by_username("newest")).access_hash == 9
+        with pytest.raises(PeerNotFound):
+            await storage.peer_by_username("new_alt")
+    await storage.delete()
+
+
+async def test_a_version_1_database_gets_the_username_index(mongo_uri: str) -> None:
+    name = fresh_name()
+    async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+        await write_sample(storage)
+    sync = sync_client(mongo_uri)
+    try:
+        sync[name]["peers"].drop_index("username")
+        sync[name]["session"].update_one({"_id": "schema"}, {"$set": {"version": 1}})
+        read_only = MongoStorage.from_url(mongo_uri, name=name, read_only=True)
+        async with read_only:  # reads it as it is, migrates nothing
+            await check_sample(read_only)
+        assert "username" not in sync[name]["peers"].index_information()
+        async with MongoStorage.from_url(mongo_uri, name=name) as storage:
+            await check_sample(storage)
+        assert "username" in sync[name]["peers"].index_information()
+        schema = sync[name]["session"].find_one({"_id": "schema"})
+        assert schema is not None and schema["version"] == 2 == _migrations.latest("mongo")
+    finally:
+        sync.close()
+    await storage.delete()
 
 
 # -- schema ---------------------------------------------------------------------------------
@@ -466,35 +696,57 @@ async def test_a_session_survives_a_server_restart(server: MongoServer) -> None:
     await storage.delete()
 
 
-@pytest.mark.parametrize("driver", ["pymongo", "motor", "async_pymongo"])
+@pytest.mark.parametrize(
+    ("driver", "interval"),
+    [("pymongo", 0), ("pymongo", None), ("motor", None), ("async_pymongo", None)],
+)
 async def test_driver_errors_are_backend_errors_and_recover(
-    server: MongoServer, driver: str
+    server: MongoServer, driver: str, interval: float | None
 ) -> None:
     name = fresh_name()
+    options: dict[str, Any] = {} if interval is None else {"commit_interval": interval}
     storage = MongoStorage.from_url(
-        server.uri, name=name, driver=driver, client_options={"serverSelectionTimeoutMS": 300}
+        server.uri, name=name, driver=driver, client_options={"serverSelectionTimeoutMS": 300},
+        **options,
     )
     await storage.open()
     try:
         await write_sample(storage)
+        await storage.flush()
         server.stop()
         calls = [
             storage.health(),
+            storage.get_session(),  # read again: another process may have changed it
             storage.peer_by_id(1),
             storage.peer_by_username("alice"),
-            storage.upsert_peers([Peer(9, 9, PeerType.USER, ("nine",))]),
             storage.update_session(user_id=1),
-            storage.set_update_states([UpdateState(0, pts=99)]),
         ]
+        writes = [
+            storage.upsert_peers([Peer(9, 9, PeerType.USER, ("nine",))]),
+            storage.set_update_states([UpdateState(CHANNEL, pts=99)]),
+        ]
+        if interval == 0:  # each write is stored before its call returns: it fails at once
+            calls += writes
+        else:  # accepted and visible at once; storing them fails
+            for write in writes:
+                await write
+            assert (await storage.peer_by_id(9)).usernames == ("nine",)
+            calls.append(storage.flush())
         for call in calls:
             with pytest.raises(BackendError) as info:
                 await call
-            assert isinstance(info.value.__cause__, pymongo.errors.PyMongoError)
-        # the failed session write did not change what this object reports
-        assert (await storage.get_session()).user_id == SESSION.user_id
+            assert isinstance(driver_error(info.value), pymongo.errors.PyMongoError)
         server.start()
         assert await storage.health() is True
+        # the failed session write changed nothing
+        assert (await storage.get_session()).user_id == SESSION.user_id
+        await storage.flush()
         await check_sample(storage)  # every acknowledged write is there
+        # ...and the writes that could not be stored stayed pending until the server was back
+        again = MongoStorage.from_url(server.uri, name=name, driver=driver)
+        async with again:
+            assert (await again.peer_by_username("nine")).id == 9
+            assert (await again.get_update_states([CHANNEL]))[0].pts == 99
         await storage.delete()
     finally:
         await storage.close()
@@ -673,7 +925,7 @@ async def test_a_pyrofork_database_opens_in_place(pyrofork_python: Path, mongo_u
         await storage.upsert_peers([Peer(3, 44, PeerType.USER, ("carol",), "15550003")])
         await storage.update_session(dc_id=2)
     layout = dump_database(mongo_uri, name)
-    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "usernames"]
+    assert layout["peers"]["indexes"] == ["_id_", "phone_number", "username", "usernames"]
     # Pyrofork writes again after the switch; the next open picks its peers up
     run_pyrofork(pyrofork_python, PYROFORK_LATE, mongo_uri, name)
     async with MongoStorage.from_url(mongo_uri, name=name) as storage:

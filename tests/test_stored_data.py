@@ -136,3 +136,24 @@ async def test_text_that_is_not_utf8_is_corrupt_and_not_quoted(tmp_path: Path, c
         with pytest.raises(CorruptSessionError, match="not UTF-8") as info:
             await storage.peer_by_id(1)
     assert SECRET not in _chain(info.value) and SECRET not in caplog.text
+
+
+class _Int64(int):
+    """What MongoDB's drivers decode a 64-bit integer as (bson.int64.Int64): an int subclass."""
+
+
+async def test_int_subclasses_from_a_backend_are_ints_not_damage() -> None:
+    """A check by ``in range(...)`` scanned the range for int subclasses: a hang."""
+    from .readme_backend import dict_storage
+
+    storage = dict_storage()("ints")
+    async with storage:
+        big = _Int64(2**62 + 5)
+        storage.data["peers"][big] = Peer(big, _Int64(-(2**63)), PeerType.USER, ("big",))
+        storage.data["states"][0] = UpdateState(0, _Int64(2**40), None, _Int64(1), None)
+        assert (await storage.peer_by_id(2**62 + 5)).access_hash == -(2**63)
+        assert (await storage.peer_by_username("big")).id == 2**62 + 5
+        assert (await storage.get_update_states())[0].pts == 2**40
+        storage.data["peers"][7] = Peer(7, _Int64(2**63), PeerType.USER, ("huge",))
+        with pytest.raises(CorruptSessionError, match="access_hash"):
+            await storage.peer_by_id(7)

@@ -9,12 +9,12 @@ from __future__ import annotations
 import importlib
 import inspect
 from collections.abc import Awaitable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
 
 from ..drivers import load_driver
-from ..errors import MissingDriverError
+from ..errors import InvalidTypeError, InvalidValueError, MissingDriverError
 
 __all__ = [
     "DRIVERS",
@@ -23,6 +23,7 @@ __all__ = [
     "Driver",
     "awaited",
     "check_async_client",
+    "documents",
     "driver_errors",
     "import_driver",
     "load_pymongo",
@@ -62,13 +63,38 @@ class AsyncMongoClientLike(Protocol):
 
 @dataclass(frozen=True)
 class ClientRecipe:
-    """How :meth:`MongoStorage.from_url` builds (and rebuilds) a client it owns."""
+    """How to build an asynchronous client: a connection string, a driver and its options.
 
-    url: str
-    driver: str
-    options: Mapping[str, Any]
+    Pass one as ``connection`` to :class:`~pyrogram_storage.MongoStorage` (which is what
+    :meth:`~pyrogram_storage.MongoStorage.from_url` does) and the storage builds its own
+    client on ``open()`` and closes it on ``close()``. ``repr()`` never shows the URL or
+    the options: they may hold a password.
+
+    :param url: a ``mongodb://`` or ``mongodb+srv://`` connection string.
+    :param driver: a key of :data:`DRIVERS` (``"async-pymongo"`` is accepted too).
+    :param options: keyword arguments for the client's constructor.
+    :raises InvalidValueError: an unknown driver, or a URL of another scheme.
+    """
+
+    url: str = field(repr=False)
+    driver: str = "pymongo"
+    options: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        key = self.driver.replace("-", "_") if isinstance(self.driver, str) else self.driver
+        if key not in DRIVERS:
+            raise InvalidValueError(
+                f"unknown driver {self.driver!r}; choose from {', '.join(DRIVERS)}"
+            )
+        if not isinstance(self.url, str) or not self.url.startswith(
+            ("mongodb://", "mongodb+srv://")
+        ):
+            raise InvalidValueError("url must be a mongodb:// or mongodb+srv:// connection string")
+        object.__setattr__(self, "driver", key)
+        object.__setattr__(self, "options", dict(self.options))
 
     def build(self) -> Any:
+        """Import the driver and return a new client (it connects lazily)."""
         spec = DRIVERS[self.driver]
         client_class = getattr(import_driver(spec), spec.client_class)
         return client_class(self.url, **self.options)
@@ -111,12 +137,13 @@ def driver_errors() -> tuple[type[BaseException], ...]:
 
 
 def check_async_client(connection: object) -> None:
+    """Refuse anything but an asynchronous client, naming what to pass instead."""
     for cls in type(connection).__mro__:
         if cls.__name__ == "MongoClient" and cls.__module__.split(".")[0] in (
             "pymongo",
             "mongomock",
         ):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"{cls.__module__}.{cls.__name__} is synchronous and would block the event "
                 "loop; pass pymongo.AsyncMongoClient (or motor's AsyncIOMotorClient, "
                 "async_pymongo.AsyncClient), or use MongoStorage.from_url(url, name=...)"
@@ -125,9 +152,9 @@ def check_async_client(connection: object) -> None:
     if not callable(getattr(type(connection), "get_database", None)) or not hasattr(
         type(connection), "__getitem__"
     ):
-        raise TypeError(
+        raise InvalidTypeError(
             "connection must be an asynchronous MongoDB client (pymongo.AsyncMongoClient, "
-            f"motor's AsyncIOMotorClient or async_pymongo.AsyncClient), not "
+            f"motor's AsyncIOMotorClient or async_pymongo.AsyncClient) or a ClientRecipe, not "
             f"{type(connection).__module__}.{type(connection).__qualname__}"
         )
 
@@ -135,7 +162,7 @@ def check_async_client(connection: object) -> None:
 async def awaited(pending: Awaitable[T]) -> T:
     """Await a driver call's result, refusing a synchronous client's plain value."""
     if not inspect.isawaitable(pending):
-        raise TypeError(
+        raise InvalidTypeError(
             f"the MongoDB client returned {type(pending).__name__} instead of an "
             "awaitable: it is synchronous; use an asynchronous client"
         )
@@ -147,3 +174,10 @@ async def maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+async def documents(cursor: Any) -> list[dict[str, Any]]:
+    """Return every document of a cursor (or of what ``aggregate()`` returned)."""
+    # PyMongo's aggregate() is a coroutine; motor's and async-pymongo's return a cursor.
+    cursor = await maybe_await(cursor)
+    return [doc async for doc in cursor]
