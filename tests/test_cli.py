@@ -386,7 +386,7 @@ async def test_round_trip_through_mongodb(tmp_path: Path, mongo_uri: str) -> Non
         result = run("copy", source.path, location)
         assert result.returncode == 0, result.stderr
         report = json.loads(run("inspect", "--json", location).stdout)
-        assert report["kind"] == "mongo" and report["peers"] == 27
+        assert report["kind"] == "mongodb" and report["peers"] == 27
         back = run("copy", location, tmp_path / "back")
         assert back.returncode == 0, back.stderr
         text = run("export-string", location, "--show-secret").stdout.strip()
