@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Final
 
 __all__ = ["HASH", "NAMES", "PHONE", "STAMP", "TYPE", "Entry", "PeerCache"]
@@ -18,56 +19,52 @@ STAMP: Final = 4
 
 
 class PeerCache:
-    """Peer id to :data:`Entry`, bounded: two generations of plain dicts.
+    """Peer id to :data:`Entry`: the ``size`` peers most recently written or used.
 
-    Written and used entries go to the young generation; when it holds half of
-    ``size`` entries it becomes the old one and the previous old one is dropped, so at
-    most ``size`` entries are kept and at least the ``size / 2`` most recent ones: an
-    LRU approximation in O(1). Entries are tuples of ints and strings, which the
-    garbage collector stops tracking, so a large cache costs full collections nothing.
+    A least-recently-used map (C's ``OrderedDict``: a hit moves the entry to the end,
+    a new entry past ``size`` drops the oldest). Entries are tuples of ints and
+    strings, which the garbage collector stops tracking, so a large cache costs full
+    collections little.
     """
 
-    __slots__ = ("_generation", "_old", "_young", "size")
+    __slots__ = ("_entries", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._generation = max(1, size // 2)
-        self._young: dict[int, Entry] = {}
-        self._old: dict[int, Entry] = {}
+        self._entries: OrderedDict[int, Entry] = OrderedDict()
 
     def get(self, peer_id: int) -> Entry | None:
         """Return the entry of ``peer_id`` and mark it recently used."""
-        entry = self._young.get(peer_id)
-        if entry is None:
-            entry = self._old.pop(peer_id, None)
-            if entry is not None:
-                self._store(peer_id, entry)
+        entries = self._entries
+        entry = entries.get(peer_id)
+        if entry is not None:
+            entries.move_to_end(peer_id)
         return entry
 
     def peek(self, peer_id: int) -> Entry | None:
         """Return the entry of ``peer_id`` without touching its recency."""
-        entry = self._young.get(peer_id)
-        return self._old.get(peer_id) if entry is None else entry
+        return self._entries.get(peer_id)
 
     def put(self, peer_id: int, entry: Entry) -> None:
         if self.size > 0:
-            self._old.pop(peer_id, None)
-            self._store(peer_id, entry)
+            entries = self._entries
+            entries[peer_id] = entry
+            entries.move_to_end(peer_id)
+            if len(entries) > self.size:
+                entries.popitem(last=False)
 
-    def _store(self, peer_id: int, entry: Entry) -> None:
-        young = self._young
-        young[peer_id] = entry
-        if len(young) >= self._generation:
-            self._old = young
-            self._young = {}
+    def put_old(self, peer_id: int, entry: Entry) -> None:
+        """Add an entry as the least recently used (a guess, not a use: it goes first)."""
+        entries = self._entries
+        if self.size > 0 and peer_id not in entries and len(entries) < self.size:
+            entries[peer_id] = entry
+            entries.move_to_end(peer_id, last=False)
 
     def pop(self, peer_id: int) -> None:
-        self._young.pop(peer_id, None)
-        self._old.pop(peer_id, None)
+        self._entries.pop(peer_id, None)
 
     def clear(self) -> None:
-        self._young = {}
-        self._old = {}
+        self._entries = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._young) + len(self._old)
+        return len(self._entries)

@@ -32,6 +32,9 @@ __all__ = [
     "make_peer",
 ]
 
+PENDING_LIMIT = 1000
+"""Keys in the pending batch past which a write hands it over at once (it flushes)."""
+
 # Kinds of peer change.
 FULL: Final = 0  # every field, usernames included
 PARTIAL: Final = 1  # every field but the usernames, which stay as stored
@@ -250,6 +253,12 @@ class Journal:
     def __len__(self) -> int:
         """Keys waiting in the pending layer."""
         return len(self._pending)
+
+    @property
+    def full(self) -> bool:
+        """Whether the pending batch holds :data:`PENDING_LIMIT` keys or more."""
+        pending = self._pending
+        return len(pending.peers) + len(pending.states) >= PENDING_LIMIT
 
     @property
     def waiting(self) -> bool:

@@ -74,9 +74,6 @@ USERNAME_TTL = 8 * 60 * 60
 DEFAULT_PEER_CACHE_SIZE = 100_000
 """Peers a storage keeps in memory for lookups by id, when it is the session's only writer."""
 
-PENDING_LIMIT = 1000
-"""Keys waiting to be stored past which a write hands the batch over at once."""
-
 _WARM_BATCH = 2000
 """Peers per trip to the backend while the cache warms up after open()."""
 
@@ -485,26 +482,30 @@ class Storage(abc.ABC):
         if not changes:
             return
         cache = self._cache if self._caching else None
-        if cache is not None and self.probes_writes and len(changes) <= _PROBE_BATCH:
-            for peer_id, _, _ in changes:
-                if cache.peek(peer_id) is None:
-                    await self._probe([peer_id for peer_id, _, _ in changes])
-                    break
-        refresh = self._refresh_window()
         if cache is not None:
-            changes = [
-                item
-                for item in changes
-                if (cached := cache.peek(item[0])) is None
-                or not _unchanged(cached, item[1], item[2], now, refresh)
-            ]
+            peek = cache.peek
+            if self.probes_writes and len(changes) <= _PROBE_BATCH:
+                for peer_id, _, _ in changes:
+                    if peek(peer_id) is None:
+                        await self._probe([peer_id for peer_id, _, _ in changes])
+                        break
+            refresh = self._refresh_window()
+            kept = []
+            for item in changes:
+                cached = peek(item[0])
+                if cached is None or not _unchanged(cached, item[1], item[2], now, refresh):
+                    kept.append(item)
+            if not kept:
+                return
+            changes = kept
         journal_ = self._journal
-        if not all(journal_.can_add(peer_id, change) for peer_id, change, _ in changes):
-            # Usernames set, then a write keeping them: whether they are kept depends on
-            # what is stored, so store the first before taking the second (and before
-            # changing anything, should storing fail).
-            await self._store_pending()
-        written = 0
+        for peer_id, change, _ in changes:
+            if not journal_.can_add(peer_id, change):
+                # Usernames set, then a write keeping them: whether they are kept depends
+                # on what is stored, so store the first before taking the second (and
+                # before changing anything, should storing fail).
+                await self._store_pending()
+                break
         for peer_id, change, _ in changes:
             journal_.add_peer(peer_id, change)
             if cache is not None:
@@ -513,13 +514,11 @@ class Storage(abc.ABC):
                     cached = cache.peek(peer_id)
                     names = None if cached is None else cached[NAMES]
                 cache.put(peer_id, (change[1], change[2], names, change[4], change[5]))
-            written += 1
-        if written:
-            self._peer_writes += 1
-            if self.commit_interval == 0 or len(self._journal) >= PENDING_LIMIT:
-                await self._written()
-            elif self._flush_task is None:
-                self._start_flush(self.commit_interval)
+        self._peer_writes += 1
+        if self.commit_interval == 0 or journal_.full:
+            await self._written()
+        elif self._flush_task is None:
+            self._start_flush(self.commit_interval)
 
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
         """Replace the usernames of each given peer id; ids not stored are ignored.
@@ -530,14 +529,18 @@ class Storage(abc.ABC):
             self._check_writable()
         now = int(time.time())
         merged: dict[int, tuple[str, ...]] = {}
-        for item in _iterate(usernames, "usernames"):
+        if type(usernames) is not list:
+            usernames = _iterate(usernames, "usernames")
+        for item in usernames:
             try:
                 peer_id, names = item
             except (TypeError, ValueError):
                 raise InvalidTypeError(
                     f"set_usernames() takes (peer id, usernames) pairs, not {type(item).__name__}"
                 ) from None
-            merged[int64(peer_id, "peer id")] = clean_usernames(names)
+            if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
+                peer_id = int64(peer_id, "peer id")
+            merged[peer_id] = clean_usernames(names)
         if not merged:
             return
         cache = self._cache if self._caching else None
@@ -558,7 +561,10 @@ class Storage(abc.ABC):
             written += 1
         if written:
             self._peer_writes += 1
-            await self._written()
+            if self.commit_interval == 0 or self._journal.full:
+                await self._written()
+            elif self._flush_task is None:
+                self._start_flush(self.commit_interval)
 
     async def delete_peers(self, peer_ids: Iterable[int]) -> None:
         """Forget these peers and their usernames; unknown ids are ignored."""
@@ -711,7 +717,7 @@ class Storage(abc.ABC):
         add = self._journal.add_state
         for state_id, change in rows:
             add(state_id, change)
-        if self.commit_interval == 0 or len(self._journal) >= PENDING_LIMIT:
+        if self.commit_interval == 0 or self._journal.full:
             await self._written()
         elif self._flush_task is None:
             self._start_flush(self.commit_interval)
@@ -879,14 +885,17 @@ class Storage(abc.ABC):
         try:
             ids = await self._recent_peers(self._cache.size)
             where = repr(self)
-            for end in range(len(ids), 0, -_WARM_BATCH):  # least recent first: they age out
-                peers = await self._find_peers(ids[max(0, end - _WARM_BATCH) : end])
+            for start in range(0, len(ids), _WARM_BATCH):  # the most recent first
+                peers = await self._find_peers(ids[start : start + _WARM_BATCH])
                 if self._epoch != epoch or not self._caching:
                     return
+                by_id = {peer.id: peer for peer in peers}
                 cache, journal_ = self._cache, self._journal
-                for peer in peers:
-                    if cache.peek(peer.id) is None and journal_.peer(peer.id) is None:
-                        self._remember(stored_peer(peer, where))
+                for peer_id in ids[start : start + _WARM_BATCH]:
+                    peer = by_id.get(peer_id)
+                    if peer is not None and journal_.peer(peer_id) is None:
+                        # Behind everything used meanwhile, and never evicting it.
+                        cache.put_old(peer_id, _entry(stored_peer(peer, where)))
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a cache left cold is slower, never wrong
@@ -924,20 +933,13 @@ class Storage(abc.ABC):
             cached = self._cache.peek(peer.id)
             if cached is not None and cached[HASH] == peer.access_hash:
                 return  # what we know is better
-        entry: Entry = (
-            peer.access_hash,
-            peer.type.value,
-            peer.usernames,
-            peer.phone_number,
-            peer.last_update_on if peer.last_update_on is not None else 0,
-        )
-        self._cache.put(peer.id, entry)
+        self._cache.put(peer.id, _entry(peer))
 
     async def _written(self) -> None:
         """After a write entered the journal: store it now, soon, or once the batch is full."""
         if self.commit_interval == 0:
             await self._store_pending()
-        elif len(self._journal) >= PENDING_LIMIT:
+        elif self._journal.full:
             await self._hand_over()
         elif self._flush_task is None:
             self._start_flush(self.commit_interval)
@@ -1054,6 +1056,17 @@ class Storage(abc.ABC):
                 self._set_writable()
             if last:
                 return
+
+
+def _entry(peer: Peer) -> Entry:
+    stamp = peer.last_update_on
+    return (
+        peer.access_hash,
+        peer.type.value,
+        peer.usernames,
+        peer.phone_number,
+        stamp if stamp is not None else 0,
+    )
 
 
 def _entry_peer(peer_id: int, entry: Entry) -> Peer:

@@ -78,9 +78,9 @@ def clean_usernames(names: Iterable[str | None], what: str = "usernames") -> tup
     for name in iterator:
         if name is None:
             continue
-        if not isinstance(name, str):
+        if type(name) is not str and not isinstance(name, str):
             raise InvalidTypeError(f"a username must be a str, not {type(name).__name__}")
-        key = normalize_username(name)
+        key = name if name.islower() and name.isidentifier() else normalize_username(name)
         if key:
             seen[key] = None
     return tuple(seen)

@@ -139,24 +139,24 @@ class ClientStorage:
 
     async def update_usernames(self, usernames: Iterable[Any]) -> None:
         """Replace usernames, given as ``(id, [names])`` or as ``(id, name)`` pairs (grouped)."""
-        given = list(usernames)
-        if given:
-            try:
-                await self._set_usernames(given)
-            except StorageError as exc:
-                self._late("username", exc)
-
-    async def _set_usernames(self, usernames: list[Any]) -> None:
         grouped: dict[int, list[str]] = {}
+        remap = self._remaps_usernames
         for peer_id, names in usernames:
-            owner = await self._username_owner(int(peer_id))
+            owner = await self._username_owner(int(peer_id)) if remap else int(peer_id)
             if names is None or isinstance(names, str):
                 listed = grouped.setdefault(owner, [])
                 if names:
                     listed.append(names)
             else:
                 grouped[owner] = [name for name in names if name]
-        await self.storage.set_usernames(grouped.items())
+        if grouped:
+            try:
+                await self.storage.set_usernames(list(grouped.items()))
+            except StorageError as exc:
+                self._late("username", exc)
+
+    _remaps_usernames: ClassVar[bool] = False
+    """Whether :meth:`_username_owner` must be asked which peer a username's id is."""
 
     async def _username_owner(self, peer_id: int) -> int:
         """Return the stored id a client's ``update_usernames`` id refers to."""
@@ -230,10 +230,10 @@ class ObjectUpdateStates(ClientStorage):
 
     async def set_update_state(self, update_state: Any) -> None:
         """Upsert one state or many; a ``None`` field keeps the stored value."""
-        given = [update_state] if hasattr(update_state, "pts") else list(update_state)
+        given = [update_state] if hasattr(update_state, "pts") else update_state
         states = [UpdateState(s.id, s.pts, s.qts, s.date, s.seq) for s in given]
         try:
-            await self.storage.set_update_states(states, merge=True)
+            await self.storage.set_update_states(states)
         except StorageError as exc:
             self._late("update state", exc)
 

@@ -25,6 +25,7 @@ class ElectrogramAdapter(PyroforkAdapter):
     """Electrogram: ``Client(..., storage=for_client(storage))``."""
 
     client = "electrogram"
+    _remaps_usernames = True
 
     async def _username_owner(self, peer_id: int) -> int:
         if peer_id <= 0:
