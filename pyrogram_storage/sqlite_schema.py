@@ -91,6 +91,15 @@ class _SchemaObject(NamedTuple):
     sql: str | None
 
 
+def _damage(exc: sqlite3.DatabaseError) -> bool:
+    """Whether reading the header failed because the file is not a (sound) database."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        return code & 0xFF in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text
+
+
 def secure(db: sqlite3.Connection) -> None:
     """Configure a freshly opened connection so that a planted schema cannot run code.
 
@@ -117,6 +126,8 @@ def is_current(db: sqlite3.Connection, database: str) -> bool:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         objects = _schema_objects(db)
     except sqlite3.DatabaseError as exc:
+        if not _damage(exc):
+            raise  # a full disk, a lock, an I/O error: the engine says which
         raise CorruptSessionError(
             f"{database} is not a readable SQLite database ({exc}); {_UNTOUCHED}"
         ) from exc
@@ -151,6 +162,8 @@ def prepare(db: sqlite3.Connection, database: str, layout: Layout) -> Layout:
         version = db.execute("PRAGMA user_version").fetchone()[0]
         objects = _schema_objects(db)
     except sqlite3.DatabaseError as exc:
+        if not _damage(exc):
+            raise  # a full disk, a lock, an I/O error: the engine says which
         raise CorruptSessionError(
             f"{database} is not a readable SQLite database ({exc}); {_UNTOUCHED}"
         ) from exc

@@ -845,6 +845,39 @@ async def test_creating_a_session_on_a_full_disk_raises_disk_full_error(
         assert await storage.export_session_string() == STRING_OF_KEY
 
 
+async def test_opening_a_healthy_session_on_a_full_disk_is_disk_full_not_corrupt(
+    small_disk: SmallDisk,
+) -> None:
+    """Before: "not a readable SQLite database (disk I/O error)", CorruptSessionError,
+    which tells a user to throw away a good session, when the disk had 4-32 KiB left."""
+    root = small_disk.root
+    async with FileStorage("old", root, session_string=STRING_OF_KEY) as storage:
+        await storage.upsert_peers([Peer(5, 55, PeerType.USER, ("keep",))])
+    path = root / "old.session"
+    before = digest(path)
+    outcomes: Counter[str] = Counter()
+    for pages in range(0, 10):
+        small_disk.fill(leave=pages * 4096)
+        storage = FileStorage("old", root)
+        try:
+            await storage.open()
+        except CorruptSessionError as exc:  # pragma: no cover - the failure this test is for
+            raise AssertionError(f"a healthy file called corrupt with {pages} pages free") from exc
+        except DiskFullError as exc:
+            assert "disk is full" in str(exc)
+            outcomes["DiskFullError"] += 1
+        else:
+            outcomes["opened"] += 1
+            assert (await storage.peer_by_username("keep")).id == 5
+            await storage.close()
+        small_disk.empty()
+        assert digest(path) == before
+    print(f"\nopening a session on a full disk: {dict(outcomes)}")
+    assert outcomes["DiskFullError"] >= 1
+    async with FileStorage("old", root) as storage:
+        assert await storage.export_session_string() == STRING_OF_KEY
+
+
 async def test_no_room_for_a_new_file_or_folder_raises_disk_full_error(tmp_path: Path) -> None:
     """A tmpfs out of inodes: the lock, the new file, its journal, the workdir: no room."""
     with _small_disk(tmp_path / "disk", "size=1m,nr_inodes=12,mode=0700") as disk:
