@@ -157,3 +157,52 @@ async def test_int_subclasses_from_a_backend_are_ints_not_damage() -> None:
         storage.data["peers"][7] = Peer(7, _Int64(2**63), PeerType.USER, ("huge",))
         with pytest.raises(CorruptSessionError, match="access_hash"):
             await storage.peer_by_id(7)
+
+
+@pytest.mark.mongo
+@pytest.mark.parametrize(
+    ("collection", "document", "field", "read"),
+    [
+        ("session", {"_id": 0, "auth_key": 10**700, "dc_id": 2, "date": 0}, "auth key", "open"),
+        ("session", {"_id": 0, "auth_key": SECRET, "dc_id": 2, "date": 0}, "auth key", "open"),
+        ("session", {"_id": 0, "dc_id": "two", "date": 0}, "dc_id", "open"),
+        ("peers", {"_id": 1, "access_hash": "x", "type": "user"}, "access_hash", "peer"),
+        ("peers", {"_id": 1, "access_hash": 1, "type": 5}, "peer type", "peer"),
+        ("peers", {"_id": 1, "access_hash": 1, "type": "user", "phone_number": 1}, "phone", "peer"),
+        ("update_state", {"_id": 0, "pts": "many"}, "update state pts", "states"),
+    ],
+)
+async def test_damaged_mongodb_documents_are_refused(
+    mongo_uri: str, collection: str, document: dict[str, Any], field: str, read: str
+) -> None:
+    """Before: an int auth_key became a 300 MB key (bytes(int)), others raw MemoryError."""
+    import uuid
+
+    import pymongo
+
+    from pyrogram_storage import from_url
+
+    name = f"damaged_{uuid.uuid4().hex[:12]}"
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(mongo_uri)
+    try:
+        async with from_url(f"{mongo_uri}#{name}"):
+            pass  # creates the session and the schema document
+        big = document.get("auth_key") == 10**700
+        if big:  # BSON cannot hold it: the largest int it stores, as an "auth key"
+            document = {**document, "auth_key": 2**62}
+        client[name][collection].replace_one({"_id": document["_id"]}, document, upsert=True)
+        storage = from_url(f"{mongo_uri}#{name}")
+        if read == "open":
+            with pytest.raises(CorruptSessionError, match=field) as info:
+                await storage.open()
+            assert SECRET not in _chain(info.value)
+            return
+        async with storage:
+            with pytest.raises(CorruptSessionError, match=field):
+                if read == "peer":
+                    await storage.peer_by_id(1)
+                else:
+                    await storage.get_update_states()
+    finally:
+        client.drop_database(name)
+        client.close()
