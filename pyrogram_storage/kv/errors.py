@@ -9,7 +9,7 @@ caller would already catch: a key of the wrong type is a ``TypeError``, a negati
 
 from __future__ import annotations
 
-from ..errors import StorageError
+from ..errors import InvalidTypeError, InvalidValueError, StorageError
 
 __all__ = [
     "CorruptStoreError",
@@ -30,10 +30,11 @@ class KVError(StorageError):
     """Base class of the errors only the bot-state stores raise."""
 
 
-class InvalidArgumentError(KVError, TypeError, ValueError):
+class InvalidArgumentError(KVError, InvalidTypeError, InvalidValueError):
     """An argument has the wrong type or value; nothing was read or written.
 
-    Both a ``TypeError`` and a ``ValueError``, so either ``except`` catches it.
+    The package's :class:`InvalidTypeError` and :class:`InvalidValueError` at once
+    (so also a ``TypeError`` and a ``ValueError``): any of those ``except`` catches it.
     """
 
 
