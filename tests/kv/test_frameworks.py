@@ -142,3 +142,19 @@ def test_a_missing_framework_names_its_extra(blocked: str, build: str, extra: st
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
     )
     assert f"pip install pyrogram-storage[{extra}]" in result.stdout
+
+
+@pytest.mark.frameworks
+@pytest.mark.mongo
+def test_benchmark_runs(tmp_path: Path) -> None:
+    """benchmarks/kv_frameworks.py runs end to end at a tiny scale and writes its report."""
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "benchmarks" / "kv_frameworks.py"), "--repeat", "1",
+         "--scale", "0.01", "--out", str(tmp_path)],
+        check=True, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
+    )
+    report = json.loads((tmp_path / "kv-frameworks.json").read_text())
+    medians = report["analysis"]["medians"]
+    assert "ours: SQLiteKV" in medians["kurigram-addons"]
+    assert "aiogram PyMongoStorage" in medians["aiogram"]
+    assert "MemoryKV.get" in (tmp_path / "kv-frameworks.md").read_text()
