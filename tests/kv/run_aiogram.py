@@ -185,6 +185,12 @@ async def contract(c: Checks, storage: Any, side: Any) -> None:
     c.eq("update_data({}) on nothing", await storage.update_data(key, {}), {})
     c.eq("...stores nothing", await keys_of(store), [])
 
+    await store.set("fsm:-100:7:data", "written by something else")
+    c.eq("get_data of a value that is not a dict", await storage.get_data(key), {})
+    c.eq("update_data replaces it", await storage.update_data(key, {"a": 1}), {"a": 1})
+    c.eq("...and stores a dict", await store.get("fsm:-100:7:data"), {"a": 1})
+    await storage.set_data(key, {})
+
     rich = {"when": datetime.datetime(2026, 1, 2, 3, 4, 5), "tags": {"vip"},
             "price": decimal.Decimal("9.99"), "pair": (1, 2)}
     await storage.set_data(key, rich)

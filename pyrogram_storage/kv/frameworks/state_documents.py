@@ -116,8 +116,7 @@ class KurigramAddonsStorage(FrameworkAdapter):
             key = _key(STATE, identifier)
             seconds = _ttl(ttl)
             if seconds is _NEVER and store.default_ttl is not None:
-                store._check(key)
-                await store._put(key, state, None)
+                await store._put(key, state, None)  # an absolute "never", past default_ttl
             else:
                 await store.set(key, state, ttl=None if seconds is _NEVER else seconds)
         except StorageError as exc:

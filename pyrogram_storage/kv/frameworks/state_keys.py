@@ -57,7 +57,7 @@ class AiogramStorage(FrameworkAdapter):
     requirement = "aiogram>=3.4"
     extra = "aiogram"
     framework = "aiogram"
-    _state_class: type[Any] | None = None
+    _state_class: type[Any] = type("_NoStateClass", (), {})  # aiogram's State, once bound
     _not_dict_error: type[BaseException] | None = None
 
     def __init__(
@@ -85,7 +85,7 @@ class AiogramStorage(FrameworkAdapter):
         store = self.store
         if not store.is_open:
             await self._open_store()
-        name = state.state if isinstance(state, self._state_class) else state  # type: ignore[arg-type]
+        name = state.state if isinstance(state, self._state_class) else state
         state_key = self.key_builder.build(key, "state")
         if name is None:
             await store.delete(state_key)
@@ -141,14 +141,12 @@ class AiogramStorage(FrameworkAdapter):
             await self._open_store()
         data_key = self.key_builder.build(key, "data")
         for _ in range(_UPDATE_ATTEMPTS):
-            current = await store.get(data_key)
-            if type(current) is not dict:
-                current = None
-            merged = {**current, **data} if current is not None else dict(data)
-            if merged == (current or {}) and not (self._renews and merged):
-                return merged
-            expected = MISSING if current is None else current
-            if await store.compare_and_set(data_key, merged, expected=expected, ttl=self.data_ttl):
+            stored = await store.get(data_key, MISSING)
+            current = stored if type(stored) is dict else {}
+            merged = {**current, **data}
+            if merged == current and not (self._renews and merged):
+                return merged  # nothing to write (a value that is not a dict stays)
+            if await store.compare_and_set(data_key, merged, expected=stored, ttl=self.data_ttl):
                 return dict(merged)
         raise UpdateConflictError(
             f"update_data: the data under {data_key!r} changed {_UPDATE_ATTEMPTS} times while "
@@ -216,7 +214,7 @@ def for_aiogram(
     :raises MissingDriverError: aiogram is not installed.
     """
     cls = bind(AiogramStorage)
-    if cls._state_class is None:
+    if cls._not_dict_error is None:
         from aiogram.exceptions import DataNotDictLikeError  # type: ignore[import-not-found]
         from aiogram.fsm.state import State  # type: ignore[import-not-found]
 
