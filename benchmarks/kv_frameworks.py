@@ -21,6 +21,7 @@ Ratios are taken within each round (both systems measured minutes apart at most,
 the same server), then the median over rounds; the machine's load is recorded.
 
     .venv/bin/python benchmarks/kv_frameworks.py [--repeat 5] [--quick] [--out DIR]
+    .venv/bin/python benchmarks/kv_frameworks.py --from-json results/kv-frameworks.json
 
 Writes ``kv-frameworks.md`` and ``kv-frameworks.json``. Nothing is asserted.
 """
@@ -193,10 +194,15 @@ def _report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
                        + ("met" if not missed else "MISSED on " + ", ".join(missed)))
         out.append(f"- {ratio['ours']} vs {ratio['theirs']} ({ratio['framework']}): "
                    f"{cells} — {verdict}")
-    out += ["", "Redis floor (our time / raw redis-py's on the same server and client library; "
-            "target ≤ 1.2×):", ""]
+    out += ["", "Redis floor (our time / raw redis-py's GET and SET of a short string, same "
+            "server, same client library; the target, ≤ 1.2×, is the store's; through the "
+            "adapters for information: kurigram-addons' set writes a whole document):", ""]
     for floor in analysis["floors"]:
-        verdict = "met" if max(floor["get"], floor["set"]) <= 1.2 else "MISSED"
+        if floor["what"] == "RedisKV alone":
+            ok = max(floor["get"], floor["set"]) <= 1.2
+            verdict = "target ≤ 1.2×: " + ("met" if ok else "MISSED")
+        else:
+            verdict = "(information)"
         out.append(f"- {floor['what']} ({floor['framework']} venv): get {floor['get']:.2f}×, "
                    f"set {floor['set']:.2f}× — {verdict}")
     memory_get = analysis["memory_get"]
@@ -218,8 +224,15 @@ def main() -> int:
     parser.add_argument("--scale", type=float, default=None, help="multiply the call counts")
     parser.add_argument("--no-mongo", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--from-json", type=Path, help="re-render a kv-frameworks.json")
     options = parser.parse_args()
     scale = options.scale if options.scale is not None else (0.1 if options.quick else 1.0)
+    if options.from_json:
+        saved = json.loads(options.from_json.read_text())
+        text = _report(_analyse(saved["rounds"]), saved["meta"])
+        (options.out / "kv-frameworks.md").write_text(text)
+        print(text)
+        return 0
 
     from clientenv import ensure_env
     from mongoserver import MongoServer
