@@ -1,14 +1,18 @@
-"""Per-client virtualenvs for the seven Pyrogram-family clients.
+"""Per-client virtualenvs for the seven Pyrogram-family clients, and the bot frameworks.
 
 Six of the clients install the same top-level package (``pyrogram``), so each one
-gets its own venv under ``<repo>/.venvs/clients/<client>``. Tests and benchmarks
-call :func:`ensure_env` (idempotent, cached, safe across processes) and then run
-scripts with :func:`run_in_env`.
+gets its own venv under ``<repo>/.venvs/clients/<client>``. The bot frameworks
+(:data:`FRAMEWORKS`: kurigram-addons, aiogram) get theirs under
+``<repo>/.venvs/frameworks/<name>``, with the drivers of every ``pyrogram_storage.kv``
+backend. Tests and benchmarks call :func:`ensure_env` (idempotent, cached, safe across
+processes) and then run scripts with :func:`run_in_env`; both take a client's or a
+framework's name.
 
 Command line::
 
-    python tests/clientenv.py all            # prepare every venv
+    python tests/clientenv.py all            # prepare every client venv
     python tests/clientenv.py kurigram hydrogram
+    python tests/clientenv.py frameworks     # prepare both framework venvs
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "CLIENTS",
+    "FRAMEWORKS",
     "REPO_ROOT",
     "VENVS_DIR",
     "Client",
@@ -40,6 +45,7 @@ __all__ = [
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 VENVS_DIR = REPO_ROOT / ".venvs" / "clients"
+FRAMEWORK_VENVS_DIR = REPO_ROOT / ".venvs" / "frameworks"
 
 # Extra packages every client venv gets, pinned so that runs are reproducible.
 COMMON_REQUIREMENTS: tuple[str, ...] = ()
@@ -54,10 +60,16 @@ _OUTPUT_TAIL = 3000
 
 @dataclass(frozen=True)
 class Client:
-    """One client: the pip requirement that installs it and its import name."""
+    """One client (or framework): the pip requirement that installs it and its import name.
+
+    ``extras`` are more requirements installed beside it; ``project_extras`` the
+    extras of the editable pyrogram_storage install (``"redis,valkey"``).
+    """
 
     requirement: str
     module: str
+    extras: tuple[str, ...] = ()
+    project_extras: str = ""
 
 
 CLIENTS: Mapping[str, Client] = {
@@ -70,11 +82,23 @@ CLIENTS: Mapping[str, Client] = {
     "electrogram": Client("electrogram==0.3.230", "pyrogram"),
 }
 
+_KV_DRIVERS = "redis,valkey,mongo,motor,async-pymongo"
+FRAMEWORKS: Mapping[str, Client] = {
+    # Kurigram is pinned like the client venv's, so both resolve the same wheel.
+    "kurigram-addons": Client(
+        "kurigram-addons[all]==0.5.1", "pyrogram_patch", ("kurigram==2.2.26",), _KV_DRIVERS
+    ),
+    # redis[hiredis] and pymongo/motor come with aiogram's own extras (its Redis and
+    # Mongo storages, which the benchmarks run); our drivers resolve within its pins.
+    "aiogram": Client("aiogram[redis,mongo]==3.31.0", "aiogram", (), _KV_DRIVERS),
+}
+"""The bot frameworks ``pyrogram_storage.kv`` plugs into (issue 15), each in its own venv."""
+
 
 def env_dir(client: str) -> pathlib.Path:
-    """Return the venv directory of ``client`` (it may not exist yet)."""
+    """Return the venv directory of ``client`` or framework (it may not exist yet)."""
     _check_client(client)
-    return VENVS_DIR / client
+    return (FRAMEWORK_VENVS_DIR if client in FRAMEWORKS else VENVS_DIR) / client
 
 
 def env_python(client: str) -> pathlib.Path:
@@ -88,7 +112,7 @@ def ensure_env(client: str) -> pathlib.Path:
     A second call with unchanged requirements and project metadata returns at once.
     Several processes may call it at the same time: one builds, the others wait.
 
-    :raises KeyError: ``client`` is not one of :data:`CLIENTS`.
+    :raises KeyError: ``client`` is not one of :data:`CLIENTS` or :data:`FRAMEWORKS`.
     :raises RuntimeError: venv creation or ``pip install`` failed; the message
         holds the tail of pip's output.
     """
@@ -98,16 +122,18 @@ def ensure_env(client: str) -> pathlib.Path:
     wanted = _env_hash(client)
     if _read(marker) == wanted and python.exists():
         return python
-    VENVS_DIR.mkdir(parents=True, exist_ok=True)
-    with _locked(VENVS_DIR / f"{client}.lock"):
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    spec = _spec(client)
+    with _locked(directory.parent / f"{client}.lock"):
         if _read(marker) == wanted and python.exists():
             return python
         marker.unlink(missing_ok=True)
         if not python.exists():
             venv.EnvBuilder(with_pip=True, clear=True).create(directory)
-        _pip(python, CLIENTS[client].requirement, *COMMON_REQUIREMENTS)
+        _pip(python, spec.requirement, *spec.extras, *COMMON_REQUIREMENTS)
         if _project_file_present():
-            _pip(python, "-e", str(REPO_ROOT))
+            extras = f"[{spec.project_extras}]" if spec.project_extras else ""
+            _pip(python, "-e", f"{REPO_ROOT}{extras}")
         marker.write_text(wanted)
     return python
 
@@ -146,8 +172,13 @@ def run_in_env(
 
 
 def _check_client(client: str) -> None:
-    if client not in CLIENTS:
-        raise KeyError(f"unknown client {client!r}; choose from {', '.join(CLIENTS)}")
+    if client not in CLIENTS and client not in FRAMEWORKS:
+        known = ", ".join([*CLIENTS, *FRAMEWORKS])
+        raise KeyError(f"unknown client or framework {client!r}; choose from {known}")
+
+
+def _spec(client: str) -> Client:
+    return FRAMEWORKS[client] if client in FRAMEWORKS else CLIENTS[client]
 
 
 def _project_file_present() -> bool:
@@ -156,10 +187,13 @@ def _project_file_present() -> bool:
 
 def _env_hash(client: str) -> str:
     digest = hashlib.sha256()
+    spec = _spec(client)
     state = {
-        "requirements": [CLIENTS[client].requirement, *COMMON_REQUIREMENTS],
+        "requirements": [spec.requirement, *COMMON_REQUIREMENTS],
         "editable": _project_file_present(),
     }
+    if spec.extras or spec.project_extras:  # the clients' hashes stay as they were
+        state["extras"] = [*spec.extras, spec.project_extras]
     digest.update(json.dumps(state, sort_keys=True).encode())
     for name in PROJECT_FILES:
         path = REPO_ROOT / name
@@ -205,10 +239,14 @@ def _prepare(client: str) -> tuple[str, float]:
 def main(argv: list[str] | None = None) -> int:
     """Prepare the venvs named on the command line (or ``all``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("clients", nargs="+", help=f"'all' or some of: {', '.join(CLIENTS)}")
+    known = ", ".join([*CLIENTS, *FRAMEWORKS])
+    parser.add_argument(
+        "clients", nargs="+", help=f"'all', 'frameworks' or some of: {known}"
+    )
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel installs")
     options = parser.parse_args(argv)
-    names = list(CLIENTS) if options.clients == ["all"] else options.clients
+    groups = {"all": list(CLIENTS), "frameworks": list(FRAMEWORKS)}
+    names = [name for given in options.clients for name in groups.get(given, [given])]
     for name in names:
         _check_client(name)
     failed = 0

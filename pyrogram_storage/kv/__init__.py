@@ -2,8 +2,10 @@
 
 Every store is a :class:`KVStore` (async, typed, TTLs, atomic ``increment`` and
 ``compare_and_set``): :class:`MemoryKV`, :class:`SQLiteKV`, :class:`JSONFileKV`,
-:class:`MongoKV` and :class:`RedisKV`. ``import pyrogram_storage.kv`` imports no
-database driver; MongoKV and RedisKV load theirs when used.
+:class:`MongoKV` and :class:`RedisKV`. :func:`for_kurigram_addons` and
+:func:`for_aiogram` make any of them a bot framework's FSM storage.
+``import pyrogram_storage.kv`` imports no database driver and no framework; MongoKV
+and RedisKV load theirs when used, the adapters theirs when called.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .errors import (
     StoreLockedError,
     VersionTooNewError,
 )
+from .frameworks import for_aiogram, for_kurigram_addons
 from .jsonfile import JSONFileKV
 from .memory import MemoryKV
 from .registry import from_url
@@ -72,6 +75,8 @@ __all__ = [
     "VersionTooNewError",
     "VersionedKV",
     "copy",
+    "for_aiogram",
+    "for_kurigram_addons",
     "from_url",
     "versioned",
 ]
