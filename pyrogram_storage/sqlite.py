@@ -74,10 +74,17 @@ _NAMES_OF_MANY = {
     Layout.PYROFORK: "SELECT peer_id, id, rowid FROM usernames WHERE peer_id IN ({marks}) "
     "ORDER BY rowid",
 }
-_USERNAME_OWNER = {
-    Layout.UPSTREAM: "SELECT id FROM usernames WHERE username = ?1 "
-    "UNION ALL SELECT peer_id FROM usernames WHERE id = ?1 AND peer_id IS NOT NULL",
-    Layout.PYROFORK: "SELECT peer_id FROM usernames WHERE id = ?1",
+# Every peer holding a username: classic clients keep it only in peers.username, the
+# others in the usernames table (the upstream layout's (peer id, username) rows hold every
+# name, Pyrofork's are mirrored into them). Two index lookups; the newest is picked after.
+_PEER_COLUMNS_OF_P = "p.id, p.access_hash, p.type, p.username, p.phone_number, p.last_update_on"
+_HOLDERS = {
+    Layout.UPSTREAM: f"SELECT {_PEER_COLUMNS_OF_P} FROM peers p WHERE p.username = ?1 "
+    f"UNION ALL SELECT {_PEER_COLUMNS_OF_P} FROM usernames u JOIN peers p ON p.id = u.id "
+    "WHERE u.username = ?1",
+    Layout.PYROFORK: f"SELECT {_PEER_COLUMNS_OF_P} FROM peers p WHERE p.username = ?1 "
+    f"UNION ALL SELECT {_PEER_COLUMNS_OF_P} FROM usernames u JOIN peers p ON p.id = u.peer_id "
+    "WHERE u.id = ?1",
 }
 _DELETE_USERNAMES = {  # of many peers: "{marks}" becomes one "?" per peer
     Layout.UPSTREAM: (
@@ -338,26 +345,19 @@ class SQLiteStorage(Storage):
 
     async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
         layout = self.layout
-        # Classic clients keep a username only in peers.username, the others in the
-        # usernames table: the newest peer holding it in either place wins.
-        sql = (
-            f"SELECT id FROM peers WHERE username = ?1 "
-            f"OR id IN ({_USERNAME_OWNER[layout]}) ORDER BY last_update_on DESC LIMIT 1"
-        )
+        sql = _HOLDERS[layout]
 
         def find(db: sqlite3.Connection) -> Peer | None:
-            rows = db.execute(sql, (username,)).fetchall()
-            return _one_peer(db, layout, rows[0][0], usernames) if rows else None
+            return _newest(db, layout, db.execute(sql, (username,)).fetchall(), usernames)
 
         return await self._read(find)
 
     async def _find_by_phone(self, phone: str, usernames: bool) -> Peer | None:
         layout = self.layout
-        sql = "SELECT id FROM peers WHERE phone_number = ? ORDER BY last_update_on DESC LIMIT 1"
+        sql = f"SELECT {_PEER_COLUMNS} FROM peers WHERE phone_number = ?"
 
         def find(db: sqlite3.Connection) -> Peer | None:
-            rows = db.execute(sql, (phone,)).fetchall()
-            return _one_peer(db, layout, rows[0][0], usernames) if rows else None
+            return _newest(db, layout, db.execute(sql, (phone,)).fetchall(), usernames)
 
         return await self._read(find)
 
@@ -556,6 +556,26 @@ def _to_column(name: str, value: Any) -> Any:
     if name in _BOOL_FIELDS and value is not None:
         return int(bool(value))
     return value
+
+
+def _newest(
+    db: sqlite3.Connection, layout: Layout, rows: list[Any], usernames: bool
+) -> Peer | None:
+    """The peer of the row written last (the first of a tie), with its usernames if asked."""
+    if not rows:
+        return None
+    row = rows[0]
+    for other in rows[1:]:
+        if _stamp(other) > _stamp(row):
+            row = other
+    if usernames:
+        return _one_peer(db, layout, row[0], True)
+    return _peer(row, None)
+
+
+def _stamp(row: Sequence[Any]) -> int:
+    stamp = row[5]
+    return stamp if isinstance(stamp, int) else -(2**63)  # damage shows when it is read
 
 
 def _one_peer(
