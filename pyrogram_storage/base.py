@@ -297,7 +297,7 @@ class Storage(abc.ABC):
                 return
             session = await self._call("open the session", self._open())
             try:
-                session = stored_session(session, repr(self))
+                session = stored_session(session, self)
                 self._exclusive = bool(self._sole_writer())
                 self._caching = self._exclusive and self._cache.size > 0
                 self._session = session
@@ -432,7 +432,7 @@ class Storage(abc.ABC):
         if not self._exclusive:
             fresh = await self._call("read the session", self._read_session())
             if fresh is not None and self._session is not None:
-                session = self._session = stored_session(fresh, repr(self))
+                session = self._session = stored_session(fresh, self)
         return session
 
     async def update_session(self, **changes: Any) -> None:
@@ -644,7 +644,7 @@ class Storage(abc.ABC):
         self._check_open()
         await self._store_pending()
         after: int | None = None
-        where = repr(self)
+        where = self
         while True:
             batch = await self._call("read peers", self._read_peers(after, batch_size))
             if not batch:
@@ -679,7 +679,7 @@ class Storage(abc.ABC):
         )
         if wanted == []:
             return []
-        where = repr(self)
+        where = self
         states = await self._call("read update states", self._read_states(wanted))
         by_id = {state.id: stored_state(state, where) for state in states}
         pending = self._journal.state_ids()
@@ -820,7 +820,7 @@ class Storage(abc.ABC):
         writes = self._peer_writes
         stored = await self._call("look up a peer", self._find_peer(peer_id, with_usernames))
         if stored is not None:
-            stored = stored_peer(stored, repr(self))
+            stored = stored_peer(stored, self)
         peer = self._journal.apply(peer_id, stored)
         if peer is None:
             raise PeerNotFound(f"ID not found: {peer_id}", peer_id)
@@ -849,12 +849,12 @@ class Storage(abc.ABC):
         writes = self._peer_writes
         stored = await self._call(what, find(key, with_usernames))
         if stored is not None:
-            stored = stored_peer(stored, repr(self))
+            stored = stored_peer(stored, self)
             if journal.replaces(stored.id, index):
                 await self._store_pending()
                 writes = self._peer_writes
                 stored = await self._call(what, find(key, with_usernames))
-                stored = None if stored is None else stored_peer(stored, repr(self))
+                stored = None if stored is None else stored_peer(stored, self)
         if stored is not None:
             peer = journal.apply(stored.id, stored)
             # The backend found it by this key: it holds it, unless a pending write says not.
@@ -873,6 +873,8 @@ class Storage(abc.ABC):
                             candidates.append(newer)
         if not candidates:
             return None
+        if len(candidates) == 1:
+            return candidates[0]
         return max(candidates, key=lambda peer: peer.last_update_on or 0)
 
     async def _warm_cache(self) -> None:
@@ -884,7 +886,7 @@ class Storage(abc.ABC):
         epoch = self._epoch
         try:
             ids = await self._recent_peers(self._cache.size)
-            where = repr(self)
+            where = self
             for start in range(0, len(ids), _WARM_BATCH):  # the most recent first
                 peers = await self._find_peers(ids[start : start + _WARM_BATCH])
                 if self._epoch != epoch or not self._caching:
@@ -926,7 +928,7 @@ class Storage(abc.ABC):
             stored = await self._call("look up a peer", self._find_peer(peer_id, True))
             self._probe_hits = 0.9 * self._probe_hits + (0.1 if stored is not None else 0.0)
             if stored is not None and writes == self._peer_writes and self._caching:
-                self._remember(stored_peer(stored, repr(self)))
+                self._remember(stored_peer(stored, self))
 
     def _remember(self, peer: Peer) -> None:
         if peer.usernames is None:

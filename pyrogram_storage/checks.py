@@ -160,15 +160,16 @@ def checked_session_changes(current: SessionData, changes: Mapping[str, Any]) ->
 # -- what backends hand back -------------------------------------------------------------------
 
 
-def _corrupt(where: str, field: str, expected: str, value: object) -> CorruptSessionError:
+def _corrupt(where: object, field: str, expected: str, value: object) -> CorruptSessionError:
     # The type only, never the value: it may be a secret.
+    where = where if isinstance(where, str) else repr(where)
     return CorruptSessionError(
         f"{where} holds a {field} that is {type(value).__name__}, not {expected}; "
         "the stored data is damaged or was written by another program"
     )
 
 
-def stored_session(session: object, where: str) -> SessionData:
+def stored_session(session: object, where: object) -> SessionData:
     """Check a session a backend read; fix the harmless (0/1 flags) and refuse the rest.
 
     :raises CorruptSessionError: a field of the wrong type, naming the field.
@@ -197,16 +198,17 @@ def stored_session(session: object, where: str) -> SessionData:
     return session
 
 
-def stored_peer(peer: object, where: str) -> Peer:
+def stored_peer(peer: object, where: object) -> Peer:
     """Check a peer a backend read.
 
+    :param where: what read it (its ``repr`` names it in an error; made only then).
     :raises CorruptSessionError: a field of the wrong type, naming the field.
     """
     if type(peer) is not Peer and not isinstance(peer, Peer):
         raise _corrupt(where, "peer", "Peer", peer)
     for name in ("id", "access_hash"):
         value = getattr(peer, name)
-        if not _is_int64(value):
+        if not (type(value) is int and -(2**63) <= value < 2**63) and not _is_int64(value):
             raise _corrupt(where, f"peer {name}", "a 64-bit int", value)
     if not isinstance(peer.type, PeerType):
         raise _corrupt(where, "peer type", "PeerType", peer.type)
@@ -218,12 +220,12 @@ def stored_peer(peer: object, where: str) -> Peer:
     if peer.phone_number is not None and type(peer.phone_number) is not str:
         raise _corrupt(where, "peer's phone number", "str", peer.phone_number)
     stamp = peer.last_update_on
-    if stamp is not None and not _is_int64(stamp):
+    if stamp is not None and type(stamp) is not int and not _is_int64(stamp):
         raise _corrupt(where, "peer's last_update_on", "an int", stamp)
     return peer
 
 
-def stored_state(state: object, where: str) -> UpdateState:
+def stored_state(state: object, where: object) -> UpdateState:
     """Check an update state a backend read.
 
     :raises CorruptSessionError: a field of the wrong type, naming the field.
