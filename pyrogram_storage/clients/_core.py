@@ -141,19 +141,20 @@ class ClientStorage:
         """Replace usernames, given as ``(id, [names])`` or as ``(id, name)`` pairs (grouped)."""
         grouped: dict[int, list[str]] = {}
         remap = self._remaps_usernames
-        for peer_id, names in usernames:
-            owner = await self._username_owner(int(peer_id)) if remap else int(peer_id)
-            if names is None or isinstance(names, str):
-                listed = grouped.setdefault(owner, [])
-                if names:
-                    listed.append(names)
-            else:
-                grouped[owner] = [name for name in names if name]
-        if grouped:
-            try:
+        try:
+            for peer_id, names in usernames:
+                # Electrogram's remapping reads the storage: late after close() too.
+                owner = await self._username_owner(int(peer_id)) if remap else int(peer_id)
+                if names is None or isinstance(names, str):
+                    listed = grouped.setdefault(owner, [])
+                    if names:
+                        listed.append(names)
+                else:
+                    grouped[owner] = [name for name in names if name]
+            if grouped:
                 await self.storage.set_usernames(list(grouped.items()))
-            except StorageError as exc:
-                self._late("username", exc)
+        except StorageError as exc:
+            self._late("username", exc)
 
     _remaps_usernames: ClassVar[bool] = False
     """Whether :meth:`_username_owner` must be asked which peer a username's id is."""
