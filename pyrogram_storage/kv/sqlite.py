@@ -25,6 +25,7 @@ import re
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from time import monotonic, sleep
 from time import time as _time
 from typing import Any, Literal, TypeVar
 
@@ -218,11 +219,7 @@ class SQLiteKV(KVStore[V]):
         os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
         wdb = self._connect(self.busy_timeout)
         try:
-            wdb.execute("PRAGMA journal_mode = WAL").fetchall()
-            wdb.execute("PRAGMA synchronous = NORMAL")
-            wdb.execute(self._sql.create)
-            self._check_table(wdb)
-            wdb.execute(self._sql.index)
+            self._while_locked(lambda: self._create_table(wdb))
             db = self._connect(0)
             db.execute("PRAGMA synchronous = NORMAL")
             # Checkpoints fsync and may wait: never on the loop's connection.
@@ -231,6 +228,30 @@ class SQLiteKV(KVStore[V]):
             wdb.close()
             raise
         return db, wdb
+
+    def _create_table(self, db: sqlite3.Connection) -> None:
+        db.execute("PRAGMA journal_mode = WAL").fetchall()
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.execute(self._sql.create)
+        self._check_table(db)
+        db.execute(self._sql.index)
+
+    def _while_locked(self, setup: Callable[[], None]) -> None:
+        # Processes opening a new file at once all switch it to WAL and create the table;
+        # where two would deadlock SQLite answers BUSY without calling its busy handler,
+        # so wait here instead, for as long as busy_timeout allows. Every step is
+        # idempotent.
+        deadline = monotonic() + self.busy_timeout
+        pause = 0.001
+        while True:
+            try:
+                setup()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or monotonic() >= deadline:
+                    raise
+            sleep(pause)
+            pause = min(pause * 2, 0.05)
 
     def _check_table(self, db: sqlite3.Connection) -> None:
         columns = [row[1] for row in db.execute(self._sql.columns)]

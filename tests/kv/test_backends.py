@@ -147,6 +147,31 @@ async def test_sqlite_lock_held_too_long_is_store_locked(tmp_path: Path) -> None
         assert await store.get("k") == 2
 
 
+async def test_sqlite_open_waits_for_a_writer_while_the_file_turns_to_wal(tmp_path: Path) -> None:
+    # Another process writing the file before it is in WAL mode (as when several open
+    # a new store at once): SQLite refuses the switch to WAL at once, without its busy
+    # handler, so the open itself must wait, up to busy_timeout.
+    path = tmp_path / "state.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE other (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO other VALUES (1)")
+    released = asyncio.get_running_loop().call_later(0.3, other.execute, "COMMIT")
+    started = time.monotonic()
+    try:
+        async with kv.SQLiteKV(path, busy_timeout=5) as store:
+            assert time.monotonic() - started >= 0.25
+            await store.set("k", 1)
+            assert await store.get("k") == 1
+    finally:
+        released.cancel()
+        other.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert db.execute("SELECT x FROM other").fetchall() == [(1,)]  # theirs is kept
+    db.close()
+
+
 # -- JSONFileKV ---------------------------------------------------------------------------
 
 
