@@ -60,6 +60,8 @@ locations:
                           a Telethon .session file is recognised by its tables
   mongodb://HOST/?OPTS#NAME, mongodb+srv://...#NAME
                           session NAME in MongoDB (its database is named after it)
+  redis://HOST:PORT/DB#NAME, rediss://...#NAME, unix:///PATH?db=0#NAME
+                          session NAME in Redis or Valkey (one server or a cluster)
   telethon:PATH|STRING    a Telethon .session file or StringSession string (source only)
   string:STRING           a Pyrogram-family session string (source only)
 

@@ -22,6 +22,9 @@ SCHEMES: dict[str, str] = {
     "memory": "pyrogram_storage.memory:MemoryStorage",
     "mongodb": "pyrogram_storage.mongo:MongoStorage",
     "mongodb+srv": "pyrogram_storage.mongo:MongoStorage",
+    "redis": "pyrogram_storage.redisdb.storage:RedisStorage",
+    "rediss": "pyrogram_storage.redisdb.storage:RedisStorage",
+    "unix": "pyrogram_storage.redisdb.storage:RedisStorage",
 }
 """Location scheme to the storage class (``"module:Class"``) that opens it."""
 

@@ -1,14 +1,18 @@
 """Redis driver plumbing: redis-py's and valkey's asyncio clients, loaded lazily.
 
-Shared by every Redis-backed store (the bot-state :class:`~pyrogram_storage.kv.RedisKV`
-today). Nothing here imports a driver until asked, and nothing here knows what is stored.
+Shared by every Redis-backed store: the session storage
+(:class:`~pyrogram_storage.RedisStorage`) and the bot-state
+:class:`~pyrogram_storage.kv.RedisKV`. Nothing here imports a driver until asked, and
+nothing here knows what is stored.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import inspect
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,9 +22,14 @@ from ..drivers import load_driver
 __all__ = [
     "DRIVERS",
     "SCHEMES",
+    "ClientRecipe",
     "Driver",
+    "Script",
     "build_client",
     "check_async_client",
+    "check_url",
+    "decodes_responses",
+    "default_driver",
     "detect_cluster",
     "driver_errors",
     "driver_of",
@@ -28,6 +37,8 @@ __all__ = [
     "is_cluster",
     "no_script_error",
     "response_error",
+    "retry_once",
+    "scan_slot",
 ]
 
 SCHEMES = ("redis", "rediss", "unix")
@@ -162,6 +173,31 @@ def is_cluster(client: object) -> bool:
     return any(cls.__name__ in names for cls in type(client).__mro__)
 
 
+def default_driver() -> str:
+    """The driver to use when none is named: redis-py if installed, else valkey, else redis-py.
+
+    Nothing is imported; a missing driver is reported when it is loaded.
+    """
+    for name, spec in DRIVERS.items():
+        if importlib.util.find_spec(spec.module.split(".")[0]) is not None:
+            return name
+    return "redis"
+
+
+def decodes_responses(client: Any) -> bool:
+    """Whether the client hands back ``str`` instead of ``bytes`` (``decode_responses=True``)."""
+    encoder = client.get_encoder()
+    return bool(getattr(encoder, "decode_responses", False))
+
+
+def check_url(url: object) -> str:
+    """Return the scheme of a Redis URL.
+
+    :raises ValueError: not a ``redis://``, ``rediss://`` or ``unix://`` URL.
+    """
+    return _check_url(url)
+
+
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
         raise ValueError(f"a Redis URL is a str, not {type(url).__name__}")
@@ -208,3 +244,102 @@ async def detect_cluster(client: Any) -> bool:
     """Ask a single-node client whether its server runs in cluster mode."""
     info = await client.info("cluster")
     return bool(int(info.get("cluster_enabled", 0) or 0))
+
+
+def retry_once(driver: str) -> dict[str, Any]:
+    """Client options that retry a command once, at once, after a lost connection or a timeout.
+
+    A server restart leaves every pooled connection dead: one retry on a new connection
+    makes the first command after it succeed, and bounds a call that gets no answer
+    to two ``socket_timeout`` periods.
+    """
+    spec = _spec(driver)
+    retry_module = load_driver(f"{spec.name}.asyncio.retry", spec.package, spec.extra)
+    backoff_module = load_driver(f"{spec.name}.backoff", spec.package, spec.extra)
+    errors = _exceptions(driver)
+    return {
+        "retry": retry_module.Retry(backoff_module.NoBackoff(), 1),
+        "retry_on_error": [errors.ConnectionError, errors.TimeoutError],
+    }
+
+
+@dataclass
+class ClientRecipe:
+    """How to build a client on first use: a URL, a driver, cluster or not, options.
+
+    :param cluster: None asks the server (``INFO cluster``) the first time a client
+        is built, and remembers the answer.
+    """
+
+    url: str
+    driver: str = "redis"
+    cluster: bool | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _check_url(self.url)
+        _spec(self.driver)
+
+    def __repr__(self) -> str:
+        # Never the URL: it may carry a password.
+        return f"ClientRecipe(driver={self.driver!r}, cluster={self.cluster!r})"
+
+    async def build(self) -> Any:
+        """Build the client (no command sent, unless the cluster mode must be asked)."""
+        if self.cluster is None:
+            probe = build_client(self.url, driver=self.driver, options=self.options)
+            try:
+                self.cluster = await detect_cluster(probe)
+            finally:
+                await probe.aclose()
+        return build_client(
+            self.url, driver=self.driver, cluster=self.cluster, options=self.options
+        )
+
+
+class Script:
+    """A Lua script run by its SHA1 (``EVALSHA``), sent whole only when the server lacks it."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+    async def run(
+        self,
+        client: Any,
+        keys: Sequence[str],
+        args: Sequence[Any],
+        no_script: type[BaseException],
+    ) -> Any:
+        """Run the script; ``no_script`` is the driver's ``NoScriptError``.
+
+        A restarted server, or another node of a cluster, has not seen the script yet:
+        ``EVAL`` then sends it (and the server keeps it for the next ``EVALSHA``).
+        """
+        try:
+            return await client.evalsha(self.sha, len(keys), *keys, *args)
+        except no_script:
+            return await client.eval(self.source, len(keys), *keys, *args)
+
+
+async def scan_slot(client: Any, match: str, key: str, count: int = 1000) -> AsyncIterator[bytes]:
+    """Yield the keys matching ``match`` on the server holding ``key`` (SCAN, never KEYS).
+
+    On a cluster only the node serving ``key``'s slot is scanned: keys sharing a hash
+    tag all live there.
+    """
+    options: dict[str, Any] = {}
+    if is_cluster(client):
+        await client.initialize()  # learns the slots (does nothing the second time)
+        options["target_nodes"] = client.get_node_from_key(key)
+    cursor: Any = 0
+    while True:
+        cursor, found = await client.scan(cursor, match=match, count=count, **options)
+        if isinstance(cursor, dict):  # a cluster client answers {node name: cursor}
+            cursor = next(iter(cursor.values()), 0)
+        for name in found:
+            yield name
+        if not int(cursor):
+            return

@@ -1,0 +1,434 @@
+"""The Redis and Valkey session storage, on one server or a Redis Cluster.
+
+A session is a handful of keys under one hash tag (see :mod:`.layout`); every batch
+of writes is one Lua script (:mod:`.scripts`), stored whole or not at all; every
+lookup is one command. No driver is imported until a client is built or checked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, unquote, urlencode
+
+from .._journal import Changes
+from ..base import Storage
+from ..errors import (
+    BackendError,
+    CorruptSessionError,
+    DiskFullError,
+    InvalidTypeError,
+    InvalidValueError,
+    MigrationError,
+    SessionNotFoundError,
+    StorageClosedError,
+    UnknownSchemaError,
+)
+from ..types import Peer, SessionData, UpdateState
+from . import client as redisdb
+from . import layout, schema, scripts
+from .layout import Keys
+
+__all__ = ["DEFAULT_CLIENT_OPTIONS", "DEFAULT_PREFIX", "RedisStorage"]
+
+T = TypeVar("T")
+
+DEFAULT_PREFIX = "pyrogram_storage"
+"""The first part of every key's hash tag: ``{pyrogram_storage:NAME}:peers``..."""
+
+DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+"""Options of a client :meth:`RedisStorage.from_url` builds, unless given: no call waits
+on a silent server for more than two ``socket_timeout`` periods (one retry)."""
+
+_LOCATION_OPTIONS = ("prefix", "driver")
+"""Query parameters of a location that are ours, not the driver's."""
+_READ_CHUNK = 1000  # update state ids per HMGET
+_DELETE_CHUNK = 500  # keys per UNLINK
+
+
+class RedisStorage(Storage):
+    """A session kept in Redis or Valkey, on one server or a Redis Cluster.
+
+    Session fields are stored before their call returns. Peer, username and
+    update-state writes are visible to this object at once and stored within
+    ``commit_interval`` (50 ms by default; 0 stores each before its call returns),
+    each batch by one Lua script: atomic, one round trip whatever its size. Other
+    processes see them once stored.
+
+    :param name: the session name (no ``{`` or ``}``: it goes inside the keys' hash tag).
+    :param client: an asyncio client: redis-py's ``redis.asyncio.Redis`` or
+        ``RedisCluster``, valkey's ``valkey.asyncio.Valkey`` or ``ValkeyCluster``
+        (with ``decode_responses=False``, the default). It stays the caller's:
+        :meth:`close` does not close it. Or a :class:`~.client.ClientRecipe`: the
+        storage then builds its own client on :meth:`open` and closes it on
+        :meth:`close` (what :meth:`from_url` does).
+    :param prefix: the first part of the keys' hash tag, ``{prefix:name}``.
+    :param sole_writer: promise that while this object is open no other object or
+        process writes this session. It then keeps peers in memory
+        (``peer_cache_size``), answers lookups by id from there, does not write again
+        a peer that did not change, and serves the session fields from memory.
+        Leave it False (the default) when several processes share the session: every
+        lookup then asks the server, so each sees what the others stored.
+    :param options: ``username_ttl``, ``session_string``, ``peer_cache_size``,
+        ``commit_interval``, ``read_only`` (see :class:`~pyrogram_storage.Storage`).
+    :raises InvalidTypeError: ``client`` is not an asyncio redis-py or valkey client (a
+        synchronous one included); on :meth:`open`, a client built with
+        ``decode_responses=True``.
+    :raises InvalidValueError: ``name`` or ``prefix`` holds a brace.
+    """
+
+    requires = "redis"
+    default_commit_interval = 0.05
+
+    def __init__(
+        self,
+        name: str,
+        client: Any,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        sole_writer: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(name, **options)
+        if not isinstance(prefix, str) or not prefix:
+            raise InvalidValueError("prefix must be a non-empty string")
+        for what, text in (("session name", name), ("prefix", prefix)):
+            if "{" in text or "}" in text:
+                raise InvalidValueError(
+                    f"a Redis {what} cannot hold '{{' or '}}': it goes inside the keys' hash tag"
+                )
+        if not isinstance(sole_writer, bool):
+            raise InvalidTypeError(f"sole_writer must be a bool, not {type(sole_writer).__name__}")
+        self.prefix = prefix
+        self.sole_writer = sole_writer
+        self.keys = Keys.of(prefix, name)
+        self._recipe: redisdb.ClientRecipe | None = None
+        self._client: Any = None
+        if isinstance(client, redisdb.ClientRecipe):
+            self._recipe = client
+            self.driver = client.driver
+        else:
+            self.driver = _checked_client(client)
+            self._client = client
+        self._load_errors()
+        self._open_client: Any = None  # the client in use while open
+        self._url: str | None = None  # where from_url() connects
+        self._calls = 0  # driver calls in flight
+        self._idle: asyncio.Event | None = None  # set when the last of them ends
+        self._version = 0
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        name: str,
+        driver: str | None = None,
+        cluster: bool | None = None,
+        client_options: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> RedisStorage:
+        """Build a storage whose client is made from ``url`` on :meth:`open`.
+
+        The storage owns that client: :meth:`close` closes it. Nothing connects before
+        :meth:`open`.
+
+        :param url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://`` (TLS)
+            or ``unix:///path/to/socket?db=0``.
+        :param name: the session name.
+        :param driver: ``"redis"`` (redis-py) or ``"valkey"``; by default redis-py if
+            it is installed, else valkey.
+        :param cluster: True for a Redis Cluster (``url`` names any node); None (the
+            default) asks the server on the first :meth:`open`.
+        :param client_options: keyword arguments for the client (``socket_timeout``...;
+            :data:`DEFAULT_CLIENT_OPTIONS` otherwise).
+        :param options: the other arguments of :class:`RedisStorage`.
+        :raises MissingDriverError: the driver is not installed (the message names the extra).
+        :raises InvalidValueError: a bad URL or driver name.
+        """
+        chosen = redisdb.default_driver() if driver is None else driver
+        if cluster is not None and not isinstance(cluster, bool):
+            raise InvalidTypeError(f"cluster must be a bool or None, not {type(cluster).__name__}")
+        try:
+            recipe = redisdb.ClientRecipe(url, chosen, cluster)  # checks the URL and driver
+        except ValueError as exc:
+            raise InvalidValueError(str(exc)) from None
+        redisdb.import_driver(chosen)
+        given = dict(client_options or {})
+        recipe.options = {**DEFAULT_CLIENT_OPTIONS, **given}
+        if not cluster and "retry" not in given:
+            recipe.options.update(redisdb.retry_once(chosen))
+        storage = cls(name, recipe, **options)
+        storage._url = url
+        return storage
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> RedisStorage:
+        """Build the storage of ``redis://HOST:PORT/DB#NAME`` (also ``rediss://``, ``unix://``).
+
+        ``?prefix=`` and ``?driver=`` in the query are this class's options; the rest
+        of the URL goes to the driver.
+
+        :raises InvalidValueError: no ``#NAME``, or a bad URL.
+        """
+        base, _, fragment = location.partition("#")
+        name = unquote(fragment)
+        if not name:
+            raise InvalidValueError(
+                "a Redis location names its session after '#': redis://HOST:PORT/DB#NAME"
+            )
+        head, _, text = base.partition("?")
+        query = parse_qsl(text, keep_blank_values=True)
+        ours = {key: value for key, value in query if key in _LOCATION_OPTIONS}
+        rest = [(key, value) for key, value in query if key not in _LOCATION_OPTIONS]
+        url = f"{head}?{urlencode(rest)}" if rest else head
+        return cls.from_url(url, name=name, **{**ours, **options})
+
+    @property
+    def location(self) -> str | None:
+        url = self._url
+        if url is None:
+            return None  # built on a client of the caller's: its URL is not known here
+        extra = [("prefix", self.prefix)] if self.prefix != DEFAULT_PREFIX else []
+        if extra:
+            url += ("&" if "?" in url else "?") + urlencode(extra)
+        return f"{url}#{quote(self.name, safe='')}"
+
+    def __repr__(self) -> str:
+        # Never the URL: it may carry a password.
+        return f"{type(self).__name__}(name={self.name!r}, prefix={self.prefix!r})"
+
+    def _sole_writer(self) -> bool:
+        return self.sole_writer and not self.read_only
+
+    def _load_errors(self) -> None:
+        self._no_script = redisdb.no_script_error(self.driver)
+        self._response_error = redisdb.response_error(self.driver)
+
+    @property
+    def _where(self) -> str:
+        return f"Redis session {self.name!r} ({self.keys.tag})"
+
+    def _bound(self) -> Any:
+        client = self._open_client
+        if client is None:
+            raise StorageClosedError(f"{self!r} is closed")
+        return client
+
+    async def _run(self, operation: Awaitable[T]) -> T:
+        """Await a driver call; a server that refuses to write says why."""
+        self._calls += 1
+        try:
+            return await operation
+        except self._response_error as exc:
+            # redis-py and valkey drop the reply's code (OOM, READONLY) into the class name.
+            message, kind = str(exc), type(exc).__name__
+            if "not pyrogram-storage data" in message:
+                raise CorruptSessionError(
+                    f"{self._where}: {_first_line(message)[len('WRONGTYPE ') :]}; another "
+                    "program wrote under this session's hash tag (nothing was stored)"
+                ) from exc
+            if "MISCONF" in message:
+                raise DiskFullError(
+                    f"the Redis server cannot write to its disk ({_first_line(message)}); "
+                    "free space in its data directory (nothing stored was changed)"
+                ) from exc
+            if kind == "OutOfMemoryError" or "maxmemory" in message:
+                raise BackendError(
+                    "the Redis server is out of memory (used memory > maxmemory); raise its "
+                    "maxmemory or free memory (nothing stored was changed)"
+                ) from exc
+            if kind == "ReadOnlyError" or "read only replica" in message:
+                raise BackendError(
+                    "the Redis server is a read-only replica; connect to the primary"
+                ) from exc
+            raise
+        finally:
+            self._calls -= 1
+            if not self._calls and self._idle is not None:
+                self._idle.set()
+
+    async def _script(
+        self, script: redisdb.Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        return await self._run(script.run(self._bound(), keys, args, self._no_script))
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def _open(self) -> SessionData:
+        owned = self._client is None
+        client = self._client
+        if owned:
+            assert self._recipe is not None
+            client = await self._recipe.build()
+        try:
+            if redisdb.decodes_responses(client):
+                raise InvalidTypeError(
+                    "the Redis client decodes responses (decode_responses=True); RedisStorage "
+                    "needs bytes back (the auth key is binary): build it without that option"
+                )
+            self._open_client = client
+            keys = self.keys
+            version, writer, stored, fields = await self._script(
+                scripts.OPEN, (keys.schema, keys.session, keys.peers, keys.states), ()
+            )
+            number = schema.check_version(version, writer, self._where)
+            if number == 0 and stored:
+                raise UnknownSchemaError(
+                    f"{self._where} holds data but no schema hash; it was not written by "
+                    "pyrogram-storage and was left untouched"
+                )
+            if number == 0 and self.read_only:
+                raise SessionNotFoundError(f"no {self._where} on this server")
+            if number < schema.latest():
+                if self.read_only:
+                    raise MigrationError(
+                        f"{self._where} has layout version {number}; open it once without "
+                        f"read_only to bring it to version {schema.latest()}"
+                    )
+                await self._run(schema.upgrade(client, keys, number, self._where))
+            self._version = schema.latest()
+            return layout.decode_session(dict(layout.pairs(fields)), self._where)
+        except BaseException:
+            self._open_client = None
+            if owned:
+                await client.aclose()
+            raise
+
+    async def _close(self) -> None:
+        client, self._open_client = self._open_client, None
+        if client is not None and self._client is None:
+            # Calls still in flight end first: a cluster client closed under one of them
+            # would connect again, and be left open.
+            while self._calls:
+                self._idle = asyncio.Event()
+                await self._idle.wait()
+            self._idle = None
+            await client.aclose()
+
+    async def _delete(self) -> None:
+        """Unlink every key under the session's hash tag (``SCAN``, then ``UNLINK``).
+
+        The schema hash goes last: a delete cut short leaves a session that still
+        opens, and the next delete finishes it.
+        """
+        client = self._open_client or self._client
+        owned = client is None
+        if owned:
+            assert self._recipe is not None
+            client = await self._recipe.build()
+        try:
+            keys = self.keys
+            found = [
+                name
+                async for name in redisdb.scan_slot(client, keys.pattern, keys.schema)
+                if layout.belongs(name, keys)
+            ]
+            last = keys.schema.encode()
+            rest = [name for name in found if name != last]
+            for start in range(0, len(rest), _DELETE_CHUNK):
+                await self._run(client.unlink(*rest[start : start + _DELETE_CHUNK]))
+            await self._run(client.unlink(keys.schema))
+        finally:
+            if owned:
+                await client.aclose()
+
+    async def _ping(self) -> None:
+        await self._run(self._bound().exists(self.keys.schema))
+
+    # -- writes --------------------------------------------------------------------------------
+
+    async def _apply(self, changes: Changes) -> None:
+        await self._script(scripts.APPLY, self.keys.all, layout.apply_args(changes, self._version))
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    async def _read_session(self) -> SessionData | None:
+        fields = await self._run(self._bound().hgetall(self.keys.session))
+        return layout.decode_session(fields, self._where)
+
+    async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None:
+        keys = self.keys
+        if not usernames:
+            value = await self._run(self._bound().hget(keys.peers, peer_id))
+            names = None
+        else:
+            value, names = await self._script(
+                scripts.FIND_PEER, (keys.peers, keys.names), (peer_id,)
+            )
+        if value is None:
+            return None
+        return layout.decode_peer(peer_id, value, names, usernames, self._where)
+
+    async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
+        return await self._find_holder(self.keys.usernames, username, usernames)
+
+    async def _find_by_phone(self, phone: str, usernames: bool) -> Peer | None:
+        return await self._find_holder(self.keys.phones, phone, usernames)
+
+    async def _find_holder(self, index: str, key: str, usernames: bool) -> Peer | None:
+        """The newest peer the index gives ``key`` (one holder, nearly always)."""
+        keys = self.keys
+        found = await self._script(
+            scripts.FIND_HOLDERS, (index, keys.peers, keys.names), (key, "1" if usernames else "0")
+        )
+        newest: Peer | None = None
+        for index_id, value, names in zip(found[::3], found[1::3], found[2::3], strict=True):
+            if value is None:
+                continue  # a holder deleted meanwhile
+            peer = layout.decode_peer(int(index_id), value, names, usernames, self._where)
+            if newest is None or (peer.last_update_on or 0) > (newest.last_update_on or 0):
+                newest = peer
+        return newest
+
+    async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
+        keys = self.keys
+        start = "-" if after is None else "(" + layout.order_member(after)
+        found = await self._script(
+            scripts.READ_PEERS, (keys.ids, keys.peers, keys.names), (start, limit)
+        )
+        peers = []
+        for peer_id, value, names in zip(found[::3], found[1::3], found[2::3], strict=True):
+            if value is None:
+                raise layout.damaged(self._where, f"a peer id ({int(peer_id)}) without its peer")
+            peers.append(layout.decode_peer(int(peer_id), value, names, True, self._where))
+        return peers
+
+    async def _count_peers(self) -> dict[str, int]:
+        counts = await self._run(self._bound().hgetall(self.keys.types))
+        try:
+            return {layout.text(kind): int(number) for kind, number in counts.items()}
+        except (ValueError, UnicodeError):
+            raise layout.damaged(self._where, "a peer count") from None
+
+    async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
+        client, key, where = self._bound(), self.keys.states, self._where
+        if ids is None:
+            stored = await self._run(client.hgetall(key))
+            return [
+                layout.decode_state(int(state_id), value, where)
+                for state_id, value in stored.items()
+            ]
+        states: list[UpdateState] = []
+        for start in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[start : start + _READ_CHUNK]
+            values = await self._run(client.hmget(key, chunk))
+            states.extend(
+                layout.decode_state(state_id, value, where)
+                for state_id, value in zip(chunk, values, strict=True)
+                if value is not None
+            )
+        return states
+
+
+def _checked_client(client: Any) -> str:
+    """Refuse what is not an asyncio redis-py or valkey client; return its driver's name."""
+    try:
+        return redisdb.check_async_client(client)
+    except TypeError as exc:
+        raise InvalidTypeError(str(exc)) from None
+
+
+def _first_line(message: str) -> str:
+    return message.strip().splitlines()[0] if message.strip() else message
