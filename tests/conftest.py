@@ -6,8 +6,12 @@ a test's session lives (a location per test) and with which options. Every call 
 test's ``make_storage`` reaches the same stored data (the same file, database), so
 tests can reopen a session through a second object. A backend's marks come from its
 class: ``requires = "mongodb"`` marks its tests ``mongo`` (``-m "not mongo"`` leaves
-the server out). ``readme`` is the README's own backend, a user's class outside the
-registry.
+the server out), ``requires = "redis"`` marks them ``redis``. ``readme`` is the README's
+own backend, a user's class outside the registry.
+
+The servers are started once per test run, on 127.0.0.1, and stopped by PID: a
+MongoDB wire-protocol server, one Redis (or Valkey) server and a three-node Redis
+Cluster, shared by the session tests and the bot-state tests (``tests/kv``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pyrogram_storage import Storage, from_url
 from pyrogram_storage.registry import SCHEMES
 
 from .mongoserver import MongoServer, mongo_uri_from_env
+from .redisserver import RedisCluster, RedisServer
 
 StorageMaker = Callable[..., Storage]
 
@@ -38,6 +43,20 @@ def mongo_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         return
     with MongoServer(tmp_path_factory.mktemp("mongo")) as server:
         yield server.uri
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One Redis (or Valkey) server for the test run."""
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    """A three-node Redis Cluster for the test run."""
+    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
+        yield cluster
 
 
 def _drop_database(uri: str, database: str) -> None:
@@ -84,12 +103,24 @@ def _mongo(driver: str) -> Backend:
     return Backend("mongodb", _mongo_location, options)
 
 
+def _redis(driver: str, cluster: bool) -> Backend:
+    def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        server = request.getfixturevalue("redis_cluster" if cluster else "redis_server")
+        return f"{server.url}#t_{uuid.uuid4().hex[:16]}"  # a session of its own per test
+
+    return Backend("redis", location, {"driver": driver, "cluster": cluster})
+
+
 BACKENDS: dict[str, Backend] = {
     "file": Backend("file", lambda request, tmp_path: str(tmp_path / "session.session")),
     "memory": Backend("memory", lambda request, tmp_path: "memory:session"),
     "mongo-pymongo": _mongo("pymongo"),
     "mongo-motor": _mongo("motor"),
     "mongo-async-pymongo": _mongo("async_pymongo"),
+    "redis": _redis("redis", cluster=False),
+    "redis-cluster": _redis("redis", cluster=True),
+    "valkey": _redis("valkey", cluster=False),
+    "valkey-cluster": _redis("valkey", cluster=True),
 }
 """The registry's backends as the tests reach them (one name per parametrized run)."""
 

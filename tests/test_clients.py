@@ -19,7 +19,7 @@ import pytest
 from pyrogram_storage import MemoryStorage, StorageError, for_client
 from pyrogram_storage.clients import ADAPTERS, ClientDetectionError, detect_client
 
-from .clientenv import CLIENTS, REPO_ROOT, run_in_env
+from .clientenv import CLIENTS, REPO_ROOT, ensure_env, run_in_env
 
 SCRIPTS = Path(__file__).resolve().parent / "clients"
 CLIENT_DOCS = (REPO_ROOT / "README.rst",)
@@ -60,10 +60,42 @@ def test_client_round_trip_on_mongo(mongo_uri: str, tmp_path: Path) -> None:
     assert report["passed"] > 150
 
 
+REDIS_CLIENTS = ["kurigram", "pyrofork", "pyrogram"]
+"""One client of each family: upstream-dev, Pyrofork line, classic."""
+
+
+def _install(client: str, module: str, requirement: str) -> None:
+    """Install a driver into the client's venv (they get pyrogram-storage without extras)."""
+    python = str(ensure_env(client))
+    found = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
+    if found.returncode != 0:
+        subprocess.run(
+            [python, "-m", "pip", "install", "-q", "--disable-pip-version-check", requirement],
+            capture_output=True,
+            check=True,
+        )
+
+
+@pytest.mark.clients
+@pytest.mark.redis
+@pytest.mark.parametrize("client", REDIS_CLIENTS)
+def test_client_round_trip_on_redis(client: str, redis_server: Any, tmp_path: Path) -> None:
+    """The same on RedisStorage (redis-py), with one client of each family."""
+    _install(client, "redis", "redis>=5.0.1")
+    report = _report(client, "roundtrip.py", client, "redis", str(tmp_path), redis_server.url)
+    assert report["failed"] == []
+    assert report["passed"] > 150
+
+
 @pytest.mark.clients
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_documented_line(client: str, tmp_path: Path) -> None:
-    """The line README.rst gives for the client works as written."""
+def test_documented_line(
+    client: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The line README.rst gives for the client works as written (on Redis too)."""
+    if any("REDIS_URL" in path.read_text() for path in CLIENT_DOCS if path.exists()):
+        _install(client, "redis", "redis>=5.0.1")
+        monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_server").url)
     blocks = 0
     for number, doc in enumerate(path for path in CLIENT_DOCS if path.exists()):
         workdir = tmp_path / str(number)

@@ -3,14 +3,15 @@
 ``make_kv(**options)`` builds a new, unopened store of the parametrized backend; every
 call within one test reaches the same data (same file, same collection, same Redis),
 in a namespace of its own, so a test can reopen it or put a second namespace beside it.
-Servers are started once per test session, on 127.0.0.1, and stopped by PID: the
-MongoDB one is the root conftest's ``mongo_uri``; Redis ones are started here.
+Servers are started once per test session, on 127.0.0.1, and stopped by PID: they are
+the root conftest's ``mongo_uri``, ``redis_server`` and ``redis_cluster``, shared with
+the session tests.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,23 +19,7 @@ import pytest
 
 from pyrogram_storage import kv
 
-from ..redisserver import RedisCluster, RedisServer
-
 KVMaker = Callable[..., kv.KVStore[Any]]
-
-
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
-    """One Redis (or Valkey) server for the test session."""
-    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
-    """A three-node Redis Cluster for the test session."""
-    with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
-        yield cluster
 
 
 Factory = Callable[[pytest.FixtureRequest, Path, str], KVMaker]
