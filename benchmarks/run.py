@@ -10,7 +10,9 @@ Usage, from the repository root, with the python that has pyrogram_storage insta
 The clients (Kurigram, Pyrofork, Pyrogram 2.0.106) are installed in their own
 virtualenvs (``tests/clientenv.py``, under ``.venvs/clients``) on first use. Mongo rows
 run on a throwaway SecantusDB server (``tests/mongoserver.py``), or on
-``$PYROGRAM_STORAGE_MONGO_URI``. Every system and N runs in a fresh process.
+``$PYROGRAM_STORAGE_MONGO_URI``; Redis rows on a throwaway Redis or Valkey server
+(``tests/redisserver.py``, AOF with ``appendfsync everysec``), or on
+``$PYROGRAM_STORAGE_REDIS_URL``. Every system and N runs in a fresh process.
 
 Writes ``benchmarks/results/latest.md`` (issue 12's targets, ratio tables, the event
 loop, every measurement, the machine), ``latest.json`` (raw numbers) and
@@ -98,7 +100,27 @@ def _start_mongo() -> tuple[str, Callable[[], None], str]:
     return server.uri, server.close, "SecantusDB " + _dist_version("SecantusDB")
 
 
-SERVERS: dict[str, Callable[[], tuple[str, Callable[[], None], str]]] = {"mongo": _start_mongo}
+def _start_redis() -> tuple[str, Callable[[], None], str]:
+    """A throwaway server as production runs one: append-only file, fsync every second."""
+    from redisserver import RedisServer, find_server
+
+    url = os.environ.get("PYROGRAM_STORAGE_REDIS_URL")
+    if url:
+        return url, lambda: None, "$PYROGRAM_STORAGE_REDIS_URL"
+    binary = find_server()
+    server = RedisServer(
+        Path(tempfile.mkdtemp(prefix="bench-redis-")),
+        appendonly=True,
+        extra_args=["--appendfsync", "everysec"],
+    ).start()
+    found = subprocess.run([binary, "--version"], capture_output=True, text=True, check=False)
+    return server.url, server.close, f"{found.stdout.strip()} (AOF, appendfsync everysec)"
+
+
+SERVERS: dict[str, Callable[[], tuple[str, Callable[[], None], str]]] = {
+    "mongo": _start_mongo,
+    "redis": _start_redis,
+}
 """Server kind to a starter returning (URI, stop function, description)."""
 
 
@@ -147,6 +169,11 @@ def unavailable(system: System) -> str | None:
                 import pymongo  # noqa: F401
             except ImportError as exc:
                 return f"pymongo cannot be imported ({exc})"
+        if system.server == "redis":
+            try:
+                import redis  # noqa: F401
+            except ImportError as exc:
+                return f"redis-py cannot be imported ({exc})"
     return None
 
 

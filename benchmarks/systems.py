@@ -51,6 +51,22 @@ class System:
 
 
 MOTOR = ("motor==3.7.1",)
+REDIS = ("redis==8.1.0",)
+# A Redis server answers in tens of microseconds: the server rows' small counts (made
+# for the slow SecantusDB) would time little more than noise.
+REDIS_PARAMS: tuple[tuple[str, Any], ...] = (
+    ("lookups", 20_000),
+    ("usernames", 2_000),
+    ("phones", 2_000),
+    ("uncached", 2_000),
+    ("small", 2_000),
+    ("ops_per_task", 40),
+    ("roundtrips", 50),
+    ("loop_cap", 2_000),
+    ("updates", 5_000),
+    ("warmup", 500),
+    ("metered_updates", 1_000),
+)
 
 SYSTEMS: tuple[System, ...] = (
     # -- cells -------------------------------------------------------------------------
@@ -84,6 +100,24 @@ SYSTEMS: tuple[System, ...] = (
         venv="pyrofork",
         server="mongo",
         pip=MOTOR,
+    ),
+    System(
+        "ours-redis",
+        "ours RedisStorage (shared: no peer cache)",
+        "cells",
+        "ours",
+        backend="redis",
+        server="redis",
+        params=REDIS_PARAMS,
+    ),
+    System(
+        "ours-redis-sole",
+        "ours RedisStorage (sole_writer=True)",
+        "cells",
+        "ours",
+        backend="redis-sole",
+        server="redis",
+        params=REDIS_PARAMS,
     ),
     # -- the client's update path ------------------------------------------------------
     System(
@@ -137,6 +171,28 @@ SYSTEMS: tuple[System, ...] = (
         server="mongo",
         pip=MOTOR,
     ),
+    System(
+        "path-kurigram-ours-redis",
+        "Kurigram + ours RedisStorage via for_client (shared)",
+        "path",
+        "ours",
+        venv="kurigram",
+        backend="redis",
+        server="redis",
+        pip=REDIS,
+        params=REDIS_PARAMS,
+    ),
+    System(
+        "path-kurigram-ours-redis-sole",
+        "Kurigram + ours RedisStorage via for_client (sole_writer=True)",
+        "path",
+        "ours",
+        venv="kurigram",
+        backend="redis-sole",
+        server="redis",
+        pip=REDIS,
+        params=REDIS_PARAMS,
+    ),
     # -- many sessions in one process --------------------------------------------------
     System(
         "host-ours",
@@ -159,10 +215,17 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("ours-memory", "kurigram-memory"),
     ("ours-file", "raw-sqlite"),
     ("ours-mongo", "pyrofork-mongo"),
+    ("ours-redis", "kurigram-file"),
+    ("ours-redis", "ours-file"),
+    ("ours-redis-sole", "kurigram-file"),
+    ("ours-redis-sole", "ours-file"),
     ("path-kurigram-ours", "path-kurigram-file"),
     ("path-kurigram-dict", "path-kurigram-file"),
     ("path-pyrofork-ours", "path-pyrofork-file"),
     ("path-pyrofork-dict", "path-pyrofork-file"),
     ("path-pyrofork-ours-mongo", "path-pyrofork-mongo"),
+    ("path-kurigram-ours-redis", "path-kurigram-file"),
+    ("path-kurigram-ours-redis", "path-kurigram-ours"),
+    ("path-kurigram-ours-redis-sole", "path-kurigram-file"),
     ("host-ours", "host-kurigram"),
 )

@@ -91,16 +91,28 @@ def _mongo(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str
     return ps.MongoStorage(name, AsyncMongoClient(uri), **options)
 
 
+def _redis(sole_writer: bool) -> Callable[[Any, str, Path, str | None, dict[str, Any]], Any]:
+    def factory(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
+        assert uri, "a RedisStorage needs --server-uri"
+        return ps.RedisStorage.from_url(
+            uri, name=name, driver="redis", **{"sole_writer": sole_writer, **options}
+        )
+
+    return factory
+
+
 OUR_BACKENDS: dict[str, Callable[[Any, str, Path, str | None, dict[str, Any]], Any]] = {
     "file": _file,
     "memory": _memory,
     "mongo": _mongo,
+    "redis": _redis(sole_writer=False),
+    "redis-sole": _redis(sole_writer=True),
 }
 """Backend key (``System.backend``) to ``factory(pyrogram_storage, name, workdir, uri,
 options)`` returning a fresh, unopened storage."""
 
 FILE_BACKENDS = ("file",)  # whose data lives in the workdir (file size, reopen)
-PERSISTENT_BACKENDS = ("file", "mongo")  # a new object sees the data (cold open)
+PERSISTENT_BACKENDS = ("file", "mongo", "redis", "redis-sole")  # a new object sees the data
 
 
 def our_storage(
@@ -167,6 +179,8 @@ class Ours(Adapter):
         found = our_versions()
         if self.system.backend == "mongo":
             found.update(pymongo=version("pymongo"), SecantusDB=version("SecantusDB"))
+        if self.system.server == "redis":
+            found.update(redis=version("redis"))
         return found
 
     def files(self) -> list[Path]:
