@@ -44,7 +44,7 @@ from .versioned import VersionedKV, versioned
 
 if TYPE_CHECKING:
     from .mongo import MongoKV
-    from .redis import RedisKV
+    from .redisdb import RedisKV
 
 __all__ = [
     "JSON",
@@ -90,7 +90,7 @@ def __getattr__(name: str) -> Any:
 
         return MongoKV
     if name == "RedisKV":
-        from .redis import RedisKV
+        from .redisdb import RedisKV
 
         return RedisKV
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -77,7 +77,7 @@ def from_url(location: str, **options: Any) -> KVStore[Any]:
             raise InvalidArgumentError("json: needs a path, e.g. json:state.json")
         return JSONFileKV(path, **options)
     if body.startswith(("redis://", "rediss://", "unix://")):
-        from .redis import RedisKV
+        from .redisdb import RedisKV
 
         return RedisKV.from_url(body, **options)
     raise InvalidArgumentError(
