@@ -104,6 +104,24 @@ def is_live(expires: float | None, now: float) -> bool:
     return expires is None or expires > now
 
 
+async def scan_entries(
+    entries: dict[str, list[Any]], prefix: str, values: bool, batch: int = 500
+) -> AsyncIterator[list[tuple[str, Raw | None, float | None]]]:
+    """``_scan`` for backends that hold ``key -> [raw, expires]`` in a dict.
+
+    The matching keys are taken first, so writes between two batches cannot break the
+    iteration; a key deleted meanwhile is left out.
+    """
+    keys = [key for key in entries if key.startswith(prefix)]
+    for start in range(0, len(keys), batch):
+        found: list[tuple[str, Raw | None, float | None]] = []
+        for key in keys[start : start + batch]:
+            entry = entries.get(key)
+            if entry is not None:
+                found.append((key, entry[0] if values else None, entry[1]))
+        yield found
+
+
 def add_to_counter(key: str, raw: Raw | None, amount: int) -> int:
     """Return ``raw`` (None: absent) plus ``amount``, for backends that add in Python.
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from .._worker import Lane
 from ..errors import BackendError, DiskFullError, StorageError
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live
+from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live, scan_entries
 from .errors import CorruptStoreError, InvalidArgumentError, StoreLockedError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 
 FORMAT = "pyrogram-storage-kv"
 VERSION = 1
-_BATCH = 500
 
 
 class _Unreadable(Exception):
@@ -321,13 +320,7 @@ class JSONFileKV(KVStore[V]):
     async def _scan(
         self, pattern: Pattern, values: bool, now: float
     ) -> AsyncIterator[list[tuple[str, Raw | None, float | None]]]:
-        keys = [key for key in self._data if key.startswith(pattern.prefix)]
-        for start in range(0, len(keys), _BATCH):
-            batch: list[tuple[str, Raw | None, float | None]] = []
-            for key in keys[start : start + _BATCH]:
-                entry = self._data.get(key)
-                if entry is not None:
-                    batch.append((key, entry[0] if values else None, entry[1]))
+        async for batch in scan_entries(self._data, pattern.prefix, values):
             yield batch
 
     async def _clear(self, now: float) -> int:

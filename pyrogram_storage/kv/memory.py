@@ -8,14 +8,12 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from .base import KEEP, KVStore, Plain, Raw, Record, V, _Keep, add_to_counter, is_live
+from .base import KEEP, KVStore, Plain, Raw, Record, V, _Keep, add_to_counter, is_live, scan_entries
 from .errors import InvalidArgumentError
 from .pattern import Pattern
 from .serializer import Serializer
 
 __all__ = ["MemoryKV"]
-
-_BATCH = 500
 
 
 def _same(stored: Raw, expected: Raw) -> bool:
@@ -174,14 +172,7 @@ class MemoryKV(KVStore[V]):
     async def _scan(
         self, pattern: Pattern, values: bool, now: float
     ) -> AsyncIterator[list[tuple[str, Raw | None, float | None]]]:
-        # A snapshot of the keys, so writes during the iteration cannot break it.
-        keys = [key for key in self._data if key.startswith(pattern.prefix)]
-        for start in range(0, len(keys), _BATCH):
-            batch: list[tuple[str, Raw | None, float | None]] = []
-            for key in keys[start : start + _BATCH]:
-                entry = self._data.get(key)
-                if entry is not None:
-                    batch.append((key, entry[0] if values else None, entry[1]))
+        async for batch in scan_entries(self._data, pattern.prefix, values):
             yield batch
 
     async def _clear(self, now: float) -> int:
