@@ -77,6 +77,20 @@ DEFAULT_PEER_CACHE_SIZE = 100_000
 _WARM_BATCH = 2000
 """Peers per trip to the backend while the cache warms up after open()."""
 
+_WARM_MOST = 10_000
+"""Peers one storage reads into its cache after open(): the most recently written."""
+
+
+class _WarmBudget:
+    """Peers the storages of one process may have read in by warm-ups at once.
+
+    A host of a thousand sessions must not read every session's peers into memory on
+    open: the first storages to open warm up, the others fill their caches as they
+    are used. A storage gives its share back when it closes.
+    """
+
+    left = 100_000
+
 _PROBE_BATCH = 8
 """Writes of at most this many peers (a client's per-update batches) are probed."""
 
@@ -162,6 +176,7 @@ class Storage(abc.ABC):
         self._flush_task: asyncio.Task[None] | None = None
         self._flush_wake: asyncio.Future[None] | None = None
         self._warming: asyncio.Task[None] | None = None
+        self._warm_share = 0
         self._locks: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Lock] | None = None
 
     def __repr__(self) -> str:
@@ -260,6 +275,15 @@ class Storage(abc.ABC):
                 found.append(peer)
         return found
 
+    async def _username_holders(self, username: str) -> set[int] | None:
+        """Return the ids of every stored peer holding ``username`` (None: not supported).
+
+        Lets a lookup by username skip, without reading them, the peers whose pending
+        writes kept their usernames but do not hold this one. Default: not supported,
+        and each such peer is read.
+        """
+        return None
+
     async def _read_session(self) -> SessionData | None:
         """Return the stored session as another writer may have left it (None: not supported).
 
@@ -343,6 +367,8 @@ class Storage(abc.ABC):
             if warming is not None and not warming.done():
                 warming.cancel()
                 await asyncio.wait([warming])
+            _WarmBudget.left += self._warm_share
+            self._warm_share = 0
             await self._stop_flushing()
             failure: BaseException | None = None
             try:
@@ -866,8 +892,17 @@ class Storage(abc.ABC):
                     self._remember(peer)
                 candidates.append(peer)
             if index == "names":
-                for peer_id in journal.kept_usernames_since(stored.last_update_on):
-                    if peer_id != stored.id and peer_id not in holders:
+                kept = [
+                    peer_id
+                    for peer_id in journal.kept_usernames_since(stored.last_update_on)
+                    if peer_id != stored.id and peer_id not in holders
+                ]
+                if kept:
+                    # Only a stored holder of the name can be made its newest holder.
+                    holding = await self._call("look up a username", self._username_holders(key))
+                    for peer_id in kept:
+                        if holding is not None and peer_id not in holding:
+                            continue
                         newer = await self._overlaid(peer_id)
                         if newer is not None and _holds(newer, index, key):
                             candidates.append(newer)
@@ -880,12 +915,20 @@ class Storage(abc.ABC):
     async def _warm_cache(self) -> None:
         """Fill the peer cache with the peers most recently written, in the background.
 
-        A few thousand peers per trip to the backend, so the event loop is never held
-        long; a peer written or cached meanwhile keeps what it has.
+        At most ``_WARM_MOST`` of them, within what the process's budget has left; a
+        few thousand per trip to the backend, so the event loop is never held long; a
+        peer written or cached meanwhile keeps what it has.
         """
         epoch = self._epoch
+        share = min(self._cache.size, _WARM_MOST, _WarmBudget.left)
+        if share <= 0:
+            return
+        _WarmBudget.left -= share
+        self._warm_share = share
         try:
-            ids = await self._recent_peers(self._cache.size)
+            ids = await self._recent_peers(share)
+            _WarmBudget.left += share - len(ids)  # what this session does not have
+            self._warm_share = len(ids)
             where = self
             for start in range(0, len(ids), _WARM_BATCH):  # the most recent first
                 peers = await self._find_peers(ids[start : start + _WARM_BATCH])

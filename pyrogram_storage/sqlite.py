@@ -352,6 +352,14 @@ class SQLiteStorage(Storage):
 
         return await self._read(find)
 
+    async def _username_holders(self, username: str) -> set[int] | None:
+        sql = _HOLDERS[self.layout]
+
+        def find(db: sqlite3.Connection) -> set[int]:
+            return {row[0] for row in db.execute(sql, (username,)).fetchall()}
+
+        return await self._read(find)
+
     async def _find_by_phone(self, phone: str, usernames: bool) -> Peer | None:
         layout = self.layout
         sql = f"SELECT {_PEER_COLUMNS} FROM peers WHERE phone_number = ?"

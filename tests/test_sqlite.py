@@ -42,3 +42,71 @@ def test_an_unclosed_storage_does_not_hang_interpreter_exit(kind: str, tmp_path:
             "asyncio.run(main())\n"
         )
         subprocess.run([sys.executable, "-c", check], timeout=60, check=True)
+
+
+class _CountingReads:
+    """Counts the point reads of peers a FileStorage makes (a real file underneath)."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+
+async def test_a_username_lookup_does_not_read_every_peer_written_meanwhile(
+    tmp_path: Path,
+) -> None:
+    # Writes that keep usernames (the clients' update_peers) pending, then lookups by
+    # username: only stored holders of the name can have been made its newest holder,
+    # so the others are not read (a 1M-peer bot read hundreds of peers per lookup).
+    from pyrogram_storage import FileStorage, Peer, PeerNotFound, PeerType
+
+    counter = _CountingReads()
+
+    class Counting(FileStorage):
+        async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None:
+            counter.reads += 1
+            return await super()._find_peer(peer_id, usernames)
+
+    stamp = 1_700_000_000
+    async with Counting("reads", tmp_path, commit_interval=3600, username_ttl=None) as storage:
+        await storage.upsert_peers(
+            [Peer(i, i, PeerType.USER, (f"user{i}",), None, stamp) for i in range(1, 1001)]
+        )
+        await storage.flush()
+        await storage.upsert_peers(
+            [Peer(i, i + 1, PeerType.USER, None, None, stamp + 60) for i in range(1, 501)]
+        )
+        counter.reads = 0
+        for i in (5, 250, 500):
+            peer = await storage.peer_by_username(f"user{i}")
+            assert peer.id == i and peer.access_hash == i + 1  # the pending write shows
+        assert counter.reads <= 3 * 2, counter.reads
+        with pytest.raises(PeerNotFound):
+            await storage.peer_by_username("nobody")
+
+
+async def test_warm_ups_share_one_budget_per_process(tmp_path: Path) -> None:
+    # A host of many sessions does not read every session's peers into memory on open.
+    import asyncio
+
+    from pyrogram_storage import FileStorage, Peer, PeerType, base
+
+    for k in range(3):
+        async with FileStorage(f"s{k}", tmp_path) as storage:
+            await storage.upsert_peers([Peer(i, i, PeerType.USER) for i in range(1, 3001)])
+    before = base._WarmBudget.left
+    storages = [FileStorage(f"s{k}", tmp_path) for k in range(3)]
+    base._WarmBudget.left = 5000
+    try:
+        for storage in storages:
+            await storage.open()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if all(s._warming is None or s._warming.done() for s in storages):
+                break
+        assert sorted(len(s._cache) for s in storages) == [0, 2000, 3000]
+        assert base._WarmBudget.left == 0
+        for storage in storages:
+            await storage.close()
+        assert base._WarmBudget.left == 5000  # given back on close
+    finally:
+        base._WarmBudget.left = before
