@@ -67,7 +67,10 @@ def from_url(location: str, **options: Any) -> Storage:
       :class:`~pyrogram_storage.FileStorage`;
     * ``memory:`` or ``memory:NAME``: a new :class:`~pyrogram_storage.MemoryStorage`;
     * ``mongodb://HOST/?OPTIONS#NAME`` and ``mongodb+srv://...#NAME``: session
-      ``NAME`` in a :class:`~pyrogram_storage.MongoStorage` that owns its client.
+      ``NAME`` in a :class:`~pyrogram_storage.MongoStorage` that owns its client;
+    * ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]#NAME``, ``rediss://...#NAME`` and
+      ``unix:///PATH?db=N#NAME``: session ``NAME`` in a
+      :class:`~pyrogram_storage.RedisStorage` that owns its client.
 
     :param options: the storage's own keyword options (``username_ttl``,
         ``commit_interval``, ``read_only``...).
