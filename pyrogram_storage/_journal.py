@@ -12,6 +12,7 @@ what is stored is always a prefix of the writes.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -167,6 +168,22 @@ def _coalesce_state(old: StateChange | None, new: StateChange) -> StateChange:
     )
 
 
+def _index_keys(change: PeerChange) -> tuple[Sequence[str], str | None]:
+    """The usernames and the phone a change gives its peer, as a layer indexes them."""
+    kind = change[_KIND]
+    names = (change[_NAMES] or ()) if kind in (FULL, NAMES) else ()
+    phone = change[_PHONE] if kind in (FULL, PARTIAL) else None
+    return names, (phone or None)
+
+
+def _drop(index: dict[str, list[int]], key: str, peer_id: int) -> None:
+    ids = [known for known in index.get(key, ()) if known != peer_id]
+    if ids:
+        index[key] = ids
+    else:
+        index.pop(key, None)
+
+
 class _Layer:
     __slots__ = ("_indexed", "_names", "_phones", "partial_stamp", "peers", "states")
 
@@ -189,15 +206,50 @@ class _Layer:
         old = peers.get(peer_id)
         if old is None:
             peers[peer_id] = change
+            if self._indexed:  # a new key comes last, as a rebuild would put it
+                names, phone = _index_keys(change)
+                for name in names:
+                    self._names.setdefault(name, []).append(peer_id)
+                if phone:
+                    self._phones.setdefault(phone, []).append(peer_id)
         else:
             joined = coalesce(old, change)
             if joined is None:
                 return False
             peers[peer_id] = joined
-        self._indexed = False
+            if self._indexed:
+                self._reindex(peer_id, old, joined)
         if change[_KIND] == PARTIAL and change[_STAMP] > self.partial_stamp:
             self.partial_stamp = change[_STAMP]
         return True
+
+    def _reindex(self, peer_id: int, old: PeerChange, new: PeerChange) -> None:
+        """Keep the built index as a rebuild would make it: each key's peers in write order."""
+        old_names, old_phone = _index_keys(old)
+        new_names, new_phone = _index_keys(new)
+        if old_names == new_names and old_phone == new_phone:
+            return
+        if len(set(new_names)) != len(new_names) or len(set(old_names)) != len(old_names):
+            self._indexed = False  # a repeated name: rebuilt when a lookup needs it
+            return
+        for name in old_names:
+            if name not in new_names:
+                _drop(self._names, name, peer_id)
+        for name in new_names:
+            if name not in old_names:
+                self._insert(self._names, name, peer_id)
+        if old_phone != new_phone:
+            if old_phone:
+                _drop(self._phones, old_phone, peer_id)
+            if new_phone:
+                self._insert(self._phones, new_phone, peer_id)
+
+    def _insert(self, index: dict[str, list[int]], key: str, peer_id: int) -> None:
+        ids = index.setdefault(key, [])
+        ids.append(peer_id)
+        if len(ids) > 1:  # seldom: two pending peers share a username or a phone
+            order = {known: k for k, known in enumerate(self.peers)}
+            ids.sort(key=order.__getitem__)
 
     def index(self, which: str) -> dict[str, list[int]]:
         """The peers this layer gives each username (``"names"``) or phone (``"phones"``)."""
@@ -205,12 +257,10 @@ class _Layer:
             names: dict[str, list[int]] = {}
             phones: dict[str, list[int]] = {}
             for peer_id, change in self.peers.items():
-                kind = change[_KIND]
-                if kind in (FULL, NAMES):
-                    for name in change[_NAMES] or ():
-                        names.setdefault(name, []).append(peer_id)
-                phone = change[_PHONE]
-                if kind in (FULL, PARTIAL) and phone:
+                held, phone = _index_keys(change)
+                for name in held:
+                    names.setdefault(name, []).append(peer_id)
+                if phone:
                     phones.setdefault(phone, []).append(peer_id)
             self._names, self._phones, self._indexed = names, phones, True
         return self._names if which == "names" else self._phones
@@ -360,22 +410,48 @@ class Journal:
             found.extend(self._older.index(index).get(key, ()))
         return found
 
-    def kept_usernames_since(self, stamp: int | None) -> list[int]:
+    def keeps_usernames_since(self, stamp: int | None) -> bool:
+        """Whether a pending or in-flight write newer than ``stamp`` kept its peer's usernames."""
+        floor = stamp if stamp is not None else -(2**63)
+        return any(
+            layer is not None and layer.partial_stamp > floor
+            for layer in (self._older, self._pending)
+        )
+
+    def kept_usernames_since(
+        self, stamp: int | None, among: Collection[int] | None = None
+    ) -> list[int]:
         """Peers whose pending or in-flight write newer than ``stamp`` kept their usernames.
 
         Such a write makes its peer the newest holder of usernames this journal does
-        not know it has: a lookup by username must check those peers too.
+        not know it has: a lookup by username must check those peers too. ``among``:
+        only these peers are asked about (the stored holders of a name, a few), in the
+        order of the writes, as without it.
         """
         floor = stamp if stamp is not None else -(2**63)
         found: list[int] = []
         for layer in (self._older, self._pending):
             if layer is None or layer.partial_stamp <= floor:
                 continue
-            found.extend(
+            peers = layer.peers
+            if among is None:
+                found.extend(
+                    peer_id
+                    for peer_id, change in peers.items()
+                    if change[_KIND] == PARTIAL and change[_STAMP] > floor
+                )
+                continue
+            kept = [
                 peer_id
-                for peer_id, change in layer.peers.items()
-                if change[_KIND] == PARTIAL and change[_STAMP] > floor
-            )
+                for peer_id in among
+                if (change := peers.get(peer_id)) is not None
+                and change[_KIND] == PARTIAL
+                and change[_STAMP] > floor
+            ]
+            if len(kept) > 1:
+                order = {peer_id: k for k, peer_id in enumerate(peers)}
+                kept.sort(key=order.__getitem__)
+            found.extend(kept)
         return found
 
     def replaces(self, peer_id: int, what: str) -> bool:

@@ -891,18 +891,12 @@ class Storage(abc.ABC):
                 if peer is stored and self._caching and writes == self._peer_writes:
                     self._remember(peer)
                 candidates.append(peer)
-            if index == "names":
-                kept = [
-                    peer_id
-                    for peer_id in journal.kept_usernames_since(stored.last_update_on)
-                    if peer_id != stored.id and peer_id not in holders
-                ]
-                if kept:
-                    # Only a stored holder of the name can be made its newest holder.
-                    holding = await self._call("look up a username", self._username_holders(key))
-                    for peer_id in kept:
-                        if holding is not None and peer_id not in holding:
-                            continue
+            if index == "names" and journal.keeps_usernames_since(stored.last_update_on):
+                # Only a stored holder of the name can have been made its newest holder:
+                # where the backend lists them (one indexed query), only those are read.
+                holding = await self._call("look up a username", self._username_holders(key))
+                for peer_id in journal.kept_usernames_since(stored.last_update_on, holding):
+                    if peer_id != stored.id and peer_id not in holders:
                         newer = await self._overlaid(peer_id)
                         if newer is not None and _holds(newer, index, key):
                             candidates.append(newer)

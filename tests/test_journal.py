@@ -25,6 +25,7 @@ from pyrogram_storage import (
     Storage,
     UpdateState,
 )
+from pyrogram_storage import _journal as journal
 
 from .readme_backend import dict_storage
 
@@ -166,3 +167,27 @@ def test_batched_writes_read_like_writes_applied_one_by_one_sqlite(
         lambda **options: MemoryStorage("journal", **options),
         lambda **options: failing("journal", **options),
     )
+
+
+_CHANGES = st.tuples(
+    st.integers(1, 6),  # peer id
+    st.sampled_from([journal.FULL, journal.PARTIAL, journal.NAMES, journal.DELETED]),
+    st.one_of(st.none(), st.lists(st.sampled_from("abcd"), max_size=3).map(tuple)),
+    st.sampled_from([None, "1", "2"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_CHANGES, max_size=30))
+def test_a_layer_keeps_its_index_as_a_rebuild_makes_it(changes: list[tuple[Any, ...]]) -> None:
+    # The index of pending usernames and phones is built when a lookup first needs it,
+    # then kept up to date write by write: the same lists, in the same order, as a
+    # rebuild from the pending writes.
+    layer = journal._Layer()  # an empty layer's index is built
+    for step, (peer_id, kind, names, phone) in enumerate(changes):
+        layer.add_peer(peer_id, (kind, peer_id, "user", names, phone, step))
+        rebuilt = journal._Layer()
+        rebuilt.peers = dict(layer.peers)
+        rebuilt._indexed = False
+        for which in ("names", "phones"):
+            assert layer.index(which) == rebuilt.index(which)
