@@ -613,6 +613,15 @@ class Storage(abc.ABC):
         entry = self._cache.get(peer_id) if type(peer_id) is int else None
         return None if entry is None else _entry_peer(peer_id, entry)
 
+    def cached_access(self, peer_id: int) -> tuple[int, str] | None:
+        """Return ``(access_hash, type name)`` of a peer in memory, else None; no I/O.
+
+        What a client needs to build its ``InputPeer`` for a cache hit, without
+        making a :class:`Peer`. Client glue calls it before :meth:`peer_by_id`.
+        """
+        entry = self._cache.get(peer_id) if type(peer_id) is int else None
+        return None if entry is None else (entry[HASH], entry[TYPE])
+
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
         """Return the peer with this id.
 

@@ -17,6 +17,7 @@ __all__ = [
     "SessionData",
     "UpdateState",
     "dc_address",
+    "input_kind_of",
 ]
 
 DEFAULT_DC_ID = 2
@@ -86,7 +87,7 @@ class PeerType(str, enum.Enum):
         return str(self.value)
 
 
-_KIND_OF_TYPE = {
+_KIND_OF_TYPE: dict[str, InputKind] = {
     PeerType.USER: InputKind.USER,
     PeerType.BOT: InputKind.USER,
     PeerType.GROUP: InputKind.CHAT,
@@ -96,6 +97,19 @@ _KIND_OF_TYPE = {
     PeerType.DIRECT: InputKind.CHANNEL,
     PeerType.COMMUNITY: InputKind.CHANNEL,
 }
+
+
+def input_kind_of(peer_id: int, peer_type: str) -> InputKind:
+    """Which ``InputPeer`` a peer of this id and type name resolves to.
+
+    A type name this release does not know is judged by the id.
+    """
+    kind = _KIND_OF_TYPE.get(peer_type)
+    if kind is not None:
+        return kind
+    if peer_id <= CHANNEL_ID_OFFSET:
+        return InputKind.CHANNEL
+    return InputKind.CHAT if peer_id < 0 else InputKind.USER
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +143,7 @@ class Peer:
     @property
     def input_kind(self) -> InputKind:
         """Which ``InputPeer`` this peer resolves to; unknown types are judged by the id."""
-        kind = _KIND_OF_TYPE.get(self.type)
-        if kind is not None:
-            return kind
-        if self.id <= CHANNEL_ID_OFFSET:
-            return InputKind.CHANNEL
-        return InputKind.CHAT if self.id < 0 else InputKind.USER
+        return input_kind_of(self.id, self.type)
 
     @property
     def bare_id(self) -> int:

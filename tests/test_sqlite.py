@@ -120,3 +120,27 @@ def test_warm_ups_share_one_budget_per_process(tmp_path: Path) -> None:
     assert sizes[-1] == 3000  # the first to warm up read all of its peers
     assert sum(sizes) + left == 5000  # what is held in caches is what the budget lacks
     assert after_close == 5000  # given back on close
+
+
+async def test_a_cache_hit_gives_its_access_hash_and_type_without_a_peer(
+    tmp_path: Path,
+) -> None:
+    # What the client glue builds an InputPeer from on a hit; judged by the id for a
+    # type a future client invents.
+    from pyrogram_storage import FileStorage, Peer, PeerType
+    from pyrogram_storage.types import InputKind, input_kind_of
+
+    async with FileStorage("hits", tmp_path) as storage:
+        await storage.upsert_peers(
+            [Peer(5, 50, PeerType.BOT), Peer(-1001234567890, 7, PeerType.SUPERGROUP)]
+        )
+        assert storage.cached_access(5) == (50, "bot")
+        assert storage.cached_access(-1001234567890) == (7, "supergroup")
+        assert storage.cached_access(6) is None
+        assert storage.cached_access("5") is None  # type: ignore[arg-type]
+    assert storage.cached_access(5) is None  # closed: the cache is gone
+    assert input_kind_of(5, "bot") is InputKind.USER
+    assert input_kind_of(-1001234567890, "supergroup") is InputKind.CHANNEL
+    assert input_kind_of(-1001234567890, "a-future-type") is InputKind.CHANNEL
+    assert input_kind_of(-42, "a-future-type") is InputKind.CHAT
+    assert input_kind_of(42, "a-future-type") is InputKind.USER

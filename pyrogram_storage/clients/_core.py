@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from ..base import Storage
 from ..checks import KNOWN_TYPES
 from ..errors import PeerNotFound, StorageClosedError, StorageError
-from ..types import CHANNEL_ID_OFFSET, InputKind, Peer, PeerType, UpdateState
+from ..types import CHANNEL_ID_OFFSET, InputKind, Peer, PeerType, UpdateState, input_kind_of
 
 __all__ = ["ClientStorage", "ObjectUpdateStates", "TupleUpdateStates"]
 
@@ -173,10 +173,11 @@ class ClientStorage:
                 peer_id = coerce_peer_id(peer_id)
             except PeerNotFound:
                 raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
-        peer = self.storage.cached_peer(peer_id)
-        if peer is None:
-            peer = await self.storage.peer_by_id(peer_id, with_usernames=False)
-        return self._input_peer(peer)
+        access = self.storage.cached_access(peer_id)
+        if access is not None:
+            access_hash, peer_type = access
+            return self._input(peer_id, access_hash, input_kind_of(peer_id, peer_type))
+        return self._input_peer(await self.storage.peer_by_id(peer_id, with_usernames=False))
 
     async def get_peer_by_username(self, username: str) -> Any:
         """Return the client's ``InputPeer*`` for a username.
@@ -197,14 +198,16 @@ class ClientStorage:
         )
 
     def _input_peer(self, peer: Peer) -> Any:
+        return self._input(peer.id, peer.access_hash, peer.input_kind)
+
+    def _input(self, peer_id: int, access_hash: int, kind: InputKind) -> Any:
         types = self._raw_types or self._types()
-        kind = peer.input_kind
         if kind is InputKind.USER:
-            return types.InputPeerUser(user_id=peer.id, access_hash=peer.access_hash)
+            return types.InputPeerUser(user_id=peer_id, access_hash=access_hash)
         if kind is InputKind.CHAT:
-            return types.InputPeerChat(chat_id=-peer.id)
+            return types.InputPeerChat(chat_id=-peer_id)
         return types.InputPeerChannel(
-            channel_id=CHANNEL_ID_OFFSET - peer.id, access_hash=peer.access_hash
+            channel_id=CHANNEL_ID_OFFSET - peer_id, access_hash=access_hash
         )
 
     @classmethod
