@@ -10,19 +10,18 @@ The server runs with ``--sync-on-commit``, so it is durable itself.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pyrogram_storage import BackendError, Peer, PeerType, Storage, UpdateState
+from pyrogram_storage import Peer, PeerType, Storage
 
 from .mongoserver import MongoServer, mongo_uri_from_env
+from .outages import check_nothing_acknowledged_lost, write_through_outages
 
 pytestmark = [
     pytest.mark.mongo,
@@ -50,10 +49,6 @@ def server(own_server: MongoServer) -> MongoServer:
     return own_server
 
 
-def _is_our_error(exc: BaseException) -> bool:
-    return isinstance(exc, BackendError)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("outage", ["stop", "kill"])
 @pytest.mark.parametrize(
@@ -74,85 +69,31 @@ async def test_writers_survive_outages_and_lose_no_acknowledged_write(
         **options,
     )
     await storage.open()
-    acked_peers: dict[int, int] = {}  # peer id -> acknowledged access hash
-    attempted_api_ids: list[int] = []
-    acked_api_id: int | None = None
-    acked_states: dict[int, int] = {}
-    failures: Counter[str] = Counter()
-    stop_writing = asyncio.Event()
-
-    async def writer(n: int) -> None:
-        nonlocal acked_api_id
-        step = 0
-        while not stop_writing.is_set():
-            step += 1
-            peer_id = n * 1_000_000 + step
-            try:
-                await storage.upsert_peers([Peer(peer_id, step, PeerType.USER, (f"p{peer_id}",))])
-                acked_peers[peer_id] = step
-                api_id = n * 1_000_000 + step
-                attempted_api_ids.append(api_id)
-                await storage.update_session(api_id=api_id)
-                acked_api_id = api_id
-                await storage.set_update_states([UpdateState(n, pts=step)])
-                acked_states[n] = step
-                await storage.peer_by_id(peer_id)
-            except Exception as exc:
-                if not _is_our_error(exc):
-                    raise
-                failures[type(exc.__cause__).__name__] += 1
-                await asyncio.sleep(0.05)
-
-    writers = [asyncio.create_task(writer(n)) for n in range(1, 4)]
-    try:
-        for _ in range(OUTAGES):
-            await asyncio.sleep(0.3)  # let the writers get going
-            await asyncio.to_thread(server.stop if outage == "stop" else server.kill)
-            # While it is down: every kind of call fails with our error, and fast enough.
-            for call in (
-                storage.health(),
-                storage.peer_by_id(1),
-                storage.peer_by_username("p1"),
-                storage.peer_by_phone("1"),
-                storage.get_update_states(),
-                storage.count_peers(),
-                _write_and_flush(storage),
-                storage.update_session(user_id=5),
-            ):
-                with pytest.raises(BackendError) as error:
-                    await call
-                assert "MongoStorage" in str(error.value)
-            await asyncio.to_thread(server.restart)
-            # Back: the same object works without reopening (the driver reconnects).
-            assert await _eventually_healthy(storage)
-        await asyncio.sleep(0.3)
-    finally:
-        stop_writing.set()
-        results = await asyncio.gather(*writers, return_exceptions=True)
-    assert [r for r in results if r is not None] == []
-    assert failures, "no write ever failed: the server was not really down"
+    ack = await write_through_outages(
+        storage,
+        outages=OUTAGES,
+        take_down=server.stop if outage == "stop" else server.kill,
+        bring_back=server.restart,
+        calls_while_down=lambda: [
+            storage.health(),
+            storage.peer_by_id(1),
+            storage.peer_by_username("p1"),
+            storage.peer_by_phone("1"),
+            storage.get_update_states(),
+            storage.count_peers(),
+            _write_and_flush(storage),
+            storage.update_session(user_id=5),
+        ],
+        named="MongoStorage",
+    )
     await storage.close()
-
     again = MongoStorage.from_url(
         server.uri, name=name, driver=driver, client_options=TIMEOUTS, username_ttl=None
     )
-    async with again:
-        stored = {}
-        async for batch in again.iter_peers(batch_size=5000):
-            stored.update((peer.id, peer.access_hash) for peer in batch)
-        lost = {pid: h for pid, h in acked_peers.items() if stored.get(pid) != h}
-        assert lost == {}, f"{len(lost)} acknowledged peers lost"
-        api_id = (await again.get_session()).api_id
-        # The newest acknowledged value, or one a later call sent before it failed.
-        assert acked_api_id is not None
-        assert api_id in attempted_api_ids[attempted_api_ids.index(acked_api_id) :]
-        states = {s.id: s.pts for s in await again.get_update_states()}
-        for state_id, pts in acked_states.items():
-            assert states[state_id] is not None and states[state_id] >= pts
-    await again.delete()
+    await check_nothing_acknowledged_lost(again, ack)
     print(
-        f"\n{driver}/{outage}: {OUTAGES} outages, {len(acked_peers)} acknowledged peer "
-        f"writes kept, failures while down: {dict(failures)}"
+        f"\n{driver}/{outage}: {OUTAGES} outages, {len(ack.peers)} acknowledged peer "
+        f"writes kept, failures while down: {dict(ack.failures)}"
     )
 
 
@@ -161,12 +102,3 @@ async def _write_and_flush(storage: Storage) -> None:
     await storage.upsert_peers([Peer(1, 1, PeerType.USER)])
     await storage.flush()
 
-
-async def _eventually_healthy(storage: Storage) -> bool:
-    """Return True once a ping goes through; each try fails within the selection timeout."""
-    for _ in range(50):
-        try:
-            return await storage.health()
-        except BackendError:
-            await asyncio.sleep(0.1)
-    return False

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 
-from pyrogram_storage import BackendError, DiskFullError, Peer, PeerType, UpdateState
+from pyrogram_storage import BackendError, DiskFullError, Peer, PeerType
 from pyrogram_storage.redisdb.storage import RedisStorage
 
+from .outages import check_nothing_acknowledged_lost, eventually_healthy, write_through_outages
 from .redisserver import RedisServer
 from .test_hostile import _small_disk
 from .test_redis import check_indexes
@@ -61,15 +62,6 @@ def storage_on(server: RedisServer, driver: str, name: str, **options: Any) -> R
     )
 
 
-async def _eventually_healthy(storage: RedisStorage) -> bool:
-    for _ in range(100):
-        try:
-            return await storage.health()
-        except BackendError:
-            await asyncio.sleep(0.1)
-    return False
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("outage", ["stop", "kill"])
 @pytest.mark.parametrize("driver", ["redis", "valkey"])
@@ -79,80 +71,30 @@ async def test_writers_survive_outages_and_lose_no_acknowledged_write(
     name = f"faults_{uuid.uuid4().hex[:12]}"
     storage = storage_on(server, driver, name)
     await storage.open()
-    acked_peers: dict[int, int] = {}  # peer id -> acknowledged access hash
-    attempted_api_ids: list[int] = []
-    acked_api_id: int | None = None
-    acked_states: dict[int, int] = {}
-    failures: Counter[str] = Counter()
-    stop_writing = asyncio.Event()
-
-    async def writer(n: int) -> None:
-        nonlocal acked_api_id
-        step = 0
-        while not stop_writing.is_set():
-            step += 1
-            peer_id = n * 1_000_000 + step
-            try:
-                await storage.upsert_peers([Peer(peer_id, step, PeerType.USER, (f"p{peer_id}",))])
-                acked_peers[peer_id] = step
-                api_id = n * 1_000_000 + step
-                attempted_api_ids.append(api_id)
-                await storage.update_session(api_id=api_id)
-                acked_api_id = api_id
-                await storage.set_update_states([UpdateState(n, pts=step)])
-                acked_states[n] = step
-                await storage.peer_by_id(peer_id)
-            except BackendError as exc:
-                failures[type(exc.__cause__).__name__] += 1
-                await asyncio.sleep(0.05)
-
-    writers = [asyncio.create_task(writer(n)) for n in range(1, 4)]
-    try:
-        for _ in range(OUTAGES):
-            await asyncio.sleep(0.3)  # let the writers get going
-            await asyncio.to_thread(server.stop if outage == "stop" else server.kill)
-            for call in (
-                storage.health(),
-                storage.peer_by_id(1),
-                storage.peer_by_username("p1"),
-                storage.peer_by_phone("1"),
-                storage.get_update_states(),
-                storage.count_peers(),
-                storage.get_session(),
-                storage.update_session(user_id=5),
-            ):
-                started = time.monotonic()
-                with pytest.raises(BackendError) as error:
-                    await call
-                assert "Redis" in str(error.value)
-                assert time.monotonic() - started < LATEST
-            await asyncio.to_thread(server.start)
-            assert await _eventually_healthy(storage)  # the same object, not reopened
-        await asyncio.sleep(0.3)
-    finally:
-        stop_writing.set()
-        results = await asyncio.gather(*writers, return_exceptions=True)
-    assert [r for r in results if r is not None] == []
-    assert failures, "no write ever failed: the server was not really down"
+    ack = await write_through_outages(
+        storage,
+        outages=OUTAGES,
+        take_down=server.stop if outage == "stop" else server.kill,
+        bring_back=server.start,
+        calls_while_down=lambda: [
+            storage.health(),
+            storage.peer_by_id(1),
+            storage.peer_by_username("p1"),
+            storage.peer_by_phone("1"),
+            storage.get_update_states(),
+            storage.count_peers(),
+            storage.get_session(),
+            storage.update_session(user_id=5),
+        ],
+        named="Redis",
+        latest=LATEST,
+        healthy_tries=100,
+    )
     await storage.close()
-
-    again = storage_on(server, driver, name)
-    async with again:
-        stored = {}
-        async for batch in again.iter_peers(batch_size=5000):
-            stored.update((peer.id, peer.access_hash) for peer in batch)
-        lost = {pid: h for pid, h in acked_peers.items() if stored.get(pid) != h}
-        assert lost == {}, f"{len(lost)} acknowledged peers lost"
-        api_id = (await again.get_session()).api_id
-        assert acked_api_id is not None
-        assert api_id in attempted_api_ids[attempted_api_ids.index(acked_api_id) :]
-        states = {s.id: s.pts for s in await again.get_update_states()}
-        for state_id, pts in acked_states.items():
-            assert states[state_id] is not None and states[state_id] >= pts
-    await again.delete()
+    await check_nothing_acknowledged_lost(storage_on(server, driver, name), ack)
     print(
-        f"\n{driver}/{outage}: {OUTAGES} outages, {len(acked_peers)} acknowledged peer "
-        f"writes kept, failures while down: {dict(failures)}"
+        f"\n{driver}/{outage}: {OUTAGES} outages, {len(ack.peers)} acknowledged peer "
+        f"writes kept, failures while down: {dict(ack.failures)}"
     )
 
 
@@ -197,7 +139,7 @@ async def test_a_silent_server_is_a_backend_error_within_the_timeout(
     finally:
         await silence
         await admin.aclose()
-    assert await _eventually_healthy(storage)
+    assert await eventually_healthy(storage, 100)
     await storage.upsert_peers([Peer(3, 33, PeerType.USER)])
     assert (await storage.peer_by_id(1)).access_hash == 11
     await storage.delete()
