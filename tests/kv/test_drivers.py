@@ -12,6 +12,7 @@ import pytest
 from pyrogram_storage import kv
 from pyrogram_storage.redisdb import client as redisdb
 
+from ..missing_driver import missing_driver_error
 from ..redisserver import RedisCluster, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -41,21 +42,9 @@ def test_import_kv_loads_no_driver() -> None:
     ],
 )
 def test_a_missing_driver_names_its_extra(blocked: str, build: str, extra: str) -> None:
-    code = (
-        f"import sys; sys.modules[{blocked!r}] = None\n"
-        "from pyrogram_storage import kv, MissingDriverError\n"
-        "try:\n"
-        f"    {build}\n"
-        "except MissingDriverError as exc:\n"
-        "    assert isinstance(exc, ImportError)\n"
-        "    print(exc)\n"
-        "else:\n"
-        "    raise SystemExit('no error')\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert f"pip install pyrogram-storage[{extra}]" in result.stdout
+    got_extra, message = missing_driver_error(blocked, "from pyrogram_storage import kv", build)
+    assert got_extra == extra
+    assert f"pip install pyrogram-storage[{extra}]" in message
 
 
 @pytest.mark.parametrize("driver", ["redis", "valkey"])

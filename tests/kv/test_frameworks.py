@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from ..clientenv import FRAMEWORKS, REPO_ROOT, run_in_env
+from ..missing_driver import missing_driver_error
 from .conftest import BACKENDS
 from .framework_backends import GROUPS, NAMES
 
@@ -127,21 +128,9 @@ def test_import_kv_loads_no_framework() -> None:
     ],
 )
 def test_a_missing_framework_names_its_extra(blocked: str, build: str, extra: str) -> None:
-    code = (
-        f"import sys; sys.modules[{blocked!r}] = None\n"
-        "from pyrogram_storage import kv, MissingDriverError\n"
-        "try:\n"
-        f"    {build}\n"
-        "except MissingDriverError as exc:\n"
-        "    assert isinstance(exc, ImportError)\n"
-        "    print(exc)\n"
-        "else:\n"
-        "    raise SystemExit('no error')\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True
-    )
-    assert f"pip install pyrogram-storage[{extra}]" in result.stdout
+    got_extra, message = missing_driver_error(blocked, "from pyrogram_storage import kv", build)
+    assert got_extra == extra
+    assert f"pip install pyrogram-storage[{extra}]" in message
 
 
 @pytest.mark.frameworks
