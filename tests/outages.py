@@ -48,15 +48,17 @@ async def write_through_outages(
     outages: int,
     take_down: Callable[[], object],
     bring_back: Callable[[], object],
-    calls_while_down: Callable[[], list[Coroutine[Any, Any, Any]]],
+    also_while_down: Callable[[], Coroutine[Any, Any, Any]],
     named: str,
     latest: float | None = None,
     healthy_tries: int = 50,
 ) -> Acknowledged:
     """Run three writers on ``storage`` through ``outages`` outages of its server.
 
-    While the server is down, each of ``calls_while_down()`` must raise a
-    ``BackendError`` naming ``named`` (within ``latest`` seconds, if given).
+    While the server is down, every kind of call (the lookups, ``health()``, a session
+    write and ``also_while_down()``, a call this backend cannot answer without its
+    server) must raise a ``BackendError`` naming ``named`` (within ``latest`` seconds,
+    if given).
     """
     ack = Acknowledged()
     stop_writing = asyncio.Event()
@@ -86,7 +88,16 @@ async def write_through_outages(
             await asyncio.sleep(0.3)  # let the writers get going
             await asyncio.to_thread(take_down)
             # While it is down: every kind of call fails with our error, and fast enough.
-            for call in calls_while_down():
+            for call in (
+                storage.health(),
+                storage.peer_by_id(1),
+                storage.peer_by_username("p1"),
+                storage.peer_by_phone("1"),
+                storage.get_update_states(),
+                storage.count_peers(),
+                also_while_down(),
+                storage.update_session(user_id=5),
+            ):
                 started = time.monotonic()
                 with pytest.raises(BackendError) as error:
                     await call
