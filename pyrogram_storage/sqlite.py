@@ -155,6 +155,7 @@ class SQLiteStorage(Storage):
         self._lane = Lane()
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
+        self._holders_found: tuple[str, list[Any]] | None = None  # the last username asked
 
     # -- hooks for FileStorage and MemoryStorage (they run off the event loop for files) --
 
@@ -348,11 +349,18 @@ class SQLiteStorage(Storage):
         sql = _HOLDERS[layout]
 
         def find(db: sqlite3.Connection) -> Peer | None:
-            return _newest(db, layout, db.execute(sql, (username,)).fetchall(), usernames)
+            rows = db.execute(sql, (username,)).fetchall()
+            self._holders_found = (username, rows)
+            return _newest(db, layout, rows, usernames)
 
         return await self._read(find)
 
     async def _username_holders(self, username: str) -> set[int] | None:
+        # Asked right after _find_by_username(username), whose statement listed every
+        # holder already: those rows answer, rather than the same query again.
+        found, self._holders_found = self._holders_found, None
+        if found is not None and found[0] == username:
+            return {row[0] for row in found[1]}
         sql = _HOLDERS[self.layout]
 
         def find(db: sqlite3.Connection) -> set[int]:
