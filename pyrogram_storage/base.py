@@ -25,10 +25,21 @@ from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, TypeVar
 
-from . import _journal as journal
+from . import _pending as journal
 from ._cache import HASH, NAMES, PHONE, STAMP, TYPE, Entry, PeerCache
-from ._journal import Changes, Journal
-from .checks import (
+from ._pending import Changes, Journal
+from .errors import (
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    PeerNotFound,
+    ReadOnlyError,
+    StorageClosedError,
+    StorageError,
+)
+from .session_string import decode_session_string, encode_session_string
+from .types import Peer, PeerType, SessionData, UpdateState
+from .validation import (
     KNOWN_TYPES,
     checked_session_changes,
     clean_usernames,
@@ -43,17 +54,6 @@ from .checks import (
     stored_session,
     stored_state,
 )
-from .errors import (
-    BackendError,
-    InvalidTypeError,
-    InvalidValueError,
-    PeerNotFound,
-    ReadOnlyError,
-    StorageClosedError,
-    StorageError,
-)
-from .session_string import decode_session_string, encode_session_string
-from .types import Peer, PeerType, SessionData, UpdateState
 
 __all__ = [
     "DEFAULT_PEER_CACHE_SIZE",

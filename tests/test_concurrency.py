@@ -32,8 +32,8 @@ from pyrogram_storage import (
     SessionLocked,
     StorageError,
     UpdateState,
-    sqlite_schema,
 )
+from pyrogram_storage.sqlite import schema as sqlite_schema
 
 from . import lock_holder
 from .fixture_files import copy_fixture, manifest

@@ -21,8 +21,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from . import _migrations
-from .errors import CorruptSessionError, MigrationError, SchemaTooNewError, UnknownSchemaError
+from .. import _migrations
+from ..errors import CorruptSessionError, MigrationError, SchemaTooNewError, UnknownSchemaError
 
 __all__ = ["Layout", "create_schema", "current_layout", "is_current", "prepare", "secure"]
 
