@@ -1,70 +1,78 @@
-"""The bounded peer cache every storage keeps when its process is the session's only writer."""
+"""The peers a storage holds in memory while its process is the session's only writer."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator, Mapping
 from typing import Final
 
-__all__ = ["HASH", "NAMES", "PHONE", "STAMP", "TYPE", "Entry", "PeerCache"]
+from ._pending import PeerChange
 
-Entry = tuple[int, str, "tuple[str, ...] | None", "str | None", int]
-"""A cached peer: access hash, type name, usernames (None: not known here), phone, last update."""
+__all__ = ["HASH", "KIND", "NAMES", "PHONE", "STAMP", "TYPE", "PeerCache"]
 
-# Positions in an Entry.
-HASH: Final = 0
-TYPE: Final = 1
-NAMES: Final = 2
-PHONE: Final = 3
-STAMP: Final = 4
+# Positions in a held peer: the pending change tuple of _pending.
+KIND: Final = 0  # FULL: usernames known; PARTIAL: usernames not known here
+HASH: Final = 1
+TYPE: Final = 2
+NAMES: Final = 3
+PHONE: Final = 4
+STAMP: Final = 5
 
 
 class PeerCache:
-    """Peer id to :data:`Entry`: the ``size`` peers most recently written or used.
+    """Peer id to its change tuple: bounded (the ``size`` peers most recently written
+    or used) or, once :meth:`fill` has loaded every stored peer, complete.
 
-    A least-recently-used map (C's ``OrderedDict``: a hit moves the entry to the end,
-    a new entry past ``size`` drops the oldest). Entries are tuples of ints and
-    strings, which the garbage collector stops tracking, so a large cache costs full
-    collections little.
+    Bounded, it is a least-recently-used map (C's ``OrderedDict``: a hit moves the
+    entry to the end, a new entry past ``size`` drops the oldest); complete, a plain
+    dict that never drops anything. Entries are tuples of ints and strings, which the
+    garbage collector stops tracking, so a large cache costs full collections little.
     """
 
-    __slots__ = ("_entries", "size")
+    __slots__ = ("_entries", "complete", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._entries: OrderedDict[int, Entry] = OrderedDict()
+        self.complete = False
+        self._entries: dict[int, PeerChange] = OrderedDict()
 
-    def get(self, peer_id: int) -> Entry | None:
+    def get(self, peer_id: int) -> PeerChange | None:
         """Return the entry of ``peer_id`` and mark it recently used."""
         entries = self._entries
         entry = entries.get(peer_id)
-        if entry is not None:
-            entries.move_to_end(peer_id)
+        if entry is not None and not self.complete:
+            entries.move_to_end(peer_id)  # type: ignore[attr-defined]
         return entry
 
-    def peek(self, peer_id: int) -> Entry | None:
+    def peek(self, peer_id: int) -> PeerChange | None:
         """Return the entry of ``peer_id`` without touching its recency."""
         return self._entries.get(peer_id)
 
-    def put(self, peer_id: int, entry: Entry) -> None:
-        if self.size > 0:
-            entries = self._entries
-            entries[peer_id] = entry
-            entries.move_to_end(peer_id)
-            if len(entries) > self.size:
-                entries.popitem(last=False)
-
-    def put_old(self, peer_id: int, entry: Entry) -> None:
-        """Add an entry as the least recently used (a guess, not a use: it goes first)."""
+    def put(self, peer_id: int, entry: PeerChange) -> None:
         entries = self._entries
-        if self.size > 0 and peer_id not in entries and len(entries) < self.size:
+        if self.complete:
             entries[peer_id] = entry
-            entries.move_to_end(peer_id, last=False)
+        elif self.size > 0:
+            entries[peer_id] = entry
+            entries.move_to_end(peer_id)  # type: ignore[attr-defined]
+            if len(entries) > self.size:
+                entries.popitem(last=False)  # type: ignore[call-arg]
 
     def pop(self, peer_id: int) -> None:
         self._entries.pop(peer_id, None)
 
+    def fill(self, entries: Mapping[int, PeerChange]) -> None:
+        """Hold exactly ``entries``, every stored peer: complete from now on."""
+        self._entries = dict(entries)
+        self.complete = True
+
     def clear(self) -> None:
+        """Forget everything; bounded again."""
         self._entries = OrderedDict()
+        self.complete = False
+
+    def items(self) -> Iterator[tuple[int, PeerChange]]:
+        return iter(list(self._entries.items()))
 
     def __len__(self) -> int:
         return len(self._entries)

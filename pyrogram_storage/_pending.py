@@ -2,20 +2,29 @@
 
 Peer, username and update-state writes go into the *pending* layer of a
 :class:`Journal`. A flush moves it to the *older* layer, hands it to the backend as
-one :class:`~pyrogram_storage.base.Changes` batch, and drops it once stored (a batch
-that failed stays there, to go first again). Both layers answer reads meanwhile, so
-a write is visible the moment its call returns. Each key keeps only its last change
-(several writes of one peer or one update state between two flushes cost one row),
-and batches are stored in call order, each holding every write up to some point, so
-what is stored is always a prefix of the writes.
+one :class:`Changes` batch, and drops it once stored (a batch that failed stays there,
+to go first again). Both layers answer reads meanwhile, so a write is visible the
+moment its call returns. Each key keeps only its last change (several writes of one
+peer or one update state between two flushes cost one row), and batches are stored
+in call order, each holding every write up to some point, so what is stored is always
+a prefix of the writes.
+
+:class:`PendingWrites` owns the journal and decides when to store: at once
+(``commit_interval=0``), within ``commit_interval`` seconds, or as soon as a batch
+is full, one batch in flight at a time, retrying a failed one before newer writes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final, NamedTuple
 
+from .errors import BackendError, StorageClosedError
 from .types import Peer, PeerType, SessionData, UpdateState
 
 __all__ = [
@@ -28,10 +37,14 @@ __all__ = [
     "Changes",
     "Journal",
     "PeerChange",
+    "PeerRow",
+    "PendingWrites",
     "StateChange",
     "apply_change",
     "make_peer",
 ]
+
+log = logging.getLogger("pyrogram_storage")
 
 PENDING_LIMIT = 1000
 """Keys in the pending batch past which a write hands it over at once (it flushes)."""
@@ -59,7 +72,30 @@ _TYPE: Final = 2
 _NAMES: Final = 3
 _PHONE: Final = 4
 _STAMP: Final = 5
-_KNOWN_TYPES = {kind.value: kind for kind in PeerType}
+
+
+class PeerRow(NamedTuple):
+    """A peer as a batch of :class:`Changes` carries it: the fields of :class:`Peer`.
+
+    A tuple, built once per stored write; read it like a :class:`Peer`
+    (``row.id``, ``row.usernames``...) or by position.
+    """
+
+    id: int
+    access_hash: int
+    type: PeerType
+    usernames: tuple[str, ...] | None
+    phone_number: str | None
+    last_update_on: int
+
+    @property
+    def username(self) -> str | None:
+        """The primary username, if any."""
+        return self.usernames[0] if self.usernames else None
+
+    def replace(self, **changes: Any) -> PeerRow:
+        """Return a copy with ``changes`` applied (as :meth:`Peer.replace`)."""
+        return self._replace(**changes)
 
 
 @dataclass(eq=False)
@@ -67,8 +103,8 @@ class Changes:
     """One batch of writes for a backend to store atomically, in this order.
 
     1. ``deleted_peers``: remove these peers and their usernames;
-    2. ``peers``: insert or replace; a peer whose ``usernames`` is None keeps the
-       usernames stored for it (or gets none, if it is new);
+    2. ``peers``: insert or replace (:class:`PeerRow`); a peer whose ``usernames`` is
+       None keeps the usernames stored for it (or gets none, if it is new);
     3. ``usernames``: replace the usernames of these ids (rows stamped ``stamp``),
        without touching the rest of their peers; an id that is not stored is ignored;
     4. ``deleted_states``, then ``states`` (stored whole) and ``merged_states``
@@ -78,10 +114,13 @@ class Changes:
 
     Peers' usernames are lowercased, without ``@``; phones hold digits only; every
     peer has its ``last_update_on``. A key appears in one list of each kind only.
+    ``new_peers`` names peers of ``peers`` the writer knows are not stored yet (it
+    keeps an index of every stored peer): a backend may insert them without looking
+    for an old row or old usernames first.
     """
 
     deleted_peers: list[int] = field(default_factory=list)
-    peers: list[Peer] = field(default_factory=list)
+    peers: list[PeerRow] = field(default_factory=list)
     usernames: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
     deleted_states: list[int] = field(default_factory=list)
     states: list[UpdateState] = field(default_factory=list)
@@ -89,6 +128,7 @@ class Changes:
     session: SessionData | None = None
     session_fields: frozenset[str] = frozenset()
     stamp: int = 0
+    new_peers: frozenset[int] = frozenset()
 
     def __bool__(self) -> bool:
         return bool(
@@ -103,15 +143,22 @@ class Changes:
 
 
 def make_peer(peer_id: int, change: PeerChange, usernames: tuple[str, ...] | None) -> Peer:
-    kind = change[_TYPE]
     return Peer(
         peer_id,
         change[_HASH],
-        _KNOWN_TYPES.get(kind) or PeerType(kind),
+        PeerType.of(change[_TYPE]),
         usernames,
         change[_PHONE],
         change[_STAMP],
     )
+
+
+def _row(peer_id: int, change: PeerChange, usernames: tuple[str, ...] | None) -> PeerRow:
+    fields = (peer_id, change[_HASH], PeerType.of(change[_TYPE]), usernames)
+    return _new_row(PeerRow, (*fields, change[_PHONE], change[_STAMP]))
+
+
+_new_row = tuple.__new__
 
 
 def coalesce(old: PeerChange | None, new: PeerChange) -> PeerChange | None:
@@ -185,10 +232,11 @@ def _drop(index: dict[str, list[int]], key: str, peer_id: int) -> None:
 
 
 class _Layer:
-    __slots__ = ("_indexed", "_names", "_phones", "partial_stamp", "peers", "states")
+    __slots__ = ("_indexed", "_names", "_phones", "fresh", "partial_stamp", "peers", "states")
 
     def __init__(self) -> None:
         self.peers: dict[int, PeerChange] = {}
+        self.fresh: set[int] = set()  # peers known not to be stored when first written here
         self.states: dict[int, StateChange] = {}
         # username / phone -> peer ids: built when a lookup needs them, not on every
         # write (the clients' writes far outnumber their username lookups)
@@ -200,12 +248,17 @@ class _Layer:
     def __len__(self) -> int:
         return len(self.peers) + len(self.states)
 
-    def add_peer(self, peer_id: int, change: PeerChange) -> bool:
-        """Add ``change``; False (and nothing added) when it cannot join this layer."""
+    def add_peer(self, peer_id: int, change: PeerChange, fresh: bool = False) -> bool:
+        """Add ``change``; False (and nothing added) when it cannot join this layer.
+
+        ``fresh``: the writer knows the peer is not stored (nor written in an older layer).
+        """
         peers = self.peers
         old = peers.get(peer_id)
         if old is None:
             peers[peer_id] = change
+            if fresh:
+                self.fresh.add(peer_id)
             if self._indexed:  # a new key comes last, as a rebuild would put it
                 names, phone = _index_keys(change)
                 for name in names:
@@ -269,13 +322,13 @@ class _Layer:
         self.states[state_id] = _coalesce_state(self.states.get(state_id), change)
 
     def to_changes(self, stamp: int) -> Changes:
-        changes = Changes(stamp=stamp)
+        changes = Changes(stamp=stamp, new_peers=frozenset(self.fresh))
         for peer_id, change in self.peers.items():
             kind = change[_KIND]
             if kind == FULL:
-                changes.peers.append(make_peer(peer_id, change, change[_NAMES]))
+                changes.peers.append(_row(peer_id, change, change[_NAMES]))
             elif kind == PARTIAL:
-                changes.peers.append(make_peer(peer_id, change, None))
+                changes.peers.append(_row(peer_id, change, None))
             elif kind == DELETED:
                 changes.deleted_peers.append(peer_id)
             else:
@@ -327,9 +380,12 @@ class Journal:
         old = self._pending.peers.get(peer_id)
         return not (old is not None and old[_KIND] == NAMES and change[_KIND] == PARTIAL)
 
-    def add_peer(self, peer_id: int, change: PeerChange) -> bool:
-        """Add a write; False (nothing added) when the pending batch must be stored first."""
-        return self._pending.add_peer(peer_id, change)
+    def add_peer(self, peer_id: int, change: PeerChange, fresh: bool = False) -> bool:
+        """Add a write; False (nothing added) when the pending batch must be stored first.
+
+        ``fresh``: the writer knows the peer is stored nowhere yet, not even pending.
+        """
+        return self._pending.add_peer(peer_id, change, fresh)
 
     def add_state(self, state_id: int, change: StateChange) -> None:
         self._pending.add_state(state_id, change)
@@ -402,6 +458,33 @@ class Journal:
             ids.update(self._older.states)
         return ids
 
+    def states_seen(
+        self, stored: dict[int, UpdateState], wanted: Collection[int] | None
+    ) -> dict[int, UpdateState]:
+        """The update states readers see: ``stored`` (those of ``wanted``) with pending
+        changes on top."""
+        pending = self.state_ids()
+        if wanted is not None:
+            pending &= set(wanted)
+            stored = {key: value for key, value in stored.items() if key in wanted}
+        for state_id in pending:
+            change = self.state(state_id)
+            if change is None:
+                continue
+            kind, *values = change
+            if kind == STATE_DELETED:
+                stored.pop(state_id, None)
+            elif kind == REPLACE or state_id not in stored:
+                stored[state_id] = UpdateState(state_id, *values)
+            else:
+                old = stored[state_id]
+                pts, qts, date, seq = (
+                    o if n is None else n
+                    for n, o in zip(values, (old.pts, old.qts, old.date, old.seq), strict=True)
+                )
+                stored[state_id] = UpdateState(state_id, pts, qts, date, seq)
+        return stored
+
     def holders(self, key: str, index: str) -> list[int]:
         """Peers a pending or in-flight write gave this username (``index="names"``) or
         phone (``"phones"``); readers check each against what they see of it."""
@@ -463,3 +546,178 @@ class Journal:
         if kind in (DELETED, FULL):
             return True
         return (kind == NAMES) if what == "names" else (kind == PARTIAL)
+
+
+class PendingWrites:
+    """The journal, and when its batches are stored.
+
+    After writes enter :attr:`journal`, :meth:`written` stores them at once
+    (``commit_interval`` 0), or starts a timer that stores them within
+    ``commit_interval`` seconds, or, once the pending batch is full, hands it over at
+    once. One batch is stored at a time, under the store lock; one that failed is
+    retried first, every second, and :attr:`failure` says why meanwhile.
+
+    :param store: stores one batch (the backend's ``_apply``, errors translated).
+    :param lock: the store lock of the running event loop.
+    :param is_open: whether the owner is open (a timer firing after close stores nothing).
+    :param changed: called when :attr:`failure` is set or cleared.
+    :param owner: the owner's repr, for log lines.
+    """
+
+    __slots__ = (
+        "_changed",
+        "_is_open",
+        "_lock",
+        "_owner",
+        "_store",
+        "_task",
+        "_wake",
+        "commit_interval",
+        "failure",
+        "journal",
+    )
+
+    def __init__(
+        self,
+        store: Callable[[Changes], Awaitable[None]],
+        commit_interval: float,
+        *,
+        lock: Callable[[], asyncio.Lock],
+        is_open: Callable[[], bool],
+        changed: Callable[[], None],
+        owner: Callable[[], str],
+    ) -> None:
+        self.journal = Journal()
+        self.commit_interval = commit_interval
+        self.failure: BaseException | None = None
+        self._store = store
+        self._lock = lock
+        self._is_open = is_open
+        self._changed = changed
+        self._owner = owner
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+
+    async def written(self) -> None:
+        """Writes entered the journal: store them now, soon, or once the batch is full."""
+        if self.commit_interval == 0:
+            await self.store()
+        elif self.journal.full:
+            task = self._task
+            if task is None:
+                self._start(0)  # and go on writing the next batch meanwhile
+                return
+            self._wake_up()
+            await asyncio.wait([task])  # the writer waits: two batches at most, never more
+        elif self._task is None:
+            self._start(self.commit_interval)
+
+    async def store(
+        self, session: Callable[[], tuple[SessionData, frozenset[str]]] | None = None
+    ) -> tuple[SessionData, frozenset[str]] | None:
+        """Store every batch waiting, in order; raise what storing raises.
+
+        :param session: called under the store lock; the session it returns is stored
+            with the last batch (and returned once stored).
+        """
+        async with self._lock():
+            fields = None if session is None else session()
+            await self._store_waiting(fields)
+            return fields
+
+    async def stop(self) -> None:
+        """Let the timer's batch be stored (close() stores the rest after it)."""
+        task = self._task
+        if task is None:
+            return
+        self._wake_up()
+        await asyncio.wait([task])
+
+    def clear(self) -> None:
+        self.journal.clear()
+        self.failure = None
+
+    def failed_error(self) -> BackendError:
+        """The error a write raises while an earlier batch cannot be stored."""
+        return BackendError(
+            f"{self._owner()}: earlier writes could not be stored ({self.failure}); they "
+            "stay pending and are retried by the next flush(), save() or write"
+        )
+
+    # -- the timer ----------------------------------------------------------------------------
+
+    def _start(self, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        wake = self._wake = loop.create_future()
+        task = loop.create_task(self._later(delay, wake))
+        task.add_done_callback(self._done)
+        self._task = task
+
+    def _wake_up(self) -> None:
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+
+    async def _later(self, delay: float, wake: asyncio.Future[None]) -> None:
+        """Store the pending batch after ``delay`` seconds, or once woken."""
+        try:
+            if delay > 0 and not wake.done():
+                await asyncio.wait([wake], timeout=delay)
+        except asyncio.CancelledError:
+            # The event loop is shutting down (asyncio.run ending with the storage still
+            # open): store what is pending before going.
+            if self._is_open():
+                with contextlib.suppress(Exception):
+                    await self.store()
+            raise
+        try:
+            await self.store()
+        except StorageClosedError:
+            pass
+        except Exception as exc:
+            if self.failure is None:
+                log.warning(
+                    "%s: could not store pending writes, will retry: %s", self._owner(), exc
+                )
+            self.failure = exc
+            self._changed()
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        if self._task is task:
+            self._task = self._wake = None
+        if task.cancelled() or not self._is_open() or not self.journal.busy:
+            return
+        if self._task is None:
+            retry = self.failure is not None
+            self._start(max(1.0, self.commit_interval) if retry else self.commit_interval)
+
+    # -- storing ------------------------------------------------------------------------------
+
+    async def _store_waiting(self, session: tuple[SessionData, frozenset[str]] | None) -> None:
+        """Store the waiting batches in order, ``session`` with the last (store lock held)."""
+        journal = self.journal
+        while True:
+            now = int(time.time())
+            took = journal.waiting
+            batch = journal.take(now) if took else Changes(stamp=now)
+            last = not journal.waiting
+            if last and session is not None:
+                batch.session, batch.session_fields = session
+            if not batch:
+                if took:
+                    journal.stored()
+                return
+            try:
+                await self._store(batch)
+            except BaseException:
+                if took:
+                    journal.failed()
+                raise
+            if took:
+                journal.stored()
+            if self.failure is not None:
+                self.failure = None
+                self._changed()
+            if last:
+                return
+

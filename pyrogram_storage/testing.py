@@ -261,6 +261,30 @@ class StorageContract:
         await storage.upsert_peers([user(2, "handle", stamp=now)])
         assert (await storage.peer_by_username("handle")).id == 2
 
+    async def test_a_tie_of_last_writes_goes_to_the_greater_id(
+        self, make_storage: StorageMaker
+    ) -> None:
+        # Stamps are seconds: two holders written in one second tie, and every backend,
+        # pending writes and memory must break the tie alike, before and after a reopen.
+        now = int(time.time())
+        storage = make_storage()
+        await storage.open()
+        try:
+            await storage.upsert_peers([user(7, "handle", phone="555", stamp=now)])
+            await storage.upsert_peers([user(9, "handle", phone="555", stamp=now)])
+            await storage.upsert_peers([user(8, "handle", phone="555", stamp=now)])
+            assert (await storage.peer_by_username("handle")).id == 9
+            assert (await storage.peer_by_phone("555")).id == 9
+            await storage.flush()
+            assert (await storage.peer_by_username("handle")).id == 9
+            assert (await storage.peer_by_phone("555")).id == 9
+        finally:
+            await storage.close()
+        if storage.persistent:
+            async with make_storage(peer_cache_size=0) as again:
+                assert (await again.peer_by_username("handle")).id == 9
+                assert (await again.peer_by_phone("555")).id == 9
+
     async def test_usernames_expire_after_the_ttl(self, make_storage: StorageMaker) -> None:
         storage = make_storage()
         async with storage:

@@ -79,6 +79,12 @@ class PeerType(str, enum.Enum):
         member._value_ = value
         return member
 
+    @classmethod
+    def of(cls, name: str) -> PeerType:
+        """Return the member whose value is ``name`` (a pseudo-member if it is unknown)."""
+        member = _BY_VALUE.get(name)
+        return member if member is not None else cls(name)
+
     @property
     def is_known(self) -> bool:
         return self._name_ != "UNKNOWN"
@@ -86,6 +92,8 @@ class PeerType(str, enum.Enum):
     def __str__(self) -> str:
         return str(self.value)
 
+
+_BY_VALUE: dict[str, PeerType] = {kind.value: kind for kind in PeerType}
 
 _KIND_OF_TYPE: dict[str, InputKind] = {
     PeerType.USER: InputKind.USER,

@@ -1,4 +1,5 @@
-"""Checks and normal forms the base class applies to everything going in and coming out.
+"""Argument validation: the checks and normal forms the contract applies to everything
+going in and coming out.
 
 Backends never call these: :class:`~pyrogram_storage.Storage` does, once, in its
 public methods. What goes in is checked and brought to one form (usernames
@@ -13,6 +14,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._pending import FULL, PARTIAL, PeerChange, PeerRow, StateChange
 from .errors import CorruptSessionError, InvalidTypeError, InvalidValueError
 from .types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
 
@@ -21,8 +23,11 @@ __all__ = [
     "INT64",
     "checked_session_changes",
     "clean_usernames",
+    "iterable",
     "normalize_phone",
     "normalize_username",
+    "peer_change",
+    "state_change",
     "stored_peer",
     "stored_session",
     "stored_state",
@@ -205,7 +210,9 @@ def stored_peer(peer: object, where: object) -> Peer:
     :raises CorruptSessionError: a field of the wrong type, naming the field.
     """
     if type(peer) is not Peer and not isinstance(peer, Peer):
-        raise _corrupt(where, "peer", "Peer", peer)
+        if not isinstance(peer, PeerRow):
+            raise _corrupt(where, "peer", "Peer", peer)
+        peer = Peer(*peer)  # a backend that keeps the rows of Changes as they came
     for name in ("id", "access_hash"):
         value = getattr(peer, name)
         if not (type(value) is int and -(2**63) <= value < 2**63) and not _is_int64(value):
@@ -267,3 +274,70 @@ def count(value: Any, what: str, minimum: int = 0) -> int:
     if value < minimum:
         raise InvalidValueError(f"{what} must be at least {minimum}, not {value}")
     return int(value)
+
+
+# -- what callers hand in ----------------------------------------------------------------------
+
+_MIN64, _MAX64 = -(2**63), 2**63 - 1
+
+
+def iterable(values: Any, what: str) -> Iterable[Any]:
+    """Return ``values`` if it is an iterable other than a str or bytes."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise InvalidTypeError(f"{what} must be an iterable, not {type(values).__name__}")
+    return values  # type: ignore[no-any-return]
+
+
+def peer_change(peer: Any, now: int) -> tuple[int, PeerChange, bool]:
+    """Check a peer to store; return its id, its change tuple and whether it is stamped.
+
+    :raises InvalidTypeError: not a :class:`Peer`, or a field of the wrong type.
+    :raises InvalidValueError: an id or access hash beyond 64 bits.
+    """
+    if type(peer) is not Peer and not isinstance(peer, Peer):
+        raise InvalidTypeError(f"expected Peer, got {type(peer).__name__}")
+    peer_id = peer.id
+    if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
+        peer_id = int64(peer_id, "peer id")
+    access_hash = peer.access_hash
+    if type(access_hash) is not int or not _MIN64 <= access_hash <= _MAX64:
+        access_hash = int64(access_hash or 0, "access hash")
+    kind = peer.type
+    kind_name = kind._value_ if type(kind) is PeerType else peer_type(kind).value
+    names = peer.usernames
+    if names is not None:
+        names = clean_usernames(names)
+    phone = peer.phone_number
+    if phone is not None:
+        if not isinstance(phone, str):
+            raise InvalidTypeError(f"a phone number must be a str, not {type(phone).__name__}")
+        phone = normalize_phone(phone) or None
+    stamp = peer.last_update_on
+    explicit = stamp is not None
+    stamp = int64(stamp, "last_update_on") if explicit else now
+    kind_code = PARTIAL if names is None else FULL
+    return peer_id, (kind_code, access_hash, kind_name, names, phone, stamp), explicit
+
+
+def state_change(state: Any, kind: int) -> tuple[int, StateChange]:
+    """Check an update state to store; return its id and change tuple.
+
+    :raises InvalidTypeError: not an :class:`UpdateState`, or a field not an int.
+    :raises InvalidValueError: a field beyond 64 bits.
+    """
+    if type(state) is not UpdateState and not isinstance(state, UpdateState):
+        raise InvalidTypeError(f"expected UpdateState, got {type(state).__name__}")
+    values = (state.id, state.pts, state.qts, state.date, state.seq)
+    for value in values:
+        if value is not None and (type(value) is not int or not _MIN64 <= value <= _MAX64):
+            break
+    else:
+        if values[0] is not None:
+            return values[0], (kind, *values[1:])
+    return int64(state.id, "update state id"), (
+        kind,
+        optional_int64(state.pts, "pts"),
+        optional_int64(state.qts, "qts"),
+        optional_int64(state.date, "date"),
+        optional_int64(state.seq, "seq"),
+    )

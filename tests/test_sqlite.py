@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from pyrogram_storage import _peers
+
 
 @pytest.mark.parametrize(
     "kind",
@@ -87,38 +89,40 @@ async def test_a_username_lookup_does_not_read_every_peer_written_meanwhile(
 
 _WARM_UPS = """
 import asyncio, json, sys
-from pyrogram_storage import FileStorage, Peer, PeerType, base
+from pyrogram_storage import FileStorage, Peer, PeerType, _peers
 
 async def main(workdir):
     for k in range(3):
         async with FileStorage(f"s{k}", workdir) as storage:
             await storage.upsert_peers([Peer(i, i, PeerType.USER) for i in range(1, 3001)])
-    base._WarmBudget.left = 5000
+    _peers._Budget.left = 5000
     storages = [FileStorage(f"s{k}", workdir) for k in range(3)]
     for storage in storages:
         await storage.open()
-    await asyncio.wait([s._warming for s in storages if s._warming is not None])
-    sizes = sorted(len(s._cache) for s in storages)
-    left = base._WarmBudget.left
+    await asyncio.wait([s._peers._loading for s in storages if s._peers._loading is not None])
+    complete = [s._peers.complete for s in storages]
+    sizes = sorted(len(s._peers.cache) for s in storages)
+    left = _peers._Budget.left
     for storage in storages:
         await storage.close()
-    print(json.dumps([sizes, left, base._WarmBudget.left]))
+    print(json.dumps([complete, sizes, left, _peers._Budget.left]))
 
 asyncio.run(main(sys.argv[1]))
 """
 
 
-def test_warm_ups_share_one_budget_per_process(tmp_path: Path) -> None:
-    # A host of many sessions does not read every session's peers into memory on open:
-    # the first to open warm their caches, within one budget (each takes its share when
-    # its warm-up starts), given back on close.
+def test_memories_share_one_budget_per_process(tmp_path: Path) -> None:
+    # A host of many sessions does not hold every session's peers in memory: the first
+    # to open hold theirs whole, within one budget (each takes its share, with room to
+    # grow, when it starts loading), given back on close; the others stay bounded.
     result = subprocess.run(
         [sys.executable, "-c", _WARM_UPS, str(tmp_path)], timeout=120, capture_output=True
     )
     assert result.returncode == 0, result.stderr.decode()
-    sizes, left, after_close = json.loads(result.stdout)
-    assert sizes[-1] == 3000  # the first to warm up read all of its peers
-    assert sum(sizes) + left == 5000  # what is held in caches is what the budget lacks
+    complete, sizes, left, after_close = json.loads(result.stdout)
+    assert complete.count(True) == 1, complete  # 3000 + room to grow: one fits in 5000
+    assert sizes == [0, 0, 3000]  # the others read nothing ahead
+    assert left == 5000 - 3000 - _peers._HEADROOM
     assert after_close == 5000  # given back on close
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from .._pending import Changes
+from .._pending import Changes, PeerRow
 from ..base import Storage
 from ..errors import InvalidTypeError, InvalidValueError, StorageClosedError
 from ..types import Peer, SessionData, UpdateState
@@ -371,7 +371,9 @@ class MongoStorage(Storage):
 
     async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
         c = self._bound()
-        docs = await documents(c.peers.find({"usernames": username}).sort([("last_update_on", -1)]))
+        docs = await documents(
+            c.peers.find({"usernames": username}).sort([("last_update_on", -1), ("_id", -1)])
+        )
         doc = next((doc for doc in docs if layout.has_own_names(doc)), None)
         if doc is None:
             doc = await layout.foreign_holder(c, username)
@@ -384,7 +386,7 @@ class MongoStorage(Storage):
         docs = await documents(
             # $type, as the partial index says: the index is used only then
             c.peers.find({"phone_number": {"$eq": phone, "$type": "string"}})
-            .sort([("last_update_on", -1)])
+            .sort([("last_update_on", -1), ("_id", -1)])
             .limit(1)
         )
         return (await layout.peers_from_docs(c, docs, usernames))[0] if docs else None
@@ -422,7 +424,7 @@ class MongoStorage(Storage):
 # -- write models --------------------------------------------------------------------------------
 
 
-def _peer_write(pymongo: ModuleType, peer: Peer) -> tuple[Any, dict[str, Any]]:
+def _peer_write(pymongo: ModuleType, peer: PeerRow) -> tuple[Any, dict[str, Any]]:
     """The upsert that stores ``peer``, and the document to insert if it is new."""
     fields: dict[str, Any] = {
         "access_hash": peer.access_hash,

@@ -378,7 +378,10 @@ class RedisStorage(Storage):
             if value is None:
                 continue  # a holder deleted meanwhile
             peer = layout.decode_peer(int(index_id), value, names, usernames, self._where)
-            if newest is None or (peer.last_update_on or 0) > (newest.last_update_on or 0):
+            if newest is None or (peer.last_update_on or 0, peer.id) > (
+                newest.last_update_on or 0,
+                newest.id,
+            ):
                 newest = peer
         return newest
 

@@ -568,12 +568,12 @@ def _to_column(name: str, value: Any) -> Any:
 def _newest(
     db: sqlite3.Connection, layout: Layout, rows: list[Any], usernames: bool
 ) -> Peer | None:
-    """The peer of the row written last (the first of a tie), with its usernames if asked."""
+    """The peer of the row written last (of a tie, the higher id), with its usernames if asked."""
     if not rows:
         return None
     row = rows[0]
     for other in rows[1:]:
-        if _stamp(other) > _stamp(row):
+        if (_stamp(other), other[0]) > (_stamp(row), row[0]):
             row = other
     if usernames:
         return _one_peer(db, layout, row[0], True)

@@ -1,0 +1,515 @@
+"""How peers are written and found: pending writes first, then memory, then the backend.
+
+:class:`Peers` is the engine behind the contract's peer methods. It keeps a peer in
+one shape, the pending change tuple ``(kind, access hash, type name, usernames,
+phone, last write)`` of :mod:`._pending`: the journal holds it, the cache holds the
+very same tuple, and stored peers are turned into it once.
+
+While this process is the session's only writer it remembers peers:
+
+* **complete**: every stored peer is in memory (a dict, loaded in the background
+  after ``open()``), with maps from usernames and phone numbers to ids. A lookup
+  never reaches the backend, a miss is an answer, and a write that changes nothing
+  costs nothing. For sessions up to :data:`COMPLETE_LIMIT` peers, within a budget
+  per process (a host of a thousand sessions must not hold them all).
+* **bounded**: the peers most recently used or written (an LRU cache); a miss asks
+  the backend, and a small write reads its peers first where point reads are cheap,
+  so that an unchanged peer costs no write.
+
+Another writer (shared mode) turns both off: every read asks the backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Collection
+from dataclasses import dataclass
+from typing import Final
+
+from . import _pending as pending_
+from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
+from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
+from .types import Peer, PeerType
+
+__all__ = ["COMPLETE_LIMIT", "Peers", "Primitives"]
+
+log = logging.getLogger("pyrogram_storage")
+
+COMPLETE_LIMIT: Final = 250_000
+"""Sessions of at most this many stored peers are held in memory whole."""
+
+_LOAD_BATCH: Final = 2000
+"""Peers per trip to the backend while memory fills after open()."""
+
+_LOAD_ROUNDS: Final = 4
+"""Rounds of reading again the peers written while memory filled."""
+
+_HEADROOM: Final = 1000
+"""Peers a complete memory takes from the budget beyond what is stored, to grow into."""
+
+_PROBE_BATCH: Final = 8
+"""Writes of at most this many peers (a client's per-update batches) are probed."""
+
+_STAMP_REFRESH: Final = 3600.0
+"""An unchanged peer is written again (to refresh ``last_update_on``) at most this often,
+and at most every eighth of ``username_ttl``: a username then resolves for at least
+seven eighths of the TTL after its peer was last seen."""
+
+_MIN64: Final = -(2**63)
+
+
+class _Budget:
+    """Peers the complete memories of one process may hold at once (all sessions)."""
+
+    left = 300_000
+
+
+@dataclass(frozen=True, slots=True)
+class Primitives:
+    """The backend's reads, errors translated and results checked by the contract."""
+
+    find_peer: Callable[[int, bool], Awaitable[Peer | None]]
+    find_by_username: Callable[[str, bool], Awaitable[Peer | None]]
+    find_by_phone: Callable[[str, bool], Awaitable[Peer | None]]
+    username_holders: Callable[[str], Awaitable[set[int] | None]]
+    read_peers: Callable[[int | None, int], Awaitable[list[Peer]]]
+    count_peers: Callable[[], Awaitable[int]]
+
+
+def entry_of(peer: Peer) -> PeerChange:
+    """A stored peer as the engine holds it."""
+    stamp = peer.last_update_on
+    return (
+        PARTIAL if peer.usernames is None else FULL,
+        peer.access_hash,
+        peer.type._value_,
+        peer.usernames,
+        peer.phone_number,
+        stamp if stamp is not None else 0,
+    )
+
+
+def peer_of(peer_id: int, entry: PeerChange) -> Peer:
+    """The public form of a held peer."""
+    return Peer(
+        peer_id,
+        entry[HASH],
+        PeerType.of(entry[TYPE]),
+        entry[NAMES] if entry[KIND] == FULL else None,
+        entry[PHONE],
+        entry[STAMP],
+    )
+
+
+class Peers:
+    """The peer engine of one storage (see the module's docs).
+
+    :param primitives: the backend's reads.
+    :param pending: the storage's pending writes.
+    :param cache_size: peers kept by the bounded cache (0: none).
+    :param probes: whether point reads are cheap enough to read a peer before writing it.
+    """
+
+    def __init__(
+        self,
+        primitives: Primitives,
+        pending: PendingWrites,
+        cache_size: int,
+        *,
+        probes: bool,
+    ) -> None:
+        self.primitives = primitives
+        self.pending = pending
+        self.cache = PeerCache(cache_size)
+        self.probes = probes
+        self.caching = False  # memory is used only while we are the only writer
+        self.complete = False  # every stored peer is in memory (a miss is an answer)
+        self.refresh = _STAMP_REFRESH
+        self.writes = 0  # bumped by every write: a read racing one is not remembered
+        self._names: dict[str, list[int]] = {}  # complete: username -> ids, oldest first
+        self._phones: dict[str, list[int]] = {}  # complete: phone -> ids, oldest first
+        self._loading: asyncio.Task[None] | None = None
+        self._touched: set[int] | None = None  # peers written while memory fills
+        self._share = 0
+        self._probes = 0
+        self._probe_hits = 1.0  # recent share of probed peers found stored
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self, sole_writer: bool, username_ttl: float | None) -> None:
+        """The storage opened: remember peers if we are its only writer."""
+        self.caching = sole_writer and self.cache.size > 0
+        ttl = username_ttl
+        self.refresh = _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 8)
+        if self.caching:
+            self._touched = set()  # from now on: the load must not miss a write
+            self._loading = asyncio.get_running_loop().create_task(self._load())
+
+    async def stop(self) -> None:
+        """The storage closes: forget everything."""
+        self.caching = False
+        loading, self._loading = self._loading, None
+        if loading is not None and not loading.done():
+            loading.cancel()
+            await asyncio.wait([loading])
+        self._forget()
+
+    def invalidate(self) -> None:
+        """Another writer changed the session: what memory holds may be stale."""
+        self._forget()
+
+    def _forget(self) -> None:
+        self.complete = False
+        self.cache.clear()
+        self._names = {}
+        self._phones = {}
+        _Budget.left += self._share
+        self._share = 0
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def upsert(self, changes: list[tuple[int, PeerChange, bool]], now: int) -> None:
+        """Write checked peers ``(id, change, stamped)``; unchanged ones cost nothing."""
+        cache = self.cache if self.caching else None
+        if cache is not None:
+            peek = cache.peek
+            if not self.complete and self.probes and len(changes) <= _PROBE_BATCH:
+                for peer_id, _, _ in changes:
+                    if peek(peer_id) is None:
+                        await self._probe([peer_id for peer_id, _, _ in changes])
+                        break
+            refresh = self.refresh
+            kept = []
+            for item in changes:
+                cached = peek(item[0])
+                if cached is None or not _unchanged(cached, item[1], item[2], now, refresh):
+                    kept.append(item)
+            if not kept:
+                return
+            changes = kept
+        journal = self.pending.journal
+        for peer_id, change, _ in changes:
+            if not journal.can_add(peer_id, change):
+                # Usernames set, then a write keeping them: whether they are kept depends
+                # on what is stored, so store the first before taking the second (and
+                # before changing anything, should storing fail).
+                await self.pending.store()
+                break
+        complete = self.complete
+        touched = self._touched
+        for peer_id, change, _ in changes:
+            if touched is not None:
+                touched.add(peer_id)
+            old = cache.peek(peer_id) if cache is not None else None
+            journal.add_peer(peer_id, change, complete and old is None)
+            if cache is None:
+                continue
+            if change[KIND] == PARTIAL and (complete or (old is not None and old[KIND] == FULL)):
+                # Held whole: the usernames kept are the ones held (none for a new peer).
+                names = () if old is None else old[NAMES]
+                change = (FULL, change[HASH], change[TYPE], names, change[PHONE], change[STAMP])
+            cache.put(peer_id, change)
+            if complete:
+                self._reindex(peer_id, old, change)
+        self.writes += 1
+        if complete and len(self.cache) > self._share:
+            self._grown()
+        await self.pending.written()
+
+    async def set_names(self, merged: dict[int, tuple[str, ...]], now: int) -> None:
+        """Replace the usernames of these ids; ids not stored are ignored."""
+        cache = self.cache if self.caching else None
+        complete = self.complete
+        if cache is not None and not complete and self.probes and len(merged) <= _PROBE_BATCH:
+            for peer_id in merged:
+                if cache.peek(peer_id) is None:
+                    await self._probe(list(merged))
+                    break
+        written = 0
+        journal = self.pending.journal
+        touched = self._touched
+        for peer_id, names in merged.items():
+            if touched is not None:
+                touched.add(peer_id)
+            if cache is not None:
+                cached = cache.peek(peer_id)
+                if cached is not None:
+                    if cached[KIND] == FULL and cached[NAMES] == names:
+                        continue
+                    entry = (FULL, *cached[HASH:NAMES], names, *cached[PHONE:])
+                    cache.put(peer_id, entry)
+                    if complete:
+                        self._reindex(peer_id, cached, entry)
+                elif complete:
+                    continue  # not stored: ignored, as the backend would
+            journal.add_peer(peer_id, (pending_.NAMES, 0, "", names, None, now))
+            written += 1
+        if written:
+            self.writes += 1
+            await self.pending.written()
+
+    async def delete(self, ids: Collection[int]) -> None:
+        journal = self.pending.journal
+        complete = self.complete
+        if self._touched is not None:
+            self._touched.update(ids)
+        for peer_id in ids:
+            old = self.cache.peek(peer_id)
+            self.cache.pop(peer_id)
+            if complete and old is not None:
+                self._reindex(peer_id, old, None)
+            journal.add_peer(peer_id, (DELETED, 0, "", None, None, 0))
+        self.writes += 1
+        await self.pending.written()
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def cached(self, peer_id: int) -> PeerChange | None:
+        """The held entry of ``peer_id`` (a cache hit), or None; no I/O."""
+        return self.cache.get(peer_id)
+
+    async def by_id(self, peer_id: int, usernames: bool) -> Peer | None:
+        """The peer as readers see it (pending writes on top), or None."""
+        entry = self.cache.get(peer_id) if self.caching else None
+        if entry is not None and (entry[KIND] == FULL or not usernames):
+            return peer_of(peer_id, entry)
+        if self.complete and entry is None:
+            return None
+        journal = self.pending.journal
+        change = journal.peer(peer_id)
+        if change is not None and change[KIND] == FULL:
+            return pending_.make_peer(peer_id, change, change[NAMES])
+        if change is not None and change[KIND] == DELETED:
+            return None
+        writes = self.writes
+        stored = await self.primitives.find_peer(peer_id, usernames)
+        peer = journal.apply(peer_id, stored)
+        if peer is not None and self.caching and writes == self.writes:
+            self._remember(peer)
+        return peer
+
+    async def lookup(self, index: str, key: str, usernames: bool) -> Peer | None:
+        """The newest peer holding a username (``index="names"``) or phone, or None."""
+        if self.complete:
+            held = (self._names if index == "names" else self._phones).get(key)
+            if not held:
+                return None
+            peek = self.cache.peek
+            newest: tuple[int, int] | None = None
+            for peer_id in held:
+                entry = peek(peer_id)
+                if entry is not None and (newest is None or (entry[STAMP], peer_id) > newest):
+                    newest = (entry[STAMP], peer_id)
+            return None if newest is None else peer_of(newest[1], peek(newest[1]))  # type: ignore[arg-type]
+        return await self._lookup(index, key, usernames)
+
+    async def _lookup(self, index: str, key: str, usernames: bool) -> Peer | None:
+        """Find the newest holder of a username or phone, pending writes included.
+
+        The candidates: the peer the newest pending write gave the key, the peer the
+        backend finds (with pending writes on top), and peers whose pending writes kept
+        their usernames but made them newer. Only when a pending write took the key
+        from the backend's peer (an older holder may hide behind it) is everything
+        stored first and the backend asked again: usernames seldom move that fast.
+        """
+        journal = self.pending.journal
+        holders = journal.holders(key, index)
+        candidates: list[Peer] = []
+        for holder in dict.fromkeys(holders):
+            written = await self.by_id(holder, True)
+            if written is not None and _holds(written, index, key):
+                candidates.append(written)
+        primitives = self.primitives
+        find = primitives.find_by_username if index == "names" else primitives.find_by_phone
+        writes = self.writes
+        stored = await find(key, usernames)
+        if stored is not None and journal.replaces(stored.id, index):
+            await self.pending.store()
+            writes = self.writes
+            stored = await find(key, usernames)
+        if stored is not None:
+            peer = journal.apply(stored.id, stored)
+            # The backend found it by this key: it holds it, unless a pending write says not.
+            held = peer is stored or (
+                index == "names" and peer is not None and peer.usernames is None
+            )
+            if peer is not None and (held or _holds(peer, index, key)) and stored.id not in holders:
+                if peer is stored and self.caching and writes == self.writes:
+                    self._remember(peer)
+                candidates.append(peer)
+            if index == "names" and journal.keeps_usernames_since(stored.last_update_on):
+                # Only a stored holder of the name can have been made its newest holder:
+                # where the backend lists them (one indexed query), only those are read.
+                holding = await primitives.username_holders(key)
+                for peer_id in journal.kept_usernames_since(stored.last_update_on, holding):
+                    if peer_id != stored.id and peer_id not in holders:
+                        newer = await self.by_id(peer_id, True)
+                        if newer is not None and _holds(newer, index, key):
+                            candidates.append(newer)
+        if not candidates:
+            return None
+        if len(candidates) == 1:
+            return candidates[0]
+        return max(candidates, key=lambda peer: (peer.last_update_on or 0, peer.id))
+
+    # -- memory -------------------------------------------------------------------------------
+
+    def _remember(self, peer: Peer) -> None:
+        if peer.usernames is None:
+            cached = self.cache.peek(peer.id)
+            if cached is not None and cached[HASH] == peer.access_hash:
+                return  # what we know is better
+        self.cache.put(peer.id, entry_of(peer))
+
+    async def _probe(self, peer_ids: list[int]) -> None:
+        """Read the stored peers a small write names, so that unchanged ones cost no write.
+
+        Only where point reads are cheap (``probes``), and only while they keep finding
+        the peers: a stream of new peers (an import) is not probed, except one write
+        in 16, to notice when it ends.
+        """
+        cache = self.cache
+        journal = self.pending.journal
+        for peer_id in peer_ids:
+            if cache.peek(peer_id) is not None or journal.peer(peer_id) is not None:
+                continue
+            self._probes += 1
+            if self._probe_hits < 0.25 and self._probes % 16:
+                continue
+            writes = self.writes
+            stored = await self.primitives.find_peer(peer_id, True)
+            self._probe_hits = 0.9 * self._probe_hits + (0.1 if stored is not None else 0.0)
+            if stored is not None and writes == self.writes and self.caching:
+                self._remember(stored)
+
+    async def _load(self) -> None:
+        """Hold every stored peer in memory, then say memory is complete.
+
+        Only for a session of at most :data:`COMPLETE_LIMIT` peers that fits in what the
+        process's budget has left. Peers are read a batch at a time, pending writes on
+        top. A peer written meanwhile is taken from the cache if it holds it whole, else
+        read again once its writes are stored, until a round needs no read: a writer
+        that never pauses leaves memory bounded.
+        """
+        touched = self._touched
+        try:
+            if touched is None:
+                return
+            stored = await self.primitives.count_peers()
+            if stored > min(COMPLETE_LIMIT, _Budget.left) or not self._take(stored + _HEADROOM):
+                return
+            journal = self.pending.journal
+            cache = self.cache
+            loaded: dict[int, PeerChange] = {}
+            after: int | None = None
+            while True:
+                batch = await self.primitives.read_peers(after, _LOAD_BATCH)
+                for peer in batch:
+                    seen = journal.apply(peer.id, peer)
+                    if seen is not None:
+                        loaded[peer.id] = entry_of(seen)
+                if len(batch) < _LOAD_BATCH:
+                    break
+                after = batch[-1].id
+            for _ in range(_LOAD_ROUNDS):
+                again = []
+                for peer_id in touched:
+                    entry = cache.peek(peer_id)
+                    if entry is not None and entry[KIND] == FULL:
+                        loaded[peer_id] = entry
+                    else:
+                        again.append(peer_id)
+                touched.clear()
+                if not again:
+                    break  # and no await since the loop above: nothing written in between
+                await self.pending.store()
+                for peer_id in again:
+                    seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
+                    if seen is None:
+                        loaded.pop(peer_id, None)
+                    else:
+                        loaded[peer_id] = entry_of(seen)
+            else:
+                return
+            if not self.caching:
+                return
+            self.cache.fill(loaded)
+            names: dict[str, list[int]] = {}
+            phones: dict[str, list[int]] = {}
+            for peer_id, entry in sorted(loaded.items(), key=lambda item: item[1][STAMP]):
+                for name in entry[NAMES] or ():
+                    names.setdefault(name, []).append(peer_id)
+                if entry[PHONE]:
+                    phones.setdefault(entry[PHONE], []).append(peer_id)
+            self._names, self._phones = names, phones
+            self.complete = True
+            log.debug("holding all %d peers in memory", len(loaded))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # memory left bounded is slower, never wrong
+            log.debug("loading the peers into memory stopped: %s", exc)
+        finally:
+            self._touched = None
+
+    def _take(self, peers: int) -> bool:
+        """Take room for ``peers`` more peers from the process's budget."""
+        if peers > _Budget.left:
+            return False
+        _Budget.left -= peers
+        self._share += peers
+        return True
+
+    def _grown(self) -> None:
+        """Complete memory holds more peers than its share: take more, or become bounded."""
+        if not self._take(max(_HEADROOM, len(self.cache) // 8)):
+            log.debug("the process's peer budget is spent: memory becomes bounded")
+            self._forget()
+
+    def _reindex(self, peer_id: int, old: PeerChange | None, new: PeerChange | None) -> None:
+        """Keep the username and phone maps of a complete memory in step with one peer."""
+        if old is not None:
+            for name in old[NAMES] or ():
+                _drop(self._names, name, peer_id)
+        if new is not None:
+            for name in new[NAMES] or ():
+                self._names.setdefault(name, []).append(peer_id)
+        old_phone = old[PHONE] if old is not None else None
+        if old_phone:
+            _drop(self._phones, old_phone, peer_id)
+        new_phone = new[PHONE] if new is not None else None
+        if new_phone:
+            self._phones.setdefault(new_phone, []).append(peer_id)
+
+
+def _drop(index: dict[str, list[int]], key: str, peer_id: int) -> None:
+    ids = index.get(key)
+    if ids is None:
+        return
+    if peer_id in ids:
+        ids.remove(peer_id)
+    if not ids:
+        del index[key]
+
+
+def _unchanged(
+    cached: PeerChange, change: PeerChange, explicit: bool, now: int, refresh: float
+) -> bool:
+    """Whether writing ``change`` would store what ``cached`` says is stored already."""
+    if cached[HASH] != change[HASH] or cached[TYPE] != change[TYPE]:
+        return False
+    if cached[PHONE] != change[PHONE]:
+        return False
+    names = change[NAMES]
+    if names is not None and (cached[KIND] != FULL or names != cached[NAMES]):
+        return False
+    if explicit:
+        return bool(cached[STAMP] == change[STAMP])
+    return now - cached[STAMP] < refresh
+
+
+def _holds(peer: Peer, index: str, key: str) -> bool:
+    if index == "names":
+        return peer.usernames is not None and key in peer.usernames
+    return peer.phone_number == key
+

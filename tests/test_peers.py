@@ -1,0 +1,122 @@
+"""The peer engine's memory: a session held whole answers exactly like its store.
+
+After ``open()`` the engine reads every stored peer in the background and then answers
+lookups from memory alone (a miss is an answer). Writes made while it reads must all
+be seen, and what memory answers must equal what the store answers once flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from pathlib import Path
+
+import pytest
+
+from pyrogram_storage import FileStorage, MemoryStorage, Peer, PeerNotFound, PeerType, Storage
+
+
+async def _loaded(storage: Storage) -> None:
+    task = storage._peers._loading
+    if task is not None:
+        await asyncio.wait([task])
+
+
+def _peer(i: int, rnd: int = 0) -> Peer:
+    names = (f"n{i}r{rnd}",) if i % 2 == 0 else ()
+    phone = f"7900{i}" if i % 3 == 0 else None
+    return Peer(i, i * 7 + rnd, PeerType.USER, names, phone)
+
+
+async def _answers(storage: Storage, ids: range) -> list[object]:
+    """Every answer a client could ask for these ids: by id, by username, by phone."""
+    out: list[object] = []
+    for i in ids:
+        try:
+            peer = await storage.peer_by_id(i)
+            out.append((peer.id, peer.access_hash, peer.type, peer.usernames, peer.phone_number))
+        except PeerNotFound:
+            out.append(None)
+        for key in (f"n{i}r0", f"n{i}r1", f"z{i}"):
+            try:
+                out.append((await storage.peer_by_username(key)).id)
+            except PeerNotFound:
+                out.append(None)
+        try:
+            out.append((await storage.peer_by_phone(f"7900{i}")).id)
+        except PeerNotFound:
+            out.append(None)
+    return out
+
+
+async def test_writes_made_while_memory_fills_are_all_seen(tmp_path: Path) -> None:
+    # Once wrong: writes made between open() and the start of the background read were
+    # missing from the memory it built, and their peers were not found afterwards.
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        await storage.upsert_peers([_peer(i) for i in range(1, 6001)])
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    try:
+        # At once, and then between the reads of the background load.
+        await storage.upsert_peers([_peer(i) for i in range(6001, 6101)])
+        for k in range(30):
+            await storage.upsert_peers([_peer(6101 + k, 0), _peer(2 * k + 2, 1)])
+            await storage.set_usernames([(4 * k + 1, (f"z{4 * k + 1}",))])
+            await storage.delete_peers([3 * k + 3000])
+            await asyncio.sleep(0)
+        await _loaded(storage)
+        assert storage._peers.complete
+        seen = await _answers(storage, range(1, 6140))
+    finally:
+        await storage.close()
+    async with FileStorage("s", tmp_path, username_ttl=None, peer_cache_size=0) as stored:
+        assert not stored._peers.caching
+        assert seen == await _answers(stored, range(1, 6140))
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_a_session_held_whole_answers_like_its_store(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    try:
+        await storage.upsert_peers([_peer(i) for i in range(1, 300)])
+        await _loaded(storage)
+        for step in range(400):
+            i = rng.randrange(1, 400)
+            op = rng.random()
+            if op < 0.4:
+                await storage.upsert_peers([_peer(i, rng.randrange(3))])
+            elif op < 0.6:
+                await storage.upsert_peers([Peer(i, rng.randrange(5), PeerType.BOT)])  # keeps names
+            elif op < 0.75:
+                names = rng.choice([(), (f"n{i}r1",), (f"z{i}", f"n{i}r0")])
+                await storage.set_usernames([(i, names)])
+            elif op < 0.85:
+                await storage.delete_peers([i])
+            elif op < 0.95:
+                # Another peer takes a username or a phone, stamped later than any
+                # other (ties of stamps are each backend's to break).
+                j = rng.randrange(1, 400)
+                await storage.upsert_peers(
+                    [Peer(j, 1, PeerType.USER, (f"n{i}r0",), f"7900{i}", 2**31 - 1000 + step)]
+                )
+            else:
+                await storage.flush()
+        assert storage._peers.complete
+        seen = await _answers(storage, range(1, 400))
+    finally:
+        await storage.close()
+    async with FileStorage("s", tmp_path, username_ttl=None, peer_cache_size=0) as stored:
+        assert seen == await _answers(stored, range(1, 400))
+
+
+async def test_memory_grows_with_new_peers_and_stays_complete() -> None:
+    async with MemoryStorage(username_ttl=None) as storage:
+        await _loaded(storage)
+        assert storage._peers.complete
+        await storage.upsert_peers([_peer(i) for i in range(1, 3001)])
+        assert storage._peers.complete and len(storage._peers.cache) == 3000
+        with pytest.raises(PeerNotFound):
+            await storage.peer_by_id(3001)
+        assert (await storage.peer_by_username("n2998r0")).id == 2998
