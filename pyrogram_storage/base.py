@@ -133,6 +133,9 @@ class Storage(abc.ABC):
     """The kind of server the backend needs ("mongodb", "redis"), or None: tests start one."""
     default_commit_interval: ClassVar[float] = 0.0
     """The ``commit_interval`` of a storage built without one."""
+    delivers_invalidations: ClassVar[bool] = False
+    """Engine hook: whether the backend calls :meth:`_invalidate` when another writer
+    changes the session (and :meth:`_set_cache_trusted` as that delivery comes and goes)."""
 
     def __init__(
         self,
@@ -293,6 +296,23 @@ class Storage(abc.ABC):
 
     async def _ping(self) -> None:  # noqa: B027 - an in-process store is always there
         """Raise if the store does not answer a trivial query."""
+
+    def _invalidate(  # noqa: B027 - engine hook, a no-op until the engine caches
+        self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
+    ) -> None:
+        """Engine hook (a no-op for now): another writer stored changes to this session.
+
+        Called by a backend that :attr:`delivers_invalidations`: ``peer_ids`` are the
+        peers it changed (None: any peer may have changed), ``session`` and ``states``
+        whether it changed session fields or update states.
+        """
+
+    def _set_cache_trusted(self, trusted: bool) -> None:  # noqa: B027 - engine hook
+        """Engine hook (a no-op for now): whether invalidations are being delivered.
+
+        False when the backend lost the channel they come by (writes of others may go
+        unnoticed), True once it is back (after an ``_invalidate(None)``).
+        """
 
     def _sole_writer(self) -> bool:
         """Whether, once open, no other object or process writes this session.
