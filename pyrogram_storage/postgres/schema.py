@@ -72,7 +72,9 @@ async def prepare(conn: Any, schema: str, where: str) -> int:
             exists = await conn.fetchval(
                 "SELECT count(*) FROM pg_namespace WHERE nspname = $1", schema
             )
-            version = await read_version(conn, schema, where) if exists else 0
+            table = quote_ident(schema) + ".schema_version"
+            has_table = exists and await conn.fetchval("SELECT to_regclass($1)", table)
+            version = await read_version(conn, schema, where) if has_table else 0
             if step.version == 1:
                 found = version
             if version >= step.version:
