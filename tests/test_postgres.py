@@ -17,7 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -219,7 +219,7 @@ def test_names_postgres_cannot_keep_are_refused_before_any_io(pool: Any) -> None
         PostgresStorage("a", pool, schema="s" * 64)
     with pytest.raises(InvalidValueError):
         PostgresStorage("a", pool, schema="a\0")
-    with pytest.raises(InvalidTypeError, match="asyncpg.Pool"):
+    with pytest.raises(InvalidTypeError, match=r"asyncpg\.Pool"):
         PostgresStorage("a", object())
     with pytest.raises(InvalidTypeError, match="sole_writer"):
         PostgresStorage("a", pool, sole_writer=1)
@@ -305,7 +305,7 @@ def test_locations_round_trip_and_hide_the_password() -> None:
     assert "s3cret" not in repr(storage) and "s3cret" not in repr(storage._recipe)
     again = from_url(storage.location or "")
     assert (again.name, again.schema) == ("a#b", "bots")  # type: ignore[attr-defined]
-    sole = from_url(f"postgres://h/db?sole_writer=true&statement_cache_size=0#n")
+    sole = from_url("postgres://h/db?sole_writer=true&statement_cache_size=0#n")
     assert sole._sole_writer()  # type: ignore[attr-defined]
     assert sole._recipe.options["statement_cache_size"] == 0  # type: ignore[attr-defined]
     with pytest.raises(InvalidValueError, match="after '#'"):
@@ -468,7 +468,7 @@ def test_payloads_fit_and_parse() -> None:
 
     class Sink:
         token = "me"
-        got: list[Any] = []
+        got: ClassVar[list[Any]] = []
 
         def _invalidate(
             self, peer_ids: Any, *, session: bool = False, states: bool = False
@@ -578,13 +578,12 @@ async def test_a_connection_killed_in_the_middle_of_a_flush_leaves_nothing_half_
 
     killer = asyncio.create_task(kill_when_writing())
     # The batch waits on a lock held on peer 1's row, the killer ends it meanwhile.
-    async with pool.acquire() as blocker:
-        async with blocker.transaction():
-            await blocker.execute(
-                "SELECT 1 FROM pyrogram_storage.peers WHERE sid = $1 FOR UPDATE", storage._sid
-            )
-            flushing = asyncio.create_task(storage.flush())
-            await asyncio.wait_for(killer, 10)
+    async with pool.acquire() as blocker, blocker.transaction():
+        await blocker.execute(
+            "SELECT 1 FROM pyrogram_storage.peers WHERE sid = $1 FOR UPDATE", storage._sid
+        )
+        flushing = asyncio.create_task(storage.flush())
+        await asyncio.wait_for(killer, 10)
     with pytest.raises(BackendError):
         await flushing
     async with pool.acquire() as conn:
