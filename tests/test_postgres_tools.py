@@ -13,11 +13,14 @@ from typing import Any
 import pytest
 
 from pyrogram_storage import (
+    BackendError,
     FileStorage,
     InvalidValueError,
     MemoryStorage,
+    Peer,
     PeerType,
     ReadOnlyError,
+    UpdateState,
     copy_session,
     from_url,
 )
@@ -29,6 +32,7 @@ from .clientenv import run_in_env
 from .pgserver import PostgresServer
 from .test_cli import filled_file, no_secrets, run
 from .test_clients import _install
+from .test_secrets import STRING, Everything, all_logs, leaks  # noqa: F401 - a fixture
 from .test_tools import fill, snapshot
 
 pytestmark = pytest.mark.postgres
@@ -167,3 +171,68 @@ async def test_a_missing_asyncpg_storage_session_is_a_clear_error(
     result = run("inspect", f"asyncpg-storage+{with_password(postgres_server)}#nobody_here")
     assert result.returncode == 1 and "no pyrogram-asyncpg-storage session" in result.stderr
     assert "pw_s3cret" not in result.stderr
+
+
+async def test_a_postgres_lifecycle_leaks_no_key(
+    all_logs: Everything,  # noqa: F811 - the fixture imported above
+    postgres_server: PostgresServer,
+) -> None:
+    """Every record of every logger at DEBUG, asyncpg's included, through a lifecycle,
+    a shared reader's invalidations, a server outage while the key is written, errors."""
+    name = f"secret_{uuid.uuid4().hex[:12]}"
+    url = with_password(postgres_server)
+    storage = PostgresStorage.from_url(url, name=name, session_string=STRING)
+    texts: list[str] = []
+    async with storage, PostgresStorage.from_url(url, name=name) as reader:
+        await storage.upsert_peers(
+            [Peer(i, i * 3, PeerType.USER, (f"user{i}",), f"1555{i:07d}") for i in range(1, 50)]
+        )
+        await storage.set_update_states([UpdateState(0, 1, 2, 3, 4)])
+        await storage.save()
+        texts += [repr(storage), str(storage), repr(await storage.get_session())]
+        texts.append(repr(await reader.peer_by_username("user5")))
+        assert await reader.export_session_string() == STRING
+        with pytest.raises(TypeError) as error:
+            await reader.update_session(auth_key="not bytes")
+        texts.append(str(error.value))
+    await storage.delete()
+    with PostgresServer() as own:
+        doomed = PostgresStorage.from_url(
+            f"postgresql://postgres:pw_s3cret@{own.host}:{own.port}/postgres",
+            name=name,
+            connect_timeout=1,
+        )
+        await doomed.open()
+        own.stop()
+        with pytest.raises(BackendError) as failed:
+            await doomed.import_session_string(STRING)
+        texts.append(str(failed.value))
+        texts.append(repr(failed.value.__cause__))
+        await doomed.close()
+        with pytest.raises(BackendError) as unreachable:
+            await doomed.open()
+        texts.append(str(unreachable.value))
+    assert all_logs.count > 0
+    for text in texts + all_logs.texts:
+        assert leaks(text) == [], text[:300]
+        assert "pw_s3cret" not in text, text[:300]
+
+
+@pytest.mark.clients
+def test_the_benchmark_runs_the_postgres_rows(
+    tmp_path: Path, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pyrogram 2.0.106's update path on ours and on pyrogram-asyncpg-storage (no timings)."""
+    from .test_benchmarks import _result, _run
+
+    monkeypatch.setenv("PYROGRAM_STORAGE_POSTGRES_URL", postgres_server.url)
+    systems = (
+        "path-kurigram-file",
+        "path-pyrogram-ours-postgres-sole",
+        "path-pyrogram-asyncpg-storage",
+    )
+    data, report = _run(tmp_path, systems)
+    for system in systems:
+        assert _result(data, system)["metrics"]["path_us"] > 0, system
+    assert "pyrogram-asyncpg-storage" in report
+    assert data["servers"]["postgres"] == "$PYROGRAM_STORAGE_POSTGRES_URL"

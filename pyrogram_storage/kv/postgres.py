@@ -23,7 +23,16 @@ from .errors import CorruptStoreError, InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
 
-__all__ = ["PostgresKV"]
+__all__ = ["KV_SERVER_SETTINGS", "PostgresKV"]
+
+KV_SERVER_SETTINGS = {"synchronous_commit": "off"}
+"""Session settings of a pool :meth:`PostgresKV.from_url` builds, unless
+``pool_options={"server_settings": {...}}`` say otherwise: a commit does not wait for
+its WAL record to reach the disk. Bot state is then as durable as Redis with
+``appendfsync everysec``: a crash of the server (not of the bot) may lose the last
+fraction of a second of writes (three times ``wal_writer_delay``, 0.6 s by default),
+never part of one; ``{"synchronous_commit": "on"}`` makes every write durable when it
+returns, at the price of a WAL flush each."""
 
 _BATCH = 500
 _SWEEP_CHUNK = 1000
@@ -151,6 +160,7 @@ class PostgresKV(KVStore[V]):
         self._given = pool
         self._recipe = _recipe
         self._pool: Any = None
+        self._runner: pg.Runner | None = None
         self._sql = _SQL(schema, table)
         self._sweeper: asyncio.Task[None] | None = None
         asyncpg = pg.import_asyncpg()
@@ -175,7 +185,8 @@ class PostgresKV(KVStore[V]):
 
         :param url: ``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE``; ``?schema=``
             and ``?table=`` in the query are this store's options, the rest asyncpg's.
-        :param pool_options: keyword arguments of :func:`asyncpg.create_pool`.
+        :param pool_options: keyword arguments of :func:`asyncpg.create_pool`; its
+            ``server_settings`` start from :data:`KV_SERVER_SETTINGS`.
         :param connect_timeout: seconds :meth:`open` waits for the server.
         :raises InvalidArgumentError: not a ``postgresql://`` URL.
         :raises MissingDriverError: asyncpg is not installed.
@@ -189,8 +200,11 @@ class PostgresKV(KVStore[V]):
                 options.setdefault(key, value)
         rest = [(key, value) for key, value in query if key not in ("schema", "table")]
         url = f"{head}?{urlencode(rest)}" if rest else head
+        given = dict(pool_options or {})
+        settings = {**KV_SERVER_SETTINGS, **dict(given.get("server_settings") or {})}
+        given["server_settings"] = settings
         try:
-            recipe = pg.PoolRecipe(url, dict(pool_options or {}), connect_timeout)
+            recipe = pg.PoolRecipe(url, given, connect_timeout)
         except (TypeError, ValueError) as exc:
             raise InvalidArgumentError(str(exc)) from None
         return cls(None, _recipe=recipe, **options)
@@ -213,6 +227,7 @@ class PostgresKV(KVStore[V]):
             self._pool = await self._recipe.build()
         else:
             self._pool = self._given
+        self._runner = pg.Runner(self._pool, hold=self._recipe is not None)
         sql = self._sql
         async with self._pool.acquire() as conn, conn.transaction():
             await conn.execute(
@@ -250,6 +265,9 @@ class PostgresKV(KVStore[V]):
             sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.close()
         pool, self._pool = self._pool, None
         if pool is not None and self._recipe is not None:
             await pool.close()
@@ -260,37 +278,44 @@ class PostgresKV(KVStore[V]):
         while True:
             await asyncio.sleep(interval)
             with contextlib.suppress(Exception):  # the next sweep tries again
-                while _count(await self._bound().execute(self._sql.sweep, now())) >= _SWEEP_CHUNK:
+                while (
+                    _count(await self._bound().run("execute", self._sql.sweep, now()))
+                    >= _SWEEP_CHUNK
+                ):
                     await asyncio.sleep(0)
 
-    def _bound(self) -> Any:
-        pool = self._pool
-        if pool is None:
+    def _bound(self) -> pg.Runner:
+        runner = self._runner
+        if runner is None:
             raise StorageClosedError(f"{self!r} is closed")
-        return pool
+        return runner
 
     # -- primitives -----------------------------------------------------------------
 
     async def _get(self, key: str) -> Record | None:
-        row = await self._bound().fetchrow(self._sql.get, self.namespace, key)
+        row = await self._bound().run("fetchrow", self._sql.get, self.namespace, key)
         if row is None:
             return None
         value = row[0] if row[0] is not None else row[1]
         return value, row[2]
 
     async def _peek(self, key: str) -> Record | None:
-        row = await self._bound().fetchrow(self._sql.peek, self.namespace, key)
+        row = await self._bound().run("fetchrow", self._sql.peek, self.namespace, key)
         return None if row is None else ("", row[0])
 
     async def _set(self, key: str, raw: Raw, expires: float | None) -> None:
-        await self._bound().execute(self._sql.set, self.namespace, key, *_split(raw), expires)
+        await self._bound().run(
+            "execute", self._sql.set, self.namespace, key, *_split(raw), expires
+        )
 
     async def _delete(self, key: str) -> Record | None:
-        row = await self._bound().fetchrow(self._sql.delete, self.namespace, key)
+        row = await self._bound().run("fetchrow", self._sql.delete, self.namespace, key)
         return None if row is None else ("", row[0])
 
     async def _touch(self, key: str, expires: float | None, now: float) -> bool:
-        status = await self._bound().execute(self._sql.touch, self.namespace, key, now, expires)
+        status = await self._bound().run(
+            "execute", self._sql.touch, self.namespace, key, now, expires
+        )
         return _count(status) > 0
 
     async def _cas(
@@ -304,14 +329,16 @@ class PostgresKV(KVStore[V]):
         pool, sql, ns = self._bound(), self._sql, self.namespace
         if expected is None:
             when = None if expires is KEEP else expires
-            status = await pool.execute(sql.insert_if_absent, ns, key, now, *_split(raw), when)
+            status = await pool.run(
+                "execute", sql.insert_if_absent, ns, key, now, *_split(raw), when
+            )
         elif expires is KEEP:
-            status = await pool.execute(
-                sql.replace_if_keep, ns, key, now, *_split(expected), *_split(raw)
+            status = await pool.run(
+                "execute", sql.replace_if_keep, ns, key, now, *_split(expected), *_split(raw)
             )
         else:
-            status = await pool.execute(
-                sql.replace_if, ns, key, now, *_split(expected), *_split(raw), expires
+            status = await pool.run(
+                "execute", sql.replace_if, ns, key, now, *_split(expected), *_split(raw), expires
             )
         return _count(status) > 0
 
@@ -321,7 +348,9 @@ class PostgresKV(KVStore[V]):
         pool, sql, ns = self._bound(), self._sql, self.namespace
         for _ in range(8):
             try:
-                value = await pool.fetchval(sql.increment, ns, key, now, amount, expires, reset)
+                value = await pool.run(
+                    "fetchval", sql.increment, ns, key, now, amount, expires, reset
+                )
             except self._overflow:
                 raise NotACounterError(
                     f"increment: key {key!r} would leave the 64-bit integer range"
@@ -342,7 +371,7 @@ class PostgresKV(KVStore[V]):
         upper = _upper(pattern.prefix) if pattern.prefix else None
         after: str | None = None
         while True:
-            rows = await pool.fetch(sql.scan, ns, pattern.prefix, now, upper, after)
+            rows = await pool.run("fetch", sql.scan, ns, pattern.prefix, now, upper, after)
             if rows:
                 yield [
                     (
@@ -357,10 +386,10 @@ class PostgresKV(KVStore[V]):
             after = rows[-1][0]
 
     async def _clear(self, now: float) -> int:
-        async with self._bound().acquire() as conn, conn.transaction():
+        async with self._bound().connection() as conn, conn.transaction():
             live = await conn.fetchval(self._sql.count_live, self.namespace, now)
             await conn.execute(self._sql.clear, self.namespace)
         return int(live)
 
     async def _health(self) -> bool:
-        return bool(await self._bound().fetchval("SELECT 1") == 1)
+        return bool(await self._bound().run("fetchval", "SELECT 1") == 1)

@@ -8,6 +8,7 @@ the read-only source of ``pyrogram-asyncpg-storage`` sessions and the bot-state
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -22,11 +23,13 @@ __all__ = [
     "DEFAULT_POOL_OPTIONS",
     "SCHEMES",
     "PoolRecipe",
+    "Runner",
     "check_pool",
     "driver_errors",
     "import_asyncpg",
     "quote_ident",
     "split_location",
+    "usable",
 ]
 
 SCHEMES = ("postgresql", "postgres")
@@ -42,7 +45,19 @@ DEFAULT_POOL_OPTIONS: Mapping[str, Any] = {
 }
 """Options of a pool built from a URL, unless given (``pool_options=``): one connection
 opened at once, at most four, and no statement waiting on a silent server for more
-than 30 seconds."""
+than 30 seconds. Such a pool also skips asyncpg's reset query when a connection goes
+back to it (see :func:`keep_session`)."""
+
+
+async def keep_session(connection: Any) -> None:
+    """A pool's ``reset``: nothing to send (asyncpg's default costs a round trip per use).
+
+    asyncpg rolls back an open transaction and drops the callbacks itself before calling
+    it. What the default reset query would undo, this library never leaves behind: no
+    ``SET`` outside a transaction, advisory locks only for a transaction, and the
+    listening connection unlistens each channel before it goes back.
+    """
+
 
 _OURS = ("schema", "statement_cache_size", "connect_timeout", "sole_writer")
 """Query parameters of a location that are this library's, not the server's."""
@@ -169,8 +184,9 @@ class PoolRecipe:
         """
         asyncpg = import_asyncpg()
         try:
+            options = {"reset": keep_session, **self.options}
             return await asyncio.wait_for(
-                asyncpg.create_pool(self.url, timeout=self.connect_timeout, **self.options),
+                asyncpg.create_pool(self.url, timeout=self.connect_timeout, **options),
                 self.connect_timeout * 2,
             )
         except (OSError, asyncio.TimeoutError, asyncpg.InterfaceError) as exc:
@@ -224,3 +240,90 @@ def location_query(url: str, extra: list[tuple[str, str]]) -> str:
     if not extra:
         return url
     return url + ("&" if "?" in url else "?") + urlencode(extra)
+
+
+class Runner:
+    """Runs statements on a pool, on one held connection while it is free.
+
+    Taking a connection from an asyncpg pool and giving it back costs more than a
+    short statement on this machine; a store whose pool is its own (built from a URL)
+    keeps one connection and runs each statement on it, and only a statement that
+    comes while that one is busy (concurrent calls) takes another from the pool. On a
+    pool of the caller's (shared by many storages) every statement takes one.
+    """
+
+    __slots__ = ("_busy", "_held", "hold", "pool")
+
+    def __init__(self, pool: Any, hold: bool) -> None:
+        self.pool = pool
+        self.hold = hold
+        self._held: Any = None
+        self._busy = False
+
+    async def _take(self) -> Any:
+        held = self._held
+        if held is not None and not usable(held):
+            self._held = None
+            with contextlib.suppress(Exception):
+                await self.pool.release(held)
+            held = None
+        if held is None:
+            held = self._held = await self.pool.acquire()
+        return held
+
+    async def run(self, method: str, *args: Any) -> Any:
+        """``connection.<method>(*args)`` on the held connection or a pooled one."""
+        if self.hold and not self._busy:
+            self._busy = True
+            try:
+                connection = await self._take()
+                return await getattr(connection, method)(*args)
+            finally:
+                self._busy = False
+        async with self.pool.acquire() as connection:
+            return await getattr(connection, method)(*args)
+
+    def connection(self) -> _Using:
+        """``async with runner.connection() as conn``: a connection for several statements."""
+        return _Using(self)
+
+    async def close(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(held)
+
+
+def usable(connection: Any) -> bool:
+    """Whether a held connection still works (a lost one the pool may have taken back)."""
+    try:
+        return not connection.is_closed()
+    except Exception:  # asyncpg: "connection has been released back to the pool"
+        return False
+
+
+class _Using:
+    __slots__ = ("_pooled", "_runner")
+
+    def __init__(self, runner: Runner) -> None:
+        self._runner = runner
+        self._pooled: Any = None
+
+    async def __aenter__(self) -> Any:
+        runner = self._runner
+        if runner.hold and not runner._busy:
+            runner._busy = True
+            try:
+                return await runner._take()
+            except BaseException:
+                runner._busy = False
+                raise
+        self._pooled = await runner.pool.acquire()
+        return self._pooled
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._pooled is None:
+            self._runner._busy = False
+            return
+        pooled, self._pooled = self._pooled, None
+        await self._runner.pool.release(pooled)

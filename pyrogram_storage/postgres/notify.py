@@ -22,6 +22,8 @@ import logging
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from .client import usable
+
 __all__ = ["PAYLOAD_LIMIT", "Listener", "Subscriber", "channel_of", "listener_of", "payload"]
 
 log = logging.getLogger("pyrogram_storage")
@@ -105,7 +107,7 @@ class Listener:
     @property
     def listening(self) -> bool:
         connection = self.connection
-        return connection is not None and not connection.is_closed()
+        return connection is not None and usable(connection)
 
     async def subscribe(self, channel: str, subscriber: Subscriber) -> None:
         """Listen on ``channel`` for ``subscriber``; raise if no connection can be had."""
@@ -146,8 +148,8 @@ class Listener:
             task.cancel()
         connection, self.connection = self.connection, None
         if connection is not None:
-            connection.remove_termination_listener(self._lost)
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(Exception):  # a lost one is the pool's already
+                connection.remove_termination_listener(self._lost)
                 await self.pool.release(connection)
 
     def _notified(self, connection: Any, pid: int, channel: str, text: str) -> None:

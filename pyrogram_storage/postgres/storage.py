@@ -96,6 +96,7 @@ class PostgresStorage(Storage):
             pg.check_pool(pool)
             self._pool = pool
         self._open_pool: Any = None
+        self._runner: pg.Runner | None = None
         self._sid: int | None = None
         self._channel: str | None = None
         self._listener: notify.Listener | None = None
@@ -171,11 +172,11 @@ class PostgresStorage(Storage):
     def _where(self) -> str:
         return f"PostgreSQL schema {self.schema!r} (session {self.name!r})"
 
-    def _bound(self) -> tuple[Any, int]:
-        pool, sid = self._open_pool, self._sid
-        if pool is None or sid is None:
+    def _bound(self) -> tuple[pg.Runner, int]:
+        runner, sid = self._runner, self._sid
+        if runner is None or sid is None:
             raise StorageClosedError(f"{self!r} is closed")
-        return pool, sid
+        return runner, sid
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -186,8 +187,9 @@ class PostgresStorage(Storage):
             pool = await self._recipe.build()
         else:
             pool = self._pool
+        runner = pg.Runner(pool, hold=owned)
         try:
-            async with pool.acquire() as conn:
+            async with runner.connection() as conn:
                 version = await schema.read_version(conn, self.schema, self._where)
                 if version < schema.latest():
                     if self.read_only:
@@ -205,12 +207,13 @@ class PostgresStorage(Storage):
                 else:
                     row = await conn.fetchrow(self._sql.open_session, self.name)
             self._sid = row["sid"]
-            self._open_pool = pool
+            self._open_pool, self._runner = pool, runner
             await self._listen(pool, row["sid"])
             return _session(row)
         except BaseException:
-            self._open_pool = None
+            self._open_pool = self._runner = None
             self._sid = None
+            await runner.close()
             if owned:
                 await pool.close()
             raise
@@ -225,7 +228,10 @@ class PostgresStorage(Storage):
 
     async def _close(self) -> None:
         pool, self._open_pool = self._open_pool, None
+        runner, self._runner = self._runner, None
         self._sid = None
+        if runner is not None:
+            await runner.close()
         listener, self._listener = self._listener, None
         if listener is not None and self._channel is not None:
             await listener.unsubscribe(self._channel, self)
@@ -260,15 +266,15 @@ class PostgresStorage(Storage):
                 await pool.close()
 
     async def _ping(self) -> None:
-        pool, _ = self._bound()
-        await pool.fetchval("SELECT 1")
+        runner, _ = self._bound()
+        await runner.run("fetchval", "SELECT 1")
 
     # -- writes --------------------------------------------------------------------------------
 
     async def _apply(self, changes: Changes) -> None:
-        pool, sid = self._bound()
+        runner, sid = self._bound()
         sql = self._sql
-        async with pool.acquire() as conn, conn.transaction():
+        async with runner.connection() as conn, conn.transaction():
             if changes.deleted_peers:
                 ids = changes.deleted_peers
                 await conn.execute(sql.delete_peers, sid, ids)
@@ -339,54 +345,54 @@ class PostgresStorage(Storage):
 
     async def _read_session(self) -> SessionData | None:
         pool, sid = self._bound()
-        row = await pool.fetchrow(self._sql.read_session, sid)
+        row = await pool.run("fetchrow", self._sql.read_session, sid)
         return None if row is None else _session(row)
 
     async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None:
         pool, sid = self._bound()
-        row = await pool.fetchrow(self._sql.find_peer, sid, peer_id)
+        row = await pool.run("fetchrow", self._sql.find_peer, sid, peer_id)
         return None if row is None else _peer(row)
 
     async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
         pool, sid = self._bound()
-        row = await pool.fetchrow(self._sql.find_by_username, sid, username)
+        row = await pool.run("fetchrow", self._sql.find_by_username, sid, username)
         return None if row is None else _peer(row)
 
     async def _username_holders(self, username: str) -> set[int] | None:
         pool, sid = self._bound()
-        return {row[0] for row in await pool.fetch(self._sql.holders, sid, username)}
+        return {row[0] for row in await pool.run("fetch", self._sql.holders, sid, username)}
 
     async def _find_by_phone(self, phone: str, usernames: bool) -> Peer | None:
         pool, sid = self._bound()
-        row = await pool.fetchrow(self._sql.find_by_phone, sid, phone)
+        row = await pool.run("fetchrow", self._sql.find_by_phone, sid, phone)
         return None if row is None else _peer(row)
 
     async def _find_peers(self, peer_ids: Sequence[int]) -> list[Peer]:
         pool, sid = self._bound()
-        return [_peer(row) for row in await pool.fetch(self._sql.find_peers, sid, peer_ids)]
+        return [_peer(row) for row in await pool.run("fetch", self._sql.find_peers, sid, peer_ids)]
 
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         pool, sid = self._bound()
         if after is None:
-            rows = await pool.fetch(self._sql.first_peers, sid, limit)
+            rows = await pool.run("fetch", self._sql.first_peers, sid, limit)
         else:
-            rows = await pool.fetch(self._sql.read_peers, sid, after, limit)
+            rows = await pool.run("fetch", self._sql.read_peers, sid, after, limit)
         return [_peer(row) for row in rows]
 
     async def _recent_peers(self, limit: int) -> list[int]:
         pool, sid = self._bound()
-        return [row[0] for row in await pool.fetch(self._sql.recent, sid, limit)]
+        return [row[0] for row in await pool.run("fetch", self._sql.recent, sid, limit)]
 
     async def _count_peers(self) -> dict[str, int]:
         pool, sid = self._bound()
-        return {row[0]: row[1] for row in await pool.fetch(self._sql.count, sid)}
+        return {row[0]: row[1] for row in await pool.run("fetch", self._sql.count, sid)}
 
     async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
         pool, sid = self._bound()
         if ids is None:
-            rows = await pool.fetch(self._sql.all_states, sid)
+            rows = await pool.run("fetch", self._sql.all_states, sid)
         else:
-            rows = await pool.fetch(self._sql.some_states, sid, list(ids))
+            rows = await pool.run("fetch", self._sql.some_states, sid, list(ids))
         return [UpdateState(*row) for row in rows]
 
 
