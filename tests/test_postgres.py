@@ -284,6 +284,22 @@ async def test_a_pool_passed_in_is_used_and_left_open(pool: Any) -> None:
     assert not pool._closed
 
 
+async def test_a_shared_storage_needs_a_connection_to_spare_for_listen(
+    postgres_server: PostgresServer,
+) -> None:
+    import asyncpg
+
+    single = await asyncpg.create_pool(postgres_server.url, min_size=1, max_size=1)
+    try:
+        with pytest.raises(InvalidValueError, match="max_size 2"):
+            await PostgresStorage(unique(), single).open()
+        async with PostgresStorage(unique(), single, sole_writer=True) as storage:
+            await storage.upsert_peers([user(1)])
+            await storage.delete()
+    finally:
+        await single.close()
+
+
 async def test_from_url_builds_and_closes_its_own_pool(postgres_server: PostgresServer) -> None:
     storage = from_url(f"{postgres_server.url}#{unique()}", commit_interval=0)
     assert isinstance(storage, PostgresStorage)

@@ -221,6 +221,11 @@ class PostgresStorage(Storage):
     async def _listen(self, pool: Any, sid: int) -> None:
         if self._sole_writer():
             return
+        if pool.get_max_size() < 2:
+            raise InvalidValueError(
+                "a shared PostgresStorage keeps one connection of its pool for LISTEN: give "
+                "it a pool of max_size 2 or more, or pass sole_writer=True"
+            )
         key = f"{zlib.crc32(self.schema.encode()):08x}"
         self._channel = notify.channel_of(key, sid)
         self._listener = notify.listener_of(pool)
