@@ -28,11 +28,9 @@ from .errors import (
     TargetNotEmptyError,
     UnknownSchemaError,
 )
-from .file import FileStorage
-from .memory import MemoryStorage
 from .registry import from_url
 from .session_string import decode_session_string, encode_session_string
-from .sqlite import Layout, SQLiteStorage
+from .sqlite import FileStorage, Layout, MemoryStorage, SQLiteStorage
 from .tools import copy_session
 from .types import Peer, PeerType, SessionData, UpdateState
 

@@ -7,7 +7,7 @@ expanded, so a block shared by several scripts is written once.
 
 A numbered step ``NNNN_name.sql`` may have companions ``NNNN_name.VARIANT.sql`` that
 run after it, in the same transaction, only on databases of that variant (for SQLite,
-a :class:`~pyrogram_storage.sqlite_schema.Layout` value): SQL cannot make a schema
+a :class:`~pyrogram_storage.sqlite.Layout` value): SQL cannot make a schema
 change depend on the schema it finds. ``migrations/README`` says when to use one.
 """
 

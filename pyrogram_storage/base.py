@@ -21,14 +21,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Iterable, Sequence
-from types import TracebackType
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar
 
-from . import _journal as journal
+from . import _pending as journal
 from ._cache import HASH, NAMES, PHONE, STAMP, TYPE, Entry, PeerCache
-from ._journal import Changes, Journal
-from .checks import (
+from ._lifecycle import _OPEN, Lifecycle
+from ._pending import Changes, Journal
+from .errors import (
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    PeerNotFound,
+    ReadOnlyError,
+    StorageClosedError,
+)
+from .session_string import decode_session_string, encode_session_string
+from .types import Peer, PeerType, SessionData, UpdateState
+from .validation import (
     KNOWN_TYPES,
     checked_session_changes,
     clean_usernames,
@@ -43,17 +53,6 @@ from .checks import (
     stored_session,
     stored_state,
 )
-from .errors import (
-    BackendError,
-    InvalidTypeError,
-    InvalidValueError,
-    PeerNotFound,
-    ReadOnlyError,
-    StorageClosedError,
-    StorageError,
-)
-from .session_string import decode_session_string, encode_session_string
-from .types import Peer, PeerType, SessionData, UpdateState
 
 __all__ = [
     "DEFAULT_PEER_CACHE_SIZE",
@@ -99,10 +98,9 @@ _STAMP_REFRESH = 3600.0
 and at most every eighth of ``username_ttl``: a username then resolves for at least
 seven eighths of the TTL after its peer was last seen."""
 
-_NEVER, _OPEN, _CLOSED = 0, 1, 2
 
 
-class Storage(abc.ABC):
+class Storage(Lifecycle, abc.ABC):
     """A session store: authorization data, the peer cache and the update state.
 
     A storage is constructed without I/O and without an event loop; :meth:`open` does
@@ -149,6 +147,7 @@ class Storage(abc.ABC):
     ) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidValueError("a session name must be a non-empty string")
+        super().__init__()
         self.name = name
         self.username_ttl = None if username_ttl is None else interval(username_ttl, "username_ttl")
         self.commit_interval = (
@@ -168,9 +167,7 @@ class Storage(abc.ABC):
         self._caching = False  # the cache is used only while we are the only writer
         self._exclusive = False
         self._journal = Journal()
-        self._state = _NEVER
         self._writable = False  # open, not read-only, and no store failing: the fast check
-        self._epoch = 0  # counts close() calls: "closed under a call" versus a failure
         self._session: SessionData | None = None
         self._peer_writes = 0  # bumped by every peer write: a read racing one is not cached
         self._probes = 0
@@ -180,7 +177,6 @@ class Storage(abc.ABC):
         self._flush_wake: asyncio.Future[None] | None = None
         self._warming: asyncio.Task[None] | None = None
         self._warm_share = 0
-        self._locks: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Lock] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -211,7 +207,7 @@ class Storage(abc.ABC):
         the storage is not open; :meth:`_close` is called on every later failure.
         """
 
-    async def _close(self) -> None:  # noqa: B027 - nothing to release is a valid backend
+    async def _close(self) -> None:
         """Release connections. Everything written has been stored already."""
 
     @abc.abstractmethod
@@ -222,7 +218,7 @@ class Storage(abc.ABC):
     async def _apply(self, changes: Changes) -> None:
         """Store one batch of changes, atomically where the backend can (see :class:`Changes`)."""
 
-    async def _save(self) -> None:  # noqa: B027 - durable already is a valid backend
+    async def _save(self) -> None:
         """Make everything stored durable against power loss (a checkpoint...)."""
 
     @abc.abstractmethod
@@ -294,10 +290,10 @@ class Storage(abc.ABC):
         """
         return None
 
-    async def _ping(self) -> None:  # noqa: B027 - an in-process store is always there
+    async def _ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
 
-    def _invalidate(  # noqa: B027 - engine hook, a no-op until the engine caches
+    def _invalidate(
         self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
     ) -> None:
         """Engine hook (a no-op for now): another writer stored changes to this session.
@@ -307,7 +303,7 @@ class Storage(abc.ABC):
         whether it changed session fields or update states.
         """
 
-    def _set_cache_trusted(self, trusted: bool) -> None:  # noqa: B027 - engine hook
+    def _set_cache_trusted(self, trusted: bool) -> None:
         """Engine hook (a no-op for now): whether invalidations are being delivered.
 
         False when the backend lost the channel they come by (writes of others may go
@@ -333,35 +329,24 @@ class Storage(abc.ABC):
         :raises CorruptSessionError: the stored data is damaged.
         :raises BackendError: the database cannot be reached.
         """
-        if self._state == _OPEN:
-            return
-        transition, _ = self._lock_pair()
-        async with transition:
-            if self._state == _OPEN:
-                return
-            session = await self._call("open the session", self._open())
-            try:
-                session = stored_session(session, self)
-                self._exclusive = bool(self._sole_writer())
-                self._caching = self._exclusive and self._cache.size > 0
-                self._session = session
-                self._failure = None
-                self._state = _OPEN
-                self._set_writable()
-                if self._pending_session is not None:
-                    await self._store_session(self._pending_session.fields())
-                    self._pending_session = None
-                if self._caching:
-                    self._warming = asyncio.get_running_loop().create_task(self._warm_cache())
-            except BaseException:
-                self._state = _CLOSED
-                self._set_writable()
-                self._session = None
-                self._cache.clear()
-                self._journal.clear()
-                await self._call("close the session", self._close())
-                raise
+        await super().open()
         log.debug("opened %r", self)
+
+    async def _opening(self) -> None:
+        session = await self._call("open the session", self._open())
+        session = stored_session(session, self)
+        self._exclusive = bool(self._sole_writer())
+        self._caching = self._exclusive and self._cache.size > 0
+        self._session = session
+        self._failure = None
+
+    async def _opened(self) -> None:
+        self._set_writable()
+        if self._pending_session is not None:
+            await self._store_session(self._pending_session.fields())
+            self._pending_session = None
+        if self._caching:
+            self._warming = asyncio.get_running_loop().create_task(self._warm_cache())
 
     async def close(self) -> None:
         """Store what is pending and release connections.
@@ -372,39 +357,35 @@ class Storage(abc.ABC):
         :raises BackendError: pending writes could not be stored (the storage is
             closed anyway; they are lost).
         """
-        if self._state != _OPEN:
-            return
-        transition, _ = self._lock_pair()
-        async with transition:
-            if self._state != _OPEN:
-                return
-            self._state = _CLOSED
-            self._set_writable()
-            self._epoch += 1
-            self._caching = False
-            self._cache.clear()
-            warming, self._warming = self._warming, None
-            if warming is not None and not warming.done():
-                warming.cancel()
-                await asyncio.wait([warming])
-            _WarmBudget.left += self._warm_share
-            self._warm_share = 0
-            await self._stop_flushing()
-            failure: BaseException | None = None
+        await super().close()
+
+    async def _closing(self) -> None:
+        self._set_writable()
+        self._caching = False
+        self._cache.clear()
+        warming, self._warming = self._warming, None
+        if warming is not None and not warming.done():
+            warming.cancel()
+            await asyncio.wait([warming])
+        _WarmBudget.left += self._warm_share
+        self._warm_share = 0
+        await self._stop_flushing()
+        failure: BaseException | None = None
+        if self._session is not None:
             try:
                 await self._store_pending()
             except Exception as exc:
                 failure = exc
-            self._journal.clear()
-            self._session = None
-            try:
-                await self._call("close the session", self._close())
-            finally:
-                log.debug("closed %r", self)
-            if failure is not None:
-                raise BackendError(
-                    f"{self!r}: writes made before close() could not be stored: {failure}"
-                ) from failure
+        self._journal.clear()
+        self._session = None
+        try:
+            await self._call("close the session", self._close())
+        finally:
+            log.debug("closed %r", self)
+        if failure is not None:
+            raise BackendError(
+                f"{self!r}: writes made before close() could not be stored: {failure}"
+            ) from failure
 
     async def delete(self) -> None:
         """Remove the session for good, closing the storage first.
@@ -439,31 +420,8 @@ class Storage(abc.ABC):
         self._check_open()
         await self._store_pending()
 
-    async def health(self) -> bool:
-        """Return True when the store answers a trivial query.
-
-        :raises StorageClosedError: the storage is not open.
-        :raises BackendError: the store does not answer.
-        """
-        self._check_open()
-        await self._call("answer a health check", self._ping())
-        return True
-
-    async def __aenter__(self) -> Storage:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        try:
-            if exc_type is None and self._state == _OPEN:
-                await self.save()
-        finally:
-            await self.close()
+    async def _clean_exit(self) -> None:
+        await self.save()
 
     # == authorization ========================================================================
 
@@ -791,10 +749,6 @@ class Storage(abc.ABC):
     def _set_writable(self) -> None:
         self._writable = self._state == _OPEN and not self.read_only and self._failure is None
 
-    def _check_open(self) -> None:
-        if self._state != _OPEN:
-            raise StorageClosedError(f"{self!r} is closed; call open() first")
-
     def _check_writable(self) -> None:
         if self._state != _OPEN:
             raise StorageClosedError(f"{self!r} is closed; call open() first")
@@ -805,28 +759,6 @@ class Storage(abc.ABC):
                 f"{self!r}: earlier writes could not be stored ({self._failure}); "
                 "call flush() to try again"
             ) from self._failure
-
-    def _lock_pair(self) -> tuple[asyncio.Lock, asyncio.Lock]:
-        """The open/close lock and the store lock, made for the running event loop."""
-        loop = asyncio.get_running_loop()
-        locks = self._locks
-        if locks is None or locks[0] is not loop:
-            locks = self._locks = (loop, asyncio.Lock(), asyncio.Lock())
-        return locks[1], locks[2]
-
-    async def _call(self, what: str, operation: Awaitable[T]) -> T:
-        """Await a primitive; what it raises becomes one of our errors."""
-        epoch = self._epoch
-        try:
-            return await operation
-        except StorageError as exc:
-            if self._epoch != epoch and not isinstance(exc, StorageClosedError):
-                raise StorageClosedError(f"{self!r} was closed during the call") from exc
-            raise
-        except Exception as exc:
-            if self._epoch != epoch:
-                raise StorageClosedError(f"{self!r} was closed during the call") from exc
-            raise BackendError(f"{type(self).__name__} failed to {what}: {exc}") from exc
 
     def _peer_change(self, peer: Any, now: int) -> tuple[int, journal.PeerChange, bool]:
         """Check a peer to store; return its id, its journal change and whether it is stamped."""

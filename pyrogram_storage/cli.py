@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import __version__, _migrations, sqlite_schema
+from . import __version__, _migrations
 from .base import Storage
 from .errors import (
     CorruptSessionError,
@@ -36,8 +36,6 @@ from .errors import (
     StorageError,
     TargetNotEmptyError,
 )
-from .file import FILE_EXTENSION, FileStorage
-from .memory import MemoryStorage
 from .registry import from_url, scheme_of
 from .session_string import (
     decode_session_string,
@@ -45,7 +43,8 @@ from .session_string import (
     looks_like_session_string,
     looks_like_telethon_string,
 )
-from .sqlite import Layout
+from .sqlite import FILE_EXTENSION, FileStorage, Layout, MemoryStorage
+from .sqlite import schema as sqlite_schema
 from .tools.copy import copy_session, is_empty, opened
 from .types import SessionData
 

@@ -18,8 +18,8 @@ from .errors import InvalidTypeError, InvalidValueError
 __all__ = ["SCHEMES", "from_url", "scheme_of", "storage_class"]
 
 SCHEMES: dict[str, str] = {
-    "file": "pyrogram_storage.file:FileStorage",
-    "memory": "pyrogram_storage.memory:MemoryStorage",
+    "file": "pyrogram_storage.sqlite.file:FileStorage",
+    "memory": "pyrogram_storage.sqlite.memory:MemoryStorage",
     "mongodb": "pyrogram_storage.mongo:MongoStorage",
     "mongodb+srv": "pyrogram_storage.mongo:MongoStorage",
     "postgresql": "pyrogram_storage.postgres:PostgresStorage",

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pyrogram_storage import FileStorage, Peer, PeerType
-from pyrogram_storage.sqlite_schema import Layout, create_schema, prepare
+from pyrogram_storage.sqlite.schema import Layout, create_schema, prepare
 
 from . import big_files
 from .big_files import FAMILY, client_file, kept_names

@@ -17,8 +17,8 @@ from pyrogram_storage import (
     UnknownSchemaError,
     UpdateState,
     _migrations,
-    sqlite_schema,
 )
+from pyrogram_storage.sqlite import schema as sqlite_schema
 
 from .fixture_files import CLIENT_NAMES, copy_fixture, manifest
 

@@ -10,6 +10,7 @@ Never a raw ``sqlite3.OperationalError: database is locked``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -19,6 +20,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,9 +33,10 @@ from pyrogram_storage import (
     StorageError,
     UpdateState,
 )
+from pyrogram_storage.sqlite import schema as sqlite_schema
 
 from . import lock_holder
-from .fixture_files import copy_fixture
+from .fixture_files import copy_fixture, manifest
 
 HOLDER = Path(lock_holder.__file__)
 
@@ -218,6 +221,33 @@ async def test_two_processes_adopt_a_client_file_at_once(
     for writer in writers:
         code, out, err = writer.finish()
         assert code == 0, (out, err[-2000:])
+
+
+
+async def test_an_adoption_committed_during_another_openers_checks_does_not_trip_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The checks of an opener read one snapshot: another opener adopting the file between
+    two of them must not make it mix the old file's schema version with the new file's
+    version table (which once raised a false "upgrade pyrogram-storage" error)."""
+    path = copy_fixture("pyrogram", tmp_path, name="s")
+    with contextlib.closing(sqlite3.connect(path)) as db:  # WAL: the other may commit meanwhile
+        db.execute("PRAGMA journal_mode = WAL").fetchall()
+    detect = sqlite_schema._detect_family
+    raced: list[bool] = []
+
+    def detect_while_another_adopts(db: sqlite3.Connection, tables: set[str]) -> Any:
+        if not raced:
+            raced.append(True)
+            with contextlib.closing(sqlite3.connect(path, isolation_level=None)) as other:
+                sqlite_schema.prepare(other, str(path), sqlite_schema.Layout.UPSTREAM)
+        return detect(db, tables)
+
+    monkeypatch.setattr(sqlite_schema, "_detect_family", detect_while_another_adopts)
+    async with FileStorage("s", tmp_path) as storage:
+        assert (await storage.get_session()).user_id == manifest("pyrogram")["session"]["user_id"]
+        assert sum((await storage.count_peers()).values()) == len(manifest("pyrogram")["peers"])
+    assert raced
 
 
 async def test_two_objects_in_one_process_share_and_see_each_others_writes(

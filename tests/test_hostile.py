@@ -51,7 +51,7 @@ from pyrogram_storage.session_string import (
     decode_session_string,
     encode_session_string,
 )
-from pyrogram_storage.sqlite_schema import Layout, prepare, secure
+from pyrogram_storage.sqlite.schema import Layout, prepare, secure
 from pyrogram_storage.tools.telethon import decode_telethon_string, encode_telethon_string
 from pyrogram_storage.types import dc_address
 

@@ -39,7 +39,7 @@ from typing import Any
 import pytest
 
 from pyrogram_storage import FileStorage, Peer, PeerType, UpdateState
-from pyrogram_storage.sqlite_schema import Layout, create_schema
+from pyrogram_storage.sqlite.schema import Layout, create_schema
 
 from .clientenv import CLIENTS, REPO_ROOT, ensure_env, run_in_env
 

@@ -25,7 +25,7 @@ from pyrogram_storage import (
     Storage,
     UpdateState,
 )
-from pyrogram_storage import _journal as journal
+from pyrogram_storage import _pending as journal
 
 from .readme_backend import dict_storage
 

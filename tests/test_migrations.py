@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from pyrogram_storage import _migrations, sqlite_schema
+from pyrogram_storage import _migrations
 from pyrogram_storage.errors import MigrationError
-from pyrogram_storage.sqlite_schema import Layout, create_schema, prepare
+from pyrogram_storage.sqlite import schema as sqlite_schema
+from pyrogram_storage.sqlite.schema import Layout, create_schema, prepare
 
 from .fixture_files import CLIENT_NAMES, copy_fixture
 

@@ -9,9 +9,9 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from ..base import Storage
-from ..checks import KNOWN_TYPES
 from ..errors import PeerNotFound, StorageClosedError, StorageError
 from ..types import CHANNEL_ID_OFFSET, InputKind, Peer, PeerType, UpdateState, input_kind_of
+from ..validation import KNOWN_TYPES
 
 __all__ = ["ClientStorage", "ObjectUpdateStates", "TupleUpdateStates"]
 

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from .._journal import Changes
-from ..checks import KNOWN_TYPES, clean_usernames, normalize_username
+from .._pending import Changes
 from ..errors import MigrationError
 from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData
+from ..validation import KNOWN_TYPES, clean_usernames, normalize_username
 from .client import awaited, documents
 
 __all__ = [

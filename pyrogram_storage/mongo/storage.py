@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from .._journal import Changes
+from .._pending import Changes
 from ..base import Storage
 from ..errors import InvalidTypeError, InvalidValueError, StorageClosedError
 from ..types import Peer, SessionData, UpdateState

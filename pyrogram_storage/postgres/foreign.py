@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .._journal import Changes
+from .._pending import Changes
 from ..base import Storage
-from ..checks import KNOWN_TYPES, clean_usernames, normalize_phone
 from ..errors import InvalidValueError, ReadOnlyError, SessionNotFoundError, StorageClosedError
 from ..types import DEFAULT_DC_ID, Peer, PeerType, SessionData, UpdateState
+from ..validation import KNOWN_TYPES, clean_usernames, normalize_phone
 from . import client as pg
 
 __all__ = ["DEFAULT_FOREIGN_SCHEMA", "SCHEMES", "AsyncpgStorageSource"]

@@ -15,9 +15,8 @@ import zlib
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from .._journal import Changes
+from .._pending import Changes
 from ..base import Storage
-from ..checks import KNOWN_TYPES
 from ..errors import (
     InvalidTypeError,
     InvalidValueError,
@@ -26,6 +25,7 @@ from ..errors import (
     StorageClosedError,
 )
 from ..types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+from ..validation import KNOWN_TYPES
 from . import client as pg
 from . import notify, schema
 

@@ -33,10 +33,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .._journal import Changes
-from ..checks import KNOWN_TYPES
+from .._pending import Changes
 from ..errors import CorruptSessionError
 from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+from ..validation import KNOWN_TYPES
 
 __all__ = [
     "KEY_NAMES",

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
-from .._journal import Changes
+from .._pending import Changes
 from ..base import Storage
 from ..errors import (
     BackendError,

@@ -46,8 +46,8 @@ from ..errors import (
     SessionStringError,
     UnknownSchemaError,
 )
-from ..memory import MemoryStorage
 from ..session_string import MAX_LENGTH
+from ..sqlite import MemoryStorage
 from ..types import (
     CHANNEL_ID_OFFSET,
     Peer,

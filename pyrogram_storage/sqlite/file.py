@@ -3,35 +3,35 @@
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import glob
-import json
 import logging
 import os
 import secrets
-import socket
 import sqlite3
 import stat
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from . import sqlite_schema
-from .errors import (
+from .._files import (
+    acquire_lock,
+    disk_full,
+    link_refused,
+    make_private,
+    make_private_folder,
+    release_lock,
+    remove_abandoned_scratch,
+)
+from ..errors import (
     BackendError,
     CorruptSessionError,
-    DiskFullError,
     InvalidValueError,
-    ReadOnlyError,
-    SessionLocked,
     SessionNotFoundError,
     StorageError,
 )
-from .session_string import looks_like_session_string
-from .sqlite import SQLiteStorage
-from .sqlite_schema import Layout, create_schema
+from ..session_string import looks_like_session_string
+from . import schema as sqlite_schema
+from .engine import SQLiteStorage
+from .schema import Layout, create_schema
 
 __all__ = ["FILE_EXTENSION", "FileStorage", "default_workdir"]
 
@@ -42,13 +42,6 @@ _SIDE_FILES = ("-wal", "-shm", "-journal")
 MAX_NAME_BYTES = 200
 """The longest session name: its scratch file (``.NAME.session.new-PID-TOKEN-journal``)
 must still fit in the 255 bytes a file name may have."""
-_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-_SQLITE_FULL = 13
-_SQLITE_ROOM = 1 << 20
-"""Below this much free space, a SQLite error while creating a file is a full disk.
-
-SQLite reports a write that found no space as SQLITE_FULL, but a shared-memory index
-it could not grow as an I/O error, and a journal it could not create as CANTOPEN."""
 
 
 def default_workdir() -> Path:
@@ -58,162 +51,6 @@ def default_workdir() -> Path:
     interactive session), computed the way the clients compute their ``WORKDIR``.
     """
     return Path(sys.argv[0] if sys.argv else "").parent
-
-
-def _acquire(lock_path: Path, path: Path, *, shared: bool) -> int:
-    """Take the session's lock file, or raise SessionLocked naming who holds it.
-
-    Exclusive openers take an exclusive flock, shared ones a shared flock, so the two
-    modes never mix on one file. The kernel drops the lock when the process dies.
-
-    :raises StorageError: the lock file is a symbolic link, a hard link or not a file.
-    :raises DiskFullError: no room for the lock file.
-    """
-    while True:
-        fd = _open_lock_file(lock_path)
-        try:
-            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _holder(fd)
-            os.close(fd)
-            raise SessionLocked(
-                f"{path} is in use by {holder}; stop that client first, or open every "
-                "storage of this session with lock='shared'"
-                if not shared
-                else f"{path} is held exclusively by {holder}; stop that client first"
-            ) from None
-        except BaseException:
-            os.close(fd)
-            raise
-        # The last holder unlinks the file on release; a lock on an unlinked file is no lock.
-        try:
-            same = os.fstat(fd).st_ino == os.lstat(lock_path).st_ino
-        except FileNotFoundError:
-            same = False
-        if same:
-            break
-        os.close(fd)
-    try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(), "since": int(time.time())}
-        if not shared:
-            os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode().ljust(256), 0)
-    except BaseException as exc:
-        _release_lock(fd, lock_path)
-        full = _disk_full(exc, lock_path.parent, f"cannot lock {path}")
-        if full is not None:
-            raise full from exc
-        raise
-    return fd
-
-
-def _open_lock_file(lock_path: Path) -> int:
-    """Open or create the lock file without following a link planted in its place."""
-    try:
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise _link_refused(lock_path) from None
-        if exc.errno == errno.EISDIR:
-            raise _not_a_lock_file(lock_path, "is not a regular file") from None
-        if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise ReadOnlyError(
-                f"cannot create the lock file {lock_path}: {exc.strerror} (a read-only "
-                "folder or mount); to read the session there, open it with read_only=True "
-                "(the command line reads every SOURCE that way)"
-            ) from exc
-        full = _disk_full(exc, lock_path.parent, f"cannot create the lock file {lock_path}")
-        if full is not None:
-            raise full from exc
-        raise
-    info = os.fstat(fd)
-    # A hard link would have us truncate and write into another file, as a symlink would.
-    if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
-        os.close(fd)
-        kind = "has other hard links" if stat.S_ISREG(info.st_mode) else "is not a regular file"
-        raise _not_a_lock_file(lock_path, kind)
-    return fd
-
-
-def _not_a_lock_file(lock_path: Path, kind: str) -> StorageError:
-    return StorageError(
-        f"{lock_path} {kind}; refusing to write into it. Remove it (the lock file is "
-        "recreated on open)"
-    )
-
-
-def _link_refused(path: str | Path) -> StorageError:
-    return StorageError(
-        f"{path} is a symbolic link; pyrogram-storage never follows a link to a session, "
-        "lock or journal file (it could make it write elsewhere). Remove the link, or point "
-        "workdir= at the folder that holds the real file"
-    )
-
-
-def _release_lock(fd: int, lock_path: Path) -> None:
-    """Remove the lock file if no one else holds it, then drop our lock."""
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(lock_path)
-    except BlockingIOError:
-        pass  # other shared holders remain; the last one removes it
-    finally:
-        os.close(fd)
-
-
-def _holder(fd: int) -> str:
-    """Describe the lock's holder from what it wrote; any other content is not trusted."""
-    try:
-        info = json.loads(os.pread(fd, 4096, 0).strip() or b"{}")
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(int(info["since"])))
-        pid = int(info["pid"])
-        host = info["host"]
-        if not isinstance(host, str) or not 0 < pid < 2**32:
-            raise ValueError("not a lock written by pyrogram-storage")
-        return f"pid {pid} on {host[:64]!r} since {since}"
-    except (ValueError, KeyError, TypeError, OverflowError, OSError, RecursionError):
-        return "another process or storage object"
-
-
-def _disk_full(exc: BaseException, folder: Path, what: str) -> DiskFullError | None:
-    """Return the DiskFullError ``exc`` means (an OSError or a sqlite3 error), else None."""
-    if isinstance(exc, OSError):
-        full = exc.errno in _FULL_ERRNOS
-    elif isinstance(exc, sqlite3.Error):
-        code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
-        full = code == _SQLITE_FULL or "database or disk is full" in str(exc)
-        if not full and isinstance(exc, sqlite3.OperationalError):
-            # A side file it could not create, an index it could not grow: not reported
-            # as SQLITE_FULL, so tell by what is left.
-            full = _no_room(folder)
-    else:
-        return None
-    if not full:
-        return None
-    free = _free_bytes(folder)
-    room = f"{free // 1024} KiB free" if free >= 0 else "free space unknown"
-    return DiskFullError(
-        f"{what}: the disk is full ({room} in {folder}); free some space and try again. "
-        "Nothing already stored was changed"
-    )
-
-
-def _no_room(folder: Path) -> bool:
-    try:
-        info = os.statvfs(folder)
-    except OSError:
-        return False
-    no_inodes = info.f_files > 0 and info.f_favail == 0  # 0 files: the fs does not count
-    return no_inodes or info.f_bavail * info.f_frsize < _SQLITE_ROOM
-
-
-def _free_bytes(folder: Path) -> int:
-    try:
-        info = os.statvfs(folder)
-    except OSError:
-        return -1
-    return info.f_bavail * info.f_frsize
 
 
 class FileStorage(SQLiteStorage):
@@ -308,8 +145,8 @@ class FileStorage(SQLiteStorage):
                 raise SessionNotFoundError(f"no such session file: {self.path}")
             _check_header(self.path)
             return
-        _make_workdir(self.path.parent)
-        self._lock_fd = _acquire(self.lock_path, self.path, shared=self.lock == "shared")
+        make_private_folder(self.path.parent)
+        self._lock_fd = acquire_lock(self.lock_path, self.path, shared=self.lock == "shared")
         try:
             self._create_or_check()
         except BaseException:
@@ -319,7 +156,7 @@ class FileStorage(SQLiteStorage):
     def _stop(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
-            _release_lock(fd, self.lock_path)
+            release_lock(fd, self.lock_path)
 
     def _connect(self) -> sqlite3.Connection:
         if not self.read_only:
@@ -369,27 +206,27 @@ class FileStorage(SQLiteStorage):
         db.execute("PRAGMA wal_autocheckpoint = 10000")
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
-        full = _disk_full(exc, self.path.parent, str(self.path))
+        full = disk_full(exc, self.path.parent, str(self.path))
         return full if full is not None else super()._error(exc)
 
     def _create_or_check(self) -> None:
         for suffix in ("", *_SIDE_FILES):
             if os.path.islink(f"{self.path}{suffix}"):
-                raise _link_refused(f"{self.path}{suffix}")
-        _remove_abandoned_scratch(self.path)
+                raise link_refused(f"{self.path}{suffix}")
+        remove_abandoned_scratch(self.path)
         if os.path.lexists(self.path):
             if not stat.S_ISREG(os.lstat(self.path).st_mode):
                 raise StorageError(
                     f"{self.path} is not a file (a folder, a pipe or a device); "
                     "the session file must be a regular file"
                 )
-            _make_private(self.path)
+            make_private(self.path, _SIDE_FILES)
             _check_header(self.path)
             return
         try:
             self._create()
         except (OSError, sqlite3.Error) as exc:
-            full = _disk_full(exc, self.path.parent, f"cannot create {self.path}")
+            full = disk_full(exc, self.path.parent, f"cannot create {self.path}")
             if full is not None:
                 raise full from exc
             if isinstance(exc, sqlite3.Error):
@@ -421,7 +258,7 @@ class FileStorage(SQLiteStorage):
                 os.link(scratch, self.path)
             except FileExistsError:
                 if os.path.islink(self.path):
-                    raise _link_refused(self.path) from None
+                    raise link_refused(self.path) from None
                 _check_header(self.path)  # another opener won the race; use its file
             else:
                 log.debug("created %s", self.path)
@@ -442,13 +279,13 @@ class FileStorage(SQLiteStorage):
                 return
             # Under the lock: a storage that still had the file open would write on into
             # an unlinked file and lose everything. Releasing it removes the lock file.
-            fd = _acquire(lock_path, path, shared=False)
+            fd = acquire_lock(lock_path, path, shared=False)
             try:
                 for suffix in ("", *_SIDE_FILES):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(f"{path}{suffix}")
             finally:
-                _release_lock(fd, lock_path)
+                release_lock(fd, lock_path)
             log.debug("deleted %s", path)
 
         await self._off_loop(remove)
@@ -516,68 +353,6 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= 60 else repr(text[:12]) + "…"
 
 
-def _make_workdir(folder: Path) -> None:
-    """Create ``folder`` and its missing parents with mode 0700, whatever the umask."""
-    if folder.is_dir():
-        return
-    missing = []
-    current = folder
-    while not os.path.lexists(current) and current != current.parent:
-        missing.append(current)
-        current = current.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            continue  # made by another opener meanwhile
-        except OSError as exc:
-            full = _disk_full(exc, path.parent, f"cannot create the folder {path}")
-            if full is not None:
-                raise full from exc
-            raise
-        # The umask may have taken bits off (or mkdir's mode was masked): set it exactly.
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-        try:
-            os.fchmod(fd, 0o700)
-        finally:
-            os.close(fd)
-    if not folder.is_dir():
-        raise StorageError(f"workdir {folder} is not a folder")
-
-
-def _make_private(path: Path) -> None:
-    """Take group and other permissions off the session file and its side files we own."""
-    for suffix in ("", *_SIDE_FILES):
-        name = f"{path}{suffix}"
-        try:
-            fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise _link_refused(name) from None
-            continue  # unreadable: SQLite's open reports it
-        try:
-            info = os.fstat(fd)
-            mode = stat.S_IMODE(info.st_mode)
-            if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid() or not mode & 0o077:
-                continue
-            try:
-                os.fchmod(fd, mode & 0o700)
-            except OSError as exc:
-                log.warning("%s has mode %04o and could not be made private: %s", name, mode, exc)
-            else:
-                log.warning(
-                    "%s had mode %04o (other users could read it); changed it to %04o: a "
-                    "session grants full access to the account",
-                    name,
-                    mode,
-                    mode & 0o700,
-                )
-        finally:
-            os.close(fd)
-
-
 def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
     """Open ``path`` for reading only: no lock file, no journal change, nothing written."""
     uri = path.resolve().as_uri()
@@ -604,31 +379,6 @@ def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
         check_same_thread=False,
         timeout=timeout,
     )
-
-
-def _remove_abandoned_scratch(path: Path) -> None:
-    """Remove files that processes killed while creating ``path`` left aside.
-
-    Only regular files whose name carries the pid of a dead process are removed;
-    anything else with a similar name (a folder, a link) is not ours and is left alone.
-    """
-    for scratch in path.parent.glob(f".{glob.escape(path.name)}.new-*"):
-        pid = scratch.name.rpartition(".new-")[2].split("-")[0]
-        if not (pid.isascii() and pid.isdigit() and 0 < int(pid) < 2**31) or _alive(int(pid)):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISREG(os.lstat(scratch).st_mode):
-                os.unlink(scratch)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 _MAGIC = b"SQLite format 3\x00"

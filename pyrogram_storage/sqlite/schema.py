@@ -21,8 +21,8 @@ import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
-from . import _migrations
-from .errors import CorruptSessionError, MigrationError, SchemaTooNewError, UnknownSchemaError
+from .. import _migrations
+from ..errors import CorruptSessionError, MigrationError, SchemaTooNewError, UnknownSchemaError
 
 __all__ = ["Layout", "create_schema", "current_layout", "is_current", "prepare", "secure"]
 
@@ -122,18 +122,11 @@ def is_current(db: sqlite3.Connection, database: str) -> bool:
     :raises CorruptSessionError: not a readable SQLite database.
     :raises UnknownSchemaError: it claims our schema but is not ours (left untouched).
     """
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        objects = _schema_objects(db)
-    except sqlite3.DatabaseError as exc:
-        if not _damage(exc):
-            raise  # a full disk, a lock, an I/O error: the engine says which
-        raise CorruptSessionError(
-            f"{database} is not a readable SQLite database ({exc}); {_UNTOUCHED}"
-        ) from exc
-    if version != _migrations.latest("sqlite"):
-        return False
-    _check_ours(db, database, objects)
+    with _one_read(db):
+        version, objects = _version_and_objects(db, database)
+        if version != _migrations.latest("sqlite"):
+            return False
+        _check_ours(db, database, objects)
     return True
 
 
@@ -158,30 +151,32 @@ def prepare(db: sqlite3.Connection, database: str, layout: Layout) -> Layout:
         to be ours but has other tables, triggers or views (left untouched).
     """
     secure(db)
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        objects = _schema_objects(db)
-    except sqlite3.DatabaseError as exc:
-        if not _damage(exc):
-            raise  # a full disk, a lock, an I/O error: the engine says which
-        raise CorruptSessionError(
-            f"{database} is not a readable SQLite database ({exc}); {_UNTOUCHED}"
-        ) from exc
     latest = _migrations.latest("sqlite")
-    if version > latest:
-        raise SchemaTooNewError(
-            f"{database} has schema version {version}, but this pyrogram-storage "
-            f"only knows up to {latest}; upgrade pyrogram-storage ({_UNTOUCHED})"
-        )
-    if version < 0:
-        raise UnknownSchemaError(
-            f"{database} has schema version {version}, which no pyrogram-storage writes: "
-            f"not a session file of ours; {_UNTOUCHED}"
-        )
-    if version == 0 and objects:
-        family = _detect_family(db, {o.name for o in objects if o.type == "table"})
-        _check_client_version(db, database, family)
-        _check_integrity(db, database)
+    # Every check reads one snapshot of the file: another opener (lock="shared") may be
+    # adopting or migrating it meanwhile, and a check must never mix its before and after
+    # (a user_version of 0 read before its commit, a version table read after it).
+    with _one_read(db):
+        version, objects = _version_and_objects(db, database)
+        if version > latest:
+            raise SchemaTooNewError(
+                f"{database} has schema version {version}, but this pyrogram-storage "
+                f"only knows up to {latest}; upgrade pyrogram-storage ({_UNTOUCHED})"
+            )
+        if version < 0:
+            raise UnknownSchemaError(
+                f"{database} has schema version {version}, which no pyrogram-storage writes: "
+                f"not a session file of ours; {_UNTOUCHED}"
+            )
+        family = None
+        if version == 0 and objects:
+            family = _detect_family(db, {o.name for o in objects if o.type == "table"})
+            _check_client_version(db, database, family)
+            _check_integrity(db, database)
+        elif version > 0:
+            _check_ours(db, database, objects)
+    # Each write step below runs under the write lock and is skipped if another opener
+    # applied it meanwhile (_run_script), so what was decided above stays right.
+    if family is not None:
         planted = _planted(objects)
         if planted:
             log.warning(
@@ -198,8 +193,6 @@ def prepare(db: sqlite3.Connection, database: str, layout: Layout) -> Layout:
     elif version == 0:
         create_schema(db, layout)
         version = 1
-    else:
-        _check_ours(db, database, objects)
     layout = _detect_layout(db)
     for step in _migrations.numbered("sqlite")[version:]:
         unknown = {name for name, _ in step.variants} - {known.value for known in Layout}
@@ -211,6 +204,32 @@ def prepare(db: sqlite3.Connection, database: str, layout: Layout) -> Layout:
         _run_script(db, step.text_for(layout.value), version=step.version)
         layout = _detect_layout(db)
     return layout
+
+
+@contextlib.contextmanager
+def _one_read(db: sqlite3.Connection) -> Iterator[None]:
+    """Run the reads inside in one read transaction: one consistent snapshot of the file."""
+    db.execute("BEGIN")
+    try:
+        yield
+    finally:
+        db.execute("ROLLBACK")
+
+
+def _version_and_objects(db: sqlite3.Connection, database: str) -> tuple[int, list[_SchemaObject]]:
+    """Our schema version (``PRAGMA user_version``) and every schema object of the file.
+
+    :raises CorruptSessionError: not a readable SQLite database.
+    """
+    try:
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        return version, _schema_objects(db)
+    except sqlite3.DatabaseError as exc:
+        if not _damage(exc):
+            raise  # a full disk, a lock, an I/O error: the engine says which
+        raise CorruptSessionError(
+            f"{database} is not a readable SQLite database ({exc}); {_UNTOUCHED}"
+        ) from exc
 
 
 def create_schema(db: sqlite3.Connection, layout: Layout) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from .errors import InvalidValueError
-from .sqlite import SQLiteStorage
-from .sqlite_schema import Layout
+from ..errors import InvalidValueError
+from .engine import SQLiteStorage
+from .schema import Layout
 
 __all__ = ["MemoryStorage"]
 

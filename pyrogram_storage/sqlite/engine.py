@@ -21,12 +21,11 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from . import sqlite_schema
-from ._journal import Changes
-from ._worker import Lane
-from .base import Storage
-from .checks import KNOWN_TYPES
-from .errors import (
+from .. import _files
+from .._pending import Changes
+from .._worker import Lane
+from ..base import Storage
+from ..errors import (
     BackendError,
     CorruptSessionError,
     DiskFullError,
@@ -35,20 +34,20 @@ from .errors import (
     StorageClosedError,
     StorageError,
 )
-from .sqlite_schema import Layout
-from .types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+from ..validation import KNOWN_TYPES
+from . import schema as sqlite_schema
+from .schema import Layout
 
 __all__ = ["Layout", "SQLiteStorage"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("pyrogram_storage.sqlite")
 
 T = TypeVar("T")
 
 _CHUNK = 500  # ids per "IN (...)" query, well under SQLite's variable limit
 _BOOL_FIELDS = frozenset({"test_mode", "is_bot"})
 
-# SQLite's primary result codes (sqlite3.Error.sqlite_errorcode & 0xFF, Python 3.11+).
-_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _NOTADB = 5, 6, 8, 10, 11, 13, 26
 
 _SESSION_COLUMNS = ", ".join(SESSION_FIELDS)
 _PEER_COLUMNS = "id, access_hash, type, username, phone_number, last_update_on"
@@ -189,34 +188,31 @@ class SQLiteStorage(Storage):
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
         """Translate a SQLite error into ours; the message never quotes stored data."""
-        code = getattr(exc, "sqlite_errorcode", None)
-        primary = None if code is None else code & 0xFF
-        text = str(exc)
-        lowered = text.lower()
-        if text.startswith("Could not decode to UTF-8"):
+        failure = _files.sqlite_failure(exc)
+        if failure == _files.UNDECODABLE:
             return CorruptSessionError(
                 f"{self.database} is damaged (text that is not UTF-8); restore it from a backup"
             )
-        if primary == _FULL or "database or disk is full" in lowered:
+        if failure == _files.FULL:
             return DiskFullError(
                 f"the disk holding {self.database} is full; free some space (nothing stored "
                 "was changed)"
             )
-        if primary in (_BUSY, _LOCKED) or "locked" in lowered or "busy" in lowered:
+        if failure == _files.LOCKED:
             return SessionLocked(
                 f"{self.database} is locked by another connection for more than "
                 f"{self.busy_timeout}s"
             )
-        if primary == _READONLY or "readonly database" in lowered:
+        if failure == _files.READ_ONLY:
             return ReadOnlyError(
                 f"{self.database} cannot be written (a read-only file or mount); open it "
                 "with read_only=True to read it"
             )
-        if primary in (_CORRUPT, _NOTADB) or "malformed" in lowered or "not a database" in lowered:
+        if failure == _files.CORRUPT:
             return CorruptSessionError(
-                f"{self.database} is damaged ({text}); restore it from a backup"
+                f"{self.database} is damaged ({exc}); restore it from a backup"
             )
-        return BackendError(f"SQLite failed on {self.database}: {text}")
+        return BackendError(f"SQLite failed on {self.database}: {exc}")
 
     # -- running statements -----------------------------------------------------------------
 
@@ -228,7 +224,7 @@ class SQLiteStorage(Storage):
             return work()
         except sqlite3.Error as exc:
             # Not chained: SQLite's message about undecodable text quotes the stored bytes.
-            raise self._error(exc) from (None if _quotes_data(exc) else exc)
+            raise self._error(exc) from (None if _files.quotes_data(exc) else exc)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` with the writer connection."""
@@ -245,12 +241,11 @@ class SQLiteStorage(Storage):
         try:
             return fn(reader)
         except sqlite3.OperationalError as exc:
-            code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
-            if self._threaded and (code in (_BUSY, _LOCKED) or "locked" in str(exc)):
+            if self._threaded and _files.sqlite_failure(exc) == _files.LOCKED:
                 return await self._run(fn)
-            raise self._error(exc) from (None if _quotes_data(exc) else exc)
+            raise self._error(exc) from (None if _files.quotes_data(exc) else exc)
         except sqlite3.Error as exc:
-            raise self._error(exc) from (None if _quotes_data(exc) else exc)
+            raise self._error(exc) from (None if _files.quotes_data(exc) else exc)
 
     # -- lifecycle primitives -----------------------------------------------------------------
 
@@ -450,10 +445,6 @@ class SQLiteStorage(Storage):
 
 
 # -- work on a connection ----------------------------------------------------------------------
-
-
-def _quotes_data(exc: sqlite3.Error) -> bool:
-    return str(exc).startswith("Could not decode to UTF-8")
 
 
 def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:

@@ -1,0 +1,166 @@
+"""The life of every store, sessions and bot state alike: open, use, close.
+
+:class:`Lifecycle` keeps the open/closed state (``is_open``), makes ``async with``
+work, serialises ``open()`` and ``close()`` per event loop, answers ``health()`` by
+one rule, and translates whatever a backend raises into this package's errors
+(:meth:`Lifecycle._call`). :class:`~pyrogram_storage.Storage` and
+:class:`~pyrogram_storage.kv.KVStore` derive from it; their backends only implement
+the primitives the subclasses name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable
+from types import TracebackType
+from typing import TypeVar
+
+from .errors import BackendError, StorageClosedError, StorageError
+
+__all__ = ["Lifecycle"]
+
+T = TypeVar("T")
+L = TypeVar("L", bound="Lifecycle")
+
+_NEVER, _OPEN, _CLOSED = 0, 1, 2
+
+
+class Lifecycle:
+    """Open/closed state, ``async with``, ``health()`` and error translation.
+
+    A subclass implements :meth:`_opening` (connect, read what must be read; raise to
+    refuse), :meth:`_closing` (store what is pending, release) and :meth:`_ping`; it
+    calls every backend primitive through :meth:`_call`.
+    """
+
+    def __init__(self) -> None:
+        self._state = _NEVER
+        self._epoch = 0  # counts close() calls: "closed under a call" versus a failure
+        self._locks: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Lock] | None = None
+
+    # -- what subclasses implement --------------------------------------------------------
+
+    async def _opening(self) -> None:
+        """Open the store (state is not open yet). On failure, :meth:`_closing` is called."""
+
+    async def _closing(self) -> None:
+        """Close the store; the state is closed already, later calls are refused."""
+
+    async def _clean_exit(self) -> None:
+        """What ``async with`` does on leaving without an exception, before closing."""
+
+    async def _ping(self) -> None:
+        """Raise if the store does not answer a trivial query."""
+
+    def _translate(self, what: str, exc: Exception) -> StorageError:
+        """Turn what a primitive raised (not one of our errors) into one of ours."""
+        return BackendError(f"{type(self).__name__} failed to {what}: {exc}")
+
+    # -- the public lifecycle ---------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """Whether :meth:`open` succeeded and :meth:`close` has not begun since."""
+        return self._state == _OPEN
+
+    async def open(self) -> None:
+        """Open the store; opening an open store does nothing.
+
+        :raises BackendError: the backend cannot be reached or set up.
+        """
+        if self._state == _OPEN:
+            return
+        transition, _ = self._lock_pair()
+        async with transition:
+            if self._state == _OPEN:
+                return
+            try:
+                await self._opening()
+                self._state = _OPEN
+                await self._opened()
+            except BaseException:
+                self._state = _CLOSED
+                self._epoch += 1
+                with contextlib.suppress(Exception):  # the open's error is the one to report
+                    await self._closing()
+                raise
+
+    async def _opened(self) -> None:
+        """Run once the state is open, still under the transition lock (may raise)."""
+
+    async def close(self) -> None:
+        """Close the store; closing a closed store does nothing. It can be opened again."""
+        if self._state != _OPEN:
+            return
+        transition, _ = self._lock_pair()
+        async with transition:
+            if self._state != _OPEN:
+                return
+            self._state = _CLOSED
+            self._epoch += 1
+            await self._closing()
+
+    async def health(self) -> bool:
+        """Return True when the store answers a trivial query.
+
+        :raises StorageClosedError: the store is not open.
+        :raises BackendError: the store does not answer.
+        """
+        self._check_open()
+        await self._call("answer a health check", self._ping())
+        return True
+
+    async def __aenter__(self: L) -> L:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if exc_type is None and self._state == _OPEN:
+                await self._clean_exit()
+        finally:
+            await self.close()
+
+    # -- for subclasses ---------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._state != _OPEN:
+            raise StorageClosedError(f"{self!r} is closed; call open() first")
+
+    def _lock_pair(self) -> tuple[asyncio.Lock, asyncio.Lock]:
+        """The open/close lock and a second lock for the subclass, made for the running loop."""
+        loop = asyncio.get_running_loop()
+        locks = self._locks
+        if locks is None or locks[0] is not loop:
+            locks = self._locks = (loop, asyncio.Lock(), asyncio.Lock())
+        return locks[1], locks[2]
+
+    async def _call(self, what: str, operation: Awaitable[T]) -> T:
+        """Await a primitive; what it raises becomes one of our errors.
+
+        Our own errors pass through, except that anything raised after :meth:`close`
+        began under the call is :class:`StorageClosedError`.
+        """
+        epoch = self._epoch
+        try:
+            return await operation
+        except StorageError as exc:
+            if self._epoch != epoch and not isinstance(exc, StorageClosedError):
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
+            raise
+        except Exception as exc:
+            if self._epoch != epoch:
+                raise StorageClosedError(f"{self!r} was closed during the call") from exc
+            raise self._translate(what, exc) from exc
+
+    def _closed_error(self, during: bool = False) -> StorageClosedError:
+        if during:
+            return StorageClosedError(f"{self!r} was closed during the call")
+        return StorageClosedError(f"{self!r} is closed; call open() first")
+
