@@ -1,7 +1,7 @@
 """The real client's update path, offline: what the storage costs a bot per incoming message.
 
-Runs in a client's own virtualenv (Kurigram 2.2.26 or Pyrofork 2.3.69) and drives that
-client's real ``Client``, never connected:
+Runs in a client's own virtualenv (Kurigram 2.2.26, Pyrofork 2.3.69 or Pyrogram 2.0.106)
+and drives that client's real ``Client``, never connected:
 
 1. a first ``Client`` fills its storage with the N workload peers through the client's
    own storage dialect (batches of 100, as ``fetch_peers`` would), sets the session
@@ -202,6 +202,11 @@ def build_client(system: System, name: str, workdir: Path, uri: str | None) -> A
     }
     if system.kind == "own":
         return Client(name, **common)
+    if family == "pyrogram":
+        # Pyrogram 2.0.106 takes no storage argument: the storage is assigned before start().
+        client = Client(name, **common)
+        client.storage = _pyrogram_storage(system, name, workdir, uri)
+        return client
     if system.kind == "own-mongo":
         from motor.motor_asyncio import AsyncIOMotorClient
 
@@ -218,6 +223,39 @@ def build_client(system: System, name: str, workdir: Path, uri: str | None) -> A
         assert system.backend is not None
         storage = our_storage(system.backend, name, workdir, uri, Ours.options)
         return Client(name, **common, **{keyword: pyrogram_storage.for_client(storage)})
+    raise SystemExit(f"{system.name}: unknown path kind {system.kind!r}")
+
+
+def _pyrogram_storage(system: System, name: str, workdir: Path, uri: str | None) -> Any:
+    if system.kind == "asyncpg-storage":
+        import asyncpg
+        from pyrogram_asyncpg_storage import PostgreSQLStorage
+
+        class Pooled(PostgreSQLStorage):  # type: ignore[misc]
+            """Its pool made on open (an asyncpg pool is made inside the running loop)."""
+
+            def __init__(self) -> None:
+                super().__init__(name, None)
+
+            async def open(self) -> None:
+                if self.pool is None:
+                    self.pool = await asyncpg.create_pool(uri, min_size=1, max_size=4)
+                await super().open()
+
+            async def close(self) -> None:
+                if self.pool is not None:
+                    await self.pool.close()
+                    self.pool = None
+
+        return Pooled()
+    if system.kind == "ours":
+        from worker import Ours, our_storage
+
+        import pyrogram_storage
+
+        assert system.backend is not None
+        storage = our_storage(system.backend, name, workdir, uri, Ours.options)
+        return pyrogram_storage.for_client(storage)
     raise SystemExit(f"{system.name}: unknown path kind {system.kind!r}")
 
 
@@ -245,6 +283,13 @@ async def populate(storage: Any, family: str, n: int) -> None:
             names = [(w.peer_id(i), [w.username(i, 0)]) for i in batch if w.username(i, 0)]
             if names:
                 await storage.update_usernames(names)
+        elif family == "pyrogram":
+            await storage.update_peers(
+                [
+                    (w.peer_id(i), w.access_hash(i), w.TYPES[i % 10], w.username(i, 0), w.phone(i))
+                    for i in batch
+                ]
+            )
         else:
             await storage.update_peers(
                 [
@@ -404,6 +449,8 @@ async def _update_states(storage: Any, family: str) -> Any:
     if family == "kurigram":
         states = await storage.get_update_states()
         return next((s.pts for s in states if s.id == 0), None)
+    if family == "pyrogram":
+        return None  # Pyrogram 2.0.106 keeps no update state
     states = await storage.update_state()
     return next((s[1] for s in states if s[0] == 0), None)
 
@@ -416,4 +463,8 @@ def _versions(system: System, family: str) -> dict[str, str | None]:
         found.update(our_versions())
     if system.server == "mongo":
         found.update(pymongo=version("pymongo"), motor=version("motor"))
+    if system.server == "postgres":
+        found.update(asyncpg=version("asyncpg"))
+        if system.kind == "asyncpg-storage":
+            found.update({"pyrogram-asyncpg-storage": version("pyrogram-asyncpg-storage")})
     return found

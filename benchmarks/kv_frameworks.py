@@ -2,8 +2,9 @@
 
 Every round runs ``kv_frameworks_worker.py`` once in the kurigram-addons venv and
 once in the aiogram venv (``tests/clientenv.py``, built on first use), against ONE
-Redis server (``tests/redisserver.py``) and ONE SecantusDB (``tests/mongoserver.py``)
-started here on 127.0.0.1 for the whole run. Each worker times, one call at a time:
+Redis server (``tests/redisserver.py``), ONE SecantusDB (``tests/mongoserver.py``) and
+ONE PostgreSQL server (``tests/pgserver.py``, fsync on) started here on 127.0.0.1 for
+the whole run. Each worker times, one call at a time:
 
 * kurigram-addons (its MemoryStorage, SQLiteStorage and RedisStorage against
   ``kv.for_kurigram_addons`` over MemoryKV, SQLiteKV and RedisKV): ``get_state``,
@@ -11,7 +12,7 @@ started here on 127.0.0.1 for the whole run. Each worker times, one call at a ti
   step through kurigram-addons' ``FSMContext`` (get state, get data, update data,
   set state);
 * aiogram (its MemoryStorage, RedisStorage and PyMongoStorage against
-  ``kv.for_aiogram`` over MemoryKV, SQLiteKV, RedisKV and MongoKV): ``get_state``,
+  ``kv.for_aiogram`` over MemoryKV, SQLiteKV, RedisKV, PostgresKV and MongoKV): ``get_state``,
   ``set_state``, ``get_data``, ``set_data``, ``update_data``, and a step through
   aiogram's ``FSMContext`` (get state, get data, set data, set state);
 * the anchors, in both venvs: MemoryKV and RedisKV without an adapter, and raw
@@ -56,6 +57,7 @@ PAIRS = (
     ("kurigram-addons", "kurigram-addons RedisStorage", "ours: RedisKV", 1.0),
     ("kurigram-addons", "kurigram-addons MemoryStorage", "ours: MemoryKV", None),
     ("aiogram", "aiogram RedisStorage", "ours: RedisKV", 1.0),
+    ("aiogram", "aiogram RedisStorage", "ours: PostgresKV", 1.0),
     ("aiogram", "aiogram MemoryStorage", "ours: MemoryKV", None),
     ("aiogram", "aiogram PyMongoStorage", "ours: MongoKV (pymongo)", None),
 )
@@ -154,7 +156,8 @@ def _report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         f"Medians of {meta['repeat']} rounds, one call at a time on one event loop; "
         f"CPython {meta['python']}; {meta['cores']} cores; Redis server "
-        f"{meta['redis_server']} and SecantusDB on 127.0.0.1, one of each for the run; "
+        f"{meta['redis_server']}, SecantusDB and PostgreSQL (fsync on) on 127.0.0.1, one of "
+        f"each for the run; "
         f"generated {meta['generated']}.",
         "",
         f"- load before: `{meta['uptime_before']}`",
@@ -223,6 +226,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a tenth of the calls")
     parser.add_argument("--scale", type=float, default=None, help="multiply the call counts")
     parser.add_argument("--no-mongo", action="store_true")
+    parser.add_argument("--no-postgres", action="store_true")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--from-json", type=Path, help="re-render a kv-frameworks.json")
     options = parser.parse_args()
@@ -236,6 +240,7 @@ def main() -> int:
 
     from clientenv import ensure_env
     from mongoserver import MongoServer
+    from pgserver import PostgresServer
     from redisserver import RedisServer, find_server
 
     for framework in FRAMEWORKS:
@@ -246,9 +251,15 @@ def main() -> int:
     loads: list[str] = []
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as redis:
         mongo = None if options.no_mongo else MongoServer(Path(tmp) / "mongo").__enter__()
+        # As production runs it: fsync on (the test helper turns it off).
+        postgres = None if options.no_postgres else PostgresServer(
+            settings=["fsync=on", "full_page_writes=on"]
+        ).__enter__()
         servers = {"redis": redis.url}
         if mongo is not None:
             servers["mongo"] = mongo.uri
+        if postgres is not None:
+            servers["postgres"] = postgres.url
         try:
             for index in range(options.repeat):
                 this: dict[str, Any] = {}
@@ -264,6 +275,8 @@ def main() -> int:
         finally:
             if mongo is not None:
                 mongo.close()
+            if postgres is not None:
+                postgres.close()
     meta = {
         "repeat": options.repeat,
         "scale": scale,

@@ -32,7 +32,14 @@ WORKDIR = Path(CONFIG["workdir"])
 SCALE: float = CONFIG.get("scale", 1.0)
 CYCLES = 10
 # Calls per batch, by how fast the system is; times CYCLES batches per workload.
-BATCH = {"memory": 2_000, "sqlite": 200, "their-sqlite": 40, "redis": 200, "mongo": 15}
+BATCH = {
+    "memory": 2_000,
+    "sqlite": 200,
+    "their-sqlite": 40,
+    "redis": 200,
+    "postgres": 200,
+    "mongo": 15,
+}
 STEP_SHARE = 4  # a step is several calls: a quarter of the batch
 DOC_A = {"name": "Form:name", "data": {"name": "Ann", "lang": "en"}}
 DOC_B = {"name": "Form:age", "data": {"name": "Ann", "lang": "en", "age": 30}}
@@ -181,6 +188,11 @@ async def aiogram_round() -> tuple[list[System], list[Any]]:
         ("ours: RedisKV", "redis",
          kv.for_aiogram(kv.RedisKV.from_url(SERVERS["redis"], namespace="ours"))),
     ]
+    if "postgres" in SERVERS:
+        storages.append(
+            ("ours: PostgresKV", "postgres",
+             kv.for_aiogram(kv.PostgresKV.from_url(SERVERS["postgres"], namespace="ours"))),
+        )
     if "mongo" in SERVERS:
         storages += [
             ("aiogram PyMongoStorage", "mongo",

@@ -117,9 +117,24 @@ def _start_redis() -> tuple[str, Callable[[], None], str]:
     return server.url, server.close, f"{found.stdout.strip()} (AOF, appendfsync everysec)"
 
 
+def _start_postgres() -> tuple[str, Callable[[], None], str]:
+    """A throwaway server as production runs one: fsync and full page writes on."""
+    from pgserver import PostgresServer
+
+    url = os.environ.get("PYROGRAM_STORAGE_POSTGRES_URL")
+    if url:
+        return url, lambda: None, "$PYROGRAM_STORAGE_POSTGRES_URL"
+    server = PostgresServer(settings=["fsync=on", "full_page_writes=on"]).start()
+    found = subprocess.run(
+        [str(server.bin / "postgres"), "--version"], capture_output=True, text=True, check=False
+    )
+    return server.url, server.close, f"{found.stdout.strip()} (fsync on)"
+
+
 SERVERS: dict[str, Callable[[], tuple[str, Callable[[], None], str]]] = {
     "mongo": _start_mongo,
     "redis": _start_redis,
+    "postgres": _start_postgres,
 }
 """Server kind to a starter returning (URI, stop function, description)."""
 

@@ -52,6 +52,8 @@ class System:
 
 MOTOR = ("motor==3.7.1",)
 REDIS = ("redis==8.1.0",)
+ASYNCPG = ("asyncpg==0.32.0",)
+ASYNCPG_STORAGE = (*ASYNCPG, "pyrogram-asyncpg-storage==0.1")
 # A Redis server answers in tens of microseconds: the server rows' small counts (made
 # for the slow SecantusDB) would time little more than noise.
 REDIS_PARAMS: tuple[tuple[str, Any], ...] = (
@@ -193,6 +195,43 @@ SYSTEMS: tuple[System, ...] = (
         pip=REDIS,
         params=REDIS_PARAMS,
     ),
+    # PostgreSQL: Pyrogram 2.0.106 (the client pyrogram-asyncpg-storage is written for).
+    System(
+        "path-pyrogram-ours-postgres-sole",
+        "Pyrogram 2.0.106 + ours PostgresStorage via for_client (sole_writer=True)",
+        "path",
+        "ours",
+        venv="pyrogram",
+        backend="postgres-sole",
+        server="postgres",
+        pip=ASYNCPG,
+        params=REDIS_PARAMS,
+    ),
+    System(
+        "path-pyrogram-ours-postgres",
+        "Pyrogram 2.0.106 + ours PostgresStorage via for_client (shared)",
+        "path",
+        "ours",
+        venv="pyrogram",
+        backend="postgres",
+        server="postgres",
+        pip=ASYNCPG,
+        params=REDIS_PARAMS,
+    ),
+    # One upsert transaction per update: a few ms each, so fewer updates.
+    System(
+        "path-pyrogram-asyncpg-storage",
+        "Pyrogram 2.0.106 + pyrogram-asyncpg-storage 0.1",
+        "path",
+        "asyncpg-storage",
+        venv="pyrogram",
+        server="postgres",
+        pip=ASYNCPG_STORAGE,
+        params=(("updates", 1_000), ("warmup", 200), ("metered_updates", 300)),
+    ),
+    System(
+        "path-pyrogram-file", "Pyrogram 2.0.106 + its file storage", "path", "own", venv="pyrogram"
+    ),
     # -- many sessions in one process --------------------------------------------------
     System(
         "host-ours",
@@ -227,5 +266,9 @@ PAIRS: tuple[tuple[str, str], ...] = (
     ("path-kurigram-ours-redis", "path-kurigram-file"),
     ("path-kurigram-ours-redis", "path-kurigram-ours"),
     ("path-kurigram-ours-redis-sole", "path-kurigram-file"),
+    ("path-pyrogram-ours-postgres-sole", "path-pyrogram-asyncpg-storage"),
+    ("path-pyrogram-ours-postgres-sole", "path-kurigram-file"),
+    ("path-pyrogram-ours-postgres-sole", "path-pyrogram-file"),
+    ("path-pyrogram-ours-postgres", "path-pyrogram-asyncpg-storage"),
     ("host-ours", "host-kurigram"),
 )

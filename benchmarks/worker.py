@@ -101,18 +101,31 @@ def _redis(sole_writer: bool) -> Callable[[Any, str, Path, str | None, dict[str,
     return factory
 
 
+def _postgres(sole_writer: bool) -> Callable[[Any, str, Path, str | None, dict[str, Any]], Any]:
+    def factory(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
+        assert uri, "a PostgresStorage needs --server-uri"
+        return ps.PostgresStorage.from_url(
+            uri, name=name, **{"sole_writer": sole_writer, **options}
+        )
+
+    return factory
+
+
 OUR_BACKENDS: dict[str, Callable[[Any, str, Path, str | None, dict[str, Any]], Any]] = {
     "file": _file,
     "memory": _memory,
     "mongo": _mongo,
     "redis": _redis(sole_writer=False),
     "redis-sole": _redis(sole_writer=True),
+    "postgres": _postgres(sole_writer=False),
+    "postgres-sole": _postgres(sole_writer=True),
 }
 """Backend key (``System.backend``) to ``factory(pyrogram_storage, name, workdir, uri,
 options)`` returning a fresh, unopened storage."""
 
 FILE_BACKENDS = ("file",)  # whose data lives in the workdir (file size, reopen)
-PERSISTENT_BACKENDS = ("file", "mongo", "redis", "redis-sole")  # a new object sees the data
+# whose data a new object sees
+PERSISTENT_BACKENDS = ("file", "mongo", "redis", "redis-sole", "postgres", "postgres-sole")
 
 
 def our_storage(

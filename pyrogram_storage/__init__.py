@@ -1,7 +1,7 @@
 """Session storage for the Pyrogram family of Telegram clients.
 
-``import pyrogram_storage`` imports no database driver; :class:`MongoStorage` and
-:class:`RedisStorage` load theirs only when used.
+``import pyrogram_storage`` imports no database driver; :class:`MongoStorage`,
+:class:`RedisStorage` and :class:`PostgresStorage` load theirs only when used.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from .types import Peer, PeerType, SessionData, UpdateState
 if TYPE_CHECKING:
     from .clients import for_client
     from .mongo import MongoStorage
+    from .postgres import PostgresStorage
     from .redisdb.storage import RedisStorage
 
 __version__ = "0.1.0"
@@ -59,6 +60,7 @@ __all__ = [
     "Peer",
     "PeerNotFound",
     "PeerType",
+    "PostgresStorage",
     "ReadOnlyError",
     "RedisStorage",
     "SQLiteStorage",
@@ -88,6 +90,10 @@ def __getattr__(name: str) -> Any:
         from .mongo import MongoStorage
 
         return MongoStorage
+    if name == "PostgresStorage":
+        from .postgres import PostgresStorage
+
+        return PostgresStorage
     if name == "RedisStorage":
         from .redisdb.storage import RedisStorage
 

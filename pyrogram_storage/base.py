@@ -109,6 +109,9 @@ class Storage(Lifecycle, abc.ABC):
     """The kind of server the backend needs ("mongodb", "redis"), or None: tests start one."""
     default_commit_interval: ClassVar[float] = 0.0
     """The ``commit_interval`` of a storage built without one."""
+    delivers_invalidations: ClassVar[bool] = False
+    """Engine hook: whether the backend calls :meth:`_invalidate` when another writer
+    changes the session (and :meth:`_set_cache_trusted` as that delivery comes and goes)."""
 
     def __init__(
         self,
@@ -141,7 +144,7 @@ class Storage(Lifecycle, abc.ABC):
         self._writable = False  # open, not read-only, and no store failing: the fast check
         self._exclusive = False
         self._session: SessionData | None = None
-        self._pending = PendingWrites(
+        self._pending_writes = PendingWrites(
             lambda changes: self._call("store writes", self._apply(changes)),
             self.commit_interval,
             lock=lambda: self._lock_pair()[1],
@@ -177,7 +180,7 @@ class Storage(Lifecycle, abc.ABC):
         async def count_peers() -> int:
             return sum((await self.count_peers()).values())
 
-        self._peers = Peers(
+        self._peer_engine = Peers(
             Primitives(
                 find_peer,
                 find_by,
@@ -186,7 +189,7 @@ class Storage(Lifecycle, abc.ABC):
                 read_peers,
                 count_peers,
             ),
-            self._pending,
+            self._pending_writes,
             count(peer_cache_size, "peer_cache_size"),
             probes=self.probes_writes,
         )
@@ -294,6 +297,23 @@ class Storage(Lifecycle, abc.ABC):
     async def _ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
 
+    def _invalidate(
+        self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
+    ) -> None:
+        """Engine hook (a no-op for now): another writer stored changes to this session.
+
+        Called by a backend that :attr:`delivers_invalidations`: ``peer_ids`` are the
+        peers it changed (None: any peer may have changed), ``session`` and ``states``
+        whether it changed session fields or update states.
+        """
+
+    def _set_cache_trusted(self, trusted: bool) -> None:
+        """Engine hook (a no-op for now): whether invalidations are being delivered.
+
+        False when the backend lost the channel they come by (writes of others may go
+        unnoticed), True once it is back (after an ``_invalidate(None)``).
+        """
+
     def _sole_writer(self) -> bool:
         """Whether, once open, no other object or process writes this session.
 
@@ -320,14 +340,14 @@ class Storage(Lifecycle, abc.ABC):
         session = await self._call("open the session", self._open())
         self._session = stored_session(session, self)
         self._exclusive = bool(self._sole_writer())
-        self._pending.failure = None
+        self._pending_writes.failure = None
 
     async def _opened(self) -> None:
         self._set_writable()
         if self._pending_session is not None:
             await self._store_session(self._pending_session.fields())
             self._pending_session = None
-        self._peers.start(self._exclusive, self.username_ttl)
+        self._peer_engine.start(self._exclusive, self.username_ttl)
 
     async def close(self) -> None:
         """Store what is pending and release connections.
@@ -342,15 +362,15 @@ class Storage(Lifecycle, abc.ABC):
 
     async def _closing(self) -> None:
         self._set_writable()
-        await self._peers.stop()
-        await self._pending.stop()
+        await self._peer_engine.stop()
+        await self._pending_writes.stop()
         failure: BaseException | None = None
         if self._session is not None:
             try:
-                await self._pending.store()
+                await self._pending_writes.store()
             except Exception as exc:
                 failure = exc
-        self._pending.clear()
+        self._pending_writes.clear()
         self._session = None
         try:
             await self._call("close the session", self._close())
@@ -369,7 +389,7 @@ class Storage(Lifecycle, abc.ABC):
         if self.read_only:
             raise ReadOnlyError(f"{self!r} is read-only; delete() would remove the session")
         if self.is_open:
-            self._pending.clear()  # going away with the session; nothing to store
+            self._pending_writes.clear()  # going away with the session; nothing to store
             await self.close()
         await self._call("delete the session", self._delete())
         log.debug("deleted %r", self)
@@ -392,7 +412,7 @@ class Storage(Lifecycle, abc.ABC):
             next write, flush or save tries again.
         """
         self._check_open()
-        await self._pending.store()
+        await self._pending_writes.store()
 
     async def _clean_exit(self) -> None:
         await self.save()
@@ -458,7 +478,7 @@ class Storage(Lifecycle, abc.ABC):
             peers = iterable(peers, "peers")
         changes = [peer_change(peer, now) for peer in peers]
         if changes:
-            await self._peers.upsert(changes, now)
+            await self._peer_engine.upsert(changes, now)
 
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
         """Replace the usernames of each given peer id; ids not stored are ignored.
@@ -481,14 +501,14 @@ class Storage(Lifecycle, abc.ABC):
                 peer_id = int64(peer_id, "peer id")
             merged[peer_id] = clean_usernames(names)
         if merged:
-            await self._peers.set_names(merged, int(time.time()))
+            await self._peer_engine.set_names(merged, int(time.time()))
 
     async def delete_peers(self, peer_ids: Iterable[int]) -> None:
         """Forget these peers and their usernames; unknown ids are ignored."""
         self._check_writable()
         ids = {int64(peer_id, "peer id") for peer_id in iterable(peer_ids, "peer_ids")}
         if ids:
-            await self._peers.delete(ids)
+            await self._peer_engine.delete(ids)
 
     def cached_peer(self, peer_id: int) -> Peer | None:
         """Return the peer with this id if it is in memory, else None; no I/O.
@@ -496,7 +516,7 @@ class Storage(Lifecycle, abc.ABC):
         Its usernames may be ``None`` (not loaded). Client glue calls it before
         :meth:`peer_by_id` to answer a hit without awaiting anything.
         """
-        entry = self._peers.cached(peer_id) if type(peer_id) is int else None
+        entry = self._peer_engine.cached(peer_id) if type(peer_id) is int else None
         return None if entry is None else peer_of(peer_id, entry)
 
     def cached_access(self, peer_id: int) -> tuple[int, str] | None:
@@ -505,7 +525,7 @@ class Storage(Lifecycle, abc.ABC):
         What a client needs to build its ``InputPeer`` for a hit, without making a
         :class:`Peer`. Client glue calls it before :meth:`peer_by_id`.
         """
-        entry = self._peers.cache.get(peer_id) if type(peer_id) is int else None
+        entry = self._peer_engine.cache.get(peer_id) if type(peer_id) is int else None
         return None if entry is None else (entry[1], entry[2])
 
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
@@ -518,7 +538,7 @@ class Storage(Lifecycle, abc.ABC):
         self._check_open()
         peer = None
         if type(peer_id) is int and _MIN64 <= peer_id <= _MAX64:
-            peer = await self._peers.by_id(peer_id, with_usernames)
+            peer = await self._peer_engine.by_id(peer_id, with_usernames)
         if peer is None:
             raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
         return peer
@@ -534,7 +554,7 @@ class Storage(Lifecycle, abc.ABC):
         if not isinstance(username, str):
             raise InvalidTypeError(f"a username must be a str, not {type(username).__name__}")
         key = normalize_username(username)
-        peer = await self._peers.lookup("names", key, with_usernames) if key else None
+        peer = await self._peer_engine.lookup("names", key, with_usernames) if key else None
         if peer is None:
             raise PeerNotFound(f"Username not found: {key}", username)
         ttl, stamp = self.username_ttl, peer.last_update_on
@@ -554,7 +574,7 @@ class Storage(Lifecycle, abc.ABC):
                 f"a phone number must be a str, not {type(phone_number).__name__}"
             )
         key = normalize_phone(phone_number)
-        peer = await self._peers.lookup("phones", key, with_usernames) if key else None
+        peer = await self._peer_engine.lookup("phones", key, with_usernames) if key else None
         if peer is None:
             raise PeerNotFound(f"Phone number not found: {key}", phone_number)
         return peer
@@ -566,10 +586,10 @@ class Storage(Lifecycle, abc.ABC):
         """
         batch_size = count(batch_size, "batch_size", minimum=1)
         self._check_open()
-        await self._pending.store()
+        await self._pending_writes.store()
         after: int | None = None
         while True:
-            batch = await self._peers.primitives.read_peers(after, batch_size)
+            batch = await self._peer_engine.primitives.read_peers(after, batch_size)
             if not batch:
                 return
             yield batch
@@ -582,7 +602,7 @@ class Storage(Lifecycle, abc.ABC):
     async def count_peers(self) -> dict[PeerType, int]:
         """Return how many peers of each type are stored."""
         self._check_open()
-        await self._pending.store()
+        await self._pending_writes.store()
         counts = await self._call("count peers", self._count_peers())
         result: dict[PeerType, int] = {}
         for kind, number in counts.items():
@@ -607,7 +627,7 @@ class Storage(Lifecycle, abc.ABC):
         where = self
         states = await self._call("read update states", self._read_states(wanted))
         stored = {state.id: stored_state(state, where) for state in states}
-        seen = self._pending.journal.states_seen(stored, wanted)
+        seen = self._pending_writes.journal.states_seen(stored, wanted)
         return sorted(seen.values(), key=lambda s: (s.date is not None, s.date or 0, s.id))
 
     async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
@@ -619,33 +639,34 @@ class Storage(Lifecycle, abc.ABC):
             states = iterable(states, "states")
         rows = [state_change(state, kind) for state in states]
         if rows:
-            add = self._pending.journal.add_state
+            add = self._pending_writes.journal.add_state
             for state_id, change in rows:
                 add(state_id, change)
-            await self._pending.written()
+            await self._pending_writes.written()
 
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         """Delete the update states of ``ids``; unknown ids are ignored."""
         self._check_writable()
         wanted = {int64(i, "update state id") for i in iterable(ids, "ids")}
         for state_id in wanted:
-            self._pending.journal.add_state(
+            self._pending_writes.journal.add_state(
                 state_id, (_pending.STATE_DELETED, None, None, None, None)
             )
         if wanted:
-            await self._pending.written()
+            await self._pending_writes.written()
 
     # == rules shared by the methods ==========================================================
 
     def _set_writable(self) -> None:
-        self._writable = self.is_open and not self.read_only and self._pending.failure is None
+        failing = self._pending_writes.failure is not None
+        self._writable = self.is_open and not self.read_only and not failing
 
     def _check_writable(self) -> None:
         self._check_open()
         if self.read_only:
             raise ReadOnlyError(f"{self!r} was opened read-only; it takes no writes")
-        if self._pending.failure is not None:
-            raise self._pending.failed_error() from self._pending.failure
+        if self._pending_writes.failure is not None:
+            raise self._pending_writes.failed_error() from self._pending_writes.failure
 
     async def _store_session(self, changes: dict[str, Any]) -> None:
         """Store session fields, after everything pending, before returning."""
@@ -662,7 +683,7 @@ class Storage(Lifecycle, abc.ABC):
                 raise StorageClosedError(f"{self!r} was closed during the call")
             return checked_session_changes(current, changes), frozenset(changes)
 
-        stored = await self._pending.store(session)
+        stored = await self._pending_writes.store(session)
         if stored is not None:
             self._session = stored[0]
 

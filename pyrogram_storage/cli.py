@@ -61,6 +61,10 @@ locations:
                           session NAME in MongoDB (its database is named after it)
   redis://HOST:PORT/DB#NAME, rediss://...#NAME, unix:///PATH?db=0#NAME
                           session NAME in Redis or Valkey (one server or a cluster)
+  postgresql://USER:PASS@HOST:PORT/DB?schema=S#NAME, postgres://...#NAME
+                          session NAME in PostgreSQL (schema pyrogram_storage if none)
+  asyncpg-storage+postgresql://USER:PASS@HOST/DB?schema=S#NAME
+                          a pyrogram-asyncpg-storage session (source only)
   telethon:PATH|STRING    a Telethon .session file or StringSession string (source only)
   string:STRING           a Pyrogram-family session string (source only)
 

@@ -22,6 +22,10 @@ SCHEMES: dict[str, str] = {
     "memory": "pyrogram_storage.sqlite.memory:MemoryStorage",
     "mongodb": "pyrogram_storage.mongo:MongoStorage",
     "mongodb+srv": "pyrogram_storage.mongo:MongoStorage",
+    "postgresql": "pyrogram_storage.postgres:PostgresStorage",
+    "postgres": "pyrogram_storage.postgres:PostgresStorage",
+    "asyncpg-storage+postgresql": "pyrogram_storage.postgres.foreign:AsyncpgStorageSource",
+    "asyncpg-storage+postgres": "pyrogram_storage.postgres.foreign:AsyncpgStorageSource",
     "redis": "pyrogram_storage.redisdb.storage:RedisStorage",
     "rediss": "pyrogram_storage.redisdb.storage:RedisStorage",
     "unix": "pyrogram_storage.redisdb.storage:RedisStorage",
@@ -70,7 +74,13 @@ def from_url(location: str, **options: Any) -> Storage:
       ``NAME`` in a :class:`~pyrogram_storage.MongoStorage` that owns its client;
     * ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]#NAME``, ``rediss://...#NAME`` and
       ``unix:///PATH?db=N#NAME``: session ``NAME`` in a
-      :class:`~pyrogram_storage.RedisStorage` that owns its client.
+      :class:`~pyrogram_storage.RedisStorage` that owns its client;
+    * ``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE[?schema=S]#NAME`` (or
+      ``postgres://``): session ``NAME`` in a :class:`~pyrogram_storage.PostgresStorage`
+      that owns its pool;
+    * ``asyncpg-storage+postgresql://...[?schema=S]#NAME``: session ``NAME`` of
+      ``pyrogram-asyncpg-storage`` (tables ``"S"."NAME:peers"``...; ``S`` is ``pyrogram``
+      unless given), read-only: a source to copy from.
 
     :param options: the storage's own keyword options (``username_ttl``,
         ``commit_interval``, ``read_only``...).

@@ -82,7 +82,7 @@ CLIENTS: Mapping[str, Client] = {
     "electrogram": Client("electrogram==0.3.230", "pyrogram"),
 }
 
-_KV_DRIVERS = "redis,valkey,mongo,motor,async-pymongo"
+_KV_DRIVERS = "redis,valkey,mongo,motor,async-pymongo,postgres"
 FRAMEWORKS: Mapping[str, Client] = {
     # Kurigram is pinned like the client venv's, so both resolve the same wheel.
     "kurigram-addons": Client(

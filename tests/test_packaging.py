@@ -46,7 +46,8 @@ def test_import_loads_no_optional_driver() -> None:
         "import sys, pyrogram_storage\n"
         "from pyrogram_storage import FileStorage, MemoryStorage, copy_session, for_client\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-        "{'pymongo', 'motor', 'async_pymongo', 'bson', 'telethon', 'pyrogram', 'hydrogram'})\n"
+        "{'pymongo', 'motor', 'async_pymongo', 'bson', 'telethon', 'pyrogram', 'hydrogram',"
+        " 'asyncpg'})\n"
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

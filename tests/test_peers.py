@@ -17,7 +17,7 @@ from pyrogram_storage import FileStorage, MemoryStorage, Peer, PeerNotFound, Pee
 
 
 async def _loaded(storage: Storage) -> None:
-    task = storage._peers._loading
+    task = storage._peer_engine._loading
     if task is not None:
         await asyncio.wait([task])
 
@@ -65,12 +65,12 @@ async def test_writes_made_while_memory_fills_are_all_seen(tmp_path: Path) -> No
             await storage.delete_peers([3 * k + 3000])
             await asyncio.sleep(0)
         await _loaded(storage)
-        assert storage._peers.complete
+        assert storage._peer_engine.complete
         seen = await _answers(storage, range(1, 6140))
     finally:
         await storage.close()
     async with FileStorage("s", tmp_path, username_ttl=None, peer_cache_size=0) as stored:
-        assert not stored._peers.caching
+        assert not stored._peer_engine.caching
         assert seen == await _answers(stored, range(1, 6140))
 
 
@@ -103,7 +103,7 @@ async def test_a_session_held_whole_answers_like_its_store(tmp_path: Path, seed:
                 )
             else:
                 await storage.flush()
-        assert storage._peers.complete
+        assert storage._peer_engine.complete
         seen = await _answers(storage, range(1, 400))
     finally:
         await storage.close()
@@ -114,9 +114,9 @@ async def test_a_session_held_whole_answers_like_its_store(tmp_path: Path, seed:
 async def test_memory_grows_with_new_peers_and_stays_complete() -> None:
     async with MemoryStorage(username_ttl=None) as storage:
         await _loaded(storage)
-        assert storage._peers.complete
+        assert storage._peer_engine.complete
         await storage.upsert_peers([_peer(i) for i in range(1, 3001)])
-        assert storage._peers.complete and len(storage._peers.cache) == 3000
+        assert storage._peer_engine.complete and len(storage._peer_engine.cache) == 3000
         with pytest.raises(PeerNotFound):
             await storage.peer_by_id(3001)
         assert (await storage.peer_by_username("n2998r0")).id == 2998

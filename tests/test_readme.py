@@ -4,7 +4,8 @@ Blocks whose first line names a client (``# Kurigram 2.2.26``) need that client 
 run in its own virtualenv (tests/test_clients.py); a block preceded by the comment
 ``.. readme-test: skip (reason)`` is not run here either, the reason says where it is.
 Examples using ``MONGODB_URI`` get the test run's MongoDB server, those using
-``REDIS_URL`` a Redis server started for this module.
+``REDIS_URL`` a Redis server started for this module, those using ``POSTGRES_URL``
+the test run's PostgreSQL server.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def test_readme_example_runs(
         env["MONGODB_URI"] = request.getfixturevalue("mongo_uri")
     if "REDIS_URL" in code:
         env["REDIS_URL"] = request.getfixturevalue("readme_redis_url")
+    if "POSTGRES_URL" in code:
+        env["POSTGRES_URL"] = request.getfixturevalue("postgres_server").url
     result = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,

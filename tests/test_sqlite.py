@@ -99,9 +99,9 @@ async def main(workdir):
     storages = [FileStorage(f"s{k}", workdir) for k in range(3)]
     for storage in storages:
         await storage.open()
-    await asyncio.wait([s._peers._loading for s in storages if s._peers._loading is not None])
-    complete = [s._peers.complete for s in storages]
-    sizes = sorted(len(s._peers.cache) for s in storages)
+    await asyncio.wait([t for s in storages if (t := s._peer_engine._loading) is not None])
+    complete = [s._peer_engine.complete for s in storages]
+    sizes = sorted(len(s._peer_engine.cache) for s in storages)
     left = _peers._Budget.left
     for storage in storages:
         await storage.close()

@@ -2,10 +2,10 @@
 
 Every store is a :class:`KVStore` (async, typed, TTLs, atomic ``increment`` and
 ``compare_and_set``): :class:`MemoryKV`, :class:`SQLiteKV`, :class:`JSONFileKV`,
-:class:`MongoKV` and :class:`RedisKV`. :func:`for_kurigram_addons` and
+:class:`MongoKV`, :class:`RedisKV` and :class:`PostgresKV`. :func:`for_kurigram_addons` and
 :func:`for_aiogram` make any of them a bot framework's FSM storage.
-``import pyrogram_storage.kv`` imports no database driver and no framework; MongoKV
-and RedisKV load theirs when used, the adapters theirs when called.
+``import pyrogram_storage.kv`` imports no database driver and no framework; MongoKV,
+RedisKV and PostgresKV load theirs when used, the adapters theirs when called.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ from .versioned import VersionedKV, versioned
 
 if TYPE_CHECKING:
     from .mongo import MongoKV
+    from .postgres import PostgresKV
     from .redisdb import RedisKV
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "MissingDriverError",
     "MongoKV",
     "NotACounterError",
+    "PostgresKV",
     "RedisKV",
     "SQLiteKV",
     "Serializer",
@@ -89,6 +91,10 @@ def __getattr__(name: str) -> Any:
         from .mongo import MongoKV
 
         return MongoKV
+    if name == "PostgresKV":
+        from .postgres import PostgresKV
+
+        return PostgresKV
     if name == "RedisKV":
         from .redisdb import RedisKV
 

@@ -26,6 +26,9 @@ locations (each may end in #NAMESPACE, default "default"):
                                   unless given)
   redis://HOST[:PORT][/DB], rediss://..., unix://PATH
                                   Redis or Valkey, single server or cluster
+  postgresql://USER:PASS@HOST[:PORT]/DB[?schema=S&table=T], postgres://...
+                                  PostgreSQL (schema pyrogram_storage, table kv
+                                  unless given)
   memory:                         an empty in-memory store (for trying things)
 
 exit status: 0 success, 1 the store could not be read or written, 2 bad usage.

@@ -9,6 +9,8 @@
                                                        ``kv``)
 ``redis://HOST[:PORT][/DB][?OPTIONS]``, ``rediss://``,  :class:`RedisKV` (single server or
 ``unix://PATH``                                        cluster, told apart on open)
+``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DB``       :class:`PostgresKV` (schema
+(``postgres://``; ``?schema=S&table=T``)               ``pyrogram_storage``, table ``kv``)
 =====================================================  =====================================
 
 Each may end in ``#NAMESPACE`` (default ``default``); a MongoDB location may name its
@@ -24,7 +26,18 @@ from .errors import InvalidArgumentError
 
 __all__ = ["SCHEMES", "from_url"]
 
-SCHEMES = ("memory:", "sqlite:", "json:", "mongodb://", "mongodb+srv://", "redis://", "rediss://", "unix://")
+SCHEMES = (
+    "memory:",
+    "sqlite:",
+    "json:",
+    "mongodb://",
+    "mongodb+srv://",
+    "redis://",
+    "rediss://",
+    "unix://",
+    "postgresql://",
+    "postgres://",
+)
 
 
 def split_fragment(location: str) -> tuple[str, str | None]:
@@ -80,7 +93,11 @@ def from_url(location: str, **options: Any) -> KVStore[Any]:
         from .redisdb import RedisKV
 
         return RedisKV.from_url(body, **options)
+    if body.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresKV
+
+        return PostgresKV.from_url(body, **options)
     raise InvalidArgumentError(
         f"unknown location {location.split(':')[0]!r}...; use memory:, sqlite:PATH, json:PATH, "
-        "mongodb://..., redis://..., rediss://... or unix://..."
+        "mongodb://..., redis://..., rediss://..., unix://... or postgresql://..."
     )

@@ -2,7 +2,7 @@
 
 Runs INSIDE one client's venv (see ``tests/clientenv.py``)::
 
-    python roundtrip.py <client> <file|memory|custom|mongo|redis> <workdir> [server-url]
+    python roundtrip.py <client> <file|memory|custom|mongo|redis|postgres> <workdir> [server-url]
 
 Two ``Client`` objects load the same session string (the one the client itself
 exported into ``tests/fixtures/sessions/<client>.json``): ``ours`` through
@@ -35,7 +35,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "sessions"
 
 CLIENT, BACKEND, WORKDIR = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
-MONGO_URI = sys.argv[4] if len(sys.argv) > 4 else None  # or a Redis URL, for "redis"
+MONGO_URI = sys.argv[4] if len(sys.argv) > 4 else None  # or a Redis or PostgreSQL URL
 REDIS_NAME = f"roundtrip_{CLIENT}_{uuid.uuid4().hex[:12]}"
 MODULE = "hydrogram" if CLIENT == "hydrogram" else "pyrogram"
 
@@ -183,6 +183,10 @@ def make_storage() -> Any:
     if BACKEND == "redis":
         return pyrogram_storage.RedisStorage.from_url(
             MONGO_URI, name=REDIS_NAME, session_string=SESSION_STRING
+        )
+    if BACKEND == "postgres":
+        return pyrogram_storage.from_url(
+            f"{MONGO_URI}#{REDIS_NAME}", session_string=SESSION_STRING
         )
     if BACKEND == "custom":
         return USER_STORAGE["DictStorage"]("ours", session_string=SESSION_STRING)
@@ -433,11 +437,13 @@ async def lifecycle(ours: Any, ref: Any, users: list[Any], chats: list[Any]) -> 
     checks.equal("export after restart", await ours.export_session_string(), SESSION_STRING)
     await ours.storage.save()
     await ours.storage.close()
-    if BACKEND in ("file", "redis"):
+    if BACKEND in ("file", "redis", "postgres"):
         again = (
             FileStorage("ours", WORKDIR)
             if BACKEND == "file"
             else pyrogram_storage.RedisStorage.from_url(MONGO_URI, name=REDIS_NAME)
+            if BACKEND == "redis"
+            else pyrogram_storage.from_url(f"{MONGO_URI}#{REDIS_NAME}")
         )
         reopened = make_client(again)
         await reopened.load_session()

@@ -105,6 +105,21 @@ def _redis(driver: str, cluster: bool) -> Factory:
     return factory
 
 
+def _postgres(statement_cache_size: int | None) -> Factory:
+    def factory(request: pytest.FixtureRequest, tmp_path: Path, namespace: str) -> KVMaker:
+        server = request.getfixturevalue("postgres_server")
+
+        def make(**options: Any) -> kv.KVStore[Any]:
+            options.setdefault("namespace", namespace)
+            if statement_cache_size is not None:
+                options.setdefault("pool_options", {"statement_cache_size": statement_cache_size})
+            return kv.PostgresKV.from_url(server.url, **options)
+
+        return make
+
+    return factory
+
+
 BACKENDS: dict[str, Factory] = {
     "memory": _memory(False),
     "memory-bounded": _memory(True),
@@ -118,14 +133,17 @@ BACKENDS: dict[str, Factory] = {
     "redis-cluster": _redis("redis", True),
     "valkey": _redis("valkey", False),
     "valkey-cluster": _redis("valkey", True),
+    "postgres": _postgres(None),
+    "postgres-no-cache": _postgres(0),
 }
 SHARED = {"sqlite-file", "mongo-pymongo", "mongo-motor", "mongo-async-pymongo", "redis",
-          "redis-cluster", "valkey", "valkey-cluster"}
+          "redis-cluster", "valkey", "valkey-cluster", "postgres", "postgres-no-cache"}
 """Backends where several objects (and processes) share one store."""
 PERSISTENT = SHARED | {"json"}
 """Backends where a store reopened by a new object finds what the first one wrote."""
 MARKS: dict[str, list[pytest.MarkDecorator]] = {
-    name: [pytest.mark.mongo] for name in BACKENDS if name.startswith("mongo-")
+    **{name: [pytest.mark.mongo] for name in BACKENDS if name.startswith("mongo-")},
+    **{name: [pytest.mark.postgres] for name in BACKENDS if name.startswith("postgres")},
 }
 
 

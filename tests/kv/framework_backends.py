@@ -33,16 +33,19 @@ NAMES = (
     "redis-cluster",
     "valkey",
     "valkey-cluster",
+    "postgres",
+    "postgres-no-cache",
 )
 GROUPS = {
     "local": ("memory", "memory-bounded", "sqlite-file", "sqlite-memory", "json"),
     "redis": ("redis", "redis-cluster", "valkey", "valkey-cluster"),
     "mongo": ("mongo-pymongo", "mongo-motor", "mongo-async-pymongo"),
+    "postgres": ("postgres", "postgres-no-cache"),
 }
 """Backends by the server they need (local: none)."""
 SHARED = frozenset(
     {"sqlite-file", "mongo-pymongo", "mongo-motor", "mongo-async-pymongo", "redis",
-     "redis-cluster", "valkey", "valkey-cluster"}
+     "redis-cluster", "valkey", "valkey-cluster", "postgres", "postgres-no-cache"}
 )
 """Backends where two store objects (and processes) share the data."""
 PERSISTENT = SHARED | {"json"}
@@ -92,5 +95,10 @@ def maker(name: str, workdir: Path, servers: dict[str, str], namespace: str) -> 
         url = servers["redis-cluster" if cluster else "redis"]
         return lambda **o: kv.RedisKV.from_url(
             url, driver=driver, cluster=cluster, **{"namespace": namespace, **o}
+        )
+    if name.startswith("postgres"):
+        pool = {"statement_cache_size": 0} if name == "postgres-no-cache" else {}
+        return lambda **o: kv.PostgresKV.from_url(
+            servers["postgres"], pool_options=pool, **{"namespace": namespace, **o}
         )
     raise KeyError(f"unknown backend {name!r}")

@@ -33,6 +33,8 @@ def _location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
         uri = request.getfixturevalue("mongo_uri")
         base, _, query = uri.partition("?")
         return f"{base.rstrip('/')}/kv_tests?{query}#race/{namespace}"
+    if backend == "postgres":
+        return f"{request.getfixturevalue('postgres_server').url}#{namespace}"
     fixture = "redis_cluster" if backend == "redis-cluster" else "redis_server"
     server = request.getfixturevalue(fixture)
     return f"{server.url}#{namespace}"
@@ -62,6 +64,7 @@ BACKENDS = [
     pytest.param("mongo", marks=pytest.mark.mongo),
     pytest.param("redis"),
     pytest.param("redis-cluster"),
+    pytest.param("postgres", marks=pytest.mark.postgres),
 ]
 
 

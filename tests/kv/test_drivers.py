@@ -16,7 +16,7 @@ from ..missing_driver import missing_driver_error
 from ..redisserver import RedisCluster, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-DRIVERS = "{'pymongo', 'motor', 'async_pymongo', 'bson', 'redis', 'valkey'}"
+DRIVERS = "{'pymongo', 'motor', 'async_pymongo', 'bson', 'redis', 'valkey', 'asyncpg'}"
 
 
 def test_import_kv_loads_no_driver() -> None:
@@ -24,6 +24,7 @@ def test_import_kv_loads_no_driver() -> None:
         "import sys\n"
         "import pyrogram_storage.kv as kv\n"
         "from pyrogram_storage.kv import MemoryKV, SQLiteKV, JSONFileKV, MongoKV, RedisKV\n"
+        "from pyrogram_storage.kv import PostgresKV\n"
         "import pyrogram_storage.redisdb\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {DRIVERS})\n"
         "assert not bad, bad\n"
@@ -39,6 +40,7 @@ def test_import_kv_loads_no_driver() -> None:
         ("pymongo", "kv.MongoKV.from_url('mongodb://127.0.0.1:1/')", "mongo"),
         ("motor", "kv.MongoKV.from_url('mongodb://127.0.0.1:1/', driver='motor')", "motor"),
         ("redis", "kv.from_url('redis://127.0.0.1:1/0#bot')", "redis"),
+        ("asyncpg", "kv.from_url('postgresql://127.0.0.1:1/db#bot')", "postgres"),
     ],
 )
 def test_a_missing_driver_names_its_extra(blocked: str, build: str, extra: str) -> None:

@@ -3,7 +3,7 @@
 The frameworks run in their own virtualenvs (``tests/clientenv.py``, ``FRAMEWORKS``;
 built once, which takes a minute): kurigram-addons pulls Kurigram (the ``pyrogram``
 package), aiogram its own pins. ``run_kurigram_addons.py`` and ``run_aiogram.py`` run
-there, once per framework and server group (local files, Redis, MongoDB), every
+there, once per framework and server group (local files, Redis, MongoDB, PostgreSQL), every
 backend of the group concurrently, with the servers this test session started; each
 test below reads one backend's share of that run. The README's framework blocks run
 there too.
@@ -57,6 +57,8 @@ def _servers(request: pytest.FixtureRequest, group: str) -> dict[str, str]:
         }
     if group == "mongo":
         return {"mongo": request.getfixturevalue("mongo_uri")}
+    if group == "postgres":
+        return {"postgres": request.getfixturevalue("postgres_server").url}
     return {}
 
 
@@ -72,8 +74,17 @@ def test_every_backend_is_covered() -> None:
 @pytest.mark.frameworks
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(name, marks=[pytest.mark.mongo] if name.startswith("mongo") else [])
-     for name in NAMES],
+    [
+        pytest.param(
+            name,
+            marks=[pytest.mark.mongo]
+            if name.startswith("mongo")
+            else [pytest.mark.postgres]
+            if name.startswith("postgres")
+            else [],
+        )
+        for name in NAMES
+    ],
 )
 @pytest.mark.parametrize("framework", list(FRAMEWORKS))
 def test_framework_over_backend(
