@@ -172,7 +172,10 @@ class Storage(Lifecycle, abc.ABC):
         if read_only and encrypt_existing:
             raise InvalidValueError("a read-only storage cannot encrypt_existing")
         self._sealer = Sealer(
-            encryption_key, fernet_key=fernet_key, encrypt_existing=encrypt_existing
+            encryption_key,
+            fernet_key=fernet_key,
+            encrypt_existing=encrypt_existing,
+            read_only=read_only,
         )
         self._pending_session: SessionData | None = (
             decode_session_string(session_string) if session_string is not None else None

@@ -83,6 +83,7 @@ _MAX_MEMORY = 1 << 30
 _MAX_ARGON2_ITERATIONS = 16
 _MAX_LANES = 16
 
+_SEALED_PREFIX = MAGIC + bytes([FORMAT])
 _FERNET_PREFIX = b"gAAAAA"  # a Fernet token: base64 of version 0x80 and a 64-bit time
 _AUTH_KEY_SIZE = 256
 
@@ -115,16 +116,18 @@ def check_key(key: object, what: str = "encryption_key") -> Key:
 
 
 def envelope_kind(value: bytes | None) -> str | None:
-    """Tell how a stored auth key is kept: None, CLEAR, SEALED, FERNET or UNKNOWN."""
+    """Tell how a stored auth key is kept: None, CLEAR, SEALED, FERNET or UNKNOWN.
+
+    An envelope or Fernet token cut down to 256 bytes must not pass for a clear key:
+    a value starting like one is one (a real auth key starts so once in 2^32 keys).
+    """
     if value is None:
         return None
+    if value[:4] == _SEALED_PREFIX or value[:6] == _FERNET_PREFIX:
+        return SEALED if value[:3] == MAGIC else FERNET
     if len(value) == _AUTH_KEY_SIZE:
         return CLEAR
-    if value[:3] == MAGIC:
-        return SEALED
-    if value[:6] == _FERNET_PREFIX:
-        return FERNET
-    return UNKNOWN
+    return SEALED if value[:3] == MAGIC else UNKNOWN
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -325,6 +328,8 @@ class Sealer:
     :param encrypt_existing: convert a stored auth key kept otherwise (in clear, or as a
         Fernet token) to the form this storage writes, on open; without it, such a
         session is refused with :class:`EncryptionKeyError`.
+    :param read_only: the storage never writes: a key given for an auth key stored in
+        clear is not refused (nothing can be stored in clear behind the caller's back).
     :raises InvalidTypeError: a key of the wrong type.
     :raises InvalidValueError: a raw key not of 32 bytes, an invalid Fernet key.
     :raises MissingDriverError: a key was given and ``cryptography`` is not installed.
@@ -338,6 +343,7 @@ class Sealer:
         "_write",
         "converting",
         "encrypt_existing",
+        "read_only",
     )
 
     def __init__(
@@ -346,7 +352,9 @@ class Sealer:
         *,
         fernet_key: bytes | str | None = None,
         encrypt_existing: bool = False,
+        read_only: bool = False,
     ) -> None:
+        self.read_only = read_only
         if not isinstance(encrypt_existing, bool):
             raise InvalidTypeError(
                 f"encrypt_existing must be a bool, not {type(encrypt_existing).__name__}"
@@ -410,7 +418,7 @@ class Sealer:
             return session
         assert isinstance(stored, bytes)
         if kind == CLEAR:
-            if not self.active:
+            if not self.active or self.read_only:
                 return session
             if not (first and self.encrypt_existing):
                 raise EncryptionKeyError(
@@ -424,7 +432,7 @@ class Sealer:
             return session
         if kind == FERNET:
             clear = self._open_fernet(stored, where)
-            convert = self._secret is not None
+            convert = self._secret is not None and not self.read_only
             if convert and not (first and self.encrypt_existing):
                 raise EncryptionKeyError(
                     f"{where} holds its auth key as a Fernet token (EncryptedFernetStorage), "
