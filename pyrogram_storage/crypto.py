@@ -48,6 +48,7 @@ from .types import SessionData
 __all__ = [
     "DEFAULT_KDF",
     "KEY_SIZE",
+    "Cipher",
     "Key",
     "Sealer",
     "check_key",
@@ -281,31 +282,78 @@ def _wrong_key(where: str, header: _Header, secret: Key) -> EncryptionKeyError |
     )
 
 
+def _checked(keys: _Keys, header: _Header, where: str) -> _Keys:
+    if not hmac.compare_digest(keys.check, header.check):
+        raise EncryptionKeyError(
+            f"{where}: wrong encryption key (it does not open the stored value); "
+            "nothing was changed",
+            EncryptionKeyError.WRONG_KEY,
+        )
+    return keys
+
+
+class Cipher:
+    """Seal and open byte strings in the envelope with one key (synchronously).
+
+    A passphrase is stretched once for writing (a fresh salt, on the first
+    :meth:`seal`) and once per salt met when reading: each takes about a tenth of a
+    second, on the calling thread. :class:`pyrogram_storage.kv.SealedSerializer` uses it.
+
+    :raises InvalidTypeError: a key of the wrong type.
+    :raises InvalidValueError: a raw key not of 32 bytes.
+    :raises MissingDriverError: ``cryptography`` is not installed.
+    """
+
+    __slots__ = ("_keys", "_secret", "_write")
+
+    def __init__(self, key: Key) -> None:
+        self._secret = check_key(key)
+        _crypto("hazmat.primitives.ciphers.aead", "AESGCM")
+        self._keys: dict[tuple[int, tuple[int, int, int], bytes], _Keys] = {}
+        self._write: _Keys | None = None
+
+    def __repr__(self) -> str:
+        return f"Cipher(<{type(self._secret).__name__} key hidden>)"
+
+    def seal(self, plaintext: bytes) -> bytes:
+        """Return a new envelope of ``plaintext`` (a fresh nonce)."""
+        if self._write is None:
+            self._write = _new_keys(self._secret)
+        return _seal_with(self._write, plaintext)
+
+    def open(self, envelope: bytes, where: str = "the envelope") -> bytes:
+        """Return what ``envelope`` holds.
+
+        :raises EncryptionKeyError: it was sealed with another key.
+        :raises DamagedEnvelopeError: it was altered or truncated.
+        """
+        header = _parse(envelope, where)
+        wrong = _wrong_key(where, header, self._secret)
+        if wrong is not None:
+            raise wrong
+        lookup = (header.kdf, header.params, header.salt)
+        keys = self._keys.get(lookup)
+        if keys is None:
+            keys = _checked(_derive(self._secret, *lookup), header, where)
+            self._keys[lookup] = keys
+        return _open_with(_checked(keys, header, where), envelope, where)
+
+
 def seal(key: Key, plaintext: bytes) -> bytes:
     """Seal ``plaintext`` in a new envelope (a passphrase is stretched: slow).
 
     :raises MissingDriverError: ``cryptography`` is not installed.
     """
-    return _seal_with(_new_keys(check_key(key)), plaintext)
+    return Cipher(key).seal(plaintext)
 
 
 def open_envelope(key: Key, envelope: bytes, where: str = "the envelope") -> bytes:
-    """Return what an envelope holds.
+    """Return what an envelope holds (a passphrase is stretched: slow).
 
     :raises EncryptionKeyError: ``key`` is not the key it was sealed with.
     :raises DamagedEnvelopeError: the envelope was altered or truncated.
     """
-    secret = check_key(key)
-    header = _parse(envelope, where)
-    wrong = _wrong_key(where, header, secret)
-    if wrong is not None:
-        raise wrong
-    keys = _derive(secret, header.kdf, header.params, header.salt)
-    if not hmac.compare_digest(keys.check, header.check):
-        raise EncryptionKeyError(
-            f"{where}: wrong encryption key; nothing was changed", EncryptionKeyError.WRONG_KEY
-        )
-    return _open_with(keys, envelope, where)
+    return Cipher(key).open(envelope, where)
 
 
 # -- the sealer ------------------------------------------------------------------------------
@@ -412,6 +460,8 @@ class Sealer:
         """
         stored = session.auth_key
         kind = envelope_kind(stored) if isinstance(stored, bytes) else None
+        if kind == UNKNOWN and self.active:
+            raise _damaged(where, "is neither an auth key nor an envelope")
         if kind is None or kind == UNKNOWN:  # nothing to open; the contract judges the rest
             if first:
                 await self.prepare()
@@ -468,13 +518,7 @@ class Sealer:
         if keys is None:
             keys = await _run(_derive, self._secret, header.kdf, header.params, header.salt)
             self._keys[lookup] = keys
-        if not hmac.compare_digest(keys.check, header.check):
-            raise EncryptionKeyError(
-                f"{where}: wrong encryption key (it does not open the stored auth key); "
-                "nothing was changed",
-                EncryptionKeyError.WRONG_KEY,
-            )
-        clear = _open_with(keys, stored, where)
+        clear = _open_with(_checked(keys, header, where), stored, where)
         if first or self._write is None:
             self._write = keys
         self._stored = (clear, stored)
