@@ -933,6 +933,7 @@ def build_parser() -> argparse.ArgumentParser:
             "the new one. A session file held by another process is refused.",
             epilog=LOCATIONS_HELP,
             formatter_class=formatter,
+            allow_abbrev=False,  # --key must not pass for --key-env: no key on the line
         )
         sub.add_argument("location", metavar="LOCATION")
         _add_key_options(sub)
