@@ -73,8 +73,9 @@ TAG_SIZE = 16
 _ENCRYPT_LABEL = b"pyrogram-storage/1/encrypt"
 _CHECK_LABEL = b"pyrogram-storage/1/check"
 
-DEFAULT_KDF = (KDF_ARGON2ID, 65536, 2, 1)
-"""Passphrases: Argon2id, 64 MiB, 2 iterations, 1 lane (about 0.1-0.2 s on one core)."""
+DEFAULT_KDF = (KDF_ARGON2ID, 65536, 1, 1)
+"""Passphrases: Argon2id, 64 MiB, 1 iteration, 1 lane: above OWASP's 46 MiB and 1 iteration,
+and about 0.1 s on one core of the 2-core benchmark machine (benchmarks/encryption.py)."""
 FALLBACK_KDF = (KDF_SCRYPT, 2**15, 8, 1)
 """Where this ``cryptography`` has no Argon2id: scrypt, N=2^15, r=8, p=1 (32 MiB)."""
 
