@@ -161,7 +161,7 @@ def report(data: dict[str, Any], rounds: int) -> str:
         f"- pyrogram_storage {__version__}, code `{_code()}`, cryptography "
         f"{__import__('cryptography').__version__}",
         f"- Command: `python benchmarks/encryption.py --rounds {rounds}`",
-        f"- Default passphrase KDF: Argon2id, {memory // 1024} MiB, {iterations} iterations, "
+        f"- Default passphrase KDF: Argon2id, {memory // 1024} MiB, {iterations} iteration(s), "
         f"{lanes} lane (KDF id {kdf})",
         f"- 1-minute load average during the run: {data['load'][0]:.1f} to {data['load'][1]:.1f}",
         "",
