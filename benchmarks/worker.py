@@ -111,8 +111,23 @@ def _postgres(sole_writer: bool) -> Callable[[Any, str, Path, str | None, dict[s
     return factory
 
 
+BENCH_KEY = bytes(range(32))
+"""The raw key of the encrypted-file rows (``file-key``)."""
+BENCH_PASSPHRASE = "benchmark passphrase"
+"""The passphrase of ``file-passphrase`` (Argon2id with the default parameters)."""
+
+
+def _encrypted_file(key: Any) -> Callable[[Any, str, Path, str | None, dict[str, Any]], Any]:
+    def factory(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
+        return ps.FileStorage(name, workdir, **{"encryption_key": key, **options})
+
+    return factory
+
+
 OUR_BACKENDS: dict[str, Callable[[Any, str, Path, str | None, dict[str, Any]], Any]] = {
     "file": _file,
+    "file-key": _encrypted_file(BENCH_KEY),
+    "file-passphrase": _encrypted_file(BENCH_PASSPHRASE),
     "memory": _memory,
     "mongo": _mongo,
     "redis": _redis(sole_writer=False),
@@ -123,9 +138,9 @@ OUR_BACKENDS: dict[str, Callable[[Any, str, Path, str | None, dict[str, Any]], A
 """Backend key (``System.backend``) to ``factory(pyrogram_storage, name, workdir, uri,
 options)`` returning a fresh, unopened storage."""
 
-FILE_BACKENDS = ("file",)  # whose data lives in the workdir (file size, reopen)
+FILE_BACKENDS = ("file", "file-key", "file-passphrase")  # data in the workdir (size, reopen)
 # whose data a new object sees
-PERSISTENT_BACKENDS = ("file", "mongo", "redis", "redis-sole", "postgres", "postgres-sole")
+PERSISTENT_BACKENDS = (*FILE_BACKENDS, "mongo", "redis", "redis-sole", "postgres", "postgres-sole")
 
 
 def our_storage(

@@ -30,6 +30,7 @@ from . import _pending
 from ._lifecycle import Lifecycle
 from ._peers import Peers, Primitives, peer_of
 from ._pending import Changes, PendingWrites
+from .crypto import Key, Sealer
 from .errors import (
     BackendError,
     InvalidTypeError,
@@ -96,8 +97,16 @@ class Storage(Lifecycle, abc.ABC):
         Defaults to the backend's :attr:`default_commit_interval`.
     :param read_only: refuse every write with :class:`ReadOnlyError` (and, where the
         backend can, open the data without any lock or write).
+    :param encryption_key: seal the auth key at rest with this key: 32 random bytes, or
+        a passphrase ``str`` (stretched with Argon2id on each open, off the event loop).
+        Needs ``pip install pyrogram-storage[crypto]``. See :mod:`pyrogram_storage.crypto`.
+    :param fernet_key: open an auth key stored as a Fernet token by Kurigram's example
+        ``EncryptedFernetStorage`` (written back as one, unless ``encryption_key`` is given).
+    :param encrypt_existing: on open, seal an auth key stored in clear (or as a Fernet
+        token) with ``encryption_key``; without it such a session is refused.
     :raises SessionStringError: ``session_string`` cannot be decoded.
     :raises InvalidValueError: an option is out of range.
+    :raises MissingDriverError: a key was given and ``cryptography`` is not installed.
     """
 
     persistent: ClassVar[bool] = True
@@ -122,6 +131,9 @@ class Storage(Lifecycle, abc.ABC):
         peer_cache_size: int = DEFAULT_PEER_CACHE_SIZE,
         commit_interval: float | None = None,
         read_only: bool = False,
+        encryption_key: Key | None = None,
+        fernet_key: bytes | str | None = None,
+        encrypt_existing: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise InvalidValueError("a session name must be a non-empty string")
@@ -138,6 +150,14 @@ class Storage(Lifecycle, abc.ABC):
         self.read_only = read_only
         if read_only and session_string is not None:
             raise InvalidValueError("a read-only storage cannot store a session_string")
+        if read_only and encrypt_existing:
+            raise InvalidValueError("a read-only storage cannot encrypt_existing")
+        self._sealer = Sealer(
+            encryption_key,
+            fernet_key=fernet_key,
+            encrypt_existing=encrypt_existing,
+            read_only=read_only,
+        )
         self._pending_session: SessionData | None = (
             decode_session_string(session_string) if session_string is not None else None
         )
@@ -338,6 +358,7 @@ class Storage(Lifecycle, abc.ABC):
 
     async def _opening(self) -> None:
         session = await self._call("open the session", self._open())
+        session = await self._sealer.open(session, repr(self), first=True)
         self._session = stored_session(session, self)
         self._exclusive = bool(self._sole_writer())
         self._pending_writes.failure = None
@@ -347,6 +368,9 @@ class Storage(Lifecycle, abc.ABC):
         if self._pending_session is not None:
             await self._store_session(self._pending_session.fields())
             self._pending_session = None
+        elif self._sealer.converting and self._session is not None:
+            # encrypt_existing: one write of the auth key, atomic in every backend
+            await self._store_session({"auth_key": self._session.auth_key})
         self._peer_engine.start(self._exclusive, self.username_ttl)
 
     async def close(self) -> None:
@@ -372,6 +396,7 @@ class Storage(Lifecycle, abc.ABC):
                 failure = exc
         self._pending_writes.clear()
         self._session = None
+        self._sealer.close()
         try:
             await self._call("close the session", self._close())
         finally:
@@ -430,6 +455,7 @@ class Storage(Lifecycle, abc.ABC):
         if not self._exclusive:
             fresh = await self._call("read the session", self._read_session())
             if fresh is not None and self._session is not None:
+                fresh = await self._sealer.open(fresh, repr(self), first=False)
                 session = self._session = stored_session(fresh, self)
         return session
 
@@ -444,8 +470,34 @@ class Storage(Lifecycle, abc.ABC):
         self._check_writable()
         await self._store_session(changes)
 
+    async def set_encryption_key(self, encryption_key: Key | None) -> None:
+        """Store the auth key sealed with ``encryption_key`` from now on (None: in clear).
+
+        One write of the auth key, atomic in every backend: the stored session opens
+        with the old key until it returns, with the new one after. Later opens of this
+        object use the new key. The command line's ``encrypt``, ``decrypt`` and
+        ``rekey`` call it.
+
+        :raises InvalidTypeError: a key of the wrong type.
+        :raises InvalidValueError: a raw key not of 32 bytes.
+        """
+        self._check_writable()
+        sealer = self._sealer.with_key(encryption_key)
+        await sealer.prepare()  # a passphrase is stretched off the event loop
+        session = await self.get_session()
+        old, self._sealer = self._sealer, sealer
+        try:
+            await self._store_session({"auth_key": session.auth_key})
+        except BaseException:
+            self._sealer = old
+            raise
+        old.close()
+
     async def export_session_string(self) -> str:
         """Return the session as the 362-character string every client imports.
+
+        The string is as secret as an unencrypted session file: it holds the auth key
+        in clear, whatever ``encryption_key`` the storage seals it with.
 
         :raises SessionStringError: the session has no auth key, user or api id yet.
         """
@@ -677,13 +729,16 @@ class Storage(Lifecycle, abc.ABC):
         if not changes:
             return
 
+        clear: list[SessionData] = []
+
         def session() -> tuple[SessionData, frozenset[str]]:
             current = self._session
             if current is None or not self.is_open:
                 raise StorageClosedError(f"{self!r} was closed during the call")
-            return checked_session_changes(current, changes), frozenset(changes)
+            clear.append(checked_session_changes(current, changes))
+            fields = frozenset(changes)
+            return self._sealer.seal(clear[0], fields), fields  # primitives see no clear key
 
-        stored = await self._pending_writes.store(session)
-        if stored is not None:
-            self._session = stored[0]
+        await self._pending_writes.store(session)
+        self._session = clear[0]
 

@@ -45,6 +45,7 @@ from .session_string import (
 )
 from .sqlite import FILE_EXTENSION, FileStorage, Layout, MemoryStorage
 from .sqlite import schema as sqlite_schema
+from .tools import encryption
 from .tools.copy import copy_session, is_empty, opened
 from .types import SessionData
 
@@ -67,6 +68,10 @@ locations:
                           a pyrogram-asyncpg-storage session (source only)
   telethon:PATH|STRING    a Telethon .session file or StringSession string (source only)
   string:STRING           a Pyrogram-family session string (source only)
+
+Encrypted sessions: the key is read from $PYROGRAM_STORAGE_KEY (or the variable
+--key-env names): a passphrase, or hex:/base64: and 32 bytes for a raw key. It is
+never taken from an argument; encrypt, decrypt and rekey ask for it on a terminal.
 
 Sources are only read: a file that needs a schema migration is read from a
 temporary copy (run `pyrogram-storage migrate FILE` to upgrade it in place).
@@ -269,7 +274,8 @@ async def _make_source_unchecked(text: str, options: argparse.Namespace) -> Sour
         storage = MemoryStorage("string", session_string=body)
         return Source(storage, "string", "a session string")
     if scheme_of(text) != "file":
-        return Source(_storage(text, read_only=True), scheme_of(text), display(text))
+        server = _storage(text, read_only=True, **_source_keys(options))
+        return Source(server, scheme_of(text), display(text))
     path = _file_path(text)
     if not os.path.isfile(path):
         hint = (
@@ -287,7 +293,8 @@ async def _make_source_unchecked(text: str, options: argparse.Namespace) -> Sour
     version = None if facts is None else facts[0]
     # Read-only: no lock file, nothing written; a file that needs migrating is read
     # through a private copy in memory, never changed.
-    source = Source(_storage(str(path), read_only=True), "file", str(path), path, version)
+    reader = _storage(str(path), read_only=True, **_source_keys(options))
+    source = Source(reader, "file", str(path), path, version)
     if facts is not None and facts[1] and version is not None and version < _latest():
         client = _client_file(path) if version == 0 else None
         source.client = client
@@ -319,7 +326,31 @@ def make_target(text: str, options: argparse.Namespace) -> Storage:
     layout = getattr(options, "layout", None)
     if scheme_of(text) == "file" and (not Path(text).name or os.path.isdir(_file_path(text))):
         raise UsageError(f"{_short(text)!r} is not a session file name (NAME{FILE_EXTENSION})")
-    return _storage(text, **({} if layout is None else {"layout": layout}))
+    keys = _target_keys(options)
+    return _storage(text, **keys, **({} if layout is None else {"layout": layout}))
+
+
+# -- encryption keys (never from an argument: see tools.encryption.read_key) ---------------
+
+
+def _source_keys(options: argparse.Namespace) -> dict[str, Any]:
+    """The keys that open a SOURCE: whichever of the key variables are set."""
+    keys: dict[str, Any] = {}
+    variable = getattr(options, "key_env", encryption.DEFAULT_KEY_VARIABLE)
+    if os.environ.get(variable) is not None:
+        keys["encryption_key"] = encryption.read_key(variable, "the encryption key")
+    fernet = os.environ.get(getattr(options, "fernet_key_env", "") or "")
+    if fernet is not None:
+        keys["fernet_key"] = fernet
+    return keys
+
+
+def _target_keys(options: argparse.Namespace) -> dict[str, Any]:
+    """With --encrypt, the key that seals a TARGET (its variable, else a prompt)."""
+    if not getattr(options, "encrypt", False):
+        return {}
+    variable = options.target_key_env or options.key_env
+    return {"encryption_key": encryption.read_key(variable, "the key to encrypt TARGET with")}
 
 
 def _latest() -> int:
@@ -648,6 +679,46 @@ async def cmd_migrate(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
     return EXIT_OK
 
 
+async def cmd_encrypt(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    fernet = _source_keys(options).get("fernet_key")
+    storage = _existing(options.location, **({} if fernet is None else {"fernet_key": fernet}))
+    key = encryption.read_key(options.key_env, "the encryption key", confirm=True)
+    done = await encryption.encrypt(storage, key)
+    return _done(done, f"encrypted the auth key of {display(options.location)}", out)
+
+
+async def cmd_decrypt(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    keys = _source_keys(options)
+    if not keys:
+        keys["encryption_key"] = encryption.read_key(options.key_env, "the encryption key")
+    done = await encryption.decrypt(_existing(options.location, **keys))
+    return _done(done, f"stored the auth key of {display(options.location)} in clear", out)
+
+
+async def cmd_rekey(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    keys = _source_keys(options)
+    if not keys:
+        keys["encryption_key"] = encryption.read_key(options.key_env, "the current key")
+    storage = _existing(options.location, **keys)
+    new = encryption.read_key(options.new_key_env, "the new key", confirm=True)
+    done = await encryption.rekey(storage, new)
+    return _done(done, f"changed the encryption key of {display(options.location)}", out)
+
+
+def _existing(text: str, **keys: Any) -> Storage:
+    """The storage of a session to rewrite in place; a session file must exist."""
+    if scheme_of(text) == "file" and not os.path.isfile(_file_path(text)):
+        raise SessionNotFoundError(f"no such session file: {_short(str(_file_path(text)))}")
+    return _storage(text, **keys)
+
+
+def _done(outcome: encryption.Outcome, message: str, out: TextIO) -> int:
+    if outcome is encryption.Outcome.NO_AUTH_KEY:
+        message += " (it holds no auth key yet; the one it gets will be stored so)"
+    print(message, file=out)
+    return EXIT_OK
+
+
 def _backup_name(path: Path) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     candidate = path.with_name(f"{path.name}.bak-{stamp}")
@@ -711,6 +782,32 @@ def _add_target_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_key_options(parser: argparse.ArgumentParser, *, target: bool = False) -> None:
+    group = parser.add_argument_group("encryption keys (read from the environment, never here)")
+    group.add_argument(
+        "--key-env",
+        metavar="NAME",
+        default=encryption.DEFAULT_KEY_VARIABLE,
+        help="the variable holding the session's encryption key "
+        f"(default: {encryption.DEFAULT_KEY_VARIABLE})",
+    )
+    group.add_argument(
+        "--fernet-key-env",
+        metavar="NAME",
+        default=encryption.DEFAULT_FERNET_KEY_VARIABLE,
+        help="the variable holding the Fernet key of a file written by Kurigram's "
+        f"EncryptedFernetStorage (default: {encryption.DEFAULT_FERNET_KEY_VARIABLE})",
+    )
+    if target:
+        group.add_argument("--encrypt", action="store_true", help="encrypt the auth key in TARGET")
+        group.add_argument(
+            "--target-key-env",
+            metavar="NAME",
+            help="the variable holding TARGET's key (default: the --key-env one; "
+            "asked for on a terminal if unset)",
+        )
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -740,6 +837,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("source", metavar="SOURCE")
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_key_options(inspect)
     inspect.set_defaults(parser=inspect, run=cmd_inspect)
 
     export = commands.add_parser(
@@ -765,6 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="pyrogram (every Pyrogram-family client) or telethon",
     )
     _add_fill_options(export)
+    _add_key_options(export)
     export.set_defaults(parser=export, run=cmd_export_string)
 
     import_ = commands.add_parser(
@@ -779,6 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
     import_.add_argument("target", metavar="TARGET")
     _add_target_options(import_)
     _add_fill_options(import_)
+    _add_key_options(import_, target=True)
     import_.set_defaults(parser=import_, run=cmd_import_string)
 
     copy = commands.add_parser(
@@ -793,6 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     copy.add_argument("target", metavar="TARGET")
     _add_target_options(copy)
     _add_fill_options(copy)
+    _add_key_options(copy, target=True)
     copy.set_defaults(parser=copy, run=cmd_copy)
 
     migrate = commands.add_parser(
@@ -804,6 +905,51 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("file", metavar="FILE")
     migrate.set_defaults(parser=migrate, run=cmd_migrate)
+
+    for name, run, summary, description in (
+        (
+            "encrypt",
+            cmd_encrypt,
+            "encrypt the auth key of a session stored in clear (or as a Fernet token)",
+            "Seal LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY (or asked "
+            "for). A file of Kurigram's EncryptedFernetStorage is moved to our envelope "
+            "with its key in $PYROGRAM_STORAGE_FERNET_KEY.",
+        ),
+        (
+            "decrypt",
+            cmd_decrypt,
+            "store the auth key of an encrypted session in clear again",
+            "Open LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY (or asked "
+            "for) and store it in clear.",
+        ),
+        (
+            "rekey",
+            cmd_rekey,
+            "change the encryption key of a session",
+            "Open LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY and seal it "
+            "with the one in $PYROGRAM_STORAGE_NEW_KEY (each asked for if unset).",
+        ),
+    ):
+        sub = commands.add_parser(
+            name,
+            help=summary,
+            description=description + " One atomic write: a crash leaves the old key or "
+            "the new one. A session file held by another process is refused.",
+            epilog=LOCATIONS_HELP,
+            formatter_class=formatter,
+            allow_abbrev=False,  # --key must not pass for --key-env: no key on the line
+        )
+        sub.add_argument("location", metavar="LOCATION")
+        _add_key_options(sub)
+        if name == "rekey":
+            sub.add_argument(
+                "--new-key-env",
+                metavar="NAME",
+                default=encryption.DEFAULT_NEW_KEY_VARIABLE,
+                help=f"the variable holding the new key (default: "
+                f"{encryption.DEFAULT_NEW_KEY_VARIABLE})",
+            )
+        sub.set_defaults(parser=sub, run=run)
 
     from .kv.cli import add_kv_commands
 
@@ -819,6 +965,12 @@ _PYTHON_WORDS = (
     (re.compile(r", or open every storage of this session with lock='shared'"), ""),
     (re.compile(r"\buser_id="), "--user-id "),
     (re.compile(r"\bapi_id="), "--api-id "),
+    (
+        re.compile(r"Pass encryption_key= \(on the command line, set PYROGRAM_STORAGE_KEY\)"),
+        "Set $PYROGRAM_STORAGE_KEY (or the variable --key-env names)",
+    ),
+    (re.compile(r"Pass encrypt_existing=True \(or run (`[^`]+`)\)"), r"Run \1"),
+    (re.compile(r"no fernet_key was given"), "$PYROGRAM_STORAGE_FERNET_KEY is not set"),
 )
 """The library's advice in Python terms, and what it means on the command line."""
 

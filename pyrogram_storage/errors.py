@@ -10,7 +10,9 @@ from __future__ import annotations
 __all__ = [
     "BackendError",
     "CorruptSessionError",
+    "DamagedEnvelopeError",
     "DiskFullError",
+    "EncryptionKeyError",
     "InvalidTypeError",
     "InvalidValueError",
     "MigrationError",
@@ -112,3 +114,27 @@ class MissingDriverError(StorageError, ImportError):
         )
         self.package = package
         self.extra = extra
+
+
+class EncryptionKeyError(StorageError):
+    """The encryption key does not fit the stored auth key; nothing was read or written.
+
+    :attr:`reason` says which: :attr:`NO_KEY` (the auth key is sealed and no key was
+    given), :attr:`WRONG_KEY`, :attr:`NOT_ENCRYPTED` (a key was given for an auth key
+    stored in clear), :attr:`OTHER_FORMAT` (stored as a Fernet token) or
+    :attr:`DAMAGED` (:class:`DamagedEnvelopeError`).
+    """
+
+    NO_KEY = "no key"
+    WRONG_KEY = "wrong key"
+    NOT_ENCRYPTED = "not encrypted"
+    OTHER_FORMAT = "other format"
+    DAMAGED = "damaged"
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DamagedEnvelopeError(EncryptionKeyError, CorruptSessionError):
+    """The sealed auth key was altered or truncated: it is not handed out, nothing is written."""

@@ -60,6 +60,16 @@ def test_client_round_trip_on_mongo(mongo_uri: str, tmp_path: Path) -> None:
     assert report["passed"] > 150
 
 
+@pytest.mark.clients
+@pytest.mark.parametrize("client", list(CLIENTS))
+def test_client_round_trip_on_an_encrypted_file(client: str, tmp_path: Path) -> None:
+    """The same on a FileStorage that seals its auth key: nothing changes for the client."""
+    _install(client, "cryptography", "cryptography>=44")
+    report = _report(client, "roundtrip.py", client, "file-encrypted", str(tmp_path))
+    assert report["failed"] == []
+    assert report["passed"] > 150
+
+
 REDIS_CLIENTS = ["kurigram", "pyrofork", "pyrogram"]
 """One client of each family: upstream-dev, Pyrofork line, classic."""
 

@@ -38,6 +38,7 @@ from .frameworks import for_aiogram, for_kurigram_addons
 from .jsonfile import JSONFileKV
 from .memory import MemoryKV
 from .registry import from_url
+from .sealed import SealedSerializer
 from .serializer import JSON, JSONSerializer, Serializer
 from .sqlite import SQLiteKV
 from .versioned import VersionedKV, versioned
@@ -70,6 +71,7 @@ __all__ = [
     "PostgresKV",
     "RedisKV",
     "SQLiteKV",
+    "SealedSerializer",
     "Serializer",
     "StorageClosedError",
     "StoreLockedError",

@@ -2,7 +2,8 @@
 
 Everything here uses only the public :class:`~pyrogram_storage.Storage` contract, so it
 works with every backend, a subclass of your own included. The Telethon reader lives in
-:mod:`pyrogram_storage.tools.telethon` (it needs no Telethon installed).
+:mod:`pyrogram_storage.tools.telethon` (it needs no Telethon installed);
+:mod:`pyrogram_storage.tools.encryption` encrypts, decrypts and rekeys a stored session.
 """
 
 from __future__ import annotations

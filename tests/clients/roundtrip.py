@@ -168,9 +168,16 @@ def offline(client: Any) -> None:
     client.is_connected = True
 
 
+ENCRYPTION_KEY = "roundtrip passphrase"  # the encrypted-file backend's key
+
+
 def make_storage() -> Any:
     if BACKEND == "file":
         return FileStorage("ours", WORKDIR, session_string=SESSION_STRING)
+    if BACKEND == "file-encrypted":
+        return FileStorage(
+            "ours", WORKDIR, session_string=SESSION_STRING, encryption_key=ENCRYPTION_KEY
+        )
     if BACKEND == "memory":
         return MemoryStorage("ours", session_string=SESSION_STRING)
     if BACKEND == "mongo":
@@ -191,6 +198,12 @@ def make_storage() -> Any:
     if BACKEND == "custom":
         return USER_STORAGE["DictStorage"]("ours", session_string=SESSION_STRING)
     raise SystemExit(f"unknown backend {BACKEND}")
+
+
+def decode_session_string_(text: str) -> bytes:
+    key = pyrogram_storage.decode_session_string(text).auth_key
+    assert key is not None
+    return key
 
 
 USER_STORAGE: dict[str, Any] = {}
@@ -437,10 +450,23 @@ async def lifecycle(ours: Any, ref: Any, users: list[Any], chats: list[Any]) -> 
     checks.equal("export after restart", await ours.export_session_string(), SESSION_STRING)
     await ours.storage.save()
     await ours.storage.close()
-    if BACKEND in ("file", "redis", "postgres"):
+    if BACKEND == "file-encrypted":
+        stored = (WORKDIR / "ours.session").read_bytes()
+        auth_key = decode_session_string_(SESSION_STRING)
+        checks.true("the file never holds the auth key", auth_key not in stored
+                    and auth_key.hex().encode() not in stored, "auth key found in the file")
+        try:
+            await FileStorage("ours", WORKDIR).open()
+        except pyrogram_storage.EncryptionKeyError as exc:
+            checks.equal("no key: refused", exc.reason, "no key")
+        else:
+            checks.true("no key: refused", False, "opened without the key")
+    if BACKEND in ("file", "redis", "postgres", "file-encrypted"):
         again = (
             FileStorage("ours", WORKDIR)
             if BACKEND == "file"
+            else FileStorage("ours", WORKDIR, encryption_key=ENCRYPTION_KEY)
+            if BACKEND == "file-encrypted"
             else pyrogram_storage.RedisStorage.from_url(MONGO_URI, name=REDIS_NAME)
             if BACKEND == "redis"
             else pyrogram_storage.from_url(f"{MONGO_URI}#{REDIS_NAME}")
@@ -451,7 +477,7 @@ async def lifecycle(ours: Any, ref: Any, users: list[Any], chats: list[Any]) -> 
         await compare_lookups(reopened, ref, f"reopened {BACKEND}")
         await reopened.storage.close()
     await ours.storage.delete()  # log_out(): delete after close
-    if BACKEND == "file":
+    if BACKEND in ("file", "file-encrypted"):
         checks.true("delete removed the file", not (WORKDIR / "ours.session").exists(),
                     os.listdir(WORKDIR))
     await ref.storage.close()
