@@ -16,7 +16,10 @@ While this process is the session's only writer it remembers peers:
   the backend, and a small write reads its peers first where point reads are cheap,
   so that an unchanged peer costs no write.
 
-Another writer (shared mode) turns both off: every read asks the backend.
+Another writer (shared mode) turns both off, unless the backend tells the engine what
+the others change (:meth:`Peers.invalidate`): then the bounded memory is kept, a peer
+changed elsewhere is dropped from it, and while the backend cannot tell (its channel
+is down, :meth:`Peers.trust`) every read asks the backend.
 """
 
 from __future__ import annotations
@@ -75,6 +78,9 @@ class Primitives:
     username_holders: Callable[[str], Awaitable[set[int] | None]]
     read_peers: Callable[[int | None, int], Awaitable[list[Peer]]]
     count_peers: Callable[[], Awaitable[int]]
+    catch_up: Callable[[], bool]
+    """Shared mode: take in every change others made that reached us, then whether
+    memory may answer (False: ask the backend)."""
 
 
 def entry_of(peer: Peer) -> PeerChange:
@@ -124,6 +130,7 @@ class Peers:
         self.cache = PeerCache(cache_size)
         self.probes = probes
         self.caching = False  # memory is used only while we are the only writer
+        self._shared = False  # others write too: memory only as the backend tells
         self.complete = False  # every stored peer is in memory (a miss is an answer)
         self.refresh = _STAMP_REFRESH
         self.writes = 0  # bumped by every write: a read racing one is not remembered
@@ -137,12 +144,14 @@ class Peers:
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def start(self, sole_writer: bool, username_ttl: float | None) -> None:
-        """The storage opened: remember peers if we are its only writer."""
-        self.caching = sole_writer and self.cache.size > 0
+    def start(self, sole_writer: bool, username_ttl: float | None, told: bool = False) -> None:
+        """The storage opened: remember peers if we are its only writer, or if the backend
+        tells us what other writers change (``told``; memory stays bounded then)."""
+        self._shared = not sole_writer
+        self.caching = (sole_writer or told) and self.cache.size > 0
         ttl = username_ttl
         self.refresh = _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 8)
-        if self.caching:
+        if self.caching and sole_writer:
             self._touched = set()  # from now on: the load must not miss a write
             self._loading = asyncio.get_running_loop().create_task(self._load())
 
@@ -155,9 +164,26 @@ class Peers:
             await asyncio.wait([loading])
         self._forget()
 
-    def invalidate(self) -> None:
-        """Another writer changed the session: what memory holds may be stale."""
+    def invalidate(self, peer_ids: Collection[int] | None) -> None:
+        """Another writer changed these peers (None: any): memory drops what it held.
+
+        A read under way when this is called does not remember what it found.
+        """
+        self.writes += 1
+        if peer_ids is None or self.complete:
+            self._forget()
+            return
+        pop = self.cache.pop
+        for peer_id in peer_ids:
+            pop(peer_id)
+
+    def trust(self, trusted: bool) -> None:
+        """Shared mode: whether the backend is telling what other writers change."""
+        if not self._shared:
+            return
+        self.writes += 1
         self._forget()
+        self.caching = trusted and self.cache.size > 0
 
     def _forget(self) -> None:
         self.complete = False
@@ -169,9 +195,16 @@ class Peers:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def memory(self) -> PeerCache | None:
+        """The cache, if it may answer now: we are the only writer, or the backend has
+        told us of every change the others made."""
+        if not self.caching or (self._shared and not self.primitives.catch_up()):
+            return None
+        return self.cache
+
     async def upsert(self, changes: list[tuple[int, PeerChange, bool]], now: int) -> None:
         """Write checked peers ``(id, change, stamped)``; unchanged ones cost nothing."""
-        cache = self.cache if self.caching else None
+        cache = self.memory()
         if cache is not None:
             peek = cache.peek
             if not self.complete and self.probes and len(changes) <= _PROBE_BATCH:
@@ -219,7 +252,7 @@ class Peers:
 
     async def set_names(self, merged: dict[int, tuple[str, ...]], now: int) -> None:
         """Replace the usernames of these ids; ids not stored are ignored."""
-        cache = self.cache if self.caching else None
+        cache = self.memory()
         complete = self.complete
         if cache is not None and not complete and self.probes and len(merged) <= _PROBE_BATCH:
             for peer_id in merged:
@@ -267,11 +300,15 @@ class Peers:
 
     def cached(self, peer_id: int) -> PeerChange | None:
         """The held entry of ``peer_id`` (a cache hit), or None; no I/O."""
+        if self._shared:
+            cache = self.memory()
+            return None if cache is None else cache.get(peer_id)
         return self.cache.get(peer_id)
 
     async def by_id(self, peer_id: int, usernames: bool) -> Peer | None:
         """The peer as readers see it (pending writes on top), or None."""
-        entry = self.cache.get(peer_id) if self.caching else None
+        cache = self.memory()
+        entry = None if cache is None else cache.get(peer_id)
         if entry is not None and (entry[KIND] == FULL or not usernames):
             return peer_of(peer_id, entry)
         if self.complete and entry is None:

@@ -163,6 +163,8 @@ class Storage(Lifecycle, abc.ABC):
         )
         self._writable = False  # open, not read-only, and no store failing: the fast check
         self._exclusive = False
+        self._trusted = False  # shared mode: the backend delivers invalidations right now
+        self._session_known = False  # shared mode: no other writer changed the session since
         self._session: SessionData | None = None
         self._pending_writes = PendingWrites(
             lambda changes: self._call("store writes", self._apply(changes)),
@@ -208,6 +210,7 @@ class Storage(Lifecycle, abc.ABC):
                 holders,
                 read_peers,
                 count_peers,
+                self._catch_up,
             ),
             self._pending_writes,
             count(peer_cache_size, "peer_cache_size"),
@@ -320,19 +323,36 @@ class Storage(Lifecycle, abc.ABC):
     def _invalidate(
         self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
     ) -> None:
-        """Engine hook (a no-op for now): another writer stored changes to this session.
+        """For a backend that :attr:`delivers_invalidations`: another writer stored changes.
 
-        Called by a backend that :attr:`delivers_invalidations`: ``peer_ids`` are the
-        peers it changed (None: any peer may have changed), ``session`` and ``states``
-        whether it changed session fields or update states.
+        ``peer_ids`` are the peers it changed (None: any may have changed), ``session``
+        and ``states`` whether it changed session fields or update states. Call it as
+        soon as the news arrives (from the event loop's thread): memory drops what it held.
         """
+        self._peer_engine.invalidate(peer_ids)
+        if session:
+            self._session_known = False
+
+    def _catch_up(self) -> bool:
+        """For a backend that :attr:`delivers_invalidations`: take in, without waiting,
+        every invalidation that has reached this process, and return True; or return
+        False when that cannot be known (memory is not used for that call).
+
+        Called before memory answers a lookup or skips a write in shared mode: a
+        lookup started after another process's write was acknowledged must not return
+        what it replaced. Default: False.
+        """
+        return False
 
     def _set_cache_trusted(self, trusted: bool) -> None:
-        """Engine hook (a no-op for now): whether invalidations are being delivered.
+        """For a backend that :attr:`delivers_invalidations`: whether they are delivered.
 
-        False when the backend lost the channel they come by (writes of others may go
-        unnoticed), True once it is back (after an ``_invalidate(None)``).
+        False when the channel they come by is lost (writes of others may go unnoticed:
+        every read asks the backend meanwhile), True once it is back.
         """
+        self._trusted = trusted
+        self._session_known = False
+        self._peer_engine.trust(trusted)
 
     def _sole_writer(self) -> bool:
         """Whether, once open, no other object or process writes this session.
@@ -361,6 +381,8 @@ class Storage(Lifecycle, abc.ABC):
         session = await self._sealer.open(session, repr(self), first=True)
         self._session = stored_session(session, self)
         self._exclusive = bool(self._sole_writer())
+        self._trusted = self.delivers_invalidations
+        self._session_known = False
         self._pending_writes.failure = None
 
     async def _opened(self) -> None:
@@ -371,7 +393,7 @@ class Storage(Lifecycle, abc.ABC):
         elif self._sealer.converting and self._session is not None:
             # encrypt_existing: one write of the auth key, atomic in every backend
             await self._store_session({"auth_key": self._session.auth_key})
-        self._peer_engine.start(self._exclusive, self.username_ttl)
+        self._peer_engine.start(self._exclusive, self.username_ttl, self.delivers_invalidations)
 
     async def close(self) -> None:
         """Store what is pending and release connections.
@@ -452,7 +474,10 @@ class Storage(Lifecycle, abc.ABC):
         session = self._session
         if session is None:
             raise StorageClosedError(f"{self!r} is closed; call open() first")
-        if not self._exclusive:
+        if not self._exclusive and not (
+            self._trusted and self._catch_up() and self._session_known
+        ):
+            self._session_known = self._trusted  # unless the news of a change comes meanwhile
             fresh = await self._call("read the session", self._read_session())
             if fresh is not None and self._session is not None:
                 fresh = await self._sealer.open(fresh, repr(self), first=False)
@@ -577,7 +602,7 @@ class Storage(Lifecycle, abc.ABC):
         What a client needs to build its ``InputPeer`` for a hit, without making a
         :class:`Peer`. Client glue calls it before :meth:`peer_by_id`.
         """
-        entry = self._peer_engine.cache.get(peer_id) if type(peer_id) is int else None
+        entry = self._peer_engine.cached(peer_id) if type(peer_id) is int else None
         return None if entry is None else (entry[1], entry[2])
 
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
