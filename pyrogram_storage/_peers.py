@@ -28,11 +28,12 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from . import _pending as pending_
 from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
+from ._worker import Lane
 from .types import Peer, PeerType
 
 __all__ = ["COMPLETE_LIMIT", "Peers", "Primitives"]
@@ -78,6 +79,7 @@ class Primitives:
     username_holders: Callable[[str], Awaitable[set[int] | None]]
     read_peers: Callable[[int | None, int], Awaitable[list[Peer]]]
     count_peers: Callable[[], Awaitable[int]]
+    peer_rows: Callable[[], Awaitable[list[tuple[Any, ...]] | None]]
     catch_up: Callable[[], bool]
     """Shared mode: take in every change others made that reached us, then whether
     memory may answer (False: ask the backend)."""
@@ -94,6 +96,10 @@ def entry_of(peer: Peer) -> PeerChange:
         peer.phone_number,
         stamp if stamp is not None else 0,
     )
+
+
+def _peer_or_none(peer_id: int, entry: PeerChange | None) -> Peer | None:
+    return None if entry is None else peer_of(peer_id, entry)
 
 
 def peer_of(peer_id: int, entry: PeerChange) -> Peer:
@@ -195,6 +201,35 @@ class Peers:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def holds(self, peer: tuple[Any, ...], now: float) -> bool:
+        """Whether memory, holding every stored peer, holds ``(id, access_hash, type name,
+        usernames or None, phone)`` as it is, written recently enough: writing it would
+        change nothing. Checked before anything else for a client's per-update write;
+        only values equal to checked ones pass (so nothing unchecked is let through)."""
+        if not self.complete:
+            return False
+        peer_id, access_hash, kind, names, phone = peer
+        held = self.cache._entries.get(peer_id)
+        return (
+            held is not None
+            and type(access_hash) is int
+            and held[HASH] == access_hash
+            and held[TYPE] == kind
+            and held[PHONE] == phone
+            and (names is None or held[NAMES] == names)
+            and now - held[STAMP] < self.refresh
+        )
+
+    def holds_names(self, peer_id: Any, names: list[Any]) -> bool:
+        """Whether memory, holding every stored peer, holds ``peer_id`` with exactly these
+        usernames (as written: lowercase), or does not hold it (the write is ignored)."""
+        if not self.complete or type(peer_id) is not int:
+            return False
+        held = self.cache._entries.get(peer_id)
+        if held is None:
+            return -(2**63) <= peer_id < 2**63
+        return held[NAMES] == tuple(names)  # only strs equal the strs held
+
     def memory(self) -> PeerCache | None:
         """The cache, if it may answer now: we are the only writer, or the backend has
         told us of every change the others made."""
@@ -204,10 +239,15 @@ class Peers:
 
     async def upsert(self, changes: list[tuple[int, PeerChange, bool]], now: int) -> None:
         """Write checked peers ``(id, change, stamped)``; unchanged ones cost nothing."""
-        cache = self.memory()
+        cache = self.cache if self.caching and not self._shared else self.memory()
         if cache is not None:
             peek = cache.peek
-            if not self.complete and self.probes and len(changes) <= _PROBE_BATCH:
+            if len(changes) == 1 and self.complete:  # an update's sender, held in memory
+                item = changes[0]
+                cached = peek(item[0])
+                if cached is not None and _unchanged(cached, item[1], item[2], now, self.refresh):
+                    return
+            elif not self.complete and self.probes and len(changes) <= _PROBE_BATCH:
                 for peer_id, _, _ in changes:
                     if peek(peer_id) is None:
                         await self._probe([peer_id for peer_id, _, _ in changes])
@@ -244,7 +284,7 @@ class Peers:
                 change = (FULL, change[HASH], change[TYPE], names, change[PHONE], change[STAMP])
             cache.put(peer_id, change)
             if complete:
-                self._reindex(peer_id, old, change)
+                _reindex(self._names, self._phones, peer_id, old, change)
         self.writes += 1
         if complete and len(self.cache) > self._share:
             self._grown()
@@ -252,7 +292,12 @@ class Peers:
 
     async def set_names(self, merged: dict[int, tuple[str, ...]], now: int) -> None:
         """Replace the usernames of these ids; ids not stored are ignored."""
-        cache = self.memory()
+        cache = self.cache if self.caching and not self._shared else self.memory()
+        if cache is not None and len(merged) == 1 and self.complete:  # an update's sender
+            for peer_id, names in merged.items():
+                cached = cache.peek(peer_id)
+                if cached is None or cached[NAMES] == names:
+                    return  # not stored (ignored), or unchanged
         complete = self.complete
         if cache is not None and not complete and self.probes and len(merged) <= _PROBE_BATCH:
             for peer_id in merged:
@@ -273,7 +318,7 @@ class Peers:
                     entry = (FULL, *cached[HASH:NAMES], names, *cached[PHONE:])
                     cache.put(peer_id, entry)
                     if complete:
-                        self._reindex(peer_id, cached, entry)
+                        _reindex(self._names, self._phones, peer_id, cached, entry)
                 elif complete:
                     continue  # not stored: ignored, as the backend would
             journal.add_peer(peer_id, (pending_.NAMES, 0, "", names, None, now))
@@ -291,7 +336,7 @@ class Peers:
             old = self.cache.peek(peer_id)
             self.cache.pop(peer_id)
             if complete and old is not None:
-                self._reindex(peer_id, old, None)
+                _reindex(self._names, self._phones, peer_id, old, None)
             journal.add_peer(peer_id, (DELETED, 0, "", None, None, 0))
         self.writes += 1
         await self.pending.written()
@@ -424,10 +469,11 @@ class Peers:
         """Hold every stored peer in memory, then say memory is complete.
 
         Only for a session of at most :data:`COMPLETE_LIMIT` peers that fits in what the
-        process's budget has left. Peers are read a batch at a time, pending writes on
-        top. A peer written meanwhile is taken from the cache if it holds it whole, else
-        read again once its writes are stored, until a round needs no read: a writer
-        that never pauses leaves memory bounded.
+        process's budget has left. The stored peers are read and turned into memory off
+        the event loop; writes made before are laid on top. A peer written meanwhile is
+        taken from the cache if it holds it whole, else read again once its writes are
+        stored, until a round needs no read: a writer that never pauses leaves memory
+        bounded.
         """
         touched = self._touched
         try:
@@ -436,25 +482,31 @@ class Peers:
             stored = await self.primitives.count_peers()
             if stored > min(COMPLETE_LIMIT, _Budget.left) or not self._take(stored + _HEADROOM):
                 return
-            journal = self.pending.journal
-            cache = self.cache
-            loaded: dict[int, PeerChange] = {}
-            after: int | None = None
-            while True:
-                batch = await self.primitives.read_peers(after, _LOAD_BATCH)
-                for peer in batch:
-                    seen = journal.apply(peer.id, peer)
-                    if seen is not None:
-                        loaded[peer.id] = entry_of(seen)
-                if len(batch) < _LOAD_BATCH:
-                    break
-                after = batch[-1].id
+            rows = await self.primitives.peer_rows()
+            if rows is None:
+                rows = await self._read_batches()
+            given = rows
+            built = await Lane().run(lambda: _build(given))
+            if built is None:
+                return  # stored data of the wrong types: the lookups that meet it say so
+            loaded, names, phones = built
+            journal, cache = self.pending.journal, self.cache
+
+            def lay(peer_id: int, entry: PeerChange | None) -> None:
+                old = loaded.pop(peer_id, None)
+                if entry is not None:
+                    loaded[peer_id] = entry
+                _reindex(names, phones, peer_id, old, entry)
+
+            for peer_id in journal.peer_ids():  # written before the load began
+                seen = journal.apply(peer_id, _peer_or_none(peer_id, loaded.get(peer_id)))
+                lay(peer_id, None if seen is None else entry_of(seen))
             for _ in range(_LOAD_ROUNDS):
                 again = []
                 for peer_id in touched:
                     entry = cache.peek(peer_id)
                     if entry is not None and entry[KIND] == FULL:
-                        loaded[peer_id] = entry
+                        lay(peer_id, entry)
                     else:
                         again.append(peer_id)
                 touched.clear()
@@ -463,22 +515,12 @@ class Peers:
                 await self.pending.store()
                 for peer_id in again:
                     seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
-                    if seen is None:
-                        loaded.pop(peer_id, None)
-                    else:
-                        loaded[peer_id] = entry_of(seen)
+                    lay(peer_id, None if seen is None else entry_of(seen))
             else:
                 return
             if not self.caching:
                 return
             self.cache.fill(loaded)
-            names: dict[str, list[int]] = {}
-            phones: dict[str, list[int]] = {}
-            for peer_id, entry in sorted(loaded.items(), key=lambda item: item[1][STAMP]):
-                for name in entry[NAMES] or ():
-                    names.setdefault(name, []).append(peer_id)
-                if entry[PHONE]:
-                    phones.setdefault(entry[PHONE], []).append(peer_id)
             self._names, self._phones = names, phones
             self.complete = True
             log.debug("holding all %d peers in memory", len(loaded))
@@ -488,6 +530,28 @@ class Peers:
             log.debug("loading the peers into memory stopped: %s", exc)
         finally:
             self._touched = None
+
+    async def _read_batches(self) -> list[tuple[Any, ...]]:
+        """Every stored peer as a row, from a backend that has no faster way."""
+        rows: list[tuple[Any, ...]] = []
+        after: int | None = None
+        while True:
+            batch = await self.primitives.read_peers(after, _LOAD_BATCH)
+            for peer in batch:
+                stamp = peer.last_update_on
+                rows.append(
+                    (
+                        peer.id,
+                        peer.access_hash,
+                        peer.type._value_,
+                        peer.usernames or (),
+                        peer.phone_number,
+                        stamp if stamp is not None else 0,
+                    )
+                )
+            if len(batch) < _LOAD_BATCH:
+                return rows
+            after = batch[-1].id
 
     def _take(self, peers: int) -> bool:
         """Take room for ``peers`` more peers from the process's budget."""
@@ -503,20 +567,56 @@ class Peers:
             log.debug("the process's peer budget is spent: memory becomes bounded")
             self._forget()
 
-    def _reindex(self, peer_id: int, old: PeerChange | None, new: PeerChange | None) -> None:
-        """Keep the username and phone maps of a complete memory in step with one peer."""
-        if old is not None:
-            for name in old[NAMES] or ():
-                _drop(self._names, name, peer_id)
-        if new is not None:
-            for name in new[NAMES] or ():
-                self._names.setdefault(name, []).append(peer_id)
-        old_phone = old[PHONE] if old is not None else None
-        if old_phone:
-            _drop(self._phones, old_phone, peer_id)
-        new_phone = new[PHONE] if new is not None else None
-        if new_phone:
-            self._phones.setdefault(new_phone, []).append(peer_id)
+def _build(
+    rows: list[tuple[Any, ...]],
+) -> tuple[dict[int, PeerChange], dict[str, list[int]], dict[str, list[int]]] | None:
+    """Memory from stored rows: the peers, and the holders of each username and phone.
+
+    Runs off the event loop. None if a row holds a value of the wrong type (a damaged
+    file: the lookup that meets it says what is wrong).
+    """
+    loaded: dict[int, PeerChange] = {}
+    names: dict[str, list[int]] = {}
+    phones: dict[str, list[int]] = {}
+    for peer_id, access_hash, kind, held, phone, stamp in rows:
+        if not (
+            type(peer_id) is int
+            and type(access_hash) is int
+            and type(kind) is str
+            and type(stamp) is int
+            and type(held) is tuple
+        ):
+            return None
+        loaded[peer_id] = (FULL, access_hash, kind, held, phone, stamp)
+        for name in held:
+            if type(name) is not str:
+                return None
+            names.setdefault(name, []).append(peer_id)
+        if phone is not None:
+            if type(phone) is not str:
+                return None
+            phones.setdefault(phone, []).append(peer_id)
+    return loaded, names, phones
+
+
+def _reindex(
+    names: dict[str, list[int]],
+    phones: dict[str, list[int]],
+    peer_id: int,
+    old: PeerChange | None,
+    new: PeerChange | None,
+) -> None:
+    """Keep the username and phone maps of a complete memory in step with one peer."""
+    if old is not None:
+        for name in old[NAMES] or ():
+            _drop(names, name, peer_id)
+        if old[PHONE]:
+            _drop(phones, old[PHONE], peer_id)
+    if new is not None:
+        for name in new[NAMES] or ():
+            names.setdefault(name, []).append(peer_id)
+        if new[PHONE]:
+            phones.setdefault(new[PHONE], []).append(peer_id)
 
 
 def _drop(index: dict[str, list[int]], key: str, peer_id: int) -> None:

@@ -452,6 +452,13 @@ class Journal:
             return pending
         return older if pending is None else _coalesce_state(older, pending)
 
+    def peer_ids(self) -> set[int]:
+        """The peers a pending or in-flight write names."""
+        ids = set(self._pending.peers)
+        if self._older is not None:
+            ids.update(self._older.peers)
+        return ids
+
     def state_ids(self) -> set[int]:
         ids = set(self._pending.states)
         if self._older is not None:

@@ -71,6 +71,10 @@ def clean_usernames(names: Iterable[str | None], what: str = "usernames") -> tup
 
     :raises InvalidTypeError: ``names`` is one string, or holds something not a string.
     """
+    if type(names) is list and len(names) == 1:  # the clients' usual: one username
+        name = names[0]
+        if type(name) is str and name.islower() and name.isidentifier():
+            return (name,)
     if isinstance(names, (str, bytes)):
         raise InvalidTypeError(f"{what} must be a sequence of str, not one {type(names).__name__}")
     try:
@@ -288,56 +292,79 @@ def iterable(values: Any, what: str) -> Iterable[Any]:
     return values  # type: ignore[no-any-return]
 
 
-def peer_change(peer: Any, now: int) -> tuple[int, PeerChange, bool]:
+def peer_change(peer: Any, now: int, *, tuples: bool = False) -> tuple[int, PeerChange, bool]:
     """Check a peer to store; return its id, its change tuple and whether it is stamped.
 
-    :raises InvalidTypeError: not a :class:`Peer`, or a field of the wrong type.
+    ``peer`` is a :class:`Peer`, or with ``tuples`` a tuple of its first five fields
+    (``id, access_hash, type, usernames, phone_number``, the type a :class:`PeerType`
+    or its name) or of all six.
+
+    :raises InvalidTypeError: neither, or a field of the wrong type.
     :raises InvalidValueError: an id or access hash beyond 64 bits.
     """
-    if type(peer) is not Peer and not isinstance(peer, Peer):
+    if tuples and type(peer) is tuple:
+        if len(peer) == 5:
+            peer_id, access_hash, kind, names, phone = peer
+            stamp = None
+        elif len(peer) == 6:
+            peer_id, access_hash, kind, names, phone, stamp = peer
+        else:
+            raise InvalidTypeError(
+                "a peer tuple is (id, access_hash, type, usernames, phone_number[, "
+                f"last_update_on]), not {len(peer)} items"
+            )
+    elif type(peer) is Peer or isinstance(peer, Peer):
+        peer_id, access_hash, kind = peer.id, peer.access_hash, peer.type
+        names, phone, stamp = peer.usernames, peer.phone_number, peer.last_update_on
+    else:
         raise InvalidTypeError(f"expected Peer, got {type(peer).__name__}")
-    peer_id = peer.id
     if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
         peer_id = int64(peer_id, "peer id")
-    access_hash = peer.access_hash
     if type(access_hash) is not int or not _MIN64 <= access_hash <= _MAX64:
         access_hash = int64(access_hash or 0, "access hash")
-    kind = peer.type
-    kind_name = kind._value_ if type(kind) is PeerType else peer_type(kind).value
-    names = peer.usernames
+    if type(kind) is PeerType:
+        kind_name = kind._value_
+    elif type(kind) is str and kind in KNOWN_TYPES:
+        kind_name = kind
+    else:
+        kind_name = peer_type(kind).value
     if names is not None:
         names = clean_usernames(names)
-    phone = peer.phone_number
-    if phone is not None:
+    if phone is not None and not (type(phone) is str and phone.isdigit()):
         if not isinstance(phone, str):
             raise InvalidTypeError(f"a phone number must be a str, not {type(phone).__name__}")
         phone = normalize_phone(phone) or None
-    stamp = peer.last_update_on
     explicit = stamp is not None
     stamp = int64(stamp, "last_update_on") if explicit else now
     kind_code = PARTIAL if names is None else FULL
     return peer_id, (kind_code, access_hash, kind_name, names, phone, stamp), explicit
 
 
-def state_change(state: Any, kind: int) -> tuple[int, StateChange]:
-    """Check an update state to store; return its id and change tuple.
+def state_change(state: Any, kind: int, *, tuples: bool = False) -> tuple[int, StateChange]:
+    """Check an update state to store (an :class:`UpdateState`, or with ``tuples`` a
+    tuple of its five fields); return its id and change tuple.
 
     :raises InvalidTypeError: not an :class:`UpdateState`, or a field not an int.
     :raises InvalidValueError: a field beyond 64 bits.
     """
-    if type(state) is not UpdateState and not isinstance(state, UpdateState):
-        raise InvalidTypeError(f"expected UpdateState, got {type(state).__name__}")
-    values = (state.id, state.pts, state.qts, state.date, state.seq)
+    if tuples and type(state) is tuple and len(state) == 5:
+        values = state
+    elif type(state) is UpdateState or isinstance(state, UpdateState):
+        values = (state.id, state.pts, state.qts, state.date, state.seq)
+    else:
+        raise InvalidTypeError(
+            f"expected UpdateState or (id, pts, qts, date, seq), got {type(state).__name__}"
+        )
     for value in values:
         if value is not None and (type(value) is not int or not _MIN64 <= value <= _MAX64):
             break
     else:
         if values[0] is not None:
             return values[0], (kind, *values[1:])
-    return int64(state.id, "update state id"), (
+    return int64(values[0], "update state id"), (
         kind,
-        optional_int64(state.pts, "pts"),
-        optional_int64(state.qts, "qts"),
-        optional_int64(state.date, "date"),
-        optional_int64(state.seq, "seq"),
+        optional_int64(values[1], "pts"),
+        optional_int64(values[2], "qts"),
+        optional_int64(values[3], "date"),
+        optional_int64(values[4], "seq"),
     )

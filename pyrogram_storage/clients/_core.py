@@ -10,8 +10,7 @@ from typing import Any, ClassVar
 
 from ..base import Storage
 from ..errors import PeerNotFound, StorageClosedError, StorageError
-from ..types import CHANNEL_ID_OFFSET, InputKind, Peer, PeerType, UpdateState, input_kind_of
-from ..validation import KNOWN_TYPES
+from ..types import CHANNEL_ID_OFFSET, InputKind, Peer, UpdateState, input_kind_of
 
 __all__ = ["ClientStorage", "ObjectUpdateStates", "TupleUpdateStates"]
 
@@ -130,15 +129,32 @@ class ClientStorage:
         A 4-tuple keeps the peer's stored usernames (they come in ``update_usernames``);
         a 5-tuple replaces them.
         """
-        batch = [_peer_from_tuple(item) for item in peers]
+        if type(peers) is list and len(peers) == 1:  # an update's sender, unchanged
+            item = peers[0]
+            if len(item) == 4 and self.storage._writes_nothing(
+                (item[0], item[1], item[2], None, item[3])
+            ):
+                return
+        batch = [_peer_from_tuple(item) for item in peers]  # tuples: no Peer to build
         if batch:
             try:
-                await self.storage.upsert_peers(batch)
+                await self.storage._upsert_tuples(batch)
             except StorageError as exc:
                 self._late("peer", exc)
 
     async def update_usernames(self, usernames: Iterable[Any]) -> None:
         """Replace usernames, given as ``(id, [names])`` or as ``(id, name)`` pairs (grouped)."""
+        if type(usernames) is list and len(usernames) == 1 and not self._remaps_usernames:
+            # An update's one sender: (id, [names]), as the upstream clients send it.
+            peer_id, names = usernames[0]
+            if type(peer_id) is int and type(names) is list:
+                if self.storage._names_held(peer_id, names):
+                    return
+                try:
+                    await self.storage.set_usernames([(peer_id, names)])
+                except StorageError as exc:
+                    self._late("username", exc)
+                return
         grouped: dict[int, list[str]] = {}
         remap = self._remaps_usernames
         try:
@@ -235,9 +251,9 @@ class ObjectUpdateStates(ClientStorage):
     async def set_update_state(self, update_state: Any) -> None:
         """Upsert one state or many; a ``None`` field keeps the stored value."""
         given = [update_state] if hasattr(update_state, "pts") else update_state
-        states = [UpdateState(s.id, s.pts, s.qts, s.date, s.seq) for s in given]
+        states = [(s.id, s.pts, s.qts, s.date, s.seq) for s in given]
         try:
-            await self.storage.set_update_states(states)
+            await self.storage._set_state_tuples(states)
         except StorageError as exc:
             self._late("update state", exc)
 
@@ -279,7 +295,7 @@ class TupleUpdateStates(ClientStorage):
             fields = tuple(value)
             if len(fields) != 5:
                 raise TypeError(f"update_state() takes (id, pts, qts, date, seq), got {value!r}")
-            await self.storage.set_update_states([UpdateState(*fields)], merge=False)
+            await self.storage._set_state_tuples([fields], merge=False)
         except StorageError as exc:
             self._late("update state", exc)
         return None
@@ -293,25 +309,23 @@ class TupleUpdateStates(ClientStorage):
             log.debug("remove_state(%r) ignored: %s", chat_id, exc)
 
 
-def _peer_from_tuple(item: Any) -> Peer:
-    """Turn one ``update_peers`` tuple of any client into a :class:`Peer`."""
-    usernames: tuple[str, ...] | None
+def _peer_from_tuple(item: Any) -> tuple[Any, ...]:
+    """Turn one ``update_peers`` tuple of any client into the contract's peer tuple."""
     if len(item) == 4:
         peer_id, access_hash, kind, phone = item
-        usernames = None
-    elif len(item) == 5:
+        peer_id = peer_id if type(peer_id) is int else int(peer_id)
+        return (peer_id, access_hash or 0, kind, None, phone or None)
+    if len(item) == 5:
         peer_id, access_hash, kind, names, phone = item
         if names is None or isinstance(names, str):
-            usernames = (names,) if names else ()
+            usernames: tuple[str, ...] = (names,) if names else ()
         else:
             usernames = tuple(name for name in names if name)
-    else:
-        raise TypeError(
-            "update_peers() takes (id, access_hash, type, phone) or "
-            f"(id, access_hash, type, usernames, phone) tuples, got {item!r}"
-        )
-    kind = KNOWN_TYPES.get(kind) or PeerType(kind)
-    return Peer(int(peer_id), access_hash or 0, kind, usernames, phone or None)
+        return (int(peer_id), access_hash or 0, kind, usernames, phone or None)
+    raise TypeError(
+        "update_peers() takes (id, access_hash, type, phone) or "
+        f"(id, access_hash, type, usernames, phone) tuples, got {item!r}"
+    )
 
 
 def coerce_peer_id(value: object) -> int:

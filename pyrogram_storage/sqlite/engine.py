@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import sqlite3
@@ -64,6 +65,13 @@ _PEER_AND_NAMES = {
     Layout.PYROFORK: "SELECT p.id, p.access_hash, p.type, p.username, p.phone_number, "
     "p.last_update_on, CAST(u.id AS TEXT) FROM peers p LEFT JOIN usernames u "
     "ON u.peer_id = p.id WHERE p.id = ? ORDER BY u.rowid",
+}
+_ALL_NAMES = {  # every (peer id, username) row, in the order written
+    Layout.UPSTREAM: "SELECT id, username, rowid FROM usernames WHERE username IS NOT NULL "
+    "UNION ALL SELECT peer_id, CAST(id AS TEXT), rowid FROM usernames "
+    "WHERE peer_id IS NOT NULL ORDER BY 3",
+    Layout.PYROFORK: "SELECT peer_id, id, rowid FROM usernames WHERE peer_id IS NOT NULL "
+    "ORDER BY rowid",
 }
 _NAMES_OF_MANY = {
     Layout.UPSTREAM: "SELECT id, username, rowid FROM usernames "
@@ -402,6 +410,33 @@ class SQLiteStorage(Storage):
 
         return await self._run(find)
 
+    async def _peer_rows(self) -> list[tuple[Any, ...]]:
+        layout = self.layout
+
+        def read(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            names: dict[Any, dict[Any, None]] = {}
+            for peer_id, name, _ in db.execute(_ALL_NAMES[layout]):
+                names.setdefault(peer_id, {})[name] = None
+            rows = []
+            none: tuple[str, ...] = ()
+            for peer_id, access_hash, kind, username, phone, stamp in db.execute(
+                f"SELECT {_PEER_COLUMNS} FROM peers"
+            ):
+                held = names.get(peer_id)
+                rows.append(
+                    (
+                        peer_id,
+                        access_hash,
+                        kind,
+                        tuple(held) if held else (username,) if username else none,
+                        phone,
+                        stamp,
+                    )
+                )
+            return rows
+
+        return await self._run(read)
+
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         layout = self.layout
         params: tuple[int, ...]
@@ -470,38 +505,24 @@ def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
             partial: list[tuple[Any, ...]] = []
             renamed: list[int] = []
             names: list[tuple[int, str, int | None]] = []
-            for peer in changes.peers:
-                usernames = peer.usernames
+            fresh = changes.new_peers
+            # In id order: neighbouring rows of the tables' B-trees are written together.
+            for peer_id, access_hash, kind, usernames, phone, stamp in sorted(changes.peers):
                 if usernames is None:
-                    partial.append(
-                        (
-                            peer.id,
-                            peer.access_hash,
-                            peer.type.value,
-                            peer.phone_number,
-                            peer.last_update_on,
-                        )
-                    )
+                    partial.append((peer_id, access_hash, kind, phone, stamp))
                     continue
-                full.append(
-                    (
-                        peer.id,
-                        peer.access_hash,
-                        peer.type.value,
-                        usernames[0] if usernames else None,
-                        peer.phone_number,
-                        peer.last_update_on,
-                    )
-                )
-                renamed.append(peer.id)
-                names.extend((peer.id, name, peer.last_update_on) for name in usernames)
+                primary = usernames[0] if usernames else None
+                full.append((peer_id, access_hash, kind, primary, phone, stamp))
+                if peer_id not in fresh:  # a new peer has no usernames rows to delete
+                    renamed.append(peer_id)
+                names.extend((peer_id, name, stamp) for name in usernames)
             if partial:
-                db.executemany(_UPSERT_PEER_KEEP_USERNAME, partial)
+                _many(db, _UPSERT_PEER_KEEP_USERNAME, partial)
             if full:
-                db.executemany(_REPLACE_PEER, full)
+                _many(db, _REPLACE_PEER, full)
                 delete_names(renamed)
                 if names:
-                    db.executemany(insert_name, names)
+                    _many(db, insert_name, names)
         if changes.usernames:
             stamp = changes.stamp
             # peers.username first: the usernames triggers mirror only the other names.
@@ -536,6 +557,35 @@ def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+_ROWS_PER_STATEMENT = 64
+"""Rows one INSERT carries (``VALUES (...), (...)...``): one statement to step, not one a row."""
+
+
+def _many(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None:
+    """``db.executemany(sql, rows)`` for an ``INSERT ... VALUES (?, ...)`` statement,
+    with many rows a statement: each SQLite step and Python call serves many rows."""
+    size = _ROWS_PER_STATEMENT
+    whole = len(rows) // size * size
+    if whole:
+        db.executemany(
+            _multi_row(sql, size),
+            [
+                [value for row in rows[start : start + size] for value in row]
+                for start in range(0, whole, size)
+            ],
+        )
+    if whole < len(rows):
+        db.executemany(sql, rows[whole:])
+
+
+@functools.cache
+def _multi_row(sql: str, rows: int) -> str:
+    """``sql`` with its one ``VALUES (...)`` tuple repeated ``rows`` times."""
+    head, _, tail = sql.partition(" VALUES ")
+    row, paren, rest = tail.partition(")")
+    return f"{head} VALUES {', '.join([row + paren] * rows)}{rest}"
 
 
 def _state_row(state: UpdateState) -> tuple[int | None, ...]:
