@@ -116,7 +116,7 @@ async def test_inspect_shows_the_session_but_never_the_key(tmp_path: Path) -> No
     assert result.returncode == 0, result.stderr
     no_secrets(result.stdout)
     report = json.loads(result.stdout)
-    assert report["kind"] == "file" and report["schema_version"] == 1
+    assert report["kind"] == "file" and report["schema_version"] == 2
     assert report["file_size"] == sum(
         os.path.getsize(p) for p in (storage.path, Path(f"{storage.path}-wal")) if p.exists()
     )
@@ -339,7 +339,7 @@ def test_migrate_backs_up_then_upgrades(tmp_path: Path, client: str) -> None:
     before = sha(path)
     result = run("migrate", path)
     assert result.returncode == 0, result.stderr
-    assert "from schema version 0 to 1" in result.stdout
+    assert "from schema version 0 to 2" in result.stdout
     backups = list(tmp_path.glob("old.session.bak-*"))
     assert len(backups) == 1 and mode(backups[0]) == 0o600
     check = sqlite3.connect(backups[0])
@@ -347,7 +347,7 @@ def test_migrate_backs_up_then_upgrades(tmp_path: Path, client: str) -> None:
     check.close()
     assert sha(path) != before
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert check.execute("PRAGMA user_version").fetchone()[0] == 2
     check.close()
     again = run("migrate", path)
     assert again.returncode == 0 and "nothing to do" in again.stdout

@@ -51,10 +51,12 @@ def _form(name: str) -> int:
 
 
 def _build(name: str, workdir: Path) -> sqlite3.Connection:
-    """A version-1 database of the form ``name``, on a connection in autocommit mode."""
+    """A database of the form ``name`` at the latest schema, on a connection in
+    autocommit mode."""
     if name.startswith("new-"):
         db = sqlite3.connect(workdir / f"{name}.session", isolation_level=None)
         create_schema(db, Layout(name.removeprefix("new-")))
+        prepare(db, str(workdir / f"{name}.session"), Layout.UPSTREAM)
         return db
     path = copy_fixture(name, workdir)
     db = sqlite3.connect(path, isolation_level=None)
@@ -74,12 +76,14 @@ def _names(db: sqlite3.Connection, kind: str) -> set[str]:
 
 
 @pytest.mark.parametrize("name", FORMS)
-def test_every_form_of_schema_1_is_what_migrations_readme_says(name: str, tmp_path: Path) -> None:
+def test_every_form_of_the_schema_is_what_migrations_readme_says(
+    name: str, tmp_path: Path
+) -> None:
     form = _form(name)
     upstream = form in (1, 3, 5, 6)
     db = _build(name, tmp_path)
     try:
-        assert db.execute("PRAGMA user_version").fetchone() == (1,)
+        assert db.execute("PRAGMA user_version").fetchone() == (_migrations.latest("sqlite"),)
         assert db.execute("SELECT number FROM version").fetchall() == [(7 if upstream else 4,)]
         sessions = [c[0] for c in _columns(db, "sessions")]
         peers = _columns(db, "peers")
@@ -125,6 +129,13 @@ def test_every_form_of_schema_1_is_what_migrations_readme_says(name: str, tmp_pa
             if upstream
             else {"idx_peers_username", "idx_peers_phone_number", "idx_usernames_peer_id"}
         )
+        # Schema 2: the peers table's indexes hold only the peers with a username or phone.
+        partial = {
+            row[0]: row[1]
+            for row in db.execute("SELECT name, sql FROM sqlite_master WHERE tbl_name = 'peers'")
+        }
+        assert "WHERE username IS NOT NULL" in partial["idx_peers_username"]
+        assert "WHERE phone_number IS NOT NULL" in partial["idx_peers_phone_number"]
         assert _names(db, "view") == set()
         # Names a client wrote before adoption have no mirror rows (forms 5 and 6).
         mirrors = db.execute("SELECT count(*) FROM usernames WHERE peer_id IS NOT NULL")
@@ -234,19 +245,19 @@ def test_the_sqlite3_shell_builds_the_same_schema_from_the_same_files(tmp_path: 
 
 
 def test_a_step_runs_its_companion_for_the_database_layout_only(fake_root: Path) -> None:
-    (fake_root / "0002_demo.sql").write_text("CREATE TABLE demo_everywhere (x);\n")
-    (fake_root / "0002_demo.upstream.sql").write_text(
+    (fake_root / "0003_demo.sql").write_text("CREATE TABLE demo_everywhere (x);\n")
+    (fake_root / "0003_demo.upstream.sql").write_text(
         "CREATE INDEX idx_usernames_name_peer ON usernames (username, id);\n"
     )
-    (fake_root / "0002_demo.pyrofork.sql").write_text("CREATE TABLE demo_pyrofork (x);\n")
-    assert _migrations.latest("sqlite") == 2
+    (fake_root / "0003_demo.pyrofork.sql").write_text("CREATE TABLE demo_pyrofork (x);\n")
+    assert _migrations.latest("sqlite") == 3
     for layout in Layout:
         db = sqlite3.connect(":memory:", isolation_level=None)
         try:
             create_schema(db, layout)
             assert db.execute("PRAGMA user_version").fetchone() == (1,)
             assert prepare(db, ":memory:", Layout.UPSTREAM) is layout
-            assert db.execute("PRAGMA user_version").fetchone() == (2,)
+            assert db.execute("PRAGMA user_version").fetchone() == (3,)
             objects = _names(db, "table") | _names(db, "index")
             assert "demo_everywhere" in objects
             assert ("idx_usernames_name_peer" in objects) is (layout is Layout.UPSTREAM)
@@ -258,8 +269,8 @@ def test_a_step_runs_its_companion_for_the_database_layout_only(fake_root: Path)
 @pytest.mark.parametrize(
     "files, message",
     [
-        ({"0002_demo.sql": "SELECT 1;", "0002_demo.bogus.sql": "SELECT 1;"}, "unknown layouts"),
-        ({"0002_demo.pyrofork.sql": "SELECT 1;"}, "no main file"),
+        ({"0003_demo.sql": "SELECT 1;", "0003_demo.bogus.sql": "SELECT 1;"}, "unknown layouts"),
+        ({"0003_demo.pyrofork.sql": "SELECT 1;"}, "no main file"),
     ],
 )
 def test_a_companion_for_no_layout_or_no_step_is_refused(

@@ -31,7 +31,7 @@ from ..errors import (
 from ..session_string import looks_like_session_string
 from . import schema as sqlite_schema
 from .engine import SQLiteStorage
-from .schema import Layout, create_schema
+from .schema import Layout
 
 __all__ = ["FILE_EXTENSION", "FileStorage", "default_workdir"]
 
@@ -245,7 +245,7 @@ class FileStorage(SQLiteStorage):
                 os.close(fd)
             db = sqlite3.connect(scratch, isolation_level=None)
             try:
-                create_schema(db, self.layout)
+                sqlite_schema.prepare(db, str(scratch), self.layout)  # the latest, whole
                 db.execute("PRAGMA journal_mode = WAL").fetchall()
                 # A read in WAL mode builds the shared-memory index, as every open will:
                 # a disk without room for it fails here, before the file is in place.
