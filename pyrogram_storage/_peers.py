@@ -12,9 +12,14 @@ While this process is the session's only writer it remembers peers:
   never reaches the backend, a miss is an answer, and a write that changes nothing
   costs nothing. For sessions up to :data:`COMPLETE_LIMIT` peers, within a budget
   per process (a host of a thousand sessions must not hold them all).
+* **indexed**: a larger session is held in the compact arrays of
+  :class:`~._index.PeerIndex` (about 30 bytes a peer): lookups by id and phone, and the
+  check that a write changes nothing, need no query; a lookup by username, or one
+  that needs a peer's usernames, asks the backend. A small LRU cache keeps the peers
+  last used whole.
 * **bounded**: the peers most recently used or written (an LRU cache); a miss asks
   the backend, and a small write reads its peers first where point reads are cheap,
-  so that an unchanged peer costs no write.
+  so that an unchanged peer costs no write. While memory fills after ``open()``.
 
 Another writer (shared mode) turns both off, unless the backend tells the engine what
 the others change (:meth:`Peers.invalidate`): then the bounded memory is kept, a peer
@@ -25,6 +30,7 @@ is down, :meth:`Peers.trust`) every read asks the backend.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -32,6 +38,7 @@ from typing import Any, Final
 
 from . import _pending as pending_
 from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
+from ._index import PeerIndex, names_fingerprint, phone_key
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
 from ._worker import Lane
 from .types import Peer, PeerType
@@ -40,11 +47,25 @@ __all__ = ["COMPLETE_LIMIT", "Peers", "Primitives"]
 
 log = logging.getLogger("pyrogram_storage")
 
-COMPLETE_LIMIT: Final = 250_000
-"""Sessions of at most this many stored peers are held in memory whole."""
+COMPLETE_LIMIT: Final = 150_000
+"""Sessions of at most this many stored peers at open are held in memory whole (a dict);
+larger ones in the compact index."""
+
+_GROWTH: Final = 1.5
+"""A session held whole may grow to this many times its size at open (at least
+:data:`_SMALL` peers) before it moves to the compact index, which holds a peer in a
+tenth of the memory: a session being filled from nothing is heading for big."""
+
+_SMALL: Final = 50_000
+
+_INDEXED_CACHE: Final = 10_000
+"""Peers the LRU cache keeps whole beside the compact index."""
 
 _LOAD_BATCH: Final = 2000
 """Peers per trip to the backend while memory fills after open()."""
+
+_INDEX_BATCH: Final = 5000
+"""Peers per trip to the backend while the compact index is built."""
 
 _LOAD_ROUNDS: Final = 4
 """Rounds of reading again the peers written while memory filled."""
@@ -79,7 +100,7 @@ class Primitives:
     username_holders: Callable[[str], Awaitable[set[int] | None]]
     read_peers: Callable[[int | None, int], Awaitable[list[Peer]]]
     count_peers: Callable[[], Awaitable[int]]
-    peer_rows: Callable[[], Awaitable[list[tuple[Any, ...]] | None]]
+    peer_rows: Callable[[int | None, int | None], Awaitable[list[tuple[Any, ...]] | None]]
     catch_up: Callable[[], bool]
     """Shared mode: take in every change others made that reached us, then whether
     memory may answer (False: ask the backend)."""
@@ -138,6 +159,9 @@ class Peers:
         self.caching = False  # memory is used only while we are the only writer
         self._shared = False  # others write too: memory only as the backend tells
         self.complete = False  # every stored peer is in memory (a miss is an answer)
+        self.index: PeerIndex | None = None  # every stored peer, compact (indexed mode)
+        self._limit = 0  # complete: peers it may hold before it moves to the index
+        self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
         self.writes = 0  # bumped by every write: a read racing one is not remembered
         self._names: dict[str, list[int]] = {}  # complete: username -> ids, oldest first
@@ -193,7 +217,10 @@ class Peers:
 
     def _forget(self) -> None:
         self.complete = False
+        self.index = None
+        self.pending.journal.indexed = True
         self.cache.clear()
+        self.cache.size = self._cache_size
         self._names = {}
         self._phones = {}
         _Budget.left += self._share
@@ -247,7 +274,11 @@ class Peers:
                 cached = peek(item[0])
                 if cached is not None and _unchanged(cached, item[1], item[2], now, self.refresh):
                     return
-            elif not self.complete and self.probes and len(changes) <= _PROBE_BATCH:
+            elif self.index is not None:
+                changes = self._changed(changes, now)
+                if not changes:
+                    return
+            elif not self.complete and self.probes and len(changes) <= _PROBE_BATCH:  # bounded
                 for peer_id, _, _ in changes:
                     if peek(peer_id) is None:
                         await self._probe([peer_id for peer_id, _, _ in changes])
@@ -271,24 +302,70 @@ class Peers:
                 break
         complete = self.complete
         touched = self._touched
-        for peer_id, change, _ in changes:
-            if touched is not None:
-                touched.add(peer_id)
-            old = cache.peek(peer_id) if cache is not None else None
-            journal.add_peer(peer_id, change, complete and old is None)
-            if cache is None:
-                continue
-            if change[KIND] == PARTIAL and (complete or (old is not None and old[KIND] == FULL)):
-                # Held whole: the usernames kept are the ones held (none for a new peer).
-                names = () if old is None else old[NAMES]
-                change = (FULL, change[HASH], change[TYPE], names, change[PHONE], change[STAMP])
-            cache.put(peer_id, change)
-            if complete:
-                _reindex(self._names, self._phones, peer_id, old, change)
+        if complete and touched is None:  # memory holds every peer: a plain dict
+            held = self.cache._entries
+            add = journal.add_peer
+            names_map, phones_map = self._names, self._phones
+            for peer_id, change, _ in changes:
+                old = held.get(peer_id)
+                add(peer_id, change, old is None)
+                if change[KIND] == PARTIAL:  # the usernames kept: those held (a new peer: none)
+                    names = () if old is None else old[NAMES]
+                    change = (FULL, change[HASH], change[TYPE], names, change[PHONE], change[STAMP])
+                held[peer_id] = change
+                if old is None or old[NAMES] != change[NAMES] or old[PHONE] != change[PHONE]:
+                    _reindex(names_map, phones_map, peer_id, old, change)
+        else:
+            index = self.index
+            for peer_id, change, _ in changes:
+                if touched is not None:
+                    touched.add(peer_id)
+                old = cache.peek(peer_id) if cache is not None else None
+                fresh = index is not None and peer_id not in index
+                journal.add_peer(peer_id, change, fresh)
+                if index is not None:
+                    names = change[NAMES]
+                    index.put(
+                        peer_id,
+                        change[HASH],
+                        change[TYPE],
+                        change[STAMP],
+                        None if names is None else names_fingerprint(names),
+                        phone_key(change[PHONE]),
+                    )
+                    if fresh and names is None:
+                        change = (FULL, change[HASH], change[TYPE], (), *change[PHONE:])
+                if cache is None:
+                    continue
+                if change[KIND] == PARTIAL and old is not None and old[KIND] == FULL:
+                    names = old[NAMES]  # the usernames kept are the ones held
+                    change = (FULL, change[HASH], change[TYPE], names, change[PHONE], change[STAMP])
+                cache.put(peer_id, change)
         self.writes += 1
-        if complete and len(self.cache) > self._share:
+        if complete and len(self.cache) > min(self._share, self._limit):
             self._grown()
         await self.pending.written()
+
+    def _changed(
+        self, changes: list[tuple[int, PeerChange, bool]], now: int
+    ) -> list[tuple[int, PeerChange, bool]]:
+        """Indexed mode: the changes that would change something (the others are dropped)."""
+        index, cache, refresh = self.index, self.cache, self.refresh
+        assert index is not None
+        kept = []
+        for item in changes:
+            peer_id, change, explicit = item
+            held = cache.peek(peer_id)
+            if held is not None:
+                if not _unchanged(held, change, explicit, now, refresh):
+                    kept.append(item)
+                continue
+            found = index.get(peer_id)
+            if found is None or not _found_unchanged(found, change, explicit, now, refresh):
+                kept.append(item)
+            elif found[4] >= 0 and found[2] >= 0:  # its phone and stamp known here: hold it
+                cache.put(peer_id, _entry_of_found(found))
+        return kept
 
     async def set_names(self, merged: dict[int, tuple[str, ...]], now: int) -> None:
         """Replace the usernames of these ids; ids not stored are ignored."""
@@ -299,7 +376,8 @@ class Peers:
                 if cached is None or cached[NAMES] == names:
                     return  # not stored (ignored), or unchanged
         complete = self.complete
-        if cache is not None and not complete and self.probes and len(merged) <= _PROBE_BATCH:
+        probing = not complete and self.index is None and self.probes
+        if cache is not None and probing and len(merged) <= _PROBE_BATCH:
             for peer_id in merged:
                 if cache.peek(peer_id) is None:
                     await self._probe(list(merged))
@@ -307,9 +385,25 @@ class Peers:
         written = 0
         journal = self.pending.journal
         touched = self._touched
+        index = self.index if cache is not None else None
         for peer_id, names in merged.items():
             if touched is not None:
                 touched.add(peer_id)
+            if index is not None and cache is not None:
+                fingerprint = names_fingerprint(names)
+                held = cache.peek(peer_id)
+                if held is not None and held[KIND] == FULL:
+                    if held[NAMES] == names:
+                        continue
+                else:
+                    found = index.get(peer_id)
+                    if found is None:
+                        continue  # not stored: ignored, as the backend would
+                    if found[3] == fingerprint:  # unchanged: now known whole
+                        if held is not None:
+                            cache.put(peer_id, (FULL, *held[HASH:NAMES], names, *held[PHONE:]))
+                        continue
+                index.set_names(peer_id, fingerprint)
             if cache is not None:
                 cached = cache.peek(peer_id)
                 if cached is not None:
@@ -332,9 +426,12 @@ class Peers:
         complete = self.complete
         if self._touched is not None:
             self._touched.update(ids)
+        index = self.index
         for peer_id in ids:
             old = self.cache.peek(peer_id)
             self.cache.pop(peer_id)
+            if index is not None:
+                index.remove(peer_id)
             if complete and old is not None:
                 _reindex(self._names, self._phones, peer_id, old, None)
             journal.add_peer(peer_id, (DELETED, 0, "", None, None, 0))
@@ -358,6 +455,15 @@ class Peers:
             return peer_of(peer_id, entry)
         if self.complete and entry is None:
             return None
+        index = self.index if cache is not None else None
+        if index is not None and entry is None:
+            found = index.get(peer_id)  # what pending writes made of it too
+            if found is None:
+                return None
+            if not usernames and found[4] >= 0 and found[2] >= 0:
+                held = _entry_of_found(found)
+                cache.put(peer_id, held)  # type: ignore[union-attr]
+                return peer_of(peer_id, held)
         journal = self.pending.journal
         change = journal.peer(peer_id)
         if change is not None and change[KIND] == FULL:
@@ -384,6 +490,19 @@ class Peers:
                 if entry is not None and (newest is None or (entry[STAMP], peer_id) > newest):
                     newest = (entry[STAMP], peer_id)
             return None if newest is None else peer_of(newest[1], peek(newest[1]))  # type: ignore[arg-type]
+        found = self.index if index == "phones" and self.memory() is not None else None
+        if found is not None:
+            holder: tuple[int, int] | None = None
+            for peer_id in found.by_phone(phone_key(key)):
+                seen = found.get(peer_id)
+                if seen is not None and (holder is None or (seen[2], peer_id) > holder):
+                    holder = (seen[2], peer_id)
+            if holder is None:
+                return None
+            if holder[0] >= 0:  # its stamp is known here: it is the holder holder
+                peer = await self.by_id(holder[1], usernames)
+                if peer is not None and peer.phone_number == key:
+                    return peer
         return await self._lookup(index, key, usernames)
 
     async def _lookup(self, index: str, key: str, usernames: bool) -> Peer | None:
@@ -466,31 +585,47 @@ class Peers:
                 self._remember(stored)
 
     async def _load(self) -> None:
-        """Hold every stored peer in memory, then say memory is complete.
+        """Hold every stored peer in memory: whole (a small session) or in the compact
+        index; then answer from memory.
 
-        Only for a session of at most :data:`COMPLETE_LIMIT` peers that fits in what the
-        process's budget has left. The stored peers are read and turned into memory off
-        the event loop; writes made before are laid on top. A peer written meanwhile is
-        taken from the cache if it holds it whole, else read again once its writes are
-        stored, until a round needs no read: a writer that never pauses leaves memory
-        bounded.
+        A session of at most :data:`COMPLETE_LIMIT` peers that fits in what the process's
+        budget has left is held whole; a larger one (or one that no longer fits) in the
+        index. The stored peers are read and turned into memory off the event loop;
+        writes made before are laid on top. A peer written meanwhile is taken from the
+        cache if it holds it whole, else read again once its writes are stored, until a
+        round needs no read: a writer that never pauses leaves memory bounded.
         """
         touched = self._touched
         try:
             if touched is None:
                 return
             stored = await self.primitives.count_peers()
-            if stored > min(COMPLETE_LIMIT, _Budget.left) or not self._take(stored + _HEADROOM):
-                return
-            rows = await self.primitives.peer_rows()
-            if rows is None:
-                rows = await self._read_batches()
-            given = rows
-            built = await Lane().run(lambda: _build(given))
+            whole = stored <= COMPLETE_LIMIT and self._take(stored + _HEADROOM)
+            built: _Built | None
+            if whole:
+                rows = await self.primitives.peer_rows(None, None)
+                if rows is None:
+                    rows = await self._read_batches()
+                given = rows
+                built = await Lane().run(lambda: _build(given))
+            else:
+                built = await self._build_index()
             if built is None:
                 return  # stored data of the wrong types: the lookups that meet it say so
-            loaded, names, phones = built
-            journal, cache = self.pending.journal, self.cache
+            await self._settle(built, touched)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # memory left bounded is slower, never wrong
+            log.debug("loading the peers into memory stopped: %s", exc)
+        finally:
+            self._touched = None
+
+    async def _settle(self, built: _Built, touched: set[int]) -> None:
+        """Lay the writes made before and during the load on ``built``, then use it."""
+        journal, cache = self.pending.journal, self.cache
+        whole = not isinstance(built, PeerIndex)
+        if whole:
+            loaded, names, phones = built  # type: ignore[misc]
 
             def lay(peer_id: int, entry: PeerChange | None) -> None:
                 old = loaded.pop(peer_id, None)
@@ -498,36 +633,93 @@ class Peers:
                     loaded[peer_id] = entry
                 _reindex(names, phones, peer_id, old, entry)
 
-            for peer_id in journal.peer_ids():  # written before the load began
-                seen = journal.apply(peer_id, _peer_or_none(peer_id, loaded.get(peer_id)))
-                lay(peer_id, None if seen is None else entry_of(seen))
-            for _ in range(_LOAD_ROUNDS):
-                again = []
-                for peer_id in touched:
-                    entry = cache.peek(peer_id)
-                    if entry is not None and entry[KIND] == FULL:
-                        lay(peer_id, entry)
-                    else:
-                        again.append(peer_id)
-                touched.clear()
-                if not again:
-                    break  # and no await since the loop above: nothing written in between
-                await self.pending.store()
-                for peer_id in again:
-                    seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
-                    lay(peer_id, None if seen is None else entry_of(seen))
+        else:
+            index: PeerIndex = built  # type: ignore[assignment]
+
+            def lay(peer_id: int, entry: PeerChange | None) -> None:
+                if entry is None:
+                    index.remove(peer_id)
+                else:
+                    index.put(peer_id, *_index_fields(entry))
+
+        for peer_id in journal.peer_ids():  # written before the load began
+            if whole:
+                stored = _peer_or_none(peer_id, loaded.get(peer_id))
             else:
-                return
-            if not self.caching:
-                return
+                stored = await self.primitives.find_peer(peer_id, True)
+            seen = journal.apply(peer_id, stored)
+            lay(peer_id, None if seen is None else entry_of(seen))
+        for _ in range(_LOAD_ROUNDS):
+            again = []
+            for peer_id in touched:
+                entry = cache.peek(peer_id)
+                if entry is not None and entry[KIND] == FULL:
+                    lay(peer_id, entry)
+                else:
+                    again.append(peer_id)
+            touched.clear()
+            if not again:
+                break  # and no await since the loop above: nothing written in between
+            await self.pending.store()
+            for peer_id in again:
+                seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
+                lay(peer_id, None if seen is None else entry_of(seen))
+        else:
+            return
+        if not self.caching:
+            return
+        if whole:
             self.cache.fill(loaded)
             self._names, self._phones = names, phones
+            self._limit = max(_SMALL, int(len(loaded) * _GROWTH))
             self.complete = True
+            journal.indexed = False  # lookups ask memory now, never the journal
             log.debug("holding all %d peers in memory", len(loaded))
+        else:
+            index.complete = True
+            self.index = index
+            self.cache.size = min(self._cache_size, _INDEXED_CACHE)
+            log.debug("holding all %d peers in the compact index", len(index))
+
+    async def _build_index(self) -> PeerIndex | None:
+        """The compact index of every stored peer, read a batch at a time."""
+        index = PeerIndex()
+        lane = Lane()
+        after: int | None = None
+        while True:
+            rows = await self.primitives.peer_rows(after, _INDEX_BATCH)
+            if rows is None:
+                batch = await self.primitives.read_peers(after, _INDEX_BATCH)
+                rows = [_row_of(peer) for peer in batch]
+            if not self.caching:
+                return None
+            if not await lane.run(functools.partial(_load_index, index, rows)):
+                return None
+            if len(rows) < _INDEX_BATCH:
+                return index
+            after = rows[-1][0]
+
+    def _to_index(self) -> None:
+        """Memory held whole has outgrown its limit: move to the compact index, built
+        from the backend in the background (memory stays bounded meanwhile)."""
+        log.debug("memory held whole outgrew %d peers: moving to the compact index", self._limit)
+        self._forget()
+        self.cache.size = min(self._cache_size, _INDEXED_CACHE)
+        self._touched = set()
+        self._loading = asyncio.get_running_loop().create_task(self._load_index_later())
+
+    async def _load_index_later(self) -> None:
+        touched = self._touched
+        try:
+            if touched is None:
+                return
+            built = await self._build_index()
+            if built is not None:
+                await self._settle(built, touched)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # memory left bounded is slower, never wrong
-            log.debug("loading the peers into memory stopped: %s", exc)
+            log.debug("building the compact index stopped: %s", exc)
         finally:
             self._touched = None
 
@@ -537,18 +729,7 @@ class Peers:
         after: int | None = None
         while True:
             batch = await self.primitives.read_peers(after, _LOAD_BATCH)
-            for peer in batch:
-                stamp = peer.last_update_on
-                rows.append(
-                    (
-                        peer.id,
-                        peer.access_hash,
-                        peer.type._value_,
-                        peer.usernames or (),
-                        peer.phone_number,
-                        stamp if stamp is not None else 0,
-                    )
-                )
+            rows.extend(_row_of(peer) for peer in batch)
             if len(batch) < _LOAD_BATCH:
                 return rows
             after = batch[-1].id
@@ -562,14 +743,77 @@ class Peers:
         return True
 
     def _grown(self) -> None:
-        """Complete memory holds more peers than its share: take more, or become bounded."""
-        if not self._take(max(_HEADROOM, len(self.cache) // 8)):
-            log.debug("the process's peer budget is spent: memory becomes bounded")
-            self._forget()
+        """Memory held whole holds more peers than its share: take more from the budget,
+        or (past its limit, or the budget spent) move to the compact index."""
+        if len(self.cache) > self._limit or not self._take(max(_HEADROOM, len(self.cache) // 8)):
+            self._to_index()
 
-def _build(
-    rows: list[tuple[Any, ...]],
-) -> tuple[dict[int, PeerChange], dict[str, list[int]], dict[str, list[int]]] | None:
+_Whole = tuple[dict[int, PeerChange], dict[str, list[int]], dict[str, list[int]]]
+_Built = _Whole | PeerIndex
+
+
+def _row_of(peer: Peer) -> tuple[Any, ...]:
+    stamp = peer.last_update_on
+    names = peer.usernames or ()
+    return (peer.id, peer.access_hash, peer.type._value_, names, peer.phone_number, stamp or 0)
+
+
+def _good_row(row: tuple[Any, ...]) -> bool:
+    peer_id, access_hash, kind, held, phone, stamp = row
+    return (
+        type(peer_id) is int
+        and type(access_hash) is int
+        and type(kind) is str
+        and type(stamp) is int
+        and type(held) is tuple
+        and all(type(name) is str for name in held)
+        and (phone is None or type(phone) is str)
+    )
+
+
+def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]]) -> bool:
+    """Append stored rows (in id order) to the index; False for a row of the wrong types."""
+    if not all(_good_row(row) for row in rows):
+        return False
+    index.load(
+        (peer_id, access_hash, kind, stamp, names_fingerprint(held), phone_key(phone))
+        for peer_id, access_hash, kind, held, phone, stamp in rows
+    )
+    return True
+
+
+def _index_fields(entry: PeerChange) -> tuple[int, str, int, int | None, int]:
+    """What :meth:`PeerIndex.put` takes for an entry (names None: not known, kept)."""
+    names = entry[NAMES] if entry[KIND] == FULL else None
+    fingerprint = None if names is None else names_fingerprint(names)
+    return entry[HASH], entry[TYPE], entry[STAMP], fingerprint, phone_key(entry[PHONE])
+
+
+def _found_unchanged(
+    found: tuple[int, str, int, int, int],
+    change: PeerChange,
+    explicit: bool,
+    now: int,
+    refresh: float,
+) -> bool:
+    """Whether writing ``change`` would store what the index says is stored already."""
+    access_hash, kind, stamp, names, phone = found
+    if access_hash != change[HASH] or kind != change[TYPE] or phone != phone_key(change[PHONE]):
+        return False
+    if change[NAMES] is not None and names != names_fingerprint(change[NAMES]):
+        return False
+    if explicit:
+        return bool(stamp == change[STAMP])
+    return stamp >= 0 and now - stamp < refresh
+
+
+def _entry_of_found(found: tuple[int, str, int, int, int]) -> PeerChange:
+    """A cache entry for a peer the index holds (usernames not known here)."""
+    access_hash, kind, stamp, _, key = found
+    return (PARTIAL, access_hash, kind, None, str(key)[1:] if key else None, stamp)
+
+
+def _build(rows: list[tuple[Any, ...]]) -> _Whole | None:
     """Memory from stored rows: the peers, and the holders of each username and phone.
 
     Runs off the event loop. None if a row holds a value of the wrong type (a damaged

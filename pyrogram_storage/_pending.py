@@ -154,8 +154,12 @@ def make_peer(peer_id: int, change: PeerChange, usernames: tuple[str, ...] | Non
 
 
 def _row(peer_id: int, change: PeerChange, usernames: tuple[str, ...] | None) -> PeerRow:
-    fields = (peer_id, change[_HASH], PeerType.of(change[_TYPE]), usernames)
+    kind = _TYPES.get(change[_TYPE]) or PeerType.of(change[_TYPE])
+    fields = (peer_id, change[_HASH], kind, usernames)
     return _new_row(PeerRow, (*fields, change[_PHONE], change[_STAMP]))
+
+
+_TYPES = {kind.value: kind for kind in PeerType}
 
 
 _new_row = tuple.__new__
@@ -234,7 +238,7 @@ def _drop(index: dict[str, list[int]], key: str, peer_id: int) -> None:
 class _Layer:
     __slots__ = ("_indexed", "_names", "_phones", "fresh", "partial_stamp", "peers", "states")
 
-    def __init__(self) -> None:
+    def __init__(self, indexed: bool = True) -> None:
         self.peers: dict[int, PeerChange] = {}
         self.fresh: set[int] = set()  # peers known not to be stored when first written here
         self.states: dict[int, StateChange] = {}
@@ -242,7 +246,7 @@ class _Layer:
         # write (the clients' writes far outnumber their username lookups)
         self._names: dict[str, list[int]] = {}
         self._phones: dict[str, list[int]] = {}
-        self._indexed = True
+        self._indexed = indexed  # else built by the first lookup that needs it
         self.partial_stamp = -(2**63)  # newest write that kept a peer's usernames
 
     def __len__(self) -> int:
@@ -346,9 +350,12 @@ class _Layer:
 class Journal:
     """The pending layer and the older one (in flight, or failed and to be retried)."""
 
-    __slots__ = ("_older", "_older_in_flight", "_pending")
+    __slots__ = ("_older", "_older_in_flight", "_pending", "indexed")
 
     def __init__(self) -> None:
+        self.indexed = True
+        """Whether layers keep their username and phone index write by write; else a
+        lookup that asks builds it (the peer engine's complete memory never asks)."""
         self._pending = _Layer()
         self._older: _Layer | None = None
         self._older_in_flight = False
@@ -395,7 +402,7 @@ class Journal:
         if self._older_in_flight:
             raise RuntimeError("a batch is already in flight")
         if self._older is None:
-            self._older, self._pending = self._pending, _Layer()
+            self._older, self._pending = self._pending, _Layer(self.indexed)
         self._older_in_flight = True
         return self._older.to_changes(stamp)
 
@@ -409,7 +416,7 @@ class Journal:
         self._older_in_flight = False
 
     def clear(self) -> None:
-        self._pending = _Layer()
+        self._pending = _Layer(self.indexed)
         self._older = None
         self._older_in_flight = False
 

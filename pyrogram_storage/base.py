@@ -202,9 +202,11 @@ class Storage(Lifecycle, abc.ABC):
         async def count_peers() -> int:
             return sum((await self.count_peers()).values())
 
-        async def peer_rows() -> list[tuple[Any, ...]] | None:
+        async def peer_rows(
+            after: int | None = None, limit: int | None = None
+        ) -> list[tuple[Any, ...]] | None:
             self._check_open()
-            return await self._call("read peers", self._peer_rows())
+            return await self._call("read peers", self._peer_rows(after, limit))
 
         self._peer_engine = Peers(
             Primitives(
@@ -288,12 +290,16 @@ class Storage(Lifecycle, abc.ABC):
         with their usernames. The engine reads every peer this way after :meth:`open`
         to hold a small session in memory."""
 
-    async def _peer_rows(self) -> list[tuple[Any, ...]] | None:
-        """Return every stored peer as ``(id, access_hash, type name, usernames, phone,
-        last_update_on)`` (usernames a tuple), or None when not supported.
+    async def _peer_rows(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[tuple[Any, ...]] | None:
+        """Return stored peers as ``(id, access_hash, type name, usernames, phone,
+        last_update_on)`` tuples (usernames a tuple), or None when not supported.
 
-        The engine holds a small session in memory after :meth:`open`; this one read is
-        much faster than :meth:`_read_peers` a batch at a time, which it uses otherwise.
+        Every peer (in any order) when ``limit`` is None; else up to ``limit`` with ids
+        above ``after``, ordered by id. The engine holds the session in memory after
+        :meth:`open`; tuples cost it far less than :meth:`_read_peers`, which it uses
+        otherwise.
         """
         return None
 

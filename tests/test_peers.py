@@ -13,7 +13,23 @@ from pathlib import Path
 
 import pytest
 
-from pyrogram_storage import FileStorage, MemoryStorage, Peer, PeerNotFound, PeerType, Storage
+from pyrogram_storage import (
+    FileStorage,
+    MemoryStorage,
+    Peer,
+    PeerNotFound,
+    PeerType,
+    Storage,
+    _peers,
+)
+
+
+@pytest.fixture(params=["whole", "indexed"])
+def memory(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """How the engine holds the session: a dict of every peer, or the compact index."""
+    if request.param == "indexed":
+        monkeypatch.setattr(_peers, "COMPLETE_LIMIT", -1)
+    return str(request.param)
 
 
 async def _loaded(storage: Storage) -> None:
@@ -49,7 +65,7 @@ async def _answers(storage: Storage, ids: range) -> list[object]:
     return out
 
 
-async def test_writes_made_while_memory_fills_are_all_seen(tmp_path: Path) -> None:
+async def test_writes_made_while_memory_fills_are_all_seen(tmp_path: Path, memory: str) -> None:
     # Once wrong: writes made between open() and the start of the background read were
     # missing from the memory it built, and their peers were not found afterwards.
     async with FileStorage("s", tmp_path, username_ttl=None) as storage:
@@ -65,7 +81,8 @@ async def test_writes_made_while_memory_fills_are_all_seen(tmp_path: Path) -> No
             await storage.delete_peers([3 * k + 3000])
             await asyncio.sleep(0)
         await _loaded(storage)
-        assert storage._peer_engine.complete
+        engine = storage._peer_engine
+        assert engine.complete if memory == "whole" else engine.index is not None
         seen = await _answers(storage, range(1, 6140))
     finally:
         await storage.close()
@@ -75,13 +92,20 @@ async def test_writes_made_while_memory_fills_are_all_seen(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("seed", range(4))
-async def test_a_session_held_whole_answers_like_its_store(tmp_path: Path, seed: int) -> None:
+async def test_a_session_in_memory_answers_like_its_store(
+    tmp_path: Path, seed: int, memory: str
+) -> None:
     rng = random.Random(seed)
     storage = FileStorage("s", tmp_path, username_ttl=None)
     await storage.open()
     try:
         await storage.upsert_peers([_peer(i) for i in range(1, 300)])
         await _loaded(storage)
+        if memory == "indexed":  # from an empty file: whole at first, then moved over
+            await storage.flush()
+            storage._peer_engine._to_index()
+            await _loaded(storage)
+            assert storage._peer_engine.index is not None
         for step in range(400):
             i = rng.randrange(1, 400)
             op = rng.random()
@@ -103,7 +127,8 @@ async def test_a_session_held_whole_answers_like_its_store(tmp_path: Path, seed:
                 )
             else:
                 await storage.flush()
-        assert storage._peer_engine.complete
+        engine = storage._peer_engine
+        assert engine.complete if memory == "whole" else engine.index is not None
         seen = await _answers(storage, range(1, 400))
     finally:
         await storage.close()
@@ -120,3 +145,24 @@ async def test_memory_grows_with_new_peers_and_stays_complete() -> None:
         with pytest.raises(PeerNotFound):
             await storage.peer_by_id(3001)
         assert (await storage.peer_by_username("n2998r0")).id == 2998
+
+
+async def test_memory_held_whole_moves_to_the_index_past_its_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_peers, "_SMALL", 500)
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    try:
+        await _loaded(storage)
+        assert storage._peer_engine.complete
+        await storage.upsert_peers([_peer(i) for i in range(1, 1001)])
+        assert not storage._peer_engine.complete  # past 500: bounded while the index builds
+        await storage.upsert_peers([_peer(i, 1) for i in range(900, 1101)])
+        await _loaded(storage)
+        assert storage._peer_engine.index is not None and len(storage._peer_engine.index) == 1100
+        seen = await _answers(storage, range(1, 1200))
+    finally:
+        await storage.close()
+    async with FileStorage("s", tmp_path, username_ttl=None, peer_cache_size=0) as stored:
+        assert seen == await _answers(stored, range(1, 1200))

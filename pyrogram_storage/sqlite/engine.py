@@ -410,32 +410,46 @@ class SQLiteStorage(Storage):
 
         return await self._run(find)
 
-    async def _peer_rows(self) -> list[tuple[Any, ...]]:
+    async def _peer_rows(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[tuple[Any, ...]]:
         layout = self.layout
+        none: tuple[str, ...] = ()
 
-        def read(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+        def read_all(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
             names: dict[Any, dict[Any, None]] = {}
             for peer_id, name, _ in db.execute(_ALL_NAMES[layout]):
                 names.setdefault(peer_id, {})[name] = None
             rows = []
-            none: tuple[str, ...] = ()
             for peer_id, access_hash, kind, username, phone, stamp in db.execute(
                 f"SELECT {_PEER_COLUMNS} FROM peers"
             ):
                 held = names.get(peer_id)
-                rows.append(
-                    (
-                        peer_id,
-                        access_hash,
-                        kind,
-                        tuple(held) if held else (username,) if username else none,
-                        phone,
-                        stamp,
-                    )
-                )
+                named = tuple(held) if held else (username,) if username else none
+                rows.append((peer_id, access_hash, kind, named, phone, stamp))
             return rows
 
-        return await self._run(read)
+        def read_batch(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            if after is None:
+                sql = f"SELECT {_PEER_COLUMNS} FROM peers ORDER BY id LIMIT ?"
+                found = db.execute(sql, (limit,)).fetchall()
+            else:
+                sql = f"SELECT {_PEER_COLUMNS} FROM peers WHERE id > ? ORDER BY id LIMIT ?"
+                found = db.execute(sql, (after, limit)).fetchall()
+            names = _names_of_many(db, layout, [row[0] for row in found])
+            return [
+                (
+                    row[0],
+                    row[1],
+                    row[2],
+                    names.get(row[0]) or ((row[3],) if row[3] else none),
+                    row[4],
+                    row[5],
+                )
+                for row in found
+            ]
+
+        return await self._run(read_all if limit is None else read_batch)
 
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         layout = self.layout
