@@ -713,6 +713,9 @@ class Peers:
         try:
             if touched is None:
                 return
+            # What is pending now is stored before the backend is read (writes from now
+            # on are in touched): the read, in id order, would miss what it passed.
+            await self.pending.store()
             built = await self._build_index()
             if built is not None:
                 await self._settle(built, touched)

@@ -150,17 +150,25 @@ async def test_memory_grows_with_new_peers_and_stays_complete() -> None:
 async def test_memory_held_whole_moves_to_the_index_past_its_limit(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Once wrong: the writes of the batch that crossed the limit were stored while the
+    # index was being read in id order, after it had passed them: they were missing.
     monkeypatch.setattr(_peers, "_SMALL", 500)
-    storage = FileStorage("s", tmp_path, username_ttl=None)
+    monkeypatch.setattr(_peers, "_INDEX_BATCH", 50)
+    # Stored every few milliseconds: while the index is being read.
+    storage = FileStorage("s", tmp_path, username_ttl=None, commit_interval=0.002)
     await storage.open()
+    ids = [i if i % 3 else -1_000_000_000_000 - i for i in range(1, 3001)]  # channels first
     try:
         await _loaded(storage)
         assert storage._peer_engine.complete
-        await storage.upsert_peers([_peer(i) for i in range(1, 1001)])
-        assert not storage._peer_engine.complete  # past 500: bounded while the index builds
-        await storage.upsert_peers([_peer(i, 1) for i in range(900, 1101)])
+        for start in range(0, len(ids), 100):
+            await storage.upsert_peers([_peer(i) for i in ids[start : start + 100]])
+            await asyncio.sleep(0)
+        assert not storage._peer_engine.complete  # past 500: moved on
         await _loaded(storage)
-        assert storage._peer_engine.index is not None and len(storage._peer_engine.index) == 1100
+        index = storage._peer_engine.index
+        assert index is not None and set(index.ids()) == set(ids)
+        await storage.upsert_peers([_peer(i, 1) for i in range(900, 1101)])
         seen = await _answers(storage, range(1, 1200))
     finally:
         await storage.close()
