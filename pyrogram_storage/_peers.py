@@ -38,7 +38,7 @@ from typing import Any, Final
 
 from . import _pending as pending_
 from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
-from ._index import PeerIndex, names_fingerprint, phone_key
+from ._index import NO_NAMES, PeerIndex, names_fingerprint, phone_key
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
 from ._worker import Lane
 from .types import Peer, PeerType
@@ -761,27 +761,29 @@ def _row_of(peer: Peer) -> tuple[Any, ...]:
     return (peer.id, peer.access_hash, peer.type._value_, names, peer.phone_number, stamp or 0)
 
 
-def _good_row(row: tuple[Any, ...]) -> bool:
-    peer_id, access_hash, kind, held, phone, stamp = row
-    return (
-        type(peer_id) is int
-        and type(access_hash) is int
-        and type(kind) is str
-        and type(stamp) is int
-        and type(held) is tuple
-        and all(type(name) is str for name in held)
-        and (phone is None or type(phone) is str)
-    )
-
-
 def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]]) -> bool:
     """Append stored rows (in id order) to the index; False for a row of the wrong types."""
-    if not all(_good_row(row) for row in rows):
-        return False
-    index.load(
-        (peer_id, access_hash, kind, stamp, names_fingerprint(held), phone_key(phone))
-        for peer_id, access_hash, kind, held, phone, stamp in rows
-    )
+    out = []
+    for peer_id, access_hash, kind, held, phone, stamp in rows:
+        if not (
+            type(peer_id) is int
+            and type(access_hash) is int
+            and type(kind) is str
+            and type(stamp) is int
+            and type(held) is tuple
+            and (phone is None or type(phone) is str)
+        ):
+            return False
+        if held:
+            for name in held:
+                if type(name) is not str:
+                    return False
+            names = hash(held)
+            fingerprint = names if names else 1
+        else:
+            fingerprint = NO_NAMES
+        out.append((peer_id, access_hash, kind, stamp, fingerprint, phone_key(phone)))
+    index.load(out)
     return True
 
 

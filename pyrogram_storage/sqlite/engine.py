@@ -73,6 +73,14 @@ _ALL_NAMES = {  # every (peer id, username) row, in the order written
     Layout.PYROFORK: "SELECT peer_id, id, rowid FROM usernames WHERE peer_id IS NOT NULL "
     "ORDER BY rowid",
 }
+_NAMES_BETWEEN = {  # the usernames of the peers with ids in [?1, ?2], in the order written
+    Layout.UPSTREAM: "SELECT id, username, rowid FROM usernames "
+    "WHERE id >= ?1 AND id <= ?2 AND username IS NOT NULL "
+    "UNION ALL SELECT peer_id, CAST(id AS TEXT), rowid FROM usernames "
+    "WHERE peer_id >= ?1 AND peer_id <= ?2 ORDER BY 1, 3",
+    Layout.PYROFORK: "SELECT peer_id, id, rowid FROM usernames "
+    "WHERE peer_id >= ?1 AND peer_id <= ?2 ORDER BY 1, 3",
+}
 _NAMES_OF_MANY = {
     Layout.UPSTREAM: "SELECT id, username, rowid FROM usernames "
     "WHERE id IN ({marks}) AND username IS NOT NULL "
@@ -436,13 +444,17 @@ class SQLiteStorage(Storage):
             else:
                 sql = f"SELECT {_PEER_COLUMNS} FROM peers WHERE id > ? ORDER BY id LIMIT ?"
                 found = db.execute(sql, (after, limit)).fetchall()
-            names = _names_of_many(db, layout, [row[0] for row in found])
+            names: dict[Any, dict[Any, None]] = {}
+            if found:  # one range scan of the usernames index, not a list of ids
+                span = (found[0][0], found[-1][0])
+                for peer_id, name, _ in db.execute(_NAMES_BETWEEN[layout], span):
+                    names.setdefault(peer_id, {})[name] = None
             return [
                 (
                     row[0],
                     row[1],
                     row[2],
-                    names.get(row[0]) or ((row[3],) if row[3] else none),
+                    tuple(names[row[0]]) if row[0] in names else (row[3],) if row[3] else none,
                     row[4],
                     row[5],
                 )
