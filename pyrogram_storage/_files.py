@@ -19,22 +19,87 @@ import socket
 import sqlite3
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiskFullError, ReadOnlyError, SessionLocked, StorageError
+from .errors import DiskFullError, LockedError, ReadOnlyError, StorageError
 
 __all__ = [
+    "SESSION",
+    "STORE",
+    "Wording",
     "acquire_lock",
     "alive",
+    "create_private",
     "disk_full",
     "link_refused",
     "make_private",
     "make_private_folder",
+    "refuse_links",
     "release_lock",
     "remove_abandoned_scratch",
 ]
 
 log = logging.getLogger("pyrogram_storage.files")
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How the errors and warnings of this module speak of one kind of file.
+
+    The texts are ``str.format`` templates: ``{path}`` (the store's file), ``{holder}``
+    (who holds its lock) and ``{lock}`` (the lock file).
+    """
+
+    in_use: str
+    """An exclusive opener meets a lock that is held."""
+    held_exclusively: str
+    """A shared opener meets an exclusive holder."""
+    read_only_folder: str
+    """No lock file can be made: the folder or mount is read-only."""
+    link: str
+    """Why a link planted in the store's place is refused, and what to do."""
+    made_private: str
+    """Why a file other users could read is made private."""
+    folder: str
+    """What the folder of the file is called (an argument name)."""
+
+
+SESSION = Wording(
+    in_use=(
+        "{path} is in use by {holder}; stop that client first, or open every storage of "
+        "this session with lock='shared'"
+    ),
+    held_exclusively="{path} is held exclusively by {holder}; stop that client first",
+    read_only_folder=(
+        "to read the session there, open it with read_only=True (the command line reads "
+        "every SOURCE that way)"
+    ),
+    link=(
+        "pyrogram-storage never follows a link to a session, lock or journal file (it could "
+        "make it write elsewhere). Remove the link, or point workdir= at the folder that "
+        "holds the real file"
+    ),
+    made_private="a session grants full access to the account",
+    folder="workdir",
+)
+"""The session files' wording (:class:`~pyrogram_storage.FileStorage`)."""
+
+STORE = Wording(
+    in_use=(
+        "{path} is open in another process or object ({holder}); a file store has one "
+        "writer at a time (SQLiteKV shares state between processes)"
+    ),
+    held_exclusively="{path} is open in another process or object ({holder})",
+    read_only_folder="a bot-state store needs a folder it can write to",
+    link=(
+        "pyrogram-storage never follows a link to a store, lock, backup or journal file (it "
+        "could make it write elsewhere). Remove the link, or give the path of the real file"
+    ),
+    made_private="bot state may hold what users told the bot",
+    folder="the folder",
+)
+"""The bot-state files' wording (:mod:`pyrogram_storage.kv`)."""
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL = 13
@@ -45,8 +110,10 @@ SQLite reports a write that found no space as SQLITE_FULL, but a shared-memory i
 it could not grow as an I/O error, and a journal it could not create as CANTOPEN."""
 
 
-def acquire_lock(lock_path: Path, path: Path, *, shared: bool) -> int:
-    """Take the session's lock file, or raise SessionLocked naming who holds it.
+def acquire_lock(
+    lock_path: Path, path: Path, *, shared: bool, wording: Wording = SESSION
+) -> int:
+    """Take the store's lock file, or raise LockedError naming who holds it.
 
     Exclusive openers take an exclusive flock, shared ones a shared flock, so the two
     modes never mix on one file. The kernel drops the lock when the process dies.
@@ -55,18 +122,14 @@ def acquire_lock(lock_path: Path, path: Path, *, shared: bool) -> int:
     :raises DiskFullError: no room for the lock file.
     """
     while True:
-        fd = _open_lock_file(lock_path)
+        fd = _open_lock_file(lock_path, wording)
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise SessionLocked(
-                f"{path} is in use by {holder}; stop that client first, or open every "
-                "storage of this session with lock='shared'"
-                if not shared
-                else f"{path} is held exclusively by {holder}; stop that client first"
-            ) from None
+            template = wording.held_exclusively if shared else wording.in_use
+            raise LockedError(template.format(path=path, holder=holder, lock=lock_path)) from None
         except BaseException:
             os.close(fd)
             raise
@@ -92,20 +155,19 @@ def acquire_lock(lock_path: Path, path: Path, *, shared: bool) -> int:
     return fd
 
 
-def _open_lock_file(lock_path: Path) -> int:
+def _open_lock_file(lock_path: Path, wording: Wording) -> int:
     """Open or create the lock file without following a link planted in its place."""
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise link_refused(lock_path) from None
+            raise link_refused(lock_path, wording) from None
         if exc.errno == errno.EISDIR:
             raise _not_a_lock_file(lock_path, "is not a regular file") from None
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise ReadOnlyError(
                 f"cannot create the lock file {lock_path}: {exc.strerror} (a read-only "
-                "folder or mount); to read the session there, open it with read_only=True "
-                "(the command line reads every SOURCE that way)"
+                f"folder or mount); {wording.read_only_folder}"
             ) from exc
         full = disk_full(exc, lock_path.parent, f"cannot create the lock file {lock_path}")
         if full is not None:
@@ -127,12 +189,30 @@ def _not_a_lock_file(lock_path: Path, kind: str) -> StorageError:
     )
 
 
-def link_refused(path: str | Path) -> StorageError:
-    return StorageError(
-        f"{path} is a symbolic link; pyrogram-storage never follows a link to a session, "
-        "lock or journal file (it could make it write elsewhere). Remove the link, or point "
-        "workdir= at the folder that holds the real file"
-    )
+def link_refused(path: str | Path, wording: Wording = SESSION) -> StorageError:
+    """The error for a symbolic link found where a store keeps one of its files."""
+    return StorageError(f"{path} is a symbolic link; {wording.link}")
+
+
+def refuse_links(path: Path, suffixes: tuple[str, ...], wording: Wording = SESSION) -> None:
+    """Raise :func:`link_refused` if ``path`` or one of its side files is a symbolic link."""
+    for suffix in ("", *suffixes):
+        if os.path.islink(f"{path}{suffix}"):
+            raise link_refused(f"{path}{suffix}", wording)
+
+
+def create_private(path: Path) -> int:
+    """Create ``path`` (which must not exist) with mode 0600 exactly; return its descriptor.
+
+    A link planted in its place is not followed (``O_EXCL`` refuses any existing name).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # exactly, whatever the umask took off
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def release_lock(fd: int, lock_path: Path) -> None:
@@ -201,7 +281,7 @@ def _free_bytes(folder: Path) -> int:
     return info.f_bavail * info.f_frsize
 
 
-def make_private_folder(folder: Path) -> None:
+def make_private_folder(folder: Path, wording: Wording = SESSION) -> None:
     """Create ``folder`` and its missing parents with mode 0700, whatever the umask."""
     if folder.is_dir():
         return
@@ -227,10 +307,10 @@ def make_private_folder(folder: Path) -> None:
         finally:
             os.close(fd)
     if not folder.is_dir():
-        raise StorageError(f"workdir {folder} is not a folder")
+        raise StorageError(f"{wording.folder} {folder} is not a folder")
 
 
-def make_private(path: Path, side_files: tuple[str, ...] = ()) -> None:
+def make_private(path: Path, side_files: tuple[str, ...] = (), wording: Wording = SESSION) -> None:
     """Take group and other permissions off ``path`` and its side files (suffixes) we own."""
     for suffix in ("", *side_files):
         name = f"{path}{suffix}"
@@ -240,7 +320,7 @@ def make_private(path: Path, side_files: tuple[str, ...] = ()) -> None:
             continue
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise link_refused(name) from None
+                raise link_refused(name, wording) from None
             continue  # unreadable: SQLite's open reports it
         try:
             info = os.fstat(fd)
@@ -253,11 +333,11 @@ def make_private(path: Path, side_files: tuple[str, ...] = ()) -> None:
                 log.warning("%s has mode %04o and could not be made private: %s", name, mode, exc)
             else:
                 log.warning(
-                    "%s had mode %04o (other users could read it); changed it to %04o: a "
-                    "session grants full access to the account",
+                    "%s had mode %04o (other users could read it); changed it to %04o: %s",
                     name,
                     mode,
                     mode & 0o700,
+                    wording.made_private,
                 )
         finally:
             os.close(fd)

@@ -14,12 +14,16 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import (
     BackendError,
+    CorruptDataError,
     DiskFullError,
+    LockedError,
     MissingDriverError,
+    NotFoundError,
+    SchemaTooNewError,
     StorageClosedError,
     TargetNotEmptyError,
 )
-from .base import MISSING, KVStore
+from .base import MISSING, Entry, KVStore
 from .copy import copy
 from .errors import (
     CorruptStoreError,
@@ -50,9 +54,11 @@ __all__ = [
     "JSON",
     "MISSING",
     "BackendError",
+    "CorruptDataError",
     "CorruptStoreError",
     "CorruptValueError",
     "DiskFullError",
+    "Entry",
     "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidPatternError",
@@ -62,12 +68,15 @@ __all__ = [
     "KVError",
     "KVSerializationError",
     "KVStore",
+    "LockedError",
     "MemoryKV",
     "MissingDriverError",
     "MongoKV",
     "NotACounterError",
+    "NotFoundError",
     "RedisKV",
     "SQLiteKV",
+    "SchemaTooNewError",
     "Serializer",
     "StorageClosedError",
     "StoreLockedError",

@@ -131,16 +131,16 @@ async def cmd_kv_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) 
     now = time.time()
     async with store:
         # Values are read (Redis sends TTLs with them) but shown only with --values.
-        async for key, raw, expires in store._records(options.pattern, values=True):
+        async for record in store.records(options.pattern):
             total += 1
-            if expires is not None:
+            if record.expires is not None:
                 with_ttl += 1
             if len(sample) < options.sample:
-                entry: dict[str, Any] = {"key": key}
-                if expires is not None:
-                    entry["ttl"] = round(max(0.0, expires - now), 3)
+                entry: dict[str, Any] = {"key": record.key}
+                if record.expires is not None:
+                    entry["ttl"] = round(max(0.0, record.expires - now), 3)
                 if options.values:
-                    entry["value"] = repr(store._decode(key, raw))  # type: ignore[arg-type]
+                    entry["value"] = repr(record.value)
                 sample.append(entry)
     report = {
         "location": _display(options.location),

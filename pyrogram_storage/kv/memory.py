@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import heapq
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, Literal
@@ -35,6 +34,7 @@ class MemoryKV(KVStore[V]):
     """
 
     _keeps_objects = True
+    persistent = False
 
     def __init__(
         self,
@@ -58,9 +58,6 @@ class MemoryKV(KVStore[V]):
 
     def __len__(self) -> int:
         return len(self._data)
-
-    async def _close(self) -> None:
-        return None
 
     def _bump(self, key: str) -> None:
         if self._lru:
@@ -100,7 +97,7 @@ class MemoryKV(KVStore[V]):
     def _expire_later(self, key: str, expires: float) -> None:
         heap = self._expiries
         heapq.heappush(heap, (expires, key))
-        now = time.time()
+        now = self.clock()
         # Drop what has expired; rebuild when stale entries (rewritten keys) pile up.
         while heap and heap[0][0] <= now:
             _, old = heapq.heappop(heap)

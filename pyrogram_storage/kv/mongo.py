@@ -24,7 +24,6 @@ from ..mongo.client import (
     ClientRecipe,
     awaited,
     check_async_client,
-    driver_errors,
     import_driver,
     load_pymongo,
     maybe_await,
@@ -49,29 +48,32 @@ def _date(expires: float | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(math.ceil(expires * 1000) / 1000, _UTC)
 
 
-def _seconds(date: Any) -> float | None:
-    if date is None:
-        return None
+def _seconds(date: Any) -> Any:
+    """A stored expiry in seconds; anything but a date or a number is returned as it is,
+    for the base class to report as damaged data."""
     if isinstance(date, dt.datetime):
         if date.tzinfo is None:
             date = date.replace(tzinfo=_UTC)
-        seconds: float = date.timestamp()
-        return seconds
-    return float(date)
+        return date.timestamp()
+    if isinstance(date, (int, float)) and not isinstance(date, bool):
+        return float(date)
+    return date
 
 
 def _live(now: float) -> dict[str, Any]:
     return {"$or": [{"e": None}, {"e": {"$gt": _date(now)}}]}
 
 
-def _raw(value: Any) -> Raw:
+def _raw(value: Any) -> Any:
+    """A stored value as the base class reads it; a foreign one (a document, a float) is
+    returned as it is, for the base class to report as damaged data."""
     if type(value) is int or type(value) is str:
-        return value  # type: ignore[no-any-return,unused-ignore]
+        return value
     if isinstance(value, int) and not isinstance(value, bool):  # bson.Int64
         return int(value)
     if isinstance(value, float) and value.is_integer():  # a $inc on a double someone wrote
         return int(value)
-    return str(value)
+    return value
 
 
 class MongoKV(KVStore[V]):
@@ -86,6 +88,8 @@ class MongoKV(KVStore[V]):
     :raises TypeError: a synchronous or unknown client.
     :raises InvalidArgumentError: a bad database or collection name.
     """
+
+    requires = "mongodb"
 
     def __init__(
         self,
@@ -160,14 +164,13 @@ class MongoKV(KVStore[V]):
             f"namespace={self.namespace!r})"
         )
 
-    def _translate(self, exc: BaseException) -> StorageError:
-        return BackendError(f"{self!r}: MongoDB failed: {type(exc).__name__}: {exc}")
+    def _translate(self, what: str, exc: Exception) -> StorageError:
+        return BackendError(f"MongoKV failed to {what}: {type(exc).__name__}: {exc}")
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def _open(self) -> None:
         pymongo = load_pymongo()
-        self._driver_errors = driver_errors()
         self._duplicate = pymongo.errors.DuplicateKeyError
         self._failure = pymongo.errors.OperationFailure
         self._after = pymongo.ReturnDocument.AFTER
@@ -189,7 +192,7 @@ class MongoKV(KVStore[V]):
 
     def _c(self) -> Any:
         if self._coll is None:
-            raise self._closed()
+            raise self._closed_error()
         return self._coll
 
     # -- primitives -----------------------------------------------------------------
@@ -294,7 +297,7 @@ class MongoKV(KVStore[V]):
                 return total
         raise BackendError(f"{self!r}: increment of {key!r} kept racing with other writers")
 
-    async def _not_a_counter(self, key: str, amount: int, exc: BaseException) -> StorageError:
+    async def _not_a_counter(self, key: str, amount: int, exc: Exception) -> StorageError:
         # $inc refuses a string (a serialized value) and an int64 overflow: say which.
         record = await self._get(key)
         if record is not None:
@@ -302,7 +305,7 @@ class MongoKV(KVStore[V]):
                 add_to_counter(key, record[0], amount)
             except NotACounterError as refusal:
                 return refusal
-        return self._translate(exc)
+        return self._translate("increment a key", exc)
 
     async def _scan(
         self, pattern: Pattern, values: bool, now: float
@@ -331,9 +334,8 @@ class MongoKV(KVStore[V]):
         await awaited(self._c().delete_many(space))
         return int(live.deleted_count)
 
-    async def _health(self) -> bool:
-        reply = await awaited(self._client.admin.command("ping"))
-        return bool(reply.get("ok"))
+    async def _ping(self) -> None:
+        await awaited(self._client.admin.command("ping"))
 
 
 def _upper(prefix: str) -> str | None:

@@ -285,19 +285,7 @@ def _roomy_cache(db: sqlite3.Connection) -> Iterator[None]:
 _MAX_ADOPTION_CACHE_KIB = 256 * 1024
 
 
-def _split_statements(text: str) -> list[str]:
-    statements = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
+_split_statements = _migrations.statements
 
 
 def _schema_objects(db: sqlite3.Connection) -> list[_SchemaObject]:

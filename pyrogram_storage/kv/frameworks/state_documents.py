@@ -32,7 +32,7 @@ import asyncio
 from typing import Any
 
 from ...errors import StorageClosedError, StorageError
-from ..base import MISSING, KVStore
+from ..base import MISSING, Entry, KVStore
 from ..errors import InvalidKeyError, InvalidPatternError, InvalidTTLError
 from ._bind import FrameworkAdapter, bind, mixed_error
 
@@ -82,8 +82,14 @@ class KurigramAddonsStorage(FrameworkAdapter):
             raise self._error(exc) from exc
 
     async def health(self) -> bool:
-        """Return whether the store is open and its backend answers; never raises."""
-        return await self.store.health()
+        """Return whether the store is open and its backend answers; never raises.
+
+        kurigram-addons' rule for ``health()``; the store's own raises the reason.
+        """
+        try:
+            return await self.store.health()
+        except StorageError:
+            return False
 
     async def _ready(self) -> None:
         if self._stopped:
@@ -116,7 +122,7 @@ class KurigramAddonsStorage(FrameworkAdapter):
             key = _key(STATE, identifier)
             seconds = _ttl(ttl)
             if seconds is _NEVER and store.default_ttl is not None:
-                await store._put(key, state, None)  # an absolute "never", past default_ttl
+                await store.put(Entry(key, state, None))  # "never", past default_ttl
             else:
                 await store.set(key, state, ttl=None if seconds is _NEVER else seconds)
         except StorageError as exc:
