@@ -28,8 +28,8 @@ import pytest
 from pyrogram_storage import Storage, from_url
 from pyrogram_storage.registry import SCHEMES
 
-from .mongoserver import MongoServer, mongo_uri_from_env
-from .redisserver import RedisCluster, RedisServer
+from .servers.mongoserver import MongoServer, mongo_uri_from_env
+from .servers.redisserver import RedisCluster, RedisServer
 
 StorageMaker = Callable[..., Storage]
 

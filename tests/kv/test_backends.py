@@ -16,7 +16,7 @@ import pytest
 
 from pyrogram_storage import kv
 
-from ..redisserver import RedisServer
+from ..servers.redisserver import RedisServer
 
 # -- MemoryKV -----------------------------------------------------------------------------
 

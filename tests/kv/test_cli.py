@@ -11,7 +11,7 @@ import pytest
 from pyrogram_storage import kv
 from pyrogram_storage.cli import main
 
-from ..redisserver import RedisServer
+from ..servers.redisserver import RedisServer
 
 
 async def _fill(location: str, count: int) -> None:
