@@ -35,6 +35,7 @@ __all__ = [
     "link_refused",
     "make_private",
     "make_private_folder",
+    "reading_connection",
     "refuse_links",
     "release_lock",
     "remove_abandoned_scratch",
@@ -366,6 +367,48 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# -- reading a SQLite file --------------------------------------------------------------------
+
+_MAGIC = b"SQLite format 3\x00"
+
+
+def reading_connection(path: Path, timeout: float = 0.0) -> sqlite3.Connection:
+    """A connection that only reads ``path`` and leaves nothing behind it.
+
+    A read-only connection to a WAL file creates its ``-wal`` and ``-shm`` files and
+    cannot remove them on close. So when neither exists yet (nobody has the file open)
+    and the folder is writable, the connection is opened read-write with
+    ``query_only``: it cannot change a row, and its close removes what it created. Else
+    (side files in use by another process, a read-only folder) it is ``mode=ro``.
+    """
+    uri = path.resolve().as_uri()
+    unused = not any(os.path.lexists(f"{path}{suffix}") for suffix in ("-wal", "-shm"))
+    if unused and _is_wal(path) and os.access(path.parent, os.W_OK):
+        db = sqlite3.connect(
+            f"{uri}?mode=rw", uri=True, isolation_level=None, check_same_thread=False,
+            timeout=timeout,
+        )
+        try:
+            db.execute("PRAGMA query_only = ON")
+        except BaseException:
+            db.close()
+            raise
+        return db
+    return sqlite3.connect(
+        f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=timeout
+    )
+
+
+def _is_wal(path: Path) -> bool:
+    """Whether the file's header says it is in WAL mode (its read and write versions are 2)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return False
+    return header.startswith(_MAGIC) and header[18:20] == b"\x02\x02"
 
 
 # -- SQLite's errors ---------------------------------------------------------------------------

@@ -14,6 +14,9 @@ on to the constructor); every call within one test must reach the same stored se
 
 It needs ``pytest`` and ``pytest-asyncio`` (``pip install pyrogram-storage[testing]``).
 This project runs the very same class over every backend it ships.
+
+Every loop the suite drives is bounded: a backend whose peer listing never ends (a
+``_read_peers`` that ignores ``after``) fails with "no progress" instead of hanging.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -44,10 +47,44 @@ from . import (
 )
 from .session_string import decode_session_string
 
-__all__ = ["StorageContract", "StorageMaker"]
+__all__ = ["StorageContract", "StorageMaker", "collect"]
 
 StorageMaker = Callable[..., Storage]
 """Builds a new, unopened storage from keyword options, always on the same stored session."""
+
+T = TypeVar("T")
+
+
+async def collect(items: AsyncIterator[T], most: int, what: str = "iteration") -> list[T]:
+    """Everything ``items`` yields, failing with "no progress" past ``most`` items.
+
+    A backend whose listing never ends (a cursor that restarts, a batch that repeats)
+    is a failed test, not a hang that fills the memory.
+    """
+    found: list[T] = []
+    try:
+        async for item in items:
+            found.append(item)
+            if len(found) > most:
+                raise AssertionError(
+                    f"no progress: {what} yielded more than {most} items "
+                    f"(it repeats itself: {found[-2:]!r}...)"
+                )
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return found
+
+
+def bounded_progress(most: int, what: str) -> Callable[[int, int], None]:
+    """A ``progress`` callback that fails with "no progress" once ``done`` passes ``most``."""
+
+    def progress(done: int, total: int) -> None:
+        if done > most:
+            raise AssertionError(f"no progress: {what} went past {most} peers ({done})")
+
+    return progress
 
 KEY = bytes(range(256))
 CHANNEL = -1001234567890
@@ -321,14 +358,13 @@ class StorageContract:
     async def test_iter_peers_yields_everything_in_id_order(self, storage: Storage) -> None:
         peers = [user(i, f"u{i}") for i in range(-5, 23)]
         await storage.upsert_peers(peers)
-        batches = [batch async for batch in storage.iter_peers(batch_size=10)]
+        batches = await collect(storage.iter_peers(batch_size=10), 3, "iter_peers()")
         assert [len(b) for b in batches] == [10, 10, 8]
         seen = [p for batch in batches for p in batch]
         assert [p.id for p in seen] == sorted(p.id for p in peers)
         assert all(p.usernames == (f"u{p.id}",) for p in seen)
         with pytest.raises(ValueError):
-            async for _ in storage.iter_peers(batch_size=0):
-                pass
+            await collect(storage.iter_peers(batch_size=0), 0, "iter_peers()")
 
     async def test_count_peers_by_type(self, storage: Storage) -> None:
         await storage.upsert_peers(
@@ -618,8 +654,7 @@ class StorageContract:
                     await call()
                     pytest.fail(f"{name} ({phase}) did not raise")
             with pytest.raises(StorageClosedError):
-                async for _ in storage.iter_peers():
-                    pass
+                await collect(storage.iter_peers(), 0, "iter_peers()")
             await storage.open()
             await storage.close()
 
@@ -655,11 +690,13 @@ class StorageContract:
         await storage.upsert_peers([user(i, f"c{i}", phone=f"1{i:04d}") for i in range(1, 40)])
         await storage.set_update_states([UpdateState(0, 1, 2, 3, 4)])
         middle = MemoryStorage("middle")
-        result = await copy_session(storage, middle, batch_size=7)
+        result = await copy_session(
+            storage, middle, batch_size=7, progress=bounded_progress(39, "copy_session()")
+        )
         assert (result.peers, result.update_states) == (39, 1)
         await storage.delete()
         await storage.open()
-        await copy_session(middle, storage)
+        await copy_session(middle, storage, progress=bounded_progress(39, "copy_session()"))
         assert (await storage.get_session()).auth_key == KEY
         assert (await storage.peer_by_username("c39")).phone_number == "10039"
         assert await storage.get_update_states() == [UpdateState(0, 1, 2, 3, 4)]

@@ -164,6 +164,33 @@ def add_to_counter(key: str, raw: Raw | None, amount: int) -> int:
     return total
 
 
+def split_location(location: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split ``LOCATION#NAMESPACE``; the namespace joins ``options`` (``#`` alone: default).
+
+    :raises InvalidArgumentError: a namespace both in the location and in ``options``.
+    """
+    body, sep, fragment = location.partition("#")
+    if sep and fragment:
+        if "namespace" in options:
+            raise InvalidArgumentError(
+                "give the namespace in the location or as namespace=, not both"
+            )
+        options = {**options, "namespace": fragment}
+    return body, options
+
+
+def path_of(body: str, schemes: tuple[str, ...], example: str) -> str:
+    """The path of ``SCHEME:PATH`` (or of a bare ``PATH``) for a file store.
+
+    :raises InvalidArgumentError: no path after the scheme.
+    """
+    scheme, colon, rest = body.partition(":")
+    path = rest if colon and scheme.lower() in schemes else body
+    if not path:
+        raise InvalidArgumentError(f"{body!r} needs a path, e.g. {example}")
+    return path
+
+
 def check_namespace(namespace: object) -> str:
     if namespace is None:
         return DEFAULT_NAMESPACE
@@ -259,6 +286,14 @@ class KVStore(Lifecycle, ABC, Generic[V]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.namespace!r})"
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> KVStore[Any]:
+        """Build the store a location names (see :func:`pyrogram_storage.kv.from_url`).
+
+        :raises InvalidArgumentError: ``location`` is not one of this backend's.
+        """
+        raise InvalidArgumentError(f"{cls.__name__} cannot be built from a location")
 
     # -- primitives -----------------------------------------------------------------
 
@@ -615,8 +650,11 @@ class KVStore(Lifecycle, ABC, Generic[V]):
             if record is None or not self._unexpired(key, record[1], self.clock()):
                 return False
             current = record[0]
-            if current == wanted or self._decode(key, current) != expected:
+            if current == wanted:
                 return False
+            decoded = self._decode(key, current)
+            if type(decoded) is not type(expected) or decoded != expected:
+                return False  # by value and type: True is not 1
             if await self._call(
                 "compare and set a key", self._cas(key, current, raw, expires, self.clock())
             ):

@@ -10,10 +10,10 @@ import json
 import time
 from typing import Any, TextIO
 
+from ..registry import kv_from_url as from_url
 from .base import KVStore
 from .copy import copy
 from .errors import InvalidArgumentError
-from .registry import from_url
 
 __all__ = ["LOCATIONS_HELP", "add_kv_commands"]
 

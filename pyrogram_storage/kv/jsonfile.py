@@ -30,7 +30,19 @@ from typing import Any, Literal
 from .. import _files
 from .._worker import Lane
 from ..errors import CorruptDataError, NotFoundError, StorageError
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live, scan_entries
+from .base import (
+    KEEP,
+    KVStore,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    add_to_counter,
+    is_live,
+    path_of,
+    scan_entries,
+    split_location,
+)
 from .errors import InvalidArgumentError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -123,6 +135,12 @@ class JSONFileKV(KVStore[V]):
         self._main_bad = False
         self._pending: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> JSONFileKV[Any]:
+        """Build the store of ``json:PATH`` or a bare ``PATH.json`` (``#NAMESPACE`` optional)."""
+        body, options = split_location(location, options)
+        return cls(path_of(body, ("json",), "json:state.json"), **options)
 
     def __repr__(self) -> str:
         return f"JSONFileKV({str(self.path)!r}, namespace={self.namespace!r})"

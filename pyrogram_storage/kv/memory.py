@@ -7,7 +7,19 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from .base import KEEP, KVStore, Plain, Raw, Record, V, _Keep, add_to_counter, is_live, scan_entries
+from .base import (
+    KEEP,
+    KVStore,
+    Plain,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    add_to_counter,
+    is_live,
+    scan_entries,
+    split_location,
+)
 from .errors import InvalidArgumentError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -52,6 +64,14 @@ class MemoryKV(KVStore[V]):
         self._lru = max_entries is not None
         # (expiry, key) of keys written with a TTL; stale entries are skipped when popped.
         self._expiries: list[tuple[float, str]] = []
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> MemoryKV[Any]:
+        """Build a new, empty store from ``memory:`` (or ``memory:#NAMESPACE``)."""
+        body, options = split_location(location, options)
+        if body.lower() != "memory:":
+            raise InvalidArgumentError(f"{body!r}: a memory: location has no path")
+        return cls(**options)
 
     def __repr__(self) -> str:
         return f"MemoryKV(namespace={self.namespace!r}, max_entries={self.max_entries!r})"

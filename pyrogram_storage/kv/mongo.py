@@ -28,7 +28,7 @@ from ..mongo.client import (
     load_pymongo,
     maybe_await,
 )
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter
+from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, split_location
 from .errors import InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -156,6 +156,20 @@ class MongoKV(KVStore[V]):
             database = urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
         recipe = ClientRecipe(url, key, dict(client_options or {}))
         return cls(recipe, database=database, collection=collection, namespace=namespace, **options)
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> MongoKV[Any]:
+        """Build the store of ``mongodb://HOST/[DATABASE][?OPTIONS][#[COLLECTION/]NAMESPACE]``."""
+        url, sep, fragment = location.partition("#")
+        if sep and "/" in fragment:
+            collection, _, fragment = fragment.partition("/")
+            if "collection" in options:
+                raise InvalidArgumentError(
+                    "give the collection in the location or as collection=, not both"
+                )
+            options = {**options, "collection": collection}
+        _, options = split_location(f"#{fragment}" if sep else "", options)
+        return cls.from_url(url, **options)
 
     def __repr__(self) -> str:
         # Never the URL: it may carry a password.

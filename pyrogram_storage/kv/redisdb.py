@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ..errors import BackendError, StorageError
 from ..redisdb import client as redisdb
-from .base import INT64_MAX, INT64_MIN, KVStore, Raw, Record, V, _Keep
+from .base import INT64_MAX, INT64_MIN, KVStore, Raw, Record, V, _Keep, split_location
 from .errors import InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -176,6 +176,13 @@ class RedisKV(KVStore[V]):
         store._options = dict(client_options or {})
         store._load_errors()
         return store
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> RedisKV[Any]:
+        """Build the store of ``redis://HOST[:PORT][/DB][?OPTIONS][#NAMESPACE]`` (also
+        ``rediss://`` and ``unix://``)."""
+        url, options = split_location(location, options)
+        return cls.from_url(url, **options)
 
     def __repr__(self) -> str:
         # Never the URL: it may carry a password.

@@ -44,7 +44,18 @@ from ..errors import (
     SchemaTooNewError,
     StorageError,
 )
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live
+from .base import (
+    KEEP,
+    KVStore,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    add_to_counter,
+    is_live,
+    path_of,
+    split_location,
+)
 from .errors import CorruptValueError, InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -135,7 +146,8 @@ class SQLiteKV(KVStore[V]):
     write of the key, by a read that meets them, and by a background sweep.
 
     :param path: the database file (created with its folders if missing), or
-        ``":memory:"`` for a private in-memory database.
+        ``":memory:"`` for a private in-memory database (kept across ``close()`` and
+        ``open()`` of the same object, like :class:`MemoryKV`'s).
     :param table: the table holding the keys of every namespace (created if missing).
     :param sweep_interval: seconds between two sweeps of expired rows (None: no sweep).
     :param busy_timeout: seconds an operation waits for another process's write lock
@@ -184,12 +196,20 @@ class SQLiteKV(KVStore[V]):
         self.create = bool(create)
         self._sql = _SQL(table)
         self._db: sqlite3.Connection | None = None  # the loop's connection
+        self._kept: sqlite3.Connection | None = None  # a closed ":memory:" store's data
         self._wdb: sqlite3.Connection | None = None  # the lane's connection (files only)
         self._lane = Lane()
         self._sweeper: asyncio.Task[None] | None = None
         self._commits = 0
         self._checkpointing = False
         self._stale: set[str] = set()
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> SQLiteKV[Any]:
+        """Build the store of ``sqlite:PATH``, ``file:PATH`` or a bare ``PATH``
+        (``sqlite::memory:`` for memory), each optionally ending in ``#NAMESPACE``."""
+        body, options = split_location(location, options)
+        return cls(path_of(body, ("sqlite", "file"), "sqlite:bot.db"), **options)
 
     def __repr__(self) -> str:
         where = ":memory:" if self.path is None else str(self.path)
@@ -234,6 +254,9 @@ class SQLiteKV(KVStore[V]):
 
     def _setup(self) -> tuple[sqlite3.Connection, sqlite3.Connection | None]:
         if self.path is None:
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                return kept, None
             db = self._connect(0)
             try:
                 _migrate(db, self.table, ":memory:")
@@ -293,7 +316,9 @@ class SQLiteKV(KVStore[V]):
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
         db, self._db = self._db, None
-        if db is not None:
+        if db is not None and self.path is None:
+            self._kept = db  # like MemoryKV, a closed :memory: store keeps its data
+        elif db is not None:
             db.close()
         wdb, self._wdb = self._wdb, None
         if wdb is not None:

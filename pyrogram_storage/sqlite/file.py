@@ -118,8 +118,9 @@ class FileStorage(SQLiteStorage):
 
     @classmethod
     def from_location(cls, location: str, **options: Any) -> FileStorage:
-        """Build the storage of ``PATH.session``, ``PATH`` or ``file:PATH``."""
-        text = location[len("file:") :] if location.startswith("file:") else location
+        """Build the storage of ``PATH.session``, ``PATH``, ``file:PATH`` or ``sqlite:PATH``."""
+        scheme, colon, rest = location.partition(":")
+        text = rest if colon and scheme.lower() in ("file", "sqlite") else location
         path = Path(text).expanduser()
         name = (
             path.name[: -len(FILE_EXTENSION)] if path.name.endswith(FILE_EXTENSION) else path.name

@@ -24,7 +24,15 @@ from typing import NamedTuple
 from .. import _migrations
 from ..errors import CorruptSessionError, MigrationError, SchemaTooNewError, UnknownSchemaError
 
-__all__ = ["Layout", "create_schema", "current_layout", "is_current", "prepare", "secure"]
+__all__ = [
+    "Layout",
+    "client_family",
+    "create_schema",
+    "current_layout",
+    "is_current",
+    "prepare",
+    "secure",
+]
 
 log = logging.getLogger("pyrogram_storage.sqlite")
 
@@ -311,6 +319,16 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
 
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def client_family(db: sqlite3.Connection) -> str:
+    """Which client lineage wrote a file we have not adopted: ``classic``, ``pyrofork``,
+    ``upstream_v6`` or ``upstream_v7`` (read only).
+
+    :raises UnknownSchemaError: it is not a Pyrogram-family session file.
+    """
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return _detect_family(db, tables).value
 
 
 def _detect_family(db: sqlite3.Connection, tables: set[str]) -> _Family:
