@@ -44,11 +44,11 @@ _NEVER = -1.0  # a ttl meaning "no expiry, whatever the store's default_ttl"
 _CLEAR_BATCH = 100
 
 
-class KurigramAddonsStorage(FrameworkAdapter):
+class KurigramAddonsAdapter(FrameworkAdapter):
     """A kurigram-addons FSM storage over a :class:`~pyrogram_storage.kv.KVStore`.
 
-    Built by :func:`for_kurigram_addons`, which derives it from
-    ``pyrogram_patch.fsm.BaseStorage``. The store is reachable as :attr:`store`.
+    :func:`for_kurigram_addons` returns a ``KurigramAddonsStorage``, derived from this
+    class and ``pyrogram_patch.fsm.BaseStorage``. The store is reachable as :attr:`store`.
     """
 
     # kurigram_addons re-exports pyrogram_patch.fsm.BaseStorage; importing it from there
@@ -57,6 +57,7 @@ class KurigramAddonsStorage(FrameworkAdapter):
     requirement = "kurigram-addons>=0.5.1"
     extra = "kurigram-addons"
     framework = "kurigram-addons"
+    bound_name = "KurigramAddonsStorage"
     _error_base: type[BaseException] | None = None
 
     def __init__(self, store: KVStore[Any]) -> None:
@@ -257,9 +258,14 @@ def for_kurigram_addons(store: KVStore[Any]) -> KurigramAddonsStorage:
     :raises UnsupportedFrameworkError: the installed kurigram-addons' ``BaseStorage``
         wants methods this adapter does not know.
     """
-    cls = bind(KurigramAddonsStorage)
+    cls = bind(KurigramAddonsAdapter)
     if cls._error_base is None:
         from pyrogram_patch.errors import FSMContextError  # type: ignore[import-not-found]
 
         cls._error_base = FSMContextError
     return cls(store)
+
+
+KurigramAddonsStorage = KurigramAddonsAdapter
+"""What :func:`for_kurigram_addons` returns is an instance of this class (its framework's
+part added); the name of earlier releases."""
