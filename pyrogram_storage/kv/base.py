@@ -566,13 +566,19 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     async def delete(self, key: str) -> bool:
         """Remove the key; return whether it existed (an expired key did not).
 
+        A key whose stored data is damaged is removed too (and counts as existing):
+        deleting is the way to get rid of it.
+
         :raises InvalidKeyError: a bad key.
         :raises StorageClosedError: the store is not open.
         :raises BackendError: the backend failed.
         """
         self._check(key)
         record = await self._call("delete a key", self._delete(key))
-        return record is not None and self._unexpired(key, record[1], self.clock())
+        if record is None:
+            return False
+        expires = record[1]
+        return expires is None or not _is_time(expires) or expires > self.clock()
 
     async def has(self, key: str) -> bool:
         """Return whether the key holds a live value (without counting as a use).

@@ -216,13 +216,14 @@ class JSONFileKV(KVStore[V]):
                     text = self._snapshot()
                     await self._lane.run(lambda t=text: self._write(t))  # type: ignore[misc]
                 except BaseException as exc:
-                    # Whatever is not on disk is undone, and every waiting write fails.
+                    # Whatever is not on disk is undone, and every waiting write fails:
+                    # those made while the file is read again too (the reload drops them).
+                    await self._reload()
                     failed = [done] + ([self._pending] if self._pending is not None else [])
                     self._pending = None
                     for future in failed:
                         if not future.done():
                             future.set_exception(exc)
-                    await self._reload()
                     return
                 if not done.done():
                     done.set_result(None)
