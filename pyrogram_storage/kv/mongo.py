@@ -18,15 +18,18 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ..errors import BackendError, StorageError
+from ..errors import BackendError, InvalidValueError, StorageError
 from ..mongo.client import (
     DRIVERS,
     ClientRecipe,
     awaited,
     check_async_client,
+    check_database_name,
+    check_options,
     import_driver,
     load_pymongo,
     maybe_await,
+    unreachable,
 )
 from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, split_location
 from .errors import InvalidArgumentError, NotACounterError
@@ -102,11 +105,19 @@ class MongoKV(KVStore[V]):
         serializer: Serializer | None = None,
     ) -> None:
         super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
-        for what, name in (("database", database), ("collection", collection)):
-            if type(name) is not str or not _NAME.fullmatch(name):
-                raise InvalidArgumentError(
-                    f"{what} must be 1-64 letters, digits, '_', '.' or '-', not {name!r}"
-                )
+        if type(database) is not str:
+            raise InvalidArgumentError(f"database is a str, not {type(database).__name__}")
+        try:
+            check_database_name(database, "pass another database=")
+        except InvalidValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        if type(collection) is not str or not _NAME.fullmatch(collection) or (
+            collection.startswith("system.")
+        ):
+            raise InvalidArgumentError(
+                "collection must be 1-64 letters, digits, '_', '.' or '-', not starting "
+                f"with 'system.', not {collection!r}"
+            )
         self.database = database
         self.collection = collection
         self._prefix = self.namespace + ":"
@@ -138,8 +149,12 @@ class MongoKV(KVStore[V]):
         :param url: a ``mongodb://`` or ``mongodb+srv://`` connection string.
         :param database: default: the URL's database, else ``"pyrogram_storage"``.
         :param driver: ``"pymongo"`` (the default), ``"motor"`` or ``"async_pymongo"``.
-        :param client_options: keyword arguments for the client's constructor.
-        :raises InvalidArgumentError: a bad URL or driver.
+        :param client_options: keyword arguments for the client's constructor; what
+            neither they nor the URL set comes from
+            :data:`~pyrogram_storage.mongo.client.DEFAULT_CLIENT_OPTIONS` (a server that
+            cannot be reached fails after 5 s).
+        :raises InvalidArgumentError: a bad URL or driver, or an option (in the URL or
+            ``client_options``) the driver does not know.
         :raises MissingDriverError: the driver is not installed (the message names the extra).
         """
         key = driver.replace("-", "_") if isinstance(driver, str) else driver
@@ -152,6 +167,10 @@ class MongoKV(KVStore[V]):
                 "url must be a mongodb:// or mongodb+srv:// connection string"
             )
         import_driver(DRIVERS[key])
+        try:
+            check_options(url, dict(client_options or {}))
+        except InvalidValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
         if database is None:
             database = urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
         recipe = ClientRecipe(url, key, dict(client_options or {}))
@@ -179,6 +198,9 @@ class MongoKV(KVStore[V]):
         )
 
     def _translate(self, what: str, exc: Exception) -> StorageError:
+        down = None if self._recipe is None else unreachable(self._recipe.url, exc)
+        if down is not None:
+            return BackendError(f"MongoKV failed to {what}: {down}")
         return BackendError(f"MongoKV failed to {what}: {type(exc).__name__}: {exc}")
 
     # -- lifecycle ------------------------------------------------------------------

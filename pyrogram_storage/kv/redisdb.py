@@ -157,9 +157,11 @@ class RedisKV(KVStore[V]):
         :param driver: ``"redis"`` (redis-py) or ``"valkey"``.
         :param cluster: True for a Redis Cluster (``url`` names any node); None (default)
             asks the server on open.
-        :param client_options: keyword arguments for the client (``socket_timeout``...).
+        :param client_options: keyword arguments for the client (``socket_timeout``...);
+            :data:`~pyrogram_storage.redisdb.client.DEFAULT_CLIENT_OPTIONS` otherwise.
         :param options: the other arguments of :class:`RedisKV`.
-        :raises ValueError: a bad URL or driver.
+        :raises InvalidArgumentError: a bad URL or driver, or an option in the URL the
+            driver does not know.
         :raises MissingDriverError: the driver is not installed (the message names the extra).
         """
         if driver not in redisdb.DRIVERS:
@@ -167,13 +169,14 @@ class RedisKV(KVStore[V]):
                 f"unknown driver {driver!r}; choose from {', '.join(redisdb.DRIVERS)}"
             )
         try:
-            redisdb._check_url(url)
+            redisdb.check_url(url)
+            redisdb.import_driver(driver)
+            redisdb.check_url_options(url, driver)
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        redisdb.import_driver(driver)
         store: RedisKV[Any] = cls(None, namespace=namespace, _from_url=True, **options)
         store._url, store._driver, store._cluster = url, driver, cluster
-        store._options = dict(client_options or {})
+        store._options = redisdb.client_options(driver, client_options, cluster)
         store._load_errors()
         return store
 
