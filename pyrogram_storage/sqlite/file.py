@@ -180,7 +180,10 @@ class FileStorage(SQLiteStorage):
 
     def _prepare_schema(self, db: sqlite3.Connection) -> sqlite3.Connection:
         if not self.read_only:
-            return super()._prepare_schema(db)
+            db = super()._prepare_schema(db)
+            # Once recognised: a file refused as foreign keeps its mode, as it keeps its bytes.
+            make_private(self.path, _SIDE_FILES)
+            return db
         if sqlite_schema.is_current(db, self.database):
             self.layout = sqlite_schema.current_layout(db)
             return db
@@ -221,7 +224,6 @@ class FileStorage(SQLiteStorage):
                     f"{self.path} is not a file (a folder, a pipe or a device); "
                     "the session file must be a regular file"
                 )
-            make_private(self.path, _SIDE_FILES)
             _check_header(self.path)
             return
         try:
