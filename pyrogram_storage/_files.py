@@ -375,29 +375,50 @@ _MAGIC = b"SQLite format 3\x00"
 
 
 def reading_connection(path: Path, timeout: float = 0.0) -> sqlite3.Connection:
-    """A connection that only reads ``path`` and leaves nothing behind it.
+    """A connection that only reads ``path``: no lock, nothing written, nothing left behind.
 
     A read-only connection to a WAL file creates its ``-wal`` and ``-shm`` files and
     cannot remove them on close. So when neither exists yet (nobody has the file open)
     and the folder is writable, the connection is opened read-write with
     ``query_only``: it cannot change a row, and its close removes what it created. Else
-    (side files in use by another process, a read-only folder) it is ``mode=ro``.
+    (side files in use by another process) it is ``mode=ro``; and in a read-only folder,
+    where SQLite cannot make the shared-memory file of a WAL file, the main file is read
+    as it is (what the last checkpoint stored).
+
+    :raises sqlite3.Error: ``path`` cannot be opened as a SQLite database.
     """
     uri = path.resolve().as_uri()
     unused = not any(os.path.lexists(f"{path}{suffix}") for suffix in ("-wal", "-shm"))
-    if unused and _is_wal(path) and os.access(path.parent, os.W_OK):
-        db = sqlite3.connect(
-            f"{uri}?mode=rw", uri=True, isolation_level=None, check_same_thread=False,
-            timeout=timeout,
-        )
-        try:
+    rw = unused and _is_wal(path) and os.access(path.parent, os.W_OK)
+    db = sqlite3.connect(
+        f"{uri}?mode={'rw' if rw else 'ro'}",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=timeout,
+    )
+    try:
+        if rw:
             db.execute("PRAGMA query_only = ON")
-        except BaseException:
-            db.close()
-            raise
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
         return db
+    except sqlite3.OperationalError:
+        db.close()
+        if rw:
+            raise
+    wal = f"{path}-wal"
+    if os.path.lexists(wal) and os.lstat(wal).st_size > 0:
+        log.warning(
+            "%s: reading without its write-ahead log (the folder is read-only); writes "
+            "since the last checkpoint are not shown",
+            path,
+        )
     return sqlite3.connect(
-        f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=timeout
+        f"{uri}?mode=ro&immutable=1",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=timeout,
     )
 
 

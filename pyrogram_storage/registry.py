@@ -178,4 +178,7 @@ def display(location: str, limit: int = 80) -> str:
             query = urlencode(pairs, safe="*")
         host = authority.rpartition("@")[2]
         return f"{scheme_part}://{host}{slash}{path}{question}{query}{sep}{fragment}"
-    return location if len(location) <= limit else location[:12] + "…"
+    if len(location) <= limit:
+        return location
+    # A secret pasted where a path belongs: nothing of it, not even its first characters.
+    return f"a location of {len(location)} characters (not shown: it may be a secret)"

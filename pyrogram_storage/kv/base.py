@@ -264,6 +264,8 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     """Whether a new object built the same way reaches the data this one wrote."""
     exclusive: bool = False
     """Whether only one object at a time may have the store open (:class:`StoreLockedError`)."""
+    creates_files: ClassVar[bool] = False
+    """Whether opening creates a file that is missing; such a store takes ``create=False``."""
 
     def __init__(
         self,

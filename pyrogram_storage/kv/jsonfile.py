@@ -111,6 +111,7 @@ class JSONFileKV(KVStore[V]):
     """
 
     exclusive = True
+    creates_files = True
 
     def __init__(
         self,

@@ -163,6 +163,8 @@ class SQLiteKV(KVStore[V]):
     (:class:`SchemaTooNewError`).
     """
 
+    creates_files = True
+
     def __init__(
         self,
         path: str | os.PathLike[str],

@@ -19,6 +19,7 @@ from ..errors import (
     BackendError,
     InvalidTypeError,
     InvalidValueError,
+    NotFoundError,
     StorageClosedError,
     StorageError,
 )
@@ -237,6 +238,10 @@ class MongoStorage(Storage):
             if steps and not self.read_only:
                 await schema.upgrade(pymongo, c, steps, where)
             session = by_id.get(SESSION_ID)
+            if session is None and self.read_only:
+                raise NotFoundError(
+                    f"no session {self.name!r} in MongoDB {where}; nothing was created"
+                )
             if session is None and not self.read_only:
                 # $setOnInsert: another process creating the same session at once keeps its data.
                 session = await awaited(

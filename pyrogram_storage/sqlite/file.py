@@ -18,6 +18,7 @@ from .._files import (
     link_refused,
     make_private,
     make_private_folder,
+    reading_connection,
     release_lock,
     remove_abandoned_scratch,
 )
@@ -353,35 +354,13 @@ def _checked_workdir(workdir: object) -> Path:
 
 
 def _shown(text: str) -> str:
-    return repr(text) if len(text) <= 60 else repr(text[:12]) + "…"
+    # A long name may be a secret pasted in the wrong place: none of it is shown.
+    return repr(text) if len(text) <= 60 else f"of {len(text)} characters"
 
 
 def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
     """Open ``path`` for reading only: no lock file, no journal change, nothing written."""
-    uri = path.resolve().as_uri()
-    db = sqlite3.connect(
-        f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=timeout
-    )
-    try:
-        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
-        return db
-    except sqlite3.OperationalError:
-        db.close()
-    # A WAL file in a read-only folder: SQLite cannot make its shared-memory file. Read
-    # the main file as it is (what the last checkpoint stored).
-    if _non_empty(f"{path}-wal"):
-        log.warning(
-            "%s: reading without its write-ahead log (the folder is read-only); writes "
-            "since the last checkpoint are not shown",
-            path,
-        )
-    return sqlite3.connect(
-        f"{uri}?mode=ro&immutable=1",
-        uri=True,
-        isolation_level=None,
-        check_same_thread=False,
-        timeout=timeout,
-    )
+    return reading_connection(path, timeout)
 
 
 _MAGIC = b"SQLite format 3\x00"

@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from .._pending import Changes
 from ..base import Storage
-from ..errors import InvalidValueError, ReadOnlyError
+from ..errors import InvalidValueError, ReadOnlyError, StorageError
 from ..session_string import decode_session_string, looks_like_telethon_string
 from ..types import Peer, SessionData, UpdateState
 from ..validation import normalize_phone, normalize_username
@@ -181,10 +181,15 @@ class TelethonSource(SessionSource):
         return cls(location.partition(":")[2], **options)
 
     async def _load(self) -> ImportResult:
-        if self.path is not None:
-            return await read_telethon_file(self.path, **self._fills)
-        assert self._string is not None
-        return decode_telethon_string(self._string, **self._fills)
+        try:
+            if self.path is not None:
+                return await read_telethon_file(self.path, **self._fills)
+            assert self._string is not None
+            return decode_telethon_string(self._string, **self._fills)
+        except StorageError:
+            raise
+        except ValueError as exc:  # an option contradicts what the session records
+            raise InvalidValueError(str(exc)) from None
 
 
 def _is_file(text: str) -> bool:

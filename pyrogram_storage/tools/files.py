@@ -1,24 +1,28 @@
-"""What a session file is, read without changing it: ours, a client's, Telethon's, or none.
+"""Session files as files: what one is, and a consistent copy of one.
 
-:func:`identify` answers what the command line used to find out with probes of its own:
-which clients wrote a file, its schema version, whether it is a Telethon session. It
-opens nothing for writing, takes no lock and leaves no side file behind.
+:func:`identify` says what a file is without changing it (ours, a client's, Telethon's,
+or none; which clients wrote it, its schema version): it opens nothing for writing,
+takes no lock and leaves no side file behind. :func:`backup` copies a live file
+consistently (its write-ahead log included) into a new private file, and
+:func:`write_private` writes a secret into a file only its owner reads.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .. import _files, _migrations
-from ..errors import MigrationError, NotFoundError
+from ..errors import CorruptDataError, MigrationError, NotFoundError
 from ..sqlite import FILE_EXTENSION
 from ..sqlite import schema as sqlite_schema
 from .telethon import is_telethon_file
 
-__all__ = ["FileIdentity", "identify"]
+__all__ = ["FileIdentity", "backup", "identify", "session_file", "write_private"]
 
 OURS, CLIENT, TELETHON, EMPTY, NOT_SQLITE, UNKNOWN = (
     "pyrogram-storage",
@@ -97,8 +101,9 @@ def session_file(location: str | os.PathLike[str]) -> Path:
         if os.path.isfile(with_suffix):
             return with_suffix
         path = with_suffix
-    shown = str(path) if len(str(path)) <= 80 else str(path)[:12] + "…"
-    raise NotFoundError(f"no such session file: {shown}")
+    from ..registry import display
+
+    raise NotFoundError(f"no such session file: {display(str(path))}")
 
 
 def identify(location: str | os.PathLike[str]) -> FileIdentity:
@@ -144,3 +149,60 @@ def _client_version(db: sqlite3.Connection) -> int | None:
     except sqlite3.DatabaseError:
         return None
     return row[0] if row and type(row[0]) is int else None
+
+
+def backup(
+    path: str | os.PathLike[str], destination: str | os.PathLike[str] | None = None
+) -> Path:
+    """Copy the SQLite file ``path`` consistently (its WAL included) into ``destination``,
+    a new file created 0600; ``path`` is only read. Return the copy's path.
+
+    :param destination: by default ``PATH.bak-<UTC time>`` (``-2``, ``-3``... when taken).
+    :raises FileExistsError: ``destination`` exists.
+    :raises CorruptDataError: ``path`` cannot be read as a SQLite database.
+    """
+    source = Path(path)
+    target = _backup_name(source) if destination is None else Path(destination)
+    os.close(_files.create_private(target))
+    try:
+        reader = _files.reading_connection(source)
+        try:
+            copy = sqlite3.connect(target)
+            try:
+                reader.backup(copy)
+            finally:
+                copy.close()
+        finally:
+            reader.close()
+    except sqlite3.DatabaseError as exc:
+        target.unlink(missing_ok=True)
+        raise CorruptDataError(f"cannot copy {source}: {exc}") from exc
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _backup_name(path: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    candidate = path.with_name(f"{path.name}.bak-{stamp}")
+    counter = 1
+    while candidate.exists():
+        counter += 1
+        candidate = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
+    return candidate
+
+
+def write_private(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a 0600 temporary file, replacing it atomically
+    (what the command line does with a session string)."""
+    target = Path(path)
+    fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(temporary, 0o600)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
