@@ -22,7 +22,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiskFullError, LockedError, ReadOnlyError, StorageError
+from .errors import (
+    BackendError,
+    CorruptDataError,
+    DiskFullError,
+    LockedError,
+    ReadOnlyError,
+    StorageError,
+)
 
 __all__ = [
     "SESSION",
@@ -39,6 +46,7 @@ __all__ = [
     "refuse_links",
     "release_lock",
     "remove_abandoned_scratch",
+    "sqlite_error",
 ]
 
 log = logging.getLogger("pyrogram_storage.files")
@@ -64,6 +72,12 @@ class Wording:
     """Why a file other users could read is made private."""
     folder: str
     """What the folder of the file is called (an argument name)."""
+    sqlite_locked: str = ""
+    """SQLite waited ``{busy}`` seconds for another connection's lock on ``{path}``."""
+    sqlite_read_only: str = ""
+    """SQLite cannot write ``{path}``."""
+    sqlite_corrupt: str = ""
+    """SQLite says ``{path}`` is damaged or no database (``{exc}``: its message)."""
 
 
 SESSION = Wording(
@@ -83,6 +97,12 @@ SESSION = Wording(
     ),
     made_private="a session grants full access to the account",
     folder="workdir",
+    sqlite_locked="{path} is locked by another connection for more than {busy}s",
+    sqlite_read_only=(
+        "{path} cannot be written (a read-only file or mount); open it with read_only=True "
+        "to read it"
+    ),
+    sqlite_corrupt="{path} is damaged ({exc}); restore it from a backup",
 )
 """The session files' wording (:class:`~pyrogram_storage.FileStorage`)."""
 
@@ -99,6 +119,9 @@ STORE = Wording(
     ),
     made_private="bot state may hold what users told the bot",
     folder="the folder",
+    sqlite_locked="another connection held the write lock on {path} for more than {busy}s",
+    sqlite_read_only="{path} cannot be written (a read-only file or mount)",
+    sqlite_corrupt="{path} is not a SQLite database, or is damaged ({exc}); it was left untouched",
 )
 """The bot-state files' wording (:mod:`pyrogram_storage.kv`)."""
 
@@ -468,6 +491,32 @@ def sqlite_failure(exc: sqlite3.Error) -> str:
     if primary in (_CORRUPT, _NOTADB) or "malformed" in lowered or "not a database" in lowered:
         return CORRUPT
     return OTHER
+
+
+def sqlite_error(
+    exc: sqlite3.Error, path: object, busy: float, wording: Wording = SESSION
+) -> StorageError:
+    """Translate a SQLite error on ``path`` into ours; the message never quotes stored data.
+
+    A full disk is :class:`DiskFullError`, a lock held too long :class:`LockedError`, a
+    read-only file :class:`ReadOnlyError`, damage (or text that is not UTF-8)
+    :class:`CorruptDataError`, anything else :class:`BackendError`.
+    """
+    failure = sqlite_failure(exc)
+    if failure == UNDECODABLE:
+        return CorruptDataError(
+            f"{path} is damaged (text that is not UTF-8); restore it from a backup"
+        )
+    if failure == FULL:
+        return DiskFullError(
+            f"the disk holding {path} is full; free some space (nothing stored was changed)"
+        )
+    template, kind = {
+        LOCKED: (wording.sqlite_locked, LockedError),
+        READ_ONLY: (wording.sqlite_read_only, ReadOnlyError),
+        CORRUPT: (wording.sqlite_corrupt, CorruptDataError),
+    }.get(failure, ("SQLite failed on {path}: {exc}", BackendError))
+    return kind(template.format(path=path, busy=busy, exc=exc))
 
 
 def quotes_data(exc: sqlite3.Error) -> bool:

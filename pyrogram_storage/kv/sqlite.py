@@ -36,11 +36,8 @@ from typing import Any, Literal, TypeVar
 from .. import _files, _migrations
 from .._worker import Lane
 from ..errors import (
-    BackendError,
     CorruptDataError,
-    LockedError,
     NotFoundError,
-    ReadOnlyError,
     SchemaTooNewError,
     StorageError,
 )
@@ -221,30 +218,18 @@ class SQLiteKV(KVStore[V]):
 
     def _translate(self, what: str, exc: Exception) -> StorageError:
         where = ":memory:" if self.path is None else str(self.path)
-        folder = Path(".") if self.path is None else self.path.parent
-        if not isinstance(exc, (OSError, sqlite3.Error)):
+        if self.path is not None:
+            full = _files.disk_full(exc, self.path.parent, f"cannot {what} in {where}")
+            if full is not None:
+                return full
+        if not isinstance(exc, sqlite3.Error):
             return super()._translate(what, exc)
-        full = _files.disk_full(exc, folder, f"cannot {what} in {where}")
-        if full is not None:
-            return full
-        failure = _files.sqlite_failure(exc) if isinstance(exc, sqlite3.Error) else None
-        if failure == _files.LOCKED:
-            return LockedError(
-                f"cannot {what} in {where}: another connection held the write lock for more "
-                f"than {self.busy_timeout}s"
-            )
-        if failure == _files.CORRUPT:
-            return CorruptDataError(
-                f"{where} is not a SQLite database, or is damaged; it was left untouched"
-            )
-        if failure == _files.UNDECODABLE:
+        if _files.sqlite_failure(exc) == _files.UNDECODABLE:
             return CorruptValueError(
-                f"cannot {what}: {where} holds text that is not UTF-8 (not written by "
-                "this library); it was left untouched"
+                f"cannot {what}: {where} holds text that is not UTF-8 (not written by this "
+                "library); it was left untouched"
             )
-        if failure == _files.READ_ONLY:
-            return ReadOnlyError(f"cannot {what}: {where} is read-only (its file or mount)")
-        return BackendError(f"SQLiteKV failed to {what} in {where}: {exc}")
+        return _files.sqlite_error(exc, where, self.busy_timeout, _files.STORE)
 
     # -- connections ----------------------------------------------------------------
 

@@ -46,7 +46,7 @@ from ..errors import (
     StorageError,
     TargetNotEmptyError,
 )
-from ..testing import collect
+from ..testing import Contract, collect
 from . import (
     MISSING,
     CorruptValueError,
@@ -192,15 +192,12 @@ def about(expires: float | None, when: float) -> bool:
     return expires is not None and abs(expires - when) < 1
 
 
-@pytest.mark.asyncio
-class KVContract:
+class KVContract(Contract):
     """The whole bot-state contract; subclass it with a ``make_store`` fixture."""
 
     @pytest.fixture
     def make_store(self) -> StoreMaker:
-        raise NotImplementedError(
-            "define a make_store fixture returning lambda **options: YourStore(..., **options)"
-        )
+        return self.undefined("make_store", "YourStore")  # type: ignore[no-any-return]
 
     @pytest.fixture
     def clock(self) -> FakeClock:
@@ -271,33 +268,19 @@ class KVContract:
         self, new_store: StoreMaker
     ) -> None:
         store = new_store()
-        for phase in ("never opened", "closed"):
-            calls: dict[str, Callable[[], Any]] = {
-                "get": lambda: store.get("k"),
-                "set": lambda: store.set("k", 1),
-                "put": lambda: store.put(Entry("k", 1)),
-                "delete": lambda: store.delete("k"),
-                "has": lambda: store.has("k"),
-                "touch": lambda: store.touch("k", 5),
-                "compare_and_set": lambda: store.compare_and_set("k", 1, expected=MISSING),
-                "increment": lambda: store.increment("k"),
-                "clear": store.clear,
-                "health": store.health,
-            }
-            for name, call in calls.items():
-                with pytest.raises(StorageClosedError):
-                    await call()
-                    pytest.fail(f"{name} ({phase}) did not raise")
-            for name, listing in (
-                ("keys", store.keys),
-                ("values", store.values),
-                ("items", store.items),
-                ("records", store.records),
-            ):
-                with pytest.raises(StorageClosedError):
-                    await collect(listing(), 0, name)
-            await store.open()
-            await store.close()
+        calls: dict[str, Callable[[], Any]] = {
+            "get": lambda: store.get("k"),
+            "set": lambda: store.set("k", 1),
+            "put": lambda: store.put(Entry("k", 1)),
+            "delete": lambda: store.delete("k"),
+            "has": lambda: store.has("k"),
+            "touch": lambda: store.touch("k", 5),
+            "compare_and_set": lambda: store.compare_and_set("k", 1, expected=MISSING),
+            "increment": lambda: store.increment("k"),
+        }
+        await self.refused_while_closed(
+            store, calls, "clear", "health", "keys", "values", "items", "records"
+        )
 
     async def test_health_is_true_while_open(self, store: KVStore[Any]) -> None:
         assert await store.health() is True

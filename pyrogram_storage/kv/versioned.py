@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 from .base import KEEP, MISSING, KVStore, _Missing
@@ -111,12 +110,7 @@ class VersionedKV(Generic[V]):
         await self.open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def get(self, key: str, default: Any = None) -> Any:
