@@ -385,6 +385,44 @@ class KVContract(Contract):
         assert await store.delete("state:1") is False
         assert await store.get("state:1") is None
 
+    async def test_deleting_a_key_leaves_the_others(self, store: KVStore[Any]) -> None:
+        for key in ("a", "ab", "a:b", "b"):
+            await store.set(key, key)
+        assert await store.delete("a") is True
+        assert sorted(await keys_of(store)) == ["a:b", "ab", "b"]
+        assert await store.get("ab") == "ab" and not await store.has("a")
+        await store.set("a", "again")
+        assert await store.get("a") == "again"
+
+    async def test_touch_keeps_the_value_and_its_type(
+        self, store: KVStore[Any], clock: FakeClock
+    ) -> None:
+        for key, value in EVERY_TYPE.items():
+            await store.set(key, value, ttl=TTL)
+            assert await store.touch(key, 60) is True
+        await self.later(store, clock, TTL + 0.2)
+        for key, value in EVERY_TYPE.items():
+            got = await store.get(key)
+            assert got == value and type(got) is type(value), key
+
+    async def test_errors_are_ours_and_the_builtins_callers_catch(self) -> None:
+        for error, builtins in (
+            (InvalidKeyError, (TypeError, ValueError)),
+            (InvalidTTLError, (TypeError, ValueError)),
+            (InvalidPatternError, (TypeError, ValueError)),
+            (InvalidArgumentError, (TypeError, ValueError)),
+            (KVSerializationError, (TypeError,)),
+            (CorruptValueError, (ValueError,)),
+            (NotACounterError, (TypeError,)),
+            (SchemaTooNewError, (ValueError,)),
+            (StorageClosedError, ()),
+            (LockedError, ()),
+            (TargetNotEmptyError, ()),
+        ):
+            assert issubclass(error, StorageError), error
+            for builtin in builtins:
+                assert issubclass(error, builtin), (error, builtin)
+
     async def test_returned_values_are_copies(self, store: KVStore[Any]) -> None:
         value = {"items": [1]}
         await store.set("data", value)
