@@ -334,8 +334,21 @@ def make_private_folder(folder: Path, wording: Wording = SESSION) -> None:
         raise StorageError(f"{wording.folder} {folder} is not a folder")
 
 
-def make_private(path: Path, side_files: tuple[str, ...] = (), wording: Wording = SESSION) -> None:
-    """Take group and other permissions off ``path`` and its side files (suffixes) we own."""
+Changed = list[tuple[str, int, int]]
+"""Files :func:`make_private` changed: (name, mode before, mode after)."""
+
+
+def make_private(
+    path: Path, side_files: tuple[str, ...] = (), wording: Wording = SESSION
+) -> Changed:
+    """Take group and other permissions off ``path`` and its side files (suffixes) we own.
+
+    Run it before any SQLite connection of this process has the file open: closing a
+    descriptor of the file drops every POSIX lock the process holds on it, SQLite's too.
+    Nothing is logged here: :func:`report_private` says what was changed once the file
+    is known to be a session, :func:`undo_private` puts the modes back if it is refused.
+    """
+    changed: Changed = []
     for suffix in ("", *side_files):
         name = f"{path}{suffix}"
         try:
@@ -356,15 +369,32 @@ def make_private(path: Path, side_files: tuple[str, ...] = (), wording: Wording 
             except OSError as exc:
                 log.warning("%s has mode %04o and could not be made private: %s", name, mode, exc)
             else:
-                log.warning(
-                    "%s had mode %04o (other users could read it); changed it to %04o: %s",
-                    name,
-                    mode,
-                    mode & 0o700,
-                    wording.made_private,
-                )
+                changed.append((name, mode, mode & 0o700))
         finally:
             os.close(fd)
+    return changed
+
+
+def report_private(changed: Changed, wording: Wording = SESSION) -> None:
+    """Log a WARNING for each file :func:`make_private` changed."""
+    for name, before, after in changed:
+        log.warning(
+            "%s had mode %04o (other users could read it); changed it to %04o: %s",
+            name,
+            before,
+            after,
+            wording.made_private,
+        )
+
+
+def undo_private(changed: Changed) -> None:
+    """Put back the modes :func:`make_private` changed, by path (no descriptor opened: a
+    SQLite connection of this process may have the file open)."""
+    for name, before, after in changed:
+        with contextlib.suppress(OSError):
+            info = os.lstat(name)
+            if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == after:
+                os.chmod(name, before)
 
 
 def remove_abandoned_scratch(path: Path) -> None:

@@ -225,9 +225,10 @@ def url_options(driver: str) -> frozenset[str]:
     spec = _spec(driver)
     connection = load_driver(f"{spec.name}.asyncio.connection", spec.package, spec.extra)
     names = set(getattr(connection, "URL_QUERY_ARGUMENT_PARSERS", {}))
-    for cls in (getattr(connection, "AbstractConnection", None), connection.Connection):
-        if cls is not None:
-            names |= set(inspect.signature(cls.__init__).parameters)
+    # Every kind of connection (TCP, TLS, unix socket) and the pool take URL options.
+    for value in vars(connection).values():
+        if isinstance(value, type) and value.__name__.endswith(("Connection", "ConnectionPool")):
+            names |= set(inspect.signature(value.__init__).parameters)
     return frozenset(names - {"self", "kwargs", "args", "host", "port", "path"})
 
 

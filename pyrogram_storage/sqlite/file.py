@@ -21,6 +21,8 @@ from .._files import (
     reading_connection,
     release_lock,
     remove_abandoned_scratch,
+    report_private,
+    undo_private,
 )
 from ..errors import (
     BackendError,
@@ -112,6 +114,7 @@ class FileStorage(SQLiteStorage):
         self.lock_path = Path(f"{self.path}.lock")
         self.lock = lock
         self._lock_fd: int | None = None
+        self._made_private: list[tuple[str, int, int]] = []
         super().__init__(name, str(self.path), layout=layout, busy_timeout=busy_timeout, **options)
 
     def __repr__(self) -> str:
@@ -156,6 +159,10 @@ class FileStorage(SQLiteStorage):
             raise
 
     def _stop(self) -> None:
+        # Still pending here: the open failed, the file was not recognised. A refused file
+        # keeps its mode as it keeps its bytes.
+        changed, self._made_private = self._made_private, []
+        undo_private(changed)
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
             release_lock(fd, self.lock_path)
@@ -181,10 +188,7 @@ class FileStorage(SQLiteStorage):
 
     def _prepare_schema(self, db: sqlite3.Connection) -> sqlite3.Connection:
         if not self.read_only:
-            db = super()._prepare_schema(db)
-            # Once recognised: a file refused as foreign keeps its mode, as it keeps its bytes.
-            make_private(self.path, _SIDE_FILES)
-            return db
+            return super()._prepare_schema(db)
         if sqlite_schema.is_current(db, self.database):
             self.layout = sqlite_schema.current_layout(db)
             return db
@@ -204,6 +208,8 @@ class FileStorage(SQLiteStorage):
     def _configure(self, db: sqlite3.Connection) -> None:
         if self.read_only:
             return
+        changed, self._made_private = self._made_private, []
+        report_private(changed)  # recognised: the change stays, and is said
         db.execute("PRAGMA journal_mode = WAL").fetchall()
         db.execute("PRAGMA synchronous = NORMAL")
         # Checkpoints are what fsync in WAL mode; fewer, larger ones (and one in save())
@@ -225,6 +231,9 @@ class FileStorage(SQLiteStorage):
                     f"{self.path} is not a file (a folder, a pipe or a device); "
                     "the session file must be a regular file"
                 )
+            # Made private before SQLite opens it (closing a descriptor later would drop
+            # SQLite's locks); reported once recognised, undone if it is refused.
+            self._made_private = make_private(self.path, _SIDE_FILES)
             _check_header(self.path)
             return
         try:
