@@ -228,7 +228,7 @@ def url_options(driver: str) -> frozenset[str]:
     # Every kind of connection (TCP, TLS, unix socket) and the pool take URL options.
     for value in vars(connection).values():
         if isinstance(value, type) and value.__name__.endswith(("Connection", "ConnectionPool")):
-            names |= set(inspect.signature(value.__init__).parameters)
+            names |= set(inspect.signature(value).parameters)
     return frozenset(names - {"self", "kwargs", "args", "host", "port", "path"})
 
 
