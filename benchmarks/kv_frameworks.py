@@ -2,9 +2,10 @@
 
 Every round runs ``kv_frameworks_worker.py`` once in the kurigram-addons venv and
 once in the aiogram venv (``tests/clientenv.py``, built on first use), against ONE
-Redis server (``tests/redisserver.py``), ONE SecantusDB (``tests/mongoserver.py``) and
-ONE PostgreSQL server (``tests/pgserver.py``, fsync on) started here on 127.0.0.1 for
-the whole run. Each worker times, one call at a time:
+Redis server (``tests/servers/redisserver.py``), ONE SecantusDB
+(``tests/servers/mongoserver.py``) and ONE PostgreSQL server
+(``tests/servers/pgserver.py``, fsync on) started here on 127.0.0.1 for the whole run.
+Each worker times, one call at a time:
 
 * kurigram-addons (its MemoryStorage, SQLiteStorage and RedisStorage against
   ``kv.for_kurigram_addons`` over MemoryKV, SQLiteKV and RedisKV): ``get_state``,
@@ -239,9 +240,9 @@ def main() -> int:
         return 0
 
     from clientenv import ensure_env
-    from mongoserver import MongoServer
-    from pgserver import PostgresServer
-    from redisserver import RedisServer, find_server
+    from servers.mongoserver import MongoServer
+    from servers.pgserver import PostgresServer
+    from servers.redisserver import RedisServer, find_server
 
     for framework in FRAMEWORKS:
         ensure_env(framework)

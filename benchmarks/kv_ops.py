@@ -4,8 +4,8 @@ For each backend: ``get``, ``set``, ``increment`` and ``compare_and_set`` on one
 awaited one after the other on one event loop (µs per call, median of ``--repeat``
 rounds). Anchors: plain ``sqlite3`` in WAL mode with ``synchronous=NORMAL`` (a point
 ``SELECT`` and an ``INSERT OR REPLACE``, no thread hop) and raw redis-py ``GET``/``SET``
-on the same Redis server. Redis runs on a throwaway server (``tests/redisserver.py``),
-MongoDB on SecantusDB (``tests/mongoserver.py``), both on 127.0.0.1.
+on the same Redis server. Redis runs on a throwaway server (``tests/servers/redisserver.py``),
+MongoDB on SecantusDB (``tests/servers/mongoserver.py``), both on 127.0.0.1.
 
     .venv/bin/python benchmarks/kv_ops.py [--repeat 5] [--out benchmarks/results]
 
@@ -136,8 +136,8 @@ def main() -> int:
     parser.add_argument("--no-mongo", action="store_true")
     options = parser.parse_args()
 
-    from mongoserver import MongoServer
-    from redisserver import RedisCluster, RedisServer, find_server
+    from servers.mongoserver import MongoServer
+    from servers.redisserver import RedisCluster, RedisServer, find_server
 
     load_before = os.getloadavg()
     rounds: list[dict[str, dict[str, float]]] = []

@@ -161,7 +161,7 @@ def main() -> int:
         return 0
 
     from clientenv import run_in_env
-    from redisserver import RedisServer, find_server
+    from servers.redisserver import RedisServer, find_server
 
     before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server:

@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/postgres_scale.py [--peers 100000] [--sessions 1000]
         [--session-peers 1000] [--opens 15] [--out DIR]
 
-Starts one throwaway PostgreSQL server (``tests/pgserver.py``, fsync on), then:
+Starts one throwaway PostgreSQL server (``tests/servers/pgserver.py``, fsync on), then:
 
 1. **open**: a session of ``--peers`` peers (two usernames and a phone for a third of
    them, written through the storage itself), then ``--opens`` times a new storage
@@ -212,7 +212,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     options = parser.parse_args()
 
-    from pgserver import PostgresServer
+    from servers.pgserver import PostgresServer
 
     load_before = os.getloadavg()
     with PostgresServer(settings=["fsync=on", "full_page_writes=on"]) as server:

@@ -9,9 +9,9 @@ Usage, from the repository root, with the python that has pyrogram_storage insta
 
 The clients (Kurigram, Pyrofork, Pyrogram 2.0.106) are installed in their own
 virtualenvs (``tests/clientenv.py``, under ``.venvs/clients``) on first use. Mongo rows
-run on a throwaway SecantusDB server (``tests/mongoserver.py``), or on
+run on a throwaway SecantusDB server (``tests/servers/mongoserver.py``), or on
 ``$PYROGRAM_STORAGE_MONGO_URI``; Redis rows on a throwaway Redis or Valkey server
-(``tests/redisserver.py``, AOF with ``appendfsync everysec``), or on
+(``tests/servers/redisserver.py``, AOF with ``appendfsync everysec``), or on
 ``$PYROGRAM_STORAGE_REDIS_URL``. Every system and N runs in a fresh process.
 
 Writes ``benchmarks/results/latest.md`` (issue 12's targets, ratio tables, the event
@@ -91,7 +91,7 @@ SERVER_PARAMS: dict[str, Any] = {
 
 
 def _start_mongo() -> tuple[str, Callable[[], None], str]:
-    from mongoserver import MongoServer, mongo_uri_from_env
+    from servers.mongoserver import MongoServer, mongo_uri_from_env
 
     uri = mongo_uri_from_env()
     if uri is not None:
@@ -102,7 +102,7 @@ def _start_mongo() -> tuple[str, Callable[[], None], str]:
 
 def _start_redis() -> tuple[str, Callable[[], None], str]:
     """A throwaway server as production runs one: append-only file, fsync every second."""
-    from redisserver import RedisServer, find_server
+    from servers.redisserver import RedisServer, find_server
 
     url = os.environ.get("PYROGRAM_STORAGE_REDIS_URL")
     if url:
@@ -119,7 +119,7 @@ def _start_redis() -> tuple[str, Callable[[], None], str]:
 
 def _start_postgres() -> tuple[str, Callable[[], None], str]:
     """A throwaway server as production runs one: fsync and full page writes on."""
-    from pgserver import PostgresServer
+    from servers.pgserver import PostgresServer
 
     url = os.environ.get("PYROGRAM_STORAGE_POSTGRES_URL")
     if url:

@@ -19,22 +19,111 @@ import socket
 import sqlite3
 import stat
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DiskFullError, ReadOnlyError, SessionLocked, StorageError
+from .errors import (
+    BackendError,
+    CorruptDataError,
+    DiskFullError,
+    LockedError,
+    ReadOnlyError,
+    StorageError,
+)
 
 __all__ = [
+    "SESSION",
+    "STORE",
+    "Wording",
     "acquire_lock",
     "alive",
+    "create_private",
     "disk_full",
     "link_refused",
     "make_private",
     "make_private_folder",
+    "reading_connection",
+    "refuse_links",
     "release_lock",
     "remove_abandoned_scratch",
+    "sqlite_error",
 ]
 
 log = logging.getLogger("pyrogram_storage.files")
+
+
+@dataclass(frozen=True)
+class Wording:
+    """How the errors and warnings of this module speak of one kind of file.
+
+    The texts are ``str.format`` templates: ``{path}`` (the store's file), ``{holder}``
+    (who holds its lock) and ``{lock}`` (the lock file).
+    """
+
+    in_use: str
+    """An exclusive opener meets a lock that is held."""
+    held_exclusively: str
+    """A shared opener meets an exclusive holder."""
+    read_only_folder: str
+    """No lock file can be made: the folder or mount is read-only."""
+    link: str
+    """Why a link planted in the store's place is refused, and what to do."""
+    made_private: str
+    """Why a file other users could read is made private."""
+    folder: str
+    """What the folder of the file is called (an argument name)."""
+    sqlite_locked: str = ""
+    """SQLite waited ``{busy}`` seconds for another connection's lock on ``{path}``."""
+    sqlite_read_only: str = ""
+    """SQLite cannot write ``{path}``."""
+    sqlite_corrupt: str = ""
+    """SQLite says ``{path}`` is damaged or no database (``{exc}``: its message)."""
+
+
+SESSION = Wording(
+    in_use=(
+        "{path} is in use by {holder}; stop that client first, or open every storage of "
+        "this session with lock='shared'"
+    ),
+    held_exclusively="{path} is held exclusively by {holder}; stop that client first",
+    read_only_folder=(
+        "to read the session there, open it with read_only=True (the command line reads "
+        "every SOURCE that way)"
+    ),
+    link=(
+        "pyrogram-storage never follows a link to a session, lock or journal file (it could "
+        "make it write elsewhere). Remove the link, or point workdir= at the folder that "
+        "holds the real file"
+    ),
+    made_private="a session grants full access to the account",
+    folder="workdir",
+    sqlite_locked="{path} is locked by another connection for more than {busy}s",
+    sqlite_read_only=(
+        "{path} cannot be written (a read-only file or mount); open it with read_only=True "
+        "to read it"
+    ),
+    sqlite_corrupt="{path} is damaged ({exc}); restore it from a backup",
+)
+"""The session files' wording (:class:`~pyrogram_storage.FileStorage`)."""
+
+STORE = Wording(
+    in_use=(
+        "{path} is open in another process or object ({holder}); a file store has one "
+        "writer at a time (SQLiteKV shares state between processes)"
+    ),
+    held_exclusively="{path} is open in another process or object ({holder})",
+    read_only_folder="a bot-state store needs a folder it can write to",
+    link=(
+        "pyrogram-storage never follows a link to a store, lock, backup or journal file (it "
+        "could make it write elsewhere). Remove the link, or give the path of the real file"
+    ),
+    made_private="bot state may hold what users told the bot",
+    folder="the folder",
+    sqlite_locked="another connection held the write lock on {path} for more than {busy}s",
+    sqlite_read_only="{path} cannot be written (a read-only file or mount)",
+    sqlite_corrupt="{path} is not a SQLite database, or is damaged ({exc}); it was left untouched",
+)
+"""The bot-state files' wording (:mod:`pyrogram_storage.kv`)."""
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _SQLITE_FULL = 13
@@ -45,8 +134,10 @@ SQLite reports a write that found no space as SQLITE_FULL, but a shared-memory i
 it could not grow as an I/O error, and a journal it could not create as CANTOPEN."""
 
 
-def acquire_lock(lock_path: Path, path: Path, *, shared: bool) -> int:
-    """Take the session's lock file, or raise SessionLocked naming who holds it.
+def acquire_lock(
+    lock_path: Path, path: Path, *, shared: bool, wording: Wording = SESSION
+) -> int:
+    """Take the store's lock file, or raise LockedError naming who holds it.
 
     Exclusive openers take an exclusive flock, shared ones a shared flock, so the two
     modes never mix on one file. The kernel drops the lock when the process dies.
@@ -55,18 +146,14 @@ def acquire_lock(lock_path: Path, path: Path, *, shared: bool) -> int:
     :raises DiskFullError: no room for the lock file.
     """
     while True:
-        fd = _open_lock_file(lock_path)
+        fd = _open_lock_file(lock_path, wording)
         try:
             fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
-            raise SessionLocked(
-                f"{path} is in use by {holder}; stop that client first, or open every "
-                "storage of this session with lock='shared'"
-                if not shared
-                else f"{path} is held exclusively by {holder}; stop that client first"
-            ) from None
+            template = wording.held_exclusively if shared else wording.in_use
+            raise LockedError(template.format(path=path, holder=holder, lock=lock_path)) from None
         except BaseException:
             os.close(fd)
             raise
@@ -92,20 +179,19 @@ def acquire_lock(lock_path: Path, path: Path, *, shared: bool) -> int:
     return fd
 
 
-def _open_lock_file(lock_path: Path) -> int:
+def _open_lock_file(lock_path: Path, wording: Wording) -> int:
     """Open or create the lock file without following a link planted in its place."""
     try:
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise link_refused(lock_path) from None
+            raise link_refused(lock_path, wording) from None
         if exc.errno == errno.EISDIR:
             raise _not_a_lock_file(lock_path, "is not a regular file") from None
         if exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
             raise ReadOnlyError(
                 f"cannot create the lock file {lock_path}: {exc.strerror} (a read-only "
-                "folder or mount); to read the session there, open it with read_only=True "
-                "(the command line reads every SOURCE that way)"
+                f"folder or mount); {wording.read_only_folder}"
             ) from exc
         full = disk_full(exc, lock_path.parent, f"cannot create the lock file {lock_path}")
         if full is not None:
@@ -127,12 +213,30 @@ def _not_a_lock_file(lock_path: Path, kind: str) -> StorageError:
     )
 
 
-def link_refused(path: str | Path) -> StorageError:
-    return StorageError(
-        f"{path} is a symbolic link; pyrogram-storage never follows a link to a session, "
-        "lock or journal file (it could make it write elsewhere). Remove the link, or point "
-        "workdir= at the folder that holds the real file"
-    )
+def link_refused(path: str | Path, wording: Wording = SESSION) -> StorageError:
+    """The error for a symbolic link found where a store keeps one of its files."""
+    return StorageError(f"{path} is a symbolic link; {wording.link}")
+
+
+def refuse_links(path: Path, suffixes: tuple[str, ...], wording: Wording = SESSION) -> None:
+    """Raise :func:`link_refused` if ``path`` or one of its side files is a symbolic link."""
+    for suffix in ("", *suffixes):
+        if os.path.islink(f"{path}{suffix}"):
+            raise link_refused(f"{path}{suffix}", wording)
+
+
+def create_private(path: Path) -> int:
+    """Create ``path`` (which must not exist) with mode 0600 exactly; return its descriptor.
+
+    A link planted in its place is not followed (``O_EXCL`` refuses any existing name).
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # exactly, whatever the umask took off
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def release_lock(fd: int, lock_path: Path) -> None:
@@ -201,7 +305,7 @@ def _free_bytes(folder: Path) -> int:
     return info.f_bavail * info.f_frsize
 
 
-def make_private_folder(folder: Path) -> None:
+def make_private_folder(folder: Path, wording: Wording = SESSION) -> None:
     """Create ``folder`` and its missing parents with mode 0700, whatever the umask."""
     if folder.is_dir():
         return
@@ -227,11 +331,24 @@ def make_private_folder(folder: Path) -> None:
         finally:
             os.close(fd)
     if not folder.is_dir():
-        raise StorageError(f"workdir {folder} is not a folder")
+        raise StorageError(f"{wording.folder} {folder} is not a folder")
 
 
-def make_private(path: Path, side_files: tuple[str, ...] = ()) -> None:
-    """Take group and other permissions off ``path`` and its side files (suffixes) we own."""
+Changed = list[tuple[str, int, int]]
+"""Files :func:`make_private` changed: (name, mode before, mode after)."""
+
+
+def make_private(
+    path: Path, side_files: tuple[str, ...] = (), wording: Wording = SESSION
+) -> Changed:
+    """Take group and other permissions off ``path`` and its side files (suffixes) we own.
+
+    Run it before any SQLite connection of this process has the file open: closing a
+    descriptor of the file drops every POSIX lock the process holds on it, SQLite's too.
+    Nothing is logged here: :func:`report_private` says what was changed once the file
+    is known to be a session, :func:`undo_private` puts the modes back if it is refused.
+    """
+    changed: Changed = []
     for suffix in ("", *side_files):
         name = f"{path}{suffix}"
         try:
@@ -240,7 +357,7 @@ def make_private(path: Path, side_files: tuple[str, ...] = ()) -> None:
             continue
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise link_refused(name) from None
+                raise link_refused(name, wording) from None
             continue  # unreadable: SQLite's open reports it
         try:
             info = os.fstat(fd)
@@ -252,15 +369,32 @@ def make_private(path: Path, side_files: tuple[str, ...] = ()) -> None:
             except OSError as exc:
                 log.warning("%s has mode %04o and could not be made private: %s", name, mode, exc)
             else:
-                log.warning(
-                    "%s had mode %04o (other users could read it); changed it to %04o: a "
-                    "session grants full access to the account",
-                    name,
-                    mode,
-                    mode & 0o700,
-                )
+                changed.append((name, mode, mode & 0o700))
         finally:
             os.close(fd)
+    return changed
+
+
+def report_private(changed: Changed, wording: Wording = SESSION) -> None:
+    """Log a WARNING for each file :func:`make_private` changed."""
+    for name, before, after in changed:
+        log.warning(
+            "%s had mode %04o (other users could read it); changed it to %04o: %s",
+            name,
+            before,
+            after,
+            wording.made_private,
+        )
+
+
+def undo_private(changed: Changed) -> None:
+    """Put back the modes :func:`make_private` changed, by path (no descriptor opened: a
+    SQLite connection of this process may have the file open)."""
+    for name, before, after in changed:
+        with contextlib.suppress(OSError):
+            info = os.lstat(name)
+            if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) == after:
+                os.chmod(name, before)
 
 
 def remove_abandoned_scratch(path: Path) -> None:
@@ -286,6 +420,69 @@ def alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+# -- reading a SQLite file --------------------------------------------------------------------
+
+_MAGIC = b"SQLite format 3\x00"
+
+
+def reading_connection(path: Path, timeout: float = 0.0) -> sqlite3.Connection:
+    """A connection that only reads ``path``: no lock, nothing written, nothing left behind.
+
+    A read-only connection to a WAL file creates its ``-wal`` and ``-shm`` files and
+    cannot remove them on close. So when neither exists yet (nobody has the file open)
+    and the folder is writable, the connection is opened read-write with
+    ``query_only``: it cannot change a row, and its close removes what it created. Else
+    (side files in use by another process) it is ``mode=ro``; and in a read-only folder,
+    where SQLite cannot make the shared-memory file of a WAL file, the main file is read
+    as it is (what the last checkpoint stored).
+
+    :raises sqlite3.Error: ``path`` cannot be opened as a SQLite database.
+    """
+    uri = path.resolve().as_uri()
+    unused = not any(os.path.lexists(f"{path}{suffix}") for suffix in ("-wal", "-shm"))
+    rw = unused and _is_wal(path) and os.access(path.parent, os.W_OK)
+    db = sqlite3.connect(
+        f"{uri}?mode={'rw' if rw else 'ro'}",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=timeout,
+    )
+    try:
+        if rw:
+            db.execute("PRAGMA query_only = ON")
+        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
+        return db
+    except sqlite3.OperationalError:
+        db.close()
+        if rw:
+            raise
+    wal = f"{path}-wal"
+    if os.path.lexists(wal) and os.lstat(wal).st_size > 0:
+        log.warning(
+            "%s: reading without its write-ahead log (the folder is read-only); writes "
+            "since the last checkpoint are not shown",
+            path,
+        )
+    return sqlite3.connect(
+        f"{uri}?mode=ro&immutable=1",
+        uri=True,
+        isolation_level=None,
+        check_same_thread=False,
+        timeout=timeout,
+    )
+
+
+def _is_wal(path: Path) -> bool:
+    """Whether the file's header says it is in WAL mode (its read and write versions are 2)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(20)
+    except OSError:
+        return False
+    return header.startswith(_MAGIC) and header[18:20] == b"\x02\x02"
 
 
 # -- SQLite's errors ---------------------------------------------------------------------------
@@ -324,6 +521,32 @@ def sqlite_failure(exc: sqlite3.Error) -> str:
     if primary in (_CORRUPT, _NOTADB) or "malformed" in lowered or "not a database" in lowered:
         return CORRUPT
     return OTHER
+
+
+def sqlite_error(
+    exc: sqlite3.Error, path: object, busy: float, wording: Wording = SESSION
+) -> StorageError:
+    """Translate a SQLite error on ``path`` into ours; the message never quotes stored data.
+
+    A full disk is :class:`DiskFullError`, a lock held too long :class:`LockedError`, a
+    read-only file :class:`ReadOnlyError`, damage (or text that is not UTF-8)
+    :class:`CorruptDataError`, anything else :class:`BackendError`.
+    """
+    failure = sqlite_failure(exc)
+    if failure == UNDECODABLE:
+        return CorruptDataError(
+            f"{path} is damaged (text that is not UTF-8); restore it from a backup"
+        )
+    if failure == FULL:
+        return DiskFullError(
+            f"the disk holding {path} is full; free some space (nothing stored was changed)"
+        )
+    template, kind = {
+        LOCKED: (wording.sqlite_locked, LockedError),
+        READ_ONLY: (wording.sqlite_read_only, ReadOnlyError),
+        CORRUPT: (wording.sqlite_corrupt, CorruptDataError),
+    }.get(failure, ("SQLite failed on {path}: {exc}", BackendError))
+    return kind(template.format(path=path, busy=busy, exc=exc))
 
 
 def quotes_data(exc: sqlite3.Error) -> bool:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .errors import BackendError, StorageClosedError, StorageError
 
-__all__ = ["Lifecycle"]
+__all__ = ["Lifecycle", "opened"]
 
 T = TypeVar("T")
 L = TypeVar("L", bound="Lifecycle")
@@ -102,10 +102,14 @@ class Lifecycle:
             await self._closing()
 
     async def health(self) -> bool:
-        """Return True when the store answers a trivial query.
+        """Return True when the store is open and answers a trivial query; else raise.
+
+        One rule for sessions and bot state alike: a store that cannot answer says why,
+        as every other call does, instead of a bare False.
 
         :raises StorageClosedError: the store is not open.
-        :raises BackendError: the store does not answer.
+        :raises BackendError: the store does not answer (the reason is in the message,
+            the driver's error is the ``__cause__``).
         """
         self._check_open()
         await self._call("answer a health check", self._ping())
@@ -159,8 +163,33 @@ class Lifecycle:
                 raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise self._translate(what, exc) from exc
 
+    def _call_now(self, what: str, operation: Callable[..., T], *args: Any) -> T:
+        """Run a synchronous primitive (a read answered without I/O); errors as :meth:`_call`."""
+        try:
+            return operation(*args)
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise self._translate(what, exc) from exc
+
     def _closed_error(self, during: bool = False) -> StorageClosedError:
         if during:
             return StorageClosedError(f"{self!r} was closed during the call")
         return StorageClosedError(f"{self!r} is closed; call open() first")
 
+
+
+@contextlib.asynccontextmanager
+async def opened(store: L) -> AsyncIterator[L]:
+    """Use an open store as it is; open a closed one for the block and close it after.
+
+    What the copy tools of both halves do with the stores they are handed.
+    """
+    if store.is_open:
+        yield store
+        return
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import re
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -138,3 +139,22 @@ def _expand(backend: str, path: str, including: tuple[str, ...]) -> str:
         else:
             lines.append(line)
     return "".join(lines)
+
+
+def statements(text: str) -> list[str]:
+    """Split a SQL script into its statements (``--`` comment lines dropped).
+
+    For running a step inside a transaction of our own: ``executescript`` would commit.
+    """
+    found = []
+    current = ""
+    for line in text.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        current += line
+        if sqlite3.complete_statement(current):
+            found.append(current.strip())
+            current = ""
+    if current.strip():
+        found.append(current.strip())
+    return found

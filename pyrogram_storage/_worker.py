@@ -98,6 +98,33 @@ class Lane:
         _POOL.submit(self)
         return future
 
+    async def setup(self, work: Callable[[], T], undo: Callable[[T], None]) -> T:
+        """Run ``work`` (which takes resources: connections, locks) and return its result.
+
+        If the caller is cancelled meanwhile, ``undo(result)`` runs on the lane once
+        ``work`` has finished, and is waited for: a cancelled ``open()`` leaves nothing
+        held behind it.
+        """
+        done: list[T] = []
+
+        def job() -> T:
+            result = work()
+            done.append(result)
+            return result
+
+        try:
+            return await self.run(job)
+        except asyncio.CancelledError:
+
+            def release() -> None:
+                for result in done:
+                    with contextlib.suppress(Exception):
+                        undo(result)
+
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(self.run(release))
+            raise
+
     def _run_burst(self) -> bool:
         """Run up to a burst of jobs; return True when more are waiting."""
         for _ in range(_BURST):

@@ -1,6 +1,9 @@
 """The ``pyrogram-storage`` command: inspect, copy, import, export and migrate sessions.
 
-Only the console entry point and ``python -m pyrogram_storage`` import this module.
+argparse, :func:`~pyrogram_storage.from_url` and printing, on public names only: every
+location goes through the registry (``string:`` and ``telethon:`` are read-only sources
+there), what a file is comes from :func:`~pyrogram_storage.tools.identify`. Only the
+console entry point and ``python -m pyrogram_storage`` import this module.
 """
 
 from __future__ import annotations
@@ -13,59 +16,53 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import sys
-import tempfile
 import time
-import warnings
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from . import __version__, _migrations
+from . import __version__
 from .base import Storage
 from .errors import (
-    CorruptSessionError,
+    CorruptDataError,
     InvalidTypeError,
     InvalidValueError,
-    MigrationError,
-    SessionNotFoundError,
+    NotFoundError,
     SessionStringError,
     StorageError,
     TargetNotEmptyError,
 )
-from .registry import from_url, scheme_of
-from .session_string import (
-    decode_session_string,
-    encode_session_string,
-    looks_like_session_string,
-    looks_like_telethon_string,
-)
-from .sqlite import FILE_EXTENSION, FileStorage, Layout, MemoryStorage
-from .sqlite import schema as sqlite_schema
-from .tools import encryption
-from .tools.copy import copy_session, is_empty, opened
+from .registry import READ_ONLY_SCHEMES, display, scheme_of, storage_class
+from .session_string import decode_session_string, encode_session_string, looks_like_session_string
+from .sqlite import FileStorage, Layout
+from .tools import copy_session, encryption, is_empty, opened
+from .tools.files import FileIdentity, backup, identify, write_private
+from .tools.sources import SessionSource, TelethonSource
+from .tools.telethon import decode_telethon_string, encode_telethon_string
 from .types import SessionData
 
 PROG = "pyrogram-storage"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
+"""What a shell reports for a program whose reader went away (``| head``): 141."""
 PROGRESS_THRESHOLD = 5000
 """Peer counts from which ``copy`` shows its progress bar on a terminal by default."""
 
 LOCATIONS_HELP = """\
 locations:
-  PATH.session            a session file (the .session suffix may be left out);
-                          a Telethon .session file is recognised by its tables
+  PATH.session            a session file (the .session suffix may be left out; also
+                          file:PATH or sqlite:PATH); a Telethon .session file is
+                          recognised by its tables
   mongodb://HOST/?OPTS#NAME, mongodb+srv://...#NAME
                           session NAME in MongoDB (its database is named after it)
   redis://HOST:PORT/DB#NAME, rediss://...#NAME, unix:///PATH?db=0#NAME
                           session NAME in Redis or Valkey (one server or a cluster)
-  postgresql://USER:PASS@HOST:PORT/DB?schema=S#NAME, postgres://...#NAME
-                          session NAME in PostgreSQL (schema pyrogram_storage if none)
-  asyncpg-storage+postgresql://USER:PASS@HOST/DB?schema=S#NAME
-                          a pyrogram-asyncpg-storage session (source only)
+  postgresql://USER:PASSWORD@HOST/DB?schema=S#NAME (also postgres://)
+                          session NAME in PostgreSQL
+  asyncpg-storage+postgresql://...#NAME
+                          a session of pyrogram-asyncpg-storage (source only)
   telethon:PATH|STRING    a Telethon .session file or StringSession string (source only)
   string:STRING           a Pyrogram-family session string (source only)
 
@@ -79,6 +76,27 @@ temporary copy (run `pyrogram-storage migrate FILE` to upgrade it in place).
 exit status: 0 success, 1 the session could not be read or written, 2 bad usage.
 """
 
+_FLAGS = {"user_id": "--user-id ID", "is_bot": "--bot or --user", "api_id": "--api-id ID"}
+_WHAT_MISSING_DOES = {
+    "user_id": "a client starts a new login",
+    "is_bot": "a client starts a new login",
+    "api_id": "it cannot be exported as a session string",
+    "auth_key": "it holds no login at all",
+}
+_PYTHON_WORDS = (
+    (re.compile(r"pass overwrite=True \(--overwrite on the command line\)"), "pass --overwrite"),
+    (re.compile(r", or open every storage of this session with lock='shared'"), ""),
+    (re.compile(r"\buser_id="), "--user-id "),
+    (re.compile(r"\bapi_id="), "--api-id "),
+    (
+        re.compile(r"Pass encryption_key= \(on the command line, set PYROGRAM_STORAGE_KEY\)"),
+        "Set $PYROGRAM_STORAGE_KEY (or the variable --key-env names)",
+    ),
+    (re.compile(r"Pass encrypt_existing=True \(or run (`[^`]+`)\)"), r"Run \1"),
+    (re.compile(r"no fernet_key was given"), "$PYROGRAM_STORAGE_FERNET_KEY is not set"),
+)
+"""The library's advice in Python terms, and what it means on the command line."""
+
 
 class UsageError(Exception):
     """The command line asks for something that cannot be done as written (exit 2)."""
@@ -87,21 +105,19 @@ class UsageError(Exception):
 # -- locations ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ClientFile:
-    """A session file as a Pyrogram-family client wrote it: which clients, which schema."""
-
-    family: str
-    clients: str
-    version: int | None
-
-
-_FAMILY_CLIENTS = {
-    "upstream_v6": ("upstream", "Kurigram, Irenogram or Pyrotgfork"),
-    "upstream_v7": ("upstream", "Kurigram, Irenogram or Pyrotgfork"),
-    "pyrofork": ("pyrofork", "Pyrofork or Electrogram"),
-    "classic": ("classic", "Pyrogram 2.0.106 or Hydrogram"),
-}
+def build(location: str, **options: Any) -> Storage:
+    """The storage a location names, through the registry; a location that cannot be
+    used as written is a usage error (exit 2), never echoing a secret."""
+    try:
+        return storage_class(location).from_location(location, **options)
+    except (InvalidTypeError, InvalidValueError) as exc:
+        raise UsageError(f"{display(location)!r} cannot be used: {exc}") from None
+    except StorageError:
+        raise
+    except (TypeError, ValueError) as exc:
+        if "layout" in options and "layout" in str(exc):
+            raise UsageError("--layout applies to session files only") from None
+        raise UsageError(f"{display(location)!r} cannot be used: {exc}") from None
 
 
 @dataclass
@@ -111,226 +127,99 @@ class Source:
     storage: Storage
     kind: str
     label: str
-    path: Path | None = None
-    schema_version: int | None = None
-    client: ClientFile | None = None
-    missing: tuple[str, ...] = ()
+    identity: FileIdentity | None = None
     notes: list[str] = field(default_factory=list)
-    tempdir: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return self.storage.missing if isinstance(self.storage, SessionSource) else ()
 
 
-def _file_path(text: str) -> Path:
-    path = Path(text[len("file:") :] if text.startswith("file:") else text).expanduser()
-    if path.suffix != FILE_EXTENSION and not os.path.exists(path):
-        path = path.with_name(path.name + FILE_EXTENSION)
-    return path
-
-
-def _storage(text: str, **options: Any) -> Storage:
-    """Build the storage a location names, through the registry; bad usage is exit 2."""
+def _source(text: str, options: argparse.Namespace) -> Source:
+    """Build (not open) the SOURCE location ``text``, read-only."""
+    fills = {k: v for k, v in _telethon_options(options).items() if v is not None}
+    extra = fills if issubclass(storage_class(text), TelethonSource) else _source_keys(options)
+    storage = build(text, read_only=True, **extra)
+    kind = scheme_of(text)
+    if not isinstance(storage, FileStorage):
+        return Source(storage, kind, display(text))
     try:
-        return from_url(text, **options)
-    except (InvalidTypeError, InvalidValueError) as exc:
-        raise UsageError(f"{display(text)!r} cannot be used: {exc}") from None
-    except StorageError:
+        identity = identify(text)
+    except NotFoundError as exc:
+        if len(text) > 100 and os.sep not in text:
+            raise NotFoundError(
+                f"{exc}; to read a session string, write string:STRING or telethon:STRING"
+            ) from None
         raise
-    except (TypeError, ValueError) as exc:
-        if "layout" in options and "layout" in str(exc):
-            raise UsageError("--layout applies to session files only") from None
-        raise UsageError(f"{display(text)!r} cannot be used: {exc}") from None
+    label = str(identity.path)
+    if identity.telethon:
+        telethon = build(f"telethon:{identity.path}", read_only=True, **fills)
+        return Source(telethon, "telethon", label)
+    if identity.kind == "empty":
+        raise CorruptDataError(f"{label} is empty, not a session file")
+    if not identity.is_session:
+        reason = "not a SQLite database" if identity.kind == "not-sqlite" else "unknown tables"
+        raise CorruptDataError(
+            f"{display(label)} is not a session file ({reason}); it was left untouched"
+        )
+    if identity.path.resolve() != storage.path.resolve():
+        raise UsageError(
+            f"{label} is a session file, but one named NAME.session is expected; rename it"
+        )
+    source = Source(storage, "file", label, identity)
+    if identity.kind == "client":
+        source.notes.append(
+            f"a session file of {identity.clients}; read as it is, the file is not changed"
+        )
+    elif identity.needs_migration:
+        source.notes.append(
+            f"schema version {identity.schema_version} is older than {identity.latest}; read "
+            f"as it is (run `{PROG} migrate {identity.path}` to upgrade the file)"
+        )
+    return source
 
 
-def display(location: str) -> str:
-    """Return a location as it may be shown: no secrets, no passwords."""
-    if location.startswith("telethon:"):
-        body = location[len("telethon:") :]
-        return body if _is_file(body) else "a Telethon session string"
-    if location.startswith("string:"):
-        return "a session string"
-    if "://" in location:  # a server URL: never its user and password
-        scheme, _, rest = location.partition("://")
-        authority, slash, tail = rest.partition("/")
-        return f"{scheme}://{authority.rpartition('@')[2]}{slash}{tail}"
-    return _short(location)
-
-
-def _short(text: str, limit: int = 80) -> str:
-    # A session string typed where a path belongs must not be echoed back whole.
-    return text if len(text) <= limit else text[:12] + "…"
-
-
-def _holds_session_string(text: str) -> bool:
-    """Return True if ``text``, or a folder or file name in it, looks like a session string."""
-    return looks_like_session_string(text) or any(
-        looks_like_session_string(part) for part in re.split(r"[/\\]", text)
-    )
-
-
-def _client_file(path: Path) -> ClientFile | None:
-    """Tell which clients wrote a file we have not adopted, read-only; None if unknown."""
-    try:
-        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        family, clients = _FAMILY_CLIENTS[sqlite_schema._detect_family(db, tables).value]
-        row = db.execute("SELECT MAX(number) FROM version").fetchone()
-    except (sqlite3.Error, MigrationError, KeyError):
-        return None
-    finally:
-        db.close()
-    version = row[0] if row and isinstance(row[0], int) else None
-    return ClientFile(family, clients, version)
-
-
-def _is_file(text: str) -> bool:
-    # os.path answers False where Path.is_file raises (names too long for a path).
-    return os.path.isfile(os.path.expanduser(text))
-
-
-def _sqlite_facts(path: Path) -> tuple[int, set[str]] | None:
-    """Return (user_version, tables) of a SQLite file, read-only; None if it is not SQLite."""
-    try:
-        db = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    except sqlite3.Error:
-        return None
-    try:
-        version = db.execute("PRAGMA user_version").fetchone()[0]
-        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError:
-        return None
-    finally:
-        db.close()
-    return int(version), tables
-
-
-def _is_telethon_file(tables: set[str]) -> bool:
-    return {"sessions", "entities"} <= tables and "peers" not in tables
-
-
-def _backup(path: Path, destination: Path) -> None:
-    """Copy a SQLite database consistently (WAL included) into a new 0600 file."""
-    fd = os.open(destination, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.close(fd)
-    src = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
-    try:
-        dst = sqlite3.connect(destination)
-        try:
-            src.backup(dst)
-        finally:
-            dst.close()
-    except sqlite3.DatabaseError as exc:
-        destination.unlink(missing_ok=True)
-        raise StorageError(f"cannot copy {path}: {exc}") from exc
-    finally:
-        src.close()
-
-
-@asynccontextmanager
+@contextlib.asynccontextmanager
 async def open_source(text: str, options: argparse.Namespace) -> AsyncIterator[Source]:
     """Open the SOURCE location ``text`` for reading; it is closed (never saved) afterwards."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        source = await _make_source(text, options)
+    source = _source(text, options)
     try:
-        async with opened(source.storage):
-            yield source
+        await source.storage.open()
+    except (InvalidTypeError, InvalidValueError) as exc:  # options the session contradicts
+        raise UsageError(str(exc)) from None
+    try:
+        yield source
     finally:
-        if isinstance(source.storage, MemoryStorage):
-            await source.storage.delete()
-        if source.tempdir is not None:
-            source.tempdir.cleanup()
-
-
-async def _make_source(text: str, options: argparse.Namespace) -> Source:
-    try:
-        return await _make_source_unchecked(text, options)
-    except ValueError as exc:
-        if isinstance(exc, StorageError):
-            raise
-        raise UsageError(str(exc).replace("user_id=", "--user-id ")) from exc
-
-
-async def _make_source_unchecked(text: str, options: argparse.Namespace) -> Source:
-    from .tools import telethon
-
-    fills = _telethon_options(options)
-    if text.startswith("telethon:"):
-        body = text[len("telethon:") :]
-        if _is_file(body):
-            result = await telethon.read_telethon_file(Path(body).expanduser(), **fills)
-            label, path = body, Path(body).expanduser()
-        else:
-            result = telethon.decode_telethon_string(body, **fills)
-            label, path = "a Telethon session string", None
-        return Source(await result.to_memory(), "telethon", label, path, missing=result.missing)
-    if text.startswith("string:"):
-        body = text[len("string:") :]
-        if looks_like_telethon_string(body):
-            raise UsageError(
-                "this is a Telethon session string: write it as telethon:STRING, not string:STRING"
-            )
-        storage = MemoryStorage("string", session_string=body)
-        return Source(storage, "string", "a session string")
-    if scheme_of(text) != "file":
-        server = _storage(text, read_only=True, **_source_keys(options))
-        return Source(server, scheme_of(text), display(text))
-    path = _file_path(text)
-    if not os.path.isfile(path):
-        hint = (
-            "; to read a session string, write string:STRING or telethon:STRING"
-            if len(text) > 100 and os.sep not in text
-            else ""
-        )
-        raise SessionNotFoundError(f"no such session file: {_short(str(path))}{hint}")
-    facts = _sqlite_facts(path)
-    if facts is not None and not facts[1]:
-        raise CorruptSessionError(f"{path} is empty, not a session file")
-    if facts is not None and _is_telethon_file(facts[1]):
-        result = await telethon.read_telethon_file(path, **fills)
-        return Source(await result.to_memory(), "telethon", str(path), path, missing=result.missing)
-    version = None if facts is None else facts[0]
-    # Read-only: no lock file, nothing written; a file that needs migrating is read
-    # through a private copy in memory, never changed.
-    reader = _storage(str(path), read_only=True, **_source_keys(options))
-    source = Source(reader, "file", str(path), path, version)
-    if facts is not None and facts[1] and version is not None and version < _latest():
-        client = _client_file(path) if version == 0 else None
-        source.client = client
-        if client is not None:
-            source.notes.append(
-                f"a session file of {client.clients}; read as it is, the file is not changed"
-            )
-        else:
-            source.notes.append(
-                f"schema version {version} is older than {_latest()}; read as it is (run "
-                f"`{PROG} migrate {path}` to upgrade the file)"
-            )
-    return source
+        await source.storage.close()
 
 
 def make_target(text: str, options: argparse.Namespace) -> Storage:
     """Build the TARGET location ``text`` (not opened)."""
-    if text.startswith(("telethon:", "string:")):
-        raise UsageError(
-            f"{text.split(':')[0]}: locations can only be read; use `{PROG} export-string` "
-            "to get a session string"
-        )
-    if _holds_session_string(text):
+    if looks_like_session_string(text) or any(
+        looks_like_session_string(part) for part in re.split(r"[/\\]", text)
+    ):
         raise UsageError(
             "TARGET looks like a session string, not a place to store one (it is not "
             f"repeated here); to store a session string, run `{PROG} import-string - TARGET` "
             "and paste it on standard input"
         )
+    scheme = scheme_of(text) if text else "file"
+    if scheme in READ_ONLY_SCHEMES:
+        raise UsageError(
+            f"{scheme}: locations can only be read; use `{PROG} export-string` to get a "
+            "session string"
+        )
     layout = getattr(options, "layout", None)
-    if scheme_of(text) == "file" and (not Path(text).name or os.path.isdir(_file_path(text))):
-        raise UsageError(f"{_short(text)!r} is not a session file name (NAME{FILE_EXTENSION})")
     keys = _target_keys(options)
-    return _storage(text, **keys, **({} if layout is None else {"layout": layout}))
+    target = build(text, **keys, **({} if layout is None else {"layout": layout}))
+    if isinstance(target, FileStorage) and (
+        target.path.is_dir() or target.path.with_suffix("").is_dir()
+    ):
+        raise UsageError(f"{display(text)!r} is not a session file name (NAME.session)")
+    return target
 
 
-# -- encryption keys (never from an argument: see tools.encryption.read_key) ---------------
+# -- encryption keys (never from an argument: see tools.encryption.read_key) -----------------
 
 
 def _source_keys(options: argparse.Namespace) -> dict[str, Any]:
@@ -353,26 +242,59 @@ def _target_keys(options: argparse.Namespace) -> dict[str, Any]:
     return {"encryption_key": encryption.read_key(variable, "the key to encrypt TARGET with")}
 
 
-def _latest() -> int:
-    return _migrations.latest("sqlite")
+async def cmd_encrypt(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    fernet = _source_keys(options).get("fernet_key")
+    storage = _existing(options.location, **({} if fernet is None else {"fernet_key": fernet}))
+    key = encryption.read_key(options.key_env, "the encryption key", confirm=True)
+    done = await encryption.encrypt(storage, key)
+    return _done(done, f"encrypted the auth key of {display(options.location)}", out)
 
 
-def _same_file(source: Source, target: Storage) -> bool:
+async def cmd_decrypt(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    keys = _source_keys(options)
+    if not keys:
+        keys["encryption_key"] = encryption.read_key(options.key_env, "the encryption key")
+    done = await encryption.decrypt(_existing(options.location, **keys))
+    return _done(done, f"stored the auth key of {display(options.location)} in clear", out)
+
+
+async def cmd_rekey(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    keys = _source_keys(options)
+    if not keys:
+        keys["encryption_key"] = encryption.read_key(options.key_env, "the current key")
+    storage = _existing(options.location, **keys)
+    new = encryption.read_key(options.new_key_env, "the new key", confirm=True)
+    done = await encryption.rekey(storage, new)
+    return _done(done, f"changed the encryption key of {display(options.location)}", out)
+
+
+def _existing(text: str, **keys: Any) -> Storage:
+    """The storage of a session to rewrite in place; a session file must exist."""
+    storage = build(text, **keys)
+    if isinstance(storage, FileStorage) and not storage.path.is_file():
+        raise NotFoundError(f"no such session file: {display(str(storage.path))}")
+    return storage
+
+
+def _done(outcome: encryption.Outcome, message: str, out: TextIO) -> int:
+    if outcome is encryption.Outcome.NO_AUTH_KEY:
+        message += " (it holds no auth key yet; the one it gets will be stored so)"
+    print(message, file=out)
+    return EXIT_OK
+
+
+def _same(source: Source, target: Storage) -> bool:
     """Whether TARGET is SOURCE itself (the same file, or the same server location)."""
-    if source.path is not None and isinstance(target, FileStorage):
-        return target.path.exists() and source.path.resolve() == target.path.resolve()
+    if source.identity is not None and isinstance(target, FileStorage):
+        return target.path.exists() and source.identity.path.resolve() == target.path.resolve()
     return source.storage.location is not None and source.storage.location == target.location
 
 
-# -- options that complete sessions ---------------------------------------------------------
+# -- fields a source may not record ------------------------------------------------------------
 
 
 def _telethon_options(options: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "user_id": getattr(options, "user_id", None),
-        "is_bot": getattr(options, "is_bot", None),
-        "api_id": getattr(options, "api_id", None),
-    }
+    return {name: getattr(options, name, None) for name in ("user_id", "is_bot", "api_id")}
 
 
 def _fills(session: SessionData, options: argparse.Namespace) -> dict[str, Any]:
@@ -382,26 +304,25 @@ def _fills(session: SessionData, options: argparse.Namespace) -> dict[str, Any]:
     """
     changes = {}
     for name, value in _telethon_options(options).items():
-        if value is None:
-            continue
         current = getattr(session, name)
-        if current is None:
-            changes[name] = value
-        elif current != value:
+        if value is None or current == value:
+            continue
+        if current is not None:
             flag = {"user_id": "--user-id", "is_bot": "--bot/--user", "api_id": "--api-id"}[name]
             raise UsageError(f"{flag} says {value!r} but the session records {current!r}")
+        changes[name] = value
     return changes
 
 
-def _warn_missing(missing: Sequence[str], err: TextIO) -> None:
-    if not missing:
-        return
-    flags = {"user_id": "--user-id ID", "is_bot": "--bot or --user", "api_id": "--api-id ID"}
-    hints = [flags[name] for name in missing if name in flags]
-    message = f"{PROG}: warning: the session does not record {', '.join(missing)}"
+def _missing_message(missing: Sequence[str]) -> str:
+    hints = [_FLAGS[name] for name in missing if name in _FLAGS]
+    effects = sorted({_WHAT_MISSING_DOES[name] for name in missing if name in _WHAT_MISSING_DOES})
+    message = f"the session does not record {', '.join(missing)}"
+    if effects:
+        message += f", so {' and '.join(effects)}"
     if hints:
         message += f"; give {', '.join(hints)} to complete it"
-    print(message, file=err)
+    return message
 
 
 # -- commands -------------------------------------------------------------------------------
@@ -420,28 +341,26 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
         states = await storage.get_update_states()
         if await is_empty(storage):
             source.notes.append("the session is empty: no auth key, peers or update states")
+    identity = source.identity
     missing = source.missing or session.missing
     size = None
-    if source.path is not None:
+    if identity is not None:
         size = sum(
-            os.path.getsize(f"{source.path}{suffix}")
+            os.path.getsize(f"{identity.path}{suffix}")
             for suffix in ("", "-wal")
-            if os.path.exists(f"{source.path}{suffix}")
+            if os.path.exists(f"{identity.path}{suffix}")
         )
+    client = identity if identity is not None and identity.kind == "client" else None
     address = session.address()
     report: dict[str, Any] = {
         "source": source.label,
         "kind": source.kind,
         "file_size": size,
-        "schema_version": source.schema_version,
-        "latest_schema_version": _latest() if source.kind == "file" else None,
+        "schema_version": None if identity is None else identity.schema_version,
+        "latest_schema_version": None if identity is None else identity.latest,
         "client_file": None
-        if source.client is None
-        else {
-            "family": source.client.family,
-            "clients": source.client.clients,
-            "version": source.client.version,
-        },
+        if client is None
+        else {"family": client.family, "clients": client.clients, "version": client.client_version},
         "dc_id": session.dc_id,
         "server_address": address[0] if address else None,
         "port": address[1] if address else None,
@@ -468,13 +387,12 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
     lines = [("source", f"{source.label} ({source.kind})")]
     if size is not None:
         lines.append(("file size", f"{size} bytes"))
-    if source.client is not None:
-        version = (
-            "" if source.client.version is None else f" (their schema {source.client.version})"
-        )
-        lines.append(("written by", f"{source.client.clients}{version}"))
-    elif source.schema_version is not None:
-        lines.append(("schema version", f"{source.schema_version} (latest {_latest()})"))
+    if client is not None:
+        number = client.client_version
+        version = "" if number is None else f" (their schema {number})"
+        lines.append(("written by", f"{client.clients}{version}"))
+    elif identity is not None:
+        lines.append(("schema version", f"{identity.schema_version} (latest {identity.latest})"))
     where = f" ({address[0]}:{address[1]})" if address else ""
     lines += [
         ("data center", f"{session.dc_id}{where}"),
@@ -499,9 +417,7 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
 
 
 def _when(stamp: int) -> str:
-    if not stamp:
-        return "never"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+    return "never" if not stamp else time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
 
 
 async def cmd_export_string(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -518,45 +434,25 @@ async def cmd_export_string(options: argparse.Namespace, out: TextIO, err: TextI
         session = await source.storage.get_session()
         changes = _fills(session, options)
     if options.format == "telethon":
-        from .tools.telethon import encode_telethon_string
-
         text = encode_telethon_string(session)
     else:
         text = encode_session_string(session.replace(**changes))
     if output is None:
         print(text, file=out)
     else:
-        _write_private(output, text + "\n")
+        write_private(output, text + "\n")
         print(f"wrote the session string to {output} (mode 0600)", file=err)
     return EXIT_OK
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a 0600 temporary file, replacing it atomically."""
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as handle:
-            handle.write(text)
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 async def cmd_import_string(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    text = sys.stdin.read() if options.string == "-" else options.string
-    text = text.strip()
+    text = (sys.stdin.read() if options.string == "-" else options.string).strip()
     try:
         decode_session_string(text)
         location = "string:" + text
     except SessionStringError as exc:
-        from .tools.telethon import decode_telethon_string
-
         try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                decode_telethon_string(text)
+            decode_telethon_string(text)
         except SessionStringError:
             raise exc from None
         location = "telethon:" + text
@@ -578,7 +474,7 @@ async def _copy(
 ) -> int:
     target = make_target(target_text, options)
     async with open_source(source_text, options) as source:
-        if _same_file(source, target):
+        if _same(source, target):
             raise UsageError("SOURCE and TARGET are the same file")
         session = await source.storage.get_session()
         changes = _fills(session, options)
@@ -587,6 +483,9 @@ async def _copy(
                 f"{source.label} holds no session (no auth key, peers or update states); "
                 "nothing to copy"
             )
+        missing = [name for name in source.missing or session.missing if name not in changes]
+        if missing and options.strict:
+            raise StorageError(f"{_missing_message(missing)} (--strict: nothing was written)")
         total = sum((await source.storage.count_peers()).values())
         show = options.progress
         if show is None:
@@ -611,13 +510,13 @@ async def _copy(
             final = await target.get_session()
         if bar is not None:
             bar.finish()
-    missing = final.missing
     print(
         f"{verb} {source.label} to {display(target_text)}: "
         f"{result.peers} peers, {result.update_states} update states",
         file=out,
     )
-    _warn_missing(missing, err)
+    if final.missing:
+        print(f"{PROG}: warning: {_missing_message(final.missing)}", file=err)
     return EXIT_OK
 
 
@@ -649,137 +548,101 @@ class ProgressBar:
 
 
 async def cmd_migrate(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    path = _file_path(options.file)
-    if not os.path.isfile(path):
-        raise SessionNotFoundError(f"no such session file: {_short(str(path))}")
-    facts = _sqlite_facts(path)
-    if facts is not None and not facts[1]:
-        raise CorruptSessionError(f"{path} is empty, not a session file")
-    if facts is not None and _is_telethon_file(facts[1]):
+    identity = identify(options.file)
+    path = identity.path
+    if identity.telethon:
         raise UsageError(
             f"{path} is a Telethon session; convert it with "
             f"`{PROG} copy telethon:{path} NEW.session` instead"
         )
-    before = None if facts is None else facts[0]
-    if before is not None and before == _latest() and facts is not None and facts[1]:
+    if identity.kind == "empty":
+        raise CorruptDataError(f"{path} is empty, not a session file")
+    before = identity.schema_version
+    if identity.kind == "pyrogram-storage" and before == identity.latest:
         print(f"{path} is already at schema version {before}; nothing to do", file=out)
         return EXIT_OK
-    backup = None
-    if facts is not None and before is not None and before < _latest():
-        backup = _backup_name(path)
-        _backup(path, backup)
-    storage = _storage(str(path))
-    await storage.open()
-    await storage.close()
-    after = _sqlite_facts(path)
-    version = None if after is None else after[0]
-    if backup is not None:
-        print(f"backed up {path} to {backup}", file=err)
-    print(f"migrated {path} from schema version {before} to {version}", file=out)
+    if identity.kind == "not-sqlite":
+        raise CorruptDataError(
+            f"{display(str(path))} is not a session file (not a SQLite database)"
+        )
+    copy = backup(path) if identity.needs_migration else None
+    async with opened(build(str(path))):
+        pass
+    if copy is not None:
+        print(f"backed up {path} to {copy}", file=err)
+    print(
+        f"migrated {path} from schema version {before} to {identify(path).schema_version}",
+        file=out,
+    )
     return EXIT_OK
-
-
-async def cmd_encrypt(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    fernet = _source_keys(options).get("fernet_key")
-    storage = _existing(options.location, **({} if fernet is None else {"fernet_key": fernet}))
-    key = encryption.read_key(options.key_env, "the encryption key", confirm=True)
-    done = await encryption.encrypt(storage, key)
-    return _done(done, f"encrypted the auth key of {display(options.location)}", out)
-
-
-async def cmd_decrypt(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    keys = _source_keys(options)
-    if not keys:
-        keys["encryption_key"] = encryption.read_key(options.key_env, "the encryption key")
-    done = await encryption.decrypt(_existing(options.location, **keys))
-    return _done(done, f"stored the auth key of {display(options.location)} in clear", out)
-
-
-async def cmd_rekey(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    keys = _source_keys(options)
-    if not keys:
-        keys["encryption_key"] = encryption.read_key(options.key_env, "the current key")
-    storage = _existing(options.location, **keys)
-    new = encryption.read_key(options.new_key_env, "the new key", confirm=True)
-    done = await encryption.rekey(storage, new)
-    return _done(done, f"changed the encryption key of {display(options.location)}", out)
-
-
-def _existing(text: str, **keys: Any) -> Storage:
-    """The storage of a session to rewrite in place; a session file must exist."""
-    if scheme_of(text) == "file" and not os.path.isfile(_file_path(text)):
-        raise SessionNotFoundError(f"no such session file: {_short(str(_file_path(text)))}")
-    return _storage(text, **keys)
-
-
-def _done(outcome: encryption.Outcome, message: str, out: TextIO) -> int:
-    if outcome is encryption.Outcome.NO_AUTH_KEY:
-        message += " (it holds no auth key yet; the one it gets will be stored so)"
-    print(message, file=out)
-    return EXIT_OK
-
-
-def _backup_name(path: Path) -> Path:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    candidate = path.with_name(f"{path.name}.bak-{stamp}")
-    counter = 1
-    while candidate.exists():
-        counter += 1
-        candidate = path.with_name(f"{path.name}.bak-{stamp}-{counter}")
-    return candidate
 
 
 # -- argument parsing -----------------------------------------------------------------------
 
 
-def _add_fill_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group(
-        "fields the source may not record (Telethon sessions, old session strings)"
-    )
-    group.add_argument("--user-id", type=int, metavar="ID", help="the account's user id")
-    group.add_argument("--api-id", type=int, metavar="ID", help="the api id of the session")
-    kind = group.add_mutually_exclusive_group()
-    kind.add_argument(
-        "--bot", dest="is_bot", action="store_const", const=True, help="the account is a bot"
-    )
-    kind.add_argument(
-        "--user", dest="is_bot", action="store_const", const=False, help="the account is a user"
-    )
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
 
 
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--overwrite", action="store_true", help="replace a TARGET that already holds a session"
-    )
-    parser.add_argument(
-        "--layout",
-        choices=[layout.value for layout in Layout],
-        default=None,
-        help="usernames table layout of a new TARGET file (default: upstream)",
-    )
-    parser.add_argument(
-        "--batch-size",
-        type=_positive,
-        default=1000,
-        metavar="N",
-        help="peers per read and write (default: 1000)",
-    )
-    show = parser.add_mutually_exclusive_group()
-    show.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_const",
-        const=True,
-        default=None,
-        help="always show the progress bar on stderr",
-    )
-    show.add_argument(
-        "--no-progress",
-        dest="progress",
-        action="store_const",
-        const=False,
-        help="never show it (default: on a terminal, for large peer tables)",
-    )
+_FILLS_TITLE = "fields the source may not record (Telethon sessions, old session strings)"
+_STRICT = (
+    "refuse (exit 1, nothing written) a session that would still lack a field the clients "
+    "need; without it, a warning says what the gap will cost"
+)
+_TARGET: list[tuple[str, dict[str, Any]]] = [
+    ("--overwrite", {"action": "store_true",
+                     "help": "replace a TARGET that already holds a session"}),
+    ("--layout", {"choices": [layout.value for layout in Layout], "default": None,
+                  "help": "usernames table layout of a new TARGET file (default: upstream)"}),
+    ("--batch-size", {"type": _positive, "default": 1000, "metavar": "N",
+                      "help": "peers per read and write (default: 1000)"}),
+]  # fmt: skip
+_EXPORT: list[tuple[str, dict[str, Any]]] = [
+    ("--show-secret", {"action": "store_true", "help": "print the session string on stdout"}),
+    ("--output", {"metavar": "FILE", "help": "write the session string to FILE, mode 0600"}),
+    ("--force", {"action": "store_true", "help": "replace an existing --output FILE"}),
+    ("--format", {"choices": ["pyrogram", "telethon"], "default": "pyrogram",
+                  "help": "pyrogram (every Pyrogram-family client) or telethon"}),
+]  # fmt: skip
+COMMANDS: dict[str, tuple[Any, tuple[str, ...], str, str]] = {
+    "inspect": (cmd_inspect, ("SOURCE",), "show what a session holds (never its auth key)",
+                "Show a session's data center, account, api id, peer counts, update states "
+                "and schema version. The auth key is never shown, only its id."),
+    "export-string": (cmd_export_string, ("SOURCE",),
+                      "export a session string (only when asked explicitly)",
+                      "Export SOURCE as a session string. It gives full access to the "
+                      "account: it is printed only with --show-secret, or written to a 0600 "
+                      "file."),
+    "import-string": (cmd_import_string, ("STRING|-", "TARGET"),
+                      "store a session string (Pyrogram or Telethon) in TARGET",
+                      "Store a Pyrogram-family or Telethon session string in TARGET. Give - "
+                      "to read it from standard input (keeps it out of your shell history)."),
+    "copy": (cmd_copy, ("SOURCE", "TARGET"),
+             "copy a whole session (auth, peers, update states) to TARGET",
+             "Copy SOURCE to TARGET: authorization, every peer with its usernames, and the "
+             "update states. A TARGET holding a session is refused unless --overwrite."),
+    "migrate": (cmd_migrate, ("FILE",), "upgrade a session file's schema in place, after a backup",
+                "Apply pending schema migrations to FILE (any Pyrogram-family client's "
+                "session file). A copy is kept first as FILE.bak-<UTC time>, mode 0600."),
+}  # fmt: skip
+"""Each command: what runs it, its positional arguments, its summary and description."""
+
+_KEY_COMMANDS: dict[str, tuple[Any, str, str]] = {
+    "encrypt": (cmd_encrypt, "encrypt the auth key of a session stored in clear or Fernet",
+                "Seal LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY (or asked for). "
+                "A file of Kurigram's EncryptedFernetStorage is moved to our envelope with its "
+                "key in $PYROGRAM_STORAGE_FERNET_KEY."),
+    "decrypt": (cmd_decrypt, "store the auth key of an encrypted session in clear again",
+                "Open LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY (or asked for) "
+                "and store it in clear."),
+    "rekey": (cmd_rekey, "change the encryption key of a session",
+              "Open LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY and seal it with "
+              "the one in $PYROGRAM_STORAGE_NEW_KEY (each asked for if unset)."),
+}  # fmt: skip
+"""The commands that rewrite a session's auth key in place, one atomic write each."""
 
 
 def _add_key_options(parser: argparse.ArgumentParser, *, target: bool = False) -> None:
@@ -808,171 +671,82 @@ def _add_key_options(parser: argparse.ArgumentParser, *, target: bool = False) -
         )
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
+def _switch(parser: Any, dest: str, flags: dict[str, tuple[object, str]]) -> None:
+    """Mutually exclusive flags storing constants in ``dest``."""
+    group = parser.add_mutually_exclusive_group()
+    for flag, (value, help_) in flags.items():
+        group.add_argument(flag, dest=dest, action="store_const", const=value, help=help_)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the parser of the ``pyrogram-storage`` command."""
-    formatter = argparse.RawDescriptionHelpFormatter
+    raw = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Inspect, copy, import, export and migrate Pyrogram-family sessions.",
         epilog=LOCATIONS_HELP,
-        formatter_class=formatter,
+        formatter_class=raw,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    inspect = commands.add_parser(
-        "inspect",
-        help="show what a session holds (never its auth key)",
-        description="Show a session's data center, account, api id, peer counts, update "
-        "states and schema version. The auth key is never shown, only its id.",
-        epilog=LOCATIONS_HELP,
-        formatter_class=formatter,
-    )
-    inspect.add_argument("source", metavar="SOURCE")
-    inspect.add_argument("--json", action="store_true", help="print one JSON object")
-    _add_key_options(inspect)
-    inspect.set_defaults(parser=inspect, run=cmd_inspect)
-
-    export = commands.add_parser(
-        "export-string",
-        help="export a session string (only when asked explicitly)",
-        description="Export SOURCE as a session string. It gives full access to the "
-        "account: it is printed only with --show-secret, or written to a 0600 file.",
-        epilog=LOCATIONS_HELP,
-        formatter_class=formatter,
-    )
-    export.add_argument("source", metavar="SOURCE")
-    export.add_argument(
-        "--show-secret", action="store_true", help="print the session string on stdout"
-    )
-    export.add_argument(
-        "--output", "-o", metavar="FILE", help="write the session string to FILE, mode 0600"
-    )
-    export.add_argument("--force", action="store_true", help="replace an existing --output FILE")
-    export.add_argument(
-        "--format",
-        choices=["pyrogram", "telethon"],
-        default="pyrogram",
-        help="pyrogram (every Pyrogram-family client) or telethon",
-    )
-    _add_fill_options(export)
-    _add_key_options(export)
-    export.set_defaults(parser=export, run=cmd_export_string)
-
-    import_ = commands.add_parser(
-        "import-string",
-        help="store a session string (Pyrogram or Telethon) in TARGET",
-        description="Store a Pyrogram-family or Telethon session string in TARGET. Give - "
-        "to read it from standard input (keeps it out of your shell history).",
-        epilog=LOCATIONS_HELP,
-        formatter_class=formatter,
-    )
-    import_.add_argument("string", metavar="STRING|-")
-    import_.add_argument("target", metavar="TARGET")
-    _add_target_options(import_)
-    _add_fill_options(import_)
-    _add_key_options(import_, target=True)
-    import_.set_defaults(parser=import_, run=cmd_import_string)
-
-    copy = commands.add_parser(
-        "copy",
-        help="copy a whole session (auth, peers, update states) to TARGET",
-        description="Copy SOURCE to TARGET: authorization, every peer with its usernames, "
-        "and the update states. A TARGET holding a session is refused unless --overwrite.",
-        epilog=LOCATIONS_HELP,
-        formatter_class=formatter,
-    )
-    copy.add_argument("source", metavar="SOURCE")
-    copy.add_argument("target", metavar="TARGET")
-    _add_target_options(copy)
-    _add_fill_options(copy)
-    _add_key_options(copy, target=True)
-    copy.set_defaults(parser=copy, run=cmd_copy)
-
-    migrate = commands.add_parser(
-        "migrate",
-        help="upgrade a session file's schema in place, after a backup",
-        description="Apply pending schema migrations to FILE (any Pyrogram-family client's "
-        "session file). A copy is kept first as FILE.bak-<UTC time>, mode 0600.",
-        formatter_class=formatter,
-    )
-    migrate.add_argument("file", metavar="FILE")
-    migrate.set_defaults(parser=migrate, run=cmd_migrate)
-
-    for name, run, summary, description in (
-        (
-            "encrypt",
-            cmd_encrypt,
-            "encrypt the auth key of a session stored in clear (or as a Fernet token)",
-            "Seal LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY (or asked "
-            "for). A file of Kurigram's EncryptedFernetStorage is moved to our envelope "
-            "with its key in $PYROGRAM_STORAGE_FERNET_KEY.",
-        ),
-        (
-            "decrypt",
-            cmd_decrypt,
-            "store the auth key of an encrypted session in clear again",
-            "Open LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY (or asked "
-            "for) and store it in clear.",
-        ),
-        (
-            "rekey",
-            cmd_rekey,
-            "change the encryption key of a session",
-            "Open LOCATION's auth key with the key in $PYROGRAM_STORAGE_KEY and seal it "
-            "with the one in $PYROGRAM_STORAGE_NEW_KEY (each asked for if unset).",
-        ),
-    ):
-        sub = commands.add_parser(
+    for name, (run, arguments, summary, description) in COMMANDS.items():
+        epilog = None if name == "migrate" else LOCATIONS_HELP
+        command = commands.add_parser(
+            name, help=summary, description=description, epilog=epilog, formatter_class=raw
+        )
+        command.set_defaults(parser=command, run=run)
+        for argument in arguments:
+            command.add_argument(argument.lower().split("|")[0], metavar=argument)
+        if name == "inspect":
+            command.add_argument("--json", action="store_true", help="print one JSON object")
+        if name == "export-string":
+            for flag, settings in _EXPORT:
+                command.add_argument(flag, *(["-o"] if flag == "--output" else []), **settings)
+        if name in ("import-string", "copy"):
+            for flag, settings in _TARGET:
+                command.add_argument(flag, **settings)
+            _switch(command, "progress", {
+                "--progress": (True, "always show the progress bar on stderr"),
+                "--no-progress": (False, "never show it (default: on a terminal, for large "
+                                  "peer tables)"),
+            })  # fmt: skip
+        if name in ("export-string", "import-string", "copy"):
+            fills = command.add_argument_group(_FILLS_TITLE)
+            fills.add_argument("--user-id", type=int, metavar="ID", help="the account's user id")
+            fills.add_argument("--api-id", type=int, metavar="ID", help="the api id of the session")
+            _switch(fills, "is_bot", {
+                "--bot": (True, "the account is a bot"), "--user": (False, "the account is a user"),
+            })  # fmt: skip
+            if name != "export-string":
+                fills.add_argument("--strict", action="store_true", help=_STRICT)
+        if name != "migrate":
+            _add_key_options(command, target=name in ("import-string", "copy"))
+    for name, (run, summary, description) in _KEY_COMMANDS.items():
+        command = commands.add_parser(
             name,
             help=summary,
-            description=description + " One atomic write: a crash leaves the old key or "
-            "the new one. A session file held by another process is refused.",
+            description=description + " One atomic write: a crash leaves the old key or the "
+            "new one. A session file held by another process is refused.",
             epilog=LOCATIONS_HELP,
-            formatter_class=formatter,
+            formatter_class=raw,
             allow_abbrev=False,  # --key must not pass for --key-env: no key on the line
         )
-        sub.add_argument("location", metavar="LOCATION")
-        _add_key_options(sub)
+        command.set_defaults(parser=command, run=run)
+        command.add_argument("location", metavar="LOCATION")
+        _add_key_options(command)
         if name == "rekey":
-            sub.add_argument(
+            command.add_argument(
                 "--new-key-env",
                 metavar="NAME",
                 default=encryption.DEFAULT_NEW_KEY_VARIABLE,
-                help=f"the variable holding the new key (default: "
+                help="the variable holding the new key (default: "
                 f"{encryption.DEFAULT_NEW_KEY_VARIABLE})",
             )
-        sub.set_defaults(parser=sub, run=run)
 
     from .kv.cli import add_kv_commands
 
-    add_kv_commands(commands, formatter)
+    add_kv_commands(commands)
     return parser
-
-
-EXIT_BROKEN_PIPE = 128 + signal.SIGPIPE
-"""What a shell reports for a program whose reader went away (``| head``): 141."""
-
-_PYTHON_WORDS = (
-    (re.compile(r"pass overwrite=True \(--overwrite on the command line\)"), "pass --overwrite"),
-    (re.compile(r", or open every storage of this session with lock='shared'"), ""),
-    (re.compile(r"\buser_id="), "--user-id "),
-    (re.compile(r"\bapi_id="), "--api-id "),
-    (
-        re.compile(r"Pass encryption_key= \(on the command line, set PYROGRAM_STORAGE_KEY\)"),
-        "Set $PYROGRAM_STORAGE_KEY (or the variable --key-env names)",
-    ),
-    (re.compile(r"Pass encrypt_existing=True \(or run (`[^`]+`)\)"), r"Run \1"),
-    (re.compile(r"no fernet_key was given"), "$PYROGRAM_STORAGE_FERNET_KEY is not set"),
-)
-"""The library's advice in Python terms, and what it means on the command line."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -992,14 +766,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
-    options = parser.parse_args(argv)
+    options, unknown = parser.parse_known_args(argv)
+    command: argparse.ArgumentParser = getattr(options, "parser", parser)
+    if unknown:  # the command's own usage, not the top level's
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         status: int = asyncio.run(options.run(options, sys.stdout, sys.stderr))
         return status
     except BrokenPipeError:
         raise
     except UsageError as exc:
-        _fail(parser, options, _cli_words(str(exc)))
+        _fail(command, _cli_words(str(exc)))
     except StorageError as exc:
         _error(_cli_words(str(exc)))
         return EXIT_ERROR
@@ -1015,6 +792,10 @@ def _error(message: str, prefix: str = "error: ") -> None:
     print(f"{PROG}: {prefix}{message}", file=sys.stderr)
 
 
+def _fail(parser: argparse.ArgumentParser, message: str) -> NoReturn:
+    parser.error(message)
+
+
 def _cli_words(message: str) -> str:
     for pattern, words in _PYTHON_WORDS:
         message = pattern.sub(words, message)
@@ -1026,7 +807,7 @@ def _os_error(exc: OSError) -> str:
     if exc.strerror is None:
         return str(exc)
     names = [
-        _short(os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name))
+        display(os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else str(name))
         for name in (exc.filename, exc.filename2)
         if name is not None
     ]
@@ -1043,8 +824,3 @@ def _silence_output() -> None:
                 os.dup2(devnull, stream.fileno())
     finally:
         os.close(devnull)
-
-
-def _fail(parser: argparse.ArgumentParser, options: argparse.Namespace, message: str) -> NoReturn:
-    command_parser: argparse.ArgumentParser = getattr(options, "parser", parser)
-    command_parser.error(message)

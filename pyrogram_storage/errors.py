@@ -3,20 +3,30 @@
 Every error derives from :class:`StorageError`. Where callers already catch a
 builtin (the clients catch ``KeyError`` for a missing peer, ``ValueError`` for a
 bad session string), the error mixes that builtin in too.
+
+Sessions and bot state (:mod:`pyrogram_storage.kv`) share these classes. Three used
+to have a name in each half; the old names stay importable as aliases:
+:class:`LockedError` (``SessionLocked``, ``kv.StoreLockedError``),
+:class:`CorruptDataError` (``CorruptSessionError``, ``kv.CorruptStoreError``) and
+:class:`SchemaTooNewError` (``kv.VersionTooNewError``); :class:`NotFoundError` is
+also ``SessionNotFoundError``.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BackendError",
+    "CorruptDataError",
     "CorruptSessionError",
     "DamagedEnvelopeError",
     "DiskFullError",
     "EncryptionKeyError",
     "InvalidTypeError",
     "InvalidValueError",
+    "LockedError",
     "MigrationError",
     "MissingDriverError",
+    "NotFoundError",
     "PeerNotFound",
     "ReadOnlyError",
     "SchemaTooNewError",
@@ -65,32 +75,48 @@ class MigrationError(StorageError):
     """A database cannot be brought to the schema this version understands."""
 
 
-class SchemaTooNewError(MigrationError):
-    """The database was written by a newer pyrogram_storage; it is left untouched."""
+class SchemaTooNewError(MigrationError, ValueError):
+    """Data written by newer code than this: a database of a newer pyrogram_storage, or
+    a value of :func:`~pyrogram_storage.kv.versioned` from newer migrations. It is left
+    untouched."""
 
 
 class UnknownSchemaError(MigrationError):
     """The file is a SQLite database, but not a session this library recognises."""
 
 
-class CorruptSessionError(StorageError):
-    """The session file is not a readable SQLite database (truncated, garbage, damaged)."""
+class CorruptDataError(StorageError):
+    """A store's data cannot be read: a session file that is not a readable SQLite
+    database (truncated, garbage, damaged), a bot-state file that cannot be read (and no
+    usable backup exists). It was left untouched."""
+
+
+CorruptSessionError = CorruptDataError
+"""The session half's name for :class:`CorruptDataError`."""
 
 
 class StorageClosedError(StorageError):
     """The storage is closed (or was never opened); call ``open()`` first."""
 
 
-class SessionNotFoundError(StorageError, FileNotFoundError):
-    """A session that is only read (a copy's source, an import) does not exist."""
+class NotFoundError(StorageError, FileNotFoundError):
+    """A session or store that is only read (a copy's source, an import) does not exist."""
+
+
+SessionNotFoundError = NotFoundError
+"""The session half's name for :class:`NotFoundError`."""
 
 
 class TargetNotEmptyError(StorageError):
     """A copy or import would overwrite a session that already holds data."""
 
 
-class SessionLocked(StorageError):
-    """Another process or client holds this session open for writing."""
+class LockedError(StorageError):
+    """Another process, client or object holds this session or store open for writing."""
+
+
+SessionLocked = LockedError
+"""The session half's name for :class:`LockedError`."""
 
 
 class BackendError(StorageError):

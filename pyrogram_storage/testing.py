@@ -14,6 +14,9 @@ on to the constructor); every call within one test must reach the same stored se
 
 It needs ``pytest`` and ``pytest-asyncio`` (``pip install pyrogram-storage[testing]``).
 This project runs the very same class over every backend it ships.
+
+Every loop the suite drives is bounded: a backend whose peer listing never ends (a
+``_read_peers`` that ignores ``after``) fails with "no progress" instead of hanging.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import pytest_asyncio
@@ -44,10 +47,44 @@ from . import (
 )
 from .session_string import decode_session_string
 
-__all__ = ["StorageContract", "StorageMaker"]
+__all__ = ["Contract", "StorageContract", "StorageMaker", "bounded_progress", "collect"]
 
 StorageMaker = Callable[..., Storage]
 """Builds a new, unopened storage from keyword options, always on the same stored session."""
+
+T = TypeVar("T")
+
+
+async def collect(items: AsyncIterator[T], most: int, what: str = "iteration") -> list[T]:
+    """Everything ``items`` yields, failing with "no progress" past ``most`` items.
+
+    A backend whose listing never ends (a cursor that restarts, a batch that repeats)
+    is a failed test, not a hang that fills the memory.
+    """
+    found: list[T] = []
+    try:
+        async for item in items:
+            found.append(item)
+            if len(found) > most:
+                raise AssertionError(
+                    f"no progress: {what} yielded more than {most} items "
+                    f"(it repeats itself: {found[-2:]!r}...)"
+                )
+    finally:
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    return found
+
+
+def bounded_progress(most: int, what: str) -> Callable[[int, int], None]:
+    """A ``progress`` callback that fails with "no progress" once ``done`` passes ``most``."""
+
+    def progress(done: int, total: int) -> None:
+        if done > most:
+            raise AssertionError(f"no progress: {what} went past {most} peers ({done})")
+
+    return progress
 
 KEY = bytes(range(256))
 CHANNEL = -1001234567890
@@ -64,14 +101,41 @@ async def logged_in(storage: Storage) -> None:
 
 
 @pytest.mark.asyncio
-class StorageContract:
+class Contract:
+    """What the shipped suites (this one and ``kv.testing.KVContract``) share: every test
+    is a coroutine run by pytest-asyncio, every loop is bounded by :func:`collect`."""
+
+    @staticmethod
+    async def refused_while_closed(
+        store: Any, calls: dict[str, Callable[[], Any]], *methods: str
+    ) -> None:
+        """Before ``open()`` and after ``close()``, each call (and each of ``store``'s
+        ``methods``, called without arguments) raises :class:`StorageClosedError`; a
+        listing does at its first item."""
+        every = {**calls, **{name: getattr(store, name) for name in methods}}
+        for phase in ("never opened", "closed"):
+            for name, call in every.items():
+                with pytest.raises(StorageClosedError):
+                    result = call()
+                    await (collect(result, 0, name) if hasattr(result, "__anext__") else result)
+                    pytest.fail(f"{name} ({phase}) did not raise")
+            await store.open()
+            await store.close()
+
+    @staticmethod
+    def undefined(fixture: str, example: str) -> Any:
+        """What the suite's maker fixture does until a subclass defines it: say how to."""
+        raise NotImplementedError(
+            f"define a {fixture} fixture returning lambda **options: {example}(..., **options)"
+        )
+
+
+class StorageContract(Contract):
     """The whole storage contract; subclass it with a ``make_storage`` fixture."""
 
     @pytest.fixture
     def make_storage(self) -> StorageMaker:
-        raise NotImplementedError(
-            "define a make_storage fixture returning lambda **options: YourStorage(..., **options)"
-        )
+        return self.undefined("make_storage", "YourStorage")  # type: ignore[no-any-return]
 
     @pytest_asyncio.fixture
     async def storage(self, make_storage: StorageMaker) -> AsyncIterator[Storage]:
@@ -345,14 +409,13 @@ class StorageContract:
     async def test_iter_peers_yields_everything_in_id_order(self, storage: Storage) -> None:
         peers = [user(i, f"u{i}") for i in range(-5, 23)]
         await storage.upsert_peers(peers)
-        batches = [batch async for batch in storage.iter_peers(batch_size=10)]
+        batches = await collect(storage.iter_peers(batch_size=10), 3, "iter_peers()")
         assert [len(b) for b in batches] == [10, 10, 8]
         seen = [p for batch in batches for p in batch]
         assert [p.id for p in seen] == sorted(p.id for p in peers)
         assert all(p.usernames == (f"u{p.id}",) for p in seen)
         with pytest.raises(ValueError):
-            async for _ in storage.iter_peers(batch_size=0):
-                pass
+            await collect(storage.iter_peers(batch_size=0), 0, "iter_peers()")
 
     async def test_count_peers_by_type(self, storage: Storage) -> None:
         await storage.upsert_peers(
@@ -618,34 +681,21 @@ class StorageContract:
         self, make_storage: StorageMaker
     ) -> None:
         storage = make_storage()
-        for phase in ("never opened", "closed"):
-            calls: dict[str, Callable[[], Any]] = {
-                "get_session": storage.get_session,
-                "update_session": lambda: storage.update_session(api_id=1),
-                "upsert_peers": lambda: storage.upsert_peers([user(1)]),
-                "set_usernames": lambda: storage.set_usernames([(1, ["a"])]),
-                "delete_peers": lambda: storage.delete_peers([1]),
-                "peer_by_id": lambda: storage.peer_by_id(1),
-                "peer_by_username": lambda: storage.peer_by_username("a"),
-                "peer_by_phone": lambda: storage.peer_by_phone("1"),
-                "get_update_states": storage.get_update_states,
-                "set_update_states": lambda: storage.set_update_states([UpdateState(0, 1)]),
-                "delete_update_states": lambda: storage.delete_update_states([0]),
-                "save": storage.save,
-                "flush": storage.flush,
-                "health": storage.health,
-                "count_peers": storage.count_peers,
-                "export_session_string": storage.export_session_string,
-            }
-            for name, call in calls.items():
-                with pytest.raises(StorageClosedError):
-                    await call()
-                    pytest.fail(f"{name} ({phase}) did not raise")
-            with pytest.raises(StorageClosedError):
-                async for _ in storage.iter_peers():
-                    pass
-            await storage.open()
-            await storage.close()
+        calls: dict[str, Callable[[], Any]] = {
+            "update_session": lambda: storage.update_session(api_id=1),
+            "upsert_peers": lambda: storage.upsert_peers([user(1)]),
+            "set_usernames": lambda: storage.set_usernames([(1, ["a"])]),
+            "delete_peers": lambda: storage.delete_peers([1]),
+            "peer_by_id": lambda: storage.peer_by_id(1),
+            "peer_by_username": lambda: storage.peer_by_username("a"),
+            "peer_by_phone": lambda: storage.peer_by_phone("1"),
+            "set_update_states": lambda: storage.set_update_states([UpdateState(0, 1)]),
+            "delete_update_states": lambda: storage.delete_update_states([0]),
+        }
+        await self.refused_while_closed(
+            storage, calls, "get_session", "get_update_states", "save", "flush", "health",
+            "count_peers", "export_session_string", "iter_peers",
+        )  # fmt: skip
 
     async def test_read_only_storage_refuses_every_write(self, make_storage: StorageMaker) -> None:
         writer = make_storage()
@@ -679,11 +729,13 @@ class StorageContract:
         await storage.upsert_peers([user(i, f"c{i}", phone=f"1{i:04d}") for i in range(1, 40)])
         await storage.set_update_states([UpdateState(0, 1, 2, 3, 4)])
         middle = MemoryStorage("middle")
-        result = await copy_session(storage, middle, batch_size=7)
+        result = await copy_session(
+            storage, middle, batch_size=7, progress=bounded_progress(39, "copy_session()")
+        )
         assert (result.peers, result.update_states) == (39, 1)
         await storage.delete()
         await storage.open()
-        await copy_session(middle, storage)
+        await copy_session(middle, storage, progress=bounded_progress(39, "copy_session()"))
         assert (await storage.get_session()).auth_key == KEY
         assert (await storage.peer_by_username("c39")).phone_number == "10039"
         assert await storage.get_update_states() == [UpdateState(0, 1, 2, 3, 4)]

@@ -30,9 +30,9 @@ import pytest
 from pyrogram_storage import Storage, from_url
 from pyrogram_storage.registry import SCHEMES
 
-from .mongoserver import MongoServer, mongo_uri_from_env
-from .pgserver import PostgresServer
-from .redisserver import RedisCluster, RedisServer
+from .servers.mongoserver import MongoServer, mongo_uri_from_env
+from .servers.pgserver import PostgresServer
+from .servers.redisserver import RedisCluster, RedisServer
 
 StorageMaker = Callable[..., Storage]
 

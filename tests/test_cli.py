@@ -12,6 +12,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -568,3 +569,102 @@ async def test_copy_to_memory_is_not_a_file_named_memory(tmp_path: Path) -> None
     result = run("copy", source.path, "memory:", cwd=tmp_path)
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "memory:.session").exists()
+
+
+# -- the first hour (issue 21, item 4): reads are the same everywhere ------------------------
+
+
+@pytest.mark.mongo
+def test_a_missing_mongodb_session_is_exit_1(mongo_uri: str) -> None:
+    """Before: an empty session, exit 0, and nothing said."""
+    name = f"nosuch_{uuid.uuid4().hex[:8]}"
+    result = run("inspect", f"{mongo_uri}#{name}")
+    assert result.returncode == 1, result.stdout
+    assert f"no session {name!r}" in result.stderr and "Traceback" not in result.stderr
+
+
+async def test_read_commands_leave_no_side_files(tmp_path: Path) -> None:
+    """Before: `inspect fresh.session` left -wal and -shm files behind."""
+    storage = await filled_file(tmp_path)
+    before = sorted(os.listdir(tmp_path))
+    assert before == ["me.session"]
+    for args in (
+        ["inspect", storage.path],
+        ["inspect", "--json", storage.path],
+        ["export-string", storage.path, "--show-secret"],
+        ["copy", storage.path, "memory:"],
+    ):
+        result = run(*args)
+        assert result.returncode == 0, (args, result.stderr)
+        assert sorted(os.listdir(tmp_path)) == before, args
+
+
+def test_a_file_that_is_not_a_session_is_said_to_be_so(tmp_path: Path) -> None:
+    """Before: "no such session file: some_script.py.session" for a file that exists."""
+    script = tmp_path / "some_script.py"
+    script.write_text("print('hello')\n")
+    result = run("inspect", script)
+    assert result.returncode == 1
+    assert "some_script.py is not a session file" in result.stderr
+    assert "no such" not in result.stderr and script.read_text() == "print('hello')\n"
+
+
+def test_a_malformed_session_string_is_never_echoed(tmp_path: Path) -> None:
+    """Before: `copy "$SESSION_STRING" x.session` echoed its first 12 characters."""
+    for text in ("BQ" + "Zm9vYmFyYmF6" * 30, "AgAA" + "x7Qz" * 40 + "-_" * 20):
+        for args in (["copy", text, tmp_path / "x.session"], ["inspect", text]):
+            result = run(*args, cwd=tmp_path)
+            assert result.returncode in (1, 2), result.stderr
+            assert text[:6] not in result.stdout + result.stderr, result.stderr
+            assert "Traceback" not in result.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_bad_option_gets_the_commands_own_usage(tmp_path: Path) -> None:
+    """Before: `inspect kuri.session --bogus` printed the top-level usage."""
+    path = copy_fixture("kurigram", tmp_path, "kuri")
+    for command, extra in (("inspect", [path]), ("copy", [path, tmp_path / "t"]),
+                           ("migrate", [path])):
+        result = run(command, *extra, "--bogus")
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"usage: pyrogram-storage {command} "), result.stderr
+        assert "unrecognized arguments: --bogus" in result.stderr
+    result = run("kv", "inspect", "memory:", "--bogus")
+    assert result.returncode == 2 and result.stderr.startswith("usage: pyrogram-storage kv inspect")
+
+
+async def test_copying_an_incomplete_session_says_what_it_costs_or_refuses(
+    tmp_path: Path,
+) -> None:
+    """Before: a Telethon copy without --user-id/--api-id wrote a session needing a new
+    login, with only "does not record ..."; --strict refuses it."""
+    text = telethon_string()
+    refused = run("copy", f"telethon:{text}", tmp_path / "strict", "--strict")
+    assert refused.returncode == 1 and "--strict" in refused.stderr
+    assert "new login" in refused.stderr and "--user-id" in refused.stderr
+    assert not (tmp_path / "strict.session").exists()
+    written = run("copy", f"telethon:{text}", tmp_path / "loose")
+    assert written.returncode == 0
+    assert "warning" in written.stderr and "a client starts a new login" in written.stderr
+    assert "cannot be exported as a session string" in written.stderr
+    complete = run("copy", f"telethon:{text}", tmp_path / "full", "--strict", "--user-id", "7",
+                   "--bot", "--api-id", "9")
+    assert complete.returncode == 0 and "warning" not in complete.stderr
+
+
+@pytest.mark.parametrize("kind", ["mongodb", "redis"])
+async def test_an_unreachable_server_is_one_line_within_seconds(tmp_path: Path, kind: str) -> None:
+    """Before: MongoDB was silent for 32 s, then printed a ~600-character topology dump."""
+    source = await filled_file(tmp_path)
+    target = (
+        "mongodb://user:hunter2@127.0.0.1:1/?directConnection=true#x"
+        if kind == "mongodb"
+        else "redis://user:hunter2@127.0.0.1:1/0#x"
+    )
+    started = time.monotonic()
+    result = run("copy", source.path, target)
+    assert time.monotonic() - started < 10
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and len(lines[0]) < 300, result.stderr
+    assert "127.0.0.1:1" in lines[0] and "hunter2" not in result.stderr

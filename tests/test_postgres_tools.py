@@ -29,7 +29,7 @@ from pyrogram_storage.postgres.foreign import AsyncpgStorageSource
 from pyrogram_storage.tools.copy import opened
 
 from .clientenv import run_in_env
-from .pgserver import PostgresServer
+from .servers.pgserver import PostgresServer
 from .test_cli import filled_file, no_secrets, run
 from .test_clients import _install
 from .test_secrets import STRING, Everything, all_logs, leaks  # noqa: F401 - a fixture

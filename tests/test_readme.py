@@ -48,7 +48,7 @@ BLOCKS = python_blocks()
 
 @pytest.fixture(scope="module")
 def readme_redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    from .redisserver import RedisServer
+    from .servers.redisserver import RedisServer
 
     with RedisServer(tmp_path_factory.mktemp("readme-redis")) as server:
         yield server.url

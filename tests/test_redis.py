@@ -49,7 +49,7 @@ from pyrogram_storage.redisdb.layout import KEY_NAMES, Keys
 from pyrogram_storage.redisdb.storage import RedisStorage
 
 from .missing_driver import missing_driver_error
-from .redisserver import RedisCluster, RedisServer
+from .servers.redisserver import RedisCluster, RedisServer
 from .test_journal import OPS, _check, _failing
 
 pytestmark = pytest.mark.redis

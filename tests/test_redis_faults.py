@@ -25,7 +25,7 @@ from pyrogram_storage import BackendError, DiskFullError, Peer, PeerType
 from pyrogram_storage.redisdb.storage import RedisStorage
 
 from .outages import check_nothing_acknowledged_lost, eventually_healthy, write_through_outages
-from .redisserver import RedisServer
+from .servers.redisserver import RedisServer
 from .test_hostile import _small_disk
 from .test_redis import check_indexes
 

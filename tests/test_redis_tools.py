@@ -26,7 +26,7 @@ from pyrogram_storage import (
 from pyrogram_storage.redisdb.storage import RedisStorage
 from pyrogram_storage.tools.copy import opened
 
-from .redisserver import RedisCluster, RedisServer
+from .servers.redisserver import RedisCluster, RedisServer
 from .test_cli import filled_file, no_secrets, run
 from .test_redis import _writes_so_far, raw  # noqa: F401 - a fixture
 from .test_secrets import STRING, Everything, all_logs, leaks  # noqa: F401 - a fixture

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 from pyrogram_storage import (
     FileStorage,
     MemoryStorage,
+    MigrationError,
     Peer,
     PeerType,
     SessionData,
@@ -267,6 +269,34 @@ async def test_an_adopted_client_file_readable_by_others_is_made_private(
         async with FileStorage("me", tmp_path):
             pass
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # once is enough
+
+
+@pytest.mark.parametrize("foreign", ["other-app", "newer-schema"])
+async def test_a_refused_file_keeps_its_mode(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, foreign: str
+) -> None:
+    """Before: a foreign SQLite file refused with UnknownSchemaError ("left untouched") had
+    its mode changed 0644 -> 0600, with a WARNING that it had been made private."""
+    path = tmp_path / "me.session"
+    if foreign == "other-app":
+        db = sqlite3.connect(path)
+        db.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, name TEXT)")
+        db.commit()
+        db.close()
+    else:
+        async with FileStorage("me", tmp_path):
+            pass
+        db = sqlite3.connect(path)
+        db.execute("PRAGMA user_version = 99")
+        db.commit()
+        db.close()
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="pyrogram_storage"), pytest.raises(
+        MigrationError
+    ):
+        await FileStorage("me", tmp_path).open()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert not [r for r in caplog.records if "had mode" in r.getMessage()]
 
 
 def test_migrate_leaves_only_private_files(tmp_path: Path) -> None:

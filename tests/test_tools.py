@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -281,3 +283,54 @@ async def test_round_trip_file_mongo_memory_string_file(tmp_path: Path, mongo_ur
     finally:
         await first.close()
         await mongo.delete()
+
+
+# -- what a session file is ------------------------------------------------------------------
+
+
+async def test_identify_tells_every_kind_of_file_and_leaves_nothing(tmp_path: Path) -> None:
+    """What the command line used to probe itself, as one public function."""
+    from pyrogram_storage.errors import NotFoundError
+    from pyrogram_storage.tools import identify
+
+    from .fixture_files import copy_fixture
+    from .test_telethon import telethon_file
+
+    ours = FileStorage("ours", tmp_path)
+    async with ours:
+        pass
+    copy_fixture("pyrofork", tmp_path, "theirs")
+    tele = await telethon_file(tmp_path / "tele")
+    (tmp_path / "empty.session").write_bytes(b"")
+    (tmp_path / "script.py").write_text("print(1)\n")
+    before = sorted(os.listdir(tmp_path))
+    found = {
+        "ours": identify(tmp_path / "ours"),  # the suffix may be left out
+        "theirs": identify(f"file:{tmp_path / 'theirs.session'}"),
+        "tele": identify(tele),
+        "empty": identify(tmp_path / "empty.session"),
+        "script": identify(f"sqlite:{tmp_path / 'script.py'}"),
+    }
+    assert found["ours"].kind == "pyrogram-storage"
+    assert found["ours"].schema_version == found["ours"].latest == 2
+    assert not found["ours"].needs_migration and found["ours"].is_session
+    assert (found["theirs"].kind, found["theirs"].family) == ("client", "pyrofork")
+    assert "Pyrofork" in (found["theirs"].clients or "") and found["theirs"].needs_migration
+    assert found["tele"].telethon and not found["tele"].is_session
+    assert found["empty"].kind == "empty" and found["script"].kind == "not-sqlite"
+    with pytest.raises(NotFoundError, match="no such session file"):
+        identify(tmp_path / "missing")
+    assert sorted(os.listdir(tmp_path)) == before  # no -wal, -shm or lock left behind
+
+
+async def test_backup_copies_a_live_file_privately(tmp_path: Path) -> None:
+    from pyrogram_storage.tools import backup, identify
+
+    storage = FileStorage("me", tmp_path)
+    async with storage:
+        await fill(storage)
+        copy = backup(storage.path)  # while it is open, its WAL included
+    assert copy.name.startswith("me.session.bak-") and stat.S_IMODE(copy.stat().st_mode) == 0o600
+    assert identify(copy).kind == "pyrogram-storage"
+    with pytest.raises(FileExistsError):
+        backup(storage.path, copy)

@@ -43,8 +43,8 @@ import importlib
 import importlib.metadata
 import logging
 import sys
-import types
 
+from .._binding import derive
 from ..base import Storage
 from ..errors import StorageError
 from ._core import ClientStorage
@@ -179,9 +179,7 @@ def _bind(name: str) -> type[ClientStorage]:
             f"cannot load {name}'s storage base class {adapter.base_class} ({exc}); "
             f"is {name} installed in this environment?"
         ) from exc
-    bound = types.new_class(adapter.__name__, (adapter, base), {})
-    bound.__module__ = adapter.__module__
-    missing = sorted(getattr(bound, "__abstractmethods__", ()))
+    bound, missing = derive(adapter, base, adapter.__name__)
     if missing:
         raise ClientDetectionError(
             f"{module_name}.{class_name} requires storage methods the {name} dialect "

@@ -12,14 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .. import registry as _registry
 from ..errors import (
     BackendError,
+    CorruptDataError,
     DiskFullError,
+    LockedError,
     MissingDriverError,
+    NotFoundError,
+    SchemaTooNewError,
     StorageClosedError,
     TargetNotEmptyError,
 )
-from .base import MISSING, KVStore
+from .base import MISSING, Entry, KVStore
 from .copy import copy
 from .errors import (
     CorruptStoreError,
@@ -37,7 +42,6 @@ from .errors import (
 from .frameworks import for_aiogram, for_kurigram_addons
 from .jsonfile import JSONFileKV
 from .memory import MemoryKV
-from .registry import from_url
 from .sealed import SealedSerializer
 from .serializer import JSON, JSONSerializer, Serializer
 from .sqlite import SQLiteKV
@@ -52,9 +56,11 @@ __all__ = [
     "JSON",
     "MISSING",
     "BackendError",
+    "CorruptDataError",
     "CorruptStoreError",
     "CorruptValueError",
     "DiskFullError",
+    "Entry",
     "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidPatternError",
@@ -64,13 +70,16 @@ __all__ = [
     "KVError",
     "KVSerializationError",
     "KVStore",
+    "LockedError",
     "MemoryKV",
     "MissingDriverError",
     "MongoKV",
     "NotACounterError",
+    "NotFoundError",
     "PostgresKV",
     "RedisKV",
     "SQLiteKV",
+    "SchemaTooNewError",
     "SealedSerializer",
     "Serializer",
     "StorageClosedError",
@@ -84,6 +93,38 @@ __all__ = [
     "from_url",
     "versioned",
 ]
+
+
+def from_url(location: str, **options: Any) -> KVStore[Any]:
+    """Build the (unopened) store a location names.
+
+    =====================================================  =====================================
+    ``memory:``                                            a new, empty :class:`MemoryKV`
+    ``sqlite:PATH``, ``file:PATH``, a bare ``PATH``        :class:`SQLiteKV` (table ``kv``);
+    (``sqlite::memory:``)                                  ``PATH`` relative to the current
+                                                           directory
+    ``json:PATH``, a bare ``PATH.json``                    :class:`JSONFileKV`
+    ``mongodb://HOST/[DATABASE][?OPTIONS]``                :class:`MongoKV` (database
+    (``mongodb+srv://``)                                   ``pyrogram_storage`` if none, collection
+                                                           ``kv``)
+    ``redis://HOST[:PORT][/DB][?OPTIONS]``, ``rediss://``,  :class:`RedisKV` (single server or
+    ``unix://PATH``                                        cluster, told apart on open)
+    ``postgresql://USER:PASSWORD@HOST[:PORT]/DB``          :class:`PostgresKV` (schema
+    (``postgres://``; ``?schema=S&table=T``)               ``pyrogram_storage``, table ``kv``)
+    =====================================================  =====================================
+
+    Each may end in ``#NAMESPACE`` (default ``default``); a MongoDB location may name its
+    collection too, ``#COLLECTION/NAMESPACE``. The table is
+    :data:`pyrogram_storage.registry.KV_SCHEMES`; a backend's class is imported only
+    when its location is used.
+
+    :param location: e.g. ``"sqlite:bot.db#fsm"``, ``"redis://127.0.0.1:6379/0#bot"``.
+    :param options: more keyword arguments for the store (``default_ttl``, ``driver``...).
+    :raises InvalidArgumentError: an unknown scheme, a malformed location, or an option
+        the backend does not know.
+    :raises MissingDriverError: the backend's driver is not installed.
+    """
+    return _registry.kv_from_url(location, **options)
 
 
 def __getattr__(name: str) -> Any:

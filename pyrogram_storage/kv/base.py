@@ -2,9 +2,10 @@
 
 A backend implements the protected primitives (``_get``, ``_set``, ``_cas``…) over
 already checked keys and encoded values; the base checks keys, TTLs and patterns,
-keeps the open/closed state, hides expired keys from every read, serializes values and
-turns driver errors into :class:`~pyrogram_storage.errors.BackendError`. A subclass
-cannot forget a rule because it never sees a public call.
+hides expired keys from every read, serializes values, and (through
+:class:`~pyrogram_storage._lifecycle.Lifecycle`, shared with the session half) keeps
+the open/closed state and turns whatever a primitive raises into one of this
+package's errors. A subclass cannot forget a rule because it never sees a public call.
 
 Encoded values (``Raw``) are ``int`` for integers in the int64 range (so that
 ``increment`` works on them natively everywhere) and the serializer's text for
@@ -19,11 +20,11 @@ import math
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
-from types import TracebackType
-from typing import Any, Final, Generic, Literal, TypeVar, Union, overload
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, Union, overload
 
-from ..errors import BackendError, StorageClosedError, StorageError
+from .._lifecycle import _OPEN, Lifecycle
 from .errors import (
     CorruptValueError,
     InvalidArgumentError,
@@ -43,6 +44,7 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_TTL",
     "MISSING",
+    "Entry",
     "KVStore",
     "Plain",
     "Raw",
@@ -57,6 +59,8 @@ S = TypeVar("S", bound="KVStore[Any]")
 
 
 class _Missing(enum.Enum):
+    """The type of :data:`MISSING` (a one-member enum, so type checkers can narrow it)."""
+
     MISSING = "MISSING"
 
     def __repr__(self) -> str:
@@ -68,6 +72,8 @@ MISSING: Final = _Missing.MISSING
 
 
 class _Keep(enum.Enum):
+    """The type of :data:`KEEP`."""
+
     KEEP = "KEEP"
 
 
@@ -96,12 +102,29 @@ DEFAULT_NAMESPACE = "default"
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _INT_TEXT = re.compile(r"-?[0-9]+")
 _PLAIN_TYPES = frozenset({str, float, bool, type(None), bytes})
-_now = time.time
+
+
+@dataclass(frozen=True)
+class Entry(Generic[V]):
+    """One live key as :meth:`KVStore.records` yields it and :meth:`KVStore.put` takes it.
+
+    :param key: the key.
+    :param value: its value, decoded.
+    :param expires: when it expires, in seconds since the epoch (None: never).
+    """
+
+    key: str
+    value: V
+    expires: float | None = None
 
 
 def is_live(expires: float | None, now: float) -> bool:
     """Whether a record with this expiry is visible at ``now``."""
     return expires is None or expires > now
+
+
+def _is_time(value: object) -> bool:
+    return type(value) is float or type(value) is int
 
 
 async def scan_entries(
@@ -139,6 +162,33 @@ def add_to_counter(key: str, raw: Raw | None, amount: int) -> int:
     if not INT64_MIN <= total <= INT64_MAX:
         raise NotACounterError(f"increment: key {key!r} would leave the 64-bit integer range")
     return total
+
+
+def split_location(location: str, options: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Split ``LOCATION#NAMESPACE``; the namespace joins ``options`` (``#`` alone: default).
+
+    :raises InvalidArgumentError: a namespace both in the location and in ``options``.
+    """
+    body, sep, fragment = location.partition("#")
+    if sep and fragment:
+        if "namespace" in options:
+            raise InvalidArgumentError(
+                "give the namespace in the location or as namespace=, not both"
+            )
+        options = {**options, "namespace": fragment}
+    return body, options
+
+
+def path_of(body: str, schemes: tuple[str, ...], example: str) -> str:
+    """The path of ``SCHEME:PATH`` (or of a bare ``PATH``) for a file store.
+
+    :raises InvalidArgumentError: no path after the scheme.
+    """
+    scheme, colon, rest = body.partition(":")
+    path = rest if colon and scheme.lower() in schemes else body
+    if not path:
+        raise InvalidArgumentError(f"{body!r} needs a path, e.g. {example}")
+    return path
 
 
 def check_namespace(namespace: object) -> str:
@@ -187,13 +237,15 @@ def _key_ok(key: object) -> bool:
     return True
 
 
-class KVStore(ABC, Generic[V]):
+class KVStore(Lifecycle, ABC, Generic[V]):
     """An asynchronous key-value store for bot state, generic in the value type.
 
     Keys are ``str``; values anything the serializer writes (by default JSON plus
     datetime, date, time, timedelta, set, frozenset, tuple, bytes, Decimal and UUID).
     TTLs are seconds (``float``); an expired key is invisible to every read at once.
-    Use ``async with store:`` or :meth:`open`/:meth:`close`.
+    Use ``async with store:`` or :meth:`open`/:meth:`close`. Every public method raises
+    only this package's errors (:class:`~pyrogram_storage.errors.StorageError`); what a
+    backend's driver raises becomes :class:`~pyrogram_storage.errors.BackendError`.
 
     :param namespace: keys live in this namespace (1-64 of ``[A-Za-z0-9_.-]``); stores
         with other namespaces on the same file or server never see them.
@@ -204,8 +256,16 @@ class KVStore(ABC, Generic[V]):
 
     #: Memory stores set this: immutable values are kept as themselves, not as text.
     _keeps_objects: bool = False
-    #: Driver exceptions the primitives may raise; the base turns them into BackendError.
-    _driver_errors: tuple[type[BaseException], ...] = ()
+    requires: ClassVar[str | None] = None
+    """The kind of server the backend needs ("mongodb", "redis"), or None."""
+    expires_by_server_clock: ClassVar[bool] = False
+    """Whether keys expire by the server's own clock (Redis), which :attr:`clock` cannot move."""
+    persistent: bool = True
+    """Whether a new object built the same way reaches the data this one wrote."""
+    exclusive: bool = False
+    """Whether only one object at a time may have the store open (:class:`StoreLockedError`)."""
+    creates_files: ClassVar[bool] = False
+    """Whether opening creates a file that is missing; such a store takes ``create=False``."""
 
     def __init__(
         self,
@@ -214,6 +274,7 @@ class KVStore(ABC, Generic[V]):
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
     ) -> None:
+        super().__init__()
         self.namespace = check_namespace(namespace)
         self.default_ttl = None if default_ttl is None else check_ttl(default_ttl, "default_ttl")
         if serializer is not None and not isinstance(serializer, Serializer):
@@ -222,10 +283,19 @@ class KVStore(ABC, Generic[V]):
             )
         self.serializer: Serializer = JSON if serializer is None else serializer
         self._plain = self._keeps_objects and serializer is None
-        self._opened = False
+        self.clock: Callable[[], float] = time.time
+        """Where "now" comes from, in seconds since the epoch; tests give a fake clock."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.namespace!r})"
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> KVStore[Any]:
+        """Build the store a location names (see :func:`pyrogram_storage.kv.from_url`).
+
+        :raises InvalidArgumentError: ``location`` is not one of this backend's.
+        """
+        raise InvalidArgumentError(f"{cls.__name__} cannot be built from a location")
 
     # -- primitives -----------------------------------------------------------------
 
@@ -300,66 +370,29 @@ class KVStore(ABC, Generic[V]):
     async def _clear(self, now: float) -> int:
         """Remove every key of the namespace; return how many were live at ``now``."""
 
-    async def _health(self) -> bool:
-        """Ask the backend whether it works (a ping); raising counts as unhealthy."""
-        return True
-
-    def _translate(self, exc: BaseException) -> StorageError:
-        """Turn a driver exception into our error (override for disk-full and the like)."""
-        return BackendError(f"{self!r}: {type(exc).__name__}: {exc}")
+    async def _ping(self) -> None:
+        """Raise if the backend does not answer a trivial query (for :meth:`health`)."""
 
     # -- lifecycle ------------------------------------------------------------------
-
-    @property
-    def is_open(self) -> bool:
-        """Whether :meth:`open` succeeded and :meth:`close` has not been called since."""
-        return self._opened
 
     async def open(self) -> None:
         """Open the store; a second call while open does nothing.
 
         :raises BackendError: the backend cannot be reached or set up.
+        :raises StoreLockedError: another object holds a single-writer store open.
+        :raises CorruptStoreError: the stored data cannot be read (it is left untouched).
         """
-        if self._opened:
-            return
-        try:
-            await self._open()
-        except StorageError:
-            await self._quiet_close()
-            raise
-        except self._driver_errors as exc:
-            await self._quiet_close()
-            raise self._translate(exc) from exc
-        self._opened = True
+        await super().open()
 
-    async def _quiet_close(self) -> None:
-        with contextlib.suppress(Exception):  # the open's error is the one to report
-            await self._close()
+    async def _opening(self) -> None:
+        await self._call("open the store", self._open())
 
     async def close(self) -> None:
         """Close the store; writes that returned are stored. Closing twice is harmless."""
-        if not self._opened:
-            return
-        self._opened = False
-        try:
-            await self._close()
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+        await super().close()
 
-    async def __aenter__(self: S) -> S:
-        await self.open()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    def _closed(self) -> StorageClosedError:
-        return StorageClosedError(f"{self!r} is closed; call open() first")
+    async def _closing(self) -> None:
+        await self._call("close the store", self._close())
 
     # -- values ---------------------------------------------------------------------
 
@@ -368,6 +401,8 @@ class KVStore(ABC, Generic[V]):
         if kind is int and INT64_MIN <= value <= INT64_MAX:
             return value  # type: ignore[no-any-return]
         if self._plain and kind in _PLAIN_TYPES:
+            if kind is str and not _storable(value):
+                raise _surrogates(key, value)
             return Plain(value)
         try:
             text = self.serializer.dumps(value)
@@ -379,20 +414,12 @@ class KVStore(ABC, Generic[V]):
                 key=key,
                 type_name=exc.kind.__qualname__,
             ) from None
-        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        except Exception as exc:
             raise KVSerializationError(
                 f"cannot store key {key!r}: {type(value).__qualname__} value: {exc}",
                 key=key,
                 type_name=type(value).__qualname__,
             ) from exc
-        if type(text) is str and self.serializer is not JSON and _INT_TEXT.fullmatch(text):
-            # Redis would read it back as a counter; refuse it everywhere alike.
-            raise KVSerializationError(
-                f"cannot store key {key!r}: the serializer wrote {type(value).__qualname__} "
-                "as an integer literal, which stores reserve for integers",
-                key=key,
-                type_name=type(value).__qualname__,
-            )
         if type(text) is not str:
             raise KVSerializationError(
                 f"cannot store key {key!r}: the serializer returned "
@@ -400,6 +427,16 @@ class KVStore(ABC, Generic[V]):
                 key=key,
                 type_name=type(value).__qualname__,
             )
+        if self.serializer is not JSON and _INT_TEXT.fullmatch(text):
+            # Redis would read it back as a counter; refuse it everywhere alike.
+            raise KVSerializationError(
+                f"cannot store key {key!r}: the serializer wrote {type(value).__qualname__} "
+                "as an integer literal, which stores reserve for integers",
+                key=key,
+                type_name=type(value).__qualname__,
+            )
+        if not _storable(text):
+            raise _surrogates(key, value)
         return text
 
     def _decode(self, key: str, raw: Raw) -> Any:
@@ -413,7 +450,23 @@ class KVStore(ABC, Generic[V]):
                 ) from exc
         if kind is int:
             return raw
-        return raw.value  # type: ignore[union-attr]
+        if kind is Plain:
+            return raw.value  # type: ignore[union-attr]
+        raise CorruptValueError(
+            f"the stored value of key {key!r} is {kind.__name__}, not text or an integer: "
+            "not written by this library; it was left untouched"
+        )
+
+    def _unexpired(self, key: str, expires: object, now: float) -> bool:
+        """Whether a stored expiry is still ahead of ``now``; a damaged one is an error."""
+        if expires is None:
+            return True
+        if not _is_time(expires):
+            raise CorruptValueError(
+                f"the stored expiry of key {key!r} is {type(expires).__name__}, not a number: "
+                "not written by this library; it was left untouched"
+            )
+        return expires > now  # type: ignore[operator]
 
     def _expires(self, ttl: object, now: float) -> float | None:
         if ttl is None:
@@ -433,23 +486,21 @@ class KVStore(ABC, Generic[V]):
 
         :raises InvalidKeyError: the key is not a valid key.
         :raises StorageClosedError: the store is not open.
-        :raises CorruptValueError: the stored text cannot be decoded.
+        :raises CorruptValueError: the stored value cannot be decoded.
         :raises BackendError: the backend failed.
         """
         if not _key_ok(key):
             raise _key_problem(key)
-        if not self._opened:
-            raise self._closed()
-        try:
-            record = self._get_now(key)
-            if record is KEEP:
-                record = await self._get(key)
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+        if self._state != _OPEN:
+            raise self._closed_error()
+        found: Record | Literal[_Keep.KEEP] | None = self._call_now(
+            "read a key", self._get_now, key
+        )
+        record = await self._call("read a key", self._get(key)) if found is KEEP else found
         if record is None:
             return default
         raw, expires = record
-        if expires is not None and expires <= _now():
+        if expires is not None and not self._unexpired(key, expires, self.clock()):
             return default
         kind = type(raw)
         if kind is Plain:
@@ -470,28 +521,66 @@ class KVStore(ABC, Generic[V]):
         """
         if not _key_ok(key):
             raise _key_problem(key)
-        expires = self._expires(ttl, _now()) if ttl is not None or self.default_ttl else None
+        expires = (
+            self._expires(ttl, self.clock()) if ttl is not None or self.default_ttl else None
+        )
         raw = self._encode(key, value)
-        if not self._opened:
-            raise self._closed()
-        try:
-            await self._set(key, raw, expires)
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+        if self._state != _OPEN:
+            raise self._closed_error()
+        await self._call("store a key", self._set(key, raw, expires))
+
+    async def put(self, entry: Entry[V]) -> bool:
+        """Store an entry as :meth:`records` yields it: its value and absolute expiry.
+
+        ``expires=None`` means the key never expires, whatever ``default_ttl`` says (so
+        a copy keeps each key as it was). Return False, storing nothing, for an entry
+        that has expired already.
+
+        :raises InvalidArgumentError: ``entry`` is not an :class:`Entry`, or its expiry
+            is not a number of seconds since the epoch.
+        :raises InvalidTTLError: it expires more than :data:`MAX_TTL` seconds from now.
+        :raises KVSerializationError: the value cannot be serialized (nothing is stored).
+        :raises StorageClosedError: the store is not open.
+        :raises BackendError: the backend failed.
+        """
+        if not isinstance(entry, Entry):
+            raise InvalidArgumentError(f"put() takes an Entry, not {type(entry).__name__}")
+        key, expires = entry.key, entry.expires
+        if not _key_ok(key):
+            raise _key_problem(key)
+        now = self.clock()
+        if expires is not None:
+            if not _is_time(expires) or math.isnan(expires):
+                raise InvalidArgumentError(
+                    f"an entry's expiry is seconds since the epoch or None, not {expires!r}"
+                )
+            if expires - now > MAX_TTL:
+                raise InvalidTTLError(
+                    f"an entry may expire at most {MAX_TTL:.0f} seconds from now"
+                )
+        raw = self._encode(key, entry.value)
+        self._check_open()
+        if expires is not None and expires <= now:
+            return False
+        await self._call("store a key", self._set(key, raw, expires))
+        return True
 
     async def delete(self, key: str) -> bool:
         """Remove the key; return whether it existed (an expired key did not).
+
+        A key whose stored data is damaged is removed too (and counts as existing):
+        deleting is the way to get rid of it.
 
         :raises InvalidKeyError: a bad key.
         :raises StorageClosedError: the store is not open.
         :raises BackendError: the backend failed.
         """
         self._check(key)
-        try:
-            record = await self._delete(key)
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
-        return record is not None and is_live(record[1], _now())
+        record = await self._call("delete a key", self._delete(key))
+        if record is None:
+            return False
+        expires = record[1]
+        return expires is None or not _is_time(expires) or expires > self.clock()
 
     async def has(self, key: str) -> bool:
         """Return whether the key holds a live value (without counting as a use).
@@ -501,11 +590,8 @@ class KVStore(ABC, Generic[V]):
         :raises BackendError: the backend failed.
         """
         self._check(key)
-        try:
-            record = await self._peek(key)
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
-        return record is not None and is_live(record[1], _now())
+        record = await self._call("read a key", self._peek(key))
+        return record is not None and self._unexpired(key, record[1], self.clock())
 
     async def touch(self, key: str, ttl: float | None = None) -> bool:
         """Restart the key's expiry: ``ttl`` (or ``default_ttl``) seconds from now.
@@ -518,12 +604,9 @@ class KVStore(ABC, Generic[V]):
         :raises BackendError: the backend failed.
         """
         self._check(key)
-        now = _now()
+        now = self.clock()
         expires = self._expires(ttl, now)
-        try:
-            return await self._touch(key, expires, now)
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+        return await self._call("change a key's expiry", self._touch(key, expires, now))
 
     async def compare_and_set(
         self,
@@ -541,13 +624,14 @@ class KVStore(ABC, Generic[V]):
 
         :param ttl: as in :meth:`set`; the new value gets it (or ``default_ttl``).
         :raises InvalidKeyError: a bad key.
+        :raises InvalidTTLError: a bad ``ttl``.
         :raises KVSerializationError: ``value`` or ``expected`` cannot be serialized.
+        :raises CorruptValueError: the stored value cannot be decoded to compare it.
         :raises StorageClosedError: the store is not open.
         :raises BackendError: the backend failed.
         """
         self._check(key)
-        now = _now()
-        return await self._compare_and_set(key, value, expected, self._expires(ttl, now))
+        return await self._compare_and_set(key, value, expected, self._expires(ttl, self.clock()))
 
     async def _compare_and_set(
         self,
@@ -556,27 +640,34 @@ class KVStore(ABC, Generic[V]):
         expected: Any,
         expires: float | Literal[_Keep.KEEP] | None,
     ) -> bool:
+        """:meth:`compare_and_set` with an absolute expiry (``KEEP``: the key's own).
+
+        For the package's wrappers (:func:`versioned`, the framework adapters).
+        """
         raw = self._encode(key, value)
         wanted = None if expected is MISSING else self._encode(key, expected)
-        try:
-            if await self._cas(key, wanted, raw, expires, _now()):
-                return True
-            if wanted is None:
-                return False
-            # The serializer may write an equal value differently (a custom one, say);
-            # retry against the stored text while it still decodes to ``expected``.
-            for _ in range(16):
-                record = await self._get(key)
-                if record is None or not is_live(record[1], _now()):
-                    return False
-                current = record[0]
-                if current == wanted or self._decode(key, current) != expected:
-                    return False
-                if await self._cas(key, current, raw, expires, _now()):
-                    return True
+        now = self.clock()
+        if await self._call("compare and set a key", self._cas(key, wanted, raw, expires, now)):
+            return True
+        if wanted is None:
             return False
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+        # The serializer may write an equal value differently (a custom one, say);
+        # retry against the stored text while it still decodes to ``expected``.
+        for _ in range(16):
+            record = await self._call("read a key", self._get(key))
+            if record is None or not self._unexpired(key, record[1], self.clock()):
+                return False
+            current = record[0]
+            if current == wanted:
+                return False
+            decoded = self._decode(key, current)
+            if type(decoded) is not type(expected) or decoded != expected:
+                return False  # by value and type: True is not 1
+            if await self._call(
+                "compare and set a key", self._cas(key, current, raw, expires, self.clock())
+            ):
+                return True
+        return False
 
     async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         """Add ``amount`` to the key's integer (absent or expired counts as 0); atomic.
@@ -584,7 +675,9 @@ class KVStore(ABC, Generic[V]):
         A key created here gets ``ttl`` (or ``default_ttl``); an existing one keeps
         its expiry unless ``ttl`` is given. Return the new value.
 
+        :raises InvalidKeyError: a bad key.
         :raises InvalidArgumentError: ``amount`` is not an int.
+        :raises InvalidTTLError: a bad ``ttl``.
         :raises NotACounterError: the value is not an integer, or would leave int64.
         :raises StorageClosedError: the store is not open.
         :raises BackendError: the backend failed.
@@ -594,51 +687,75 @@ class KVStore(ABC, Generic[V]):
             raise InvalidArgumentError(f"amount is an int, not {type(amount).__name__}")
         if not INT64_MIN <= amount <= INT64_MAX:
             raise NotACounterError("amount is outside the 64-bit integer range")
-        now = _now()
+        now = self.clock()
         expires = self._expires(ttl, now)
-        try:
-            return await self._increment(key, amount, expires, ttl is not None, now)
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+        return await self._call(
+            "increment a key", self._increment(key, amount, expires, ttl is not None, now)
+        )
 
     async def keys(self, pattern: str = "*") -> AsyncIterator[str]:
         """Iterate over the live keys matching the glob ``pattern``, in batches.
 
         :raises InvalidPatternError: a bad pattern.
+        :raises StorageClosedError: the store is not open.
+        :raises BackendError: the backend failed.
         """
         async for key, _, _ in self._records(pattern, values=False):
             yield key
 
     async def values(self, pattern: str = "*") -> AsyncIterator[V]:
-        """Iterate over the values of the live keys matching ``pattern``, in batches."""
+        """Iterate over the values of the live keys matching ``pattern``, in batches.
+
+        :raises CorruptValueError: a stored value cannot be decoded.
+        """
         async for key, raw, _ in self._records(pattern, values=True):
             yield self._decode(key, raw)  # type: ignore[arg-type]
 
     async def items(self, pattern: str = "*") -> AsyncIterator[tuple[str, V]]:
-        """Iterate over ``(key, value)`` of the live keys matching ``pattern``, in batches."""
+        """Iterate over ``(key, value)`` of the live keys matching ``pattern``, in batches.
+
+        :raises CorruptValueError: a stored value cannot be decoded.
+        """
         async for key, raw, _ in self._records(pattern, values=True):
             yield key, self._decode(key, raw)  # type: ignore[arg-type]
+
+    async def records(self, pattern: str = "*") -> AsyncIterator[Entry[V]]:
+        """Iterate over the live keys matching ``pattern`` as :class:`Entry` objects.
+
+        Each carries its absolute expiry, so :meth:`put` on another store keeps it
+        (what :func:`~pyrogram_storage.kv.copy` does).
+
+        :raises InvalidPatternError: a bad pattern.
+        :raises CorruptValueError: a stored value cannot be decoded.
+        :raises StorageClosedError: the store is not open.
+        :raises BackendError: the backend failed.
+        """
+        async for key, raw, expires in self._records(pattern, values=True):
+            yield Entry(key, self._decode(key, raw), expires)  # type: ignore[arg-type]
 
     async def _records(
         self, pattern: str, *, values: bool
     ) -> AsyncIterator[tuple[str, Raw | None, float | None]]:
         compiled = compile_pattern(pattern)
-        if not self._opened:
-            raise self._closed()
-        batches = self._scan(compiled, values, _now())
-        while True:
-            try:
-                batch = await anext(batches)
-            except StopAsyncIteration:
-                return
-            except self._driver_errors as exc:
-                raise self._translate(exc) from exc
-            now = _now()
-            for key, raw, expires in batch:
-                if (expires is None or expires > now) and compiled.match(key):
+        self._check_open()
+        batches = self._scan(compiled, values, self.clock())
+        try:
+            while True:
+                batch = await self._call("list keys", anext(batches, None))
+                if batch is None:
+                    return
+                now = self.clock()
+                for key, raw, expires in batch:
+                    if not self._unexpired(key, expires, now) or not compiled.match(key):
+                        continue
                     if values and raw is None:
                         continue  # removed between listing and reading
                     yield key, raw, expires
+        finally:
+            aclose = getattr(batches, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):  # the listing's own error, if any, wins
+                    await aclose()
 
     async def clear(self) -> int:
         """Remove every key of this store's namespace; return how many were live.
@@ -648,35 +765,34 @@ class KVStore(ABC, Generic[V]):
         :raises StorageClosedError: the store is not open.
         :raises BackendError: the backend failed.
         """
-        if not self._opened:
-            raise self._closed()
-        try:
-            return await self._clear(_now())
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+        self._check_open()
+        return await self._call("clear the namespace", self._clear(self.clock()))
 
-    async def health(self) -> bool:
-        """Return whether the store is open and its backend answers; never raises."""
-        if not self._opened:
-            return False
-        try:
-            return bool(await self._health())
-        except Exception:
-            return False
-
-    # -- used by copy() and versioned() ---------------------------------------------
+    # -- used by the package's wrappers ---------------------------------------------
 
     def _check(self, key: object) -> None:
         if not _key_ok(key):
             raise _key_problem(key)
-        if not self._opened:
-            raise self._closed()
+        if self._state != _OPEN:
+            raise self._closed_error()
 
-    async def _put(self, key: str, value: Any, expires: float | None) -> None:
-        """Store with an absolute expiry (copy keeps each key's remaining TTL)."""
-        self._check(key)
-        raw = self._encode(key, value)
-        try:
-            await self._set(key, raw, expires)
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+
+def _storable(text: str) -> bool:
+    """Whether ``text`` can be stored as UTF-8 (no lone surrogates)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogates(key: str, value: Any) -> KVSerializationError:
+    return KVSerializationError(
+        f"cannot store key {key!r}: its {type(value).__qualname__} value holds a lone "
+        "surrogate (half of a UTF-16 pair), which is not text any backend can store; "
+        "nothing was stored",
+        key=key,
+        type_name=type(value).__qualname__,
+    )

@@ -1,6 +1,8 @@
 """``pyrogram-storage kv copy`` and ``kv inspect``: bot state from the command line.
 
 Only the command line imports this module (``pyrogram_storage.cli`` registers it).
+Locations go through :func:`pyrogram_storage.kv.from_url`; a SOURCE is only opened if
+it exists (``create=False`` for the file stores), so a misspelled path creates nothing.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ import json
 import time
 from typing import Any, TextIO
 
+from ..errors import InvalidTypeError, InvalidValueError
+from ..registry import display, kv_from_url, store_class
 from .base import KVStore
 from .copy import copy
-from .errors import InvalidArgumentError
-from .registry import from_url
 
 __all__ = ["LOCATIONS_HELP", "add_kv_commands"]
 
 LOCATIONS_HELP = """\
 locations (each may end in #NAMESPACE, default "default"):
-  sqlite:PATH                     a SQLite file (table kv)
+  PATH, sqlite:PATH               a SQLite file (table kv); a bare PATH.json is a JSON file
   json:PATH                       a JSON file
   mongodb://HOST/[DATABASE][?OPTS][#[COLLECTION/]NAMESPACE]
                                   MongoDB (database pyrogram_storage, collection kv
@@ -31,14 +33,15 @@ locations (each may end in #NAMESPACE, default "default"):
                                   unless given)
   memory:                         an empty in-memory store (for trying things)
 
+A SOURCE file that does not exist is an error: nothing is created.
+
 exit status: 0 success, 1 the store could not be read or written, 2 bad usage.
 """
 
 
-def add_kv_commands(
-    commands: Any, formatter: type[argparse.HelpFormatter] = argparse.RawDescriptionHelpFormatter
-) -> None:
+def add_kv_commands(commands: Any) -> None:
     """Add the ``kv`` command (with ``copy`` and ``inspect``) to the main parser's subparsers."""
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = commands.add_parser(
         "kv",
         help="copy or inspect bot state (pyrogram_storage.kv stores)",
@@ -47,6 +50,7 @@ def add_kv_commands(
         formatter_class=formatter,
     )
     sub = parser.add_subparsers(dest="kv_command", metavar="KV_COMMAND", required=True)
+    parser.set_defaults(parser=parser)
 
     copy_parser = sub.add_parser(
         "copy",
@@ -67,7 +71,8 @@ def add_kv_commands(
 
     inspect = sub.add_parser(
         "inspect",
-        help="count the keys of a namespace and show a sample of them (no values)",
+        help="count the keys of a namespace and show a sample of their names "
+        "(values with --values)",
         description="Count the live keys of LOCATION's namespace (with and without a TTL) "
         "and show a sample of their names. Values are shown only with --values.",
         epilog=LOCATIONS_HELP,
@@ -83,28 +88,20 @@ def add_kv_commands(
     inspect.set_defaults(parser=inspect, run=cmd_kv_inspect)
 
 
-def _store(location: str, parser: argparse.ArgumentParser) -> KVStore[Any]:
+def _store(location: str, parser: argparse.ArgumentParser, *, source: bool) -> KVStore[Any]:
     try:
-        return from_url(location)
-    except InvalidArgumentError as exc:
+        options = {"create": False} if source and store_class(location).creates_files else {}
+        return kv_from_url(location, **options)
+    except (InvalidTypeError, InvalidValueError) as exc:
         parser.error(str(exc))
-
-
-def _display(location: str) -> str:
-    """A location as it may be shown: no password."""
-    scheme, sep, rest = location.partition("://")
-    if not sep:
-        return location
-    authority, slash, tail = rest.partition("/")
-    return f"{scheme}://{authority.rpartition('@')[2]}{slash}{tail}"
 
 
 async def cmd_kv_copy(options: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     parser: argparse.ArgumentParser = options.parser
     if options.source == options.target:
         parser.error("SOURCE and TARGET are the same location")
-    source = _store(options.source, parser)
-    target = _store(options.target, parser)
+    source = _store(options.source, parser, source=True)
+    target = _store(options.target, parser, source=False)
     show = err.isatty()
 
     def progress(done: int, total: int) -> None:
@@ -117,7 +114,7 @@ async def cmd_kv_copy(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
     if show:
         err.write("\n")
     print(
-        f"copied {copied} keys from {_display(options.source)} to {_display(options.target)} "
+        f"copied {copied} keys from {display(options.source)} to {display(options.target)} "
         f"in {time.monotonic() - started:.1f}s",
         file=out,
     )
@@ -128,25 +125,24 @@ async def cmd_kv_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) 
     parser: argparse.ArgumentParser = options.parser
     if options.sample < 0:
         parser.error("--sample must be 0 or more")
-    store = _store(options.location, parser)
+    store = _store(options.location, parser, source=True)
     total = with_ttl = 0
     sample: list[dict[str, Any]] = []
     now = time.time()
     async with store:
         # Values are read (Redis sends TTLs with them) but shown only with --values.
-        async for key, raw, expires in store._records(options.pattern, values=True):
+        async for record in store.records(options.pattern):
             total += 1
-            if expires is not None:
-                with_ttl += 1
+            with_ttl += record.expires is not None
             if len(sample) < options.sample:
-                entry: dict[str, Any] = {"key": key}
-                if expires is not None:
-                    entry["ttl"] = round(max(0.0, expires - now), 3)
+                entry: dict[str, Any] = {"key": record.key}
+                if record.expires is not None:
+                    entry["ttl"] = round(max(0.0, record.expires - now), 3)
                 if options.values:
-                    entry["value"] = repr(store._decode(key, raw))  # type: ignore[arg-type]
+                    entry["value"] = repr(record.value)
                 sample.append(entry)
     report = {
-        "location": _display(options.location),
+        "location": display(options.location),
         "store": repr(store),
         "namespace": store.namespace,
         "pattern": options.pattern,
@@ -159,13 +155,11 @@ async def cmd_kv_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) 
         json.dump(report, out, indent=2, ensure_ascii=False)
         out.write("\n")
         return 0
+    matching = "" if options.pattern == "*" else f" matching {options.pattern!r}"
     print(f"store:     {report['store']}", file=out)
     print(f"namespace: {store.namespace}", file=out)
-    print(
-        f"keys:      {total} ({with_ttl} with a TTL, {total - with_ttl} without)"
-        + ("" if options.pattern == "*" else f" matching {options.pattern!r}"),
-        file=out,
-    )
+    print(f"keys:      {total} ({with_ttl} with a TTL, {total - with_ttl} without){matching}",
+          file=out)
     if sample:
         print(f"sample ({len(sample)}):", file=out)
         for entry in sample:
@@ -176,6 +170,3 @@ async def cmd_kv_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) 
                 line += f" = {entry['value']}"
             print(line, file=out)
     return 0
-
-
-

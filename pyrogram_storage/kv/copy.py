@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
+from .._lifecycle import opened
 from ..errors import TargetNotEmptyError
-from .base import KVStore
+from .base import Entry, KVStore
 
 __all__ = ["copy"]
 
 Progress = Callable[[int, int], None]
 _CHUNK = 50  # keys written concurrently (the Redis drivers' pools cap concurrency)
-
-
-@contextlib.asynccontextmanager
-async def _opened(store: KVStore[Any]) -> AsyncIterator[KVStore[Any]]:
-    """Use an open store as it is; open a closed one for the copy and close it after."""
-    if store.is_open:
-        yield store
-        return
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def copy(
@@ -40,7 +26,9 @@ async def copy(
     """Copy the live keys of ``source`` to ``target``, each with its remaining TTL.
 
     Values are read with the source's serializer and written with the target's. Stores
-    that are not open are opened for the copy and closed afterwards.
+    that are not open are opened for the copy and closed afterwards. Only public
+    methods are used (:meth:`~KVStore.records` and :meth:`~KVStore.put`), so any
+    store, a subclass of your own included, can be either side.
 
     :param overwrite: allow a target that already holds keys: keys present in both get
         the source's value, the target's other keys stay.
@@ -50,7 +38,7 @@ async def copy(
     """
     if source is target:
         raise TargetNotEmptyError("source and target are the same store")
-    async with _opened(source), _opened(target):
+    async with opened(source), opened(target):
         if not overwrite:
             async for key in target.keys():
                 raise TargetNotEmptyError(
@@ -63,21 +51,19 @@ async def copy(
                 total += 1
             progress(0, total)
         copied = 0
-        chunk: list[tuple[str, Any, float | None]] = []
+        chunk: list[Entry[Any]] = []
 
         async def flush() -> None:
             nonlocal copied
             # Written together: a file store commits them at once, a server pipelines them.
-            await asyncio.gather(*(target._put(key, value, when) for key, value, when in chunk))
-            copied += len(chunk)
+            stored = await asyncio.gather(*(target.put(entry) for entry in chunk))
+            copied += sum(stored)
             chunk.clear()
             if progress is not None:
                 progress(copied, max(total, copied))
 
-        async for key, raw, expires in source._records("*", values=True):
-            if expires is not None and expires <= time.time():
-                continue
-            chunk.append((key, source._decode(key, raw), expires))  # type: ignore[arg-type]
+        async for entry in source.records():
+            chunk.append(entry)
             if len(chunk) >= _CHUNK:
                 await flush()
         if chunk:

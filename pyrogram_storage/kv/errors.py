@@ -3,13 +3,23 @@
 They derive from :class:`pyrogram_storage.errors.StorageError`, and mix in the builtin a
 caller would already catch: a key of the wrong type is a ``TypeError``, a negative TTL a
 ``ValueError``. The stores also raise the package's own :class:`StorageClosedError`,
-:class:`BackendError`, :class:`DiskFullError`, :class:`MissingDriverError` and
-:class:`TargetNotEmptyError`.
+:class:`BackendError`, :class:`DiskFullError`, :class:`MissingDriverError`,
+:class:`TargetNotEmptyError`, :class:`LockedError` (named :data:`StoreLockedError`
+here too), :class:`CorruptDataError` (:data:`CorruptStoreError`) and
+:class:`SchemaTooNewError` (:data:`VersionTooNewError`), which the session half
+raises as well.
 """
 
 from __future__ import annotations
 
-from ..errors import InvalidTypeError, InvalidValueError, StorageError
+from ..errors import (
+    CorruptDataError,
+    InvalidTypeError,
+    InvalidValueError,
+    LockedError,
+    SchemaTooNewError,
+    StorageError,
+)
 
 __all__ = [
     "CorruptStoreError",
@@ -67,13 +77,14 @@ class NotACounterError(KVError, TypeError):
     """``increment`` on a value that is not an integer, or a counter leaving the int64 range."""
 
 
-class VersionTooNewError(KVError, ValueError):
-    """A versioned value was written by newer code than the migrations this one knows."""
+VersionTooNewError = SchemaTooNewError
+"""A versioned value was written by newer code than the migrations this one knows
+(:class:`~pyrogram_storage.errors.SchemaTooNewError`)."""
 
+CorruptStoreError = CorruptDataError
+"""A store's file cannot be read and no usable backup exists; it was left untouched
+(:class:`~pyrogram_storage.errors.CorruptDataError`)."""
 
-class CorruptStoreError(KVError):
-    """A store's file cannot be read (and no usable backup exists); it was left untouched."""
-
-
-class StoreLockedError(KVError):
-    """Another process or object holds this single-writer store open."""
+StoreLockedError = LockedError
+"""Another process or object holds this single-writer store open
+(:class:`~pyrogram_storage.errors.LockedError`)."""

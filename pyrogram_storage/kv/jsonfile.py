@@ -6,6 +6,11 @@ renamed over ``PATH`` and the folder fsynced; only then does the write return. W
 made while one is being written share the next one (group commit). A crash leaves
 either the old or the new file whole; a main file damaged by other means is read from
 ``PATH.bak``. One process at a time: ``PATH.lock`` is held while the store is open.
+
+The file safety is the session files' (:mod:`pyrogram_storage._files`): folders made
+0700 and files 0600 whatever the umask, a symbolic link in place of the file, its
+backup or its lock refused, a hard-linked lock file refused, a full disk reported as
+:class:`DiskFullError` with the file unchanged.
 """
 
 from __future__ import annotations
@@ -13,20 +18,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fcntl
 import json
 import logging
 import os
 import secrets
-import time
+import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
+from .. import _files
 from .._worker import Lane
-from ..errors import BackendError, DiskFullError, StorageError
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live, scan_entries
-from .errors import CorruptStoreError, InvalidArgumentError, StoreLockedError
+from ..errors import CorruptDataError, NotFoundError, StorageError
+from .base import (
+    KEEP,
+    KVStore,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    add_to_counter,
+    is_live,
+    path_of,
+    scan_entries,
+    split_location,
+)
+from .errors import InvalidArgumentError
 from .pattern import Pattern
 from .serializer import Serializer
 
@@ -36,6 +53,18 @@ log = logging.getLogger(__name__)
 
 FORMAT = "pyrogram-storage-kv"
 VERSION = 1
+
+WORDING = _files.Wording(
+    in_use=(
+        "{path} is open in another process or object ({holder}); a JSON file has one "
+        "writer at a time (use SQLiteKV to share state between processes)"
+    ),
+    held_exclusively=_files.STORE.held_exclusively,
+    read_only_folder=_files.STORE.read_only_folder,
+    link=_files.STORE.link,
+    made_private=_files.STORE.made_private,
+    folder=_files.STORE.folder,
+)
 
 
 class _Unreadable(Exception):
@@ -48,6 +77,8 @@ def _parse(text: bytes) -> dict[str, dict[str, list[Any]]]:
         doc = json.loads(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _Unreadable(f"not JSON: {exc}") from None
+    except RecursionError:
+        raise _Unreadable("not JSON this library wrote: nested too deeply") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise _Unreadable("not a pyrogram-storage key-value file")
     if doc.get("version") != VERSION:
@@ -73,15 +104,20 @@ class JSONFileKV(KVStore[V]):
     """Bot state in a JSON file: persistent, readable, one process, for small state.
 
     :param path: the file (created, mode 0600, with its folders, on the first write).
+        A relative path is taken from the current directory, as ``open()`` takes it.
+    :param create: False: only open a store that exists (:class:`NotFoundError`
+        otherwise; nothing is created), as the command line reads a SOURCE.
     :raises InvalidArgumentError: ``path`` is not a path.
     """
 
-    _driver_errors = (OSError,)
+    exclusive = True
+    creates_files = True
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         *,
+        create: bool = True,
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
@@ -92,6 +128,7 @@ class JSONFileKV(KVStore[V]):
         self.path = Path(path)
         self.backup_path = Path(f"{self.path}.bak")
         self.lock_path = Path(f"{self.path}.lock")
+        self.create = bool(create)
         self._lane = Lane()
         self._spaces: dict[str, dict[str, list[Any]]] = {}
         self._data: dict[str, list[Any]] = {}
@@ -100,34 +137,36 @@ class JSONFileKV(KVStore[V]):
         self._pending: asyncio.Future[None] | None = None
         self._writer: asyncio.Task[None] | None = None
 
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> JSONFileKV[Any]:
+        """Build the store of ``json:PATH`` or a bare ``PATH.json`` (``#NAMESPACE`` optional)."""
+        body, options = split_location(location, options)
+        return cls(path_of(body, ("json",), "json:state.json"), **options)
+
     def __repr__(self) -> str:
         return f"JSONFileKV({str(self.path)!r}, namespace={self.namespace!r})"
 
-    def _translate(self, exc: BaseException) -> StorageError:
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            return DiskFullError(f"{self!r}: the disk is full; the file was not changed")
-        return BackendError(f"{self!r}: {type(exc).__name__}: {exc}")
+    def _translate(self, what: str, exc: Exception) -> StorageError:
+        full = _files.disk_full(exc, self.path.parent, f"cannot {what} in {self.path}")
+        return full if full is not None else super()._translate(what, exc)
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def _open(self) -> None:
-        self._spaces, self._main_bad = await self._lane.run(self._load)
+        self._spaces, self._main_bad = await self._lane.setup(self._load, lambda _: self._unlock())
         self._data = self._spaces.setdefault(self.namespace, {})
 
     def _load(self) -> tuple[dict[str, dict[str, list[Any]]], bool]:
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        if not self.create and not os.path.lexists(self.path):
+            raise NotFoundError(f"no such JSON store: {self.path}")
+        _files.make_private_folder(self.path.parent, WORDING)
+        _files.refuse_links(self.path, (".bak",), WORDING)
+        self._lock_fd = _files.acquire_lock(
+            self.lock_path, self.path, shared=False, wording=WORDING
+        )
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise StoreLockedError(
-                f"{self.path} is open in another process or object; a JSON file has one "
-                "writer at a time (use SQLiteKV to share state between processes)"
-            ) from None
-        self._lock_fd = fd
-        try:
-            self._remove_scratch()
+            # Under the lock nobody else writes: scratch files of dead writers are leftovers.
+            _files.remove_abandoned_scratch(self.path)
             return self._read_files()
         except BaseException:
             self._unlock()
@@ -135,38 +174,21 @@ class JSONFileKV(KVStore[V]):
 
     def _read_files(self) -> tuple[dict[str, dict[str, list[Any]]], bool]:
         try:
-            main = self.path.read_bytes()
+            main = _read(self.path)
         except FileNotFoundError:
             return {}, False
         try:
             return _parse(main), False
         except _Unreadable as problem:
             reason = str(problem)
-        try:
-            spaces = _parse(self.backup_path.read_bytes())
-        except FileNotFoundError:
-            raise CorruptStoreError(
-                f"{self.path} cannot be read ({reason}) and there is no {self.backup_path.name}; "
-                "both were left untouched"
-            ) from None
-        except _Unreadable as problem:
-            raise CorruptStoreError(
-                f"{self.path} cannot be read ({reason}), nor {self.backup_path.name} "
-                f"({problem}); both were left untouched"
-            ) from None
+        spaces = _parse_backup(self.backup_path, reason)
         log.warning("%s cannot be read (%s); using %s", self.path, reason, self.backup_path.name)
         return spaces, True
-
-    def _remove_scratch(self) -> None:
-        # Under the lock nobody else writes: temporary files are leftovers of a crash.
-        for scratch in self.path.parent.glob(f".{self.path.name}.tmp-*"):
-            with contextlib.suppress(FileNotFoundError):
-                scratch.unlink()
 
     def _unlock(self) -> None:
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
-            os.close(fd)
+            _files.release_lock(fd, self.lock_path)
 
     async def _close(self) -> None:
         writer = self._writer
@@ -191,14 +213,15 @@ class JSONFileKV(KVStore[V]):
         try:
             while self._pending is not None:
                 done, self._pending = self._pending, None
-                text = self._snapshot()
                 try:
+                    text = self._snapshot()
                     await self._lane.run(lambda t=text: self._write(t))  # type: ignore[misc]
                 except BaseException as exc:
-                    # Whatever is not on disk is undone, and every waiting write fails.
+                    # Whatever is not on disk is undone, and every waiting write fails:
+                    # those made while the file is read again too (the reload drops them).
+                    await self._reload()
                     failed = [done] + ([self._pending] if self._pending is not None else [])
                     self._pending = None
-                    await self._reload()
                     for future in failed:
                         if not future.done():
                             future.set_exception(exc)
@@ -216,7 +239,7 @@ class JSONFileKV(KVStore[V]):
         self._data = self._spaces.setdefault(self.namespace, {})
 
     def _snapshot(self) -> bytes:
-        now = time.time()
+        now = self.clock()
         for key in [k for k, entry in self._data.items() if not is_live(entry[1], now)]:
             del self._data[key]
         spaces = {name: entries for name, entries in self._spaces.items() if entries}
@@ -225,8 +248,9 @@ class JSONFileKV(KVStore[V]):
 
     def _write(self, text: bytes) -> None:
         folder = self.path.parent
-        scratch = folder / f".{self.path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}"
-        fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Named as remove_abandoned_scratch() expects: a writer killed here leaves it behind.
+        scratch = folder / f".{self.path.name}.new-{os.getpid()}-{secrets.token_hex(4)}"
+        fd = _files.create_private(scratch)
         try:
             try:
                 view = memoryview(text)
@@ -235,9 +259,9 @@ class JSONFileKV(KVStore[V]):
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            if not self._main_bad and self.path.exists():
-                link = folder / f".{self.path.name}.tmp-bak-{secrets.token_hex(4)}"
-                os.link(self.path, link)
+            if not self._main_bad and os.path.lexists(self.path):
+                link = Path(f"{scratch}-bak")
+                os.link(self.path, link)  # of the file itself: a link there was refused on open
                 os.replace(link, self.backup_path)
             os.replace(scratch, self.path)
         except BaseException:
@@ -323,9 +347,49 @@ class JSONFileKV(KVStore[V]):
         async for batch in scan_entries(self._data, pattern.prefix, values):
             yield batch
 
+    async def _ping(self) -> None:
+        await self._lane.run(lambda: os.stat(self.path.parent))
+
     async def _clear(self, now: float) -> int:
         live = sum(1 for entry in self._data.values() if is_live(entry[1], now))
         if self._data:
             self._data.clear()
             await self._commit()
         return live
+
+
+def _read(path: Path) -> bytes:
+    """Read a store file without following a link planted in its place."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise _files.link_refused(path, WORDING) from None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise StorageError(f"{path} is not a file (a folder, a pipe or a device)")
+        chunks: list[bytes] = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _parse_backup(backup: Path, reason: str) -> dict[str, dict[str, list[Any]]]:
+    main = backup.with_name(backup.name[: -len(".bak")])
+    try:
+        return _parse(_read(backup))
+    except FileNotFoundError:
+        raise CorruptDataError(
+            f"{main} cannot be read ({reason}) and there is no {backup.name}; both were left "
+            "untouched"
+        ) from None
+    except _Unreadable as problem:
+        raise CorruptDataError(
+            f"{main} cannot be read ({reason}), nor {backup.name} ({problem}); both were left "
+            "untouched"
+        ) from None

@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import heapq
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any, Literal
 
-from .base import KEEP, KVStore, Plain, Raw, Record, V, _Keep, add_to_counter, is_live, scan_entries
+from .base import (
+    KEEP,
+    KVStore,
+    Plain,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    add_to_counter,
+    is_live,
+    scan_entries,
+    split_location,
+)
 from .errors import InvalidArgumentError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -35,6 +46,7 @@ class MemoryKV(KVStore[V]):
     """
 
     _keeps_objects = True
+    persistent = False
 
     def __init__(
         self,
@@ -53,14 +65,19 @@ class MemoryKV(KVStore[V]):
         # (expiry, key) of keys written with a TTL; stale entries are skipped when popped.
         self._expiries: list[tuple[float, str]] = []
 
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> MemoryKV[Any]:
+        """Build a new, empty store from ``memory:`` (or ``memory:#NAMESPACE``)."""
+        body, options = split_location(location, options)
+        if body.lower() != "memory:":
+            raise InvalidArgumentError(f"{body!r}: a memory: location has no path")
+        return cls(**options)
+
     def __repr__(self) -> str:
         return f"MemoryKV(namespace={self.namespace!r}, max_entries={self.max_entries!r})"
 
     def __len__(self) -> int:
         return len(self._data)
-
-    async def _close(self) -> None:
-        return None
 
     def _bump(self, key: str) -> None:
         if self._lru:
@@ -100,7 +117,7 @@ class MemoryKV(KVStore[V]):
     def _expire_later(self, key: str, expires: float) -> None:
         heap = self._expiries
         heapq.heappush(heap, (expires, key))
-        now = time.time()
+        now = self.clock()
         # Drop what has expired; rebuild when stale entries (rewritten keys) pile up.
         while heap and heap[0][0] <= now:
             _, old = heapq.heappop(heap)

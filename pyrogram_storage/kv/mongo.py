@@ -18,18 +18,20 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from ..errors import BackendError, StorageError
+from ..errors import BackendError, InvalidValueError, StorageError
 from ..mongo.client import (
     DRIVERS,
     ClientRecipe,
     awaited,
     check_async_client,
-    driver_errors,
+    check_database_name,
+    check_options,
     import_driver,
     load_pymongo,
     maybe_await,
+    unreachable,
 )
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter
+from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, split_location
 from .errors import InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -49,29 +51,32 @@ def _date(expires: float | None) -> dt.datetime | None:
     return dt.datetime.fromtimestamp(math.ceil(expires * 1000) / 1000, _UTC)
 
 
-def _seconds(date: Any) -> float | None:
-    if date is None:
-        return None
+def _seconds(date: Any) -> Any:
+    """A stored expiry in seconds; anything but a date or a number is returned as it is,
+    for the base class to report as damaged data."""
     if isinstance(date, dt.datetime):
         if date.tzinfo is None:
             date = date.replace(tzinfo=_UTC)
-        seconds: float = date.timestamp()
-        return seconds
-    return float(date)
+        return date.timestamp()
+    if isinstance(date, (int, float)) and not isinstance(date, bool):
+        return float(date)
+    return date
 
 
 def _live(now: float) -> dict[str, Any]:
     return {"$or": [{"e": None}, {"e": {"$gt": _date(now)}}]}
 
 
-def _raw(value: Any) -> Raw:
+def _raw(value: Any) -> Any:
+    """A stored value as the base class reads it; a foreign one (a document, a float) is
+    returned as it is, for the base class to report as damaged data."""
     if type(value) is int or type(value) is str:
-        return value  # type: ignore[no-any-return,unused-ignore]
+        return value
     if isinstance(value, int) and not isinstance(value, bool):  # bson.Int64
         return int(value)
     if isinstance(value, float) and value.is_integer():  # a $inc on a double someone wrote
         return int(value)
-    return str(value)
+    return value
 
 
 class MongoKV(KVStore[V]):
@@ -87,6 +92,8 @@ class MongoKV(KVStore[V]):
     :raises InvalidArgumentError: a bad database or collection name.
     """
 
+    requires = "mongodb"
+
     def __init__(
         self,
         client: Any,
@@ -98,11 +105,19 @@ class MongoKV(KVStore[V]):
         serializer: Serializer | None = None,
     ) -> None:
         super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
-        for what, name in (("database", database), ("collection", collection)):
-            if type(name) is not str or not _NAME.fullmatch(name):
-                raise InvalidArgumentError(
-                    f"{what} must be 1-64 letters, digits, '_', '.' or '-', not {name!r}"
-                )
+        if type(database) is not str:
+            raise InvalidArgumentError(f"database is a str, not {type(database).__name__}")
+        try:
+            check_database_name(database, "pass another database=")
+        except InvalidValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        if type(collection) is not str or not _NAME.fullmatch(collection) or (
+            collection.startswith("system.")
+        ):
+            raise InvalidArgumentError(
+                "collection must be 1-64 letters, digits, '_', '.' or '-', not starting "
+                f"with 'system.', not {collection!r}"
+            )
         self.database = database
         self.collection = collection
         self._prefix = self.namespace + ":"
@@ -134,8 +149,12 @@ class MongoKV(KVStore[V]):
         :param url: a ``mongodb://`` or ``mongodb+srv://`` connection string.
         :param database: default: the URL's database, else ``"pyrogram_storage"``.
         :param driver: ``"pymongo"`` (the default), ``"motor"`` or ``"async_pymongo"``.
-        :param client_options: keyword arguments for the client's constructor.
-        :raises InvalidArgumentError: a bad URL or driver.
+        :param client_options: keyword arguments for the client's constructor; what
+            neither they nor the URL set comes from
+            :data:`~pyrogram_storage.mongo.client.DEFAULT_CLIENT_OPTIONS` (a server that
+            cannot be reached fails after 5 s).
+        :raises InvalidArgumentError: a bad URL or driver, or an option (in the URL or
+            ``client_options``) the driver does not know.
         :raises MissingDriverError: the driver is not installed (the message names the extra).
         """
         key = driver.replace("-", "_") if isinstance(driver, str) else driver
@@ -148,10 +167,28 @@ class MongoKV(KVStore[V]):
                 "url must be a mongodb:// or mongodb+srv:// connection string"
             )
         import_driver(DRIVERS[key])
+        try:
+            check_options(url, dict(client_options or {}))
+        except InvalidValueError as exc:
+            raise InvalidArgumentError(str(exc)) from None
         if database is None:
             database = urlsplit(url).path.lstrip("/") or DEFAULT_DATABASE
         recipe = ClientRecipe(url, key, dict(client_options or {}))
         return cls(recipe, database=database, collection=collection, namespace=namespace, **options)
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> MongoKV[Any]:
+        """Build the store of ``mongodb://HOST/[DATABASE][?OPTIONS][#[COLLECTION/]NAMESPACE]``."""
+        url, sep, fragment = location.partition("#")
+        if sep and "/" in fragment:
+            collection, _, fragment = fragment.partition("/")
+            if "collection" in options:
+                raise InvalidArgumentError(
+                    "give the collection in the location or as collection=, not both"
+                )
+            options = {**options, "collection": collection}
+        _, options = split_location(f"#{fragment}" if sep else "", options)
+        return cls.from_url(url, **options)
 
     def __repr__(self) -> str:
         # Never the URL: it may carry a password.
@@ -160,14 +197,16 @@ class MongoKV(KVStore[V]):
             f"namespace={self.namespace!r})"
         )
 
-    def _translate(self, exc: BaseException) -> StorageError:
-        return BackendError(f"{self!r}: MongoDB failed: {type(exc).__name__}: {exc}")
+    def _translate(self, what: str, exc: Exception) -> StorageError:
+        down = None if self._recipe is None else unreachable(self._recipe.url, exc)
+        if down is not None:
+            return BackendError(f"MongoKV failed to {what}: {down}")
+        return BackendError(f"MongoKV failed to {what}: {type(exc).__name__}: {exc}")
 
     # -- lifecycle ------------------------------------------------------------------
 
     async def _open(self) -> None:
         pymongo = load_pymongo()
-        self._driver_errors = driver_errors()
         self._duplicate = pymongo.errors.DuplicateKeyError
         self._failure = pymongo.errors.OperationFailure
         self._after = pymongo.ReturnDocument.AFTER
@@ -189,7 +228,7 @@ class MongoKV(KVStore[V]):
 
     def _c(self) -> Any:
         if self._coll is None:
-            raise self._closed()
+            raise self._closed_error()
         return self._coll
 
     # -- primitives -----------------------------------------------------------------
@@ -294,7 +333,7 @@ class MongoKV(KVStore[V]):
                 return total
         raise BackendError(f"{self!r}: increment of {key!r} kept racing with other writers")
 
-    async def _not_a_counter(self, key: str, amount: int, exc: BaseException) -> StorageError:
+    async def _not_a_counter(self, key: str, amount: int, exc: Exception) -> StorageError:
         # $inc refuses a string (a serialized value) and an int64 overflow: say which.
         record = await self._get(key)
         if record is not None:
@@ -302,7 +341,7 @@ class MongoKV(KVStore[V]):
                 add_to_counter(key, record[0], amount)
             except NotACounterError as refusal:
                 return refusal
-        return self._translate(exc)
+        return self._translate("increment a key", exc)
 
     async def _scan(
         self, pattern: Pattern, values: bool, now: float
@@ -331,9 +370,8 @@ class MongoKV(KVStore[V]):
         await awaited(self._c().delete_many(space))
         return int(live.deleted_count)
 
-    async def _health(self) -> bool:
-        reply = await awaited(self._client.admin.command("ping"))
-        return bool(reply.get("ok"))
+    async def _ping(self) -> None:
+        await awaited(self._client.admin.command("ping"))
 
 
 def _upper(prefix: str) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ..errors import BackendError, StorageClosedError, StorageError
 from ..postgres import client as pg
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live
+from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live, split_location
 from .errors import CorruptStoreError, InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -128,6 +128,8 @@ class PostgresKV(KVStore[V]):
     :raises InvalidArgumentError: a bad schema or table name, or not a pool.
     """
 
+    requires = "postgresql"
+
     def __init__(
         self,
         pool: Any,
@@ -164,13 +166,14 @@ class PostgresKV(KVStore[V]):
         self._sql = _SQL(schema, table)
         self._sweeper: asyncio.Task[None] | None = None
         asyncpg = pg.import_asyncpg()
-        self._driver_errors = (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            OSError,
-            asyncio.TimeoutError,
-        )
         self._overflow = asyncpg.NumericValueOutOfRangeError
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> PostgresKV[Any]:
+        """Build the store of ``postgresql://USER:PASSWORD@HOST[:PORT]/DB[?schema=&table=]
+        [#NAMESPACE]`` (also ``postgres://``)."""
+        url, options = split_location(location, options)
+        return cls.from_url(url, **options)
 
     @classmethod
     def from_url(
@@ -216,9 +219,10 @@ class PostgresKV(KVStore[V]):
             f"namespace={self.namespace!r})"
         )
 
-    def _translate(self, exc: BaseException) -> StorageError:
+    def _translate(self, what: str, exc: Exception) -> StorageError:
         text = str(exc).strip().splitlines()
-        return BackendError(f"{self!r}: {type(exc).__name__}: {text[0] if text else ''}")
+        first = text[0] if text else ""
+        return BackendError(f"PostgresKV failed to {what}: {type(exc).__name__}: {first}")
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any, Literal
 
 from ..errors import BackendError, StorageError
 from ..redisdb import client as redisdb
-from .base import INT64_MAX, INT64_MIN, KVStore, Raw, Record, V, _Keep
+from .base import INT64_MAX, INT64_MIN, KVStore, Raw, Record, V, _Keep, split_location
 from .errors import InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -64,17 +63,25 @@ _CAS_SCRIPT, _INCREMENT_SCRIPT, _PERSIST_SCRIPT = (
 )
 
 
-def _millis(expires: float) -> int:
-    """Milliseconds from now until ``expires``, rounded up (at least 1)."""
-    return max(1, math.ceil((expires - time.time()) * 1000))
+def _millis(expires: float, now: float) -> int:
+    """Milliseconds from ``now`` until ``expires``, rounded up (at least 1)."""
+    return max(1, math.ceil((expires - now) * 1000))
 
 
 def _text(data: bytes | str) -> str:
-    return data.decode("utf-8") if type(data) is bytes else data  # type: ignore[return-value]
+    return data.decode("utf-8", "replace") if type(data) is bytes else data  # type: ignore[return-value]
 
 
-def _raw(data: bytes | str) -> Raw:
-    text = _text(data)
+def _raw(data: bytes | str) -> Any:
+    """A stored value as the base class reads it; bytes that are not UTF-8 are returned as
+    they are, for the base class to report as damaged data."""
+    if type(data) is bytes:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data
+    else:
+        text = data  # type: ignore[assignment]
     if text and (text[0].isdigit() or text[0] == "-") and _INT.fullmatch(text):
         number = int(text)
         if INT64_MIN <= number <= INT64_MAX:
@@ -96,7 +103,12 @@ class RedisKV(KVStore[V]):
     :param client: the asyncio client (a synchronous one raises ``TypeError``).
     :param scan_count: the ``COUNT`` hint of each ``SCAN`` (keys per batch).
     :raises TypeError: not an asyncio redis-py or valkey client.
+
+    Keys expire by the server's clock (``PX``, ``PEXPIRE``), to the millisecond.
     """
+
+    requires = "redis"
+    expires_by_server_clock = True
 
     def __init__(
         self,
@@ -145,9 +157,11 @@ class RedisKV(KVStore[V]):
         :param driver: ``"redis"`` (redis-py) or ``"valkey"``.
         :param cluster: True for a Redis Cluster (``url`` names any node); None (default)
             asks the server on open.
-        :param client_options: keyword arguments for the client (``socket_timeout``...).
+        :param client_options: keyword arguments for the client (``socket_timeout``...);
+            :data:`~pyrogram_storage.redisdb.client.DEFAULT_CLIENT_OPTIONS` otherwise.
         :param options: the other arguments of :class:`RedisKV`.
-        :raises ValueError: a bad URL or driver.
+        :raises InvalidArgumentError: a bad URL or driver, or an option in the URL the
+            driver does not know.
         :raises MissingDriverError: the driver is not installed (the message names the extra).
         """
         if driver not in redisdb.DRIVERS:
@@ -155,15 +169,23 @@ class RedisKV(KVStore[V]):
                 f"unknown driver {driver!r}; choose from {', '.join(redisdb.DRIVERS)}"
             )
         try:
-            redisdb._check_url(url)
+            redisdb.check_url(url)
+            redisdb.import_driver(driver)
+            redisdb.check_url_options(url, driver)
         except ValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        redisdb.import_driver(driver)
         store: RedisKV[Any] = cls(None, namespace=namespace, _from_url=True, **options)
         store._url, store._driver, store._cluster = url, driver, cluster
-        store._options = dict(client_options or {})
+        store._options = redisdb.client_options(driver, client_options, cluster)
         store._load_errors()
         return store
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> RedisKV[Any]:
+        """Build the store of ``redis://HOST[:PORT][/DB][?OPTIONS][#NAMESPACE]`` (also
+        ``rediss://`` and ``unix://``)."""
+        url, options = split_location(location, options)
+        return cls.from_url(url, **options)
 
     def __repr__(self) -> str:
         # Never the URL: it may carry a password.
@@ -173,13 +195,11 @@ class RedisKV(KVStore[V]):
     def _load_errors(self) -> None:
         if self._given is None and self._url is None:
             return
-        errors = redisdb.driver_errors(self._driver)
-        self._driver_errors = (*errors, OSError, TimeoutError)
         self._response_error = redisdb.response_error(self._driver)
         self._no_script = redisdb.no_script_error(self._driver)
 
-    def _translate(self, exc: BaseException) -> StorageError:
-        return BackendError(f"{self!r}: {type(exc).__name__}: {exc}")
+    def _translate(self, what: str, exc: Exception) -> StorageError:
+        return BackendError(f"RedisKV failed to {what}: {type(exc).__name__}: {exc}")
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -219,7 +239,7 @@ class RedisKV(KVStore[V]):
             return await client.eval(script.source, 1, key, *args)
 
     def _ttl_arg(self, expires: float | None) -> str:
-        return "" if expires is None else str(_millis(expires))
+        return "" if expires is None else str(_millis(expires, self.clock()))
 
     # -- primitives -----------------------------------------------------------------
 
@@ -235,7 +255,8 @@ class RedisKV(KVStore[V]):
         if expires is None:
             await self._client.set(self._prefix + key, _wire(raw))
         else:
-            await self._client.set(self._prefix + key, _wire(raw), px=_millis(expires))
+            millis = _millis(expires, self.clock())
+            await self._client.set(self._prefix + key, _wire(raw), px=millis)
 
     async def _delete(self, key: str) -> Record | None:
         removed = await self._client.delete(self._prefix + key)
@@ -244,7 +265,7 @@ class RedisKV(KVStore[V]):
     async def _touch(self, key: str, expires: float | None, now: float) -> bool:
         if expires is None:
             return bool(await self._script(_PERSIST_SCRIPT, self._prefix + key))
-        return bool(await self._client.pexpire(self._prefix + key, _millis(expires)))
+        return bool(await self._client.pexpire(self._prefix + key, _millis(expires, now)))
 
     async def _cas(
         self,
@@ -257,7 +278,8 @@ class RedisKV(KVStore[V]):
         name = self._prefix + key
         if expected is None:
             if isinstance(expires, float):
-                done = await self._client.set(name, _wire(raw), nx=True, px=_millis(expires))
+                millis = _millis(expires, now)
+                done = await self._client.set(name, _wire(raw), nx=True, px=millis)
             else:
                 done = await self._client.set(name, _wire(raw), nx=True)
             return bool(done)
@@ -311,7 +333,7 @@ class RedisKV(KVStore[V]):
             pipe.get(name)
             pipe.pttl(name)
         replies = await pipe.execute()
-        now = time.time()
+        now = self.clock()
         batch: list[tuple[str, Raw | None, float | None]] = []
         for index, key in enumerate(keys):
             data, ttl = replies[2 * index], replies[2 * index + 1]
@@ -334,5 +356,5 @@ class RedisKV(KVStore[V]):
             removed += int(await client.unlink(*names))
         return removed
 
-    async def _health(self) -> bool:
-        return bool(await self._client.ping())
+    async def _ping(self) -> None:
+        await self._client.ping()

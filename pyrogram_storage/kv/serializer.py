@@ -32,9 +32,13 @@ class Serializer(Protocol):
     integers, so that ``increment`` works on them.
     """
 
-    def dumps(self, value: Any) -> str: ...
+    def dumps(self, value: Any) -> str:
+        """Return ``value`` as text; raise ``TypeError`` or ``ValueError`` if it cannot."""
+        ...
 
-    def loads(self, text: str) -> Any: ...
+    def loads(self, text: str) -> Any:
+        """Return the value ``text`` holds (what :meth:`dumps` wrote); raise if it cannot."""
+        ...
 
 
 class UnsupportedType(TypeError):
@@ -156,11 +160,19 @@ class JSONSerializer:
     """The default serializer: canonical JSON with tagged extra types (never pickle)."""
 
     def dumps(self, value: Any) -> str:
+        """Return ``value`` as canonical JSON text (extra types tagged).
+
+        :raises UnsupportedType: a value (or a part of one) of a type it does not know.
+        """
         if type(value) is str:
             return _PLAIN_TEXT.encode(value)
         return _CANONICAL.encode(_encode(value))
 
     def loads(self, text: str) -> Any:
+        """Return the value of JSON ``text``, tagged types as themselves.
+
+        :raises ValueError: ``text`` is not JSON this serializer wrote.
+        """
         return _DECODER.decode(text)
 
     def __repr__(self) -> str:

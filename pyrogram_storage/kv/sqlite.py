@@ -14,6 +14,10 @@ Where the work runs, and why:
   batches of ``keys()``/``items()`` run there too.
 * ``":memory:"`` has one connection and no other process, so everything runs on the
   loop, in small batches.
+
+The table's layout is versioned: ``migrations/kv_sqlite/`` holds the steps (``{table}``
+stands for the table's name) and the table ``pyrogram_storage_kv`` records each kv
+table's version, so a table written by a newer release is refused, not misread.
 """
 
 from __future__ import annotations
@@ -23,16 +27,33 @@ import contextlib
 import os
 import re
 import sqlite3
+import stat
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from time import monotonic, sleep
-from time import time as _time
 from typing import Any, Literal, TypeVar
 
+from .. import _files, _migrations
 from .._worker import Lane
-from ..errors import BackendError, DiskFullError, StorageError
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live
-from .errors import CorruptStoreError, InvalidArgumentError, NotACounterError, StoreLockedError
+from ..errors import (
+    CorruptDataError,
+    NotFoundError,
+    SchemaTooNewError,
+    StorageError,
+)
+from .base import (
+    KEEP,
+    KVStore,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    add_to_counter,
+    is_live,
+    path_of,
+    split_location,
+)
+from .errors import CorruptValueError, InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
 
@@ -44,10 +65,10 @@ _BATCH = 500
 _MEMORY_BATCH = 100  # rows per batch read on the loop (":memory:")
 _CHECKPOINT_EVERY = 1000  # loop commits between two (passive) checkpoints on the lane
 _SWEEP_CHUNK = 1000
-
-
-# SQLite result codes (the sqlite3 module names them from Python 3.11 on).
-_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 13, 26
+_SIDE_FILES = ("-wal", "-shm", "-journal")
+_VERSIONS = "pyrogram_storage_kv"
+"""The table recording the schema version of each kv table in the file."""
+_MIGRATIONS = "kv_sqlite"
 
 
 class _Busy(Exception):
@@ -55,11 +76,7 @@ class _Busy(Exception):
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    if code is not None:
-        return code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
-    message = str(exc)
-    return "locked" in message or "busy" in message
+    return _files.sqlite_failure(exc) == _files.LOCKED
 
 
 def _upper(prefix: str) -> str | None:
@@ -77,12 +94,6 @@ class _SQL:
 
     def __init__(self, table: str) -> None:
         t = f'"{table}"'
-        self.create = (
-            f"CREATE TABLE IF NOT EXISTS {t} (ns TEXT NOT NULL, k TEXT NOT NULL, v, e REAL, "
-            "PRIMARY KEY (ns, k)) WITHOUT ROWID"
-        )
-        self.index = f'CREATE INDEX IF NOT EXISTS "{table}_expiry" ON {t}(e) WHERE e IS NOT NULL'
-        self.columns = f"PRAGMA table_info({t})"
         self.get = f"SELECT v, e FROM {t} WHERE ns = ? AND k = ?"
         self.peek = f"SELECT e FROM {t} WHERE ns = ? AND k = ?"
         self.set = f"INSERT OR REPLACE INTO {t} (ns, k, v, e) VALUES (?, ?, ?, ?)"
@@ -132,15 +143,24 @@ class SQLiteKV(KVStore[V]):
     write of the key, by a read that meets them, and by a background sweep.
 
     :param path: the database file (created with its folders if missing), or
-        ``":memory:"`` for a private in-memory database.
+        ``":memory:"`` for a private in-memory database (kept across ``close()`` and
+        ``open()`` of the same object, like :class:`MemoryKV`'s).
     :param table: the table holding the keys of every namespace (created if missing).
     :param sweep_interval: seconds between two sweeps of expired rows (None: no sweep).
     :param busy_timeout: seconds an operation waits for another process's write lock
         before :class:`StoreLockedError`.
+    :param create: False: only open a file that exists (:class:`NotFoundError`
+        otherwise; nothing is created), as the command line reads a SOURCE.
     :raises InvalidArgumentError: a bad table name or interval.
+
+    A relative ``path`` is taken from the current directory, as ``open()`` takes it.
+    Files and folders it creates are private (0600 and 0700, whatever the umask); a
+    symbolic link in place of the file or its ``-wal``/``-shm``/``-journal`` files is
+    refused (:class:`StorageError`), and so is a table written by a newer release
+    (:class:`SchemaTooNewError`).
     """
 
-    _driver_errors = (sqlite3.Error,)
+    creates_files = True
 
     def __init__(
         self,
@@ -149,6 +169,7 @@ class SQLiteKV(KVStore[V]):
         table: str = "kv",
         sweep_interval: float | None = 60.0,
         busy_timeout: float = 5.0,
+        create: bool = True,
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
@@ -166,12 +187,15 @@ class SQLiteKV(KVStore[V]):
             ):
                 raise InvalidArgumentError(f"{name} must be a positive number, not {value!r}")
         self.memory = path == ":memory:"
+        self.persistent = not self.memory
         self.path: Path | None = None if self.memory else Path(path)
         self.table = table
         self.sweep_interval = sweep_interval
         self.busy_timeout = float(busy_timeout)
+        self.create = bool(create)
         self._sql = _SQL(table)
         self._db: sqlite3.Connection | None = None  # the loop's connection
+        self._kept: sqlite3.Connection | None = None  # a closed ":memory:" store's data
         self._wdb: sqlite3.Connection | None = None  # the lane's connection (files only)
         self._lane = Lane()
         self._sweeper: asyncio.Task[None] | None = None
@@ -179,26 +203,33 @@ class SQLiteKV(KVStore[V]):
         self._checkpointing = False
         self._stale: set[str] = set()
 
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> SQLiteKV[Any]:
+        """Build the store of ``sqlite:PATH``, ``file:PATH`` or a bare ``PATH``
+        (``sqlite::memory:`` for memory), each optionally ending in ``#NAMESPACE``."""
+        body, options = split_location(location, options)
+        return cls(path_of(body, ("sqlite", "file"), "sqlite:bot.db"), **options)
+
     def __repr__(self) -> str:
         where = ":memory:" if self.path is None else str(self.path)
         return f"SQLiteKV({where!r}, table={self.table!r}, namespace={self.namespace!r})"
 
     # -- errors ---------------------------------------------------------------------
 
-    def _translate(self, exc: BaseException) -> StorageError:
-        code = getattr(exc, "sqlite_errorcode", None)
-        primary = None if code is None else code & 0xFF
-        message = str(exc)
-        if primary == _SQLITE_FULL or "database or disk is full" in message:
-            return DiskFullError(f"{self!r}: the disk is full; nothing was changed")
-        if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "is locked" in message:
-            return StoreLockedError(
-                f"{self!r}: another connection held the write lock for more than "
-                f"{self.busy_timeout}s"
+    def _translate(self, what: str, exc: Exception) -> StorageError:
+        where = ":memory:" if self.path is None else str(self.path)
+        if self.path is not None:
+            full = _files.disk_full(exc, self.path.parent, f"cannot {what} in {where}")
+            if full is not None:
+                return full
+        if not isinstance(exc, sqlite3.Error):
+            return super()._translate(what, exc)
+        if _files.sqlite_failure(exc) == _files.UNDECODABLE:
+            return CorruptValueError(
+                f"cannot {what}: {where} holds text that is not UTF-8 (not written by this "
+                "library); it was left untouched"
             )
-        if primary == _SQLITE_NOTADB or "not a database" in message:
-            return CorruptStoreError(f"{self.path} is not a SQLite database; it was left untouched")
-        return BackendError(f"{self!r}: {type(exc).__name__}: {exc}")
+        return _files.sqlite_error(exc, where, self.busy_timeout, _files.STORE)
 
     # -- connections ----------------------------------------------------------------
 
@@ -210,13 +241,19 @@ class SQLiteKV(KVStore[V]):
 
     def _setup(self) -> tuple[sqlite3.Connection, sqlite3.Connection | None]:
         if self.path is None:
+            kept, self._kept = self._kept, None
+            if kept is not None:
+                return kept, None
             db = self._connect(0)
-            db.execute(self._sql.create)
-            db.execute(self._sql.index)
+            try:
+                _migrate(db, self.table, ":memory:")
+            except BaseException:
+                db.close()
+                raise
             return db, None
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Created 0600 before SQLite sees it; SQLite gives -wal and -shm the same mode.
-        os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if not self.create and not os.path.lexists(self.path):
+            raise NotFoundError(f"no such SQLite store: {self.path}")
+        _make_file(self.path)
         wdb = self._connect(self.busy_timeout)
         try:
             self._while_locked(lambda: self._create_table(wdb))
@@ -232,9 +269,7 @@ class SQLiteKV(KVStore[V]):
     def _create_table(self, db: sqlite3.Connection) -> None:
         db.execute("PRAGMA journal_mode = WAL").fetchall()
         db.execute("PRAGMA synchronous = NORMAL")
-        db.execute(self._sql.create)
-        self._check_table(db)
-        db.execute(self._sql.index)
+        _migrate(db, self.table, str(self.path))
 
     def _while_locked(self, setup: Callable[[], None]) -> None:
         # Processes opening a new file at once all switch it to WAL and create the table;
@@ -253,19 +288,11 @@ class SQLiteKV(KVStore[V]):
             sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def _check_table(self, db: sqlite3.Connection) -> None:
-        columns = [row[1] for row in db.execute(self._sql.columns)]
-        if columns != ["ns", "k", "v", "e"]:
-            raise CorruptStoreError(
-                f"{self.path}: table {self.table!r} exists but is not a key-value table "
-                f"(columns {columns}); pass another table= name"
-            )
-
     async def _open(self) -> None:
         if self.path is None:
             self._db, self._wdb = self._setup()
         else:
-            self._db, self._wdb = await self._lane.run(self._setup)
+            self._db, self._wdb = await self._lane.setup(self._setup, _close_both)
         if self.sweep_interval is not None:
             self._sweeper = asyncio.create_task(self._sweep_forever(self.sweep_interval))
 
@@ -276,7 +303,9 @@ class SQLiteKV(KVStore[V]):
             with contextlib.suppress(asyncio.CancelledError):
                 await sweeper
         db, self._db = self._db, None
-        if db is not None:
+        if db is not None and self.path is None:
+            self._kept = db  # like MemoryKV, a closed :memory: store keeps its data
+        elif db is not None:
             db.close()
         wdb, self._wdb = self._wdb, None
         if wdb is not None:
@@ -287,7 +316,7 @@ class SQLiteKV(KVStore[V]):
     def _on_loop(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         db = self._db
         if db is None:
-            raise self._closed()
+            raise self._closed_error()
         try:
             return fn(db)
         except sqlite3.OperationalError as exc:
@@ -302,7 +331,7 @@ class SQLiteKV(KVStore[V]):
         except _Busy:
             wdb = self._wdb
             if wdb is None:
-                raise self._closed() from None
+                raise self._closed_error() from None
             return await self._lane.run(lambda: fn(wdb))
         if write and self._wdb is not None:
             self._commits += 1
@@ -315,7 +344,7 @@ class SQLiteKV(KVStore[V]):
             wdb = self._wdb
             return await self._lane.run(lambda: fn(wdb))
         if self._db is None:
-            raise self._closed()
+            raise self._closed_error()
         return fn(self._db)
 
     def _schedule_checkpoint(self) -> None:
@@ -343,7 +372,7 @@ class SQLiteKV(KVStore[V]):
         if not rows:
             return None
         raw, expires = rows[0]
-        if expires is not None and expires <= _time():
+        if type(expires) is float and expires <= self.clock():
             self._forget(key)
         return raw, expires
 
@@ -453,9 +482,8 @@ class SQLiteKV(KVStore[V]):
 
         return await self._in_lane(clear)
 
-    async def _health(self) -> bool:
-        rows = await self._run(lambda db: db.execute("SELECT 1").fetchall(), write=False)
-        return rows == [(1,)]
+    async def _ping(self) -> None:
+        await self._run(lambda db: db.execute("SELECT 1").fetchall(), write=False)
 
     # -- expiry ---------------------------------------------------------------------
 
@@ -470,7 +498,7 @@ class SQLiteKV(KVStore[V]):
         keys, self._stale = self._stale, set()
         if self._db is None:
             return
-        sql, ns, now = self._sql.expire_one, self.namespace, _time()
+        sql, ns, now = self._sql.expire_one, self.namespace, self.clock()
 
         def drop(db: sqlite3.Connection) -> None:
             db.executemany(sql, [(ns, key, now) for key in keys])
@@ -486,25 +514,27 @@ class SQLiteKV(KVStore[V]):
         """Remove the expired rows of every namespace now; return how many.
 
         The background sweep calls this every ``sweep_interval`` seconds.
+
+        :raises StorageClosedError: the store is not open.
+        :raises BackendError: the database failed (a full disk: :class:`DiskFullError`).
         """
-        if not self._opened:
-            raise self._closed()
+        self._check_open()
+        return await self._call("remove expired keys", self._sweep())
+
+    async def _sweep(self) -> int:
         sql = self._sql.sweep
         removed = 0
-        try:
-            while True:
-                now = _time()
-                count: int = await self._in_lane(
-                    lambda db, now=now: db.execute(sql, (now,)).rowcount  # type: ignore[misc]
-                )
-                removed += count
-                if count < _SWEEP_CHUNK:
-                    break
-            if self._wdb is not None:
-                wdb = self._wdb
-                await self._lane.run(lambda: _checkpoint(wdb))
-        except self._driver_errors as exc:
-            raise self._translate(exc) from exc
+        while True:
+            now = self.clock()
+            count: int = await self._in_lane(
+                lambda db, now=now: db.execute(sql, (now,)).rowcount  # type: ignore[misc]
+            )
+            removed += count
+            if count < _SWEEP_CHUNK:
+                break
+        if self._wdb is not None:
+            wdb = self._wdb
+            await self._lane.run(lambda: _checkpoint(wdb))
         return removed
 
     async def _sweep_forever(self, interval: float) -> None:
@@ -513,6 +543,68 @@ class SQLiteKV(KVStore[V]):
             # A failed sweep (disk full, a lock held too long) is tried again next time.
             with contextlib.suppress(StorageError):
                 await self.sweep()
+
+
+def _make_file(path: Path) -> None:
+    """Make the folders (0700) and an empty file (0600) before SQLite sees it; no links."""
+    _files.make_private_folder(path.parent, _files.STORE)
+    _files.refuse_links(path, _SIDE_FILES, _files.STORE)
+    if os.path.lexists(path):
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise StorageError(f"{path} is not a file (a folder, a pipe or a device)")
+        return
+    try:
+        # SQLite gives its -wal and -shm files the mode of this one.
+        os.close(_files.create_private(path))
+    except FileExistsError:
+        _files.refuse_links(path, (), _files.STORE)  # made meanwhile, by another opener?
+
+
+def _migrate(db: sqlite3.Connection, table: str, where: str) -> None:
+    """Bring ``table`` to the newest version of ``migrations/kv_sqlite/`` in one transaction.
+
+    :raises SchemaTooNewError: a newer release wrote the table; nothing is changed.
+    :raises CorruptDataError: a table of that name exists but is not a kv table.
+    """
+    steps = _migrations.numbered(_MIGRATIONS)
+    latest = steps[-1].version
+    db.execute(
+        f'CREATE TABLE IF NOT EXISTS "{_VERSIONS}" '
+        "(name TEXT PRIMARY KEY, version INTEGER NOT NULL)"
+    )
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        row = db.execute(f'SELECT version FROM "{_VERSIONS}" WHERE name = ?', (table,)).fetchone()
+        found = 0 if row is None else row[0]
+        if found == latest and type(found) is int:
+            db.execute("ROLLBACK")
+            return
+        if type(found) is not int or found > latest:
+            raise SchemaTooNewError(
+                f"{where}: table {table!r} has kv schema version {found!r}, newer than {latest} "
+                "(the newest this release knows); upgrade pyrogram-storage. It was left untouched"
+            )
+        columns = [info[1] for info in db.execute(f'PRAGMA table_info("{table}")')]
+        if found == 0 and columns and columns != ["ns", "k", "v", "e"]:
+            raise CorruptDataError(
+                f"{where}: table {table!r} exists but is not a key-value table (columns "
+                f"{columns}); pass another table= name. It was left untouched"
+            )
+        for step in steps[found:]:
+            for statement in _migrations.statements(step.text.replace("{table}", table)):
+                db.execute(statement)
+        db.execute(f'INSERT OR REPLACE INTO "{_VERSIONS}" VALUES (?, ?)', (table, latest))
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _close_both(connections: tuple[sqlite3.Connection | None, sqlite3.Connection | None]) -> None:
+    for db in connections:
+        if db is not None:
+            db.close()
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping
-from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar
 
 from .base import KEEP, MISSING, KVStore, _Missing
@@ -102,21 +101,18 @@ class VersionedKV(Generic[V]):
     # -- the contract ---------------------------------------------------------------
 
     async def open(self) -> None:
+        """Open the wrapped store."""
         await self.store.open()
 
     async def close(self) -> None:
+        """Close the wrapped store."""
         await self.store.close()
 
     async def __aenter__(self: W) -> W:
         await self.open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
     async def get(self, key: str, default: Any = None) -> Any:
@@ -130,15 +126,19 @@ class VersionedKV(Generic[V]):
         return await self._read(key, stored)
 
     async def set(self, key: str, value: V, *, ttl: float | None = None) -> None:
+        """Store ``value`` at the current version (an envelope ``{"v": N, "data": value}``)."""
         await self.store.set(key, self._wrap(value), ttl=ttl)
 
     async def delete(self, key: str) -> bool:
+        """Remove the key; return whether it existed (as :meth:`KVStore.delete`)."""
         return await self.store.delete(key)
 
     async def has(self, key: str) -> bool:
+        """Return whether the key holds a live value (as :meth:`KVStore.has`)."""
         return await self.store.has(key)
 
     async def touch(self, key: str, ttl: float | None = None) -> bool:
+        """Restart the key's expiry (as :meth:`KVStore.touch`)."""
         return await self.store.touch(key, ttl)
 
     async def compare_and_set(
@@ -162,19 +162,24 @@ class VersionedKV(Generic[V]):
         )
 
     async def keys(self, pattern: str = "*") -> AsyncIterator[str]:
+        """Iterate over the live keys matching ``pattern`` (as :meth:`KVStore.keys`)."""
         async for key in self.store.keys(pattern):
             yield key
 
     async def values(self, pattern: str = "*") -> AsyncIterator[V]:
+        """Iterate over the values at the current version (migrating older ones)."""
         async for _, value in self.items(pattern):
             yield value
 
     async def items(self, pattern: str = "*") -> AsyncIterator[tuple[str, V]]:
+        """Iterate over ``(key, value)`` at the current version (migrating older ones)."""
         async for key, stored in self.store.items(pattern):
             yield key, await self._read(key, stored)
 
     async def clear(self) -> int:
+        """Remove every key of the namespace; return how many were live."""
         return await self.store.clear()
 
     async def health(self) -> bool:
+        """The wrapped store's :meth:`~KVStore.health`."""
         return await self.store.health()

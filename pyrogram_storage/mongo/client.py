@@ -12,22 +12,28 @@ from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Protocol, TypeVar
+from urllib.parse import parse_qsl, urlsplit
 
 from ..drivers import load_driver
 from ..errors import InvalidTypeError, InvalidValueError, MissingDriverError
 
 __all__ = [
+    "DEFAULT_CLIENT_OPTIONS",
     "DRIVERS",
+    "SYSTEM_DATABASES",
     "AsyncMongoClientLike",
     "ClientRecipe",
     "Driver",
     "awaited",
     "check_async_client",
+    "check_database_name",
+    "check_options",
     "documents",
     "driver_errors",
     "import_driver",
     "load_pymongo",
     "maybe_await",
+    "unreachable",
 ]
 
 T = TypeVar("T")
@@ -47,6 +53,87 @@ DRIVERS: Mapping[str, Driver] = {
     "async_pymongo": Driver("async_pymongo", "AsyncClient", "async-pymongo", "async-pymongo"),
 }
 """The drivers :meth:`MongoStorage.from_url` can build a client with, and their extras."""
+
+DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {
+    "serverSelectionTimeoutMS": 5000,
+    "connectTimeoutMS": 5000,
+}
+"""What a client built from a URL gets unless the URL or ``client_options`` say otherwise:
+a server that cannot be reached is reported after 5 s, not the driver's 30."""
+
+SYSTEM_DATABASES = frozenset({"admin", "local", "config"})
+"""MongoDB's own databases (``local`` is not even replicated): never a store's."""
+
+_BAD_DATABASE_CHARS = frozenset('/\\. "$*<>:|?\x00')
+
+
+def check_database_name(name: str, hint: str) -> None:
+    """Refuse what MongoDB cannot take as a database name, and its own databases.
+
+    :raises InvalidValueError: the name says why, followed by ``hint``.
+    """
+    bad = sorted(set(name) & _BAD_DATABASE_CHARS)
+    if not name or bad or len(name.encode()) > 63:
+        reason = f"contains {''.join(bad)!r}" if bad else "is empty or longer than 63 bytes"
+        raise InvalidValueError(f"{name!r} cannot be a MongoDB database name: it {reason}; {hint}")
+    if name.lower() in SYSTEM_DATABASES:
+        raise InvalidValueError(
+            f"{name!r} is one of MongoDB's own databases (admin, local, config; local is not "
+            f"even replicated, so data there is lost on a failover); {hint}"
+        )
+
+
+def _known_options() -> frozenset[str]:
+    common = importlib.import_module("pymongo.common")
+    return frozenset(
+        {
+            *common.URI_OPTIONS_VALIDATOR_MAP,
+            *common.URI_OPTIONS_ALIAS_MAP,
+            *getattr(common, "URI_OPTIONS_DEPRECATION_MAP", {}),
+        }
+    )
+
+
+def check_options(url: str, options: Mapping[str, Any]) -> None:
+    """Refuse an option the driver does not know, in the URL's query or in ``options``
+    (pymongo would ignore the first with a warning and refuse the second on ``open()``).
+
+    :raises InvalidValueError: the message names the unknown option and the known ones.
+    """
+    known = _known_options()
+    names = [name for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True)]
+    for where, found in (("the MongoDB URL", names), ("client_options", list(options))):
+        for name in found:
+            if name.lower() not in known:
+                raise InvalidValueError(
+                    f"unknown option {name!r} in {where}; known options (any case): "
+                    f"{', '.join(sorted(known))}"
+                )
+
+
+def _with_defaults(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    given = {name.lower() for name, _ in parse_qsl(urlsplit(url).query)}
+    given |= {name.lower() for name in options}
+    defaults = {k: v for k, v in DEFAULT_CLIENT_OPTIONS.items() if k.lower() not in given}
+    return {**defaults, **options}
+
+
+def unreachable(url: str, exc: BaseException) -> str | None:
+    """One line for a server that could not be reached (None for any other failure):
+    its host and port, never the URL's password, instead of the driver's topology dump."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    if not names & {"ServerSelectionTimeoutError", "AutoReconnect", "ConnectionFailure"}:
+        return None
+    try:
+        parts = urlsplit(url)
+        hosts = parts.netloc.rpartition("@")[2] or "localhost"
+    except ValueError:
+        hosts = "the server"
+    text = str(exc)
+    for marker in (" (configured timeouts", ", Timeout:", ", Topology Description"):
+        text = text.split(marker, 1)[0]
+    reason = text.partition(": ")[2] or text  # without the "host:port: " it starts with
+    return f"cannot reach MongoDB at {hosts} ({reason.strip()[:120]})"
 
 
 class AsyncMongoClientLike(Protocol):
@@ -94,10 +181,14 @@ class ClientRecipe:
         object.__setattr__(self, "options", dict(self.options))
 
     def build(self) -> Any:
-        """Import the driver and return a new client (it connects lazily)."""
+        """Import the driver and return a new client (it connects lazily).
+
+        Options neither the URL nor ``options`` set come from
+        :data:`DEFAULT_CLIENT_OPTIONS`.
+        """
         spec = DRIVERS[self.driver]
         client_class = getattr(import_driver(spec), spec.client_class)
-        return client_class(self.url, **self.options)
+        return client_class(self.url, **_with_defaults(self.url, self.options))
 
 
 def import_driver(spec: Driver) -> ModuleType:

@@ -15,7 +15,14 @@ from typing import Any
 
 from .._pending import Changes, PeerRow
 from ..base import Storage
-from ..errors import InvalidTypeError, InvalidValueError, StorageClosedError
+from ..errors import (
+    BackendError,
+    InvalidTypeError,
+    InvalidValueError,
+    NotFoundError,
+    StorageClosedError,
+    StorageError,
+)
 from ..types import Peer, SessionData, UpdateState
 from . import layout, schema
 from .client import (
@@ -24,10 +31,13 @@ from .client import (
     ClientRecipe,
     awaited,
     check_async_client,
+    check_database_name,
+    check_options,
     documents,
     import_driver,
     load_pymongo,
     maybe_await,
+    unreachable,
 )
 from .layout import SESSION_ID, Collections, chunks, plain
 
@@ -35,21 +45,17 @@ __all__ = ["MongoStorage"]
 
 log = logging.getLogger(__name__)
 
-# Characters MongoDB refuses in a database name (on any platform it runs on).
-_BAD_DATABASE_CHARS = frozenset('/\\. "$*<>:|?\x00')
 _DUPLICATE_KEY = 11000
 _PROBE_MIN = 8
 """Peers in a batch from which it pays to ask which are new (see ``_write_peers``)."""
 
 
 def _check_database_name(name: str) -> None:
-    bad = sorted(set(name) & _BAD_DATABASE_CHARS)
-    if bad or len(name.encode()) > 63:
-        reason = f"contains {''.join(bad)!r}" if bad else "is longer than 63 bytes"
-        raise InvalidValueError(
-            f"{name!r} cannot be a MongoDB database name: it {reason}; pass database= "
-            "(and optionally prefix=) to keep the session in a database of your choice"
-        )
+    check_database_name(
+        name,
+        "pass database= (and optionally prefix=) to keep the session in a database of your "
+        "choice",
+    )
 
 
 class MongoStorage(Storage):
@@ -160,14 +166,18 @@ class MongoStorage(Storage):
         :param driver: ``"pymongo"`` (``AsyncMongoClient``, the default), ``"motor"``
             or ``"async_pymongo"``.
         :param client_options: keyword arguments for the client's constructor
-            (e.g. ``serverSelectionTimeoutMS``).
+            (e.g. ``serverSelectionTimeoutMS``); what neither they nor the URL set comes
+            from :data:`~pyrogram_storage.mongo.client.DEFAULT_CLIENT_OPTIONS` (a server
+            that cannot be reached fails after 5 s).
         :param options: the other arguments of :class:`MongoStorage`.
         :raises MissingDriverError: the driver is not installed (the message names the extra).
-        :raises InvalidValueError: ``driver`` is not one of :data:`DRIVERS`, or ``url``
-            is not a MongoDB connection string.
+        :raises InvalidValueError: ``driver`` is not one of :data:`DRIVERS`, ``url`` is not
+            a MongoDB connection string, or it or ``client_options`` has an option the
+            driver does not know.
         """
         recipe = ClientRecipe(url, driver, dict(client_options or {}))
         import_driver(DRIVERS[recipe.driver])
+        check_options(url, recipe.options)
         return cls(name, recipe, **options)
 
     @classmethod
@@ -199,6 +209,12 @@ class MongoStorage(Storage):
     def _sole_writer(self) -> bool:
         return self.sole_writer and not self.read_only
 
+    def _translate(self, what: str, exc: Exception) -> StorageError:
+        down = None if self._recipe is None else unreachable(self._recipe.url, exc)
+        if down is not None:
+            return BackendError(f"{type(self).__name__} failed to {what}: {down}")
+        return super()._translate(what, exc)
+
     def _bound(self) -> Collections:
         collections = self._collections
         if collections is None:
@@ -222,6 +238,10 @@ class MongoStorage(Storage):
             if steps and not self.read_only:
                 await schema.upgrade(pymongo, c, steps, where)
             session = by_id.get(SESSION_ID)
+            if session is None and self.read_only:
+                raise NotFoundError(
+                    f"no session {self.name!r} in MongoDB {where}; nothing was created"
+                )
             if session is None and not self.read_only:
                 # $setOnInsert: another process creating the same session at once keeps its data.
                 session = await awaited(

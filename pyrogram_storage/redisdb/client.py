@@ -15,11 +15,12 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from ..drivers import load_driver
 
 __all__ = [
+    "DEFAULT_CLIENT_OPTIONS",
     "DRIVERS",
     "SCHEMES",
     "ClientRecipe",
@@ -28,6 +29,8 @@ __all__ = [
     "build_client",
     "check_async_client",
     "check_url",
+    "check_url_options",
+    "client_options",
     "decodes_responses",
     "default_driver",
     "detect_cluster",
@@ -39,10 +42,17 @@ __all__ = [
     "response_error",
     "retry_once",
     "scan_slot",
+    "url_options",
 ]
 
 SCHEMES = ("redis", "rediss", "unix")
 """URL schemes :func:`build_client` accepts."""
+
+DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+"""Options of a client built from a URL (``from_url`` of the session storage and of the
+bot-state store), unless given: no call waits on a silent server for more than two
+``socket_timeout`` periods (one retry), and a server that cannot be reached is reported
+at once (refused) or after 5 s (no answer)."""
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,33 @@ def _check_url(url: object) -> str:
     return scheme
 
 
+def url_options(driver: str) -> frozenset[str]:
+    """The options a ``redis://`` URL's query may give the driver's connections."""
+    spec = _spec(driver)
+    connection = load_driver(f"{spec.name}.asyncio.connection", spec.package, spec.extra)
+    names = set(getattr(connection, "URL_QUERY_ARGUMENT_PARSERS", {}))
+    # Every kind of connection (TCP, TLS, unix socket) and the pool take URL options.
+    for value in vars(connection).values():
+        if isinstance(value, type) and value.__name__.endswith(("Connection", "ConnectionPool")):
+            names |= set(inspect.signature(value).parameters)
+    return frozenset(names - {"self", "kwargs", "args", "host", "port", "path"})
+
+
+def check_url_options(url: str, driver: str, ours: Sequence[str] = ()) -> None:
+    """Refuse an option in the URL's query that neither the driver nor we (``ours``)
+    know; the driver would fail on ``open()`` with "unexpected keyword argument".
+
+    :raises ValueError: the message names the unknown option and the known ones.
+    """
+    known = url_options(driver) | set(ours)
+    for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name not in known:
+            raise ValueError(
+                f"unknown option {name!r} in the Redis URL; known options: "
+                f"{', '.join(sorted(known))}"
+            )
+
+
 def build_client(
     url: str,
     *,
@@ -261,6 +298,17 @@ def retry_once(driver: str) -> dict[str, Any]:
         "retry": retry_module.Retry(backoff_module.NoBackoff(), 1),
         "retry_on_error": [errors.ConnectionError, errors.TimeoutError],
     }
+
+
+def client_options(
+    driver: str, given: Mapping[str, Any] | None, cluster: bool | None
+) -> dict[str, Any]:
+    """The options of a client we build: :data:`DEFAULT_CLIENT_OPTIONS`, one retry after
+    a lost connection (not on a cluster, whose client redirects itself), then ``given``."""
+    options = {**DEFAULT_CLIENT_OPTIONS, **dict(given or {})}
+    if not cluster and "retry" not in options:
+        options.update(retry_once(driver))
+    return options
 
 
 @dataclass

@@ -37,9 +37,7 @@ T = TypeVar("T")
 DEFAULT_PREFIX = "pyrogram_storage"
 """The first part of every key's hash tag: ``{pyrogram_storage:NAME}:peers``..."""
 
-DEFAULT_CLIENT_OPTIONS: Mapping[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
-"""Options of a client :meth:`RedisStorage.from_url` builds, unless given: no call waits
-on a silent server for more than two ``socket_timeout`` periods (one retry)."""
+DEFAULT_CLIENT_OPTIONS = redisdb.DEFAULT_CLIENT_OPTIONS
 
 _LOCATION_OPTIONS = ("prefix", "driver")
 """Query parameters of a location that are ours, not the driver's."""
@@ -75,7 +73,7 @@ class RedisStorage(Storage):
     :raises InvalidTypeError: ``client`` is not an asyncio redis-py or valkey client (a
         synchronous one included); on :meth:`open`, a client built with
         ``decode_responses=True``.
-    :raises InvalidValueError: ``name`` or ``prefix`` holds a brace.
+    :raises InvalidValueError: ``name`` or ``prefix`` holds a brace, or ``prefix`` a ``:``.
     """
 
     requires = "redis"
@@ -98,6 +96,13 @@ class RedisStorage(Storage):
                 raise InvalidValueError(
                     f"a Redis {what} cannot hold '{{' or '}}': it goes inside the keys' hash tag"
                 )
+        if ":" in prefix:
+            # {prefix:name} must name one (prefix, name) pair only: with a ':' in the
+            # prefix, prefix="p:a" name="b" and prefix="p" name="a:b" would share keys.
+            raise InvalidValueError(
+                f"a Redis prefix cannot hold ':', not {prefix!r}: it separates the prefix "
+                "from the session name in the keys"
+            )
         if not isinstance(sole_writer, bool):
             raise InvalidTypeError(f"sole_writer must be a bool, not {type(sole_writer).__name__}")
         self.prefix = prefix
@@ -145,7 +150,8 @@ class RedisStorage(Storage):
             :data:`DEFAULT_CLIENT_OPTIONS` otherwise).
         :param options: the other arguments of :class:`RedisStorage`.
         :raises MissingDriverError: the driver is not installed (the message names the extra).
-        :raises InvalidValueError: a bad URL or driver name.
+        :raises InvalidValueError: a bad URL or driver name, or an option in the URL the
+            driver does not know.
         """
         chosen = redisdb.default_driver() if driver is None else driver
         if cluster is not None and not isinstance(cluster, bool):
@@ -155,10 +161,11 @@ class RedisStorage(Storage):
         except ValueError as exc:
             raise InvalidValueError(str(exc)) from None
         redisdb.import_driver(chosen)
-        given = dict(client_options or {})
-        recipe.options = {**DEFAULT_CLIENT_OPTIONS, **given}
-        if not cluster and "retry" not in given:
-            recipe.options.update(redisdb.retry_once(chosen))
+        try:
+            redisdb.check_url_options(url, chosen)
+        except ValueError as exc:
+            raise InvalidValueError(str(exc)) from None
+        recipe.options = redisdb.client_options(chosen, client_options, cluster)
         storage = cls(name, recipe, **options)
         storage._url = url
         return storage

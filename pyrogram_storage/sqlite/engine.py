@@ -27,11 +27,6 @@ from .._pending import Changes
 from .._worker import Lane
 from ..base import Storage
 from ..errors import (
-    BackendError,
-    CorruptSessionError,
-    DiskFullError,
-    ReadOnlyError,
-    SessionLocked,
     StorageClosedError,
     StorageError,
 )
@@ -204,31 +199,7 @@ class SQLiteStorage(Storage):
 
     def _error(self, exc: sqlite3.Error) -> StorageError:
         """Translate a SQLite error into ours; the message never quotes stored data."""
-        failure = _files.sqlite_failure(exc)
-        if failure == _files.UNDECODABLE:
-            return CorruptSessionError(
-                f"{self.database} is damaged (text that is not UTF-8); restore it from a backup"
-            )
-        if failure == _files.FULL:
-            return DiskFullError(
-                f"the disk holding {self.database} is full; free some space (nothing stored "
-                "was changed)"
-            )
-        if failure == _files.LOCKED:
-            return SessionLocked(
-                f"{self.database} is locked by another connection for more than "
-                f"{self.busy_timeout}s"
-            )
-        if failure == _files.READ_ONLY:
-            return ReadOnlyError(
-                f"{self.database} cannot be written (a read-only file or mount); open it "
-                "with read_only=True to read it"
-            )
-        if failure == _files.CORRUPT:
-            return CorruptSessionError(
-                f"{self.database} is damaged ({exc}); restore it from a backup"
-            )
-        return BackendError(f"SQLite failed on {self.database}: {exc}")
+        return _files.sqlite_error(exc, self.database, self.busy_timeout)
 
     # -- running statements -----------------------------------------------------------------
 

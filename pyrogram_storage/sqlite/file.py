@@ -18,8 +18,11 @@ from .._files import (
     link_refused,
     make_private,
     make_private_folder,
+    reading_connection,
     release_lock,
     remove_abandoned_scratch,
+    report_private,
+    undo_private,
 )
 from ..errors import (
     BackendError,
@@ -111,6 +114,7 @@ class FileStorage(SQLiteStorage):
         self.lock_path = Path(f"{self.path}.lock")
         self.lock = lock
         self._lock_fd: int | None = None
+        self._made_private: list[tuple[str, int, int]] = []
         super().__init__(name, str(self.path), layout=layout, busy_timeout=busy_timeout, **options)
 
     def __repr__(self) -> str:
@@ -118,8 +122,9 @@ class FileStorage(SQLiteStorage):
 
     @classmethod
     def from_location(cls, location: str, **options: Any) -> FileStorage:
-        """Build the storage of ``PATH.session``, ``PATH`` or ``file:PATH``."""
-        text = location[len("file:") :] if location.startswith("file:") else location
+        """Build the storage of ``PATH.session``, ``PATH``, ``file:PATH`` or ``sqlite:PATH``."""
+        scheme, colon, rest = location.partition(":")
+        text = rest if colon and scheme.lower() in ("file", "sqlite") else location
         path = Path(text).expanduser()
         name = (
             path.name[: -len(FILE_EXTENSION)] if path.name.endswith(FILE_EXTENSION) else path.name
@@ -154,6 +159,10 @@ class FileStorage(SQLiteStorage):
             raise
 
     def _stop(self) -> None:
+        # Still pending here: the open failed, the file was not recognised. A refused file
+        # keeps its mode as it keeps its bytes.
+        changed, self._made_private = self._made_private, []
+        undo_private(changed)
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
             release_lock(fd, self.lock_path)
@@ -199,6 +208,8 @@ class FileStorage(SQLiteStorage):
     def _configure(self, db: sqlite3.Connection) -> None:
         if self.read_only:
             return
+        changed, self._made_private = self._made_private, []
+        report_private(changed)  # recognised: the change stays, and is said
         db.execute("PRAGMA journal_mode = WAL").fetchall()
         db.execute("PRAGMA synchronous = NORMAL")
         # Checkpoints are what fsync in WAL mode; fewer, larger ones (and one in save())
@@ -220,7 +231,9 @@ class FileStorage(SQLiteStorage):
                     f"{self.path} is not a file (a folder, a pipe or a device); "
                     "the session file must be a regular file"
                 )
-            make_private(self.path, _SIDE_FILES)
+            # Made private before SQLite opens it (closing a descriptor later would drop
+            # SQLite's locks); reported once recognised, undone if it is refused.
+            self._made_private = make_private(self.path, _SIDE_FILES)
             _check_header(self.path)
             return
         try:
@@ -350,35 +363,13 @@ def _checked_workdir(workdir: object) -> Path:
 
 
 def _shown(text: str) -> str:
-    return repr(text) if len(text) <= 60 else repr(text[:12]) + "…"
+    # A long name may be a secret pasted in the wrong place: none of it is shown.
+    return repr(text) if len(text) <= 60 else f"of {len(text)} characters"
 
 
 def _connect_read_only(path: Path, timeout: float) -> sqlite3.Connection:
     """Open ``path`` for reading only: no lock file, no journal change, nothing written."""
-    uri = path.resolve().as_uri()
-    db = sqlite3.connect(
-        f"{uri}?mode=ro", uri=True, isolation_level=None, check_same_thread=False, timeout=timeout
-    )
-    try:
-        db.execute("SELECT COUNT(*) FROM sqlite_master").fetchall()
-        return db
-    except sqlite3.OperationalError:
-        db.close()
-    # A WAL file in a read-only folder: SQLite cannot make its shared-memory file. Read
-    # the main file as it is (what the last checkpoint stored).
-    if _non_empty(f"{path}-wal"):
-        log.warning(
-            "%s: reading without its write-ahead log (the folder is read-only); writes "
-            "since the last checkpoint are not shown",
-            path,
-        )
-    return sqlite3.connect(
-        f"{uri}?mode=ro&immutable=1",
-        uri=True,
-        isolation_level=None,
-        check_same_thread=False,
-        timeout=timeout,
-    )
+    return reading_connection(path, timeout)
 
 
 _MAGIC = b"SQLite format 3\x00"

@@ -24,7 +24,15 @@ from typing import NamedTuple
 from .. import _migrations
 from ..errors import CorruptSessionError, MigrationError, SchemaTooNewError, UnknownSchemaError
 
-__all__ = ["Layout", "create_schema", "current_layout", "is_current", "prepare", "secure"]
+__all__ = [
+    "Layout",
+    "client_family",
+    "create_schema",
+    "current_layout",
+    "is_current",
+    "prepare",
+    "secure",
+]
 
 log = logging.getLogger("pyrogram_storage.sqlite")
 
@@ -284,19 +292,7 @@ def _roomy_cache(db: sqlite3.Connection) -> Iterator[None]:
 _MAX_ADOPTION_CACHE_KIB = 256 * 1024
 
 
-def _split_statements(text: str) -> list[str]:
-    statements = []
-    current = ""
-    for line in text.splitlines(keepends=True):
-        if line.lstrip().startswith("--"):
-            continue
-        current += line
-        if sqlite3.complete_statement(current):
-            statements.append(current.strip())
-            current = ""
-    if current.strip():
-        statements.append(current.strip())
-    return statements
+_split_statements = _migrations.statements
 
 
 def _schema_objects(db: sqlite3.Connection) -> list[_SchemaObject]:
@@ -322,6 +318,16 @@ def _columns(db: sqlite3.Connection, table: str) -> set[str]:
 
 def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def client_family(db: sqlite3.Connection) -> str:
+    """Which client lineage wrote a file we have not adopted: ``classic``, ``pyrofork``,
+    ``upstream_v6`` or ``upstream_v7`` (read only).
+
+    :raises UnknownSchemaError: it is not a Pyrogram-family session file.
+    """
+    tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    return _detect_family(db, tables).value
 
 
 def _detect_family(db: sqlite3.Connection, tables: set[str]) -> _Family:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .._lifecycle import opened
 from ..base import Storage
-from ..errors import StorageClosedError, TargetNotEmptyError
+from ..errors import TargetNotEmptyError
 from ..types import SessionData
 
 __all__ = ["CopyResult", "ProgressCallback", "copy_session", "is_empty", "opened"]
@@ -88,27 +89,6 @@ async def copy_session(
         await target.set_update_states(states, merge=False)
         await _write_session(target, session)
         return CopyResult(peers=done, update_states=len(states))
-
-
-@asynccontextmanager
-async def opened(storage: Storage) -> AsyncIterator[Storage]:
-    """Open ``storage`` for the block if it is closed, and close it again afterwards.
-
-    A storage that is already open is left open. "Open" is probed with
-    :meth:`~pyrogram_storage.Storage.get_session`, which the contract makes raise
-    :class:`StorageClosedError` on a closed storage.
-    """
-    try:
-        await storage.get_session()
-    except StorageClosedError:
-        await storage.open()
-    else:
-        yield storage
-        return
-    try:
-        yield storage
-    finally:
-        await storage.close()
 
 
 async def is_empty(storage: Storage) -> bool:

@@ -64,6 +64,7 @@ __all__ = [
     "decode_telethon_string",
     "encode_telethon_string",
     "import_telethon",
+    "is_telethon_file",
     "read_telethon_file",
 ]
 
@@ -247,7 +248,7 @@ async def read_telethon_file(
         db = sqlite3.connect(uri, uri=True, check_same_thread=False)
         try:
             tables = _tables(db)
-            if not {"sessions", "entities"} <= tables:
+            if not is_telethon_file(tables):
                 raise UnknownSchemaError(
                     f"{file} is not a Telethon session file: it has tables {sorted(tables)}"
                 )
@@ -399,6 +400,11 @@ def _result(
             stacklevel=3,
         )
     return ImportResult(session, tuple(peers), tuple(states), missing)
+
+
+def is_telethon_file(tables: set[str]) -> bool:
+    """Whether a SQLite file with these tables is a Telethon session (not a Pyrogram one)."""
+    return {"sessions", "entities"} <= tables and "peers" not in tables
 
 
 def _is_ipv6(address: str) -> bool:

@@ -1,10 +1,9 @@
-"""Every kv backend of ``tests/kv/conftest.py``, built by name inside a framework venv.
+"""Every kv backend the tests run, by name: a location for ``kv.from_url`` and options.
 
-The framework scripts (``run_kurigram_addons.py``, ``run_aiogram.py``) and the
-framework benchmark run in their framework's virtualenv, outside pytest, so they
-cannot use the conftest's fixtures; this module builds the same backends from the
-servers' URLs the test session (or the benchmark) started. ``tests/kv/test_frameworks.py``
-checks that the names here are exactly the conftest's.
+``tests/kv/conftest.py`` feeds the shipped contract suite from here, and the framework
+scripts (``run_kurigram_addons.py``, ``run_aiogram.py``) and the framework benchmark,
+which run in their framework's virtualenv outside pytest, build the same stores from
+the servers' URLs the test session (or the benchmark) started.
 
 ``maker(name, workdir, servers, namespace)(**options)`` builds a new, unopened store;
 as in the conftest, every call reaches the same data (memory: the same object unless
@@ -53,52 +52,73 @@ PERSISTENT = SHARED | {"json"}
 
 Maker = Callable[..., kv.KVStore[Any]]
 
+EXAMPLE_SERVERS = {
+    "mongo": "mongodb://127.0.0.1:27017/",
+    "redis": "redis://127.0.0.1:6379/0",
+    "redis-cluster": "redis://127.0.0.1:7000/0",
+    "postgres": "postgresql://postgres@127.0.0.1:5432/postgres",
+}
+"""Server URLs of the right kinds, for what a backend is without its servers (its class)."""
 
-def maker(name: str, workdir: Path, servers: dict[str, str], namespace: str) -> Maker:
-    """Return ``make(**options)`` for backend ``name``; ``servers`` holds the URLs."""
-    shared: dict[str, kv.KVStore[Any]] = {}
 
-    def single(build: Callable[..., kv.KVStore[Any]]) -> Maker:
-        def make(**options: Any) -> kv.KVStore[Any]:
-            if options:
-                return build(**options)
-            if "store" not in shared:
-                shared["store"] = build()
-            return shared["store"]
-
-        return make
-
+def spec(name: str, workdir: Path, servers: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    """The location of backend ``name`` for :func:`kv.from_url`, and its options."""
     if name == "memory":
-        return single(lambda **o: kv.MemoryKV(namespace=namespace, **o))
+        return "memory:", {}
     if name == "memory-bounded":
-        return single(lambda **o: kv.MemoryKV(10_000, namespace=namespace, **o))
+        return "memory:", {"max_entries": 10_000}
     if name == "sqlite-memory":
-        return single(lambda **o: kv.SQLiteKV(":memory:", namespace=namespace, **o))
+        return "sqlite::memory:", {}
     if name == "sqlite-file":
-        return lambda **o: kv.SQLiteKV(workdir / "state.db", **{"namespace": namespace, **o})
+        return f"sqlite:{workdir / 'state.db'}", {}
     if name == "json":
-        return lambda **o: kv.JSONFileKV(workdir / "state.json", **{"namespace": namespace, **o})
+        return f"json:{workdir / 'state.json'}", {}
     if name.startswith("mongo-"):
-        collection = f"kv_{uuid.uuid4().hex[:12]}"
-        driver = name.removeprefix("mongo-").replace("-", "_")
-        return lambda **o: kv.MongoKV.from_url(
-            servers["mongo"],
-            database="kv_framework_tests",
-            collection=collection,
-            driver=driver,
-            client_options={"serverSelectionTimeoutMS": 10_000},
-            **{"namespace": namespace, **o},
-        )
+        return servers["mongo"], {
+            "database": "kv_tests",
+            "collection": f"kv_{uuid.uuid4().hex[:12]}",  # a collection of its own per maker
+            "driver": name.removeprefix("mongo-").replace("-", "_"),
+            "client_options": {"serverSelectionTimeoutMS": 10_000},
+        }
     if name.startswith(("redis", "valkey")):
         cluster = name.endswith("-cluster")
-        driver = name.removesuffix("-cluster")
         url = servers["redis-cluster" if cluster else "redis"]
-        return lambda **o: kv.RedisKV.from_url(
-            url, driver=driver, cluster=cluster, **{"namespace": namespace, **o}
-        )
+        return url, {"driver": name.removesuffix("-cluster"), "cluster": cluster}
     if name.startswith("postgres"):
+        # Behind a transaction-mode pooler prepared statements do not survive: the
+        # second runs the contract that way.
         pool = {"statement_cache_size": 0} if name == "postgres-no-cache" else {}
-        return lambda **o: kv.PostgresKV.from_url(
-            servers["postgres"], pool_options=pool, **{"namespace": namespace, **o}
-        )
+        return servers["postgres"], {"pool_options": pool}
     raise KeyError(f"unknown backend {name!r}")
+
+
+def store_class(name: str) -> type[kv.KVStore[Any]]:
+    """The class backend ``name`` builds (its ``requires`` says which server it needs)."""
+    from pyrogram_storage.registry import store_class as of
+
+    return of(spec(name, Path("."), EXAMPLE_SERVERS)[0])
+
+
+def maker(name: str, workdir: Path, servers: dict[str, str], namespace: str) -> Maker:
+    """Return ``make(**options)`` for backend ``name``; ``servers`` holds the URLs.
+
+    Stores of memory backends are one object unless options are given, so that every
+    call reaches the same data there too.
+    """
+    location, fixed = spec(name, workdir, servers)
+
+    def build(**options: Any) -> kv.KVStore[Any]:
+        return kv.from_url(location, **{"namespace": namespace, **fixed, **options})
+
+    if name not in ("memory", "memory-bounded", "sqlite-memory"):
+        return build
+    shared: dict[str, kv.KVStore[Any]] = {}
+
+    def single(**options: Any) -> kv.KVStore[Any]:
+        if options:
+            return build(**options)
+        if "store" not in shared:
+            shared["store"] = build()
+        return shared["store"]
+
+    return single

@@ -135,6 +135,10 @@ async def contract(c: Checks, storage: Any, side: Any) -> None:
     store = storage.store
     key = StorageKey(bot_id=BOT_ID, chat_id=-100, user_id=7)
     c.true("is an aiogram BaseStorage", isinstance(storage, BaseStorage))
+    names = [cls.__name__ for cls in type(storage).__mro__]
+    c.eq("its class is AiogramStorage", names[0], "AiogramStorage")
+    c.eq("no class name twice in its MRO", sorted(set(names)), sorted(names))
+    c.true("is kv.frameworks.AiogramStorage", isinstance(storage, kv.frameworks.AiogramStorage))
     c.eq("first call opens the store", await storage.get_state(key), None)
     await storage.set_state(key, "state")
     c.eq("set_state str", await storage.get_state(key), "state")
@@ -338,7 +342,7 @@ class Side:
 
     def __init__(self, name: str, workdir: Path, namespace: str) -> None:
         self.name, self.workdir, self.namespace = name, workdir, namespace
-        self.persistent = name in PERSISTENT or name.startswith("memory")
+        self.persistent = name in PERSISTENT or name.startswith(("memory", "sqlite-memory"))
 
 
 async def backend(name: str) -> dict[str, Any]:

@@ -61,10 +61,15 @@ def message(chat_id: int, user_id: int, text: str) -> types.Message:
 async def contract(c: Checks, storage: Any, side: Any, reopens: bool) -> None:
     """The storage contract; ``side`` makes stores of the backend in other files/namespaces.
 
-    ``reopens``: the store finds its data again after close and open (not ``:memory:``).
+    ``reopens``: the store finds its data again after close and open (every store does).
     """
     c.true("is a pyrogram_patch BaseStorage", isinstance(storage, BaseStorage))
     c.true("is kurigram_addons.BaseStorage", isinstance(storage, kurigram_addons.BaseStorage))
+    names = [cls.__name__ for cls in type(storage).__mro__]
+    c.eq("its class is KurigramAddonsStorage", names[0], "KurigramAddonsStorage")
+    c.eq("no class name twice in its MRO", sorted(set(names)), sorted(names))
+    c.true("is kv.frameworks.KurigramAddonsStorage", isinstance(
+        storage, kv.frameworks.KurigramAddonsStorage))
     c.eq("get before start opens the store", await storage.get_state("chat:1"), None)
     await storage.start()
     c.eq("health", await storage.health(), True)
@@ -302,7 +307,7 @@ async def backend(name: str) -> dict[str, Any]:
 
     storage = kv.for_kurigram_addons(make())
     try:
-        await contract(c, storage, side, name != "sqlite-memory")
+        await contract(c, storage, side, True)
         await same_as_theirs(c, side)
         await conversation(c, storage, make, name in PERSISTENT and name != "json")
     except Exception as exc:

@@ -9,6 +9,7 @@ import os
 import pickle
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 
 from pyrogram_storage import kv
 
-from ..redisserver import RedisServer
+from ..servers.redisserver import RedisServer
 
 # -- MemoryKV -----------------------------------------------------------------------------
 
@@ -345,7 +346,8 @@ def test_from_url_locations(tmp_path: Path) -> None:
     mongo = kv.from_url("mongodb://127.0.0.1:1/bots#states/fsm")
     assert (mongo.database, mongo.collection, mongo.namespace) == ("bots", "states", "fsm")  # type: ignore[attr-defined]
     assert isinstance(kv.from_url("memory:"), kv.MemoryKV)
-    for bad in ("ftp://x", "sqlite:", "json:", "bot.db"):
+    assert isinstance(kv.from_url("bot.db"), kv.SQLiteKV)  # a bare path, as for sessions
+    for bad in ("ftp://x", "sqlite:", "json:", "memory:x"):
         with pytest.raises(kv.InvalidArgumentError):
             kv.from_url(bad)
 
@@ -358,7 +360,61 @@ async def test_redis_outage_is_a_backend_error_and_aof_keeps_the_data(tmp_path: 
             server.stop()
             with pytest.raises(kv.BackendError):
                 await store.get("k")
-            assert not await store.health()
+            with pytest.raises(kv.BackendError):
+                await store.health()
             server.start()
             assert await store.get("k") == {"kept": True}  # the client reconnects
             assert await store.increment("n") == 6
+
+
+# -- stored data of the wrong type (issue 20, item 7) ------------------------------------------
+
+
+@pytest.mark.mongo
+async def test_mongo_documents_of_the_wrong_type_are_corrupt_values(mongo_uri: str) -> None:
+    """Before: a foreign document's value came back as str(value), a text expiry raised
+    ValueError from float(); now reads say the data is damaged and change nothing."""
+    import pymongo
+
+    collection = f"bad_{uuid.uuid4().hex[:8]}"
+    client: Any = pymongo.MongoClient(mongo_uri)
+    coll = client["kv_tests"][collection]
+    coll.insert_many(
+        [
+            {"_id": "n:document", "v": {"a": 1}, "e": None},
+            {"_id": "n:float", "v": 2.5, "e": None},
+            {"_id": "n:text-expiry", "v": '"x"', "e": "soon"},
+        ]
+    )
+    try:
+        async with kv.MongoKV.from_url(
+            mongo_uri, database="kv_tests", collection=collection, namespace="n"
+        ) as store:
+            for key in ("document", "float", "text-expiry"):
+                with pytest.raises(kv.CorruptValueError):
+                    await store.get(key)
+            with pytest.raises(kv.CorruptValueError):
+                await store.has("text-expiry")
+            assert coll.count_documents({}) == 3
+            assert await store.delete("document") is True  # the way to get rid of it
+            assert coll.count_documents({}) == 2
+    finally:
+        client.drop_database("kv_tests")
+        client.close()
+
+
+async def test_redis_bytes_that_are_not_utf8_are_corrupt_values(
+    redis_server: RedisServer,
+) -> None:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_server.url)
+    await client.set("bin:bad", b"\xff\xfe")
+    try:
+        async with kv.RedisKV(client, namespace="bin") as store:
+            with pytest.raises(kv.CorruptValueError):
+                await store.get("bad")
+            assert await client.get("bin:bad") == b"\xff\xfe"
+            assert await store.delete("bad") is True
+    finally:
+        await client.aclose()

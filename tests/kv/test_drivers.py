@@ -13,7 +13,7 @@ from pyrogram_storage import kv
 from pyrogram_storage.redisdb import client as redisdb
 
 from ..missing_driver import missing_driver_error
-from ..redisserver import RedisCluster, RedisServer
+from ..servers.redisserver import RedisCluster, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 DRIVERS = "{'pymongo', 'motor', 'async_pymongo', 'bson', 'redis', 'valkey', 'asyncpg'}"

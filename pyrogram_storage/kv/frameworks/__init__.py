@@ -10,11 +10,13 @@ package imports no framework.
 from __future__ import annotations
 
 from ._bind import UnsupportedFrameworkError
-from .state_documents import KurigramAddonsStorage, for_kurigram_addons
-from .state_keys import AiogramStorage, UpdateConflictError, for_aiogram
+from .state_documents import KurigramAddonsAdapter, KurigramAddonsStorage, for_kurigram_addons
+from .state_keys import AiogramAdapter, AiogramStorage, UpdateConflictError, for_aiogram
 
 __all__ = [
+    "AiogramAdapter",
     "AiogramStorage",
+    "KurigramAddonsAdapter",
     "KurigramAddonsStorage",
     "UnsupportedFrameworkError",
     "UpdateConflictError",

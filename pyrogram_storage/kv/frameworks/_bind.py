@@ -17,6 +17,7 @@ import types
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ..._binding import derive
 from ...drivers import load_driver
 from ...errors import StorageError
 from ..base import KVStore
@@ -44,6 +45,8 @@ class FrameworkAdapter:
     extra: str = ""
     #: What the adapter's ``__repr__`` and errors call the framework.
     framework: str = ""
+    #: The name of the class :func:`bind` derives (what the framework sees).
+    bound_name: str = ""
 
     def __init__(self, store: KVStore[Any]) -> None:
         if not isinstance(store, KVStore):
@@ -87,11 +90,7 @@ def bind(mixin: type[A]) -> type[A]:
     if bound is not None:
         return bound
     base = _load(mixin.base_class, mixin.requirement, mixin.extra)
-    bound = types.new_class(mixin.__name__, (mixin, base), {})
-    bound.__module__ = mixin.__module__
-    bound.__qualname__ = mixin.__qualname__
-    bound.__doc__ = mixin.__doc__
-    missing = sorted(getattr(bound, "__abstractmethods__", ()))
+    bound, missing = derive(mixin, base, mixin.bound_name or mixin.__name__)
     if missing:
         raise UnsupportedFrameworkError(
             f"{mixin.base_class.replace(':', '.')} requires methods the adapter does not "

@@ -32,7 +32,7 @@ import asyncio
 from typing import Any
 
 from ...errors import StorageClosedError, StorageError
-from ..base import MISSING, KVStore
+from ..base import MISSING, Entry, KVStore
 from ..errors import InvalidKeyError, InvalidPatternError, InvalidTTLError
 from ._bind import FrameworkAdapter, bind, mixed_error
 
@@ -44,11 +44,11 @@ _NEVER = -1.0  # a ttl meaning "no expiry, whatever the store's default_ttl"
 _CLEAR_BATCH = 100
 
 
-class KurigramAddonsStorage(FrameworkAdapter):
+class KurigramAddonsAdapter(FrameworkAdapter):
     """A kurigram-addons FSM storage over a :class:`~pyrogram_storage.kv.KVStore`.
 
-    Built by :func:`for_kurigram_addons`, which derives it from
-    ``pyrogram_patch.fsm.BaseStorage``. The store is reachable as :attr:`store`.
+    :func:`for_kurigram_addons` returns a ``KurigramAddonsStorage``, derived from this
+    class and ``pyrogram_patch.fsm.BaseStorage``. The store is reachable as :attr:`store`.
     """
 
     # kurigram_addons re-exports pyrogram_patch.fsm.BaseStorage; importing it from there
@@ -57,6 +57,7 @@ class KurigramAddonsStorage(FrameworkAdapter):
     requirement = "kurigram-addons>=0.5.1"
     extra = "kurigram-addons"
     framework = "kurigram-addons"
+    bound_name = "KurigramAddonsStorage"
     _error_base: type[BaseException] | None = None
 
     def __init__(self, store: KVStore[Any]) -> None:
@@ -82,8 +83,14 @@ class KurigramAddonsStorage(FrameworkAdapter):
             raise self._error(exc) from exc
 
     async def health(self) -> bool:
-        """Return whether the store is open and its backend answers; never raises."""
-        return await self.store.health()
+        """Return whether the store is open and its backend answers; never raises.
+
+        kurigram-addons' rule for ``health()``; the store's own raises the reason.
+        """
+        try:
+            return await self.store.health()
+        except StorageError:
+            return False
 
     async def _ready(self) -> None:
         if self._stopped:
@@ -116,7 +123,7 @@ class KurigramAddonsStorage(FrameworkAdapter):
             key = _key(STATE, identifier)
             seconds = _ttl(ttl)
             if seconds is _NEVER and store.default_ttl is not None:
-                await store._put(key, state, None)  # an absolute "never", past default_ttl
+                await store.put(Entry(key, state, None))  # "never", past default_ttl
             else:
                 await store.set(key, state, ttl=None if seconds is _NEVER else seconds)
         except StorageError as exc:
@@ -251,9 +258,14 @@ def for_kurigram_addons(store: KVStore[Any]) -> KurigramAddonsStorage:
     :raises UnsupportedFrameworkError: the installed kurigram-addons' ``BaseStorage``
         wants methods this adapter does not know.
     """
-    cls = bind(KurigramAddonsStorage)
+    cls = bind(KurigramAddonsAdapter)
     if cls._error_base is None:
         from pyrogram_patch.errors import FSMContextError  # type: ignore[import-not-found]
 
         cls._error_base = FSMContextError
     return cls(store)
+
+
+KurigramAddonsStorage = KurigramAddonsAdapter
+"""What :func:`for_kurigram_addons` returns is an instance of this class (its framework's
+part added); the name of earlier releases."""

@@ -46,10 +46,11 @@ class UpdateConflictError(KVError):
     """``update_data`` lost the race for the same data to other writers too many times."""
 
 
-class AiogramStorage(FrameworkAdapter):
+class AiogramAdapter(FrameworkAdapter):
     """An aiogram FSM storage over a :class:`~pyrogram_storage.kv.KVStore`.
 
-    Built by :func:`for_aiogram`, which derives it from aiogram's ``BaseStorage``.
+    :func:`for_aiogram` returns an ``AiogramStorage``, derived from this class and
+    aiogram's ``BaseStorage``.
     The store is reachable as :attr:`store`, the key builder as :attr:`key_builder`.
     """
 
@@ -57,6 +58,7 @@ class AiogramStorage(FrameworkAdapter):
     requirement = "aiogram>=3.4"
     extra = "aiogram"
     framework = "aiogram"
+    bound_name = "AiogramStorage"
     _state_class: type[Any] = type("_NoStateClass", (), {})  # aiogram's State, once bound
     _not_dict_error: type[BaseException] | None = None
 
@@ -213,7 +215,7 @@ def for_aiogram(
         together with options, or a bad TTL.
     :raises MissingDriverError: aiogram is not installed.
     """
-    cls = bind(AiogramStorage)
+    cls = bind(AiogramAdapter)
     if cls._not_dict_error is None:
         from aiogram.exceptions import DataNotDictLikeError  # type: ignore[import-not-found]
         from aiogram.fsm.state import State  # type: ignore[import-not-found]
@@ -246,3 +248,8 @@ _DEFAULT_OPTIONS: dict[str, object] = {
     "with_business_connection_id": False,
     "with_destiny": False,
 }
+
+
+AiogramStorage = AiogramAdapter
+"""What :func:`for_aiogram` returns is an instance of this class (aiogram's part added);
+the name of earlier releases."""

@@ -35,7 +35,7 @@ Notes from probing SecantusDB 0.7.0b3 (pymongo 4.20, motor 3.7, async-pymongo 0.
 
 Command line (smoke test)::
 
-    python tests/mongoserver.py [STORAGE_DIR]
+    python -m tests.servers.mongoserver [STORAGE_DIR]
 """
 
 from __future__ import annotations

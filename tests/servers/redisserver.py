@@ -18,7 +18,7 @@ cluster setup speak RESP over a socket), so this module imports before any drive
 always``), so that data written before :meth:`RedisServer.restart` or a kill is
 there afterwards. Command line (smoke test)::
 
-    python tests/redisserver.py
+    python -m tests.servers.redisserver
 """
 
 from __future__ import annotations
