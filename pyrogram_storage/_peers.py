@@ -200,8 +200,11 @@ class Peers:
         A read under way when this is called does not remember what it found.
         """
         self.writes += 1
-        if peer_ids is None or self.complete:
+        if peer_ids is None or self.complete or self.index is not None:
             self._forget()
+            if not self._shared and self.caching and self._touched is None:
+                self._touched = set()  # the only writer again: fill memory anew
+                self._loading = asyncio.get_running_loop().create_task(self._load())
             return
         pop = self.cache.pop
         for peer_id in peer_ids:

@@ -174,3 +174,57 @@ async def test_memory_held_whole_moves_to_the_index_past_its_limit(
         await storage.close()
     async with FileStorage("s", tmp_path, username_ttl=None, peer_cache_size=0) as stored:
         assert seen == await _answers(stored, range(1, 1200))
+
+
+async def test_another_program_cannot_write_the_file_while_it_is_open(tmp_path: Path) -> None:
+    """Memory holds what is stored: an exclusive storage keeps SQLite's write lock, so a
+    client writing the same file (Kurigram's own storage, say) is refused, never served
+    stale afterwards."""
+    import sqlite3
+
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        await storage.upsert_peers([_peer(1)])
+        await storage.flush()
+        other = sqlite3.connect(tmp_path / "s.session", timeout=0.2)
+        try:
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("UPDATE peers SET access_hash = 99 WHERE id = 1")
+                other.commit()
+            assert (await storage.peer_by_id(1)).access_hash == 7
+        finally:
+            other.close()
+
+
+async def test_a_write_slipped_in_between_two_batches_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between a batch's commit and the next hold of the lock, another program may commit:
+    the writer notices (data_version) and memory is filled anew from what is stored."""
+    import sqlite3
+
+    from pyrogram_storage.sqlite import engine
+
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    try:
+        await storage.upsert_peers([_peer(1)])
+        await _loaded(storage)
+        assert (await storage.peer_by_id(1)).access_hash == 7
+
+        checkpoint = engine._checkpoint
+
+        def checkpoint_and_slip_in(db: sqlite3.Connection) -> None:
+            checkpoint(db)
+            with sqlite3.connect(tmp_path / "s.session", timeout=5) as other:
+                other.execute("UPDATE peers SET access_hash = 99 WHERE id = 1")
+            other.close()
+
+        monkeypatch.setattr(engine, "_checkpoint", checkpoint_and_slip_in)
+        await storage.save()  # commit, checkpoint (the other program writes), lock again
+        monkeypatch.setattr(engine, "_checkpoint", checkpoint)
+        assert (await storage.peer_by_id(1)).access_hash == 99
+        await _loaded(storage)
+        assert storage._peer_engine.complete
+        assert (await storage.peer_by_id(1)).access_hash == 99
+    finally:
+        await storage.close()

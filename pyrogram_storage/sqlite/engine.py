@@ -166,6 +166,7 @@ class SQLiteStorage(Storage):
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._holders_found: tuple[str, list[Any]] | None = None  # the last username asked
+        self._version: int | None = None  # the writer's data_version when it took the lock
 
     # -- hooks for FileStorage and MemoryStorage (they run off the event loop for files) --
 
@@ -184,6 +185,16 @@ class SQLiteStorage(Storage):
     def _connect_reader(self) -> sqlite3.Connection | None:
         """Open the connection for lookups on the event loop (None: use the writer)."""
         return None
+
+    def _holds_write_lock(self) -> bool:
+        """Whether the writer keeps SQLite's write lock while the storage is open.
+
+        Then no other program can commit to the file while this storage holds what
+        is stored in memory (another client opening the same file would have it
+        change under us), except in the instant between one batch and the next,
+        which the writer checks (``PRAGMA data_version``) and reports.
+        """
+        return False
 
     def _prepare_schema(self, db: sqlite3.Connection) -> sqlite3.Connection:
         """Create, adopt or migrate the schema; return the connection to use from now on."""
@@ -256,6 +267,8 @@ class SQLiteStorage(Storage):
                             )
                         session = SessionData()
                     reader = self._connect_reader()
+                    if self._holds_write_lock():
+                        self._version = _hold(db, None)[1]
                 except BaseException:
                     db.close()
                     raise
@@ -293,6 +306,8 @@ class SQLiteStorage(Storage):
 
         def work() -> None:
             try:
+                if db.in_transaction:  # the write lock held: nothing is pending in it
+                    db.execute("ROLLBACK")
                 if reader is not None and reader is not db:
                     reader.close()
                 self._disconnect(db)
@@ -302,7 +317,16 @@ class SQLiteStorage(Storage):
         await self._off_loop(work)
 
     async def _save(self) -> None:
-        await self._run(_checkpoint)
+        held = self._holds_write_lock()
+
+        def save(db: sqlite3.Connection) -> bool:
+            if db.in_transaction:
+                db.execute("COMMIT")
+            _checkpoint(db)
+            return self._rehold(db) if held else False
+
+        if await self._run(save):
+            self._invalidate(None)
 
     async def _ping(self) -> None:
         await self._read(lambda db: db.execute("SELECT 1").fetchall())
@@ -311,7 +335,28 @@ class SQLiteStorage(Storage):
 
     async def _apply(self, changes: Changes) -> None:
         layout = self.layout
-        await self._run(lambda db: _write(db, layout, changes))
+        held = self._holds_write_lock()
+
+        def apply(db: sqlite3.Connection) -> bool:
+            foreign = False
+            try:
+                _write(db, layout, changes)
+            finally:
+                if held and not db.in_transaction:
+                    foreign = self._rehold(db)
+            return held and foreign
+
+        if await self._run(apply):
+            self._invalidate(None)
+
+    def _rehold(self, db: sqlite3.Connection) -> bool:
+        """Take the write lock again after a commit; whether another connection committed
+        in between (what memory holds may be stale then)."""
+        try:
+            foreign, self._version = _hold(db, self._version)
+        except sqlite3.OperationalError:
+            return True  # another writer has it now: held again by the next batch
+        return foreign
 
     # -- reads ----------------------------------------------------------------------------------
 
@@ -490,7 +535,8 @@ def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
                 db.execute(sql.format(marks=marks), chunk)
 
     insert_name = _INSERT_USERNAME[layout]
-    db.execute("BEGIN IMMEDIATE")
+    if not db.in_transaction:  # else the write lock is held already: nothing in it
+        db.execute("BEGIN IMMEDIATE")
     try:
         if changes.deleted_peers:
             delete_names(changes.deleted_peers)
@@ -600,6 +646,14 @@ def _select_session(db: sqlite3.Connection) -> SessionData | None:
     if values["date"] is None:
         values["date"] = 0
     return SessionData(**values)
+
+
+def _hold(db: sqlite3.Connection, version: int | None) -> tuple[bool, int]:
+    """Begin a write transaction (the write lock, held until the next batch); return
+    whether another connection committed since ``version`` and the version now."""
+    db.execute("BEGIN IMMEDIATE")
+    now = db.execute("PRAGMA data_version").fetchone()[0]
+    return version is not None and now != version, now
 
 
 def _checkpoint(db: sqlite3.Connection) -> None:

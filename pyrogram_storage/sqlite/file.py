@@ -142,6 +142,9 @@ class FileStorage(SQLiteStorage):
     def _sole_writer(self) -> bool:
         return self.lock == "exclusive" and not self.read_only
 
+    def _holds_write_lock(self) -> bool:
+        return self._sole_writer()
+
     # -- hooks of the SQLite engine (they run on the storage's worker lane) -------------------
 
     def _start(self) -> None:
