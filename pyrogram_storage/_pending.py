@@ -627,16 +627,28 @@ class PendingWrites:
             self._start(self.commit_interval)
 
     async def store(
-        self, session: Callable[[], tuple[SessionData, frozenset[str]]] | None = None
+        self,
+        session: Callable[[], tuple[SessionData, frozenset[str]]] | None = None,
+        *,
+        explain: bool = True,
     ) -> tuple[SessionData, frozenset[str]] | None:
-        """Store every batch waiting, in order; raise what storing raises.
+        """Store every batch waiting, in order.
+
+        With ``explain``, a :class:`BackendError` raised says what was not stored and
+        that the writes stay pending to be retried (the caller's error); without, it is
+        the backend's own (the timer's, and close()'s, which says they are lost).
 
         :param session: called under the store lock; the session it returns is stored
             with the last batch (and returned once stored).
         """
         async with self._lock():
             fields = None if session is None else session()
-            await self._store_waiting(fields)
+            try:
+                await self._store_waiting(fields)
+            except BackendError as exc:
+                if not explain:
+                    raise
+                raise self._not_stored(exc, fields is not None) from (exc.__cause__ or exc)
             return fields
 
     async def stop(self) -> None:
@@ -657,6 +669,21 @@ class PendingWrites:
             f"{self._owner()}: earlier writes could not be stored ({self.failure}); they "
             "stay pending and are retried by the next flush(), save() or write"
         )
+
+    def _not_stored(self, exc: BackendError, session: bool) -> BackendError:
+        """``exc`` (same class), saying what was not stored and what becomes of it."""
+        told = []
+        if session:
+            told.append("the session change is not known to be stored (make it again)")
+        if self.journal.busy:
+            told.append(
+                "the peer, username and update-state writes made so far are not stored "
+                "yet: they stay pending and are retried by the next write, flush(), save() "
+                "or close()"
+            )
+        if not told:
+            return exc
+        return type(exc)(f"{exc}; " + "; ".join(told))
 
     # -- the timer ----------------------------------------------------------------------------
 
@@ -685,7 +712,7 @@ class PendingWrites:
                     await self.store()
             raise
         try:
-            await self.store()
+            await self.store(explain=False)
         except StorageClosedError:
             pass
         except Exception as exc:

@@ -433,7 +433,7 @@ class Storage(Lifecycle, abc.ABC):
         failure: BaseException | None = None
         if self._session is not None:
             try:
-                await self._pending_writes.store()
+                await self._pending_writes.store(explain=False)
             except Exception as exc:
                 failure = exc
         self._pending_writes.clear()
@@ -445,7 +445,8 @@ class Storage(Lifecycle, abc.ABC):
             log.debug("closed %r", self)
         if failure is not None:
             raise BackendError(
-                f"{self!r}: writes made before close() could not be stored: {failure}"
+                f"{self!r}: writes made before close() could not be stored and are lost "
+                f"(the storage is closed): {failure}"
             ) from failure
 
     async def delete(self) -> None:
@@ -475,8 +476,9 @@ class Storage(Lifecycle, abc.ABC):
     async def flush(self) -> None:
         """Store every peer, username and update-state write made so far.
 
-        :raises BackendError: they could not be stored; they stay pending, and the
-            next write, flush or save tries again.
+        :raises BackendError: they could not be stored yet (the message says so); they
+            stay pending, in order, and the next write, ``flush()``, ``save()`` or
+            ``close()`` stores them.
         """
         self._check_open()
         await self._pending_writes.store()

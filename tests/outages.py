@@ -133,3 +133,47 @@ async def check_nothing_acknowledged_lost(storage: Storage, ack: Acknowledged) -
         for state_id, pts in ack.states.items():
             assert states[state_id] is not None and states[state_id] >= pts
     await storage.delete()
+
+
+async def check_a_failed_flush_is_retried(
+    make: Callable[..., Storage],
+    *,
+    take_down: Callable[[], object],
+    bring_back: Callable[[], object],
+    healthy_tries: int = 100,
+) -> None:
+    """The rule for writes a ``flush()`` could not store: the error says they are not
+    stored yet and stay pending; they are stored once the server is back (the next
+    flush), in order; a session change that failed meanwhile is not stored later.
+
+    ``make(**options)`` builds a new storage object on one session.
+    """
+    storage = make(commit_interval=3600)  # nothing stored but by flush()
+    await storage.open()
+    await storage.update_session(dc_id=2, api_id=1)
+    await storage.upsert_peers([Peer(7001, 71, PeerType.USER, ("before",))])
+    await asyncio.to_thread(take_down)
+    try:
+        await storage.upsert_peers([Peer(7002, 72, PeerType.BOT, ("during",))])
+        await storage.set_update_states([UpdateState(0, pts=9)])
+        with pytest.raises(BackendError) as failed:
+            await storage.flush()
+        said = str(failed.value)
+        assert "not stored yet" in said and "retried" in said, said
+        with pytest.raises(BackendError) as failed:
+            await storage.update_session(dc_id=4)
+        said = str(failed.value)
+        assert "session change is not known to be stored" in said and "retried" in said, said
+        assert (await storage.peer_by_id(7002)).access_hash == 72  # still pending: seen
+    finally:
+        await asyncio.to_thread(bring_back)
+    assert await eventually_healthy(storage, healthy_tries)
+    await storage.flush()  # the same object, the same writes, stored now
+    await storage.close()
+    async with make() as again:
+        assert (await again.peer_by_id(7001)).usernames == ("before",)
+        assert (await again.peer_by_id(7002)).access_hash == 72
+        assert (await again.peer_by_username("during")).id == 7002
+        assert [(s.id, s.pts) for s in await again.get_update_states()] == [(0, 9)]
+        assert (await again.get_session()).dc_id == 2  # the failed change was not made later
+    await again.delete()

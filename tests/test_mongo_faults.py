@@ -20,7 +20,11 @@ import pytest
 
 from pyrogram_storage import Peer, PeerType, Storage
 
-from .outages import check_nothing_acknowledged_lost, write_through_outages
+from .outages import (
+    check_a_failed_flush_is_retried,
+    check_nothing_acknowledged_lost,
+    write_through_outages,
+)
 from .servers.mongoserver import MongoServer, mongo_uri_from_env
 
 pytestmark = [
@@ -93,3 +97,17 @@ async def _write_and_flush(storage: Storage) -> None:
     await storage.upsert_peers([Peer(1, 1, PeerType.USER)])
     await storage.flush()
 
+
+async def test_writes_a_flush_could_not_store_are_stored_once_the_server_is_back(
+    server: MongoServer,
+) -> None:
+    from pyrogram_storage.mongo import MongoStorage
+
+    name = f"retry_{uuid.uuid4().hex[:12]}"
+    await check_a_failed_flush_is_retried(
+        lambda **options: MongoStorage.from_url(
+            server.uri, name=name, client_options=TIMEOUTS, username_ttl=None, **options
+        ),
+        take_down=server.stop,
+        bring_back=server.restart,
+    )

@@ -36,7 +36,11 @@ from pyrogram_storage import (
 from pyrogram_storage.postgres import PostgresStorage, notify, schema
 
 from .missing_driver import missing_driver_error
-from .outages import check_nothing_acknowledged_lost, write_through_outages
+from .outages import (
+    check_a_failed_flush_is_retried,
+    check_nothing_acknowledged_lost,
+    write_through_outages,
+)
 from .servers.pgserver import PostgresServer
 
 pytestmark = pytest.mark.postgres
@@ -657,6 +661,20 @@ async def test_writers_survive_a_restart_and_lose_no_acknowledged_write(
     )
     await opened.close()
     await check_nothing_acknowledged_lost(storage(), ack)
+
+
+async def test_writes_a_flush_could_not_store_are_stored_once_the_server_is_back(
+    own_server: PostgresServer,
+) -> None:
+    own_server.start()
+    name = unique("retry")
+    await check_a_failed_flush_is_retried(
+        lambda **options: PostgresStorage.from_url(
+            own_server.url, name=name, username_ttl=None, connect_timeout=1, **options
+        ),
+        take_down=own_server.stop,
+        bring_back=own_server.start,
+    )
 
 
 async def test_a_session_string_and_json_usernames_round_trip(pool: Any) -> None:

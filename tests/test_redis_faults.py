@@ -24,7 +24,12 @@ import pytest
 from pyrogram_storage import BackendError, DiskFullError, Peer, PeerType
 from pyrogram_storage.redisdb.storage import RedisStorage
 
-from .outages import check_nothing_acknowledged_lost, eventually_healthy, write_through_outages
+from .outages import (
+    check_a_failed_flush_is_retried,
+    check_nothing_acknowledged_lost,
+    eventually_healthy,
+    write_through_outages,
+)
 from .servers.redisserver import RedisServer
 from .test_hostile import _small_disk
 from .test_redis import check_indexes
@@ -86,6 +91,17 @@ async def test_writers_survive_outages_and_lose_no_acknowledged_write(
     print(
         f"\n{driver}/{outage}: {OUTAGES} outages, {len(ack.peers)} acknowledged peer "
         f"writes kept, failures while down: {dict(ack.failures)}"
+    )
+
+
+async def test_writes_a_flush_could_not_store_are_stored_once_the_server_is_back(
+    server: RedisServer,
+) -> None:
+    name = f"retry_{uuid.uuid4().hex[:12]}"
+    await check_a_failed_flush_is_retried(
+        lambda **options: storage_on(server, "redis", name, **options),
+        take_down=server.stop,
+        bring_back=server.start,
     )
 
 
