@@ -110,7 +110,7 @@ def storage_class(location: str) -> type[Storage]:
     """Return the session storage class that opens ``location`` (importing it, and only it)."""
     cls = _class(SCHEMES[scheme_of(location)])
     if not issubclass(cls, Storage):  # pragma: no cover - the table
-        raise TypeError(f"{SCHEMES[scheme_of(location)]} is not a Storage class")
+        raise InvalidTypeError(f"{SCHEMES[scheme_of(location)]} is not a Storage class")
     return cls
 
 

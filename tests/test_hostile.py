@@ -34,6 +34,8 @@ from pyrogram_storage import (
     CorruptSessionError,
     DiskFullError,
     FileStorage,
+    InvalidTypeError,
+    InvalidValueError,
     MemoryStorage,
     Peer,
     PeerNotFound,
@@ -566,7 +568,7 @@ async def test_a_folder_in_place_of_the_session_file_is_a_storage_error(tmp_path
 )
 def test_names_that_are_paths_are_refused_pointing_at_workdir(tmp_path: Path, name: str) -> None:
     workdir = tmp_path / "sessions"
-    with pytest.raises(ValueError, match="workdir="):
+    with pytest.raises(InvalidValueError, match="workdir="):
         FileStorage(name, workdir)
     assert _names(tmp_path) == []
 
@@ -580,20 +582,20 @@ async def test_a_trailing_session_suffix_is_the_file_name(tmp_path: Path) -> Non
 
 
 def test_careless_constructor_arguments_get_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(TypeError, match="session name must be str, not int"):
+    with pytest.raises(InvalidTypeError, match="session name must be str, not int"):
         FileStorage(123)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="workdir must be str or a path, not int"):
+    with pytest.raises(InvalidTypeError, match="workdir must be str or a path, not int"):
         FileStorage("me", 123)  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="workdir must be str or a path, not bytes"):
+    with pytest.raises(InvalidTypeError, match="workdir must be str or a path, not bytes"):
         FileStorage("me", b"/tmp")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="peer_cache_size"):
+    with pytest.raises(InvalidValueError, match="peer_cache_size"):
         FileStorage("me", tmp_path, peer_cache_size=-1)
-    with pytest.raises(TypeError, match="peer_cache_size"):
+    with pytest.raises(InvalidTypeError, match="peer_cache_size"):
         FileStorage("me", tmp_path, peer_cache_size=1.5)  # type: ignore[arg-type]
     for timeout in (-1, -0.5, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="busy_timeout"):
+        with pytest.raises(InvalidValueError, match="busy_timeout"):
             FileStorage("me", tmp_path, busy_timeout=timeout)
-    with pytest.raises(ValueError, match="at most 200"):
+    with pytest.raises(InvalidValueError, match="at most 200"):
         FileStorage("x" * 201, tmp_path)
     assert FileStorage("me", tmp_path, peer_cache_size=0, busy_timeout=0).path.parent == tmp_path
     assert _names(tmp_path) == []

@@ -9,7 +9,7 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from ..base import Storage
-from ..errors import PeerNotFound, StorageClosedError, StorageError
+from ..errors import InvalidTypeError, PeerNotFound, StorageClosedError, StorageError
 from ..types import CHANNEL_ID_OFFSET, InputKind, Peer, UpdateState, input_kind_of
 
 __all__ = ["ClientStorage", "ObjectUpdateStates", "TupleUpdateStates"]
@@ -62,7 +62,7 @@ class ClientStorage:
 
     def __init__(self, storage: Storage) -> None:
         if not isinstance(storage, Storage):
-            raise TypeError(
+            raise InvalidTypeError(
                 f"for_client() needs a pyrogram_storage Storage, got {type(storage).__name__}"
             )
         self.storage = storage
@@ -200,9 +200,7 @@ class ClientStorage:
 
         :raises PeerNotFound: unknown, or expired (``Username expired: …``).
         """
-        return self._input_peer(
-            await self.storage.peer_by_username(username, with_usernames=False)
-        )
+        return self._input_peer(await self.storage.peer_by_username(username, with_usernames=False))
 
     async def get_peer_by_phone_number(self, phone_number: str) -> Any:
         """Return the client's ``InputPeerUser`` for a phone number.
@@ -285,8 +283,7 @@ class TupleUpdateStates(ClientStorage):
         """
         if value is NOT_GIVEN:
             return [
-                (s.id, s.pts, s.qts, s.date, s.seq)
-                for s in await self.storage.get_update_states()
+                (s.id, s.pts, s.qts, s.date, s.seq) for s in await self.storage.get_update_states()
             ]
         try:
             if isinstance(value, int) and not isinstance(value, bool):
@@ -294,7 +291,9 @@ class TupleUpdateStates(ClientStorage):
                 return None
             fields = tuple(value)
             if len(fields) != 5:
-                raise TypeError(f"update_state() takes (id, pts, qts, date, seq), got {value!r}")
+                raise InvalidTypeError(
+                    f"update_state() takes (id, pts, qts, date, seq), got {value!r}"
+                )
             await self.storage._set_state_tuples([fields], merge=False)
         except StorageError as exc:
             self._late("update state", exc)
@@ -322,7 +321,7 @@ def _peer_from_tuple(item: Any) -> tuple[Any, ...]:
         else:
             usernames = tuple(name for name in names if name)
         return (int(peer_id), access_hash or 0, kind, usernames, phone or None)
-    raise TypeError(
+    raise InvalidTypeError(
         "update_peers() takes (id, access_hash, type, phone) or "
         f"(id, access_hash, type, usernames, phone) tuples, got {item!r}"
     )

@@ -111,8 +111,10 @@ class MongoKV(KVStore[V]):
             check_database_name(database, "pass another database=")
         except InvalidValueError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        if type(collection) is not str or not _NAME.fullmatch(collection) or (
-            collection.startswith("system.")
+        if (
+            type(collection) is not str
+            or not _NAME.fullmatch(collection)
+            or (collection.startswith("system."))
         ):
             raise InvalidArgumentError(
                 "collection must be 1-64 letters, digits, '_', '.' or '-', not starting "
@@ -128,7 +130,9 @@ class MongoKV(KVStore[V]):
             self._recipe = client
         else:
             if client is None:
-                raise TypeError("MongoKV needs an async client; or use MongoKV.from_url(url)")
+                raise InvalidArgumentError(
+                    "MongoKV needs an async client; or use MongoKV.from_url(url)"
+                )
             check_async_client(client)
             self._client = client
 
@@ -382,6 +386,3 @@ def _upper(prefix: str) -> str | None:
             return prefix[:-1] + chr(last + 1)
         prefix = prefix[:-1]
     return None
-
-
-

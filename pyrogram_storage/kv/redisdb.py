@@ -131,7 +131,9 @@ class RedisKV(KVStore[V]):
         self._options: dict[str, Any] = {}
         self._client: Any = None
         if client is None and not _from_url:
-            raise TypeError("RedisKV needs an asyncio client; or use RedisKV.from_url(url)")
+            raise InvalidArgumentError(
+                "RedisKV needs an asyncio client; or use RedisKV.from_url(url)"
+            )
         if client is not None:
             self._driver = redisdb.check_async_client(client)
             self._client = client

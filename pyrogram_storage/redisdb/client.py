@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..drivers import load_driver
+from ..errors import InvalidTypeError, InvalidValueError
 
 __all__ = [
     "DEFAULT_CLIENT_OPTIONS",
@@ -103,7 +104,9 @@ DRIVERS: Mapping[str, Driver] = {
 def _spec(driver: str) -> Driver:
     spec = DRIVERS.get(driver)
     if spec is None:
-        raise ValueError(f"unknown Redis driver {driver!r}; choose from {', '.join(DRIVERS)}")
+        raise InvalidValueError(
+            f"unknown Redis driver {driver!r}; choose from {', '.join(DRIVERS)}"
+        )
     return spec
 
 
@@ -153,7 +156,7 @@ def driver_of(client: object) -> str:
         top = cls.__module__.split(".")[0]
         if top in DRIVERS:
             return top
-    raise TypeError(
+    raise InvalidTypeError(
         "client must be a redis-py or valkey asyncio client (redis.asyncio.Redis, "
         "redis.asyncio.RedisCluster, valkey.asyncio.Valkey or valkey.asyncio.ValkeyCluster), "
         f"not {type(client).__module__}.{type(client).__qualname__}"
@@ -170,7 +173,7 @@ def check_async_client(client: object) -> str:
     if execute is None or not inspect.iscoroutinefunction(execute):
         kind = type(client)
         asyncio_module = _spec(driver).module
-        raise TypeError(
+        raise InvalidTypeError(
             f"{kind.__module__}.{kind.__qualname__} is synchronous and would block the event "
             f"loop; pass a client from {asyncio_module} (e.g. {asyncio_module}.from_url(url))"
         )
@@ -210,10 +213,10 @@ def check_url(url: object) -> str:
 
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
-        raise ValueError(f"a Redis URL is a str, not {type(url).__name__}")
+        raise InvalidValueError(f"a Redis URL is a str, not {type(url).__name__}")
     scheme = urlsplit(url).scheme
     if scheme not in SCHEMES:
-        raise ValueError(
+        raise InvalidValueError(
             "a Redis URL starts with redis://, rediss:// (TLS) or unix://, e.g. "
             "redis://127.0.0.1:6379/0"
         )
@@ -241,7 +244,7 @@ def check_url_options(url: str, driver: str, ours: Sequence[str] = ()) -> None:
     known = url_options(driver) | set(ours)
     for name, _ in parse_qsl(urlsplit(url).query, keep_blank_values=True):
         if name not in known:
-            raise ValueError(
+            raise InvalidValueError(
                 f"unknown option {name!r} in the Redis URL; known options: "
                 f"{', '.join(sorted(known))}"
             )
@@ -269,7 +272,7 @@ def build_client(
     module = import_driver(driver)
     if cluster:
         if scheme == "unix":
-            raise ValueError("a Redis Cluster is reached over TCP, not a unix:// socket")
+            raise InvalidValueError("a Redis Cluster is reached over TCP, not a unix:// socket")
         cluster_module = load_driver(spec.cluster_module, spec.package, spec.extra)
         factory = getattr(cluster_module, spec.cluster_class)
     else:

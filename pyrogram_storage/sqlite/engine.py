@@ -26,10 +26,7 @@ from .. import _files
 from .._pending import Changes
 from .._worker import Lane
 from ..base import Storage
-from ..errors import (
-    StorageClosedError,
-    StorageError,
-)
+from ..errors import InvalidTypeError, InvalidValueError, StorageClosedError, StorageError
 from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
 from ..validation import KNOWN_TYPES
 from . import schema as sqlite_schema
@@ -158,9 +155,11 @@ class SQLiteStorage(Storage):
         self.database = database
         self.layout = Layout(layout)
         if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
-            raise TypeError(f"busy_timeout must be a number, not {type(busy_timeout).__name__}")
+            raise InvalidTypeError(
+                f"busy_timeout must be a number, not {type(busy_timeout).__name__}"
+            )
         if not (math.isfinite(busy_timeout) and busy_timeout >= 0):
-            raise ValueError(f"busy_timeout must be 0 seconds or more, not {busy_timeout}")
+            raise InvalidValueError(f"busy_timeout must be 0 seconds or more, not {busy_timeout}")
         self.busy_timeout = float(busy_timeout)
         self._lane = Lane()
         self._db: sqlite3.Connection | None = None
@@ -686,9 +685,7 @@ def _stamp(row: Sequence[Any]) -> int:
     return stamp if isinstance(stamp, int) else -(2**63)  # damage shows when it is read
 
 
-def _one_peer(
-    db: sqlite3.Connection, layout: Layout, peer_id: int, usernames: bool
-) -> Peer | None:
+def _one_peer(db: sqlite3.Connection, layout: Layout, peer_id: int, usernames: bool) -> Peer | None:
     if not usernames:
         rows = db.execute(f"SELECT {_PEER_COLUMNS} FROM peers WHERE id = ?", (peer_id,))
         found = rows.fetchall()

@@ -27,6 +27,7 @@ from .._files import (
 from ..errors import (
     BackendError,
     CorruptSessionError,
+    InvalidTypeError,
     InvalidValueError,
     SessionNotFoundError,
     StorageError,
@@ -106,7 +107,7 @@ class FileStorage(SQLiteStorage):
         name = _checked_name(name)
         folder = _checked_workdir(workdir)
         if lock not in ("exclusive", "shared"):
-            raise ValueError(f"lock must be 'exclusive' or 'shared', not {lock!r}")
+            raise InvalidValueError(f"lock must be 'exclusive' or 'shared', not {lock!r}")
         if lock == "shared":
             # Others read the file: what returned must be in it already.
             options.setdefault("commit_interval", 0)
@@ -310,11 +311,11 @@ class FileStorage(SQLiteStorage):
 def _checked_name(name: object) -> str:
     """Return the session name ``name`` gives, or raise saying what belongs where."""
     if not isinstance(name, str):
-        raise TypeError(f"the session name must be str, not {type(name).__name__}")
+        raise InvalidTypeError(f"the session name must be str, not {type(name).__name__}")
     if name.endswith(FILE_EXTENSION):
         name = name[: -len(FILE_EXTENSION)]
     if looks_like_session_string(name):
-        raise TypeError(
+        raise InvalidTypeError(
             "FileStorage's first argument is the session name, and this looks like a "
             'session string: pass it as session_string=, e.g. FileStorage("my_account", '
             "session_string=...) (it was not stored anywhere)"
@@ -325,21 +326,21 @@ def _checked_name(name: object) -> str:
         hint = "workdir="
         if file and "\x00" not in name and len(name) <= 60:
             hint = f"FileStorage({file!r}, workdir={folder or '/'!r})"
-        raise ValueError(
+        raise InvalidValueError(
             f"the session name {shown} is not a plain file name (it has a path separator "
             f"or NUL); put the folder in workdir=, e.g. {hint}"
         )
     if name in ("", ".", ".."):
-        raise ValueError(
+        raise InvalidValueError(
             f"{shown} is not a session name; give a file name (such as 'my_account') and "
             "put the folder in workdir="
         )
     try:
         size = len(os.fsencode(name))
     except UnicodeError:
-        raise ValueError(f"the session name {shown} cannot be a file name here") from None
+        raise InvalidValueError(f"the session name {shown} cannot be a file name here") from None
     if size > MAX_NAME_BYTES:
-        raise ValueError(
+        raise InvalidValueError(
             f"the session name {shown} is {size} bytes long; at most {MAX_NAME_BYTES} fit "
             "in a file name"
         )
@@ -350,18 +351,18 @@ def _checked_workdir(workdir: object) -> Path:
     if workdir is None:
         return default_workdir()
     if not isinstance(workdir, (str, os.PathLike)):
-        raise TypeError(f"workdir must be str or a path, not {type(workdir).__name__}")
+        raise InvalidTypeError(f"workdir must be str or a path, not {type(workdir).__name__}")
     text = os.fspath(workdir)
     if not isinstance(text, str):
-        raise TypeError(f"workdir must be str or a path, not {type(text).__name__}")
+        raise InvalidTypeError(f"workdir must be str or a path, not {type(text).__name__}")
     if looks_like_session_string(text):
-        raise TypeError(
+        raise InvalidTypeError(
             "FileStorage's second argument is workdir, the folder of the file, and this "
             "looks like a session string: pass it as session_string=, e.g. "
             'FileStorage("my_account", session_string=...) (it was not stored anywhere)'
         )
     if "\x00" in text:
-        raise ValueError("workdir contains a NUL character")
+        raise InvalidValueError("workdir contains a NUL character")
     return Path(text)
 
 

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 from .._lifecycle import opened
 from ..base import Storage
-from ..errors import TargetNotEmptyError
+from ..errors import InvalidValueError, TargetNotEmptyError
 from ..types import SessionData
 
 __all__ = ["CopyResult", "ProgressCallback", "copy_session", "is_empty", "opened"]
@@ -62,9 +62,9 @@ async def copy_session(
         ``batch_size`` is below 1.
     """
     if source is target:
-        raise ValueError("cannot copy a session onto itself")
+        raise InvalidValueError("cannot copy a session onto itself")
     if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+        raise InvalidValueError("batch_size must be at least 1")
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(opened(source))
         await stack.enter_async_context(opened(target))

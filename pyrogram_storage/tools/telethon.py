@@ -42,6 +42,7 @@ from .._worker import Lane
 from ..base import Storage
 from ..errors import (
     CorruptSessionError,
+    InvalidValueError,
     SessionNotFoundError,
     SessionStringError,
     UnknownSchemaError,
@@ -367,7 +368,7 @@ def _result(
     test_mode: bool | None,
 ) -> ImportResult:
     if user_id is not None and own_id is not None and user_id != own_id:
-        raise ValueError(
+        raise InvalidValueError(
             f"user_id={user_id} was given, but the Telethon session records user id {own_id}"
         )
     if test_mode is None:
