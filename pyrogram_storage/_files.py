@@ -18,9 +18,12 @@ import os
 import socket
 import sqlite3
 import stat
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .errors import (
     BackendError,
@@ -134,14 +137,42 @@ SQLite reports a write that found no space as SQLITE_FULL, but a shared-memory i
 it could not grow as an I/O error, and a journal it could not create as CANTOPEN."""
 
 
+class LockOwner(Protocol):
+    """A store holding a lock file (:class:`~pyrogram_storage._lifecycle.Lifecycle`)."""
+
+    def _let_go_if_abandoned(self) -> bool: ...
+
+
+_OWNERS: dict[int, tuple[str, weakref.ref[LockOwner]]] = {}  # lock fd -> (lock path, owner)
+_OWNERS_LOCK = threading.Lock()
+
+
+def _owners_here(lock_path: Path) -> list[LockOwner]:
+    """The stores of this process holding this lock file."""
+    key = os.path.abspath(lock_path)
+    with _OWNERS_LOCK:
+        found = [ref() for held, ref in _OWNERS.values() if held == key]
+    return [owner for owner in found if owner is not None]
+
+
 def acquire_lock(
-    lock_path: Path, path: Path, *, shared: bool, wording: Wording = SESSION
+    lock_path: Path,
+    path: Path,
+    *,
+    shared: bool,
+    wording: Wording = SESSION,
+    owner: LockOwner | None = None,
 ) -> int:
     """Take the store's lock file, or raise LockedError naming who holds it.
 
     Exclusive openers take an exclusive flock, shared ones a shared flock, so the two
     modes never mix on one file. The kernel drops the lock when the process dies.
 
+    A store of this process whose event loop has ended while it was open (one
+    ``asyncio.run()`` over, the next one opening the file again) is closed on the spot
+    and its lock taken over, unless it still has writes it has not stored.
+
+    :param owner: the store taking the lock, remembered until :func:`release_lock`.
     :raises StorageError: the lock file is a symbolic link, a hard link or not a file.
     :raises DiskFullError: no room for the lock file.
     """
@@ -152,6 +183,11 @@ def acquire_lock(
         except BlockingIOError:
             holder = _holder(fd)
             os.close(fd)
+            here = _owners_here(lock_path)
+            if owner is not None and any([held._let_go_if_abandoned() for held in here]):
+                continue  # a store left behind by an ended event loop let go: try again
+            if here:
+                holder = f"{holder}: {here[0]!r}, still open in this process; close() it first"
             template = wording.held_exclusively if shared else wording.in_use
             raise LockedError(template.format(path=path, holder=holder, lock=lock_path)) from None
         except BaseException:
@@ -176,6 +212,9 @@ def acquire_lock(
         if full is not None:
             raise full from exc
         raise
+    if owner is not None:
+        with _OWNERS_LOCK:
+            _OWNERS[fd] = (os.path.abspath(lock_path), weakref.ref(owner))
     return fd
 
 
@@ -241,6 +280,8 @@ def create_private(path: Path) -> int:
 
 def release_lock(fd: int, lock_path: Path) -> None:
     """Remove the lock file if no one else holds it, then drop our lock."""
+    with _OWNERS_LOCK:
+        _OWNERS.pop(fd, None)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with contextlib.suppress(FileNotFoundError):

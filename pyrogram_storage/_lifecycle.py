@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from types import TracebackType
 from typing import Any, TypeVar
@@ -24,6 +25,8 @@ T = TypeVar("T")
 L = TypeVar("L", bound="Lifecycle")
 
 _NEVER, _OPEN, _CLOSED = 0, 1, 2
+
+log = logging.getLogger("pyrogram_storage")
 
 
 class Lifecycle:
@@ -52,6 +55,12 @@ class Lifecycle:
 
     async def _ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
+
+    def _abandon(self) -> bool:
+        """Release what the store holds, synchronously, from any thread: its event loop
+        has ended while it was open. Return False (and change nothing) if it has writes
+        not stored yet or work under way; the default cannot release anything."""
+        return False
 
     def _translate(self, what: str, exc: Exception) -> StorageError:
         """Turn what a primitive raised (not one of our errors) into one of ours."""
@@ -130,6 +139,27 @@ class Lifecycle:
                 await self._clean_exit()
         finally:
             await self.close()
+
+    def _let_go_if_abandoned(self) -> bool:
+        """Close this store at once if the event loop it was last used on has ended.
+
+        Called (from any thread) when another store of this process wants what this one
+        holds, its lock file: a store left open when one ``asyncio.run()`` ended would
+        otherwise lock the same process out of its own session in the next one.
+        """
+        locks = self._locks
+        if self._state != _OPEN or locks is None or not locks[0].is_closed():
+            return False
+        if not self._abandon():
+            return False
+        self._state = _CLOSED
+        self._epoch += 1
+        log.warning(
+            "%r was left open by an event loop that has ended; closed it so that the "
+            "same process can open it again (close() stores before an event loop ends)",
+            self,
+        )
+        return True
 
     # -- for subclasses ---------------------------------------------------------------------
 

@@ -194,6 +194,12 @@ class Peers:
             await asyncio.wait([loading])
         self._forget()
 
+    def abandon(self) -> None:
+        """The storage's event loop has ended: forget everything, awaiting nothing."""
+        self.caching = False
+        self._loading = None
+        self._forget()
+
     def invalidate(self, peer_ids: Collection[int] | None) -> None:
         """Another writer changed these peers (None: any): memory drops what it held.
 

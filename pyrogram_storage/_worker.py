@@ -13,6 +13,7 @@ import asyncio
 import collections
 import contextlib
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -82,6 +83,18 @@ class Lane:
         self._jobs: collections.deque[_Job] = collections.deque()
         self._lock = threading.Lock()
         self._scheduled = False
+
+    def drained(self, timeout: float = 2.0) -> bool:
+        """Wait (blocking; never on an event loop) until no job is queued or running, at
+        most ``timeout`` seconds; return whether none is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if not self._scheduled and not self._jobs:
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
 
     def run(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Queue ``fn``; the returned future (of the running loop) gets its result.

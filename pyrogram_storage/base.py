@@ -340,6 +340,21 @@ class Storage(Lifecycle, abc.ABC):
     async def _ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
 
+    def _let_go(self) -> bool:
+        """Release connections and locks synchronously, from any thread (the event loop
+        that opened the storage has ended); False if it cannot be done now."""
+        return False
+
+    def _abandon(self) -> bool:
+        if self._pending_writes.journal.busy or not self._let_go():
+            return False
+        self._pending_writes.clear()
+        self._peer_engine.abandon()
+        self._session = None
+        self._sealer.close()
+        self._set_writable()
+        return True
+
     def _invalidate(
         self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
     ) -> None:

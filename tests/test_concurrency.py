@@ -18,6 +18,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,72 @@ async def test_second_object_in_one_process_is_refused_at_once(tmp_path: Path) -
     # Once the holder closed, the other object opens and sees its writes.
     async with second:
         assert (await second.peer_by_id(2)).access_hash == 22
+
+
+async def test_the_refusal_names_the_open_object_of_this_process(tmp_path: Path) -> None:
+    async with FileStorage("s", tmp_path) as first:
+        with pytest.raises(SessionLocked) as error:
+            await FileStorage("s", tmp_path).open()
+        assert f"{first!r}, still open in this process; close() it first" in str(error.value)
+
+
+def test_a_storage_left_open_by_an_ended_event_loop_lets_the_next_one_in(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One asyncio.run() ends with the storage open (a script that forgot close());
+    the next asyncio.run() of the same process opens the session again, by a new
+    object or the old one. Everything written in the first is there."""
+    left_open = FileStorage("s", tmp_path, commit_interval=3600)
+
+    async def first() -> None:
+        await left_open.open()
+        await left_open.update_session(dc_id=4)
+        await left_open.upsert_peers([Peer(2, 22, PeerType.USER, ("kept",))])
+
+    async def again(storage: FileStorage) -> tuple[int, int]:
+        async with storage:
+            session = await storage.get_session()
+            return session.dc_id, (await storage.peer_by_username("kept")).access_hash
+
+    asyncio.run(first())
+    assert left_open.is_open  # nobody closed it
+    with caplog.at_level("WARNING", logger="pyrogram_storage"):
+        assert asyncio.run(again(FileStorage("s", tmp_path))) == (4, 22)
+    assert "left open by an event loop that has ended" in caplog.text
+    assert not left_open.is_open  # closed when the new object took the lock over
+    assert asyncio.run(again(left_open)) == (4, 22)  # and it opens again itself
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["s.session"]
+
+
+async def test_a_storage_of_a_live_event_loop_in_another_thread_is_not_taken_over(
+    tmp_path: Path,
+) -> None:
+    """Only a store whose event loop has ended lets go: one open in another thread's
+    running loop keeps its lock."""
+    opened, release = asyncio.Event(), threading.Event()
+    holder = FileStorage("s", tmp_path)
+    loop = asyncio.get_running_loop()
+
+    def other_thread() -> None:
+        async def hold() -> None:
+            await holder.open()
+            loop.call_soon_threadsafe(opened.set)
+            await asyncio.to_thread(release.wait)
+            await holder.close()
+
+        asyncio.run(hold())
+
+    done = loop.run_in_executor(None, other_thread)
+    await opened.wait()
+    try:
+        with pytest.raises(SessionLocked, match="still open in this process"):
+            await FileStorage("s", tmp_path).open()
+        assert holder.is_open
+    finally:
+        release.set()
+        await done
+    async with FileStorage("s", tmp_path):
+        pass
 
 
 async def test_second_process_is_refused_naming_the_holder(

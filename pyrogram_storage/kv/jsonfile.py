@@ -162,7 +162,7 @@ class JSONFileKV(KVStore[V]):
         _files.make_private_folder(self.path.parent, WORDING)
         _files.refuse_links(self.path, (".bak",), WORDING)
         self._lock_fd = _files.acquire_lock(
-            self.lock_path, self.path, shared=False, wording=WORDING
+            self.lock_path, self.path, shared=False, wording=WORDING, owner=self
         )
         try:
             # Under the lock nobody else writes: scratch files of dead writers are leftovers.
@@ -189,6 +189,16 @@ class JSONFileKV(KVStore[V]):
         fd, self._lock_fd = self._lock_fd, None
         if fd is not None:
             _files.release_lock(fd, self.lock_path)
+
+    def _abandon(self) -> bool:
+        if not self._lane.drained():
+            return False
+        writer = self._writer
+        if (writer is not None and not writer.done()) or self._pending is not None:
+            return False  # a write under way when its event loop ended
+        self._writer = None
+        self._unlock()
+        return True
 
     async def _close(self) -> None:
         writer = self._writer

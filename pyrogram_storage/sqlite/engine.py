@@ -300,20 +300,27 @@ class SQLiteStorage(Storage):
     async def _close(self) -> None:
         db, reader = self._db, self._reader
         self._db = self._reader = None
-        if db is None:
-            return
+        if db is not None:
+            await self._off_loop(lambda: self._release(db, reader))
 
-        def work() -> None:
-            try:
-                if db.in_transaction:  # the write lock held: nothing is pending in it
-                    db.execute("ROLLBACK")
-                if reader is not None and reader is not db:
-                    reader.close()
-                self._disconnect(db)
-            finally:
-                self._stop()
+    def _let_go(self) -> bool:
+        db, reader = self._db, self._reader
+        if db is None or not self._threaded or not self._lane.drained():
+            return False
+        self._db = self._reader = None
+        with contextlib.suppress(sqlite3.Error):
+            self._release(db, reader)
+        return True
 
-        await self._off_loop(work)
+    def _release(self, db: sqlite3.Connection, reader: sqlite3.Connection | None) -> None:
+        try:
+            if db.in_transaction:  # the write lock held: nothing is pending in it
+                db.execute("ROLLBACK")
+            if reader is not None and reader is not db:
+                reader.close()
+            self._disconnect(db)
+        finally:
+            self._stop()
 
     async def _save(self) -> None:
         held = self._holds_write_lock()

@@ -155,7 +155,9 @@ class FileStorage(SQLiteStorage):
             _check_header(self.path)
             return
         make_private_folder(self.path.parent)
-        self._lock_fd = acquire_lock(self.lock_path, self.path, shared=self.lock == "shared")
+        self._lock_fd = acquire_lock(
+            self.lock_path, self.path, shared=self.lock == "shared", owner=self
+        )
         try:
             self._create_or_check()
         except BaseException:

@@ -213,6 +213,28 @@ async def test_json_file_has_one_open_store(tmp_path: Path) -> None:
         await store.set("k", 1)
 
 
+def test_a_json_file_left_open_by_an_ended_event_loop_lets_the_next_one_in(
+    tmp_path: Path,
+) -> None:
+    """One asyncio.run() ends with the store open; the next one of the same process
+    opens the file again, by a new object or the old one, with everything set."""
+    path = tmp_path / "state.json"
+    left_open: kv.JSONFileKV[Any] = kv.JSONFileKV(path)
+
+    async def first() -> None:
+        await left_open.open()
+        await left_open.set("k", 1)
+
+    async def again(store: kv.JSONFileKV[Any]) -> Any:
+        async with store:
+            return await store.get("k")
+
+    asyncio.run(first())
+    assert asyncio.run(again(kv.JSONFileKV(path))) == 1
+    assert not left_open.is_open
+    assert asyncio.run(again(left_open)) == 1
+
+
 async def test_json_file_writes_made_together_share_one_write(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     async with kv.JSONFileKV(path) as store:
