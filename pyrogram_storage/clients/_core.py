@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
+import sys
 from collections.abc import Awaitable, Callable, Iterable
-from types import ModuleType
+from types import FrameType, ModuleType
 from typing import Any, ClassVar
 
 from ..base import Storage
@@ -76,7 +78,15 @@ class ClientStorage:
     # -- lifecycle ------------------------------------------------------------------------
 
     async def open(self) -> None:
-        """Open the storage; clients call it from ``load_session`` (and again on restart)."""
+        """Open the storage; clients call it from ``load_session`` (and again on restart).
+
+        A :class:`~pyrogram_storage.FileStorage` given no ``workdir`` keeps its file in
+        the calling client's ``workdir`` (see :meth:`FileStorage.follow_client`).
+        """
+        client = self._calling_client()
+        follow = getattr(self.storage, "follow_client", None)
+        if client is not None and follow is not None:
+            follow(client.workdir, client.name)
         await self.storage.open()
         self._opened = True
         self._closed = False
@@ -97,6 +107,23 @@ class ClientStorage:
     async def export_session_string(self) -> str:
         """Return the session string the client's ``export_session_string()`` hands out."""
         return await self.storage.export_session_string()
+
+    def _calling_client(self) -> Any | None:
+        """The client whose method is calling ours: the ``self`` of a caller's frame
+        whose ``storage`` is this glue and that has a ``workdir`` and a ``name``."""
+        frame: FrameType | None = sys._getframe(2)  # our caller's caller (from open())
+        for _ in range(4):
+            if frame is None:
+                return None
+            caller = frame.f_locals.get("self")
+            if (
+                getattr(caller, "storage", None) is self
+                and isinstance(getattr(caller, "name", None), str)
+                and isinstance(getattr(caller, "workdir", None), (str, os.PathLike))
+            ):
+                return caller
+            frame = frame.f_back
+        return None
 
     def _late(self, what: str, exc: StorageError) -> None:
         """A peer or update-state write failed: drop it if it came after close(), else raise.

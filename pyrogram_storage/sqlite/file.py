@@ -113,6 +113,7 @@ class FileStorage(SQLiteStorage):
             options.setdefault("commit_interval", 0)
         self.path = folder / (name + FILE_EXTENSION)
         self.lock_path = Path(f"{self.path}.lock")
+        self.workdir_given = workdir is not None
         self.lock = lock
         self._lock_fd: int | None = None
         self._made_private: list[tuple[str, int, int]] = []
@@ -139,6 +140,38 @@ class FileStorage(SQLiteStorage):
     @property
     def location(self) -> str:
         return str(self.path)
+
+    def follow_client(self, workdir: str | os.PathLike[str], name: str) -> None:
+        """A client that keeps its session files as ``<workdir>/<name>.session`` is about
+        to open this storage (the client glue calls this).
+
+        Without a ``workdir`` of its own the storage takes the client's, as the client's
+        built-in storage would. With one, or with another name, nothing changes; but if
+        that would open a new, empty session while the client's own file exists (a bot
+        moved over would have to log in again), a WARNING names both files.
+        """
+        if self.is_open:
+            return
+        folder = Path(workdir)
+        if not self.workdir_given and folder != self.path.parent:
+            log.debug("%r follows the client's workdir %s", self, folder)
+            self.path = folder / self.path.name
+            self.lock_path = Path(f"{self.path}.lock")
+            self.database = str(self.path)
+        theirs = folder / (str(name) + FILE_EXTENSION)
+        if theirs != self.path and not self.path.exists() and theirs.is_file():
+            log.warning(
+                "%s does not exist, but the client's own session file %s does: a new "
+                "session is made instead (a new login, unless it is given a session "
+                "string). To use the existing one, give "
+                "FileStorage(%r, workdir=%r), or copy it: pyrogram-storage copy %s %s",
+                self.path,
+                theirs,
+                str(name),
+                str(folder),
+                theirs,
+                self.path,
+            )
 
     def _sole_writer(self) -> bool:
         return self.lock == "exclusive" and not self.read_only

@@ -226,21 +226,21 @@ def load_readme_backend() -> None:
     raise SystemExit("README.rst has no DictStorage example")
 
 
-def make_client(storage: Any) -> Any:
+def make_client(storage: Any, name: str = "ours", workdir: pathlib.Path = WORKDIR) -> Any:
     """Build the Client with our storage: the documented line of each client."""
     Client = client_module.Client
-    common: dict[str, Any] = {"api_id": API_ID, "api_hash": API_HASH, "workdir": str(WORKDIR)}
+    common: dict[str, Any] = {"api_id": API_ID, "api_hash": API_HASH, "workdir": str(workdir)}
     if "skip_updates" in inspect.signature(Client.__init__).parameters:
         common["skip_updates"] = False
     engine = for_client(storage)
     if CLIENT in ("kurigram", "irenogram", "pyrotgfork"):
-        client = Client("ours", storage_engine=engine, **common)
+        client = Client(name, storage_engine=engine, **common)
     elif CLIENT in ("pyrofork", "electrogram"):
-        client = Client("ours", storage=engine, **common)
+        client = Client(name, storage=engine, **common)
     elif CLIENT == "hydrogram":
-        client = Client("ours", session_storage_engine=engine, **common)
+        client = Client(name, session_storage_engine=engine, **common)
     else:
-        client = Client("ours", **common)
+        client = Client(name, **common)
         client.storage = engine
     checks.true("client keeps our storage", client.storage is engine, type(client.storage))
     return client
@@ -381,9 +381,43 @@ async def main() -> None:
                  await ref.export_session_string())
 
     await lifecycle(ours, ref, users, chats)
+    if BACKEND == "file":
+        await workdir_checks()
     print(json.dumps({"client": CLIENT, "backend": BACKEND, "passed": len(checks.passed),
                       "failed": checks.failed}))
     sys.exit(1 if checks.failed else 0)
+
+
+async def workdir_checks() -> None:
+    """A FileStorage given no workdir keeps its file in the client's workdir; one whose
+    file would be a new session beside the client's own existing file says so."""
+    script = WORKDIR / "script"  # where a FileStorage without workdir would go otherwise
+    argv0, sys.argv[0] = sys.argv[0], str(script / "bot.py")
+    try:
+        followed = FileStorage("acct", session_string=SESSION_STRING)
+    finally:
+        sys.argv[0] = argv0
+    sessions = WORKDIR / "sessions_dir"
+    client = make_client(followed, "acct", sessions)
+    await client.load_session()
+    checks.equal("the client's workdir is followed", followed.path, sessions / "acct.session")
+    checks.true("nothing next to the script", not script.exists(), script)
+    await client.storage.close()
+
+    elsewhere = FileStorage("acct", WORKDIR / "elsewhere", session_string=SESSION_STRING)
+    seen: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: seen.append(record.getMessage())  # type: ignore[method-assign]
+    logging.getLogger("pyrogram_storage").addHandler(handler)
+    try:
+        moved = make_client(elsewhere, "acct", sessions)
+        await moved.load_session()
+    finally:
+        logging.getLogger("pyrogram_storage").removeHandler(handler)
+    said = " ".join(seen)
+    checks.true("a new session beside the client's own file is a warning",
+                "a new login" in said and str(sessions / "acct.session") in said, seen)
+    await moved.storage.close()
 
 
 async def drive_state_dialect(ours: Any, ref: Any) -> None:
