@@ -199,7 +199,7 @@ async def ours_open(client: str, path: Path, n: int, check: bool) -> dict[str, A
 
 async def _check_every_peer(storage: Any, client: str, n: int) -> dict[str, int]:
     seen = names = phones = 0
-    async for batch in storage.iter_peers(batch_size=20_000):
+    async for batch in storage.iter_peer_batches(20_000):
         for got in batch:
             peer_id, access_hash, kind, usernames, phone = peer(index_of(got.id))
             want = (peer_id, access_hash, kind, names_kept(client, usernames), phone)

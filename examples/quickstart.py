@@ -35,7 +35,8 @@ async def main() -> None:
             print(await storage.get_session())
             print("by username:", await storage.peer_by_username("@Durov"))
             print("by phone:   ", await storage.peer_by_phone("+42 777"))
-            print("peer counts:", {str(k): v for k, v in (await storage.count_peers()).items()})
+            counts = await storage.count_peers_by_type()
+            print("peer counts:", {str(kind): n for kind, n in counts.items()})
             text = await storage.export_session_string()
             print(f"session string: {len(text)} characters (not printed: it is a secret)")
 

@@ -37,7 +37,7 @@ from .registry import from_url
 from .session_string import decode_session_string, encode_session_string
 from .sqlite import FileStorage, Layout, MemoryStorage, SQLiteStorage
 from .tools import copy_session
-from .types import Peer, PeerType, SessionData, UpdateState
+from .types import Peer, PeerCount, PeerType, SessionData, UpdateState
 
 if TYPE_CHECKING:
     from .clients import for_client
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from .postgres import PostgresStorage
     from .redisdb.storage import RedisStorage
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "DEFAULT_PEER_CACHE_SIZE",
@@ -68,6 +68,7 @@ __all__ = [
     "MongoStorage",
     "NotFoundError",
     "Peer",
+    "PeerCount",
     "PeerNotFound",
     "PeerType",
     "PostgresStorage",

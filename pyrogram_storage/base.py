@@ -23,8 +23,9 @@ from __future__ import annotations
 import abc
 import logging
 import time
+import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, overload
 
 from . import _pending
 from ._lifecycle import Lifecycle
@@ -40,7 +41,7 @@ from .errors import (
     StorageClosedError,
 )
 from .session_string import decode_session_string, encode_session_string
-from .types import Peer, PeerType, SessionData, UpdateState
+from .types import Peer, PeerCount, PeerType, SessionData, UpdateState
 from .validation import (
     checked_session_changes,
     clean_usernames,
@@ -200,7 +201,7 @@ class Storage(Lifecycle, abc.ABC):
             return await self._call("look up a username", self._username_holders(key))
 
         async def count_peers() -> int:
-            return sum((await self.count_peers()).values())
+            return int(await self.count_peers())
 
         async def peer_rows(
             after: int | None = None, limit: int | None = None
@@ -731,8 +732,42 @@ class Storage(Lifecycle, abc.ABC):
             raise PeerNotFound(f"Phone number not found: {key}", phone_number)
         return peer
 
-    async def iter_peers(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
-        """Yield every stored peer, with its usernames, in batches ordered by id.
+    @overload
+    def iter_peers(self) -> AsyncIterator[Peer]: ...
+
+    @overload
+    def iter_peers(self, batch_size: int) -> AsyncIterator[list[Peer]]: ...
+
+    def iter_peers(self, batch_size: int | None = None) -> AsyncIterator[Any]:
+        """Yield every stored peer, with its usernames, in id order.
+
+        Read from the backend in batches of 1,000 (:meth:`iter_peer_batches` hands the
+        batches over as they are).
+
+        :param batch_size: deprecated: given, this yields lists of up to ``batch_size``
+            peers, as ``iter_peers()`` did before 0.2, with a ``DeprecationWarning``; use
+            :meth:`iter_peer_batches`.
+        :raises InvalidValueError: ``batch_size`` is below 1.
+        """
+        if batch_size is not None:
+            warnings.warn(
+                "iter_peers(batch_size) yields lists of peers as before, for this release "
+                "only: use iter_peer_batches(batch_size) for batches, iter_peers() for "
+                "peers one by one",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            return self.iter_peer_batches(batch_size)
+        return self._each_peer()
+
+    async def _each_peer(self) -> AsyncIterator[Peer]:
+        async for batch in self.iter_peer_batches():
+            for peer in batch:
+                yield peer
+
+    async def iter_peer_batches(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
+        """Yield every stored peer, with its usernames, in lists of up to ``batch_size``
+        ordered by id (what copies and exports use: one backend read a list).
 
         :raises InvalidValueError: ``batch_size`` is below 1.
         """
@@ -751,8 +786,12 @@ class Storage(Lifecycle, abc.ABC):
                 raise BackendError(f"{self!r}: _read_peers() made no progress past {after}")
             after = batch[-1].id
 
-    async def count_peers(self) -> dict[PeerType, int]:
-        """Return how many peers of each type are stored."""
+    async def count_peers(self) -> PeerCount:
+        """Return how many peers are stored (an ``int``; see :class:`PeerCount`)."""
+        return PeerCount(await self.count_peers_by_type())
+
+    async def count_peers_by_type(self) -> dict[PeerType, int]:
+        """Return how many peers of each type are stored (types with none are left out)."""
         self._check_open()
         await self._pending_writes.store()
         counts = await self._call("count peers", self._count_peers())

@@ -337,7 +337,7 @@ async def cmd_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) -> 
     async with open_source(options.source, options) as source:
         storage = source.storage
         session = await storage.get_session()
-        counts = await storage.count_peers()
+        counts = await storage.count_peers_by_type()
         states = await storage.get_update_states()
         if await is_empty(storage):
             source.notes.append("the session is empty: no auth key, peers or update states")
@@ -486,7 +486,7 @@ async def _copy(
         missing = [name for name in source.missing or session.missing if name not in changes]
         if missing and options.strict:
             raise StorageError(f"{_missing_message(missing)} (--strict: nothing was written)")
-        total = sum((await source.storage.count_peers()).values())
+        total = await source.storage.count_peers()
         show = options.progress
         if show is None:
             show = err.isatty() and total >= PROGRESS_THRESHOLD

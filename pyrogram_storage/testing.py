@@ -407,25 +407,37 @@ class StorageContract(Contract):
             await storage.peer_by_id("me")  # type: ignore[arg-type]
 
     async def test_iter_peers_yields_everything_in_id_order(self, storage: Storage) -> None:
-        peers = [user(i, f"u{i}") for i in range(-5, 23)]
+        peers = [user(i, f"u{i}") for i in range(-5, 2023)]  # more than one backend read
         await storage.upsert_peers(peers)
-        batches = await collect(storage.iter_peers(batch_size=10), 3, "iter_peers()")
-        assert [len(b) for b in batches] == [10, 10, 8]
-        seen = [p for batch in batches for p in batch]
+        seen = await collect(storage.iter_peers(), len(peers), "iter_peers()")
         assert [p.id for p in seen] == sorted(p.id for p in peers)
         assert all(p.usernames == (f"u{p.id}",) for p in seen)
+        batches = await collect(storage.iter_peer_batches(1000), 3, "iter_peer_batches()")
+        assert [len(b) for b in batches] == [1000, 1000, 28]
+        assert [p for batch in batches for p in batch] == seen
         with pytest.raises(ValueError):
-            await collect(storage.iter_peers(batch_size=0), 0, "iter_peers()")
+            await collect(storage.iter_peer_batches(0), 0, "iter_peer_batches()")
+
+    async def test_iter_peers_with_a_batch_size_still_yields_batches_and_warns(
+        self, storage: Storage
+    ) -> None:
+        await storage.upsert_peers([user(i) for i in range(1, 29)])
+        with pytest.warns(DeprecationWarning, match="iter_peer_batches"):
+            batches = await collect(storage.iter_peers(batch_size=10), 3, "iter_peers(10)")
+        assert [len(b) for b in batches] == [10, 10, 8]
 
     async def test_count_peers_by_type(self, storage: Storage) -> None:
         await storage.upsert_peers(
             [user(1), user(2), Peer(3, 0, PeerType.BOT), Peer(CHANNEL, 1, PeerType.CHANNEL)]
         )
-        assert await storage.count_peers() == {
-            PeerType.USER: 2,
-            PeerType.BOT: 1,
-            PeerType.CHANNEL: 1,
-        }
+        by_type = {PeerType.USER: 2, PeerType.BOT: 1, PeerType.CHANNEL: 1}
+        assert await storage.count_peers_by_type() == by_type
+        total = await storage.count_peers()
+        assert isinstance(total, int) and total == 4 and total + 1 == 5
+        with pytest.warns(DeprecationWarning, match="count_peers_by_type"):
+            assert total[PeerType.BOT] == 1 and dict(total.items()) == by_type
+        with pytest.warns(DeprecationWarning):
+            assert total == by_type
 
     async def test_bad_peer_input_is_refused_and_nothing_is_written(self, storage: Storage) -> None:
         await storage.upsert_peers([user(1, "keep")])
@@ -503,7 +515,7 @@ class StorageContract(Contract):
             with pytest.raises(PeerNotFound):
                 await getattr(storage, lookup)(key)
         assert (await storage.peer_by_username("three")).id == 3
-        assert await storage.count_peers() == {PeerType.USER: 1}
+        assert await storage.count_peers_by_type() == {PeerType.USER: 1}
 
     # -- writes: visible at once, stored within commit_interval, in order ---------------------
 
@@ -526,7 +538,7 @@ class StorageContract(Contract):
             with pytest.raises(PeerNotFound):
                 await getattr(storage, lookup)(key)
         assert await storage.get_update_states() == [UpdateState(0, 5, 6, 7, 8)]
-        assert await storage.count_peers() == {PeerType.USER: 1}
+        assert await storage.count_peers_by_type() == {PeerType.USER: 1}
         await storage.close()
         again = storage if not type(storage).persistent else make_storage(username_ttl=None)
         async with again:
@@ -618,7 +630,7 @@ class StorageContract(Contract):
         await storage.close()
         again = storage if not type(storage).persistent else make_storage(username_ttl=None)
         async with again:
-            assert sum((await again.count_peers()).values()) == 500
+            assert await again.count_peers() == 500
             assert {(s.id, s.pts) for s in await again.get_update_states()} == {
                 (n + 1, 24) for n in range(20)
             }
@@ -694,7 +706,8 @@ class StorageContract(Contract):
         }
         await self.refused_while_closed(
             storage, calls, "get_session", "get_update_states", "save", "flush", "health",
-            "count_peers", "export_session_string", "iter_peers",
+            "count_peers", "count_peers_by_type", "export_session_string", "iter_peers",
+            "iter_peer_batches",
         )  # fmt: skip
 
     async def test_read_only_storage_refuses_every_write(self, make_storage: StorageMaker) -> None:

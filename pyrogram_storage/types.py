@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import warnings
+from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +15,7 @@ __all__ = [
     "SESSION_FIELDS",
     "InputKind",
     "Peer",
+    "PeerCount",
     "PeerType",
     "SessionData",
     "UpdateState",
@@ -246,3 +249,64 @@ class SessionData:
     def fields(self) -> dict[str, Any]:
         """Return every field by name, as ``update_session(**...)`` takes them."""
         return {name: getattr(self, name) for name in SESSION_FIELDS}
+
+
+class PeerCount(int):
+    """How many peers are stored (what :meth:`Storage.count_peers` returns): an ``int``.
+
+    :attr:`by_type` holds the count of each :class:`PeerType`, as
+    :meth:`Storage.count_peers_by_type` returns it. Reading it as that dict
+    (``counts[PeerType.USER]``, ``.items()``, ``== {...}``), the shape ``count_peers()``
+    had before 0.2, still works for one release and warns (``DeprecationWarning``).
+    """
+
+    by_type: dict[PeerType, int]
+
+    def __new__(cls, by_type: Mapping[PeerType, int]) -> PeerCount:
+        self = super().__new__(cls, sum(by_type.values()))
+        self.by_type = dict(by_type)
+        return self
+
+    def _as_dict(self) -> dict[PeerType, int]:
+        warnings.warn(
+            "count_peers() returns the total number of peers now; for the count of each "
+            "type use count_peers_by_type() (reading the result as a dict stops working "
+            "in the next release)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return self.by_type
+
+    def __getitem__(self, kind: PeerType) -> int:
+        return self._as_dict()[kind]
+
+    def __iter__(self) -> Iterator[PeerType]:
+        return iter(self._as_dict())
+
+    def __contains__(self, kind: object) -> bool:
+        return kind in self._as_dict()
+
+    def get(self, kind: PeerType, default: int | None = None) -> int | None:
+        return self._as_dict().get(kind, default)
+
+    def items(self) -> ItemsView[PeerType, int]:
+        return self._as_dict().items()
+
+    def keys(self) -> KeysView[PeerType]:
+        return self._as_dict().keys()
+
+    def values(self) -> ValuesView[int]:
+        return self._as_dict().values()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._as_dict() == dict(other)
+        return int(self) == other
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = int.__hash__
+
+    def __repr__(self) -> str:
+        return int.__repr__(self)

@@ -121,7 +121,7 @@ async def check_nothing_acknowledged_lost(storage: Storage, ack: Acknowledged) -
     write in it; then delete it."""
     async with storage:
         stored = {}
-        async for batch in storage.iter_peers(batch_size=5000):
+        async for batch in storage.iter_peer_batches(5000):
             stored.update((peer.id, peer.access_hash) for peer in batch)
         lost = {pid: h for pid, h in ack.peers.items() if stored.get(pid) != h}
         assert lost == {}, f"{len(lost)} acknowledged peers lost"

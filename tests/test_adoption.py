@@ -207,7 +207,7 @@ async def test_adopting_a_big_file_keeps_every_peer_username_and_phone(
     client_file(client, tmp_path, n)
     async with FileStorage(client, tmp_path, username_ttl=None) as storage:
         seen = 0
-        async for batch in storage.iter_peers(batch_size=1_000):
+        async for batch in storage.iter_peer_batches(1_000):
             for got in batch:
                 if not big_files.is_big(got.id):
                     continue  # the fixture's own peers (tests/test_client_files.py)

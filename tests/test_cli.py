@@ -107,7 +107,7 @@ async def test_inspect_shows_the_session_but_never_the_key(tmp_path: Path) -> No
     storage = await filled_file(tmp_path)
     async with opened(storage):
         session, peers, states = await snapshot(storage)
-        counts = await storage.count_peers()
+        counts = await storage.count_peers_by_type()
     text = run("inspect", storage.path)
     assert text.returncode == 0, text.stderr
     no_secrets(text.stdout + text.stderr)
@@ -287,7 +287,7 @@ async def test_copy_a_client_file_and_a_telethon_file(tmp_path: Path) -> None:
     async with opened(converted):
         session = await converted.get_session()
         assert (session.user_id, session.is_bot, session.api_id) == (SELF_ID, False, 9)
-        assert len([p async for batch in converted.iter_peers() for p in batch]) == 4
+        assert len([p async for p in converted.iter_peers()]) == 4
     conflict = run("copy", tele, tmp_path / "other", "--user-id", "5")
     assert conflict.returncode == 2 and "--user-id" in conflict.stderr
     conflict = run("copy", client, tmp_path / "other", "--api-id", "5")

@@ -57,7 +57,7 @@ async def test_client_file_opens_with_auth_data_and_every_peer(client: str, tmp_
                     assert username in (stored.usernames or ())
                 if peer.get("phone_number"):
                     assert (await storage.peer_by_phone(peer["phone_number"])).id == peer["id"]
-            assert await storage.count_peers() == _counts(expected["peers"])
+            assert await storage.count_peers_by_type() == _counts(expected["peers"])
             states = {s.id: s for s in await storage.get_update_states()}
             assert states == {
                 row[0]: UpdateState(*row) for row in expected.get("update_states") or []

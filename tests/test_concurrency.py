@@ -313,7 +313,7 @@ async def test_an_adoption_committed_during_another_openers_checks_does_not_trip
     monkeypatch.setattr(sqlite_schema, "_detect_family", detect_while_another_adopts)
     async with FileStorage("s", tmp_path) as storage:
         assert (await storage.get_session()).user_id == manifest("pyrogram")["session"]["user_id"]
-        assert sum((await storage.count_peers()).values()) == len(manifest("pyrogram")["peers"])
+        assert await storage.count_peers() == len(manifest("pyrogram")["peers"])
     assert raced
 
 
@@ -341,7 +341,7 @@ async def test_two_objects_in_one_process_share_and_see_each_others_writes(
                 await storage.update_session(api_id=base + i)
 
         await asyncio.gather(hammer(a, 10_000), hammer(b, 20_000))
-        assert sum((await a.count_peers()).values()) == 121
+        assert await a.count_peers() == 121
         assert (await b.peer_by_username("h10059")).id == 10_059
 
 

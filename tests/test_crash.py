@@ -118,7 +118,7 @@ async def _check(workdir: Path, acked: Acknowledged) -> None:
             assert session.api_id == session.user_id + 1
             assert session.auth_key == bytes(256)
         stored: dict[int, Peer] = {}
-        async for batch in storage.iter_peers(batch_size=5000):
+        async for batch in storage.iter_peer_batches(5000):
             stored.update((peer.id, peer) for peer in batch)
         for peer_id, cycle in acked.peers.items():
             peer = stored.get(peer_id)
@@ -294,7 +294,7 @@ async def _check_big_file(client: str, workdir: Path, n: int) -> None:
         for peer in expected["peers"]:
             assert (await storage.peer_by_id(peer["id"])).access_hash == peer["access_hash"]
         seen = 0
-        async for batch in storage.iter_peers(batch_size=10_000):
+        async for batch in storage.iter_peer_batches(10_000):
             for got in batch:
                 if not big_files.is_big(got.id):
                     continue

@@ -66,7 +66,7 @@ async def _stored_prefix(workdir: Path) -> int:
     async with FileStorage(NAME, workdir, username_ttl=None) as storage:
         users: dict[int, int] = {}
         groups: dict[int, int] = {}
-        async for batch in storage.iter_peers(batch_size=5000):
+        async for batch in storage.iter_peer_batches(5000):
             for peer in batch:
                 (users if peer.id > 0 else groups)[peer.id] = peer.access_hash
         prefix = max(users, default=0)

@@ -599,7 +599,7 @@ async def test_we_read_a_fresh_client_file_and_it_reads_our_additions(
                 assert (await storage.peer_by_phone(peer["phone_number"])).id == peer["id"]
                 assert stored.phone_number == peer["phone_number"]
         cell.ok += ["peers by id", "every username it resolves", "phones"]
-        total = sum((await storage.count_peers()).values())
+        total = await storage.count_peers()
         assert total == len(written["peers"])
         states = [[s.id, s.pts, s.qts, s.date, s.seq] for s in await storage.get_update_states()]
         assert sorted(states, key=lambda r: r[0]) == sorted(

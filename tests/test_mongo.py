@@ -895,10 +895,10 @@ async def test_a_pyrofork_database_opens_in_place(pyrofork_python: Path, mongo_u
         assert (await storage.peer_by_username("news")).type is PeerType.CHANNEL
         assert (await storage.peer_by_phone("+1 555 0001")).id == 1
         assert (await storage.peer_by_id(2)).usernames == ("robot",)
-        assert await storage.count_peers() == {
+        assert await storage.count_peers_by_type() == {
             PeerType.USER: 1, PeerType.BOT: 1, PeerType.CHANNEL: 1
         }
-        ids = [peer.id async for batch in storage.iter_peers(2) for peer in batch]
+        ids = [peer.id async for batch in storage.iter_peer_batches(2) for peer in batch]
         assert ids == [CHANNEL, 1, 2]
         assert await storage.get_update_states() == [
             UpdateState(CHANNEL, 5, None, 1700000050, None),

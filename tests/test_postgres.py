@@ -163,7 +163,7 @@ async def test_delete_removes_the_session_and_nothing_else(pool: Any) -> None:
     async with PostgresStorage(kept, pool) as storage:
         assert (await storage.peer_by_username("a")).id == 1
     async with PostgresStorage(gone, pool) as storage:
-        assert await storage.count_peers() == {}
+        assert await storage.count_peers_by_type() == {}
         assert await storage.get_update_states() == []
         await storage.delete()
     await PostgresStorage(kept, pool).delete()
@@ -622,7 +622,7 @@ async def test_a_connection_killed_in_the_middle_of_a_flush_leaves_nothing_half_
     await storage.flush()  # the pool takes a new connection; the batch goes again
     assert (await storage.peer_by_username("v899")).id == 899
     assert (await storage.peer_by_username("again")).id == 1
-    assert await storage.count_peers() == {PeerType.USER: 899}
+    assert await storage.count_peers_by_type() == {PeerType.USER: 899}
     await storage.close()
     async with pool.acquire() as conn:
         await check_indexes(conn)

@@ -140,7 +140,7 @@ async def test_a_pyrogram_asyncpg_storage_session_moves_over_in_one_command(
         session = await moved.get_session()
         assert (session.dc_id, session.api_id, session.user_id) == (4, 12345, 777000)
         assert session.auth_key == KEY and session.test_mode is False and session.is_bot is False
-        counts = await moved.count_peers()
+        counts = await moved.count_peers_by_type()
         assert counts == {PeerType.USER: 200, PeerType.BOT: 100, PeerType.CHANNEL: 1}
         assert (await moved.peer_by_username("name3")).access_hash == 33
         assert (await moved.peer_by_username("@SomeChannel")).id == -1001234567890

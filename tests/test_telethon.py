@@ -251,7 +251,7 @@ async def test_import_telethon_file_into_a_file_storage(tmp_path: Path) -> None:
         assert not session.is_empty
         assert (await target.peer_by_username("@NEWS")).id == -1000000000000 - CHANNEL_ID
         assert (await target.peer_by_phone("+1 555 123 4567")).id == 1001
-        peers = [peer async for batch in target.iter_peers() for peer in batch]
+        peers = [peer async for peer in target.iter_peers()]
         assert peers == sorted(result.peers, key=lambda p: p.id)
         states = await target.get_update_states()
         assert sorted(states, key=lambda s: s.id) == sorted(

@@ -87,7 +87,7 @@ async def fill(storage: Storage, session: SessionData = SOURCE_SESSION, extra: i
 
 
 async def snapshot(storage: Storage) -> tuple[SessionData, list[Peer], list[UpdateState]]:
-    peers = [peer async for batch in storage.iter_peers(2) for peer in batch]
+    peers = [peer async for batch in storage.iter_peer_batches(2) for peer in batch]
     return await storage.get_session(), peers, await storage.get_update_states()
 
 

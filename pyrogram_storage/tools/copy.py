@@ -76,11 +76,11 @@ async def copy_session(
                 )
             await _clear(target, batch_size)
         session = await source.get_session()
-        total = sum((await source.count_peers()).values())
+        total = await source.count_peers()
         if progress is not None:
             progress(0, total)
         done = 0
-        async for batch in source.iter_peers(batch_size):
+        async for batch in source.iter_peer_batches(batch_size):
             await target.upsert_peers(batch)
             done += len(batch)
             if progress is not None:
@@ -95,7 +95,7 @@ async def is_empty(storage: Storage) -> bool:
     """Return True when an open storage has no auth key, no peer and no update state."""
     if (await storage.get_session()).auth_key is not None:
         return False
-    if await _first(storage.iter_peers(1)):
+    if await _first(storage.iter_peer_batches(1)):
         return False
     return not await storage.get_update_states()
 
@@ -112,7 +112,7 @@ async def _first(batches: AsyncIterator[list[T]]) -> list[T]:
 async def _clear(target: Storage, batch_size: int) -> None:
     # The old authorization goes first: a copy cut short must not look like a login.
     await target.update_session(**SessionData().fields())
-    ids = [peer.id async for batch in target.iter_peers(batch_size) for peer in batch]
+    ids = [peer.id async for peer in target.iter_peers()]
     for start in range(0, len(ids), batch_size):
         await target.delete_peers(ids[start : start + batch_size])
     await target.delete_update_states([state.id for state in await target.get_update_states()])
