@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .base import DEFAULT_PEER_CACHE_SIZE, USERNAME_TTL, Changes, Storage
 from .errors import (
@@ -34,6 +34,7 @@ from .errors import (
     UnknownSchemaError,
 )
 from .registry import from_url
+from .registry import lazy_names as _lazy_names
 from .session_string import decode_session_string, encode_session_string
 from .sqlite import FileStorage, Layout, MemoryStorage, SQLiteStorage
 from .tools import copy_session
@@ -95,23 +96,14 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # The Mongo backend is imported on first use so that no driver loads with the package.
-    if name == "MongoStorage":
-        from .mongo import MongoStorage
-
-        return MongoStorage
-    if name == "PostgresStorage":
-        from .postgres import PostgresStorage
-
-        return PostgresStorage
-    if name == "RedisStorage":
-        from .redisdb.storage import RedisStorage
-
-        return RedisStorage
-    if name == "for_client":
-        # Client glue loads on first use; it imports no client library until called.
-        from .clients import for_client
-
-        return for_client
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The server backends load on first use, so that no driver loads with the package; the
+# client glue too (it imports no client library until called).
+__getattr__ = _lazy_names(
+    __name__,
+    {
+        "MongoStorage": "pyrogram_storage.mongo:MongoStorage",
+        "PostgresStorage": "pyrogram_storage.postgres:PostgresStorage",
+        "RedisStorage": "pyrogram_storage.redisdb.storage:RedisStorage",
+        "for_client": "pyrogram_storage.clients:for_client",
+    },
+)

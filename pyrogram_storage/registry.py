@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -100,10 +101,31 @@ def scheme_of(location: str, table: dict[str, str] = SCHEMES) -> str:
     return "file"
 
 
+def _named(spec: str) -> Any:
+    module_name, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module_name), name)
+
+
 def _class(spec: str) -> type[Any]:
-    module_name, _, class_name = spec.partition(":")
-    cls: type[Any] = getattr(importlib.import_module(module_name), class_name)
+    cls: type[Any] = _named(spec)
     return cls
+
+
+def lazy_names(module: str, names: dict[str, str]) -> Callable[[str], Any]:
+    """Return a module ``__getattr__`` that imports each of ``names`` on first use.
+
+    ``names`` maps a public name to ``"package.module:name"``: the package's server
+    backends and client glue load only when used, so that importing the package
+    imports no optional driver.
+    """
+
+    def __getattr__(name: str) -> Any:
+        spec = names.get(name)
+        if spec is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        return _named(spec)
+
+    return __getattr__
 
 
 def storage_class(location: str) -> type[Storage]:

@@ -127,19 +127,13 @@ def from_url(location: str, **options: Any) -> KVStore[Any]:
     return _registry.kv_from_url(location, **options)
 
 
-def __getattr__(name: str) -> Any:
-    # The server backends load on first use; even then no driver is imported until
-    # a store is built.
-    if name == "MongoKV":
-        from .mongo import MongoKV
-
-        return MongoKV
-    if name == "PostgresKV":
-        from .postgres import PostgresKV
-
-        return PostgresKV
-    if name == "RedisKV":
-        from .redisdb import RedisKV
-
-        return RedisKV
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The server backends load on first use; even then no driver is imported until a store
+# is built.
+__getattr__ = _registry.lazy_names(
+    __name__,
+    {
+        "MongoKV": "pyrogram_storage.kv.mongo:MongoKV",
+        "PostgresKV": "pyrogram_storage.kv.postgres:PostgresKV",
+        "RedisKV": "pyrogram_storage.kv.redisdb:RedisKV",
+    },
+)
