@@ -115,7 +115,7 @@ def peer_type(value: Any) -> PeerType:
     if isinstance(value, PeerType):
         return value
     if isinstance(value, str) and value:
-        return KNOWN_TYPES.get(value) or PeerType(value)
+        return PeerType.of(value)
     raise InvalidTypeError(f"a peer type must be a PeerType or a non-empty str, not {value!r}")
 
 

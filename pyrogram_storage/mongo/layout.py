@@ -32,7 +32,7 @@ from typing import Any
 from .._pending import Changes
 from ..errors import MigrationError
 from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData
-from ..validation import KNOWN_TYPES, clean_usernames, normalize_username
+from ..validation import clean_usernames, normalize_username
 from .client import awaited, documents
 
 __all__ = [
@@ -132,7 +132,7 @@ def has_own_names(doc: Mapping[str, Any]) -> bool:
 def _peer(doc: Mapping[str, Any], names: tuple[Any, ...] | None) -> Peer:
     kind: Any = doc.get("type")
     if isinstance(kind, str) and kind:
-        kind = KNOWN_TYPES.get(kind) or PeerType(kind)
+        kind = PeerType.of(kind)
     access_hash = doc.get("access_hash")
     return Peer(
         plain(doc["_id"]),

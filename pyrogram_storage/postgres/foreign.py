@@ -19,7 +19,7 @@ from .._pending import Changes
 from ..base import Storage
 from ..errors import InvalidValueError, ReadOnlyError, SessionNotFoundError, StorageClosedError
 from ..types import DEFAULT_DC_ID, Peer, PeerType, SessionData, UpdateState
-from ..validation import KNOWN_TYPES, clean_usernames, normalize_phone
+from ..validation import clean_usernames, normalize_phone
 from . import client as pg
 
 __all__ = ["DEFAULT_FOREIGN_SCHEMA", "SCHEMES", "AsyncpgStorageSource"]
@@ -198,7 +198,7 @@ def _peer(row: Any) -> Peer:
     return Peer(
         row[0],
         row[1] or 0,
-        KNOWN_TYPES.get(kind) or PeerType(kind),
+        PeerType.of(kind),
         clean_usernames([row[3]]),
         (normalize_phone(phone) or None) if phone else None,
         row[5],

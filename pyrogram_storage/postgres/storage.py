@@ -25,7 +25,6 @@ from ..errors import (
     StorageClosedError,
 )
 from ..types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
-from ..validation import KNOWN_TYPES
 from . import client as pg
 from . import notify, schema
 
@@ -545,7 +544,7 @@ def _flat(pairs: Any) -> tuple[list[int], list[str]]:
 def _peer(row: Any) -> Peer:
     kind = row[2]
     return Peer(
-        row[0], row[1], KNOWN_TYPES.get(kind) or PeerType(kind), tuple(row[3]), row[4], row[5]
+        row[0], row[1], PeerType.of(kind), tuple(row[3]), row[4], row[5]
     )
 
 

@@ -36,7 +36,6 @@ from typing import Any
 from .._pending import Changes
 from ..errors import CorruptSessionError
 from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
-from ..validation import KNOWN_TYPES
 
 __all__ = [
     "KEY_NAMES",
@@ -200,7 +199,7 @@ def decode_peer(
         usernames: tuple[str, ...] | None = None
         if with_names:
             usernames = () if names is None else tuple(json.loads(names))
-        peer_kind = KNOWN_TYPES.get(kind) or PeerType(kind)
+        peer_kind = PeerType.of(kind)
     except (ValueError, TypeError, UnicodeDecodeError):
         raise damaged(where, f"a peer ({peer_id})") from None
     return Peer(peer_id, access_hash, peer_kind, usernames, phone or None, stamp)

@@ -28,7 +28,6 @@ from .._worker import Lane
 from ..base import Storage
 from ..errors import InvalidTypeError, InvalidValueError, StorageClosedError, StorageError
 from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
-from ..validation import KNOWN_TYPES
 from . import schema as sqlite_schema
 from .schema import Layout
 
@@ -729,7 +728,7 @@ def _peer(row: Sequence[Any], names: tuple[str, ...] | None) -> Peer:
     return Peer(
         peer_id,
         access_hash if access_hash is not None else 0,
-        KNOWN_TYPES.get(kind) or (PeerType(kind) if isinstance(kind, str) and kind else kind),
+        PeerType.of(kind) if isinstance(kind, str) and kind else kind,
         names,
         phone,
         stamp,
