@@ -31,6 +31,7 @@ from pyrogram_storage.errors import (
     SchemaTooNewError,
     StorageError,
 )
+from pyrogram_storage.kv import testing as kv_testing
 
 from ..test_hostile import SmallDisk, _lock_fds, _small_disk, digest
 
@@ -229,13 +230,13 @@ async def test_sqlite_rows_of_the_wrong_type_are_corrupt_values(
     async with kv.SQLiteKV(path, sweep_interval=None) as store:
         reads: list[Any] = [store.get("bad")]
         if value is not None:  # a NULL value reads as a key removed meanwhile: skipped
-            reads.append(kv.testing.collect(store.items(), 10))
+            reads.append(kv_testing.collect(store.items(), 10))
         if expiry is None:
             reads += [store.compare_and_set("bad", 1, expected="text")]
             with pytest.raises(kv.NotACounterError):
                 await store.increment("bad")
         else:
-            reads += [store.has("bad"), kv.testing.collect(store.keys(), 10)]
+            reads += [store.has("bad"), kv_testing.collect(store.keys(), 10)]
         for read in reads:
             with pytest.raises(kv.CorruptValueError):
                 await read
