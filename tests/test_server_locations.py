@@ -20,13 +20,17 @@ SERVER_LOCATIONS = {
     "mongo-kv": (kv.from_url, "mongodb://user:hunter2@127.0.0.1:{port}/db?directConnection=true"),
     "redis-session": (from_url, "redis://user:hunter2@127.0.0.1:{port}/0#s"),
     "redis-kv": (kv.from_url, "redis://user:hunter2@127.0.0.1:{port}/0#ns"),
+    "postgres-session": (from_url, "postgresql://user:hunter2@127.0.0.1:{port}/db#s"),
+    "postgres-kv": (kv.from_url, "postgresql://user:hunter2@127.0.0.1:{port}/db#ns"),
 }
+KNOWN_OPTION = {"mongo": "connecttimeoutms=100", "redis": "socket_timeout=3"}
 
 
 @pytest.mark.parametrize("name", list(SERVER_LOCATIONS))
 def test_unknown_url_options_are_refused_naming_the_known_ones(name: str) -> None:
     """Before: Redis failed at open() with "unexpected keyword argument", Mongo ignored
-    the option with only a pymongo warning."""
+    the option with only a pymongo warning, PostgreSQL sent it to the server as a
+    setting (refused on every connection)."""
     build, location = SERVER_LOCATIONS[name]
     head, _, fragment = location.format(port=1).partition("#")
     joiner = "&" if "?" in head else "?"
@@ -35,7 +39,7 @@ def test_unknown_url_options_are_refused_naming_the_known_ones(name: str) -> Non
     message = str(caught.value)
     assert "'bogus_option'" in message and "known options" in message
     assert "hunter2" not in message
-    known = "connecttimeoutms=100" if name.startswith("mongo") else "socket_timeout=3"
+    known = KNOWN_OPTION.get(name.partition("-")[0], "application_name=bot")
     build(f"{head}{joiner}{known}#{fragment}")  # a known one is taken
 
 

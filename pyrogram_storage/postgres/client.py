@@ -124,14 +124,39 @@ def split_location(location: str, kind: str) -> tuple[str, dict[str, str], str]:
     return url, ours, name
 
 
+URL_OPTIONS = frozenset(
+    {
+        # what asyncpg reads from a URL's query itself
+        "host", "port", "dbname", "database", "user", "password", "passfile", "service",
+        "sslmode", "sslcert", "sslkey", "sslrootcert", "sslnegotiation", "sslcrl",
+        "sslpassword", "ssl_min_protocol_version", "ssl_max_protocol_version",
+        "target_session_attrs", "krbsrvname", "gsslib",
+        # server settings a URL commonly carries (asyncpg sends the rest of the query as
+        # settings; any other goes in pool_options={"server_settings": {...}})
+        "application_name", "search_path", "timezone", "statement_timeout",
+        "lock_timeout", "idle_in_transaction_session_timeout",
+    }
+)  # fmt: skip
+"""Query parameters a PostgreSQL URL may carry besides this library's own (a misspelt
+one would otherwise reach the server as a setting and fail every connection)."""
+
+
 def _check_url(url: object) -> str:
     if not isinstance(url, str):
         raise InvalidTypeError(f"a PostgreSQL URL is a str, not {type(url).__name__}")
-    if urlsplit(url).scheme not in SCHEMES:
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
         raise InvalidValueError(
             "a PostgreSQL URL starts with postgresql:// or postgres://, e.g. "
             "postgresql://user:password@127.0.0.1:5432/mydb"
         )
+    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+        if name not in URL_OPTIONS:
+            raise InvalidValueError(
+                f"unknown option {name!r} in the PostgreSQL URL; known options, besides "
+                f"the storage's own: {', '.join(sorted(URL_OPTIONS))} (other server "
+                f"settings: pool_options={{'server_settings': {{...}}}})"
+            )
     return url
 
 
