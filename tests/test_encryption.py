@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import hashlib
 import hmac
 import os
@@ -51,7 +52,7 @@ from .missing_driver import missing_driver_error
 RAW_KEY = hashlib.sha256(b"pyrogram-storage test key").digest()
 OTHER_KEY = hashlib.sha256(b"another key").digest()
 PASSPHRASE = "correct horse battery staple"
-ENCRYPTED_BACKENDS = ["file", "memory", "mongo-pymongo", "redis", "readme"]
+ENCRYPTED_BACKENDS = ["file", "memory", "mongo-pymongo", "redis", "postgres", "readme"]
 """One backend of each kind, and the README's user-written subclass."""
 
 
@@ -145,6 +146,16 @@ class Raw:
                 )
             finally:
                 client.close()
+        if self.backend == "postgres":
+            rows = self._postgres(
+                "SELECT t::text FROM {schema}.sessions t WHERE name = $1 UNION ALL "
+                "SELECT t::text FROM {schema}.peers t WHERE sid = (SELECT sid FROM "
+                "{schema}.sessions WHERE name = $1)"
+            )
+            sealed = self._postgres("SELECT auth_key FROM {schema}.sessions WHERE name = $1")
+            return "".join(row[0] for row in rows).encode() + b"".join(
+                row[0] or b"" for row in sealed
+            )
         import redis
 
         server = self.request.getfixturevalue("redis_server")
@@ -188,6 +199,8 @@ class Raw:
                 client[name]["session"].update_one({"_id": 0}, {"$set": {"auth_key": value}})
             finally:
                 client.close()
+        elif self.backend == "postgres":
+            self._postgres("UPDATE {schema}.sessions SET auth_key = $2 WHERE name = $1", value)
         else:
             import redis
 
@@ -222,6 +235,9 @@ class Raw:
                 return bytes(document["auth_key"])
             finally:
                 client.close()
+        if self.backend == "postgres":
+            (row,) = self._postgres("SELECT auth_key FROM {schema}.sessions WHERE name = $1")
+            return row[0]
         import redis
 
         server = self.request.getfixturevalue("redis_server")
@@ -235,6 +251,29 @@ class Raw:
     def _location(self) -> str:
         assert self.location is not None
         return self.location
+
+    def _postgres(self, query: str, *args: Any) -> list[Any]:
+        """Run one statement on the session's server, from a thread of its own (the tests
+        call Raw's methods from their event loop); ``{schema}`` is the session's schema."""
+        from urllib.parse import unquote
+
+        import asyncpg
+
+        from pyrogram_storage.postgres.storage import DEFAULT_SCHEMA
+
+        url = self._location().partition("#")[0]
+        name = unquote(self._name())
+
+        async def run() -> list[Any]:
+            connection = await asyncpg.connect(url)
+            try:
+                rows = await connection.fetch(query.format(schema=DEFAULT_SCHEMA), name, *args)
+                return [tuple(row) for row in rows]
+            finally:
+                await connection.close()
+
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run()).result()
 
     def _name(self) -> str:
         return self._location().rpartition("#")[2]
