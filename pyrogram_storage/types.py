@@ -287,15 +287,19 @@ class PeerCount(int):
         return kind in self._as_dict()
 
     def get(self, kind: PeerType, default: int | None = None) -> int | None:
+        """Deprecated: the count of ``kind`` (``count_peers_by_type().get``)."""
         return self._as_dict().get(kind, default)
 
     def items(self) -> ItemsView[PeerType, int]:
+        """Deprecated: ``count_peers_by_type().items()``."""
         return self._as_dict().items()
 
     def keys(self) -> KeysView[PeerType]:
+        """Deprecated: ``count_peers_by_type().keys()``."""
         return self._as_dict().keys()
 
     def values(self) -> ValuesView[int]:
+        """Deprecated: ``count_peers_by_type().values()``."""
         return self._as_dict().values()
 
     def __eq__(self, other: object) -> bool:

@@ -461,9 +461,9 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         """Whether a stored expiry is still ahead of ``now``; a damaged one is an error."""
         if expires is None:
             return True
-        if not _is_time(expires):
+        if not _is_time(expires) or expires != expires:  # NaN: not a time either
             raise CorruptValueError(
-                f"the stored expiry of key {key!r} is {type(expires).__name__}, not a number: "
+                f"the stored expiry of key {key!r} is {expires!r}, not a number of seconds: "
                 "not written by this library; it was left untouched"
             )
         return expires > now  # type: ignore[operator]

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from ..errors import BackendError, StorageClosedError, StorageError
 from ..postgres import client as pg
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, is_live, split_location
+from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, split_location
 from .errors import CorruptStoreError, InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -101,7 +101,8 @@ class _SQL:
             f"t = NULL, "
             f"e = CASE WHEN kv.e IS NOT NULL AND kv.e <= $3 THEN $5 "
             f"WHEN $6 THEN $5 ELSE kv.e END "
-            f"WHERE (kv.e IS NOT NULL AND kv.e <= $3) OR kv.i IS NOT NULL "
+            f"WHERE ((kv.e IS NOT NULL AND kv.e <= $3) OR kv.i IS NOT NULL) "
+            f"AND kv.e IS DISTINCT FROM 'NaN' "  # damaged: refused, as every read refuses it
             f"RETURNING i"
         )
         self.scan = (
@@ -363,7 +364,7 @@ class PostgresKV(KVStore[V]):
                 return int(value)
             # Refused: say why (add_to_counter raises), unless it changed since.
             record = await self._get(key)
-            if record is None or not is_live(record[1], now):
+            if record is None or not self._unexpired(key, record[1], now):
                 continue
             add_to_counter(key, record[0], amount)
         raise NotACounterError(f"increment: the value of key {key!r} kept changing type")

@@ -41,11 +41,22 @@ class SealedSerializer:
         return f"SealedSerializer(<key hidden>, inner={self.inner!r})"
 
     def dumps(self, value: Any) -> str:
+        """Serialize ``value`` with the inner serializer and seal the text (AES-256-GCM).
+
+        :raises TypeError: the inner serializer does not know a type in ``value``.
+        :raises ValueError: the text cannot be encoded (a lone surrogate); a store's
+            ``set()`` turns both into :class:`~pyrogram_storage.kv.KVSerializationError`.
+        """
         text = self.inner.dumps(value)
         sealed = self._cipher.seal(text.encode("utf-8"))
         return _PREFIX + base64.urlsafe_b64encode(sealed).decode("ascii")
 
     def loads(self, text: str) -> Any:
+        """Open a value :meth:`dumps` sealed and deserialize it with the inner serializer.
+
+        :raises DamagedEnvelopeError: the text is not sealed, or was changed.
+        :raises EncryptionKeyError: it was sealed with another key.
+        """
         if not text.startswith(_PREFIX):
             raise DamagedEnvelopeError(
                 "the stored value is not sealed (written without SealedSerializer?)",

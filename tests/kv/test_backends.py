@@ -440,3 +440,35 @@ async def test_redis_bytes_that_are_not_utf8_are_corrupt_values(
             assert await store.delete("bad") is True
     finally:
         await client.aclose()
+
+
+@pytest.mark.postgres
+async def test_postgres_rows_of_the_wrong_shape_are_corrupt_values(postgres_server: Any) -> None:
+    """A NaN expiry (double precision takes one) was live to the server's increment and
+    expired to has(): every operation now refuses it as damaged and changes nothing."""
+    import asyncpg
+
+    table = f"bad_{uuid.uuid4().hex[:8]}"
+    async with kv.PostgresKV.from_url(postgres_server.url, table=table, namespace="n") as store:
+        await store.set("seed", 1)
+        conn = await asyncpg.connect(postgres_server.url)
+        try:
+            rows = [("n", "nan-expiry", 1, None, float("nan")), ("n", "null", None, None, None)]
+            await conn.executemany(
+                f"INSERT INTO pyrogram_storage.{table} (ns, k, i, t, e) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                rows,
+            )
+            for call in (store.get, store.has, store.increment):
+                with pytest.raises(kv.CorruptValueError):
+                    await call("nan-expiry")
+            with pytest.raises(kv.CorruptValueError):
+                await store.get("null")
+            select = f"SELECT k, i FROM pyrogram_storage.{table} ORDER BY k"
+            expected = [("nan-expiry", 1), ("null", None), ("seed", 1)]
+            assert [tuple(row) for row in await conn.fetch(select)] == expected
+            await store.delete("nan-expiry")  # the way to get rid of it
+            assert [tuple(row) for row in await conn.fetch(select)] == expected[1:]
+        finally:
+            await conn.execute(f"DROP TABLE pyrogram_storage.{table}")
+            await conn.close()
