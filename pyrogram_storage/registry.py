@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
@@ -124,6 +125,29 @@ def lazy_names(module: str, names: dict[str, str]) -> Callable[[str], Any]:
         if spec is None:
             raise AttributeError(f"module {module!r} has no attribute {name!r}")
         return _named(spec)
+
+    return __getattr__
+
+
+def moved(module: str, new: str, renames: dict[str, str] | None = None) -> Callable[[str], Any]:
+    """Return the ``__getattr__`` of a module that moved to ``new`` in 0.2: each name is
+    taken from there (``renames``: old name -> new name) with a ``DeprecationWarning``,
+    for one release, so that imports written for 0.1 keep working."""
+
+    def __getattr__(name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        target = (renames or {}).get(name, name)
+        warnings.warn(
+            f"{module} moved to {new} in pyrogram-storage 0.2: import {target} from there "
+            f"(or from pyrogram_storage); {module} goes away in the next release",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        try:
+            return _named(f"{new}:{target}")
+        except AttributeError:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}") from None
 
     return __getattr__
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 import venv
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -109,3 +110,27 @@ def test_the_shipped_suite_runs_from_an_installed_wheel(tmp_path: Path) -> None:
     summary = done.stdout.strip().splitlines()[-1]
     passed = int(summary.split(" passed")[0].split()[-1])
     assert passed >= 40 and "failed" not in summary, summary
+
+
+@pytest.mark.parametrize(
+    ("old", "name", "new"),
+    [
+        ("pyrogram_storage.file", "FileStorage", "pyrogram_storage.sqlite.file"),
+        ("pyrogram_storage.memory", "MemoryStorage", "pyrogram_storage.sqlite.memory"),
+        ("pyrogram_storage.sqlite_schema", "Layout", "pyrogram_storage.sqlite.schema"),
+        ("pyrogram_storage.checks", "normalize_username", "pyrogram_storage.validation"),
+        ("pyrogram_storage.kv.registry", "from_url", "pyrogram_storage.registry"),
+    ],
+)
+def test_modules_moved_in_0_2_still_import_and_warn(old: str, name: str, new: str) -> None:
+    """Imports written for 0.1 keep working for one release (issue 22: nothing a user
+    relies on changes), and say where the name lives now."""
+    import importlib
+
+    module = importlib.import_module(old)
+    with pytest.warns(DeprecationWarning, match=f"{old} moved to {new}"):
+        value = getattr(module, name)
+    assert callable(value)
+    with pytest.raises(AttributeError), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert module.no_such_name is None

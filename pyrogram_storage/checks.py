@@ -1,0 +1,8 @@
+"""Deprecated: moved to :mod:`pyrogram_storage.validation` in 0.2.
+
+Importing from here still works for this release, with a ``DeprecationWarning``.
+"""
+
+from .registry import moved as _moved
+
+__getattr__ = _moved(__name__, "pyrogram_storage.validation")
