@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
@@ -211,6 +212,23 @@ async def test_encrypt_a_mongo_session(mongo_uri: str) -> None:
     assert cli("encrypt", location, PYROGRAM_STORAGE_KEY=RAW_TEXT).returncode == 0
     async with from_url(location, encryption_key=RAW_KEY) as reopened:
         assert (await reopened.get_session()).auth_key == AUTH_KEY
+    await from_url(location).delete()
+
+
+@pytest.mark.postgres
+async def test_encrypt_and_decrypt_a_postgres_session(postgres_server: Any) -> None:
+    location = f"{postgres_server.url}#cli_{os.getpid()}_{time.time_ns() % 10**9}"
+    async with from_url(location) as storage:
+        await storage.update_session(**login(AUTH_KEY))
+    assert cli("encrypt", location, PYROGRAM_STORAGE_KEY=RAW_TEXT).returncode == 0
+    async with from_url(location, encryption_key=RAW_KEY) as reopened:
+        assert (await reopened.get_session()).auth_key == AUTH_KEY
+    with pytest.raises(EncryptionKeyError):
+        await from_url(location).open()  # sealed: no key, no session
+    result = cli("decrypt", location, PYROGRAM_STORAGE_KEY=RAW_TEXT)
+    assert result.returncode == 0, result.stderr
+    async with from_url(location) as clear:
+        assert (await clear.get_session()).auth_key == AUTH_KEY
     await from_url(location).delete()
 
 
