@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-full lint typecheck ci demo bench clean
+.PHONY: install test test-full lint typecheck ci dist demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,9 +26,15 @@ typecheck: install
 
 ci: lint typecheck test
 
+# The release artifacts (sdist, and the wheel built from it) in dist/. The test run
+# installs both in fresh virtualenvs and uses them (tests/test_packaging.py).
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 demo: $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check .
 	$(BIN)/python examples/quickstart.py
 
 clean:
-	rm -rf $(VENV) .venvs build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venvs build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache
