@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install test test-full lint typecheck ci demo bench clean
+.PHONY: install test test-full lint typecheck ci dist demo bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -11,12 +11,18 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
 
+# In parallel: one pytest-xdist worker per core (TEST_WORKERS=0 runs in one process),
+# each starting the test servers it needs; tests that share a module's state or a
+# costly fixture carry the same xdist_group and run in one worker.
+TEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
+
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL)
 
 # The long-running counts of the crash and fuzz tests (issue-sized, minutes).
 test-full: install
-	PYROGRAM_STORAGE_FULL=1 $(BIN)/python -m pytest -m slow
+	PYROGRAM_STORAGE_FULL=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m slow
 
 lint: install
 	$(BIN)/ruff check pyrogram_storage tests benchmarks examples
@@ -26,9 +32,15 @@ typecheck: install
 
 ci: lint typecheck test
 
+# The release artifacts (sdist, and the wheel built from it) in dist/. The test run
+# installs both in fresh virtualenvs and uses them (tests/test_packaging.py).
+dist: install
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+
 demo: $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check .
 	$(BIN)/python examples/quickstart.py
 
 clean:
-	rm -rf $(VENV) .venvs build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venvs build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache

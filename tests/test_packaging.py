@@ -1,4 +1,10 @@
-"""The installed package carries every subpackage and the migrations."""
+"""The installed package carries every subpackage and the migrations.
+
+The release artifacts are made as a release makes them (``python -m build``: the sdist,
+then the wheel built from that sdist), once per run, and each is installed in a fresh
+virtualenv and used there. The tests that share them run in one xdist worker
+(``xdist_group``), so the build happens once.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +15,31 @@ import textwrap
 import venv
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import pyrogram_storage
+
 ROOT = Path(__file__).resolve().parent.parent
+DIST = pytest.mark.xdist_group("dist")
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    """The sdist and the wheel of the working tree, as ``python -m build`` makes them."""
+    out = tmp_path_factory.mktemp("dist")
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    (sdist,) = out.glob("*.tar.gz")
+    (wheel,) = out.glob("*.whl")
+    yield {"sdist": sdist, "wheel": wheel}
 
 
 def test_every_subpackage_is_listed_in_setup_cfg() -> None:
@@ -27,15 +53,10 @@ def test_every_subpackage_is_listed_in_setup_cfg() -> None:
     assert on_disk - listed == set()
 
 
+@DIST
 @pytest.mark.slow
-def test_wheel_ships_every_migration(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(ROOT)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = tmp_path.glob("*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+def test_wheel_ships_every_migration(dist: dict[str, Path]) -> None:
+    names = set(zipfile.ZipFile(dist["wheel"]).namelist())
     migrations = sorted(p.relative_to(ROOT) for p in (ROOT / "migrations").rglob("*.*"))
     for path in migrations:
         assert f"pyrogram_storage/{path.as_posix()}" in names
@@ -69,16 +90,13 @@ def _readme_block(marker: str) -> str:
     raise LookupError(f"README.rst has no block with {marker!r}")
 
 
+@DIST
 @pytest.mark.slow
-def test_the_shipped_suite_runs_from_an_installed_wheel(tmp_path: Path) -> None:
+def test_the_shipped_suite_runs_from_an_installed_wheel(
+    dist: dict[str, Path], tmp_path: Path
+) -> None:
     """README's own backend passes pyrogram_storage.testing, installed as users install it."""
-    wheels = tmp_path / "wheels"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(wheels), str(ROOT)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = wheels.glob("*.whl")
+    wheel = dist["wheel"]
     env = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env)
     python = env / "bin" / "python"
@@ -134,3 +152,69 @@ def test_modules_moved_in_0_2_still_import_and_warn(old: str, name: str, new: st
     with pytest.raises(AttributeError), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         assert module.no_such_name is None
+
+
+SMOKE = """
+import asyncio, sys
+from pathlib import Path
+
+import pyrogram_storage
+from pyrogram_storage import FileStorage, SessionData
+
+assert Path(pyrogram_storage.__file__).is_relative_to(sys.prefix), pyrogram_storage.__file__
+
+
+async def main(folder):
+    async with FileStorage("smoke", folder) as storage:
+        await storage.update_session(dc_id=2, auth_key=bytes(256), user_id=42, is_bot=False)
+    async with FileStorage("smoke", folder) as storage:
+        session = await storage.get_session()
+        assert isinstance(session, SessionData) and session.user_id == 42, session
+    print(pyrogram_storage.__version__)
+
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+@DIST
+@pytest.mark.slow
+@pytest.mark.parametrize("artifact", ["sdist", "wheel"])
+def test_each_artifact_installs_in_a_fresh_venv_and_works(
+    dist: dict[str, Path], artifact: str, tmp_path: Path
+) -> None:
+    """Import, a FileStorage written and read back, and the command's --version."""
+    version = pyrogram_storage.__version__
+    assert dist[artifact].name.startswith(f"pyrogram_storage-{version}")
+    env = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env)
+    python = env / "bin" / "python"
+    installed = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
+         "--disable-pip-version-check", "--no-deps", str(dist[artifact])],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"  # not the repository, whose package would shadow it
+    elsewhere.mkdir()
+    smoke = subprocess.run(
+        [str(python), "-c", SMOKE, str(elsewhere)],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert smoke.returncode == 0, smoke.stderr[-3000:]
+    assert smoke.stdout.strip() == version
+    assert (elsewhere / "smoke.session").is_file()
+    command = subprocess.run(
+        [str(env / "bin" / "pyrogram-storage"), "--version"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert command.returncode == 0, command.stderr
+    assert command.stdout.strip() == f"pyrogram-storage {version}"

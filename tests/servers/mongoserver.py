@@ -289,6 +289,7 @@ class MongoServer:
         with open(self.log_path, "ab") as log:
             log.write(f"--- starting: {' '.join(command)}\n".encode())
             log.flush()
+            started_at = log.tell()
             self._process = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
@@ -307,7 +308,7 @@ class MongoServer:
                     f"{EXECUTABLE_NAME} exited with code {code} during startup; "
                     f"log {self.log_path}:\n{self.log_tail()}"
                 )
-            if ping(self.host, self.port, timeout=0.5):
+            if self._listening(started_at) and ping(self.host, self.port, timeout=0.5):
                 return
             time.sleep(0.05)
         self.kill()
@@ -315,6 +316,18 @@ class MongoServer:
             f"{EXECUTABLE_NAME} did not answer a ping on {self.host}:{self.port} "
             f"within {self.startup_timeout}s; log {self.log_path}:\n{self.log_tail()}"
         )
+
+    def _listening(self, offset: int) -> bool:
+        """Whether this start's log says it listens on our port: a ping alone could be
+        answered by another test run's server that took the port first (ours then exits
+        and is started again on another port)."""
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(offset)
+                text = log.read().decode(errors="replace")
+        except OSError:
+            return False
+        return f"listening on {self.host}:{self.port}" in text
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """Stop the server: SIGTERM, then SIGKILL after *timeout* seconds.

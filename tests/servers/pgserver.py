@@ -127,6 +127,7 @@ class PostgresServer:
         settings: Sequence[str] = (),
     ) -> None:
         self.host = "127.0.0.1"
+        self._fixed_port = port is not None
         self.port = port if port is not None else free_port(self.host)
         self.bin = find_binaries(prefer_embedded=embedded)
         self.startup_timeout = startup_timeout
@@ -219,6 +220,21 @@ class PostgresServer:
             return self
         if not (self.data / "PG_VERSION").is_file():
             self._initdb()
+        attempts = 1 if self._fixed_port else 3
+        for attempt in range(attempts):
+            if attempt:
+                self.port = free_port(self.host)  # another server took the chosen port
+            try:
+                self._spawn()
+            except _Exited:
+                if attempt + 1 == attempts:
+                    raise
+            else:
+                self._fixed_port = True  # clients hold the URL: a restart keeps the port
+                return self
+        raise AssertionError("unreachable")
+
+    def _spawn(self) -> None:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 self.arguments(),
@@ -236,11 +252,11 @@ class PostgresServer:
                 code = self._process.returncode
                 self._process = None
                 _live.discard(self)
-                raise PostgresServerError(
+                raise _Exited(
                     f"postgres exited with code {code} during startup:\n{self.log_tail()}"
                 )
             if self._ready():
-                return self
+                return
             time.sleep(0.05)
         self.kill()
         raise PostgresServerError(
@@ -325,6 +341,10 @@ class PostgresServer:
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"
         return f"PostgresServer({self.url!r}, bin={str(self.bin)!r}, {state})"
+
+
+class _Exited(PostgresServerError):
+    pass
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -258,13 +258,19 @@ class RedisServer:
                 _live.discard(self)
                 raise _Exited(f"the server exited with {code} on start:\n{self.log_tail()}")
             try:
-                if command(self.host, self.port, "PING", timeout=0.5) == "PONG":
+                if self._answers(self._process.pid):
                     return
             except (OSError, RedisServerError):
                 pass
             time.sleep(0.02)
         self.kill()
         raise RedisServerError(f"no PONG within {self.startup_timeout}s:\n{self.log_tail()}")
+
+    def _answers(self, pid: int) -> bool:
+        """Whether the server on our port is our process (not another test run's that
+        took the port first: ours then exits and is started again on another port)."""
+        info = str(command(self.host, self.port, "INFO", "server", timeout=0.5))
+        return f"process_id:{pid}" in info.splitlines()
 
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM the server (SIGKILL after ``timeout``) and wait; return its exit code."""
