@@ -189,6 +189,7 @@ SESSION_FIELDS = (
     "server_address",
     "port",
 )
+"""The names of :class:`SessionData`'s fields, the ones ``update_session()`` takes."""
 
 
 LOGIN_FIELDS = ("api_id", "test_mode", "auth_key", "user_id", "is_bot")
@@ -261,6 +262,7 @@ class PeerCount(int):
     """
 
     by_type: dict[PeerType, int]
+    """The count of each peer type."""
 
     def __new__(cls, by_type: Mapping[PeerType, int]) -> PeerCount:
         self = super().__new__(cls, sum(by_type.values()))
@@ -287,15 +289,19 @@ class PeerCount(int):
         return kind in self._as_dict()
 
     def get(self, kind: PeerType, default: int | None = None) -> int | None:
+        """Deprecated: ``count_peers_by_type().get(kind)``."""
         return self._as_dict().get(kind, default)
 
     def items(self) -> ItemsView[PeerType, int]:
+        """Deprecated: ``count_peers_by_type().items()``."""
         return self._as_dict().items()
 
     def keys(self) -> KeysView[PeerType]:
+        """Deprecated: ``count_peers_by_type().keys()``."""
         return self._as_dict().keys()
 
     def values(self) -> ValuesView[int]:
+        """Deprecated: ``count_peers_by_type().values()``."""
         return self._as_dict().values()
 
     def __eq__(self, other: object) -> bool:

@@ -41,11 +41,17 @@ class SealedSerializer:
         return f"SealedSerializer(<key hidden>, inner={self.inner!r})"
 
     def dumps(self, value: Any) -> str:
+        """Encode ``value`` with the inner serializer, then seal the text."""
         text = self.inner.dumps(value)
         sealed = self._cipher.seal(text.encode("utf-8"))
         return _PREFIX + base64.urlsafe_b64encode(sealed).decode("ascii")
 
     def loads(self, text: str) -> Any:
+        """Open sealed text and decode it with the inner serializer.
+
+        :raises DamagedEnvelopeError: the text is not sealed, or was altered.
+        :raises EncryptionKeyError: it was sealed with another key.
+        """
         if not text.startswith(_PREFIX):
             raise DamagedEnvelopeError(
                 "the stored value is not sealed (written without SealedSerializer?)",

@@ -1,7 +1,7 @@
 """The SQLite engine shared by :class:`~pyrogram_storage.FileStorage` and
 :class:`~pyrogram_storage.MemoryStorage`.
 
-A file session has two connections. The *writer* lives on a worker :class:`Lane`
+A file session has two connections. The *writer* lives on a worker :class:`~pyrogram_storage._worker.Lane`
 (opening, adopting and migrating the file, storing batches of writes, checkpoints,
 reading peers in bulk), so the event loop never waits on the disk or on another
 process's lock. The *reader* answers indexed point lookups (a peer by id, username
