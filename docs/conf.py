@@ -28,8 +28,10 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.napoleon",
     "sphinx.ext.intersphinx",
+    "myst_parser",
     "_ext.public_api",
 ]
+myst_heading_anchors = 3
 
 html_theme = "furo"
 html_title = f"pyrogram-storage {release}"

@@ -254,6 +254,34 @@ class ExceptionTree(SphinxDirective):
         return container.children
 
 
+class CommandHelp(SphinxDirective):
+    """``.. command-help:: copy`` (or ``kv copy``, or nothing): that command's ``--help``."""
+
+    optional_arguments = 2
+
+    def run(self) -> list[nodes.Node]:
+        import argparse
+        import os
+
+        from pyrogram_storage.cli import build_parser
+
+        parser: argparse.ArgumentParser = build_parser()
+        for word in self.arguments:
+            (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            parser = action.choices[word]
+        width = os.environ.get("COLUMNS")
+        os.environ["COLUMNS"] = "88"
+        try:
+            text = parser.format_help()
+        finally:
+            if width is None:
+                del os.environ["COLUMNS"]
+            else:
+                os.environ["COLUMNS"] = width
+        block = nodes.literal_block(text, text, language="text")
+        return [block]
+
+
 def _warn(message: str) -> None:
     logger.warning(message, type="public_api", subtype="check")
 
@@ -407,6 +435,7 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.connect("autodoc-skip-member", skip_contract_tests)
     app.add_directive("public-module", PublicModule)
     app.add_directive("exception-tree", ExceptionTree)
+    app.add_directive("command-help", CommandHelp)
     app.connect("env-check-consistency", check_public_api)
     app.connect("missing-reference", resolve_by_identity, priority=900)
     return {"parallel_read_safe": False, "env_version": 1}
