@@ -20,7 +20,7 @@ import pyrogram_storage  # noqa: E402
 
 project = "pyrogram-storage"
 author = "pyrogram-storage contributors"
-copyright = "pyrogram-storage contributors"  # noqa: A001
+copyright = "pyrogram-storage contributors"
 release = pyrogram_storage.__version__
 version = release
 

@@ -29,7 +29,6 @@ from types import ModuleType
 from typing import Any
 
 from docutils import nodes
-from docutils.parsers.rst import directives
 from docutils.statemachine import StringList
 from sphinx.application import Sphinx
 from sphinx.environment import BuildEnvironment
@@ -188,7 +187,6 @@ class PublicModule(SphinxDirective):
     """``.. public-module:: NAME``: the module and every public name at home in it."""
 
     required_arguments = 1
-    option_spec = {"synopsis": directives.unchanged}
 
     def run(self) -> list[nodes.Node]:
         module = self.arguments[0]
@@ -332,7 +330,10 @@ def _key(obj: Any) -> int:
     return id(getattr(obj, "__func__", obj))
 
 
-def _documented(env: BuildEnvironment) -> tuple[dict[int, tuple[str, str, str]], dict[str, set[int]]]:
+Documented = tuple[dict[int, tuple[str, str, str]], dict[str, set[int]]]
+
+
+def _documented(env: BuildEnvironment) -> Documented:
     """Where each documented Python object is (by identity), and the objects by short name."""
     domain = env.get_domain("py")
     found: dict[int, tuple[str, str, str]] = {}

@@ -646,7 +646,8 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     ) -> bool:
         """:meth:`compare_and_set` with an absolute expiry (``KEEP``: the key's own).
 
-        For the package's wrappers (:func:`~pyrogram_storage.kv.versioned.versioned`, the framework adapters).
+        For the package's wrappers (:func:`~pyrogram_storage.kv.versioned.versioned`, the
+        framework adapters).
         """
         raw = self._encode(key, value)
         wanted = None if expected is MISSING else self._encode(key, expected)
