@@ -109,3 +109,69 @@ def test_the_readme_links_every_guide() -> None:
 
 def test_the_readme_fits_on_a_screen_or_a_few() -> None:
     assert len(README.read_text().splitlines()) <= 250
+
+
+_SHELL = re.compile(r"^\.\. code-block:: shell\n((?:\n|[ \t]+.*\n)+)", re.MULTILINE)
+
+
+def shell_commands() -> list[tuple[str, int, list[str]]]:
+    """Each command of the pages' shell blocks, as words (comments, ``\\``, pipes handled)."""
+    import shlex
+    import textwrap
+
+    commands = []
+    for page in pages():
+        text = page.read_text()
+        for match in _SHELL.finditer(text):
+            line = text.count("\n", 0, match.start()) + 1
+            script = textwrap.dedent(match.group(1)).replace("\\\n", " ")
+            for row in script.splitlines():
+                words = shlex.split(re.sub(r"(^|\s)#.*$", "", row))  # a comment starts a word
+                command: list[str] = []
+                for word in [*words, "|"]:
+                    if word in ("|", "&&"):
+                        while command and re.match(r"^[A-Z_]+=", command[0]):
+                            command.pop(0)  # VAR=value before the command
+                        if command:
+                            commands.append((name(page), line, command))
+                        command = []
+                    else:
+                        command.append(word)
+    return commands
+
+
+COMMANDS = shell_commands()
+
+
+def test_documented_commands_are_real() -> None:
+    """Every documented ``pyrogram-storage``, ``pip install`` extra and ``make`` target exists.
+
+    The shell blocks are not run (they need servers, accounts and keys); each
+    ``pyrogram-storage`` line is parsed by the command's own parser instead.
+    """
+    import configparser
+
+    from pyrogram_storage.cli import build_parser
+
+    setup = configparser.ConfigParser()
+    setup.read(README.parent / "setup.cfg")
+    extras = set(setup["options.extras_require"])
+    makefile = (README.parent / "Makefile").read_text()
+    checked = 0
+    for page, line, words in COMMANDS:
+        where = f"{page}:{line}: {' '.join(words)}"
+        if words[0] == "pyrogram-storage":
+            try:
+                build_parser().parse_args(words[1:])
+            except SystemExit as exc:
+                pytest.fail(f"{where}: the parser refuses it (exit {exc.code})")
+            checked += 1
+        elif words[:2] == ["pip", "install"] or words[1:3] == ["-m", "pip"]:
+            for word in words:
+                wanted = re.match(r"^(?:\.|pyrogram-storage)\[([^\]]+)\]$", word)
+                for extra in wanted.group(1).split(",") if wanted else ():
+                    assert extra in extras, f"{where}: no extra {extra!r} in setup.cfg"
+        elif words[0] == "make":
+            for target in words[1:]:
+                assert re.search(rf"^{re.escape(target)}:", makefile, re.M), where
+    assert checked >= 20
