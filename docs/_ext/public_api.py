@@ -220,12 +220,18 @@ class ExceptionTree(SphinxDirective):
 
         def add(cls: type, depth: int) -> None:
             path = classes[cls]
-            aliases = sorted(
-                f"``{m.removeprefix(PACKAGE + '.')}.{n}``" if m != PACKAGE else f"``{n}``"
-                for (m, n), home in homes().items()
-                if n != cls.__name__ and getattr(importlib.import_module(m), n) is cls
-            )
-            builtin = [b.__name__ for b in cls.__bases__ if b.__module__ == "builtins"]
+            shortest: dict[str, str] = {}  # alias -> the shortest path it is importable by
+            for m, n in homes():
+                if n != cls.__name__ and getattr(importlib.import_module(m), n) is cls:
+                    path = n if m == PACKAGE else f"{m.removeprefix(PACKAGE + '.')}.{n}"
+                    if n not in shortest or len(path) < len(shortest[n]):
+                        shortest[n] = path
+            aliases = sorted(f"``{path}``" for path in shortest.values())
+            builtin = [
+                b.__name__
+                for b in cls.__bases__
+                if b.__module__ == "builtins" and b not in (Exception, BaseException)
+            ]
             notes = []
             if builtin:
                 notes.append("also " + ", ".join(f"``{b}``" for b in builtin))
