@@ -312,6 +312,21 @@ def check_public_api(app: Sphinx, env: BuildEnvironment) -> None:
                         _warn(f"{module}.{name}.{attr} has no docstring")
 
 
+def check_benchmark_reports(app: Sphinx, env: BuildEnvironment) -> None:
+    """Every committed benchmark report has a performance page, every plot is shown."""
+    from pathlib import Path
+
+    results = Path(app.srcdir).parent / "benchmarks" / "results"
+    pages = Path(app.srcdir) / "performance"
+    shown = "".join(page.read_text() for page in pages.glob("*.rst"))
+    for report in sorted(results.glob("*.md")):
+        if not (pages / report.name).exists():
+            _warn(f"benchmarks/results/{report.name} has no page docs/performance/{report.name}")
+    for plot in sorted(results.glob("*.png")):
+        if f"benchmarks/results/{plot.name}" not in shown:
+            _warn(f"benchmarks/results/{plot.name} is shown on no docs/performance page")
+
+
 def _import(path: str) -> Any:
     parts = path.split(".")
     for cut in range(len(parts), 0, -1):
@@ -444,5 +459,6 @@ def setup(app: Sphinx) -> dict[str, Any]:
     app.add_directive("exception-tree", ExceptionTree)
     app.add_directive("command-help", CommandHelp)
     app.connect("env-check-consistency", check_public_api)
+    app.connect("env-check-consistency", check_benchmark_reports)
     app.connect("missing-reference", resolve_by_identity, priority=900)
     return {"parallel_read_safe": False, "env_version": 1}
