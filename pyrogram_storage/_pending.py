@@ -103,8 +103,9 @@ class Changes:
     """One batch of writes for a backend to store atomically, in this order.
 
     1. ``deleted_peers``: remove these peers and their usernames;
-    2. ``peers``: insert or replace (:class:`PeerRow`); a peer whose ``usernames`` is
-       None keeps the usernames stored for it (or gets none, if it is new);
+    2. ``peers``: insert or replace (:class:`~pyrogram_storage._pending.PeerRow`); a
+       peer whose ``usernames`` is None keeps the usernames stored for it (or gets
+       none, if it is new);
     3. ``usernames``: replace the usernames of these ids (rows stamped ``stamp``),
        without touching the rest of their peers; an id that is not stored is ignored;
     4. ``deleted_states``, then ``states`` (stored whole) and ``merged_states``

@@ -63,6 +63,7 @@ Key = bytes | str
 """An encryption key: 32 raw bytes, or a passphrase (stretched by a KDF)."""
 
 KEY_SIZE = 32
+"""Bytes in a raw key, and in the AES-256 key derived from a passphrase."""
 MAGIC = b"PSE"
 FORMAT = 1
 KDF_RAW, KDF_SCRYPT, KDF_ARGON2ID = 0, 1, 2

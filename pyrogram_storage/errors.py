@@ -145,7 +145,7 @@ class MissingDriverError(StorageError, ImportError):
 class EncryptionKeyError(StorageError):
     """The encryption key does not fit the stored auth key; nothing was read or written.
 
-    :attr:`reason` says which: :attr:`NO_KEY` (the auth key is sealed and no key was
+    ``reason`` says which: :attr:`NO_KEY` (the auth key is sealed and no key was
     given), :attr:`WRONG_KEY`, :attr:`NOT_ENCRYPTED` (a key was given for an auth key
     stored in clear), :attr:`OTHER_FORMAT` (stored as a Fernet token) or
     :attr:`DAMAGED` (:class:`DamagedEnvelopeError`).

@@ -189,6 +189,7 @@ SESSION_FIELDS = (
     "server_address",
     "port",
 )
+"""The names of :class:`SessionData`'s fields, the ones ``update_session()`` takes."""
 
 
 LOGIN_FIELDS = ("api_id", "test_mode", "auth_key", "user_id", "is_bot")
@@ -261,6 +262,7 @@ class PeerCount(int):
     """
 
     by_type: dict[PeerType, int]
+    """The count of each peer type."""
 
     def __new__(cls, by_type: Mapping[PeerType, int]) -> PeerCount:
         self = super().__new__(cls, sum(by_type.values()))

@@ -37,6 +37,7 @@ AUTH_KEY_SIZE = 256
 """Bytes in a Telegram auth key."""
 
 INT64 = range(-(2**63), 2**63)
+"""The signed 64-bit integers: ids, access hashes, dates."""
 
 _PHONE_NOISE = str.maketrans("", "", "+ -()\t\n")
 KNOWN_TYPES = {kind.value: kind for kind in PeerType}

@@ -19,10 +19,14 @@ import pytest
 from pyrogram_storage import MemoryStorage, StorageError, for_client
 from pyrogram_storage.clients import ADAPTERS, ClientDetectionError, detect_client
 
-from .clientenv import CLIENTS, REPO_ROOT, ensure_env, run_in_env
+from .clientenv import CLIENTS, ensure_env, run_in_env
+from .doc_pages import pages_with
 
 SCRIPTS = Path(__file__).resolve().parent / "clients"
-CLIENT_DOCS = (REPO_ROOT / "README.rst",)
+CLIENT_DOCS = tuple(
+    pages_with(r"^\.\. code-block:: python\n\n +# *(?i:kurigram|pyrofork|pyrogram|irenogram"
+               r"|hydrogram|pyrotgfork|electrogram)\b")
+)
 """Where each client's line is documented: code blocks starting ``# <Client> <version>``."""
 
 
@@ -43,7 +47,7 @@ def _report(client: str, script: str, *args: str) -> dict[str, Any]:
 def test_client_round_trip(client: str, kind: str, tmp_path: Path) -> None:
     """Session string in, peers fetched and resolved, update state, export: as the client's own.
 
-    ``custom`` is the README's "write your own backend" class, as a user's subclass.
+    ``custom`` is the documented "write your own backend" class, as a user's subclass.
     """
     report = _report(client, "roundtrip.py", client, kind, str(tmp_path))
     assert report["failed"] == []
@@ -114,7 +118,7 @@ def test_client_round_trip_on_postgres(client: str, postgres_server: Any, tmp_pa
 def test_documented_line(
     client: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The line README.rst gives for the client works as written (on Redis too)."""
+    """The lines README.rst and the guides give for the client work as written (Redis too)."""
     if any("REDIS_URL" in path.read_text() for path in CLIENT_DOCS if path.exists()):
         _install(client, "redis", "redis>=5.0.1")
         monkeypatch.setenv("REDIS_URL", request.getfixturevalue("redis_server").url)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import configparser
 import subprocess
 import sys
-import textwrap
 import venv
 import warnings
 import zipfile
@@ -76,18 +75,10 @@ def test_import_loads_no_optional_driver() -> None:
 
 
 def _readme_block(marker: str) -> str:
-    """The README's Python block that contains ``marker``, dedented."""
-    text = (ROOT / "README.rst").read_text()
-    for block in text.split(".. code-block:: python")[1:]:
-        lines = []
-        for line in block.split("\n")[1:]:
-            if line.strip() and not line.startswith(" "):
-                break
-            lines.append(line)
-        source = textwrap.dedent("\n".join(lines))
-        if marker in source:
-            return source
-    raise LookupError(f"README.rst has no block with {marker!r}")
+    """The documented Python block (README or docs/) that contains ``marker``."""
+    from .doc_pages import block_with
+
+    return block_with(marker)[1]
 
 
 @DIST
@@ -95,7 +86,7 @@ def _readme_block(marker: str) -> str:
 def test_the_shipped_suite_runs_from_an_installed_wheel(
     dist: dict[str, Path], tmp_path: Path
 ) -> None:
-    """README's own backend passes pyrogram_storage.testing, installed as users install it."""
+    """The documented backend passes pyrogram_storage.testing, installed as users install it."""
     wheel = dist["wheel"]
     env = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env)

@@ -98,20 +98,20 @@ __all__ = [
 def from_url(location: str, **options: Any) -> KVStore[Any]:
     """Build the (unopened) store a location names.
 
-    =====================================================  =====================================
-    ``memory:``                                            a new, empty :class:`MemoryKV`
-    ``sqlite:PATH``, ``file:PATH``, a bare ``PATH``        :class:`SQLiteKV` (table ``kv``);
-    (``sqlite::memory:``)                                  ``PATH`` relative to the current
-                                                           directory
-    ``json:PATH``, a bare ``PATH.json``                    :class:`JSONFileKV`
-    ``mongodb://HOST/[DATABASE][?OPTIONS]``                :class:`MongoKV` (database
-    (``mongodb+srv://``)                                   ``pyrogram_storage`` if none, collection
-                                                           ``kv``)
+    ======================================================  ====================================
+    ``memory:``                                             a new, empty :class:`MemoryKV`
+    ``sqlite:PATH``, ``file:PATH``, a bare ``PATH``         :class:`SQLiteKV` (table ``kv``);
+    (``sqlite::memory:``)                                   ``PATH`` relative to the current
+                                                            directory
+    ``json:PATH``, a bare ``PATH.json``                     :class:`JSONFileKV`
+    ``mongodb://HOST/[DATABASE][?OPTIONS]``                 :class:`MongoKV` (database
+    (``mongodb+srv://``)                                    ``pyrogram_storage`` if none,
+                                                            collection ``kv``)
     ``redis://HOST[:PORT][/DB][?OPTIONS]``, ``rediss://``,  :class:`RedisKV` (single server or
-    ``unix://PATH``                                        cluster, told apart on open)
-    ``postgresql://USER:PASSWORD@HOST[:PORT]/DB``          :class:`PostgresKV` (schema
-    (``postgres://``; ``?schema=S&table=T``)               ``pyrogram_storage``, table ``kv``)
-    =====================================================  =====================================
+    ``unix://PATH``                                         cluster, told apart on open)
+    ``postgresql://USER:PASSWORD@HOST[:PORT]/DB``           :class:`PostgresKV` (schema
+    (``postgres://``; ``?schema=S&table=T``)                ``pyrogram_storage``, table ``kv``)
+    ======================================================  ====================================
 
     Each may end in ``#NAMESPACE`` (default ``default``); a MongoDB location may name its
     collection too, ``#COLLECTION/NAMESPACE``. The table is

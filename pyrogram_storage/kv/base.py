@@ -91,14 +91,18 @@ class Plain:
 
 
 Raw = Union[str, int, Plain]  # noqa: UP007 (a runtime alias, Python 3.10)
+"""What a primitive stores for a value: an ``int`` counter, or the serializer's text."""
 Record = tuple[Raw, float | None]
 """A stored value and its absolute expiry (None: never)."""
 
 MAX_KEY_LENGTH = 512
+"""The longest key accepted, in characters."""
 MAX_TTL = 100 * 365.25 * 86400.0
 """The longest TTL accepted (a hundred years), so every backend can represent the date."""
+#: The range of a counter: ``increment`` past either end raises.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 DEFAULT_NAMESPACE = "default"
+"""The namespace of a store built without ``namespace=``."""
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _INT_TEXT = re.compile(r"-?[0-9]+")
 _PLAIN_TYPES = frozenset({str, float, bool, type(None), bytes})
@@ -642,7 +646,8 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     ) -> bool:
         """:meth:`compare_and_set` with an absolute expiry (``KEEP``: the key's own).
 
-        For the package's wrappers (:func:`versioned`, the framework adapters).
+        For the package's wrappers (:func:`~pyrogram_storage.kv.versioned.versioned`, the
+        framework adapters).
         """
         raw = self._encode(key, value)
         wanted = None if expected is MISSING else self._encode(key, expected)

@@ -19,6 +19,7 @@ from .copy import copy
 
 __all__ = ["LOCATIONS_HELP", "add_kv_commands"]
 
+#: The ``kv`` commands' help on locations (``pyrogram-storage kv --help``).
 LOCATIONS_HELP = """\
 locations (each may end in #NAMESPACE, default "default"):
   PATH, sqlite:PATH               a SQLite file (table kv); a bare PATH.json is a JSON file

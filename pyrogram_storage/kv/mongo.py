@@ -39,6 +39,7 @@ from .serializer import Serializer
 __all__ = ["DEFAULT_DATABASE", "MongoKV"]
 
 DEFAULT_DATABASE = "pyrogram_storage"
+"""The database of a store whose URL names none."""
 _BATCH = 500
 _NAME = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _UTC = dt.timezone.utc

@@ -17,6 +17,7 @@ from .errors import InvalidPatternError
 __all__ = ["MAX_PATTERN_LENGTH", "Pattern", "compile_pattern"]
 
 MAX_PATTERN_LENGTH = 1024
+"""The longest pattern accepted, in characters."""
 _REDIS_SPECIAL = frozenset("*?[]\\^-")
 
 
@@ -34,6 +35,7 @@ class Pattern:
     """True for ``*``: every key matches, no filtering needed."""
 
     def match(self, key: str) -> bool:
+        """True if ``key`` matches the pattern."""
         return self.everything or self.regex.fullmatch(key) is not None
 
 

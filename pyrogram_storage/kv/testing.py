@@ -137,6 +137,7 @@ class FakeClock:
         return self.now
 
     def advance(self, seconds: float) -> None:
+        """Move the clock forward by ``seconds``."""
         self.now += seconds
 
 

@@ -145,7 +145,9 @@ class AsyncMongoClientLike(Protocol):
 
     def __getitem__(self, name: str) -> Any: ...
 
-    def get_database(self, name: str) -> Any: ...
+    def get_database(self, name: str) -> Any:
+        """Return the database ``name``."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,10 @@ async def awaited(pending: Awaitable[T]) -> T:
 
 
 async def maybe_await(value: Any) -> Any:
-    # motor's close() is synchronous, PyMongo's and async-pymongo's are coroutines.
+    """Await ``value`` if it is awaitable, else return it.
+
+    motor's ``close()`` is synchronous, PyMongo's and async-pymongo's are coroutines.
+    """
     if inspect.isawaitable(value):
         return await value
     return value

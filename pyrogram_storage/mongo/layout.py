@@ -54,6 +54,7 @@ SESSION_ID = 0
 SCHEMA_ID = "schema"
 """``_id`` of the schema version document, in the ``session`` collection."""
 COLLECTIONS = ("session", "peers", "usernames", "update_state")
+"""The four collections of a session (prefixed when sessions share a database)."""
 
 CHUNK = 10_000
 """Ids per ``$in`` list: keeps one command far below MongoDB's 16 MB limit."""
@@ -73,10 +74,15 @@ class Collections:
 
     @classmethod
     def bind(cls, client: Any, database: str, prefix: str) -> Collections:
+        """The collections of ``database`` whose names start with ``prefix``."""
         db = client[database]
         return cls(db, *(db[prefix + name] for name in COLLECTIONS))
 
     def by_name(self, name: object) -> Any:
+        """The collection a migration names.
+
+        :raises MigrationError: no collection has that name.
+        """
         if name not in COLLECTIONS:
             raise MigrationError(f"a migration names an unknown collection: {name!r}")
         return getattr(self, str(name))

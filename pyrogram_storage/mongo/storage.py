@@ -1,7 +1,8 @@
 """The MongoDB session storage, over PyMongo's ``AsyncMongoClient``, motor or async-pymongo.
 
-Its documents are Pyrofork's and Irenogram's (see :mod:`.layout`), so a database of
-theirs opens in place, no copy and no new login, and stays readable by them. The
+Its documents are Pyrofork's and Irenogram's (see
+:mod:`~pyrogram_storage.mongo.layout`), so a database of theirs opens in place, no copy
+and no new login, and stays readable by them. The
 base class owns every rule of the contract; this module only reads and writes
 documents: each batch of writes is one ``bulk_write`` per collection it touches.
 """

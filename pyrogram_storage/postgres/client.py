@@ -46,7 +46,7 @@ DEFAULT_POOL_OPTIONS: Mapping[str, Any] = {
 """Options of a pool built from a URL, unless given (``pool_options=``): one connection
 opened at once, at most four, and no statement waiting on a silent server for more
 than 30 seconds. Such a pool also skips asyncpg's reset query when a connection goes
-back to it (see :func:`keep_session`)."""
+back to it (see ``keep_session``)."""
 
 
 async def keep_session(connection: Any) -> None:
@@ -199,6 +199,7 @@ class PoolRecipe:
 
     @property
     def endpoint(self) -> str:
+        """``host:port`` of the server, for messages (never the password)."""
         return endpoint(self.url)
 
     async def build(self) -> Any:
@@ -313,6 +314,7 @@ class Runner:
         return _Using(self)
 
     async def close(self) -> None:
+        """Release the connection this runner holds, if any."""
         held, self._held = self._held, None
         if held is not None:
             with contextlib.suppress(Exception):

@@ -52,6 +52,7 @@ def channel_of(schema_key: str, sid: int) -> str:
 
 
 def payload(token: str, peers: Iterable[int], session: bool, states: bool) -> str:
+    """The text of a ``NOTIFY``: the writer's token, then what its batch changed."""
     items = [token]
     if session:
         items.append("S")
@@ -106,6 +107,7 @@ class Listener:
 
     @property
     def listening(self) -> bool:
+        """True while the listening connection is up."""
         connection = self.connection
         return connection is not None and usable(connection)
 
@@ -121,6 +123,7 @@ class Listener:
         subscriber._set_cache_trusted(True)
 
     async def unsubscribe(self, channel: str, subscriber: Subscriber) -> None:
+        """Stop telling ``subscriber`` of ``channel``; the last one leaves it (``UNLISTEN``)."""
         async with self._lock:
             subscribers = self.channels.get(channel)
             if subscribers is None:

@@ -92,16 +92,19 @@ class Keys:
 
     @classmethod
     def of(cls, prefix: str, name: str) -> Keys:
+        """The keys of session ``name`` under ``prefix``."""
         tag = "{" + prefix + ":" + name + "}"
         return cls(tag, *(f"{tag}:{suffix}" for suffix in KEY_NAMES))
 
     def by_name(self, suffix: str) -> str:
+        """The key ending in ``suffix`` (one of :data:`KEY_NAMES`)."""
         if suffix not in KEY_NAMES:
             raise KeyError(suffix)
         return str(getattr(self, suffix))
 
     @property
     def all(self) -> tuple[str, ...]:
+        """Every key of the session, in :data:`KEY_NAMES` order."""
         return tuple(self.by_name(suffix) for suffix in KEY_NAMES)
 
     @property
@@ -123,6 +126,7 @@ def order_member(peer_id: int) -> str:
 
 
 def state_value(state: UpdateState) -> str:
+    """An update state as stored: ``pts,qts,date,seq``, an empty field for None."""
     return ",".join(
         "" if value is None else str(value)
         for value in (state.pts, state.qts, state.date, state.seq)
@@ -179,11 +183,12 @@ def apply_args(changes: Changes, version: int) -> list[Any]:
 
 
 def text(value: bytes | str) -> str:
+    """A reply as text (UTF-8 bytes are decoded)."""
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
 def damaged(where: str, what: str) -> CorruptSessionError:
-    # What is damaged, never the value: it may be a secret.
+    """The error for data pyrogram-storage did not write; it names what, never the value."""
     return CorruptSessionError(
         f"{where} holds {what} that pyrogram-storage did not write; the stored data is "
         "damaged or was written by another program"

@@ -217,7 +217,12 @@ return found
 """
 
 APPLY = Script(_APPLY)
+"""Stores one batch of writes, whole or not at all."""
 OPEN = Script(_OPEN)
+"""Reads the schema version, whether anything is stored, and the session."""
 FIND_PEER = Script(_FIND_PEER)
+"""Returns a peer with its usernames, in one round trip."""
 FIND_HOLDERS = Script(_FIND_HOLDERS)
+"""Returns every peer holding a username or phone number, with its usernames."""
 READ_PEERS = Script(_READ_PEERS)
+"""Reads the peers after a given id, in id order, with their usernames."""

@@ -1,8 +1,9 @@
 """The Redis and Valkey session storage, on one server or a Redis Cluster.
 
-A session is a handful of keys under one hash tag (see :mod:`.layout`); every batch
-of writes is one Lua script (:mod:`.scripts`), stored whole or not at all; every
-lookup is one command. No driver is imported until a client is built or checked.
+A session is a handful of keys under one hash tag (see
+:mod:`~pyrogram_storage.redisdb.layout`); every batch of writes is one Lua script
+(:mod:`.scripts`), stored whole or not at all; every lookup is one command. No driver
+is imported until a client is built or checked.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ class RedisStorage(Storage):
     :param client: an asyncio client: redis-py's ``redis.asyncio.Redis`` or
         ``RedisCluster``, valkey's ``valkey.asyncio.Valkey`` or ``ValkeyCluster``
         (with ``decode_responses=False``, the default). It stays the caller's:
-        :meth:`close` does not close it. Or a :class:`~.client.ClientRecipe`: the
-        storage then builds its own client on :meth:`open` and closes it on
-        :meth:`close` (what :meth:`from_url` does).
+        :meth:`close` does not close it. Or a
+        :class:`~pyrogram_storage.redisdb.client.ClientRecipe`: the storage then builds
+        its own client on :meth:`open` and closes it on :meth:`close` (what
+        :meth:`from_url` does).
     :param prefix: the first part of the keys' hash tag, ``{prefix:name}``.
     :param sole_writer: promise that while this object is open no other object or
         process writes this session. It then keeps peers in memory

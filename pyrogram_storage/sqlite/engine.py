@@ -1,14 +1,15 @@
 """The SQLite engine shared by :class:`~pyrogram_storage.FileStorage` and
 :class:`~pyrogram_storage.MemoryStorage`.
 
-A file session has two connections. The *writer* lives on a worker :class:`Lane`
-(opening, adopting and migrating the file, storing batches of writes, checkpoints,
-reading peers in bulk), so the event loop never waits on the disk or on another
-process's lock. The *reader* answers indexed point lookups (a peer by id, username
-or phone, the update states) on the event loop itself: in WAL mode it never waits for
-the writer, and a lookup of a few microseconds costs less there than the thread hop
-that would avoid it. Should it ever find the database busy, the lookup moves to the
-writer's lane. An in-memory session has one connection, used on the event loop.
+A file session has two connections. The *writer* lives on a worker
+:class:`~pyrogram_storage._worker.Lane` (opening, adopting and migrating the file,
+storing batches of writes, checkpoints, reading peers in bulk), so the event loop
+never waits on the disk or on another process's lock. The *reader* answers indexed
+point lookups (a peer by id, username or phone, the update states) on the event loop
+itself: in WAL mode it never waits for the writer, and a lookup of a few microseconds
+costs less there than the thread hop that would avoid it. Should it ever find the
+database busy, the lookup moves to the writer's lane. An in-memory session has one
+connection, used on the event loop.
 """
 
 from __future__ import annotations

@@ -42,6 +42,7 @@ __all__ = ["FILE_EXTENSION", "FileStorage", "default_workdir"]
 log = logging.getLogger(__name__)
 
 FILE_EXTENSION = ".session"
+"""The suffix of a session file, added to a name that lacks it."""
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 MAX_NAME_BYTES = 200
 """The longest session name: its scratch file (``.NAME.session.new-PID-TOKEN-journal``)

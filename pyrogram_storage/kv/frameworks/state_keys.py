@@ -51,7 +51,7 @@ class AiogramAdapter(FrameworkAdapter):
 
     :func:`for_aiogram` returns an ``AiogramStorage``, derived from this class and
     aiogram's ``BaseStorage``.
-    The store is reachable as :attr:`store`, the key builder as :attr:`key_builder`.
+    The store is reachable as :attr:`store`, the key builder as ``key_builder``.
     """
 
     base_class = "aiogram.fsm.storage.base:BaseStorage"
@@ -107,7 +107,7 @@ class AiogramAdapter(FrameworkAdapter):
     async def set_data(self, key: Any, data: Mapping[str, Any]) -> None:
         """Replace the data of ``key``; an empty dict removes it.
 
-        :raises DataNotDictLikeError: ``data`` is not a ``dict`` (also an
+        :raises aiogram.exceptions.DataNotDictLikeError: ``data`` is not a ``dict`` (also an
             :class:`~pyrogram_storage.kv.InvalidArgumentError`).
         :raises KVSerializationError: a value the store's serializer cannot write.
         """
@@ -133,7 +133,7 @@ class AiogramAdapter(FrameworkAdapter):
     async def update_data(self, key: Any, data: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``data`` into the data of ``key``, atomically; return the merged dict.
 
-        :raises DataNotDictLikeError: ``data`` is not a mapping.
+        :raises aiogram.exceptions.DataNotDictLikeError: ``data`` is not a mapping.
         :raises UpdateConflictError: other writers changed the data 100 times in a row.
         """
         if not isinstance(data, Mapping):
