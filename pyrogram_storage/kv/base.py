@@ -14,9 +14,11 @@ everything else. Expiry times are absolute, in seconds since the epoch.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import math
+import random
 import re
 import time
 from abc import ABC, abstractmethod
@@ -371,9 +373,10 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         round trip overrides it: in its own transaction, or on the server by splicing
         :attr:`Merging.members` into the stored text, returning the text it stored
         (where it cannot, say for a value that is not a plain JSON object, it calls
-        this default, which raises the right error).
+        this default, which raises the right error). The server's work grows with the
+        stored dict's text, as a read and a write of it would.
         """
-        for _ in range(_MERGE_ATTEMPTS):
+        for attempt in range(_MERGE_ATTEMPTS):
             record = await self._get(key)
             current = None
             if record is not None and self._unexpired(key, record[1], now):
@@ -381,6 +384,9 @@ class KVStore(Lifecycle, ABC, Generic[V]):
             raw = merging.apply(current)
             if await self._cas(key, current, raw, expires, now):
                 return raw
+            # Another writer got in between: step aside for a random moment, longer
+            # after each loss, so that many contenders spread out instead of colliding.
+            await asyncio.sleep(random.random() * min(0.25, 0.0005 * 2**attempt))
             now = self.clock()
         raise MergeConflictError(
             f"merge: the value of key {key!r} changed {_MERGE_ATTEMPTS} times while this "
@@ -853,27 +859,31 @@ class Merging:
     into a stored dict's text instead.
     """
 
-    __slots__ = ("_members", "_store", "items", "key", "result", "text")
+    __slots__ = ("_store", "items", "key", "members", "result", "text")
 
     def __init__(self, store: KVStore[Any], key: str, mapping: Mapping[Any, Any]) -> None:
         self._store = store
         self.key = key
         self.items: dict[Any, Any] = dict(mapping)
-        self.text: Raw = store._encode(key, self.items)  # every value checked once, here
         self.result: dict[Any, Any] | None = None
         """The merged dict, once :meth:`apply` made it (None after a server merge)."""
-        self._members: list[tuple[str, str, str]] | Literal[_Keep.KEEP] | None = KEEP
-
-    @property
-    def members(self) -> list[tuple[str, str, str]] | None:
+        members = None
+        if store.serializer is JSON:
+            with contextlib.suppress(Exception):  # _encode below says what is wrong
+                members = object_members(self.items)
+        self.members: list[tuple[str, str, str]] | None = members
         """``(key, key as JSON, value as JSON)`` of the mapping's items, sorted by key
         (see :func:`~pyrogram_storage.kv.serializer.object_members`), when the store's
         serializer is the default one and the merged dict stays a plain JSON object;
         otherwise None, and the merge must be made in Python."""
-        if self._members is KEEP:
-            plain = self._store.serializer is JSON and type(self.text) is str
-            self._members = object_members(self.items) if plain else None
-        return self._members
+        if members is None:
+            self.text: Raw = store._encode(key, self.items)
+        else:
+            # The serializer's own text for the mapping, from the pieces just made.
+            text = "{" + ",".join([name + ":" + value for _, name, value in members]) + "}"
+            if not _storable(text):
+                raise _surrogates(key, self.items)
+            self.text = text
 
     def apply(self, raw: Raw | None) -> Raw:
         """Return the merged value as stored, given the key's live value (None: none).

@@ -51,13 +51,14 @@ return 1
 
 
 # Merges into a stored dict's text without decoding a value: the stored members are
-# split at the top level and kept as they are written, the new ones (ARGV[3..], three
-# each: the key, the key as JSON, the value as JSON) replace those of the same key, and
-# all are sorted by key, bytewise (= by code point, as the serializer sorts; not Lua's
-# "<", which follows the server's locale). False, writing nothing, for a value that is
-# not a plain JSON object (an integer, a tagged value, damaged text): the caller then
-# merges in Python. ARGV[1]: PX milliseconds ('' for none); ARGV[2]: the mapping's own
-# text, for an absent key.
+# split at the top level and kept as they are written, those the merge replaces are
+# dropped, and each new one (ARGV[3..], three each: the key, the key as JSON, the value
+# as JSON, sorted by key) goes where a binary search of the stored keys puts it. The
+# serializer writes keys sorted by code point; comparing UTF-8 bytewise is the same
+# order (Lua's "<" follows the server's locale, so it is not used). False, writing
+# nothing, for a value that is not a plain JSON object (an integer, a tagged value,
+# damaged text): the caller then merges in Python. ARGV[1]: PX milliseconds ('' for
+# none); ARGV[2]: the mapping's own text, for an absent key.
 _MERGE = r"""
 local text = redis.call('GET', KEYS[1])
 local out = ARGV[2]
@@ -70,12 +71,16 @@ if text then
       if byte(text, q) == 92 then p = q + 2 else return q end
     end
   end
-  local new, members = {}, {}
-  for j = 3, #ARGV, 3 do
-    new[ARGV[j]] = true
-    members[#members + 1] = {ARGV[j], ARGV[j + 1] .. ':' .. ARGV[j + 2]}
+  local function less(x, y)
+    for i = 1, math.min(#x, #y) do
+      local u, v = byte(x, i), byte(y, i)
+      if u ~= v then return u < v end
+    end
+    return #x < #y
   end
-  local pos = 2
+  local new = {}
+  for j = 3, #ARGV, 3 do new[ARGV[j]] = true end
+  local keys, pieces, pos = {}, {}, 2
   if byte(text, 2) ~= 125 then
     while true do
       local close = closing(pos + 1)
@@ -95,21 +100,26 @@ if text then
         elseif depth == 0 then p = q; break
         else p = q + 1 end
       end
-      if not new[key] then members[#members + 1] = {key, sub(text, pos, p - 1)} end
+      if not new[key] then
+        keys[#keys + 1] = key
+        pieces[#pieces + 1] = sub(text, pos, p - 1)
+      end
       if last then break end
       pos = p + 1
     end
   end
-  table.sort(members, function(a, b)
-    local x, y = a[1], b[1]
-    for i = 1, math.min(#x, #y) do
-      local u, v = byte(x, i), byte(y, i)
-      if u ~= v then return u < v end
+  local parts, i, n = {}, 1, #keys
+  for j = 3, #ARGV, 3 do
+    local lo, hi = i, n + 1
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if less(keys[mid], ARGV[j]) then lo = mid + 1 else hi = mid end
     end
-    return #x < #y
-  end)
-  local parts = {}
-  for i = 1, #members do parts[i] = members[i][2] end
+    for x = i, lo - 1 do parts[#parts + 1] = pieces[x] end
+    parts[#parts + 1] = ARGV[j + 1] .. ':' .. ARGV[j + 2]
+    i = lo
+  end
+  for x = i, n do parts[#parts + 1] = pieces[x] end
   out = '{' .. table.concat(parts, ',') .. '}'
 end
 if ARGV[1] == '' then redis.call('SET', KEYS[1], out)
