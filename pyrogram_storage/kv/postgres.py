@@ -133,7 +133,7 @@ class _SQL:
             f"ON CONFLICT (ns, k) DO UPDATE SET i = NULL, "
             f"t = CASE WHEN {expired} THEN EXCLUDED.t ELSE {spliced} END, e = EXCLUDED.e "
             f"WHERE ({expired}) OR CASE WHEN kv.i IS NULL AND left(kv.t, 1) = '{{' "
-            f"THEN (kv.t::json -> '$kv') IS NULL ELSE false END "
+            f"THEN strpos(kv.t, '\"$kv\"') = 0 OR (kv.t::json -> '$kv') IS NULL ELSE false END "
             f"RETURNING t"
         )
         self.scan = (
