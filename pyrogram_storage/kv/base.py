@@ -859,7 +859,7 @@ class Merging:
     into a stored dict's text instead.
     """
 
-    __slots__ = ("_store", "items", "key", "members", "result", "text")
+    __slots__ = ("_members", "_store", "_text", "items", "key", "result")
 
     def __init__(self, store: KVStore[Any], key: str, mapping: Mapping[Any, Any]) -> None:
         self._store = store
@@ -867,23 +867,47 @@ class Merging:
         self.items: dict[Any, Any] = dict(mapping)
         self.result: dict[Any, Any] | None = None
         """The merged dict, once :meth:`apply` made it (None after a server merge)."""
-        members = None
-        if store.serializer is JSON:
-            with contextlib.suppress(Exception):  # _encode below says what is wrong
-                members = object_members(self.items)
-        self.members: list[tuple[str, str, str]] | None = members
+        # Made on first use: a merge into a stored dict in Python needs neither.
+        self._members: list[tuple[str, str, str]] | Literal[_Keep.KEEP] | None = KEEP
+        self._text: Raw | None = None
+
+    @property
+    def members(self) -> list[tuple[str, str, str]] | None:
         """``(key, key as JSON, value as JSON)`` of the mapping's items, sorted by key
         (see :func:`~pyrogram_storage.kv.serializer.object_members`), when the store's
         serializer is the default one and the merged dict stays a plain JSON object;
-        otherwise None, and the merge must be made in Python."""
+        otherwise None, and the merge must be made in Python.
+
+        :raises KVSerializationError: a value cannot be serialized.
+        """
+        if self._members is KEEP:
+            self._prepare()
+        return self._members  # type: ignore[return-value]
+
+    @property
+    def text(self) -> Raw:
+        """The mapping alone as stored: what an absent key gets.
+
+        :raises KVSerializationError: a value cannot be serialized.
+        """
+        if self._text is None:
+            self._prepare()
+        return self._text  # type: ignore[return-value]
+
+    def _prepare(self) -> None:
+        store, members = self._store, None
+        if store.serializer is JSON:
+            with contextlib.suppress(Exception):  # _encode below says what is wrong
+                members = object_members(self.items)
         if members is None:
-            self.text: Raw = store._encode(key, self.items)
+            self._text = store._encode(self.key, self.items)
         else:
             # The serializer's own text for the mapping, from the pieces just made.
             text = "{" + ",".join([name + ":" + value for _, name, value in members]) + "}"
             if not _storable(text):
-                raise _surrogates(key, self.items)
-            self.text = text
+                raise _surrogates(self.key, self.items)
+            self._text = text
+        self._members = members
 
     def apply(self, raw: Raw | None) -> Raw:
         """Return the merged value as stored, given the key's live value (None: none).
