@@ -180,7 +180,8 @@ def _report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
         "## aiogram (`kv.for_aiogram`)",
         "",
         "`step`: one conversation step through aiogram's `FSMContext` (get_state, get_data, "
-        "set_data, set_state). Our `update_data` is atomic (a read and a compare-and-set); "
+        "set_data, set_state). Our `update_data` is atomic (the store's `merge`: one round "
+        "trip on Redis, PostgreSQL and SQLite; a read and a compare-and-set on MongoDB); "
         "aiogram's is a read and a write.",
         "",
         *_table("aiogram", med["aiogram"]),

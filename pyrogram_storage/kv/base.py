@@ -14,13 +14,15 @@ everything else. Expiry times are absolute, in seconds since the epoch.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import enum
 import math
+import random
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, Union, overload
 
@@ -31,10 +33,12 @@ from .errors import (
     InvalidKeyError,
     InvalidTTLError,
     KVSerializationError,
+    MergeConflictError,
     NotACounterError,
+    NotADictError,
 )
 from .pattern import Pattern, compile_pattern
-from .serializer import JSON, Serializer, UnsupportedType
+from .serializer import JSON, Serializer, UnsupportedType, object_members
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -46,6 +50,7 @@ __all__ = [
     "MISSING",
     "Entry",
     "KVStore",
+    "Merging",
     "Plain",
     "Raw",
     "Record",
@@ -106,6 +111,7 @@ DEFAULT_NAMESPACE = "default"
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
 _INT_TEXT = re.compile(r"-?[0-9]+")
 _PLAIN_TYPES = frozenset({str, float, bool, type(None), bytes})
+_MERGE_ATTEMPTS = 100
 
 
 @dataclass(frozen=True)
@@ -359,6 +365,37 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         A key created here gets ``expires``; an existing one keeps its expiry unless
         ``reset``. Raise :class:`NotACounterError` for a value that is not an int64.
         """
+
+    async def _merge(
+        self, key: str, merging: Merging, expires: float | None, now: float
+    ) -> Raw:
+        """Atomically store ``merging.apply(raw)``, ``raw`` the live value (None: none).
+
+        The new value gets ``expires``; return it as stored. This default is a read and
+        a compare-and-set, retried while other writers get in between (raising
+        :class:`MergeConflictError` after 100 attempts). A backend that merges in one
+        round trip overrides it: in its own transaction, or on the server by splicing
+        :attr:`Merging.members` into the stored text, returning the text it stored
+        (where it cannot, say for a value that is not a plain JSON object, it calls
+        this default, which raises the right error). The server's work grows with the
+        stored dict's text, as a read and a write of it would.
+        """
+        for attempt in range(_MERGE_ATTEMPTS):
+            record = await self._get(key)
+            current = None
+            if record is not None and self._unexpired(key, record[1], now):
+                current = record[0]
+            raw = merging.apply(current)
+            if await self._cas(key, current, raw, expires, now):
+                return raw
+            # Another writer got in between: step aside for a random moment, longer
+            # after each loss, so that many contenders spread out instead of colliding.
+            await asyncio.sleep(random.random() * min(0.25, 0.0005 * 2**attempt))
+            now = self.clock()
+        raise MergeConflictError(
+            f"merge: the value of key {key!r} changed {_MERGE_ATTEMPTS} times while this "
+            "merge was being applied; nothing was written"
+        )
 
     @abstractmethod
     def _scan(
@@ -674,6 +711,43 @@ class KVStore(Lifecycle, ABC, Generic[V]):
                 return True
         return False
 
+    async def merge(
+        self, key: str, mapping: Mapping[Any, Any], *, ttl: float | None = None
+    ) -> dict[Any, Any]:
+        """Merge ``mapping`` into the dict stored under ``key``; atomic; return the result.
+
+        The key's live value (absent or expired: ``{}``) becomes ``{**value, **mapping}``
+        (a shallow merge, as ``dict.update``), stored as :meth:`set` stores it: with
+        ``ttl`` (or ``default_ttl``) replacing its expiry. Merges into one key from any
+        number of tasks or processes at once all land. It takes one round trip on
+        PostgreSQL, Redis and SQLite (on the servers, with the default serializer),
+        none on memory and JSON-file stores; elsewhere a read and a compare-and-set,
+        retried on conflict.
+
+        :param mapping: the items to merge, any ``Mapping`` (an empty one rewrites the
+            value with its new expiry).
+        :param ttl: as in :meth:`set`.
+        :raises InvalidKeyError: a bad key.
+        :raises InvalidArgumentError: ``mapping`` is not a mapping.
+        :raises InvalidTTLError: a bad ``ttl``.
+        :raises KVSerializationError: a value cannot be serialized (nothing is stored).
+        :raises NotADictError: the live value is not a dict (it is left as it is).
+        :raises CorruptValueError: the stored value cannot be decoded.
+        :raises MergeConflictError: (no native merge) other writers changed the key 100
+            times in a row.
+        :raises StorageClosedError: the store is not open.
+        :raises BackendError: the backend failed.
+        """
+        self._check(key)
+        if not isinstance(mapping, Mapping):
+            raise InvalidArgumentError(f"merge() takes a mapping, not {type(mapping).__name__}")
+        now = self.clock()
+        expires = self._expires(ttl, now)
+        merging = Merging(self, key, mapping)
+        raw = await self._call("merge into a key", self._merge(key, merging, expires, now))
+        result = merging.result
+        return merging.decode(raw) if result is None else result
+
     async def increment(self, key: str, amount: int = 1, *, ttl: float | None = None) -> int:
         """Add ``amount`` to the key's integer (absent or expired counts as 0); atomic.
 
@@ -780,6 +854,100 @@ class KVStore(Lifecycle, ABC, Generic[V]):
             raise _key_problem(key)
         if self._state != _OPEN:
             raise self._closed_error()
+
+
+class Merging:
+    """One :meth:`KVStore.merge` as a backend's :meth:`KVStore._merge` receives it.
+
+    :attr:`text` is the merged mapping alone as stored (what an absent key gets);
+    :meth:`apply` merges in Python; :attr:`members` are the pieces a server splices
+    into a stored dict's text instead.
+    """
+
+    __slots__ = ("_members", "_store", "_text", "items", "key", "result")
+
+    def __init__(self, store: KVStore[Any], key: str, mapping: Mapping[Any, Any]) -> None:
+        self._store = store
+        self.key = key
+        self.items: dict[Any, Any] = dict(mapping)
+        self.result: dict[Any, Any] | None = None
+        """The merged dict, once :meth:`apply` made it (None after a server merge)."""
+        # Made on first use: a merge into a stored dict in Python needs neither.
+        self._members: list[tuple[str, str, str]] | Literal[_Keep.KEEP] | None = KEEP
+        self._text: Raw | None = None
+
+    @property
+    def members(self) -> list[tuple[str, str, str]] | None:
+        """``(key, key as JSON, value as JSON)`` of the mapping's items, sorted by key
+        (see ``kv.serializer.object_members``), when the store's
+        serializer is the default one and the merged dict stays a plain JSON object;
+        otherwise None, and the merge must be made in Python.
+
+        :raises KVSerializationError: a value cannot be serialized.
+        """
+        if self._members is KEEP:
+            self._prepare()
+        return self._members  # type: ignore[return-value]
+
+    @property
+    def text(self) -> Raw:
+        """The mapping alone as stored: what an absent key gets.
+
+        :raises KVSerializationError: a value cannot be serialized.
+        """
+        if self._text is None:
+            self._prepare()
+        return self._text  # type: ignore[return-value]
+
+    def _prepare(self) -> None:
+        store, members = self._store, None
+        if store.serializer is JSON:
+            with contextlib.suppress(Exception):  # _encode below says what is wrong
+                members = object_members(self.items)
+        if members is None:
+            self._text = store._encode(self.key, self.items)
+        else:
+            # The serializer's own text for the mapping, from the pieces just made.
+            text = "{" + ",".join([name + ":" + value for _, name, value in members]) + "}"
+            if not _storable(text):
+                raise _surrogates(self.key, self.items)
+            self._text = text
+        self._members = members
+
+    def apply(self, raw: Raw | None) -> Raw:
+        """Return the merged value as stored, given the key's live value (None: none).
+
+        :raises NotADictError: the live value is not a dict.
+        :raises CorruptValueError: it cannot be decoded.
+        :raises KVSerializationError: the merged dict cannot be serialized.
+        """
+        if raw is None:
+            self.result = dict(self.items)
+            return self.text
+        store, key = self._store, self.key
+        current = store._decode(key, raw)
+        if type(current) is not dict:
+            raise NotADictError(
+                f"merge: the value of key {key!r} is {type(current).__name__}, not a dict; "
+                "it was left as it is"
+            )
+        merged = {**current, **self.items}
+        stored = store._encode(key, merged)
+        self.result = merged
+        return stored
+
+    def decode(self, raw: Raw) -> dict[Any, Any]:
+        """The merged dict from the value a server stored.
+
+        :raises CorruptValueError: it is not a dict's text.
+        """
+        value = self._store._decode(self.key, raw)
+        if type(value) is not dict:
+            raise CorruptValueError(
+                f"merge: the server stored {type(value).__name__} under key {self.key!r}, "
+                "not a dict"
+            )
+        return value
 
 
 def _storable(text: str) -> bool:

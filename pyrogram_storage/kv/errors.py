@@ -30,7 +30,9 @@ __all__ = [
     "InvalidTTLError",
     "KVError",
     "KVSerializationError",
+    "MergeConflictError",
     "NotACounterError",
+    "NotADictError",
     "StoreLockedError",
     "VersionTooNewError",
 ]
@@ -75,6 +77,15 @@ class CorruptValueError(KVError, ValueError):
 
 class NotACounterError(KVError, TypeError):
     """``increment`` on a value that is not an integer, or a counter leaving the int64 range."""
+
+
+class NotADictError(KVError, TypeError):
+    """``merge`` on a key whose live value is not a ``dict``; nothing was written."""
+
+
+class MergeConflictError(KVError):
+    """``merge`` on a backend without a native merge lost the race for the key to other
+    writers too many times in a row; nothing was written."""
 
 
 VersionTooNewError = SchemaTooNewError

@@ -33,6 +33,7 @@ from ..errors import CorruptDataError, NotFoundError, StorageError
 from .base import (
     KEEP,
     KVStore,
+    Merging,
     Raw,
     Record,
     V,
@@ -350,6 +351,15 @@ class JSONFileKV(KVStore[V]):
             self._data[key] = [total, expires if reset else entry[1]]
         await self._commit()
         return total
+
+    async def _merge(
+        self, key: str, merging: Merging, expires: float | None, now: float
+    ) -> Raw:
+        entry = self._live(key, now)
+        raw = merging.apply(None if entry is None else entry[0])
+        self._data[key] = [raw, expires]
+        await self._commit()
+        return raw
 
     async def _scan(
         self, pattern: Pattern, values: bool, now: float

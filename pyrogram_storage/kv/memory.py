@@ -10,6 +10,7 @@ from typing import Any, Literal
 from .base import (
     KEEP,
     KVStore,
+    Merging,
     Plain,
     Raw,
     Record,
@@ -185,6 +186,14 @@ class MemoryKV(KVStore[V]):
             total = add_to_counter(key, entry[0], amount)
             self._store(key, total, expires if reset else entry[1])
         return total
+
+    async def _merge(
+        self, key: str, merging: Merging, expires: float | None, now: float
+    ) -> Raw:
+        entry = self._live(key, now)
+        raw = merging.apply(None if entry is None else entry[0])
+        self._store(key, raw, expires)
+        return raw
 
     async def _scan(
         self, pattern: Pattern, values: bool, now: float

@@ -18,7 +18,17 @@ from typing import Any, Literal
 
 from ..errors import BackendError, StorageClosedError, StorageError
 from ..postgres import client as pg
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, split_location
+from .base import (
+    KEEP,
+    KVStore,
+    Merging,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    add_to_counter,
+    split_location,
+)
 from .errors import CorruptStoreError, InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -105,6 +115,28 @@ class _SQL:
             f"AND kv.e IS DISTINCT FROM 'NaN' "  # damaged: refused, as every read refuses it
             f"RETURNING i"
         )
+        # A stored dict's text with the new members spliced in: the stored members kept
+        # as they are written (json_each gives each value's own text), the keys sorted
+        # by code point and written as the serializer writes them, so the result is the
+        # text the serializer would write for the merged dict. Refused (no row back)
+        # for a value that is not a plain JSON object: the caller merges in Python.
+        spliced = (
+            "(SELECT '{' || coalesce(string_agg(to_json(m.key)::text || ':' || m.value, ',' "
+            "ORDER BY m.key COLLATE \"C\"), '') || '}' FROM ("
+            "SELECT j.key, j.value::text FROM json_each(kv.t::json) AS j "
+            "WHERE j.key <> ALL($6::text[]) "
+            "UNION ALL SELECT * FROM unnest($6::text[], $7::text[])) AS m(key, value))"
+        )
+        expired = "kv.e IS NOT NULL AND kv.e <= $3"
+        self.merge = (
+            f"INSERT INTO {t} AS kv (ns, k, i, t, e) VALUES ($1, $2, NULL, $4, $5) "
+            f"ON CONFLICT (ns, k) DO UPDATE SET i = NULL, "
+            f"t = CASE WHEN {expired} THEN EXCLUDED.t ELSE {spliced} END, e = EXCLUDED.e "
+            f"WHERE (({expired}) OR CASE WHEN kv.i IS NULL AND left(kv.t, 1) = '{{' "
+            f"THEN strpos(kv.t, '\"$kv\"') = 0 OR (kv.t::json -> '$kv') IS NULL ELSE false END) "
+            f"AND kv.e IS DISTINCT FROM 'NaN' "  # damaged: refused, as every read refuses it
+            f"RETURNING t"
+        )
         self.scan = (
             f"SELECT k, i, t, e FROM {t} WHERE ns = $1 AND k >= $2 AND {live} "
             f"AND ($4::text IS NULL OR k < $4) AND ($5::text IS NULL OR k > $5) "
@@ -168,6 +200,10 @@ class PostgresKV(KVStore[V]):
         self._sweeper: asyncio.Task[None] | None = None
         asyncpg = pg.import_asyncpg()
         self._overflow = asyncpg.NumericValueOutOfRangeError
+        self._unparsable = (
+            asyncpg.InvalidTextRepresentationError,
+            asyncpg.UntranslatableCharacterError,
+        )
 
     @classmethod
     def from_location(cls, location: str, **options: Any) -> PostgresKV[Any]:
@@ -368,6 +404,25 @@ class PostgresKV(KVStore[V]):
                 continue
             add_to_counter(key, record[0], amount)
         raise NotACounterError(f"increment: the value of key {key!r} kept changing type")
+
+    async def _merge(
+        self, key: str, merging: Merging, expires: float | None, now: float
+    ) -> Raw:
+        members = merging.members
+        if members is None or any("\x00" in name for name, _, _ in members):
+            return await super()._merge(key, merging, expires, now)
+        names = [name for name, _, _ in members]
+        texts = [text for _, _, text in members]
+        try:
+            merged = await self._bound().run(
+                "fetchval", self._sql.merge, self.namespace, key, now, merging.text,
+                expires, names, texts,
+            )
+        except self._unparsable:
+            merged = None  # not JSON PostgreSQL reads (damaged, NaN, a \u0000 key)
+        if merged is None:
+            return await super()._merge(key, merging, expires, now)
+        return str(merged)
 
     async def _scan(
         self, pattern: Pattern, values: bool, now: float

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from ..errors import BackendError, StorageError
 from ..redisdb import client as redisdb
-from .base import INT64_MAX, INT64_MIN, KVStore, Raw, Record, V, _Keep, split_location
+from .base import INT64_MAX, INT64_MIN, KVStore, Merging, Raw, Record, V, _Keep, split_location
 from .errors import InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -50,6 +50,84 @@ return 1
 """
 
 
+# Merges into a stored dict's text without decoding a value: the stored members are
+# split at the top level and kept as they are written, those the merge replaces are
+# dropped, and each new one (ARGV[3..], three each: the key, the key as JSON, the value
+# as JSON, sorted by key) goes where a binary search of the stored keys puts it. The
+# serializer writes keys sorted by code point; comparing UTF-8 bytewise is the same
+# order (Lua's "<" follows the server's locale, so it is not used). False, writing
+# nothing, for a value that is not a plain JSON object (an integer, a tagged value,
+# damaged text): the caller then merges in Python. ARGV[1]: PX milliseconds ('' for
+# none); ARGV[2]: the mapping's own text, for an absent key.
+_MERGE = r"""
+local text = redis.call('GET', KEYS[1])
+local out = ARGV[2]
+if text then
+  local find, byte, sub = string.find, string.byte, string.sub
+  if byte(text, 1) ~= 123 or not pcall(cjson.decode, text) then return false end
+  local function closing(p)
+    while true do
+      local q = find(text, '["\\]', p)
+      if byte(text, q) == 92 then p = q + 2 else return q end
+    end
+  end
+  local function less(x, y)
+    for i = 1, math.min(#x, #y) do
+      local u, v = byte(x, i), byte(y, i)
+      if u ~= v then return u < v end
+    end
+    return #x < #y
+  end
+  local new = {}
+  for j = 3, #ARGV, 3 do new[ARGV[j]] = true end
+  local keys, pieces, pos = {}, {}, 2
+  if byte(text, 2) ~= 125 then
+    while true do
+      local close = closing(pos + 1)
+      local name = sub(text, pos, close)
+      local key = sub(name, 2, -2)
+      if find(name, '\\', 1, true) then key = cjson.decode(name) end
+      if key == '$kv' then return false end
+      local depth, p, last = 0, close + 2, false
+      while true do
+        local q = find(text, '[{}%[%]",]', p)
+        local c = byte(text, q)
+        if c == 34 then p = closing(q + 1) + 1
+        elseif c == 123 or c == 91 then depth = depth + 1; p = q + 1
+        elseif c == 125 or c == 93 then
+          if depth == 0 then last = true; p = q; break end
+          depth = depth - 1; p = q + 1
+        elseif depth == 0 then p = q; break
+        else p = q + 1 end
+      end
+      if not new[key] then
+        keys[#keys + 1] = key
+        pieces[#pieces + 1] = sub(text, pos, p - 1)
+      end
+      if last then break end
+      pos = p + 1
+    end
+  end
+  local parts, i, n = {}, 1, #keys
+  for j = 3, #ARGV, 3 do
+    local lo, hi = i, n + 1
+    while lo < hi do
+      local mid = math.floor((lo + hi) / 2)
+      if less(keys[mid], ARGV[j]) then lo = mid + 1 else hi = mid end
+    end
+    for x = i, lo - 1 do parts[#parts + 1] = pieces[x] end
+    parts[#parts + 1] = ARGV[j + 1] .. ':' .. ARGV[j + 2]
+    i = lo
+  end
+  for x = i, n do parts[#parts + 1] = pieces[x] end
+  out = '{' .. table.concat(parts, ',') .. '}'
+end
+if ARGV[1] == '' then redis.call('SET', KEYS[1], out)
+else redis.call('SET', KEYS[1], out, 'PX', ARGV[1]) end
+return out
+"""
+
+
 class _Script:
     def __init__(self, source: str) -> None:
         self.source = source
@@ -61,6 +139,9 @@ _CAS_SCRIPT, _INCREMENT_SCRIPT, _PERSIST_SCRIPT = (
     _Script(_INCREMENT),
     _Script(_PERSIST),
 )
+
+
+_MERGE_SCRIPT = _Script(_MERGE)
 
 
 def _millis(expires: float, now: float) -> int:
@@ -308,6 +389,22 @@ class RedisKV(KVStore[V]):
                 ) from None
             raise
         return int(value)
+
+    async def _merge(
+        self, key: str, merging: Merging, expires: float | None, now: float
+    ) -> Raw:
+        members = merging.members
+        if members is None:
+            return await super()._merge(key, merging, expires, now)
+        ttl = "" if expires is None else str(_millis(expires, now))
+        args = [part for member in members for part in member]
+        merged = await self._script(
+            _MERGE_SCRIPT, self._prefix + key, ttl, _wire(merging.text), *args
+        )
+        if merged is None:  # not a plain JSON object: merged in Python, or refused
+            return await super()._merge(key, merging, expires, now)
+        raw: Raw = _raw(merged)
+        return raw
 
     async def _scan(
         self, pattern: Pattern, values: bool, now: float

@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
@@ -154,6 +155,22 @@ def _hook(obj: dict[str, Any]) -> Any:
 
 
 _DECODER = json.JSONDecoder(object_hook=_hook)
+
+
+def object_members(mapping: Mapping[Any, Any]) -> list[tuple[str, str, str]] | None:
+    """``(key, key as JSON, value as JSON)`` of each item of a dict, sorted by key.
+
+    The texts are what :meth:`JSONSerializer.dumps` writes for them inside the dict's
+    text, which is ``"{" + ",".join(k + ":" + v for _, k, v in members) + "}"``: a server
+    splices them into a stored dict's text to merge into it without decoding a value.
+    None when ``dumps`` tags the dict instead (a key that is not a ``str``, or ``"$kv"``).
+
+    :raises UnsupportedType: a value (or a part of one) of a type it does not know.
+    """
+    if _TAG in mapping or not all(type(key) is str for key in mapping):
+        return None
+    encode = _CANONICAL.encode
+    return [(key, encode(key), encode(_encode(mapping[key]))) for key in sorted(mapping)]
 
 
 class JSONSerializer:

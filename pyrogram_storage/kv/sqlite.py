@@ -44,6 +44,7 @@ from ..errors import (
 from .base import (
     KEEP,
     KVStore,
+    Merging,
     Raw,
     Record,
     V,
@@ -441,6 +442,28 @@ class SQLiteKV(KVStore[V]):
                 continue
             add_to_counter(key, record[0], amount)
         raise NotACounterError(f"increment: the value of key {key!r} kept changing type")
+
+    async def _merge(
+        self, key: str, merging: Merging, expires: float | None, now: float
+    ) -> Raw:
+        ns, sql = self.namespace, self._sql
+
+        def merge(db: sqlite3.Connection) -> Raw:
+            # One transaction, so the read and the write are one step for every process.
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                rows = db.execute(sql.get, (ns, key)).fetchall()
+                live = rows and self._unexpired(key, rows[0][1], now)
+                raw = merging.apply(rows[0][0] if live else None)
+                db.execute(sql.set, (ns, key, raw, expires))
+                db.execute("COMMIT")
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            return raw
+
+        return await self._run(merge, write=True)
 
     async def _scan(
         self, pattern: Pattern, values: bool, now: float

@@ -29,6 +29,7 @@ import asyncio
 import datetime as dt
 import math
 import time
+import types
 import uuid
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -59,6 +60,7 @@ from . import (
     KVStore,
     MemoryKV,
     NotACounterError,
+    NotADictError,
     copy,
     versioned,
 )
@@ -278,6 +280,7 @@ class KVContract(Contract):
             "touch": lambda: store.touch("k", 5),
             "compare_and_set": lambda: store.compare_and_set("k", 1, expected=MISSING),
             "increment": lambda: store.increment("k"),
+            "merge": lambda: store.merge("k", {"a": 1}),
         }
         await self.refused_while_closed(
             store, calls, "clear", "health", "keys", "values", "items", "records"
@@ -415,6 +418,7 @@ class KVContract(Contract):
             (KVSerializationError, (TypeError,)),
             (CorruptValueError, (ValueError,)),
             (NotACounterError, (TypeError,)),
+            (NotADictError, (TypeError,)),
             (SchemaTooNewError, (ValueError,)),
             (StorageClosedError, ()),
             (LockedError, ()),
@@ -700,6 +704,143 @@ class KVContract(Contract):
         with pytest.raises(NotACounterError):
             await store.increment("x", 2**63)
         assert not await store.has("x")
+
+    # -- merge ------------------------------------------------------------------------
+
+    @staticmethod
+    async def stored_text(store: KVStore[Any], key: str) -> Any:
+        """The key's value as the backend holds it (what the serializer wrote)."""
+        record = await store._get(key)
+        assert record is not None, f"{key} is missing"
+        raw: Any = record[0]
+        return raw.value if type(raw).__name__ == "Plain" else raw
+
+    async def test_merge_adds_and_replaces_items_and_returns_the_dict(
+        self, store: KVStore[Any]
+    ) -> None:
+        assert await store.merge("d", {"name": "Ann"}) == {"name": "Ann"}
+        assert await store.get("d") == {"name": "Ann"}
+        merged = await store.merge("d", {"age": 30, "name": "Bob"})
+        assert merged == {"name": "Bob", "age": 30}
+        assert await store.get("d") == merged
+        assert await store.merge("d", types.MappingProxyType({"x": [1]})) == {
+            "name": "Bob", "age": 30, "x": [1],
+        }  # fmt: skip
+        assert await store.merge("d", {}) == {"name": "Bob", "age": 30, "x": [1]}
+        assert await store.merge("empty", {}) == {}
+        assert await store.get("empty") == {}
+        # Shallow, as dict.update: a nested dict is replaced, not merged.
+        await store.merge("n", {"inner": {"a": 1}})
+        assert await store.merge("n", {"inner": {"b": 2}}) == {"inner": {"b": 2}}
+
+    async def test_merge_keeps_every_type_and_stores_what_set_would(
+        self, store: KVStore[Any]
+    ) -> None:
+        first = {key: value for key, value in list(EVERY_TYPE.items())[::2]}
+        second = {key: value for key, value in list(EVERY_TYPE.items())[1::2]}
+        odd = {"é": 1, "Ю": 2, "🔑": 3, " ": 4, "a b": 5, "\n": 6, '"q"': 7, "\\": 8, "": 9,
+               "\u2028": 10, "\x01": 11, "a": {"$kv": "x"}, "b": "\"}{,:[]"}  # fmt: skip
+        cases: list[tuple[dict[Any, Any], dict[Any, Any]]] = [
+            (first, second),
+            ({"b": 1, "d": 2}, {"a": 0, "c": 1.5, "e": 2**70}),
+            (odd, {"z": 1, "é": "changed", "\t": [{"}": "]"}]}),
+            ({"$kv": 1, "\x00": 2}, {"b": 1, "\x00": 3}),
+            ({1: "one", (2, 3): "pair"}, {"a": 1}),
+            ({"a": 1}, {1: "one"}),
+        ]
+        for stored, update in cases:
+            await store.set("d", stored)
+            merged = await store.merge("d", update)
+            assert merged == {**stored, **update}
+            got = await store.get("d")
+            assert got == {**stored, **update}
+            for key, value in got.items():
+                assert type(value) is type({**stored, **update}[key]), key
+            await store.set("twin", {**stored, **update})
+            assert await self.stored_text(store, "d") == await self.stored_text(store, "twin")
+
+    async def test_merge_gives_the_value_its_ttl_as_set_does(
+        self, store: KVStore[Any], clock: FakeClock
+    ) -> None:
+        await store.merge("brief", {"a": 1}, ttl=TTL)
+        await store.merge("kept", {"a": 1}, ttl=60)
+        await store.merge("kept", {"b": 2})  # no ttl: no expiry, as set()
+        assert await expiry(store, "kept") is None
+        await store.merge("slid", {"a": 1}, ttl=TTL)
+        await store.merge("slid", {"b": 2}, ttl=300)
+        assert about(await expiry(store, "slid"), clock() + 300)
+        await self.later(store, clock, TTL + 0.2)
+        assert await store.get("brief") is None
+        assert await store.get("slid") == {"a": 1, "b": 2}
+        # An expired value is gone: the merge starts from nothing.
+        assert await store.merge("brief", {"b": 2}) == {"b": 2}
+        assert await expiry(store, "brief") is None
+
+    async def test_merge_uses_the_default_ttl(
+        self, new_store: StoreMaker, clock: FakeClock
+    ) -> None:
+        store = new_store(default_ttl=120)
+        async with store:
+            await store.merge("d", {"a": 1})
+            assert about(await expiry(store, "d"), clock() + 120)
+            await store.clear()
+
+    async def test_merge_refuses_bad_input_and_stores_nothing(self, store: KVStore[Any]) -> None:
+        await store.set("d", {"a": 1})
+        for bad in ([("a", 2)], None, "a=2", 5, {"a", "b"}):
+            with pytest.raises(InvalidArgumentError):
+                await store.merge("d", bad)  # type: ignore[arg-type]
+        with pytest.raises(InvalidKeyError):
+            await store.merge("", {"a": 2})
+        with pytest.raises(InvalidTTLError):
+            await store.merge("d", {"a": 2}, ttl=-1)
+        for value in (Unknown(), {"x": [object()]}, SURROGATES[0]):
+            with pytest.raises(KVSerializationError):
+                await store.merge("d", {"a": value})
+            with pytest.raises(KVSerializationError):
+                await store.merge("new", {"a": value})
+        assert await store.get("d") == {"a": 1}
+        assert not await store.has("new")
+
+    async def test_merge_into_a_value_that_is_not_a_dict_is_refused(
+        self, store: KVStore[Any]
+    ) -> None:
+        for value in (5, "text", [1, 2], {1, 2}, 1.5, True, None, (1,), b"x", 2**70):
+            await store.set("v", value)
+            with pytest.raises(NotADictError) as caught:
+                await store.merge("v", {"a": 1})
+            assert "'v'" in str(caught.value) and isinstance(caught.value, TypeError)
+            got = await store.get("v")
+            assert got == value and type(got) is type(value)
+
+    async def test_merge_with_another_serializer(self, new_store: StoreMaker) -> None:
+        store = new_store(serializer=_Sorted())
+        async with store:
+            await store.set("d", {"b": 1, "a": 2})
+            assert await store.merge("d", {"c": 3}) == {"a": 2, "b": 1, "c": 3}
+            assert await store.get("d") == {"a": 2, "b": 1, "c": 3}
+            await store.clear()
+        unreadable = new_store(serializer=_Broken("text"))
+        async with unreadable:
+            await unreadable.set("k", "value")
+            with pytest.raises(CorruptValueError):
+                await unreadable.merge("k", {"a": 1})
+            await unreadable.clear()
+
+    async def test_concurrent_merges_into_one_value_all_land(
+        self, store: KVStore[Any], new_store: StoreMaker
+    ) -> None:
+        await store.set("d", {"base": 0})
+        await asyncio.gather(*(store.merge("d", {f"k{i}": i}) for i in range(50)))
+        assert await store.get("d") == {"base": 0, **{f"k{i}": i for i in range(50)}}
+        if not store.persistent or store.exclusive:
+            return
+        other = new_store()
+        async with other:  # another object (another connection) merging at the same time
+            await asyncio.gather(
+                *((store if i % 2 else other).merge("e", {f"k{i}": i}) for i in range(50))
+            )
+        assert await store.get("e") == {f"k{i}": i for i in range(50)}
 
     # -- listing ----------------------------------------------------------------------
 

@@ -7,10 +7,11 @@ Opens the store at LOCATION, waits until the epoch time START, then runs TASKS t
 * ``increment``: each increments ``counter`` COUNT times;
 * ``cas``: each claims the keys ``round:0`` … ``round:COUNT-1`` with
   ``compare_and_set(..., expected=MISSING)``, then they all advance ``token`` from its
-  current value v to v + 1 with ``compare_and_set(expected=v)`` until it reaches COUNT.
+  current value v to v + 1 with ``compare_and_set(expected=v)`` until it reaches COUNT;
+* ``merge``: task t merges ``{"<pid>:<t>:<i>": i}`` into ``dict`` for i below COUNT.
 
 Prints one JSON object: the values ``increment`` returned, or the rounds and the token
-values this process won.
+values this process won, or the keys this process merged.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import sys
 import time
+from typing import Any
 
 
 async def main(location: str, mode: str, tasks: int, count: int, start: float) -> None:
@@ -29,7 +31,7 @@ async def main(location: str, mode: str, tasks: int, count: int, start: float) -
     await store.open()
     await asyncio.sleep(max(0.0, start - time.time()))
     me = os.getpid()
-    result: dict[str, list[int]] = {"returned": [], "rounds": [], "tokens": []}
+    result: dict[str, list[Any]] = {"returned": [], "rounds": [], "tokens": [], "merged": []}
 
     async def increments() -> None:
         for _ in range(count):
@@ -50,8 +52,18 @@ async def main(location: str, mode: str, tasks: int, count: int, start: float) -
             if await store.compare_and_set("token", value + 1, expected=expected):
                 result["tokens"].append(value)
 
-    work = increments if mode == "increment" else claims
-    await asyncio.gather(*(work() for _ in range(tasks)))
+    async def merges(task: int) -> None:
+        for i in range(count):
+            name = f"{me}:{task}:{i}"
+            merged = await store.merge("dict", {name: i})
+            assert merged[name] == i
+            result["merged"].append(name)
+
+    if mode == "merge":
+        await asyncio.gather(*(merges(task) for task in range(tasks)))
+    else:
+        work = increments if mode == "increment" else claims
+        await asyncio.gather(*(work() for _ in range(tasks)))
     await store.close()
     print(json.dumps(result))
 

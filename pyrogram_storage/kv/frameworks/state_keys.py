@@ -17,9 +17,10 @@ Semantics, as aiogram's own storages define them:
   ``DataNotDictLikeError``; ``set_data(key, {})`` removes it. ``get_data`` returns a
   new ``dict`` every time (``{}`` when there is none).
 * ``update_data`` merges into the data and returns the result. Unlike aiogram's
-  default (read, then write), it is atomic: a compare-and-set retried on conflict, so
-  two handlers updating one conversation at once (in one process or several) both
-  land. An update that changes nothing writes nothing (unless a TTL is to be renewed).
+  default (read, then write), it is atomic: the store's ``merge``, one round trip
+  where the backend merges natively (PostgreSQL, Redis, SQLite), so two handlers
+  updating one conversation at once (in one process or several) both land. An empty
+  update writes nothing (unless a TTL is to be renewed).
 * ``state_ttl``/``data_ttl`` (seconds or ``timedelta``) expire states and data, as in
   aiogram's Redis storage; None means the store's ``default_ttl``.
 * aiogram has no ``start`` hook: the first call opens the store. ``close()`` (the
@@ -34,7 +35,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..base import MISSING, KVStore, check_ttl
-from ..errors import InvalidArgumentError, KVError
+from ..errors import InvalidArgumentError, MergeConflictError, NotADictError
 from ._bind import FrameworkAdapter, bind, mixed_error
 
 __all__ = ["AiogramStorage", "for_aiogram"]
@@ -42,8 +43,8 @@ __all__ = ["AiogramStorage", "for_aiogram"]
 _UPDATE_ATTEMPTS = 100
 
 
-class UpdateConflictError(KVError):
-    """``update_data`` lost the race for the same data to other writers too many times."""
+UpdateConflictError = MergeConflictError
+"""``update_data`` lost the race for the same data to other writers too many times."""
 
 
 class AiogramAdapter(FrameworkAdapter):
@@ -133,8 +134,12 @@ class AiogramAdapter(FrameworkAdapter):
     async def update_data(self, key: Any, data: Mapping[str, Any]) -> dict[str, Any]:
         """Merge ``data`` into the data of ``key``, atomically; return the merged dict.
 
+        One :meth:`KVStore.merge <pyrogram_storage.kv.KVStore.merge>`: one round trip
+        on PostgreSQL, Redis and SQLite.
+
         :raises aiogram.exceptions.DataNotDictLikeError: ``data`` is not a mapping.
-        :raises UpdateConflictError: other writers changed the data 100 times in a row.
+        :raises UpdateConflictError: other writers changed the data 100 times in a row
+            (only on a store without a native merge).
         """
         if not isinstance(data, Mapping):
             raise self._not_dict(data)
@@ -142,12 +147,21 @@ class AiogramAdapter(FrameworkAdapter):
         if not store.is_open:
             await self._open_store()
         data_key = self.key_builder.build(key, "data")
+        if not data:
+            current = await self.get_data(key)
+            if not (current and self._renews):
+                return current  # nothing to write
+        try:
+            return await store.merge(data_key, data, ttl=self.data_ttl)
+        except NotADictError:
+            pass
+        # The data key holds something else (not written by this adapter): get_data
+        # reads it as {}, so the update replaces it, unless it changed meanwhile.
         for _ in range(_UPDATE_ATTEMPTS):
             stored = await store.get(data_key, MISSING)
-            current = stored if type(stored) is dict else {}
-            merged = {**current, **data}
-            if merged == current and not (self._renews and merged):
-                return merged  # nothing to write (a value that is not a dict stays)
+            if type(stored) is dict:
+                return await store.merge(data_key, data, ttl=self.data_ttl)
+            merged = dict(data)
             if await store.compare_and_set(data_key, merged, expected=stored, ttl=self.data_ttl):
                 return dict(merged)
         raise UpdateConflictError(
