@@ -463,6 +463,8 @@ async def test_postgres_rows_of_the_wrong_shape_are_corrupt_values(postgres_serv
                 with pytest.raises(kv.CorruptValueError):
                     await call("nan-expiry")
             with pytest.raises(kv.CorruptValueError):
+                await store.merge("nan-expiry", {"a": 1})
+            with pytest.raises(kv.CorruptValueError):
                 await store.get("null")
             select = f"SELECT k, i FROM pyrogram_storage.{table} ORDER BY k"
             expected = [("nan-expiry", 1), ("null", None), ("seed", 1)]
