@@ -254,3 +254,53 @@ async def test_a_cluster_storage_asks_the_server_every_time(redis_cluster: Any) 
         assert two.cached_peer(1) is None
         await one.upsert_peers([user(1, 2)])
         assert (await two.peer_by_id(1)).access_hash == 2
+
+
+# -- RedisKV(client_cache=True): the same machinery for bot state --------------------------------
+
+
+async def test_a_client_cached_kv_sees_every_acknowledged_write(redis_server: RedisServer) -> None:
+    from pyrogram_storage import kv
+
+    namespace = f"cc{uuid.uuid4().hex[:12]}"
+    one = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    two = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    async with one, two:
+        assert one._tracker is not None and two._tracker is not None
+        await one.set("k", {"step": 0})
+        hits = 0
+        for step in range(1, ROUNDS + 1):
+            assert await two.get("k") == {"step": 2 * step - 2}, step
+            hits += "k" in two._held  # held: the next get is answered from memory
+            await two.set("k", {"step": 2 * step - 1})
+            assert await one.get("k") == {"step": 2 * step - 1}, step
+            await one.set("k", {"step": 2 * step})
+        assert hits == ROUNDS
+        await one.delete("k")
+        assert await two.get("k") is None
+        await one.set("t", 1, ttl=0.05)
+        assert await two.get("t") == 1
+        await asyncio.sleep(0.1)
+        assert await two.get("t") is None  # expired, though nobody told us
+        # The invalidation connection killed: memory is not trusted until it is back.
+        await two.set("k", "held")
+        assert await two.get("k") == "held" and "k" in two._held
+        import redis.asyncio
+
+        admin = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            assert two._tracker.client_id is not None
+            assert await admin.client_kill_filter(_id=two._tracker.client_id) == 1
+        finally:
+            await admin.aclose()
+        await one.set("k", "changed")
+        assert await two.get("k") == "changed"
+        assert "k" not in two._held
+        for _ in range(300):
+            if two._tracker.live:
+                break
+            await asyncio.sleep(0.1)
+        assert two._tracker.live
+        assert await two.get("k") == "changed" and "k" in two._held
+        await one.set("k", "again")
+        assert await two.get("k") == "again"
