@@ -103,6 +103,12 @@ def _raw(data: bytes | str) -> Any:
     return text
 
 
+def _expiry(before: float, ttl: Any) -> float | None:
+    """When a key read at ``before`` with this ``PTTL`` expires (None: never); early
+    rather than late (the time the reply took is not added)."""
+    return None if ttl is None or ttl < 0 else before + ttl / 1000
+
+
 def _wire(raw: Raw) -> str:
     return str(raw) if type(raw) is int else raw  # type: ignore[return-value]
 
@@ -323,29 +329,81 @@ class RedisKV(KVStore[V]):
         return self._held.get(key, KEEP)
 
     async def _get(self, key: str) -> Record | None:
-        if self._tracker is None:
+        tracker = self._tracker
+        if tracker is None:
             data = await self._client.get(self._prefix + key)
             return None if data is None else (_raw(data), None)
-        news, before = self._news, self.clock()
+        name, before = self._prefix + key, self.clock()
+        if tracker.live:
+            # On the tracking connection: an invalidation of a later write comes after
+            # the reply, so what the reply says may be kept.
+            data, ttl = await self._tracked(tracker, ("GET", name), ("PTTL", name))
+            record = None if data is None else (_raw(data), _expiry(before, ttl))
+            self._hold(key, record)
+            return record
+        news = self._news
         pipe = self._client.pipeline(transaction=False)
-        pipe.get(self._prefix + key)
-        pipe.pttl(self._prefix + key)
+        pipe.get(name)
+        pipe.pttl(name)
         data, ttl = await pipe.execute()
-        record = None
-        if data is not None:
-            record = (_raw(data), None if ttl is None or ttl < 0 else before + ttl / 1000)
-        if news == self._news and self._tracker.live:
-            held = self._held
-            if len(held) >= CLIENT_CACHE_SIZE and key not in held:
-                del held[next(iter(held))]
-            held[key] = record
+        record = None if data is None else (_raw(data), _expiry(before, ttl))
+        if news == self._news and self._live() is not None:
+            self._hold(key, record)
         return record
+
+    def _hold(self, key: str, record: Record | None) -> None:
+        held = self._held
+        if len(held) >= CLIENT_CACHE_SIZE and key not in held:
+            del held[next(iter(held))]
+        held[key] = record
+
+    async def _tracked(
+        self, tracker: tracking.Tracker, *commands: tuple[bytes | str | int, ...]
+    ) -> list[Any]:
+        """Run commands on the tracking connection; a refused one raises the driver's error."""
+        replies = await tracker.execute(*commands)
+        for reply in replies:
+            if isinstance(reply, tracking.ResponseError):
+                raise self._response_error(str(reply))
+        return replies
+
+    async def _tracked_script(self, tracker: tracking.Tracker, script: _Script, *args: Any) -> Any:
+        (reply,) = await tracker.execute(("EVALSHA", script.sha, 1, *args))
+        if isinstance(reply, tracking.ResponseError) and str(reply).startswith("NOSCRIPT"):
+            (reply,) = await tracker.execute(("EVAL", script.source, 1, *args))
+        if isinstance(reply, tracking.ResponseError):
+            raise self._response_error(str(reply))
+        return reply
+
+    def _live(self) -> tracking.Tracker | None:
+        tracker = self._tracker
+        return tracker if tracker is not None and tracker.live else None
+
+    async def _forgetting(self, key: str, operation: Awaitable[T]) -> T:
+        """Run a write of ``key`` whose outcome memory cannot know: it forgets the key."""
+        try:
+            return await operation
+        finally:
+            self._news += 1
+            self._held.pop(key, None)
 
     async def _peek(self, key: str) -> Record | None:
         found = await self._client.exists(self._prefix + key)
         return ("", None) if found else None
 
     async def _set(self, key: str, raw: Raw, expires: float | None) -> None:
+        tracker = self._live()
+        if tracker is not None:
+            name, wire = self._prefix + key, _wire(raw)
+            if expires is None:
+                await self._forgetting(key, self._tracked(tracker, ("SET", name, wire)))
+            else:
+                millis = _millis(expires, self.clock())
+                await self._forgetting(
+                    key, self._tracked(tracker, ("SET", name, wire, "PX", millis))
+                )
+            self._hold(key, (raw, expires))  # NOLOOP: no news of our own write
+            return None
         if self._tracker is not None:
             return await self._writing(key, self._set_on_server(key, raw, expires))
         return await self._set_on_server(key, raw, expires)
@@ -358,6 +416,13 @@ class RedisKV(KVStore[V]):
             await self._client.set(self._prefix + key, _wire(raw), px=millis)
 
     async def _delete(self, key: str) -> Record | None:
+        tracker = self._live()
+        if tracker is not None:
+            (removed,) = await self._forgetting(
+                key, self._tracked(tracker, ("DEL", self._prefix + key))
+            )
+            self._hold(key, None)
+            return ("", None) if removed else None
         if self._tracker is not None:
             return await self._writing(key, self._delete_on_server(key))
         return await self._delete_on_server(key)
@@ -367,6 +432,15 @@ class RedisKV(KVStore[V]):
         return ("", None) if removed else None
 
     async def _touch(self, key: str, expires: float | None, now: float) -> bool:
+        tracker = self._live()
+        if tracker is not None:
+            name = self._prefix + key
+            if expires is None:
+                done = self._tracked_script(tracker, _PERSIST_SCRIPT, name)
+            else:
+                done = self._tracked(tracker, ("PEXPIRE", name, _millis(expires, now)))
+            found = await self._forgetting(key, done)
+            return bool(found if expires is None else found[0])
         if self._tracker is not None:
             return await self._writing(key, self._touch_on_server(key, expires, now))
         return await self._touch_on_server(key, expires, now)
@@ -384,6 +458,30 @@ class RedisKV(KVStore[V]):
         expires: float | Literal[_Keep.KEEP] | None,
         now: float,
     ) -> bool:
+        tracker = self._live()
+        if tracker is not None:
+            name, wire = self._prefix + key, _wire(raw)
+            if expected is None:
+                ttl: tuple[str | int, ...] = ()
+                if isinstance(expires, float):
+                    ttl = ("PX", _millis(expires, now))
+                command = ("SET", name, wire, "NX", *ttl)
+                (reply,) = await self._forgetting(key, self._tracked(tracker, command))
+                done = reply is not None
+            else:
+                keep = isinstance(expires, _Keep)
+                ttl_arg = "keep" if keep else self._ttl_arg(expires)  # type: ignore[arg-type]
+                done = bool(
+                    await self._forgetting(
+                        key,
+                        self._tracked_script(
+                            tracker, _CAS_SCRIPT, name, _wire(expected), wire, ttl_arg
+                        ),
+                    )
+                )
+            if done and not isinstance(expires, _Keep):
+                self._hold(key, (raw, expires))
+            return done
         if self._tracker is not None:
             return await self._writing(key, self._cas_on_server(key, expected, raw, expires, now))
         return await self._cas_on_server(key, expected, raw, expires, now)
@@ -418,14 +516,13 @@ class RedisKV(KVStore[V]):
     async def _increment_on_server(
         self, key: str, amount: int, expires: float | None, reset: bool, now: float
     ) -> int:
+        args = (self._prefix + key, amount, self._ttl_arg(expires), "1" if reset else "0")
+        tracker = self._live()
         try:
-            value = await self._script(
-                _INCREMENT_SCRIPT,
-                self._prefix + key,
-                amount,
-                self._ttl_arg(expires),
-                "1" if reset else "0",
-            )
+            if tracker is not None:
+                value = await self._tracked_script(tracker, _INCREMENT_SCRIPT, *args)
+            else:
+                value = await self._script(_INCREMENT_SCRIPT, *args)
         except self._response_error as exc:
             message = str(exc)
             if "not an integer" in message or "overflow" in message:

@@ -436,7 +436,29 @@ class RedisStorage(Storage):
     # -- writes --------------------------------------------------------------------------------
 
     async def _apply(self, changes: Changes) -> None:
-        await self._script(scripts.APPLY, self.keys.all, layout.apply_args(changes, self._version))
+        args = layout.apply_args(changes, self._version)
+        tracker = self._tracker
+        if tracker is not None and tracker.live:
+            # On the tracking connection (NOLOOP): the server does not tell this storage
+            # of its own writes, so memory keeps what it wrote; what others write after
+            # is told after the reply, on the same connection.
+            await self._run(self._tracked_script(tracker, scripts.APPLY, self.keys.all, args))
+            return
+        await self._script(scripts.APPLY, self.keys.all, args)
+
+    async def _tracked_script(
+        self,
+        tracker: tracking.Tracker,
+        script: redisdb.Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+    ) -> Any:
+        (reply,) = await tracker.execute(("EVALSHA", script.sha, len(keys), *keys, *args))
+        if isinstance(reply, tracking.ResponseError) and str(reply).startswith("NOSCRIPT"):
+            (reply,) = await tracker.execute(("EVAL", script.source, len(keys), *keys, *args))
+        if isinstance(reply, tracking.ResponseError):
+            raise self._response_error(str(reply))
+        return reply
 
     # -- reads ---------------------------------------------------------------------------------
 

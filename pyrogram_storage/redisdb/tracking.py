@@ -1,11 +1,10 @@
 """Server-assisted client-side caching: one invalidation connection per cache.
 
 Redis (6+) and Valkey tell a client which keys other clients change when it turns on
-``CLIENT TRACKING``. A :class:`Tracker` holds one connection of its own, in
-broadcasting mode (``BCAST``) for one key prefix and redirected to itself, subscribed
-to ``__redis__:invalidate``: whatever any client writes under the prefix, the server
-sends the names of the changed keys on that connection. The cache it serves (a
-session storage, a key-value store) drops what they name.
+``CLIENT TRACKING``. A :class:`Tracker` holds one connection of its own, speaking RESP3,
+in broadcasting mode (``BCAST``) for one key prefix: whatever any other client writes
+under the prefix, the server pushes the names of the changed keys on that connection.
+The cache it serves (a session storage, a key-value store) drops what they name.
 
 Why a raw socket and not the driver's connection: a lookup answered from memory must
 first take in every invalidation that reached this process, without waiting
@@ -16,21 +15,27 @@ hears of it, in this socket's receive buffer, and a non-blocking ``recv`` takes 
 message still arriving in pieces makes :meth:`drain` say False: that lookup asks the
 server. The driver's connections read only when the event loop runs, too late.
 
+Commands can be sent on the same connection (:meth:`Tracker.call`): with ``NOLOOP`` the
+server tells this connection nothing of its own writes, and replies and invalidations
+arrive in the order the server made them, so a cache that writes through it may keep
+what it wrote (an invalidation of a later write by another client comes after).
+
 When the connection drops, the cache is told it cannot trust itself (it flushes and
 asks the server meanwhile: invalidations may have been lost); a background task
-connects again with growing pauses, turns tracking on again, flushes the cache once
-more and trusts it again. Neither redis-py's nor valkey's asyncio client has client-side
-caching of its own (redis-py has it on its synchronous client, RESP3 only).
+connects again with growing pauses, turns tracking on again, and trusts again
+(flushing once more). Neither redis-py's nor valkey's asyncio client has client-side
+caching of its own (redis-py has it on its synchronous client only).
 
 Not supported (the cache is then never trusted, and every lookup asks the server): a
 TLS connection, a client whose credentials come from a provider, a cluster client, an
 event loop without ``add_reader`` (Windows' proactor), a server refusing the commands
-(older than 6, or an ACL without ``CLIENT``).
+(older than 6, or an ACL without ``CLIENT`` or ``HELLO``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import socket
@@ -42,7 +47,6 @@ __all__ = ["Address", "Tracker", "address_of", "parse"]
 
 log = logging.getLogger("pyrogram_storage")
 
-CHANNEL = b"__redis__:invalidate"
 NAME = "pyrogram_storage-invalidations"
 _CHUNK = 1 << 16
 _RETRY_FIRST, _RETRY_MOST = 0.2, 5.0
@@ -69,6 +73,8 @@ class Address:
     username: str | None
     password: str | None
     timeout: float | None
+    reply_timeout: float = 5.0
+    db: int = 0
 
     def __repr__(self) -> str:  # never the password
         where = self.path if self.path is not None else f"{self.host}:{self.port}"
@@ -97,6 +103,8 @@ def address_of(client: Any) -> Address:
         kwargs.get("username"),
         kwargs.get("password"),
         float(timeout),
+        float(kwargs.get("socket_timeout") or 5.0),
+        int(kwargs.get("db") or 0),
     )
 
 
@@ -110,8 +118,8 @@ def command(*parts: bytes | str | int) -> bytes:
 
 
 def parse(buffer: bytes | bytearray, at: int = 0) -> tuple[Any, int]:
-    """One RESP2 value from ``buffer[at:]`` and where the next starts; errors come back
-    as :class:`ResponseError` values.
+    """One RESP3 (or RESP2) value from ``buffer[at:]`` and where the next starts. Errors
+    come back as :class:`ResponseError` values, pushes as :class:`Push`, maps as lists.
 
     :raises _Incomplete: the value has not arrived whole yet.
     """
@@ -120,29 +128,45 @@ def parse(buffer: bytes | bytearray, at: int = 0) -> tuple[Any, int]:
         raise _Incomplete
     kind, line = buffer[at : at + 1], bytes(buffer[at + 1 : end])
     at = end + 2
-    if kind == b"+":
-        return line, at
-    if kind == b"-":
-        return ResponseError(line.decode("utf-8", "replace")), at
-    if kind == b":":
-        return int(line), at
-    if kind == b"$":
+    if kind in (b"$", b"=", b"!"):
         size = int(line)
         if size < 0:
             return None, at
         if len(buffer) < at + size + 2:
             raise _Incomplete
-        return bytes(buffer[at : at + size]), at + size + 2
-    if kind == b"*":
+        data = bytes(buffer[at : at + size])
+        at += size + 2
+        if kind == b"!":
+            return ResponseError(data.decode("utf-8", "replace")), at
+        return (data[4:] if kind == b"=" else data), at
+    if kind in (b"*", b">", b"~", b"%", b"|"):
         size = int(line)
         if size < 0:
             return None, at
         items = []
-        for _ in range(size):
+        for _ in range(2 * size if kind in (b"%", b"|") else size):
             item, at = parse(buffer, at)
             items.append(item)
-        return items, at
-    raise ValueError(f"not RESP2: {bytes(buffer[at - len(line) - 3 : at])!r}")
+        if kind == b"|":  # attributes: what follows is the value
+            return parse(buffer, at)
+        return (Push(items) if kind == b">" else items), at
+    if kind == b"+":
+        return line, at
+    if kind == b"-":
+        return ResponseError(line.decode("utf-8", "replace")), at
+    if kind in (b":", b"("):
+        return int(line), at
+    if kind == b"_":
+        return None, at
+    if kind == b"#":
+        return line == b"t", at
+    if kind == b",":
+        return float(line), at
+    raise ValueError(f"not RESP: {bytes(buffer[at - len(line) - 3 : at])!r}")
+
+
+class Push(list[Any]):
+    """A RESP3 push (out-of-band data: here, invalidations)."""
 
 
 class ResponseError(Exception):
@@ -175,6 +199,8 @@ class Tracker:
         self._buffer = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnecting: asyncio.Task[None] | None = None
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._out = bytearray()  # commands the socket has not taken yet
         self._stopped = False
         self.live = False  # tracking is on and the connection up: invalidations come
         self.client_id: int | None = None
@@ -233,29 +259,25 @@ class Tracker:
     ) -> None:
         address = self.address
         await loop.sock_connect(sock, target)
-        setup = []
+        hello: list[bytes | str | int] = ["HELLO", 3]
         if address.password is not None:
-            if address.username:
-                setup.append(command("AUTH", address.username, address.password))
-            else:
-                setup.append(command("AUTH", address.password))
-        setup += [command("CLIENT", "SETNAME", NAME), command("CLIENT", "ID")]
+            hello += ["AUTH", address.username or "default", address.password]
+        track: list[bytes | str | int] = [
+            "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix, "NOLOOP"
+        ]  # fmt: skip
+        setup = [
+            command(*hello, "SETNAME", NAME),
+            command("SELECT", address.db),  # the commands sent here go to the client's db
+            command("CLIENT", "ID"),
+            command(*track),
+        ]
         await loop.sock_sendall(sock, b"".join(setup))
         replies = await self._replies(loop, sock, len(setup))
+        client_id = replies[2]
         for reply in replies:
             if isinstance(reply, ResponseError):
                 raise Unsupported(f"the server refused the setup: {reply}")
-        self.client_id = int(replies[-1])
-        track = command(
-            "CLIENT", "TRACKING", "ON", "REDIRECT", self.client_id,
-            "BCAST", "PREFIX", self.prefix,
-        )  # fmt: skip
-        await loop.sock_sendall(sock, track + command("SUBSCRIBE", CHANNEL))
-        tracking, subscribed = await self._replies(loop, sock, 2)
-        if isinstance(tracking, ResponseError):
-            raise Unsupported(f"the server refused CLIENT TRACKING: {tracking}")
-        if not (isinstance(subscribed, list) and subscribed[:1] == [b"subscribe"]):
-            raise Unsupported(f"the server did not subscribe: {subscribed!r}")
+        self.client_id = int(client_id)
 
     async def _replies(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, count: int
@@ -300,16 +322,84 @@ class Tracker:
         if sock is not None:
             sock.close()
 
-    def _close(self) -> None:
+    def _close(
+        self, why: str = "the connection was closed", error: type[Exception] = ConnectionError
+    ) -> None:
         sock, self._sock = self._sock, None
         self.live = False
         self._buffer.clear()
+        self._out.clear()
         if sock is not None:
             loop = self._loop
             if loop is not None and not loop.is_closed():
                 with contextlib.suppress(Exception):
                     loop.remove_reader(sock.fileno())
+                    loop.remove_writer(sock.fileno())
             sock.close()
+        waiting, self._waiting = self._waiting, collections.deque()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error(f"no reply from the Redis server: {why}"))
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def execute(self, *commands: tuple[bytes | str | int, ...]) -> list[Any]:
+        """Send commands on this connection at once and return their replies, in order (a
+        refused one as a :class:`ResponseError` value, not raised).
+
+        :raises ConnectionError: the connection is down, or dropped before the replies.
+        """
+        loop = self._loop
+        if self._sock is None or loop is None:
+            raise ConnectionError("the Redis tracking connection is down")
+        futures = []
+        for _ in commands:
+            future: asyncio.Future[Any] = loop.create_future()
+            self._waiting.append(future)
+            futures.append(future)
+        self._send(b"".join(command(*parts) for parts in commands))
+        timer = loop.call_later(self.address.reply_timeout, self._late, futures[-1])
+        try:
+            return [await future for future in futures]
+        finally:
+            timer.cancel()
+
+    def _late(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            self._lost(f"no reply within {self.address.reply_timeout} s", TimeoutError)
+
+    def _send(self, data: bytes) -> None:
+        sock = self._sock
+        assert sock is not None
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._lost(str(exc))
+            return
+        if sent < len(data):
+            self._out += data[sent:]
+            assert self._loop is not None
+            self._loop.add_writer(sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(str(exc))
+            return
+        del self._out[:sent]
+        if not self._out and self._loop is not None:
+            self._loop.remove_writer(sock.fileno())
 
     # -- invalidations --------------------------------------------------------------------
 
@@ -356,20 +446,22 @@ class Tracker:
         del buffer[:at]
 
     def _take(self, message: Any) -> None:
-        if (
-            isinstance(message, list)
-            and len(message) == 3
-            and message[0] == b"message"
-            and message[1] == CHANNEL
-        ):
-            keys = message[2]
-            self._invalidated(keys if isinstance(keys, list) else None)
-        # subscribe confirmations and pongs carry no news
+        if type(message) is Push:
+            if len(message) >= 2 and message[0] == b"invalidate":
+                keys = message[1]
+                self._invalidated(keys if isinstance(keys, list) else None)
+            return  # other pushes carry no news for us
+        if not self._waiting:
+            self._lost("a reply nobody asked for")
+            return
+        future = self._waiting.popleft()
+        if not future.done():
+            future.set_result(message)
 
-    def _lost(self, why: str) -> None:
+    def _lost(self, why: str, error: type[Exception] = ConnectionError) -> None:
         if self._sock is None:
             return
-        self._close()
+        self._close(why, error)
         if self._stopped:
             return
         log.warning("the Redis invalidation connection dropped (%s); connecting again", why)
