@@ -201,6 +201,11 @@ def _server_version(url: str) -> str:
     return "?"
 
 
+def _ratio(theirs: list[float], ours: list[float]) -> float:
+    """The median over rounds of their time / ours."""
+    return statistics.median(t / o for t, o in zip(theirs, ours, strict=True))
+
+
 def analyse(rounds: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
     """Medians over rounds of each figure and of each within-round ratio."""
     out: dict[str, Any] = {}
@@ -211,8 +216,8 @@ def analyse(rounds: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
             "kurigram file us": statistics.median(theirs),
             "ours process 1 us": statistics.median(o[0] for o in ours),
             "ours process 2 us": statistics.median(o[1] for o in ours),
-            "ratio process 1": statistics.median(t / o[0] for t, o in zip(theirs, ours, strict=True)),
-            "ratio process 2": statistics.median(t / o[1] for t, o in zip(theirs, ours, strict=True)),
+            "ratio process 1": _ratio(theirs, [o[0] for o in ours]),
+            "ratio process 2": _ratio(theirs, [o[1] for o in ours]),
             "target": 1.0,
         }
         for kind, target in (("hot_us", None), ("cold_us", None)):
@@ -223,8 +228,8 @@ def analyse(rounds: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
                 "kurigram file us": statistics.median(base),
                 "ours shared us": statistics.median(cached),
                 "ours uncached us": statistics.median(uncached),
-                "ratio shared": statistics.median(b / c for b, c in zip(base, cached, strict=True)),
-                "ratio uncached": statistics.median(b / u for b, u in zip(base, uncached, strict=True)),
+                "ratio shared": _ratio(base, cached),
+                "ratio uncached": _ratio(base, uncached),
                 "target": target,
             }
     return out
