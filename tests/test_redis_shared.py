@@ -304,3 +304,31 @@ async def test_a_client_cached_kv_sees_every_acknowledged_write(redis_server: Re
         assert await two.get("k") == "changed" and "k" in two._held
         await one.set("k", "again")
         assert await two.get("k") == "again"
+
+
+async def test_changes_made_without_our_scripts_drop_everything_held(
+    redis_server: RedisServer, name: str
+) -> None:
+    """A peers hash changed by no script of ours (another program, an eviction), the
+    schema hash (a delete, a migration) or a FLUSHDB: nothing held is trusted."""
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async with storage_on(redis_server.url, name) as mine:
+            tag = mine.keys.tag
+            for change in (
+                lambda: admin.hset(f"{tag}:schema", "note", "x"),
+                lambda: admin.hset(f"{tag}:peers", "1", "[5,\"user\",\"\",0]"),
+            ):
+                await mine.upsert_peers([user(1, 1), user(2, 2)])
+                assert mine.cached_peer(1) is not None and mine.cached_peer(2) is not None
+                await change()
+                assert mine.cached_peer(1) is None and mine.cached_peer(2) is None
+            assert (await mine.peer_by_id(1)).access_hash == 5  # what the server holds
+            assert mine.cached_peer(1) is not None
+            await admin.flushdb()
+            assert mine.cached_peer(1) is None
+            assert mine._tracker is not None and mine._tracker.live
+    finally:
+        await admin.aclose()

@@ -36,11 +36,15 @@ local batch = cjson.decode(ARGV[2])
 
 -- Each peer changed is named by a key set and deleted at once (nothing stays stored):
 -- the caches of other processes hear of that key (CLIENT TRACKING) and drop that peer
--- only, where the change of the peers hash alone would make them drop every peer.
+-- only, where the change of the peers hash alone would make them drop every peer. The
+-- key ends with the writer's name: the server tells the writer of its own scripts'
+-- keys too (NOLOOP does not cover scripts), and the writer keeps what it wrote.
 local mark = string.sub(schema, 1, -7) .. 'changed:'
+local writer = (batch.w and batch.w ~= '') and (':' .. batch.w) or ''
 local function changed(id)
-  redis.call('SET', mark .. id, '')
-  redis.call('DEL', mark .. id)
+  local key = mark .. id .. writer
+  redis.call('SET', key, '')
+  redis.call('DEL', key)
 end
 
 -- An index maps a username (or phone) to the space-separated ids of its holders.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -134,6 +135,7 @@ class RedisStorage(Storage):
         self._version = 0
         self._tracker: tracking.Tracker | None = None
         self._tag = (self.keys.tag + ":").encode()
+        self._writer = secrets.token_hex(6)  # names this object in its changed-peer keys
 
     @classmethod
     def from_url(
@@ -366,14 +368,18 @@ class RedisStorage(Storage):
         if keys is None:
             self._invalidate(None, session=True, states=True)
             return
-        tag, size = self._tag, len(self._tag)
+        tag, size, mine = self._tag, len(self._tag), self._writer.encode()
         peers: set[int] = set()
-        session = states = everything = indexes = False
+        session = states = everything = indexes = marked = False
         for key in keys:
             rest = key[size:] if key.startswith(tag) else b""
             if rest.startswith(b"changed:"):
+                marked = True
+                peer, _, writer = rest[8:].partition(b":")
+                if writer == mine:
+                    continue  # this storage's own write: memory holds what it wrote
                 try:
-                    peers.add(int(rest[8:]))
+                    peers.add(int(peer))
                 except ValueError:
                     everything = True
             elif rest == b"session":
@@ -384,7 +390,7 @@ class RedisStorage(Storage):
                 indexes = True
             else:
                 everything = True  # the schema (a delete, a migration) or not ours
-        if indexes and not peers:
+        if indexes and not marked:
             everything = True  # peers changed by no script of ours (evicted...)
         if everything:
             self._invalidate(None, session=True, states=True)
@@ -436,7 +442,7 @@ class RedisStorage(Storage):
     # -- writes --------------------------------------------------------------------------------
 
     async def _apply(self, changes: Changes) -> None:
-        args = layout.apply_args(changes, self._version)
+        args = layout.apply_args(changes, self._version, self._writer)
         tracker = self._tracker
         if tracker is not None and tracker.live:
             # On the tracking connection (NOLOOP): the server does not tell this storage
