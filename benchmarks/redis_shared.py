@@ -85,12 +85,13 @@ def run_one(python: Path, args: dict[str, Any]) -> Any:
 
 
 def path_round(
-    python: Path, common: dict[str, Any], system: str, processes: int, name: str, rnd: int
+    python: Path, common: dict[str, Any], system: str, names: list[str], rnd: int
 ) -> list[float]:
+    """One process per name, all at once (one name twice: two processes, one session)."""
     workers = [
         Worker(python, {**common, "mode": "path", "system": system, "name": name,
                         "index": index, "round": rnd})
-        for index in range(processes)
+        for index, name in enumerate(names)
     ]  # fmt: skip
     for worker in workers:
         assert worker.line() == "ready"
@@ -129,18 +130,21 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": options.warmup,
         }
         for n in sizes:
-            for system in (OURS, THEIRS):
+            for system, name in ((OURS, f"s{n}"), (THEIRS, f"s{n}"), (THEIRS, f"s{n}b")):
                 took = run_one(python, {**common, "mode": "populate", "system": system,
-                                        "name": f"s{n}", "n": n})  # fmt: skip
+                                        "name": name, "n": n})  # fmt: skip
                 print(f"populated {system} N={n} in {took['populate_s']:.1f} s", file=sys.stderr)
         for rnd in range(options.repeat):
             this: dict[str, Any] = {}
             for n in sizes:
                 args = {**common, "n": n}
-                order = [(THEIRS, 1), (OURS, 2)] if rnd % 2 == 0 else [(OURS, 2), (THEIRS, 1)]
-                for system, processes in order:
-                    key = f"path {n} {'ours x2' if system == OURS else 'kurigram file'}"
-                    this[key] = path_round(python, args, system, processes, f"s{n}", rnd)
+                runs = [
+                    ("kurigram file", THEIRS, [f"s{n}"]),
+                    ("ours x2", OURS, [f"s{n}", f"s{n}"]),
+                    ("kurigram file x2", THEIRS, [f"s{n}", f"s{n}b"]),
+                ]
+                for label, system, names in runs if rnd % 2 == 0 else runs[::-1]:
+                    this[f"path {n} {label}"] = path_round(python, args, system, names, rnd)
                 lookups = {**args, "mode": "lookups", "count": options.lookups, "name": f"s{n}"}
                 this[f"lookups {n} kurigram file"] = run_one(python, {**lookups, "system": THEIRS})
                 this[f"lookups {n} ours shared"] = run_one(python, {**lookups, "system": OURS})
@@ -212,8 +216,12 @@ def analyse(rounds: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
     for n in sizes:
         theirs = [r[f"path {n} kurigram file"][0] for r in rounds]
         ours = [r[f"path {n} ours x2"] for r in rounds]
+        pair = [statistics.mean(r[f"path {n} kurigram file x2"]) for r in rounds]
         out[f"path {n}"] = {
             "kurigram file us": statistics.median(theirs),
+            "kurigram file x2 us": statistics.median(pair),
+            "ratio process 1 vs x2": _ratio(pair, [o[0] for o in ours]),
+            "ratio process 2 vs x2": _ratio(pair, [o[1] for o in ours]),
             "ours process 1 us": statistics.median(o[0] for o in ours),
             "ours process 2 us": statistics.median(o[1] for o in ours),
             "ratio process 1": _ratio(theirs, [o[0] for o in ours]),
@@ -252,17 +260,21 @@ def report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         f"{meta['updates']} updates per process after {meta['warmup']} of warm-up; ours: "
         "two processes on one session at once, each handling its own stream; Kurigram's "
-        "file storage: one process. Ratio: Kurigram's time / each process's (target ≥ 1×).",
+        "file storage: one process alone, and two processes at once on two files (the same "
+        "competition for the cores; mean of the two). Ratio: Kurigram's time / each of our "
+        "processes' (target ≥ 1×).",
         "",
-        "| N | Kurigram file | ours, process 1 | ours, process 2 | ratio 1 | ratio 2 |",
-        "|---|---|---|---|---|---|",
+        "| N | Kurigram file, alone | Kurigram file, 2 at once | ours, process 1 | "
+        "ours, process 2 | ratio 1 / 2 vs alone | ratio 1 / 2 vs 2 at once |",
+        "|---|---|---|---|---|---|---|",
     ]
     for n in meta["sizes"]:
         row = analysis[f"path {n}"]
         out.append(
-            f"| {n // 1000}k | {row['kurigram file us']:.1f} | {row['ours process 1 us']:.1f} | "
-            f"{row['ours process 2 us']:.1f} | {row['ratio process 1']:.2f}× | "
-            f"{row['ratio process 2']:.2f}× |"
+            f"| {n // 1000}k | {row['kurigram file us']:.1f} | {row['kurigram file x2 us']:.1f} "
+            f"| {row['ours process 1 us']:.1f} | {row['ours process 2 us']:.1f} | "
+            f"{row['ratio process 1']:.2f}× / {row['ratio process 2']:.2f}× | "
+            f"{row['ratio process 1 vs x2']:.2f}× / {row['ratio process 2 vs x2']:.2f}× |"
         )
     out += [
         "",

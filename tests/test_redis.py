@@ -525,6 +525,11 @@ async def test_shared_writers_see_each_others_stored_writes(redis_server: RedisS
             await two.peer_by_id(1)
 
 
+async def _not_found(lookup: Any) -> None:
+    with pytest.raises(PeerNotFound):
+        await lookup
+
+
 async def test_a_sole_writer_answers_known_ids_without_asking_the_server(
     redis_server: RedisServer, raw: Any
 ) -> None:
@@ -544,9 +549,18 @@ async def test_a_sole_writer_answers_known_ids_without_asking_the_server(
         assert storage.cached_peer(1) is not None
     shared = RedisStorage.from_url(redis_server.url, name=storage.name)
     async with shared:
+        # Shared: memory fills with the stored peers too, but a miss asks the server
+        # (another writer may have added the peer).
+        with pytest.raises(PeerNotFound):
+            await shared.peer_by_id(2, with_usernames=False)
         assert await _commands_of(
-            redis_server.url, lambda: shared.peer_by_id(1, with_usernames=False)
+            redis_server.url, lambda: _not_found(shared.peer_by_id(2, with_usernames=False))
         ) == ["HGET"]
+        for _ in range(100):
+            if shared.cached_peer(1) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert shared.cached_peer(1) is not None
 
 
 # -- clients, drivers, locations ------------------------------------------------------------------

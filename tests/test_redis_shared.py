@@ -332,3 +332,28 @@ async def test_changes_made_without_our_scripts_drop_everything_held(
             assert mine._tracker is not None and mine._tracker.live
     finally:
         await admin.aclose()
+
+
+async def test_memory_filled_while_another_writer_writes_holds_no_stale_peer(
+    redis_server: RedisServer, name: str
+) -> None:
+    """A shared storage fills memory with the stored peers after open; peers another
+    writer changes meanwhile are left out (or dropped), never held as they were."""
+    async with storage_on(redis_server.url, name) as writer:
+        for first in range(1, 5001, 500):
+            await writer.upsert_peers([user(i, i) for i in range(first, first + 500)])
+        reader = storage_on(redis_server.url, name)
+        async with reader:
+            for step in range(1, 301):  # while the reader fills its memory
+                await writer.upsert_peers([user(step * 16, -step)])
+                await asyncio.sleep(0)
+            for _ in range(200):
+                if reader._peer_engine._warming is None:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(reader._peer_engine.cache) >= 4000  # filled
+            for peer_id in range(1, 5001):
+                expected = -(peer_id // 16) if peer_id % 16 == 0 and peer_id <= 4800 else peer_id
+                held = reader.cached_peer(peer_id)
+                assert held is None or held.access_hash == expected, peer_id
+                assert (await reader.peer_by_id(peer_id)).access_hash == expected, peer_id
