@@ -361,6 +361,11 @@ class Tracker:
         timer = loop.call_later(self.address.reply_timeout, self._late, futures[-1])
         try:
             return [await future for future in futures]
+        except BaseException:
+            for future in futures:  # the connection failed them all: their errors are told
+                if future.done() and not future.cancelled():
+                    future.exception()
+            raise
         finally:
             timer.cancel()
 
