@@ -257,7 +257,8 @@ class Peers:
                 if generation != self._generation or not self.caching or not self._shared:
                     return
                 if not self.primitives.catch_up():
-                    return  # the news may not have been heard: leave memory as it is
+                    await asyncio.sleep(0.01)  # news still arriving: read this batch again
+                    continue
                 for peer_id, access_hash, kind, names, phone, stamp in rows:
                     if (
                         peer_id in warming

@@ -13,7 +13,9 @@ in the same turn of its event loop as it writes the writer's reply, before it re
 anything more; what the writer was told is stored is therefore, by the time anyone
 hears of it, in this socket's receive buffer, and a non-blocking ``recv`` takes it. A
 message still arriving in pieces makes :meth:`drain` say False: that lookup asks the
-server. The driver's connections read only when the event loop runs, too late.
+server. The driver's connections read only when the event loop runs, too late. (The
+invalidation of a ``FLUSHDB``/``FLUSHALL`` is the exception: the server may send the
+flusher its reply first, so it is heard moments later.)
 
 Commands can be sent on the same connection (:meth:`Tracker.call`): with ``NOLOOP`` the
 server tells this connection nothing of its own writes, and replies and invalidations
