@@ -58,6 +58,7 @@ PAIRS = (
     ("kurigram-addons", "kurigram-addons RedisStorage", "ours: RedisKV", 1.0),
     ("kurigram-addons", "kurigram-addons MemoryStorage", "ours: MemoryKV", None),
     ("aiogram", "aiogram RedisStorage", "ours: RedisKV", 1.0),
+    ("aiogram", "aiogram RedisStorage", "ours: RedisKV (client_cache)", 1.5),
     ("aiogram", "aiogram RedisStorage", "ours: PostgresKV", 1.0),
     ("aiogram", "aiogram MemoryStorage", "ours: MemoryKV", None),
     ("aiogram", "aiogram PyMongoStorage", "ours: MongoKV (pymongo)", None),

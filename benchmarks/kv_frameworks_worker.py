@@ -187,6 +187,8 @@ async def aiogram_round() -> tuple[list[System], list[Any]]:
          RedisStorage.from_url(SERVERS["redis"], key_builder=DefaultKeyBuilder(prefix="t"))),
         ("ours: RedisKV", "redis",
          kv.for_aiogram(kv.RedisKV.from_url(SERVERS["redis"], namespace="ours"))),
+        ("ours: RedisKV (client_cache)", "redis", kv.for_aiogram(
+            kv.RedisKV.from_url(SERVERS["redis"], namespace="ourscc", client_cache=True))),
     ]
     if "postgres" in SERVERS:
         storages.append(

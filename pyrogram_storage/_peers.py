@@ -24,7 +24,10 @@ While this process is the session's only writer it remembers peers:
 Another writer (shared mode) turns both off, unless the backend tells the engine what
 the others change (:meth:`Peers.invalidate`): then the bounded memory is kept, a peer
 changed elsewhere is dropped from it, and while the backend cannot tell (its channel
-is down, :meth:`Peers.trust`) every read asks the backend.
+is down, :meth:`Peers.trust`) every read asks the backend. Where the backend can also
+say so at once (:attr:`Primitives.catch_up`), memory is filled in the background with
+the stored peers (up to its size) as soon as it is trusted: a peer changed meanwhile
+is left out, and a miss still asks the backend (another writer may have added it).
 """
 
 from __future__ import annotations
@@ -167,6 +170,8 @@ class Peers:
         self._names: dict[str, list[int]] = {}  # complete: username -> ids, oldest first
         self._phones: dict[str, list[int]] = {}  # complete: phone -> ids, oldest first
         self._loading: asyncio.Task[None] | None = None
+        self._warming: set[int] | None = None  # shared: ids invalidated while memory fills
+        self._generation = 0  # bumped when memory is dropped whole
         self._touched: set[int] | None = None  # peers written while memory fills
         self._share = 0
         self._probes = 0
@@ -184,6 +189,8 @@ class Peers:
         if self.caching and sole_writer:
             self._touched = set()  # from now on: the load must not miss a write
             self._loading = asyncio.get_running_loop().create_task(self._load())
+        elif self.caching:
+            self._warm()
 
     async def stop(self) -> None:
         """The storage closes: forget everything."""
@@ -206,6 +213,8 @@ class Peers:
         A read under way when this is called does not remember what it found.
         """
         self.writes += 1
+        if self._warming is not None and peer_ids is not None:
+            self._warming.update(peer_ids)
         if peer_ids is None or self.complete or self.index is not None:
             self._forget()
             if not self._shared and self.caching and self._touched is None:
@@ -223,8 +232,55 @@ class Peers:
         self.writes += 1
         self._forget()
         self.caching = trusted and self.cache.size > 0
+        if self.caching:
+            self._warm()
+
+    def _warm(self) -> None:
+        """Shared mode, memory trusted: fill it with stored peers in the background."""
+        if self._loading is not None and not self._loading.done():
+            self._loading.cancel()
+        self._warming = set()
+        self._loading = asyncio.get_running_loop().create_task(self._fill_shared())
+
+    async def _fill_shared(self) -> None:
+        """Put stored peers in memory, batch by batch, until it is full; leave out those
+        invalidated since the fill began and those memory holds already (newer)."""
+        generation, warming = self._generation, self._warming
+        cache, journal = self.cache, self.pending.journal
+        after: int | None = None
+        try:
+            while warming is not None and len(cache) < cache.size:
+                rows = await self.primitives.peer_rows(after, _LOAD_BATCH)
+                if rows is None:
+                    batch = await self.primitives.read_peers(after, _LOAD_BATCH)
+                    rows = [_row_of(peer) for peer in batch]
+                if generation != self._generation or not self.caching or not self._shared:
+                    return
+                if not self.primitives.catch_up():
+                    await asyncio.sleep(0.01)  # news still arriving: read this batch again
+                    continue
+                for peer_id, access_hash, kind, names, phone, stamp in rows:
+                    if (
+                        peer_id in warming
+                        or cache.peek(peer_id) is not None
+                        or journal.peer(peer_id) is not None
+                        or len(cache) >= cache.size
+                    ):
+                        continue
+                    cache.put(peer_id, (FULL, access_hash, kind, tuple(names), phone, stamp))
+                if len(rows) < _LOAD_BATCH:
+                    return
+                after = rows[-1][0]
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # memory left to fill on demand is slower, never wrong
+            log.debug("filling memory with the stored peers stopped: %s", exc)
+        finally:
+            if self._warming is warming:
+                self._warming = None
 
     def _forget(self) -> None:
+        self._generation += 1
         self.complete = False
         self.index = None
         self.pending.journal.indexed = True

@@ -124,7 +124,9 @@ async def test_the_keys_are_the_documented_ones_under_one_hash_tag(
         await storage.set_update_states([UpdateState(0, 1, None, 3, 4)])
     tag = "{pyrogram_storage:" + name + "}"
     assert await session_keys(raw, name) == {f"{tag}:{suffix}" for suffix in KEY_NAMES}
-    assert await raw.hgetall(f"{tag}:schema") == {b"version": b"1", b"writer": b"pyrogram-storage"}
+    version = str(schema.latest()).encode()
+    stored = await raw.hgetall(f"{tag}:schema")
+    assert stored == {b"version": version, b"writer": b"pyrogram-storage"}
     session = await raw.hgetall(f"{tag}:session")
     assert session[b"auth_key"] == KEY and session[b"dc_id"] == b"4"
     assert session[b"test_mode"] == b"0" and b"user_id" not in session
@@ -499,7 +501,8 @@ async def test_read_only_writes_nothing_at_all(redis_server: RedisServer, raw: A
 
 
 async def test_shared_writers_see_each_others_stored_writes(redis_server: RedisServer) -> None:
-    """The default: no peer cache, the session read from the server, every lookup asks it."""
+    """The default: what another writer stored is seen by the next lookup; what is
+    cached is what the server holds (the server says what the other changed)."""
     name = unique()
     one = RedisStorage.from_url(redis_server.url, name=name, commit_interval=0)
     two = RedisStorage.from_url(redis_server.url, name=name, commit_interval=0)
@@ -509,7 +512,10 @@ async def test_shared_writers_see_each_others_stored_writes(redis_server: RedisS
         await two.upsert_peers([Peer(1, 99, PeerType.BOT, ("moved",))])
         peer = await one.peer_by_id(1)
         assert (peer.access_hash, peer.type, peer.usernames) == (99, PeerType.BOT, ("moved",))
+        assert one.cached_peer(1) == peer
+        await two.upsert_peers([Peer(1, 98, PeerType.USER, ("back",))])
         assert one.cached_peer(1) is None
+        assert (await one.peer_by_id(1, with_usernames=False)).access_hash == 98
         with pytest.raises(PeerNotFound):
             await one.peer_by_username("first")
         await two.update_session(dc_id=5)
@@ -517,6 +523,11 @@ async def test_shared_writers_see_each_others_stored_writes(redis_server: RedisS
         await one.delete_peers([1])
         with pytest.raises(PeerNotFound):
             await two.peer_by_id(1)
+
+
+async def _not_found(lookup: Any) -> None:
+    with pytest.raises(PeerNotFound):
+        await lookup
 
 
 async def test_a_sole_writer_answers_known_ids_without_asking_the_server(
@@ -538,9 +549,18 @@ async def test_a_sole_writer_answers_known_ids_without_asking_the_server(
         assert storage.cached_peer(1) is not None
     shared = RedisStorage.from_url(redis_server.url, name=storage.name)
     async with shared:
+        # Shared: memory fills with the stored peers too, but a miss asks the server
+        # (another writer may have added the peer).
+        with pytest.raises(PeerNotFound):
+            await shared.peer_by_id(2, with_usernames=False)
         assert await _commands_of(
-            redis_server.url, lambda: shared.peer_by_id(1, with_usernames=False)
+            redis_server.url, lambda: _not_found(shared.peer_by_id(2, with_usernames=False))
         ) == ["HGET"]
+        for _ in range(100):
+            if shared.cached_peer(1) is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert shared.cached_peer(1) is not None
 
 
 # -- clients, drivers, locations ------------------------------------------------------------------

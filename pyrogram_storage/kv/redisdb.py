@@ -5,24 +5,49 @@ Every operation is one round trip: ``GET``, ``SET ... PX``, ``DEL``, ``EXISTS``,
 run it) for compare-and-set and for ``INCRBY`` with its ``PEXPIRE``. Redis expires keys
 itself, to the millisecond. Listing uses ``SCAN`` (on every primary of a cluster),
 never ``KEYS``; ``clear()`` is ``SCAN`` + ``UNLINK``.
+
+With ``client_cache=True`` a ``get`` is answered from memory when it can: the values
+read are kept, and the server says which keys of the namespace any client changes
+(``CLIENT TRACKING``, the machinery of :mod:`pyrogram_storage.redisdb.tracking` that
+the session storage uses too).
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import re
-from collections.abc import AsyncIterator, Mapping
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Awaitable, Mapping
+from typing import Any, Literal, TypeVar
 
 from ..errors import BackendError, StorageError
 from ..redisdb import client as redisdb
-from .base import INT64_MAX, INT64_MIN, KVStore, Merging, Raw, Record, V, _Keep, split_location
+from ..redisdb import tracking
+from .base import (
+    INT64_MAX,
+    INT64_MIN,
+    KEEP,
+    KVStore,
+    Merging,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    split_location,
+)
 from .errors import InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
 
 __all__ = ["RedisKV"]
+
+log = logging.getLogger("pyrogram_storage")
+
+T = TypeVar("T")
+
+CLIENT_CACHE_SIZE = 10_000
+"""Keys a ``client_cache=True`` store keeps in memory (the oldest read goes first)."""
 
 _INT = re.compile(r"-?[0-9]+")
 
@@ -170,6 +195,12 @@ def _raw(data: bytes | str) -> Any:
     return text
 
 
+def _expiry(before: float, ttl: Any) -> float | None:
+    """When a key read at ``before`` with this ``PTTL`` expires (None: never); early
+    rather than late (the time the reply took is not added)."""
+    return None if ttl is None or ttl < 0 else before + ttl / 1000
+
+
 def _wire(raw: Raw) -> str:
     return str(raw) if type(raw) is int else raw  # type: ignore[return-value]
 
@@ -183,6 +214,11 @@ class RedisKV(KVStore[V]):
 
     :param client: the asyncio client (a synchronous one raises ``TypeError``).
     :param scan_count: the ``COUNT`` hint of each ``SCAN`` (keys per batch).
+    :param client_cache: keep the values ``get`` read (up to :data:`CLIENT_CACHE_SIZE`
+        keys) and answer from memory while the server says no client changed them
+        (``CLIENT TRACKING`` on a connection of the store's own). A ``get`` started
+        after any client's write was acknowledged sees it. While that connection is
+        down, and on a cluster or over TLS, every ``get`` asks the server.
     :raises TypeError: not an asyncio redis-py or valkey client.
 
     Keys expire by the server's clock (``PX``, ``PEXPIRE``), to the millisecond.
@@ -199,11 +235,18 @@ class RedisKV(KVStore[V]):
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
         scan_count: int = 500,
+        client_cache: bool = False,
         _from_url: bool = False,
     ) -> None:
         super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
         if type(scan_count) is not int or scan_count < 1:
             raise InvalidArgumentError(f"scan_count must be a positive int, not {scan_count!r}")
+        if type(client_cache) is not bool:
+            raise InvalidArgumentError(f"client_cache must be a bool, not {client_cache!r}")
+        self.client_cache = client_cache
+        self._tracker: tracking.Tracker | None = None
+        self._held: dict[str, Record | None] = {}  # client_cache: key -> record (None: absent)
+        self._news = 0  # bumped by every invalidation: a read racing one is not kept
         self.scan_count = scan_count
         self._prefix = self.namespace + ":"
         self._url: str | None = None
@@ -289,6 +332,7 @@ class RedisKV(KVStore[V]):
     async def _open(self) -> None:
         if self._given is not None:
             await self._client.ping()
+            await self._track()
             return
         assert self._url is not None
         try:
@@ -304,8 +348,52 @@ class RedisKV(KVStore[V]):
         except (ValueError, TypeError) as exc:
             raise BackendError(f"cannot create the {self._driver} client: {exc}") from exc
         await self._client.ping()
+        await self._track()
+
+    async def _track(self) -> None:
+        if not self.client_cache:
+            return
+        try:
+            address = tracking.address_of(self._client)
+            tracker = tracking.Tracker(
+                address, self._prefix.encode(), self._invalidated, self._trust
+            )
+            await tracker.start()
+        except tracking.Unsupported as exc:
+            log.warning("%r: no client cache, every get asks the server: %s", self, exc)
+            return
+        self._tracker = tracker
+
+    def _invalidated(self, keys: list[bytes] | None) -> None:
+        self._news += 1
+        held = self._held
+        if keys is None:
+            held.clear()
+            return
+        cut = len(self._prefix)
+        for key in keys:
+            held.pop(key[cut:].decode("utf-8", "replace"), None)
+
+    def _trust(self, trusted: bool) -> None:
+        self._news += 1
+        self._held.clear()
+
+    async def _writing(self, key: str, operation: Awaitable[T]) -> T:
+        """Run a write of ``key``: memory forgets the key before and after it (a read
+        racing the write is not kept)."""
+        self._news += 1
+        self._held.pop(key, None)
+        try:
+            return await operation
+        finally:
+            self._news += 1
+            self._held.pop(key, None)
 
     async def _close(self) -> None:
+        tracker, self._tracker = self._tracker, None
+        self._held.clear()
+        if tracker is not None:
+            await tracker.stop()
         client = self._client
         if self._given is None:
             self._client = None
@@ -326,15 +414,93 @@ class RedisKV(KVStore[V]):
 
     # -- primitives -----------------------------------------------------------------
 
+    def _get_now(self, key: str) -> Record | Literal[_Keep.KEEP] | None:
+        tracker = self._tracker
+        if tracker is None or not tracker.drain():
+            return KEEP
+        return self._held.get(key, KEEP)
+
     async def _get(self, key: str) -> Record | None:
-        data = await self._client.get(self._prefix + key)
-        return None if data is None else (_raw(data), None)
+        tracker = self._tracker
+        if tracker is None:
+            data = await self._client.get(self._prefix + key)
+            return None if data is None else (_raw(data), None)
+        name, before = self._prefix + key, self.clock()
+        if tracker.live:
+            # On the tracking connection: an invalidation of a later write comes after
+            # the reply, so what the reply says may be kept.
+            data, ttl = await self._tracked(tracker, ("GET", name), ("PTTL", name))
+            record = None if data is None else (_raw(data), _expiry(before, ttl))
+            self._hold(key, record)
+            return record
+        news = self._news
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(name)
+        pipe.pttl(name)
+        data, ttl = await pipe.execute()
+        record = None if data is None else (_raw(data), _expiry(before, ttl))
+        if news == self._news and self._live() is not None:
+            self._hold(key, record)
+        return record
+
+    def _hold(self, key: str, record: Record | None) -> None:
+        held = self._held
+        if len(held) >= CLIENT_CACHE_SIZE and key not in held:
+            del held[next(iter(held))]
+        held[key] = record
+
+    async def _tracked(
+        self, tracker: tracking.Tracker, *commands: tuple[bytes | str | int, ...]
+    ) -> list[Any]:
+        """Run commands on the tracking connection; a refused one raises the driver's error."""
+        replies = await tracker.execute(*commands)
+        for reply in replies:
+            if isinstance(reply, tracking.ResponseError):
+                raise self._response_error(str(reply))
+        return replies
+
+    async def _tracked_script(self, tracker: tracking.Tracker, script: _Script, *args: Any) -> Any:
+        (reply,) = await tracker.execute(("EVALSHA", script.sha, 1, *args))
+        if isinstance(reply, tracking.ResponseError) and str(reply).startswith("NOSCRIPT"):
+            (reply,) = await tracker.execute(("EVAL", script.source, 1, *args))
+        if isinstance(reply, tracking.ResponseError):
+            raise self._response_error(str(reply))
+        return reply
+
+    def _live(self) -> tracking.Tracker | None:
+        tracker = self._tracker
+        return tracker if tracker is not None and tracker.live else None
+
+    async def _forgetting(self, key: str, operation: Awaitable[T]) -> T:
+        """Run a write of ``key`` whose outcome memory cannot know: it forgets the key."""
+        try:
+            return await operation
+        finally:
+            self._news += 1
+            self._held.pop(key, None)
 
     async def _peek(self, key: str) -> Record | None:
         found = await self._client.exists(self._prefix + key)
         return ("", None) if found else None
 
     async def _set(self, key: str, raw: Raw, expires: float | None) -> None:
+        tracker = self._live()
+        if tracker is not None:
+            name, wire = self._prefix + key, _wire(raw)
+            if expires is None:
+                await self._forgetting(key, self._tracked(tracker, ("SET", name, wire)))
+            else:
+                millis = _millis(expires, self.clock())
+                await self._forgetting(
+                    key, self._tracked(tracker, ("SET", name, wire, "PX", millis))
+                )
+            self._hold(key, (raw, expires))  # NOLOOP: no news of our own write
+            return None
+        if self._tracker is not None:
+            return await self._writing(key, self._set_on_server(key, raw, expires))
+        return await self._set_on_server(key, raw, expires)
+
+    async def _set_on_server(self, key: str, raw: Raw, expires: float | None) -> None:
         if expires is None:
             await self._client.set(self._prefix + key, _wire(raw))
         else:
@@ -342,15 +508,77 @@ class RedisKV(KVStore[V]):
             await self._client.set(self._prefix + key, _wire(raw), px=millis)
 
     async def _delete(self, key: str) -> Record | None:
+        tracker = self._live()
+        if tracker is not None:
+            (removed,) = await self._forgetting(
+                key, self._tracked(tracker, ("DEL", self._prefix + key))
+            )
+            self._hold(key, None)
+            return ("", None) if removed else None
+        if self._tracker is not None:
+            return await self._writing(key, self._delete_on_server(key))
+        return await self._delete_on_server(key)
+
+    async def _delete_on_server(self, key: str) -> Record | None:
         removed = await self._client.delete(self._prefix + key)
         return ("", None) if removed else None
 
     async def _touch(self, key: str, expires: float | None, now: float) -> bool:
+        tracker = self._live()
+        if tracker is not None:
+            name = self._prefix + key
+            if expires is None:
+                done = self._tracked_script(tracker, _PERSIST_SCRIPT, name)
+            else:
+                done = self._tracked(tracker, ("PEXPIRE", name, _millis(expires, now)))
+            found = await self._forgetting(key, done)
+            return bool(found if expires is None else found[0])
+        if self._tracker is not None:
+            return await self._writing(key, self._touch_on_server(key, expires, now))
+        return await self._touch_on_server(key, expires, now)
+
+    async def _touch_on_server(self, key: str, expires: float | None, now: float) -> bool:
         if expires is None:
             return bool(await self._script(_PERSIST_SCRIPT, self._prefix + key))
         return bool(await self._client.pexpire(self._prefix + key, _millis(expires, now)))
 
     async def _cas(
+        self,
+        key: str,
+        expected: Raw | None,
+        raw: Raw,
+        expires: float | Literal[_Keep.KEEP] | None,
+        now: float,
+    ) -> bool:
+        tracker = self._live()
+        if tracker is not None:
+            name, wire = self._prefix + key, _wire(raw)
+            if expected is None:
+                ttl: tuple[str | int, ...] = ()
+                if isinstance(expires, float):
+                    ttl = ("PX", _millis(expires, now))
+                command = ("SET", name, wire, "NX", *ttl)
+                (reply,) = await self._forgetting(key, self._tracked(tracker, command))
+                done = reply is not None
+            else:
+                keep = isinstance(expires, _Keep)
+                ttl_arg = "keep" if keep else self._ttl_arg(expires)  # type: ignore[arg-type]
+                done = bool(
+                    await self._forgetting(
+                        key,
+                        self._tracked_script(
+                            tracker, _CAS_SCRIPT, name, _wire(expected), wire, ttl_arg
+                        ),
+                    )
+                )
+            if done and not isinstance(expires, _Keep):
+                self._hold(key, (raw, expires))
+            return done
+        if self._tracker is not None:
+            return await self._writing(key, self._cas_on_server(key, expected, raw, expires, now))
+        return await self._cas_on_server(key, expected, raw, expires, now)
+
+    async def _cas_on_server(
         self,
         key: str,
         expected: Raw | None,
@@ -372,14 +600,21 @@ class RedisKV(KVStore[V]):
     async def _increment(
         self, key: str, amount: int, expires: float | None, reset: bool, now: float
     ) -> int:
+        if self._tracker is not None:
+            operation = self._increment_on_server(key, amount, expires, reset, now)
+            return await self._writing(key, operation)
+        return await self._increment_on_server(key, amount, expires, reset, now)
+
+    async def _increment_on_server(
+        self, key: str, amount: int, expires: float | None, reset: bool, now: float
+    ) -> int:
+        args = (self._prefix + key, amount, self._ttl_arg(expires), "1" if reset else "0")
+        tracker = self._live()
         try:
-            value = await self._script(
-                _INCREMENT_SCRIPT,
-                self._prefix + key,
-                amount,
-                self._ttl_arg(expires),
-                "1" if reset else "0",
-            )
+            if tracker is not None:
+                value = await self._tracked_script(tracker, _INCREMENT_SCRIPT, *args)
+            else:
+                value = await self._script(_INCREMENT_SCRIPT, *args)
         except self._response_error as exc:
             message = str(exc)
             if "not an integer" in message or "overflow" in message:
@@ -391,6 +626,13 @@ class RedisKV(KVStore[V]):
         return int(value)
 
     async def _merge(
+        self, key: str, merging: Merging, expires: float | None, now: float
+    ) -> Raw:
+        if self._tracker is not None:  # client_cache: memory forgets the key around it
+            return await self._writing(key, self._merge_on_server(key, merging, expires, now))
+        return await self._merge_on_server(key, merging, expires, now)
+
+    async def _merge_on_server(
         self, key: str, merging: Merging, expires: float | None, now: float
     ) -> Raw:
         members = merging.members
@@ -443,6 +685,7 @@ class RedisKV(KVStore[V]):
         return batch
 
     async def _clear(self, now: float) -> int:
+        self._trust(True)
         client, size = self._client, self.scan_count
         removed = 0
         names: list[Any] = []

@@ -141,8 +141,11 @@ def _session_value(name: str, value: Any) -> bytes | str:
     return str(value)
 
 
-def apply_args(changes: Changes, version: int) -> list[Any]:
+def apply_args(changes: Changes, version: int, writer: str = "") -> list[Any]:
     """The ``ARGV`` of the apply script for one batch (see ``scripts.APPLY``).
+
+    ``writer`` names the writing storage in the keys that tell caches which peers
+    changed (``changed:<id>:<writer>``), so that it can tell its own changes from others'.
 
     The peers and update states travel as one JSON document (numbers as strings: Lua's
     are doubles), decoded by the server; the session fields, which may be bytes, as
@@ -168,6 +171,7 @@ def apply_args(changes: Changes, version: int) -> list[Any]:
         "ds": [str(state_id) for state_id in changes.deleted_states],
         "s": [(str(state.id), state_value(state)) for state in changes.states],
         "m": [(str(state.id), state_value(state)) for state in changes.merged_states],
+        "w": writer,
     }
     args: list[Any] = [version, json.dumps(batch, ensure_ascii=False, separators=_SEPARATORS)]
     session = changes.session

@@ -34,6 +34,19 @@ end
 
 local batch = cjson.decode(ARGV[2])
 
+-- Each peer changed is named by a key set and deleted at once (nothing stays stored):
+-- the caches of other processes hear of that key (CLIENT TRACKING) and drop that peer
+-- only, where the change of the peers hash alone would make them drop every peer. The
+-- key ends with the writer's name: the server tells the writer of its own scripts'
+-- keys too (NOLOOP does not cover scripts), and the writer keeps what it wrote.
+local mark = string.sub(schema, 1, -7) .. 'changed:'
+local writer = (batch.w and batch.w ~= '') and (':' .. batch.w) or ''
+local function changed(id)
+  local key = mark .. id .. writer
+  redis.call('SET', key, '')
+  redis.call('DEL', key)
+end
+
 -- An index maps a username (or phone) to the space-separated ids of its holders.
 local function unhold(index, key, id)
   local held = redis.call('HGET', index, key)
@@ -69,7 +82,8 @@ local function count(kind, by)
   if redis.call('HINCRBY', types, kind, by) <= 0 then redis.call('HDEL', types, kind) end
 end
 
--- Replace a peer's usernames (a list; empty: none) and their index entries.
+-- Replace a peer's usernames (a list; empty: none) and their index entries; whether
+-- they changed.
 local function rename(id, new)
   local old = redis.call('HGET', names, id)
   local was = old and cjson.decode(old) or {}
@@ -78,7 +92,7 @@ local function rename(id, new)
     for k = 1, #new do
       if was[k] ~= new[k] then same = false break end
     end
-    if same then return end
+    if same then return false end
   end
   local before, after = {}, {}
   for _, name in ipairs(was) do before[name] = true end
@@ -94,6 +108,7 @@ local function rename(id, new)
   elseif old then
     redis.call('HDEL', names, id)
   end
+  return true
 end
 
 for _, row in ipairs(batch.d) do  -- deleted peers: id, order member
@@ -106,6 +121,7 @@ for _, row in ipairs(batch.d) do  -- deleted peers: id, order member
     redis.call('HDEL', peers, id)
     redis.call('ZREM', ids, member)
     count(record[2], -1)
+    changed(id)
   end
 end
 
@@ -115,6 +131,7 @@ for _, row in ipairs(batch.p) do
   local value = '[' .. row[3] .. ',' .. cjson.encode(kind) .. ',' .. cjson.encode(phone)
     .. ',' .. row[6] .. ']'
   local old = redis.call('HGET', peers, id)
+  local touched = old ~= value
   if not old then
     if phone ~= '' then hold(phones, phone, id) end
     count(kind, 1)
@@ -132,11 +149,14 @@ for _, row in ipairs(batch.p) do
     end
     redis.call('HSET', peers, id, value)
   end
-  if new then rename(id, new) end
+  if new and rename(id, new) then touched = true end
+  if touched then changed(id) end
 end
 
 for _, row in ipairs(batch.u) do  -- usernames: id, list (a peer not stored is ignored)
-  if redis.call('HEXISTS', peers, row[1]) == 1 then rename(row[1], row[2]) end
+  if redis.call('HEXISTS', peers, row[1]) == 1 and rename(row[1], row[2]) then
+    changed(row[1])
+  end
 end
 
 for _, id in ipairs(batch.ds) do  -- deleted update states

@@ -9,6 +9,8 @@ is imported until a client is built or checked.
 from __future__ import annotations
 
 import asyncio
+import logging
+import secrets
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, unquote, urlencode
@@ -28,12 +30,14 @@ from ..errors import (
 )
 from ..types import Peer, SessionData, UpdateState
 from . import client as redisdb
-from . import layout, schema, scripts
+from . import layout, schema, scripts, tracking
 from .layout import Keys
 
 __all__ = ["DEFAULT_CLIENT_OPTIONS", "DEFAULT_PREFIX", "RedisStorage"]
 
 T = TypeVar("T")
+
+log = logging.getLogger("pyrogram_storage")
 
 DEFAULT_PREFIX = "pyrogram_storage"
 """The first part of every key's hash tag: ``{pyrogram_storage:NAME}:peers``..."""
@@ -42,6 +46,8 @@ DEFAULT_CLIENT_OPTIONS = redisdb.DEFAULT_CLIENT_OPTIONS
 
 _LOCATION_OPTIONS = ("prefix", "driver")
 """Query parameters of a location that are ours, not the driver's."""
+_INDEX_KEYS = frozenset({b"peers", b"names", b"usernames", b"phones", b"ids", b"types"})
+"""Keys every change of which names its peers by a ``changed:<id>`` key too."""
 _READ_CHUNK = 1000  # update state ids per HMGET
 _DELETE_CHUNK = 500  # keys per UNLINK
 
@@ -68,8 +74,12 @@ class RedisStorage(Storage):
         process writes this session. It then keeps peers in memory
         (``peer_cache_size``), answers lookups by id from there, does not write again
         a peer that did not change, and serves the session fields from memory.
-        Leave it False (the default) when several processes share the session: every
-        lookup then asks the server, so each sees what the others stored.
+        Leave it False (the default) when several processes share the session: peers
+        looked up are then kept in memory too (``peer_cache_size``), and the server
+        says what the others change (``CLIENT TRACKING`` on a connection of the
+        storage's own, see :mod:`pyrogram_storage.redisdb.tracking`): a lookup made
+        after another process's write was acknowledged sees it. While that connection is down, and on a
+        cluster or over TLS, every lookup asks the server.
     :param options: ``username_ttl``, ``session_string``, ``peer_cache_size``,
         ``commit_interval``, ``read_only`` (see :class:`~pyrogram_storage.Storage`).
     :raises InvalidTypeError: ``client`` is not an asyncio redis-py or valkey client (a
@@ -80,6 +90,7 @@ class RedisStorage(Storage):
 
     requires = "redis"
     default_commit_interval = 0.05
+    delivers_invalidations = True
 
     def __init__(
         self,
@@ -124,6 +135,9 @@ class RedisStorage(Storage):
         self._calls = 0  # driver calls in flight
         self._idle: asyncio.Event | None = None  # set when the last of them ends
         self._version = 0
+        self._tracker: tracking.Tracker | None = None
+        self._tag = (self.keys.tag + ":").encode()
+        self._writer = secrets.token_hex(6)  # names this object in its changed-peer keys
 
     @classmethod
     def from_url(
@@ -298,14 +312,95 @@ class RedisStorage(Storage):
                     )
                 await self._run(schema.upgrade(client, keys, number, self._where))
             self._version = schema.latest()
+            if not self._sole_writer():
+                await self._track(client)
             return layout.decode_session(dict(layout.pairs(fields)), self._where)
         except BaseException:
             self._open_client = None
+            await self._untrack()
             if owned:
                 await client.aclose()
             raise
 
+    async def _track(self, client: Any) -> None:
+        """Start hearing of other writers' changes (nothing where that cannot be had)."""
+        try:
+            address = tracking.address_of(client)
+        except tracking.Unsupported as exc:
+            log.debug("%r: no invalidated cache, every lookup asks the server: %s", self, exc)
+            return
+        tracker = tracking.Tracker(
+            address, self._tag, self._invalidated, self._tracking_changed
+        )
+        try:
+            await tracker.start()
+        except tracking.Unsupported as exc:
+            log.warning("%r: no invalidated cache, every lookup asks the server: %s", self, exc)
+            return
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise BackendError(
+                f"{self!r}: could not open the connection that hears of other writers' "
+                f"changes: {exc}"
+            ) from exc
+        self._tracker = tracker
+
+    async def _untrack(self) -> None:
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            await tracker.stop()
+
+    async def _opened(self) -> None:
+        await super()._opened()
+        tracker = self._tracker
+        if not self._sole_writer():
+            # Trusted only with tracking on (the connection may have dropped meanwhile).
+            self._set_cache_trusted(tracker is not None and tracker.live)
+
+    def _catch_up(self) -> bool:
+        tracker = self._tracker
+        return tracker is not None and tracker.drain()
+
+    def _tracking_changed(self, trusted: bool) -> None:
+        if trusted:
+            self._invalidate(None, session=True, states=True)
+        self._set_cache_trusted(trusted)
+
+    def _invalidated(self, keys: list[bytes] | None) -> None:
+        """The server says these keys changed (None: every key)."""
+        if keys is None:
+            self._invalidate(None, session=True, states=True)
+            return
+        tag, size, mine = self._tag, len(self._tag), self._writer.encode()
+        peers: set[int] = set()
+        session = states = everything = indexes = marked = False
+        for key in keys:
+            rest = key[size:] if key.startswith(tag) else b""
+            if rest.startswith(b"changed:"):
+                marked = True
+                peer, _, writer = rest[8:].partition(b":")
+                if writer == mine:
+                    continue  # this storage's own write: memory holds what it wrote
+                try:
+                    peers.add(int(peer))
+                except ValueError:
+                    everything = True
+            elif rest == b"session":
+                session = True
+            elif rest == b"states":
+                states = True
+            elif rest in _INDEX_KEYS:
+                indexes = True
+            else:
+                everything = True  # the schema (a delete, a migration) or not ours
+        if indexes and not marked:
+            everything = True  # peers changed by no script of ours (evicted...)
+        if everything:
+            self._invalidate(None, session=True, states=True)
+        elif peers or session or states:
+            self._invalidate(frozenset(peers), session=session, states=states)
+
     async def _close(self) -> None:
+        await self._untrack()
         client, self._open_client = self._open_client, None
         if client is not None and self._client is None:
             # Calls still in flight end first: a cluster client closed under one of them
@@ -349,7 +444,29 @@ class RedisStorage(Storage):
     # -- writes --------------------------------------------------------------------------------
 
     async def _apply(self, changes: Changes) -> None:
-        await self._script(scripts.APPLY, self.keys.all, layout.apply_args(changes, self._version))
+        args = layout.apply_args(changes, self._version, self._writer)
+        tracker = self._tracker
+        if tracker is not None and tracker.live:
+            # On the tracking connection (NOLOOP): the server does not tell this storage
+            # of its own writes, so memory keeps what it wrote; what others write after
+            # is told after the reply, on the same connection.
+            await self._run(self._tracked_script(tracker, scripts.APPLY, self.keys.all, args))
+            return
+        await self._script(scripts.APPLY, self.keys.all, args)
+
+    async def _tracked_script(
+        self,
+        tracker: tracking.Tracker,
+        script: redisdb.Script,
+        keys: Sequence[str],
+        args: Sequence[Any],
+    ) -> Any:
+        (reply,) = await tracker.execute(("EVALSHA", script.sha, len(keys), *keys, *args))
+        if isinstance(reply, tracking.ResponseError) and str(reply).startswith("NOSCRIPT"):
+            (reply,) = await tracker.execute(("EVAL", script.source, len(keys), *keys, *args))
+        if isinstance(reply, tracking.ResponseError):
+            raise self._response_error(str(reply))
+        return reply
 
     # -- reads ---------------------------------------------------------------------------------
 

@@ -32,19 +32,21 @@ NAMES = (
     "redis-cluster",
     "valkey",
     "valkey-cluster",
+    "redis-client-cache",
     "postgres",
     "postgres-no-cache",
 )
 GROUPS = {
     "local": ("memory", "memory-bounded", "sqlite-file", "sqlite-memory", "json"),
-    "redis": ("redis", "redis-cluster", "valkey", "valkey-cluster"),
+    "redis": ("redis", "redis-cluster", "valkey", "valkey-cluster", "redis-client-cache"),
     "mongo": ("mongo-pymongo", "mongo-motor", "mongo-async-pymongo"),
     "postgres": ("postgres", "postgres-no-cache"),
 }
 """Backends by the server they need (local: none)."""
 SHARED = frozenset(
     {"sqlite-file", "mongo-pymongo", "mongo-motor", "mongo-async-pymongo", "redis",
-     "redis-cluster", "valkey", "valkey-cluster", "postgres", "postgres-no-cache"}
+     "redis-cluster", "valkey", "valkey-cluster", "redis-client-cache", "postgres",
+     "postgres-no-cache"}
 )
 """Backends where two store objects (and processes) share the data."""
 PERSISTENT = SHARED | {"json"}
@@ -80,6 +82,8 @@ def spec(name: str, workdir: Path, servers: dict[str, str]) -> tuple[str, dict[s
             "driver": name.removeprefix("mongo-").replace("-", "_"),
             "client_options": {"serverSelectionTimeoutMS": 10_000},
         }
+    if name == "redis-client-cache":
+        return servers["redis"], {"driver": "redis", "cluster": False, "client_cache": True}
     if name.startswith(("redis", "valkey")):
         cluster = name.endswith("-cluster")
         url = servers["redis-cluster" if cluster else "redis"]

@@ -1,0 +1,503 @@
+"""Server-assisted client-side caching: one invalidation connection per cache.
+
+Redis (6+) and Valkey tell a client which keys other clients change when it turns on
+``CLIENT TRACKING``. A :class:`Tracker` holds one connection of its own, speaking RESP3,
+in broadcasting mode (``BCAST``) for one key prefix: whatever any other client writes
+under the prefix, the server pushes the names of the changed keys on that connection.
+The cache it serves (a session storage, a key-value store) drops what they name.
+
+Why a raw socket and not the driver's connection: a lookup answered from memory must
+first take in every invalidation that reached this process, without waiting
+(:meth:`Tracker.drain`). Redis writes the invalidation of a key to this connection
+in the same turn of its event loop as it writes the writer's reply, before it reads
+anything more; what the writer was told is stored is therefore, by the time anyone
+hears of it, in this socket's receive buffer, and a non-blocking ``recv`` takes it. A
+message still arriving in pieces makes :meth:`drain` say False: that lookup asks the
+server. The driver's connections read only when the event loop runs, too late. (The
+invalidation of a ``FLUSHDB``/``FLUSHALL`` is the exception: the server may send the
+flusher its reply first, so it is heard moments later.)
+
+Commands can be sent on the same connection (:meth:`Tracker.call`): with ``NOLOOP`` the
+server tells this connection nothing of its own writes, and replies and invalidations
+arrive in the order the server made them, so a cache that writes through it may keep
+what it wrote (an invalidation of a later write by another client comes after).
+
+When the connection drops, the cache is told it cannot trust itself (it flushes and
+asks the server meanwhile: invalidations may have been lost); a background task
+connects again with growing pauses, turns tracking on again, and trusts again
+(flushing once more). Neither redis-py's nor valkey's asyncio client has client-side
+caching of its own (redis-py has it on its synchronous client only).
+
+Not supported (the cache is then never trusted, and every lookup asks the server): a
+TLS connection, a client whose credentials come from a provider, a cluster client, an
+event loop without ``add_reader`` (Windows' proactor), a server refusing the commands
+(older than 6, or an ACL without ``CLIENT`` or ``HELLO``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Address", "Push", "ResponseError", "Tracker", "Unsupported", "address_of", "parse"]
+
+log = logging.getLogger("pyrogram_storage")
+
+NAME = "pyrogram_storage-invalidations"
+_CHUNK = 1 << 16
+_RETRY_FIRST, _RETRY_MOST = 0.2, 5.0
+
+Keys = list[bytes] | None
+"""The keys one invalidation names (None: every key, a ``FLUSHALL``/``FLUSHDB``)."""
+
+
+class Unsupported(Exception):
+    """This connection cannot carry invalidations (TLS, a cluster...): say why, in words."""
+
+
+class _Incomplete(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Address:
+    """Where and as whom to connect: a TCP host and port, or a unix socket path."""
+
+    host: str | None
+    port: int
+    path: str | None
+    username: str | None
+    password: str | None
+    timeout: float | None
+    reply_timeout: float = 5.0
+    db: int = 0
+
+    def __repr__(self) -> str:  # never the password
+        where = self.path if self.path is not None else f"{self.host}:{self.port}"
+        return f"Address({where!r})"
+
+
+def address_of(client: Any) -> Address:
+    """Where a (single-server) redis-py or valkey asyncio client connects.
+
+    :raises Unsupported: a cluster, TLS, or a credential provider.
+    """
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:
+        raise Unsupported("a cluster client (tracking per node is not implemented)")
+    kwargs = dict(getattr(pool, "connection_kwargs", {}))
+    kind = getattr(pool, "connection_class", type(None)).__name__
+    if "SSL" in kind or kwargs.get("ssl"):
+        raise Unsupported("a TLS connection")
+    if kwargs.get("credential_provider") is not None:
+        raise Unsupported("credentials from a provider")
+    timeout = kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout") or 5.0
+    return Address(
+        kwargs.get("host") if kwargs.get("path") is None else None,
+        int(kwargs.get("port") or 6379),
+        kwargs.get("path"),
+        kwargs.get("username"),
+        kwargs.get("password"),
+        float(timeout),
+        float(kwargs.get("socket_timeout") or 5.0),
+        int(kwargs.get("db") or 0),
+    )
+
+
+def command(*parts: bytes | str | int) -> bytes:
+    """One command in RESP."""
+    out = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        data = part if isinstance(part, bytes) else str(part).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def parse(buffer: bytes | bytearray, at: int = 0) -> tuple[Any, int]:
+    """One RESP3 (or RESP2) value from ``buffer[at:]`` and where the next starts. Errors
+    come back as :class:`ResponseError` values, pushes as :class:`Push`, maps as lists.
+
+    :raises _Incomplete: the value has not arrived whole yet.
+    """
+    end = buffer.find(b"\r\n", at)
+    if end < 0:
+        raise _Incomplete
+    kind, line = buffer[at : at + 1], bytes(buffer[at + 1 : end])
+    at = end + 2
+    if kind in (b"$", b"=", b"!"):
+        size = int(line)
+        if size < 0:
+            return None, at
+        if len(buffer) < at + size + 2:
+            raise _Incomplete
+        data = bytes(buffer[at : at + size])
+        at += size + 2
+        if kind == b"!":
+            return ResponseError(data.decode("utf-8", "replace")), at
+        return (data[4:] if kind == b"=" else data), at
+    if kind in (b"*", b">", b"~", b"%", b"|"):
+        size = int(line)
+        if size < 0:
+            return None, at
+        items = []
+        for _ in range(2 * size if kind in (b"%", b"|") else size):
+            item, at = parse(buffer, at)
+            items.append(item)
+        if kind == b"|":  # attributes: what follows is the value
+            return parse(buffer, at)
+        return (Push(items) if kind == b">" else items), at
+    if kind == b"+":
+        return line, at
+    if kind == b"-":
+        return ResponseError(line.decode("utf-8", "replace")), at
+    if kind in (b":", b"("):
+        return int(line), at
+    if kind == b"_":
+        return None, at
+    if kind == b"#":
+        return line == b"t", at
+    if kind == b",":
+        return float(line), at
+    raise ValueError(f"not RESP: {bytes(buffer[at - len(line) - 3 : at])!r}")
+
+
+class Push(list[Any]):
+    """A RESP3 push (out-of-band data: here, invalidations)."""
+
+
+class ResponseError(Exception):
+    """The server refused a command."""
+
+
+class Tracker:
+    """One invalidation connection: ``CLIENT TRACKING`` for ``prefix``, redirected to itself.
+
+    :param address: where to connect (:func:`address_of`).
+    :param prefix: the key prefix to hear of (``BCAST PREFIX``).
+    :param invalidated: called with the keys each invalidation names (None: all keys).
+    :param trusted: called with False when the connection is lost, True once it is
+        back (after which everything cached before must be dropped: the caller's
+        ``trusted(True)`` does that).
+    """
+
+    def __init__(
+        self,
+        address: Address,
+        prefix: bytes,
+        invalidated: Callable[[Keys], None],
+        trusted: Callable[[bool], None],
+    ) -> None:
+        self.address = address
+        self.prefix = prefix
+        self._invalidated = invalidated
+        self._trusted = trusted
+        self._sock: socket.socket | None = None
+        self._buffer = bytearray()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reconnecting: asyncio.Task[None] | None = None
+        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self._out = bytearray()  # commands the socket has not taken yet
+        self._stopped = False
+        self.live = False  #: tracking is on and the connection up: invalidations come
+        self.client_id: int | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called (reconnecting stops)."""
+        return self._stopped
+
+    def __repr__(self) -> str:
+        return f"Tracker({self.address!r}, prefix={self.prefix!r}, live={self.live})"
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and turn tracking on; :attr:`live` from then on.
+
+        :raises Unsupported: the event loop cannot watch a socket, or the server
+            refuses the commands.
+        :raises OSError: the server cannot be reached.
+        """
+        self._stopped = False
+        self._loop = loop = asyncio.get_running_loop()
+        sock = await self._connect(loop)
+        try:
+            loop.add_reader(sock.fileno(), self._readable)
+        except NotImplementedError:
+            sock.close()
+            raise Unsupported("an event loop that cannot watch a socket (add_reader)") from None
+        self._sock = sock
+        self.live = True
+
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        address = self.address
+        if address.path is not None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            target: Any = address.path
+        else:
+            infos = await loop.getaddrinfo(
+                address.host, address.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP
+            )
+            family, kind, proto, _, target = infos[0]
+            sock = socket.socket(family, kind, proto)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(self._handshake(loop, sock, target), address.timeout)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    async def _handshake(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, target: Any
+    ) -> None:
+        address = self.address
+        await loop.sock_connect(sock, target)
+        hello: list[bytes | str | int] = ["HELLO", 3]
+        if address.password is not None:
+            hello += ["AUTH", address.username or "default", address.password]
+        track: list[bytes | str | int] = [
+            "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix, "NOLOOP"
+        ]  # fmt: skip
+        setup = [
+            command(*hello, "SETNAME", NAME),
+            command("SELECT", address.db),  # the commands sent here go to the client's db
+            command("CLIENT", "ID"),
+            command(*track),
+        ]
+        await loop.sock_sendall(sock, b"".join(setup))
+        replies = await self._replies(loop, sock, len(setup))
+        client_id = replies[2]
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise Unsupported(f"the server refused the setup: {reply}")
+        self.client_id = int(client_id)
+
+    async def _replies(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, count: int
+    ) -> list[Any]:
+        replies: list[Any] = []
+        buffer = bytearray()
+        while len(replies) < count:
+            chunk = await loop.sock_recv(sock, _CHUNK)
+            if not chunk:
+                raise ConnectionError("the server closed the invalidation connection")
+            buffer += chunk
+            at = 0
+            while len(replies) < count:
+                try:
+                    reply, at = parse(buffer, at)
+                except _Incomplete:
+                    break
+                replies.append(reply)
+            del buffer[:at]
+        self._buffer = buffer  # anything after the replies: invalidations already
+        return replies
+
+    async def stop(self) -> None:
+        """Close the connection and stop reconnecting."""
+        self._stopped = True
+        task, self._reconnecting = self._reconnecting, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self._close()
+
+    def close_now(self) -> None:
+        """Close at once, from any thread (the event loop may have ended)."""
+        self._stopped = True
+        task, self._reconnecting = self._reconnecting, None
+        if task is not None and self._loop is not None and not self._loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(task.cancel)
+        sock, self._sock = self._sock, None
+        self.live = False
+        if sock is not None:
+            sock.close()
+
+    def _close(
+        self, why: str = "the connection was closed", error: type[Exception] = ConnectionError
+    ) -> None:
+        sock, self._sock = self._sock, None
+        self.live = False
+        self._buffer.clear()
+        self._out.clear()
+        if sock is not None:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                with contextlib.suppress(Exception):
+                    loop.remove_reader(sock.fileno())
+                    loop.remove_writer(sock.fileno())
+            sock.close()
+        waiting, self._waiting = self._waiting, collections.deque()
+        for future in waiting:
+            if not future.done():
+                future.set_exception(error(f"no reply from the Redis server: {why}"))
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def execute(self, *commands: tuple[bytes | str | int, ...]) -> list[Any]:
+        """Send commands on this connection at once and return their replies, in order (a
+        refused one as a :class:`ResponseError` value, not raised).
+
+        :raises ConnectionError: the connection is down, or dropped before the replies.
+        """
+        loop = self._loop
+        if self._sock is None or loop is None:
+            raise ConnectionError("the Redis tracking connection is down")
+        futures = []
+        for _ in commands:
+            future: asyncio.Future[Any] = loop.create_future()
+            self._waiting.append(future)
+            futures.append(future)
+        self._send(b"".join(command(*parts) for parts in commands))
+        timer = loop.call_later(self.address.reply_timeout, self._late, futures[-1])
+        try:
+            return [await future for future in futures]
+        except BaseException:
+            for future in futures:  # the connection failed them all: their errors are told
+                if future.done() and not future.cancelled():
+                    future.exception()
+            raise
+        finally:
+            timer.cancel()
+
+    def _late(self, future: asyncio.Future[Any]) -> None:
+        if not future.done():
+            self._lost(f"no reply within {self.address.reply_timeout} s", TimeoutError)
+
+    def _send(self, data: bytes) -> None:
+        sock = self._sock
+        assert sock is not None
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._lost(str(exc))
+            return
+        if sent < len(data):
+            self._out += data[sent:]
+            assert self._loop is not None
+            self._loop.add_writer(sock.fileno(), self._writable)
+
+    def _writable(self) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sent = sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._lost(str(exc))
+            return
+        del self._out[:sent]
+        if not self._out and self._loop is not None:
+            self._loop.remove_writer(sock.fileno())
+
+    # -- invalidations --------------------------------------------------------------------
+
+    def drain(self) -> bool:
+        """Take in every invalidation this socket holds, without waiting; True if
+        tracking is live and no message is still arriving (else the caller asks the server).
+        """
+        sock = self._sock
+        if sock is None:
+            return False
+        try:
+            while True:
+                chunk = sock.recv(_CHUNK)
+                if not chunk:
+                    self._lost("the server closed it")
+                    return False
+                self._feed(chunk)
+                if len(chunk) < _CHUNK:
+                    break
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError as exc:
+            self._lost(str(exc))
+            return False
+        return self.live and not self._buffer
+
+    def _readable(self) -> None:
+        self.drain()
+
+    def _feed(self, chunk: bytes) -> None:
+        buffer = self._buffer
+        buffer += chunk
+        at = 0
+        try:
+            while at < len(buffer):
+                message, at = parse(buffer, at)
+                self._take(message)
+        except _Incomplete:
+            pass
+        except ValueError as exc:
+            del buffer[:]
+            self._lost(f"unreadable data ({exc})")
+            return
+        del buffer[:at]
+
+    def _take(self, message: Any) -> None:
+        if type(message) is Push:
+            if len(message) >= 2 and message[0] == b"invalidate":
+                keys = message[1]
+                self._invalidated(keys if isinstance(keys, list) else None)
+            return  # other pushes carry no news for us
+        if not self._waiting:
+            self._lost("a reply nobody asked for")
+            return
+        future = self._waiting.popleft()
+        if not future.done():
+            future.set_result(message)
+
+    def _lost(self, why: str, error: type[Exception] = ConnectionError) -> None:
+        if self._sock is None:
+            return
+        self._close(why, error)
+        if self._stopped:
+            return
+        log.warning("the Redis invalidation connection dropped (%s); connecting again", why)
+        self._trusted(False)
+        loop = self._loop
+        if self._reconnecting is None and loop is not None and not loop.is_closed():
+            self._reconnecting = loop.create_task(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        delay = _RETRY_FIRST
+        try:
+            while not self._stopped:
+                await asyncio.sleep(delay)
+                try:
+                    await self.start()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.debug("tracking again failed (%s); retrying in %.1f s", exc, delay)
+                    delay = min(delay * 2, _RETRY_MOST)
+                    continue
+                if self.stopped:
+                    self._close()
+                    return
+                # Whatever was written while nobody listened is unknown: trusting again
+                # drops everything cached.
+                self._reconnecting = None
+                self._trusted(True)
+                return
+        finally:
+            if self._reconnecting is asyncio.current_task():
+                self._reconnecting = None

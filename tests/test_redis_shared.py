@@ -1,0 +1,365 @@
+"""Two processes, one RedisStorage session (shared mode): the invalidated cache.
+
+Each process keeps the peers it looked up in memory, and hears from the server
+(``CLIENT TRACKING``) what the other changes. The rule checked here: after one
+process's write was acknowledged, a lookup the other process starts afterwards
+returns the new value, never the one it replaced; when the invalidation connection
+drops (``CLIENT KILL``, a server restart) memory is not trusted until tracking is back.
+
+Process A is this test's own storage; process B is tests/shared_peer.py, driven by
+lines over a pipe. Every write is acknowledged (``commit_interval=0``) before the
+other process is told to look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyrogram_storage import BackendError, Peer, PeerType, UpdateState
+from pyrogram_storage.redisdb.storage import RedisStorage
+
+from . import shared_peer
+from .servers.redisserver import RedisServer
+
+pytestmark = pytest.mark.redis
+
+PEER = Path(shared_peer.__file__)
+ROUNDS = 1000
+
+
+class Other:
+    """Process B: a shared storage of the same session in another process."""
+
+    def __init__(self, url: str, name: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(PEER), url, name],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.ask_line() == "ready"
+
+    def ask_line(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        assert line, f"the other process ended (exit code {self.proc.poll()})"
+        return json.loads(line)
+
+    def __call__(self, *command: Any) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(command) + "\n")
+        self.proc.stdin.flush()
+        return self.ask_line()
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def storage_on(url: str, name: str, timeout: float = 1.0) -> RedisStorage:
+    options = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    return RedisStorage.from_url(
+        url, name=name, commit_interval=0, username_ttl=None, client_options=options
+    )
+
+
+def user(peer_id: int, access_hash: int) -> Peer:
+    return Peer(peer_id, access_hash, PeerType.USER, ("x",))
+
+
+@pytest.fixture
+def name() -> str:
+    return f"shared_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def other(redis_server: RedisServer, name: str) -> Iterator[Other]:
+    process = Other(redis_server.url, name)
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+async def test_a_peer_written_by_one_process_is_seen_by_the_others_next_lookup(
+    redis_server: RedisServer, name: str, other: Other
+) -> None:
+    async with storage_on(redis_server.url, name) as mine:
+        assert mine._tracker is not None and mine._tracker.live
+        await mine.upsert_peers([user(1, 10)])
+        assert other("get", 1) == 10
+        assert other("cached", 1) is True  # B answers from memory from now on...
+        await mine.upsert_peers([user(1, 11)])
+        assert other("get", 1) == 11  # ...until A changes the peer
+        assert other("put", 1, 12) is True
+        assert (await mine.peer_by_id(1)).access_hash == 12
+        assert mine.cached_peer(1) is not None
+        assert other("put", 1, 13) is True
+        assert mine.cached_peer(1) is None  # dropped: the server said B changed it
+        assert (await mine.peer_by_id(1)).access_hash == 13
+
+
+async def test_a_thousand_alternating_writes_leave_no_stale_read(
+    redis_server: RedisServer, name: str, other: Other
+) -> None:
+    """Each side writes the peer, session field and update state the other has just
+    read (and so holds in memory), then the other looks again."""
+    hits = 0
+    async with storage_on(redis_server.url, name) as mine:
+        await mine.upsert_peers([user(1, 0)])
+        await mine.update_session(api_id=1)
+        for step in range(1, ROUNDS + 1):
+            mine_value, other_value = 2 * step, 2 * step + 1
+            await mine.upsert_peers([user(1, mine_value)])
+            await mine.update_session(api_id=mine_value)
+            await mine.set_update_states([UpdateState(1, pts=mine_value)])
+            assert other("get", 1) == mine_value, step
+            assert other("session") == mine_value, step
+            assert other("state", 1) == mine_value, step
+            hits += other("cached", 1)
+            assert other("put", 1, other_value) is True
+            assert other("set_session", other_value) is True
+            assert other("set_state", 1, other_value) is True
+            assert (await mine.peer_by_id(1)).access_hash == other_value, step
+            assert (await mine.get_session()).api_id == other_value, step
+            assert [s.pts for s in await mine.get_update_states([1])] == [other_value], step
+            hits += mine.cached_peer(1) is not None
+    assert hits > ROUNDS  # memory answered (the test is not only of the server)
+
+
+async def test_concurrent_writes_of_one_peer_leave_one_whole_value(
+    redis_server: RedisServer, name: str, other: Other
+) -> None:
+    """Two processes writing the same peer at once: one of the two values, never a mix."""
+    async with storage_on(redis_server.url, name) as mine:
+        for step in range(50):
+            theirs = 1000 + step  # B writes (USER, ("x",), no phone)
+            ours = Peer(7, 2000 + step, PeerType.BOT, ("ours",), "222")
+
+            def put(access_hash: int = theirs) -> Any:
+                return other("put", 7, access_hash)
+
+            task = asyncio.get_running_loop().run_in_executor(None, put)
+            await mine.upsert_peers([ours])
+            assert await task is True
+            found = await mine.peer_by_id(7)
+            assert other("get", 7) == found.access_hash
+            fields = (found.type, found.usernames, found.phone_number)
+            if found.access_hash == ours.access_hash:
+                assert fields == (PeerType.BOT, ("ours",), "222")
+            else:
+                assert found.access_hash == theirs
+                assert fields == (PeerType.USER, ("x",), None)
+
+
+async def test_a_killed_invalidation_connection_leaves_no_stale_read(
+    redis_server: RedisServer, name: str, other: Other
+) -> None:
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async with storage_on(redis_server.url, name) as mine:
+            await mine.upsert_peers([user(1, 1)])
+            assert other("get", 1) == 1 and other("cached", 1) is True
+            tracker = other("tracker")
+            assert await admin.client_kill_filter(_id=tracker) == 1
+            await mine.upsert_peers([user(1, 2)])  # while B hears nothing
+            assert other("get", 1) == 2
+            assert other("cached", 1) is False  # not trusted: memory is not used
+            new = await _tracking_again(other, tracker)
+            assert new != tracker
+            assert other("get", 1) == 2 and other("cached", 1) is True
+            await mine.upsert_peers([user(1, 3)])
+            assert other("get", 1) == 3
+    finally:
+        await admin.aclose()
+
+
+async def _tracking_again(other: Other, old: int | None) -> int:
+    """The id of B's invalidation connection once it is back (it retries with pauses)."""
+    for _ in range(300):
+        tracker = other("tracker")
+        if tracker is not None and tracker != old:
+            return int(tracker)
+        await asyncio.sleep(0.1)
+    raise AssertionError("the invalidation connection did not come back")
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(tmp_path_factory.mktemp("shared-redis"), appendonly=True) as server:
+        yield server
+
+
+async def test_a_server_restart_leaves_no_stale_read(own_server: RedisServer, name: str) -> None:
+    own_server.start()
+    other = Other(own_server.url, name)
+    try:
+        async with storage_on(own_server.url, name) as mine:
+            await mine.upsert_peers([user(1, 1)])
+            assert other("get", 1) == 1 and other("cached", 1) is True
+            tracker = other("tracker")
+            own_server.stop()
+            down = other("get", 1)
+            assert down["error"] == "BackendError", down  # not the value held in memory
+            with pytest.raises(BackendError):
+                await mine.peer_by_id(1)
+            own_server.start()
+            await _until_stored(mine, user(1, 2))
+            assert other("get", 1) == 2
+            await _tracking_again(other, tracker)
+            assert other("get", 1) == 2 and other("cached", 1) is True
+            await mine.upsert_peers([user(1, 3)])
+            assert other("get", 1) == 3
+    finally:
+        other.close()
+
+
+async def _until_stored(storage: RedisStorage, peer: Peer) -> None:
+    """Write once the server answers again (its first calls may still fail)."""
+    for _ in range(100):
+        try:
+            await storage.upsert_peers([peer])
+            return
+        except BackendError:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the server did not come back")
+
+
+async def test_a_cluster_storage_asks_the_server_every_time(redis_cluster: Any) -> None:
+    """No tracking on a cluster (yet): shared storages there read from the server."""
+    name = f"shared_{uuid.uuid4().hex[:12]}"
+    one = RedisStorage.from_url(redis_cluster.url, name=name, commit_interval=0)
+    two = RedisStorage.from_url(redis_cluster.url, name=name, commit_interval=0)
+    async with one, two:
+        assert one._tracker is None
+        await one.upsert_peers([user(1, 1)])
+        assert (await two.peer_by_id(1)).access_hash == 1
+        assert two.cached_peer(1) is None
+        await one.upsert_peers([user(1, 2)])
+        assert (await two.peer_by_id(1)).access_hash == 2
+
+
+# -- RedisKV(client_cache=True): the same machinery for bot state --------------------------------
+
+
+async def test_a_client_cached_kv_sees_every_acknowledged_write(redis_server: RedisServer) -> None:
+    from pyrogram_storage import kv
+
+    namespace = f"cc{uuid.uuid4().hex[:12]}"
+    one = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    two = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    async with one, two:
+        assert one._tracker is not None and two._tracker is not None
+        await one.set("k", {"step": 0})
+        hits = 0
+        for step in range(1, ROUNDS + 1):
+            assert await two.get("k") == {"step": 2 * step - 2}, step
+            hits += "k" in two._held  # held: the next get is answered from memory
+            await two.set("k", {"step": 2 * step - 1})
+            assert await one.get("k") == {"step": 2 * step - 1}, step
+            await one.set("k", {"step": 2 * step})
+        assert hits == ROUNDS
+        await one.delete("k")
+        assert await two.get("k") is None
+        await one.set("t", 1, ttl=0.05)
+        assert await two.get("t") == 1
+        await asyncio.sleep(0.1)
+        assert await two.get("t") is None  # expired, though nobody told us
+        # The invalidation connection killed: memory is not trusted until it is back.
+        await two.set("k", "held")
+        assert await two.get("k") == "held" and "k" in two._held
+        import redis.asyncio
+
+        admin = redis.asyncio.Redis.from_url(redis_server.url)
+        try:
+            assert two._tracker.client_id is not None
+            assert await admin.client_kill_filter(_id=two._tracker.client_id) == 1
+        finally:
+            await admin.aclose()
+        await one.set("k", "changed")
+        assert await two.get("k") == "changed"
+        assert "k" not in two._held
+        for _ in range(300):
+            if two._tracker.live:
+                break
+            await asyncio.sleep(0.1)
+        assert two._tracker.live
+        assert await two.get("k") == "changed" and "k" in two._held
+        await one.set("k", "again")
+        assert await two.get("k") == "again"
+
+
+async def test_changes_made_without_our_scripts_drop_everything_held(
+    redis_server: RedisServer, name: str
+) -> None:
+    """A peers hash changed by no script of ours (another program, an eviction), the
+    schema hash (a delete, a migration) or a FLUSHDB: nothing held is trusted."""
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async with storage_on(redis_server.url, name) as mine:
+            tag = mine.keys.tag
+            for change in (
+                lambda: admin.hset(f"{tag}:schema", "note", "x"),
+                lambda: admin.hset(f"{tag}:peers", "1", "[5,\"user\",\"\",0]"),
+            ):
+                await mine.upsert_peers([user(1, 1), user(2, 2)])
+                assert mine.cached_peer(1) is not None and mine.cached_peer(2) is not None
+                await change()
+                assert mine.cached_peer(1) is None and mine.cached_peer(2) is None
+            assert (await mine.peer_by_id(1)).access_hash == 5  # what the server holds
+            assert mine.cached_peer(1) is not None
+            await admin.flushdb()
+            # The server tells trackers of a flush as it runs it, but may send the
+            # flusher's reply first: heard within moments, not before that reply.
+            for _ in range(100):
+                if mine.cached_peer(1) is None:
+                    break
+                await asyncio.sleep(0.01)
+            assert mine.cached_peer(1) is None
+            assert mine._tracker is not None and mine._tracker.live
+    finally:
+        await admin.aclose()
+
+
+async def test_memory_filled_while_another_writer_writes_holds_no_stale_peer(
+    redis_server: RedisServer, name: str
+) -> None:
+    """A shared storage fills memory with the stored peers after open; peers another
+    writer changes meanwhile are left out (or dropped), never held as they were."""
+    async with storage_on(redis_server.url, name, timeout=10) as writer:
+        for first in range(1, 5001, 500):
+            await writer.upsert_peers([user(i, i) for i in range(first, first + 500)])
+        reader = storage_on(redis_server.url, name, timeout=10)
+        async with reader:
+            for step in range(1, 301):  # while the reader fills its memory
+                await writer.upsert_peers([user(step * 16, -step)])
+                await asyncio.sleep(0)
+            for _ in range(600):
+                if reader._peer_engine._warming is None:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(reader._peer_engine.cache) >= 4000  # filled
+            for peer_id in range(1, 5001):
+                expected = -(peer_id // 16) if peer_id % 16 == 0 and peer_id <= 4800 else peer_id
+                held = reader.cached_peer(peer_id)
+                assert held is None or held.access_hash == expected, peer_id
+                assert (await reader.peer_by_id(peer_id)).access_hash == expected, peer_id
