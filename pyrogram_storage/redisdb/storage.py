@@ -78,8 +78,8 @@ class RedisStorage(Storage):
         looked up are then kept in memory too (``peer_cache_size``), and the server
         says what the others change (``CLIENT TRACKING`` on a connection of the
         storage's own, see :mod:`pyrogram_storage.redisdb.tracking`): a lookup made
-        after another process's write was acknowledged sees it. While that connection is down, and on a
-        cluster or over TLS, every lookup asks the server.
+        after another process's write was acknowledged sees it. While that connection
+        is down, and on a cluster or over TLS, every lookup asks the server.
     :param options: ``username_ttl``, ``session_string``, ``peer_cache_size``,
         ``commit_interval``, ``read_only`` (see :class:`~pyrogram_storage.Storage`).
     :raises InvalidTypeError: ``client`` is not an asyncio redis-py or valkey client (a
