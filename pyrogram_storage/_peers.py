@@ -236,7 +236,11 @@ class Peers:
             self._warm()
 
     def _warm(self) -> None:
-        """Shared mode, memory trusted: fill it with stored peers in the background."""
+        """Shared mode, memory trusted: fill it with stored peers in the background, where
+        the backend can say at once that it heard every change (else memory fills on
+        demand: a fill could not tell which of the peers it read are stale)."""
+        if not self.primitives.catch_up():
+            return
         if self._loading is not None and not self._loading.done():
             self._loading.cancel()
         self._warming = set()
@@ -248,6 +252,7 @@ class Peers:
         generation, warming = self._generation, self._warming
         cache, journal = self.cache, self.pending.journal
         after: int | None = None
+        retries = 0
         try:
             while warming is not None and len(cache) < cache.size:
                 rows = await self.primitives.peer_rows(after, _LOAD_BATCH)
@@ -257,6 +262,9 @@ class Peers:
                 if generation != self._generation or not self.caching or not self._shared:
                     return
                 if not self.primitives.catch_up():
+                    retries += 1
+                    if retries > 100:
+                        return  # the news keeps not being known: memory fills on demand
                     await asyncio.sleep(0.01)  # news still arriving: read this batch again
                     continue
                 for peer_id, access_hash, kind, names, phone, stamp in rows:
