@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
             cluster = stack.enter_context(RedisCluster(root / "cluster"))
             print(f"Redis Cluster: {cluster.url}")
         if "postgres" in wanted:
-            postgres = stack.enter_context(PostgresServer(root / "postgres"))
+            postgres = stack.enter_context(PostgresServer())  # a folder `nobody` can reach
             print(f"PostgreSQL:    {postgres.url}")
         print("running; Ctrl-C stops them", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
