@@ -402,6 +402,12 @@ async def run(
     # Ours: the wrapped Storage; its flush() (write-behind engines) is timed on its own.
     flush = getattr(getattr(client.storage, "storage", None), "flush", None)
     await drive(client, warm)
+    # Ours loads the stored peers into memory in the background after open: whether
+    # that was still going on when the timed updates began (1) or done (0).
+    engine = getattr(getattr(client.storage, "storage", None), "_peer_engine", None)
+    loading = getattr(engine, "_loading", None)
+    if engine is not None:
+        m["peers_loading_at_start"] = float(loading is not None and not loading.done())
     start = time.perf_counter()
     await drive(client, timed)
     looped = time.perf_counter()

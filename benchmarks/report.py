@@ -30,6 +30,7 @@ METRICS = {
     "path_flush_ms": "flush() after the updates, where the storage has one (ms)",
     "path_save_ms": "the final save() after the updates (ms)",
     "storage_calls_per_update": "storage calls per update",
+    "peers_loading_at_start": "ours: peers still loading into memory when the timed updates began",
     "populate_us": "filling the storage before the run (µs/peer)",
     # host
     "host_rss_mb": "RSS with every session open (MB)",
