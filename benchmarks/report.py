@@ -620,7 +620,25 @@ def _header(data: dict[str, Any]) -> list[str]:
             if key not in ("python", "sqlite") and value:
                 versions[key] = value
     lines.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
-    lines.append(f"- Command: `{data['command']}` ({data['wall_s'] / 60:.1f} min)")
+    if data.get("sources"):
+        lines.append("- Runs combined here:")
+        for source in data["sources"]:
+            lines.append(
+                f"  - `{source['command']}` (started {source['started']}; "
+                f"`{source.get('uptime') or '?'}`)"
+            )
+    else:
+        lines.append(f"- Command: `{data['command']}` ({data['wall_s'] / 60:.1f} min)")
+        if data.get("uptime"):
+            lines.append(f"- `uptime` at the start: `{data['uptime']}`")
+        if data.get("uptime_after"):
+            lines.append(f"- `uptime` at the end: `{data['uptime_after']}`")
+    if data.get("conditions"):
+        lines.append(
+            "- Conditions (session folder): "
+            + ", ".join(f"{k}: {v}" for k, v in data["conditions"].items())
+            + ("; busy: a second process spinning one core" if "busy" in data["conditions"] else "")
+        )
     if data.get("git"):
         lines.append(f"- Code: `{data['git']}`")
     configs = {

@@ -474,7 +474,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the results' file names: NAME.md, NAME.json, NAME.png (default latest)",
     )
     parser.add_argument(
-        "--from-json", type=Path, help="only write the report and plot of an earlier latest.json"
+        "--from-json",
+        help="only write the report and plot of an earlier latest.json; several "
+        "comma-separated: one report over all their results",
     )
     options = parser.parse_args(argv)
     options.stream_list = [x.strip() for x in options.streams.split(",") if x.strip()]
@@ -486,7 +488,10 @@ def main(argv: list[str] | None = None) -> int:
         if condition not in CONDITIONS:
             parser.error(f"unknown condition {condition!r}")
     if options.from_json:
-        return write_report(json.loads(options.from_json.read_text()), options.out, options.name)
+        paths = [Path(x.strip()) for x in options.from_json.split(",") if x.strip()]
+        return write_report(
+            combine([json.loads(p.read_text()) for p in paths]), options.out, options.name
+        )
 
     suites = [s.strip() for s in options.suites.split(",") if s.strip()]
     for suite in suites:
@@ -557,6 +562,28 @@ def main(argv: list[str] | None = None) -> int:
     data["uptime_after"] = _uptime()
     _write_json(data, options.out / f"{options.name}.json", clock)
     return write_report(data, options.out, options.name)
+
+
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report's data from several runs' (their results side by side, every command)."""
+    if len(runs) == 1:
+        return runs[0]
+    data = dict(runs[0])
+    data["results"] = [r for run in runs for r in run["results"]]
+    data["runs"] = [r for run in runs for r in run.get("runs", [])]
+    data["command"] = " ; ".join(run["command"] for run in runs)
+    data["wall_s"] = sum(float(run.get("wall_s") or 0) for run in runs)
+    data["repeat"] = max(int(run.get("repeat") or 1) for run in runs)
+    data["params_override"] = " ; ".join(
+        str(run.get("params_override")) for run in runs if run.get("params_override")
+    )
+    data["skipped"] = {k: v for run in runs for k, v in (run.get("skipped") or {}).items()}
+    data["servers"] = {k: v for run in runs for k, v in (run.get("servers") or {}).items()}
+    data["sources"] = [
+        {"command": run["command"], "started": run["started"], "uptime": run.get("uptime")}
+        for run in runs
+    ]
+    return data
 
 
 def write_report(data: dict[str, Any], out: Path, name: str = "latest") -> int:
