@@ -33,6 +33,7 @@ METRICS = {
     "path_save_ms": "the final save() after the updates (ms)",
     "storage_calls_per_update": "storage calls per update",
     "peers_loading_at_start": "ours: peers still loading into memory when the timed updates began",
+    "memory_filled_ms": "ours: open to the end of the warm-up, or to peers in memory (ms)",
     "populate_us": "filling the storage before the run (µs/peer)",
     # host
     "host_rss_mb": "RSS with every session open (MB)",

@@ -190,12 +190,17 @@ def condition_root(condition: str) -> Path:
     return root
 
 
+SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"
+
+
 class Spinner:
     """A second process keeping one core busy; started and stopped by PID."""
 
     def __init__(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL
+            # It spins until killed, or until run.py is gone (its parent changes).
+            [sys.executable, "-c", SPIN],
+            stdin=subprocess.DEVNULL,
         )
         self.pid = self.proc.pid
         self.started = time.monotonic()
@@ -530,6 +535,8 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
     }
     options.out.mkdir(parents=True, exist_ok=True)
+    # A kill (SIGTERM) unwinds like Ctrl-C: the spinner and the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     stops: list[Callable[[], None]] = []
     uris: dict[str, str] = {}
     clock = time.monotonic()

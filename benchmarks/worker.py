@@ -61,6 +61,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "warmup": 1_000,
     "metered_updates": 5_000,
     "known": 0.9,
+    "stream": "uniform",  # uniform, zipf or new (workload.update_senders)
+    "settle_memory": 0,  # 1: ours' timed updates wait until its peers are in memory
     # host
     "sessions": 1_000,
     "host_lookups": 10,
