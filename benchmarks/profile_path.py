@@ -39,7 +39,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-OWNERS = ("ours", "Kurigram", "SQLite", "asyncio", "rest")
+OWNERS = ("ours", "Kurigram's storage", "Kurigram", "SQLite", "asyncio", "rest")
 IDLE = ("'acquire' of '_thread.lock'", "'poll' of 'select.epoll'", "time.sleep")
 """Blocking waits: a thread parked here does no work (charged to "idle", left out of the
 shares; on worker threads cProfile's CPU timer charges them their wall time)."""
@@ -49,6 +49,8 @@ def owner(filename: str, name: str) -> str:
     """Who a profiled function belongs to, by its file (or, for C functions, its name)."""
     if "pyrogram_storage" in filename:
         return "ours"
+    if "/pyrogram/storage/" in filename:
+        return "Kurigram's storage"
     if "/pyrogram/" in filename:
         return "Kurigram"
     if filename == "~":  # a C function: cProfile names it in ``name``
@@ -93,12 +95,14 @@ class ThreadProfiles:
         threading.setprofile(None)
 
 
-async def profile_stream(n: int, stream: str, updates: int, workdir: Path) -> dict[str, Any]:
+async def profile_stream(
+    n: int, stream: str, updates: int, workdir: Path, system_name: str = "path-kurigram-ours"
+) -> dict[str, Any]:
     import client_path as cp
     import workload as w
     from systems import BY_NAME
 
-    system = BY_NAME["path-kurigram-ours"]
+    system = BY_NAME[system_name]
     name = f"profile_{stream}_{n}"
     first = cp.build_client(system, name, workdir, None)
     cp.go_offline(first)
@@ -178,6 +182,7 @@ async def profile_stream(n: int, stream: str, updates: int, workdir: Path) -> di
     return {
         "n": n,
         "stream": stream,
+        "system": system.label,
         "updates": updates,
         "path_us": (wall1 - wall0) / updates * 1e6,
         "loop_thread_cpu_us": (cpu1 - cpu0) / updates * 1e6,
@@ -192,6 +197,7 @@ async def profile_stream(n: int, stream: str, updates: int, workdir: Path) -> di
         "open_ms": (opened - opening) * 1000,
         "memory_fill_ms": (loaded - opened) * 1000,
         "memory": memory,
+        "memory_engine": engine is not None,
     }
 
 
@@ -204,7 +210,7 @@ def _short(filename: str) -> str:
 
 def render(results: list[dict[str, Any]], top: int, command: str, uptime: str) -> str:
     lines = [
-        "# Kurigram's update path with our FileStorage: where the time goes (issue 19)",
+        "# Kurigram's update path: where the time goes (issue 19)",
         "",
         f"- Command: `{command}`",
         f"- Machine load: `{uptime}` (2 cores shared with other work: absolute µs are "
@@ -222,13 +228,18 @@ def render(results: list[dict[str, Any]], top: int, command: str, uptime: str) -
         total = sum(v for k, v in r["by_owner_us"].items() if k != "idle")
         per = r["updates"]
         lines += [
-            f"## {r['stream']} senders, N = {r['n']:,} ({per:,} updates, load {r['load']:.1f})",
+            f"## {r['system']}: {r['stream']} senders, N = {r['n']:,} ({per:,} updates, "
+            f"load {r['load']:.1f})",
             "",
             f"- Without the profiler: **{r['path_us']:.0f} µs/update** wall; CPU of the "
             f"loop's thread {r['loop_thread_cpu_us']:.0f} µs, of the other threads "
             f"(the storage's SQLite work) {r['other_threads_cpu_us']:.0f} µs per update.",
-            f"- Open (`load_session`) {r['open_ms']:.1f} ms; the peers were in memory "
-            f"({r['memory']}) {r['memory_fill_ms']:.0f} ms later.",
+            f"- Open (`load_session`) {r['open_ms']:.1f} ms"
+            + (
+                f"; the peers were in memory ({r['memory']}) {r['memory_fill_ms']:.0f} ms later."
+                if r["memory_engine"]
+                else "."
+            ),
             f"- Under the profiler: {r['profiled_us']:.0f} µs/update wall; the loop thread's "
             f"profiled own CPU {total:.0f} µs/update (cProfile's own cost inflates every "
             "row about alike: read the shares).",
@@ -289,6 +300,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("n", type=int, nargs="?", default=100_000)
     parser.add_argument("--streams", default="uniform,new")
+    parser.add_argument(
+        "--systems",
+        default="path-kurigram-ours",
+        help="path systems of Kurigram to profile (path-kurigram-file: its own storage)",
+    )
     parser.add_argument("--updates", type=int, default=5_000)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "issue19-profile.md")
@@ -305,14 +321,17 @@ def main() -> int:
     streams = [s.strip() for s in options.streams.split(",") if s.strip()]
     if options.json is not None:  # one stream, in a process of its own
         with tempfile.TemporaryDirectory(prefix="profile-path-") as tmp:
-            result = asyncio.run(profile_stream(options.n, streams[0], options.updates, Path(tmp)))
+            result = asyncio.run(
+                profile_stream(options.n, streams[0], options.updates, Path(tmp), options.systems)
+            )
         options.json.write_text(json.dumps(result))
         return 0
     uptime = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     results = []
     # A process per stream: the storage's worker threads outlive an event loop, and
     # their profilers with them.
-    for stream in streams:
+    systems = [s.strip() for s in options.systems.split(",") if s.strip()]
+    for system, stream in [(sy, st) for sy in systems for st in streams]:
         with tempfile.NamedTemporaryFile(suffix=".json") as out:
             subprocess.run(
                 [
@@ -323,13 +342,15 @@ def main() -> int:
                     stream,
                     "--updates",
                     str(options.updates),
+                    "--systems",
+                    system,
                     "--json",
                     out.name,
                 ],
                 check=True,
             )
             results.append(json.loads(Path(out.name).read_text()))
-        print(f"{stream}: {results[-1]['path_us']:.0f} µs/update", file=sys.stderr)
+        print(f"{system} {stream}: {results[-1]['path_us']:.0f} µs/update", file=sys.stderr)
     command = "python benchmarks/profile_path.py " + " ".join(sys.argv[1:])
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(render(results, options.top, command, uptime))
