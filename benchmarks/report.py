@@ -436,8 +436,12 @@ def targets_19(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 idx.get((ours, 100_000, stream, condition)),
                 idx.get((ceiling, 100_000, stream, condition)),
             )
+            ca = metric(ceiling, 100_000, stream, condition, "path_cpu_us")
+            cb = metric(ours, 100_000, stream, condition, "path_cpu_us")
+            cpu = f", CPU {ca / cb:.0%}" if ca is not None and cb else ""
             parts.append(
-                f"{stream} {share:.0%}{' (the target)' if stream == 'uniform' else ''} ({loads})"
+                f"{stream} {share:.0%}{' (the target)' if stream == 'uniform' else ''} "
+                f"({loads}{cpu})"
             )
             if stream == "uniform":
                 verdict = share >= CEILING_19
