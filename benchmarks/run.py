@@ -572,12 +572,14 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """One report's data from several runs' (their results side by side, every command)."""
+    """One report's data from several runs': their results side by side, every command."""
     if len(runs) == 1:
         return runs[0]
     data = dict(runs[0])
-    data["results"] = [r for run in runs for r in run["results"]]
     data["runs"] = [r for run in runs for r in run.get("runs", [])]
+    # A system, N, stream and condition measured by more than one run: the medians
+    # over all their repeats.
+    data["results"] = merge_repeats(data["runs"]) or [r for run in runs for r in run["results"]]
     data["command"] = " ; ".join(run["command"] for run in runs)
     data["wall_s"] = sum(float(run.get("wall_s") or 0) for run in runs)
     data["repeat"] = max(int(run.get("repeat") or 1) for run in runs)
