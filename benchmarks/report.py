@@ -650,6 +650,8 @@ def _header(data: dict[str, Any]) -> list[str]:
             if key not in ("python", "sqlite") and value:
                 versions[key] = value
     lines.append("- Libraries: " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+    if data.get("note"):
+        lines.append(f"- Note: {data['note']}")
     if data.get("sources"):
         lines.append("- Runs combined here:")
         for source in data["sources"]:

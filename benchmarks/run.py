@@ -478,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         default="latest",
         help="the results' file names: NAME.md, NAME.json, NAME.png (default latest)",
     )
+    parser.add_argument("--note", help="a line of context for the report's header")
     parser.add_argument(
         "--from-json",
         help="only write the report and plot of an earlier latest.json; several "
@@ -494,9 +495,10 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown condition {condition!r}")
     if options.from_json:
         paths = [Path(x.strip()) for x in options.from_json.split(",") if x.strip()]
-        return write_report(
-            combine([json.loads(p.read_text()) for p in paths]), options.out, options.name
-        )
+        data = combine([json.loads(p.read_text()) for p in paths])
+        if options.note:
+            data["note"] = options.note
+        return write_report(data, options.out, options.name)
 
     suites = [s.strip() for s in options.suites.split(",") if s.strip()]
     for suite in suites:
