@@ -11,7 +11,9 @@ and drives that client's real ``Client``, never connected:
    ``resolve_peer`` answers from the storage;
 3. each update is a ``raw.types.Updates`` holding one ``UpdateNewMessage`` with a
    ``pts``, and its sender (a ``raw.types.User``): 90% of senders are peers already
-   stored, unchanged, drawn uniformly from the N; the rest are new users. The client
+   stored, unchanged, drawn from the N (``params["stream"]``: ``uniform``; ``zipf``,
+   s = 1.1, a busy group; ``new``: every sender new, a bot in a big public group); the
+   rest are new users. The client
    handles it (``handle_updates``: ``fetch_peers`` and the update-state writes) and a
    bot replying resolves the chat twice (``send_message`` resolves ``chat_id`` and the
    ``reply_parameters``' chat).
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import workload as w
+from backends import OPTIONS, commit_interval, our_storage, our_versions, version
 from systems import System
 
 API_ID = 123456
@@ -216,12 +219,10 @@ def build_client(system: System, name: str, workdir: Path, uri: str | None) -> A
     if system.kind == "dict":
         return Client(name, **common, **{keyword: dict_storage(str(family), name)})
     if system.kind == "ours":
-        from worker import Ours, our_storage
-
         import pyrogram_storage
 
         assert system.backend is not None
-        storage = our_storage(system.backend, name, workdir, uri, Ours.options)
+        storage = our_storage(system.backend, name, workdir, uri, OPTIONS)
         return Client(name, **common, **{keyword: pyrogram_storage.for_client(storage)})
     raise SystemExit(f"{system.name}: unknown path kind {system.kind!r}")
 
@@ -249,12 +250,10 @@ def _pyrogram_storage(system: System, name: str, workdir: Path, uri: str | None)
 
         return Pooled()
     if system.kind == "ours":
-        from worker import Ours, our_storage
-
         import pyrogram_storage
 
         assert system.backend is not None
-        storage = our_storage(system.backend, name, workdir, uri, Ours.options)
+        storage = our_storage(system.backend, name, workdir, uri, OPTIONS)
         return pyrogram_storage.for_client(storage)
     raise SystemExit(f"{system.name}: unknown path kind {system.kind!r}")
 
@@ -369,22 +368,24 @@ async def run(
     await first.storage.close()
 
     known = float(params["known"])
+    stream = str(params.get("stream", "uniform"))
     counts = {
         "n": n,
         "updates": int(params["updates"]),
         "warmup": int(params["warmup"]),
         "metered_updates": int(params["metered_updates"]),
-        "known": known,
+        "known": 0.0 if stream == "new" else known,
+        "stream": stream,
     }
     fresh = 3 * n
-    warm = make_updates(w.update_senders(n, counts["warmup"], known, w.SEED + 30, fresh), 1)
+    warm = make_updates(w.update_senders(n, counts["warmup"], known, w.SEED + 30, fresh, stream), 1)
     fresh += 10 * counts["warmup"] + 10
     timed = make_updates(
-        w.update_senders(n, counts["updates"], known, w.SEED + 31, fresh), 1 + len(warm)
+        w.update_senders(n, counts["updates"], known, w.SEED + 31, fresh, stream), 1 + len(warm)
     )
     fresh += 10 * counts["updates"] + 10
     metered = make_updates(
-        w.update_senders(n, counts["metered_updates"], known, w.SEED + 32, fresh),
+        w.update_senders(n, counts["metered_updates"], known, w.SEED + 32, fresh, stream),
         1 + len(warm) + len(timed),
     )
     del first
@@ -395,12 +396,26 @@ async def run(
     go_offline(client)
     start = time.perf_counter()
     await client.load_session()  # what start() does before it connects
-    m["open_ms"] = (time.perf_counter() - start) * 1000
+    opened_at = time.perf_counter()
+    m["open_ms"] = (opened_at - start) * 1000
     client.is_connected = True  # resolve_peer refuses a client that never connected
 
     # Ours: the wrapped Storage; its flush() (write-behind engines) is timed on its own.
     flush = getattr(getattr(client.storage, "storage", None), "flush", None)
     await drive(client, warm)
+    # Ours loads the stored peers into memory in the background after open: whether
+    # that was still going on when the timed updates began (1) or done (0).
+    engine = getattr(getattr(client.storage, "storage", None), "_peer_engine", None)
+    loading = getattr(engine, "_loading", None)
+    if engine is not None:
+        m["peers_loading_at_start"] = float(loading is not None and not loading.done())
+        if params.get("settle_memory") and loading is not None:
+            # Steady state (a bot runs for hours): the timed updates start once memory
+            # has filled; how long that took after open is reported on its own.
+            await loading
+            m["peers_loading_at_start"] = 0.0
+        m["memory_filled_ms"] = (time.perf_counter() - opened_at) * 1000
+    cpu, loop_cpu = w.process_cpu(), time.thread_time()
     start = time.perf_counter()
     await drive(client, timed)
     looped = time.perf_counter()
@@ -409,6 +424,10 @@ async def run(
     flushed = time.perf_counter()
     await client.storage.save()
     end = time.perf_counter()
+    # CPU time, every thread of the process: what the update costs the machine, which
+    # the wait for a core on a loaded machine does not inflate (nor an fsync's wait).
+    m["path_cpu_us"] = (w.process_cpu() - cpu) / len(timed) * 1e6
+    m["path_loop_cpu_us"] = (time.thread_time() - loop_cpu) / len(timed) * 1e6
     m["path_us"] = (end - start) / len(timed) * 1e6
     m["path_loop_us"] = (looped - start) / len(timed) * 1e6
     if flush is not None:
@@ -430,9 +449,7 @@ async def run(
     config: dict[str, Any] = {"dialect": type(client.storage).__name__}
     neutral = getattr(client.storage, "storage", None)  # ours: the wrapped Storage
     if system.kind == "ours":
-        from worker import Ours, commit_interval
-
-        config.update(commit_interval=commit_interval(neutral), options=Ours.options)
+        config.update(commit_interval=commit_interval(neutral), options=OPTIONS)
     return {
         "metrics": m,
         "loop": loop,
@@ -456,8 +473,6 @@ async def _update_states(storage: Any, family: str) -> Any:
 
 
 def _versions(system: System, family: str) -> dict[str, str | None]:
-    from worker import our_versions, version
-
     found: dict[str, str | None] = {family: version(family)}
     if system.kind == "ours":
         found.update(our_versions())

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import workload as w
+from backends import OPTIONS, our_storage, our_versions, version
+from client_path import populate, set_session
 from systems import System
 
 
@@ -38,20 +40,15 @@ def _storage(system: System, name: str, workdir: Path) -> Any:
         from pyrogram.storage import SQLiteStorage
 
         return SQLiteStorage(name, workdir)
-    from worker import Ours, our_storage
-
     import pyrogram_storage
 
     assert system.backend is not None
-    return pyrogram_storage.for_client(
-        our_storage(system.backend, name, workdir, None, Ours.options)
-    )
+    return pyrogram_storage.for_client(our_storage(system.backend, name, workdir, None, OPTIONS))
 
 
 async def run(
     system: System, n: int, workdir: Path, params: dict[str, Any], uri: str | None
 ) -> dict[str, Any]:
-    from client_path import populate, set_session
     from pyrogram.storage import UpdateState
 
     count = int(params["sessions"])
@@ -134,8 +131,6 @@ async def run(
         "populate_us": populate_s / n * 1e6,
         "rss_peak_mb": w.peak_rss_mb(),
     }
-    from worker import our_versions, version
-
     versions = {"kurigram": version("kurigram")}
     if system.ours:
         versions.update(our_versions())

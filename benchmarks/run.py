@@ -14,9 +14,13 @@ run on a throwaway SecantusDB server (``tests/servers/mongoserver.py``), or on
 (``tests/servers/redisserver.py``, AOF with ``appendfsync everysec``), or on
 ``$PYROGRAM_STORAGE_REDIS_URL``. Every system and N runs in a fresh process.
 
-Writes ``benchmarks/results/latest.md`` (issue 12's targets, ratio tables, the event
-loop, every measurement, the machine), ``latest.json`` (raw numbers) and
-``latest.png``.
+Issue 19's shapes: ``--streams uniform,zipf,new`` (the path suite's senders),
+``--conditions disk,tmpfs,busy`` (the session folder on a real disk, on ``/dev/shm``, or
+on disk with a second process spinning one core); each result is labelled with both.
+
+Writes ``benchmarks/results/latest.md`` (``--name``: issue 19's and issue 12's targets,
+ratio tables, the event loop, every measurement, the machine and its load),
+``latest.json`` (raw numbers) and ``latest.png``.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import sqlite3
 import statistics
 import subprocess
@@ -45,10 +50,14 @@ sys.path.insert(0, str(HERE))
 
 import report  # noqa: E402
 from systems import BY_NAME, SYSTEMS, System  # noqa: E402
+from workload import STREAMS  # noqa: E402
 
 SUITES = ("cells", "path", "host")
 # N per suite; server-backed systems (SecantusDB is slow) get their own.
-FULL_SIZES = {"cells": (1_000, 10_000, 100_000, 1_000_000), "path": (10_000, 100_000, 1_000_000)}
+FULL_SIZES = {
+    "cells": (1_000, 10_000, 100_000, 1_000_000),
+    "path": (3_000, 10_000, 100_000, 1_000_000),
+}
 QUICK_SIZES = {"cells": (1_000, 10_000), "path": (10_000,)}
 SERVER_SIZES = {"cells": (1_000, 10_000), "path": (10_000,)}
 QUICK_SERVER_SIZES = {"cells": (1_000,), "path": (1_000,)}
@@ -139,6 +148,84 @@ SERVERS: dict[str, Callable[[], tuple[str, Callable[[], None], str]]] = {
 """Server kind to a starter returning (URI, stop function, description)."""
 
 
+# -- conditions: where the session folder lives, and what else the machine does ------------
+
+CONDITIONS = ("disk", "tmpfs", "busy")
+"""``disk``: the session folder on a real disk (fsync costs what it costs); ``tmpfs``: on
+``/dev/shm`` (no fsync cost: the CPU-only case); ``busy``: on disk, with a second process
+spinning one core for the whole run of each system."""
+MEMORY_FS = ("tmpfs", "ramfs")
+
+
+def fs_type(path: Path) -> str:
+    """The type of the file system holding ``path`` (``/proc/mounts``' longest prefix)."""
+    best, kind = "", "?"
+    target = str(path.resolve())
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return kind
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1].replace("\\040", " ")
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
+def condition_root(condition: str) -> Path:
+    """The folder the runs of ``condition`` make their session folders in."""
+    if condition == "tmpfs":
+        root = Path("/dev/shm")
+        if fs_type(root) not in MEMORY_FS:
+            raise SystemExit(f"/dev/shm is {fs_type(root)}, not tmpfs: no tmpfs condition here")
+        return root
+    root = Path(tempfile.gettempdir())
+    if fs_type(root) in MEMORY_FS:  # /tmp in memory: the disk case needs a real disk
+        root = REPO / ".bench-work"
+        root.mkdir(exist_ok=True)
+    return root
+
+
+SPIN = "import os\nparent = os.getppid()\nwhile os.getppid() == parent:\n    pass\n"
+
+
+class Spinner:
+    """A second process keeping one core busy; started and stopped by PID."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            # It spins until killed, or until run.py is gone (its parent changes).
+            [sys.executable, "-c", SPIN],
+            stdin=subprocess.DEVNULL,
+        )
+        self.pid = self.proc.pid
+        self.started = time.monotonic()
+
+    def cpu_s(self) -> float | None:
+        """CPU seconds the spinner has used (``/proc/<pid>/stat``), None if gone."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> dict[str, Any]:
+        """Kill it; return its PID, wall seconds and the share of a core it got."""
+        cpu = self.cpu_s()
+        wall = time.monotonic() - self.started
+        os.kill(self.pid, signal.SIGKILL)
+        self.proc.wait()
+        return {
+            "pid": self.pid,
+            "wall_s": round(wall, 1),
+            "core_share": None if cpu is None or wall <= 0 else round(cpu / wall, 2),
+        }
+
+
 # -- running one system ----------------------------------------------------------------------
 
 
@@ -193,10 +280,22 @@ def unavailable(system: System) -> str | None:
 
 
 def run_one(
-    system: System, n: int, params: dict[str, Any], uri: str | None, timeout: float
+    system: System,
+    n: int,
+    params: dict[str, Any],
+    uri: str | None,
+    timeout: float,
+    condition: str = "disk",
 ) -> dict[str, Any]:
     python = python_for(system)
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{system.name}-{n}-"))
+    root = condition_root(condition)
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{system.name}-{n}-", dir=root))
+    label = {
+        "stream": params.get("stream", "uniform") if system.suite == "path" else None,
+        "condition": condition,
+        "workdir_fs": fs_type(workdir),
+        "loadavg_before": [round(x, 2) for x in os.getloadavg()],
+    }
     argv = [
         str(python),
         str(HERE / "worker.py"),
@@ -208,20 +307,35 @@ def run_one(
     ]
     if uri:
         argv += ["--server-uri", uri]
+    spinner = Spinner() if condition == "busy" else None
     started = time.monotonic()
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=workdir)
     except subprocess.TimeoutExpired:
-        return {"system": system.name, "n": n, "error": f"timed out after {timeout:.0f}s"}
+        return {"system": system.name, "n": n, **label, "error": f"timed out after {timeout:.0f}s"}
     finally:
+        if spinner is not None:
+            label["busy"] = spinner.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+    label["loadavg_after"] = [round(x, 2) for x in os.getloadavg()]
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             result: dict[str, Any] = json.loads(line[len("RESULT ") :])
+            result.update(label)
             result["wall_s"] = time.monotonic() - started
             return result
     tail = (proc.stdout + proc.stderr)[-1500:]
-    return {"system": system.name, "n": n, "error": f"exit {proc.returncode}: {tail}"}
+    return {"system": system.name, "n": n, **label, "error": f"exit {proc.returncode}: {tail}"}
+
+
+def variant(result: dict[str, Any]) -> tuple[str, int, str, str]:
+    """(system, N, stream, condition): what one result measured."""
+    return (
+        result["system"],
+        result["n"],
+        result.get("stream") or "uniform",
+        result.get("condition") or "disk",
+    )
 
 
 def _median_tree(values: list[Any]) -> Any:
@@ -239,9 +353,9 @@ def _median_tree(values: list[Any]) -> Any:
 
 def merge_repeats(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Fold repeated runs of one system and N into one result of medians."""
-    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    groups: dict[tuple[str, int, str, str], list[dict[str, Any]]] = {}
     for run in runs:
-        groups.setdefault((run["system"], run["n"]), []).append(run)
+        groups.setdefault(variant(run), []).append(run)
     merged = []
     for group in groups.values():
         good = [r for r in group if "metrics" in r]
@@ -253,6 +367,9 @@ def merge_repeats(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             result[key] = _median_tree([r.get(key) for r in good])
         result["repeats"] = len(good)
         result["load"] = [x for r in good for x in r.get("load", [])]
+        result["loads"] = [r.get("loadavg_before") for r in good]
+        if any("busy" in r for r in good):
+            result["busy_core_share"] = [r.get("busy", {}).get("core_share") for r in good]
         merged.append(result)
     return merged
 
@@ -281,8 +398,9 @@ def machine() -> dict[str, Any]:
 
 def plan(
     systems: list[System], options: argparse.Namespace
-) -> list[tuple[int, System, dict[str, Any]]]:
-    """Every (N, system, params) to run: local systems first, server-backed ones last."""
+) -> list[tuple[int, System, dict[str, Any], str]]:
+    """Every (N, system, params, condition) to run: local systems first, server-backed
+    ones last; path systems once per stream, everything once per condition."""
     override = json.loads(options.params)
     base = {**(QUICK_PARAMS if options.quick else FULL_PARAMS)}
 
@@ -299,20 +417,28 @@ def plan(
         )
         return list(table[suite])
 
+    # The systems compared with each other run back to back for each N, stream and
+    # condition, so that a burst of load from outside hits all of them alike.
     out = []
     for server in (False, True):
         for suite in SUITES:
             chosen = [s for s in systems if s.suite == suite and bool(s.server) == server]
+            streams = options.stream_list if suite == "path" else [None]
             for n in sorted(sizes(suite, server)):
-                for system in chosen:
-                    if system.max_n is None or n <= system.max_n:
-                        params = {
-                            **base,
-                            **(SERVER_PARAMS if server else {}),
-                            **dict(system.params),
-                            **override,
-                        }
-                        out.append((n, system, params))
+                for stream in streams:
+                    for condition in options.condition_list:
+                        for system in chosen:
+                            if system.max_n is not None and n > system.max_n:
+                                continue
+                            params = {
+                                **base,
+                                **(SERVER_PARAMS if server else {}),
+                                **dict(system.params),
+                                **override,
+                            }
+                            if stream is not None and "stream" not in override:
+                                params["stream"] = stream
+                            out.append((n, system, params, condition))
     return out
 
 
@@ -338,11 +464,41 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=1, help="run everything K times; report the medians"
     )
     parser.add_argument(
-        "--from-json", type=Path, help="only write the report and plot of an earlier latest.json"
+        "--streams",
+        default="uniform",
+        help="the path suite's sender streams, comma-separated, from: " + ", ".join(STREAMS),
+    )
+    parser.add_argument(
+        "--conditions",
+        default="disk",
+        help="comma-separated, from: " + ", ".join(CONDITIONS) + " (every suite runs in each)",
+    )
+    parser.add_argument(
+        "--name",
+        default="latest",
+        help="the results' file names: NAME.md, NAME.json, NAME.png (default latest)",
+    )
+    parser.add_argument("--note", help="a line of context for the report's header")
+    parser.add_argument(
+        "--from-json",
+        help="only write the report and plot of an earlier latest.json; several "
+        "comma-separated: one report over all their results",
     )
     options = parser.parse_args(argv)
+    options.stream_list = [x.strip() for x in options.streams.split(",") if x.strip()]
+    options.condition_list = [x.strip() for x in options.conditions.split(",") if x.strip()]
+    for stream in options.stream_list:
+        if stream not in STREAMS:
+            parser.error(f"unknown stream {stream!r}")
+    for condition in options.condition_list:
+        if condition not in CONDITIONS:
+            parser.error(f"unknown condition {condition!r}")
     if options.from_json:
-        return write_report(json.loads(options.from_json.read_text()), options.out)
+        paths = [Path(x.strip()) for x in options.from_json.split(",") if x.strip()]
+        data = combine([json.loads(p.read_text()) for p in paths])
+        if options.note:
+            data["note"] = options.note
+        return write_report(data, options.out, options.name)
 
     suites = [s.strip() for s in options.suites.split(",") if s.strip()]
     for suite in suites:
@@ -369,6 +525,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": machine(),
         "git": _git_describe(),
         "repeat": options.repeat,
+        "streams": options.stream_list,
+        "conditions": {
+            c: f"{condition_root(c)} ({fs_type(condition_root(c))})" for c in options.condition_list
+        },
+        "uptime": _uptime(),
         "params_override": options.params if options.params != "{}" else None,
         "servers": {},
         "runs": [],
@@ -376,6 +537,8 @@ def main(argv: list[str] | None = None) -> int:
         "skipped": skipped,
     }
     options.out.mkdir(parents=True, exist_ok=True)
+    # A kill (SIGTERM) unwinds like Ctrl-C: the spinner and the servers are stopped.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     stops: list[Callable[[], None]] = []
     uris: dict[str, str] = {}
     clock = time.monotonic()
@@ -386,37 +549,65 @@ def main(argv: list[str] | None = None) -> int:
             stops.append(stop)
             data["servers"][kind] = description
         # Repeats go round the whole plan, so a burst of load hits one sample, not all.
-        for n, system, params in plan(systems, options) * options.repeat:
+        for n, system, params, condition in plan(systems, options) * options.repeat:
+            shape = params.get("stream", "") if system.suite == "path" else ""
             print(
-                f"[{time.monotonic() - clock:7.1f}s] {system.name:26} N={n:>9,} ...",
+                f"[{time.monotonic() - clock:7.1f}s] {system.name:26} N={n:>9,} "
+                f"{shape:7} {condition:5} load {os.getloadavg()[0]:.1f} ...",
                 end=" ",
                 flush=True,
             )
             uri = uris.get(system.server) if system.server else None
-            result = run_one(system, n, params, uri, options.timeout)
+            result = run_one(system, n, params, uri, options.timeout, condition)
             data["runs"].append(result)
             data["results"] = merge_repeats(data["runs"])
             print("FAILED" if "error" in result else f"{result['wall_s']:.1f}s", flush=True)
             if "error" in result:
                 print(result["error"], file=sys.stderr)
-            _write_json(data, options.out / "latest.json", clock)
+            _write_json(data, options.out / f"{options.name}.json", clock)
     finally:
         for stop in stops:
             stop()
-    _write_json(data, options.out / "latest.json", clock)
-    return write_report(data, options.out)
+    data["uptime_after"] = _uptime()
+    _write_json(data, options.out / f"{options.name}.json", clock)
+    return write_report(data, options.out, options.name)
 
 
-def write_report(data: dict[str, Any], out: Path) -> int:
-    """Evaluate the targets, write latest.md, latest.json and latest.png; print the verdicts."""
+def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report's data from several runs': their results side by side, every command."""
+    if len(runs) == 1:
+        return runs[0]
+    data = dict(runs[0])
+    data["runs"] = [r for run in runs for r in run.get("runs", [])]
+    # A system, N, stream and condition measured by more than one run: the medians
+    # over all their repeats.
+    data["results"] = merge_repeats(data["runs"]) or [r for run in runs for r in run["results"]]
+    data["command"] = " ; ".join(run["command"] for run in runs)
+    data["wall_s"] = sum(float(run.get("wall_s") or 0) for run in runs)
+    data["repeat"] = max(int(run.get("repeat") or 1) for run in runs)
+    data["params_override"] = " ; ".join(
+        str(run.get("params_override")) for run in runs if run.get("params_override")
+    )
+    data["skipped"] = {k: v for run in runs for k, v in (run.get("skipped") or {}).items()}
+    data["servers"] = {k: v for run in runs for k, v in (run.get("servers") or {}).items()}
+    data["sources"] = [
+        {"command": run["command"], "started": run["started"], "uptime": run.get("uptime")}
+        for run in runs
+    ]
+    return data
+
+
+def write_report(data: dict[str, Any], out: Path, name: str = "latest") -> int:
+    """Evaluate the targets, write NAME.md, NAME.json and NAME.png; print the verdicts."""
     out.mkdir(parents=True, exist_ok=True)
     data["targets"] = report.targets(data["results"])
-    (out / "latest.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
-    (out / "latest.md").write_text(report.render(data))
-    report.plot(data, out / "latest.png")
+    data["targets_19"] = report.targets_19(data["results"])
+    (out / f"{name}.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    (out / f"{name}.md").write_text(report.render(data))
+    report.plot(data, out / f"{name}.png")
     print()
     report.verdicts(data)
-    print(f"\nwrote {out / 'latest.md'}, latest.json, latest.png")
+    print(f"\nwrote {out / (name + '.md')}, {name}.json, {name}.png")
     return 1 if any("error" in r for r in data["results"]) else 0
 
 
@@ -428,6 +619,14 @@ def _git_describe() -> str | None:
     except OSError:
         return None
     return proc.stdout.strip() or None
+
+
+def _uptime() -> str:
+    """``uptime``'s line (the load of the shared machine), or the load averages."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _dist_version(dist: str) -> str:

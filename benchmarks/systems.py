@@ -9,7 +9,7 @@ A system is one storage driven one way, measured by one suite:
 * ``host``: many sessions open in one process (``host.py``).
 
 Adding a backend (say Redis) takes three small steps: a factory in
-``worker.OUR_BACKENDS`` that builds the storage, rows here that name it (``backend``)
+``backends.OUR_BACKENDS`` that builds the storage, rows here that name it (``backend``)
 and the server it needs (``server``), and, for a server, a starter in
 ``run.SERVERS`` that returns its URI.
 """
@@ -27,7 +27,7 @@ class System:
     :param venv: the client virtualenv (``tests/clientenv.py``) whose python runs it,
         or None for the python that runs ``run.py``.
     :param kind: how the worker drives it (the worker's dispatch key).
-    :param backend: our backend's key in ``worker.OUR_BACKENDS`` (ours only).
+    :param backend: our backend's key in ``backends.OUR_BACKENDS`` (ours only).
     :param server: a server the run must start first (``run.SERVERS``), if any.
     :param pip: extra requirements installed into the venv.
     :param max_n: the largest N worth running (a slow server).

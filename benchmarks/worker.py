@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import json
 import os
 import platform
@@ -29,6 +28,15 @@ from typing import Any, ClassVar
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import workload as w
+from backends import (
+    FILE_BACKENDS,
+    OPTIONS,
+    PERSISTENT_BACKENDS,
+    commit_interval,
+    our_storage,
+    our_versions,
+    version,
+)
 from systems import BY_NAME, System
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,6 +61,8 @@ DEFAULT_PARAMS: dict[str, Any] = {
     "warmup": 1_000,
     "metered_updates": 5_000,
     "known": 0.9,
+    "stream": "uniform",  # uniform, zipf or new (workload.update_senders)
+    "settle_memory": 0,  # 1: ours' timed updates wait until its peers are in memory
     # host
     "sessions": 1_000,
     "host_lookups": 10,
@@ -60,100 +70,6 @@ DEFAULT_PARAMS: dict[str, Any] = {
     # extra keyword arguments for our storages' constructors, e.g. {"commit_interval": 0}
     "storage_options": {},
 }
-
-
-def version(dist: str) -> str | None:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def our_versions() -> dict[str, str | None]:
-    return {"pyrogram_storage": version("pyrogram-storage"), "aiosqlite": version("aiosqlite")}
-
-
-# -- our backends: one factory each; add a backend here (see systems.py) ---------------------
-
-
-def _file(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
-    return ps.FileStorage(name, workdir, **options)
-
-
-def _memory(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
-    return ps.MemoryStorage(name, **options)
-
-
-def _mongo(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
-    from pymongo import AsyncMongoClient
-
-    assert uri, "a MongoStorage needs --server-uri"
-    return ps.MongoStorage(name, AsyncMongoClient(uri), **options)
-
-
-def _redis(sole_writer: bool) -> Callable[[Any, str, Path, str | None, dict[str, Any]], Any]:
-    def factory(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
-        assert uri, "a RedisStorage needs --server-uri"
-        return ps.RedisStorage.from_url(
-            uri, name=name, driver="redis", **{"sole_writer": sole_writer, **options}
-        )
-
-    return factory
-
-
-def _postgres(sole_writer: bool) -> Callable[[Any, str, Path, str | None, dict[str, Any]], Any]:
-    def factory(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
-        assert uri, "a PostgresStorage needs --server-uri"
-        return ps.PostgresStorage.from_url(
-            uri, name=name, **{"sole_writer": sole_writer, **options}
-        )
-
-    return factory
-
-
-BENCH_KEY = bytes(range(32))
-"""The raw key of the encrypted-file rows (``file-key``)."""
-BENCH_PASSPHRASE = "benchmark passphrase"
-"""The passphrase of ``file-passphrase`` (Argon2id with the default parameters)."""
-
-
-def _encrypted_file(key: Any) -> Callable[[Any, str, Path, str | None, dict[str, Any]], Any]:
-    def factory(ps: Any, name: str, workdir: Path, uri: str | None, options: dict[str, Any]) -> Any:
-        return ps.FileStorage(name, workdir, **{"encryption_key": key, **options})
-
-    return factory
-
-
-OUR_BACKENDS: dict[str, Callable[[Any, str, Path, str | None, dict[str, Any]], Any]] = {
-    "file": _file,
-    "file-key": _encrypted_file(BENCH_KEY),
-    "file-passphrase": _encrypted_file(BENCH_PASSPHRASE),
-    "memory": _memory,
-    "mongo": _mongo,
-    "redis": _redis(sole_writer=False),
-    "redis-sole": _redis(sole_writer=True),
-    "postgres": _postgres(sole_writer=False),
-    "postgres-sole": _postgres(sole_writer=True),
-}
-"""Backend key (``System.backend``) to ``factory(pyrogram_storage, name, workdir, uri,
-options)`` returning a fresh, unopened storage."""
-
-FILE_BACKENDS = ("file", "file-key", "file-passphrase")  # data in the workdir (size, reopen)
-# whose data a new object sees
-PERSISTENT_BACKENDS = (*FILE_BACKENDS, "mongo", "redis", "redis-sole", "postgres", "postgres-sole")
-
-
-def our_storage(
-    backend: str, name: str, workdir: Path, uri: str | None, options: dict[str, Any]
-) -> Any:
-    import pyrogram_storage as ps
-
-    return OUR_BACKENDS[backend](ps, name, workdir, uri, options)
-
-
-def commit_interval(storage: Any) -> Any:
-    """The storage's ``commit_interval`` (the new engine has one; today's code has not)."""
-    return getattr(storage, "commit_interval", None)
 
 
 # -- adapters: one small class per way of driving a storage, all with the same surface -----
@@ -191,7 +107,7 @@ class Adapter:
 class Ours(Adapter):
     """pyrogram_storage through its neutral API (upsert_peers, peer_by_id, ...)."""
 
-    options: ClassVar[dict[str, Any]] = {}  # from params["storage_options"]
+    options = OPTIONS  # the same dict: params["storage_options"], set by main()
 
     def __init__(self, system: System, workdir: Path, name: str, uri: str | None) -> None:
         super().__init__(system, workdir, name, uri)
@@ -434,7 +350,7 @@ class OursClient(Kurigram):
         self.ps = ps
         assert system.backend is not None
         self.persistent = system.backend in PERSISTENT_BACKENDS
-        self.neutral = our_storage(system.backend, name, workdir, uri, Ours.options)
+        self.neutral = our_storage(system.backend, name, workdir, uri, OPTIONS)
         start = time.perf_counter()
         self.storage = ps.for_client(self.neutral)
         if OursClient.first_call_ms is None:
@@ -449,7 +365,7 @@ class OursClient(Kurigram):
     def config(self) -> dict[str, Any]:
         return {
             "commit_interval": commit_interval(self.neutral),
-            "options": Ours.options,
+            "options": OPTIONS,
             "dialect": type(self.storage).__name__,
         }
 
@@ -679,6 +595,8 @@ async def run_cells(
             "churn", lambda: _ingest(adapter, w.batches(churn), 1), adapter.storage
         )
         m["churn_us"] = seconds / len(churn) * 1e6
+    # Issue 19: RSS growth while ingesting the N peers (and churning them), before any read.
+    m["rss_ingest_growth_mb"] = w.peak_rss_mb() - rss_base
 
     # Reads: timed bare, then once more under the meter (which costs ~2 µs a call).
     await _lookups(adapter, "by_id", hot)  # the working set becomes hot
@@ -769,7 +687,7 @@ async def run_cells(
         m["for_client_first_ms"] = OursClient.first_call_ms
         spent = []
         for k in range(int(params["for_client_calls"])):
-            storage = our_storage(system.backend or "file", f"fc{k}", workdir, uri, Ours.options)
+            storage = our_storage(system.backend or "file", f"fc{k}", workdir, uri, OPTIONS)
             start = time.perf_counter()
             adapter.ps.for_client(storage)
             spent.append(time.perf_counter() - start)
@@ -832,7 +750,8 @@ def main() -> None:
     parser.add_argument("--server-uri", help="the server of a system that needs one")
     options = parser.parse_args()
     params = {**DEFAULT_PARAMS, **json.loads(options.params)}
-    Ours.options = dict(params["storage_options"])
+    OPTIONS.clear()
+    OPTIONS.update(params["storage_options"])
     options.workdir.mkdir(parents=True, exist_ok=True)
     system = BY_NAME[options.system]
     result = asyncio.run(run(system, options.n, options.workdir, params, options.server_uri))

@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import array
 import asyncio
+import bisect
 import contextlib
 import gc
+import itertools
 import os
 import random
 import resource
@@ -170,24 +172,54 @@ def new_user_indices(start: int) -> Iterator[int]:
         i += 1
 
 
+STREAMS = ("uniform", "zipf", "new")
+"""The shapes of the update path's sender stream (``update_senders``)."""
+ZIPF_S = 1.1
+
+
 def update_senders(
-    n: int, count: int, known: float, seed: int, fresh_start: int
+    n: int, count: int, known: float, seed: int, fresh_start: int, stream: str = "uniform"
 ) -> list[tuple[int, bool]]:
     """``count`` message senders: (index, already known?), a share ``known`` of them written.
 
-    Known senders are users or bots drawn uniformly from the ``n`` written peers; the
-    others are new users, indices from ``fresh_start`` on, each seen once.
+    ``stream`` says how the known senders are drawn from the users and bots among the
+    ``n`` written peers: ``uniform``; ``zipf``, the k-th most active sender writing with
+    weight ``k ** -1.1`` (a busy group; the ranks are a seeded shuffle of the users, so
+    the busiest are spread over the file); ``new``, none known (a bot in a big public
+    group: every sender is new, whatever ``known`` says). The others are new users,
+    indices from ``fresh_start`` on, each seen once.
     """
+    if stream not in STREAMS:
+        raise ValueError(f"unknown stream {stream!r}; choose from {', '.join(STREAMS)}")
     rng = random.Random(seed)
     fresh = new_user_indices(fresh_start)
-    out = []
-    for _ in range(count):
-        if rng.random() < known:
+    if stream == "new":
+        known = 0.0
+    draw: Callable[[], int]
+    if stream == "zipf":
+        # Arrays, not lists: at 1M the ranks stay a few MB of the harness's memory.
+        users = array.array("q", (i for i in range(n) if is_user(i)))
+        random.Random(seed + 1).shuffle(users)
+        cumulative = array.array(
+            "d", itertools.accumulate(k**-ZIPF_S for k in range(1, len(users) + 1))
+        )
+        total = cumulative[-1]
+
+        def draw() -> int:
+            return users[min(bisect.bisect_left(cumulative, rng.random() * total), len(users) - 1)]
+
+    else:
+
+        def draw() -> int:
             while True:
                 i = rng.randrange(n)
                 if is_user(i):
-                    break
-            out.append((i, True))
+                    return i
+
+    out = []
+    for _ in range(count):
+        if rng.random() < known:
+            out.append((draw(), True))
         else:
             out.append((next(fresh), False))
     return out
@@ -197,6 +229,12 @@ def current_rss_mb() -> float:
     with open("/proc/self/statm") as handle:
         pages = int(handle.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def process_cpu() -> float:
+    """CPU seconds this process has used, every thread, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def peak_rss_mb() -> float:
