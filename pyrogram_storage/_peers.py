@@ -93,6 +93,14 @@ class _Budget:
     left = 300_000
 
 
+class _IndexBudget:
+    """Peers the compact indexes of one process may hold at once (all sessions, about
+    30 bytes each). A session that finds it spent stays bounded (its misses ask the
+    backend): a host of a thousand sessions is not read whole, each into an index."""
+
+    left = 2_000_000
+
+
 @dataclass(frozen=True, slots=True)
 class Primitives:
     """The backend's reads, errors translated and results checked by the contract."""
@@ -174,6 +182,7 @@ class Peers:
         self._generation = 0  # bumped when memory is dropped whole
         self._touched: set[int] | None = None  # peers written while memory fills
         self._share = 0
+        self._index_share = 0
         self._probes = 0
         self._probe_hits = 1.0  # recent share of probed peers found stored
 
@@ -298,6 +307,8 @@ class Peers:
         self._phones = {}
         _Budget.left += self._share
         self._share = 0
+        _IndexBudget.left += self._index_share
+        self._index_share = 0
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -675,6 +686,8 @@ class Peers:
             stored = await self.primitives.count_peers()
             whole = stored <= COMPLETE_LIMIT and self._take(stored + _HEADROOM)
             built: _Built | None
+            if not whole and not self._take_index(stored + _HEADROOM):
+                return  # bounded: the process's memories are spent on other sessions
             if whole:
                 rows = await self.primitives.peer_rows(None, None)
                 if rows is None:
@@ -789,6 +802,8 @@ class Peers:
             # What is pending now is stored before the backend is read (writes from now
             # on are in touched): the read, in id order, would miss what it passed.
             await self.pending.store()
+            if not self._take_index(await self.primitives.count_peers() + _HEADROOM):
+                return  # bounded: the process's indexes are spent on other sessions
             built = await self._build_index()
             if built is not None:
                 await self._settle(built, touched)
@@ -816,6 +831,14 @@ class Peers:
             return False
         _Budget.left -= peers
         self._share += peers
+        return True
+
+    def _take_index(self, peers: int) -> bool:
+        """Take room for an index of ``peers`` peers from the process's index budget."""
+        if peers > _IndexBudget.left:
+            return False
+        _IndexBudget.left -= peers
+        self._index_share += peers
         return True
 
     def _grown(self) -> None:

@@ -96,22 +96,26 @@ async def main(workdir):
         async with FileStorage(f"s{k}", workdir) as storage:
             await storage.upsert_peers([Peer(i, i, PeerType.USER) for i in range(1, 3001)])
     _peers._Budget.left = 5000
+    _peers._IndexBudget.left = 4000
     storages = [FileStorage(f"s{k}", workdir) for k in range(3)]
     for storage in storages:
         await storage.open()
     await asyncio.wait([t for s in storages if (t := s._peer_engine._loading) is not None])
     complete = [s._peer_engine.complete for s in storages]
+    indexed = [s._peer_engine.index is not None for s in storages]
     sizes = sorted(len(s._peer_engine.cache) for s in storages)
-    left = _peers._Budget.left
+    left = [_peers._Budget.left, _peers._IndexBudget.left]
+    answers = [(await s.peer_by_id(2999)).access_hash for s in storages]
     for storage in storages:
         await storage.close()
-    print(json.dumps([complete, sizes, left, _peers._Budget.left]))
+    after = [_peers._Budget.left, _peers._IndexBudget.left]
+    print(json.dumps([complete, indexed, sizes, left, after, answers]))
 
 asyncio.run(main(sys.argv[1]))
 """
 
 
-def test_memories_share_one_budget_per_process(tmp_path: Path) -> None:
+def test_memories_and_indexes_share_budgets_per_process(tmp_path: Path) -> None:
     # A host of many sessions does not hold every session's peers in memory: the first
     # to open hold theirs whole, within one budget (each takes its share, with room to
     # grow, when it starts loading), given back on close; the others stay bounded.
@@ -119,11 +123,15 @@ def test_memories_share_one_budget_per_process(tmp_path: Path) -> None:
         [sys.executable, "-c", _WARM_UPS, str(tmp_path)], timeout=120, capture_output=True
     )
     assert result.returncode == 0, result.stderr.decode()
-    complete, sizes, left, after_close = json.loads(result.stdout)
+    complete, indexed, sizes, left, after_close, answers = json.loads(result.stdout)
     assert complete.count(True) == 1, complete  # 3000 + room to grow: one fits in 5000
-    assert sizes == [0, 0, 3000]  # the others read nothing ahead
-    assert left == 5000 - 3000 - _peers._HEADROOM
-    assert after_close == 5000  # given back on close
+    # The compact indexes have a budget of their own: one more session fits in 4000;
+    # the third stays bounded (its misses ask the file) and reads nothing ahead.
+    assert indexed.count(True) == 1 and not any(c and i for c, i in zip(complete, indexed))
+    assert sizes[:2] == [0, 0] and sizes[2] == 3000
+    assert left == [5000 - 3000 - _peers._HEADROOM, 4000 - 3000 - _peers._HEADROOM]
+    assert after_close == [5000, 4000]  # given back on close
+    assert answers == [2999, 2999, 2999]  # every mode answers alike
 
 
 async def test_a_cache_hit_gives_its_access_hash_and_type_without_a_peer(

@@ -457,7 +457,10 @@ class SQLiteStorage(Storage):
                 held = names.get(peer_id)
                 named = tuple(held) if held else (username,) if username else none
                 rows.append((peer_id, access_hash, kind, named, phone, stamp))
+            db.execute("PRAGMA shrink_memory")  # the pages read once: memory answers now
             return rows
+
+        batch_size = limit or 0
 
         def read_batch(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
             if after is None:
@@ -471,6 +474,8 @@ class SQLiteStorage(Storage):
                 span = (found[0][0], found[-1][0])
                 for peer_id, name, _ in db.execute(_NAMES_BETWEEN[layout], span):
                     names.setdefault(peer_id, {})[name] = None
+            if len(found) < batch_size:  # the last batch: the pages read once are not needed
+                db.execute("PRAGMA shrink_memory")
             return [
                 (
                     row[0],
@@ -504,6 +509,7 @@ class SQLiteStorage(Storage):
     async def _count_peers(self) -> dict[str, int]:
         def count(db: sqlite3.Connection) -> dict[str, int]:
             rows = db.execute("SELECT type, COUNT(*) FROM peers GROUP BY type").fetchall()
+            db.execute("PRAGMA shrink_memory")  # a scan of every page: keep none of them
             return {str(kind): number for kind, number in rows}
 
         return await self._run(count)
