@@ -417,6 +417,7 @@ async def test_another_writers_flush_is_delivered_as_invalidations(pool: Any) ->
     await writer.open()
     try:
         assert reader.trusted == [True]
+        reader.heard.clear()  # set by the open: wait() would not wait for the first flush
         await writer.upsert_peers([user(1, "a"), user(2)])
         await reader.wait()
         assert reader.invalidated == [(frozenset({1, 2}), False, False)]
