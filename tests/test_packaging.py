@@ -9,6 +9,7 @@ virtualenv and used there. The tests that share them run in one xdist worker
 from __future__ import annotations
 
 import configparser
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,14 +24,22 @@ import pyrogram_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 DIST = pytest.mark.xdist_group("dist")
+NOT_SOURCES = (
+    ".git", ".venv", ".venvs", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+    ".hypothesis",
+)
 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """The sdist and the wheel of the working tree, as ``python -m build`` makes them."""
+    # From a copy of the tree: the build writes its egg-info and build/ beside the
+    # sources, where other workers' pip installs of the tree would meet them.
+    source = tmp_path_factory.mktemp("source") / "pyrogram-storage"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
     out = tmp_path_factory.mktemp("dist")
     done = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=600,
