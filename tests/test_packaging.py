@@ -2,8 +2,7 @@
 
 The release artifacts are made as a release makes them (``python -m build``: the sdist,
 then the wheel built from that sdist), once per run, and each is installed in a fresh
-virtualenv and used there. The tests that share them run in one xdist worker
-(``xdist_group``), so the build happens once.
+virtualenv and used there.
 """
 
 from __future__ import annotations
@@ -23,7 +22,6 @@ import pytest
 import pyrogram_storage
 
 ROOT = Path(__file__).resolve().parent.parent
-DIST = pytest.mark.xdist_group("dist")
 NOT_SOURCES = (
     ".git", ".venv", ".venvs", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
     ".hypothesis",
@@ -61,7 +59,6 @@ def test_every_subpackage_is_listed_in_setup_cfg() -> None:
     assert on_disk - listed == set()
 
 
-@DIST
 @pytest.mark.slow
 def test_wheel_ships_every_migration(dist: dict[str, Path]) -> None:
     names = set(zipfile.ZipFile(dist["wheel"]).namelist())
@@ -98,7 +95,6 @@ def _readme_block(marker: str) -> str:
     raise LookupError(f"README.rst has no block with {marker!r}")
 
 
-@DIST
 @pytest.mark.slow
 def test_the_shipped_suite_runs_from_an_installed_wheel(
     dist: dict[str, Path], tmp_path: Path
@@ -161,7 +157,6 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-@DIST
 @pytest.mark.slow
 @pytest.mark.parametrize("artifact", ["sdist", "wheel"])
 def test_each_artifact_installs_in_a_fresh_venv_and_works(

@@ -71,27 +71,22 @@ def test_every_backend_is_covered() -> None:
     assert sorted(name for names in GROUPS.values() for name in names) == sorted(NAMES)
 
 
-def _server_marks(name: str) -> list[pytest.MarkDecorator]:
-    if name.startswith("mongo"):
-        return [pytest.mark.mongo]
-    return [pytest.mark.postgres] if name.startswith("postgres") else []
-
-
 @pytest.mark.frameworks
 @pytest.mark.parametrize(
-    ("framework", "name"),
+    "name",
     [
-        # The tests of one script run share a worker (under xdist), so it runs once.
         pytest.param(
-            framework,
             name,
-            marks=[*_server_marks(name), pytest.mark.xdist_group(f"{framework}-{_group(name)}")],
-            id=f"{framework}-{name}",
+            marks=[pytest.mark.mongo]
+            if name.startswith("mongo")
+            else [pytest.mark.postgres]
+            if name.startswith("postgres")
+            else [],
         )
-        for framework in FRAMEWORKS
         for name in NAMES
     ],
 )
+@pytest.mark.parametrize("framework", list(FRAMEWORKS))
 def test_framework_over_backend(
     framework: str,
     name: str,
