@@ -12,10 +12,13 @@ install: $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
 
 # In parallel: one pytest-xdist worker per core (TEST_WORKERS=0 runs in one process),
-# each starting the test servers it needs; tests that share a module's state or a
-# costly fixture carry the same xdist_group and run in one worker.
+# each starting the test servers it needs. A module runs whole in one worker
+# (loadfile): some tests read what earlier ones of their module left in the process
+# (test_interop's table, the framework runs), module fixtures start servers and build
+# the wheel once. (xdist_group/loadgroup would be finer, but pytest 9 ignores the group
+# pytest-xdist 3.8 writes into the test's id.)
 TEST_WORKERS ?= auto
-PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadgroup
+PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_PARALLEL)

@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -490,26 +491,28 @@ async def _copy(
         show = options.progress
         if show is None:
             show = err.isatty() and total >= PROGRESS_THRESHOLD
-        bar = ProgressBar(err) if show else None
-        async with opened(target):
-            try:
-                result = await copy_session(
-                    source.storage,
-                    target,
-                    overwrite=options.overwrite,
-                    batch_size=options.batch_size,
-                    progress=bar,
-                )
-            except TargetNotEmptyError:
-                raise TargetNotEmptyError(
-                    f"{display(target_text)} already holds a session; pass --overwrite to "
-                    "replace it"
-                ) from None
-            if changes:
-                await target.update_session(**changes)
-            final = await target.get_session()
-        if bar is not None:
-            bar.finish()
+        bar = progress_bar(err) if show else None
+        try:
+            async with opened(target):
+                try:
+                    result = await copy_session(
+                        source.storage,
+                        target,
+                        overwrite=options.overwrite,
+                        batch_size=options.batch_size,
+                        progress=bar,
+                    )
+                except TargetNotEmptyError:
+                    raise TargetNotEmptyError(
+                        f"{display(target_text)} already holds a session; pass --overwrite "
+                        "to replace it"
+                    ) from None
+                if changes:
+                    await target.update_session(**changes)
+                final = await target.get_session()
+        finally:
+            if bar is not None:
+                bar.finish()  # an error's message starts on a line of its own
     print(
         f"{verb} {source.label} to {display(target_text)}: "
         f"{result.peers} peers, {result.update_states} update states",
@@ -520,8 +523,43 @@ async def _copy(
     return EXIT_OK
 
 
+def progress_bar(stream: TextIO) -> ProgressBar | TqdmBar:
+    """``copy``'s progress bar on ``stream``: tqdm's when it is installed (the
+    ``progress`` extra: rate, elapsed and remaining time, the terminal's width), else
+    the plain one-line bar."""
+    try:
+        tqdm = importlib.import_module("tqdm").tqdm
+    except ImportError:
+        return ProgressBar(stream)
+    return TqdmBar(stream, tqdm)
+
+
+class TqdmBar:
+    """tqdm's bar, told ``(done, total)`` like :class:`ProgressBar`."""
+
+    def __init__(self, stream: TextIO, tqdm: Any) -> None:
+        self._stream = stream
+        self._tqdm = tqdm
+        self._bar: Any = None  # drawn from the first call on, like ProgressBar
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            self._bar = self._tqdm(
+                total=total, desc="peers", unit=" peers", file=self._stream,
+                mininterval=0.1, dynamic_ncols=True,
+            )
+        elif total != self._bar.total:
+            self._bar.total = total
+        self._bar.update(done - self._bar.n)
+
+    def finish(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 class ProgressBar:
-    """A one-line progress bar on a text stream, redrawn at most every tenth of a second."""
+    """A one-line progress bar on a text stream, redrawn at most every tenth of a second
+    (without tqdm)."""
 
     def __init__(self, stream: TextIO, width: int = 30) -> None:
         self.stream = stream

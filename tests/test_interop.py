@@ -43,9 +43,7 @@ from pyrogram_storage.sqlite.schema import Layout, create_schema
 
 from .clientenv import CLIENTS, REPO_ROOT, ensure_env, run_in_env
 
-# One worker runs the whole module: the last test renders the table from the cells the
-# others left in RESULTS, in this process.
-pytestmark = [pytest.mark.clients, pytest.mark.xdist_group("interop")]
+pytestmark = pytest.mark.clients
 
 HERE = Path(__file__).resolve().parent
 READER = HERE / "clients_interop" / "client_reader.py"

@@ -2,13 +2,13 @@
 
 The release artifacts are made as a release makes them (``python -m build``: the sdist,
 then the wheel built from that sdist), once per run, and each is installed in a fresh
-virtualenv and used there. The tests that share them run in one xdist worker
-(``xdist_group``), so the build happens once.
+virtualenv and used there.
 """
 
 from __future__ import annotations
 
 import configparser
+import shutil
 import subprocess
 import sys
 import venv
@@ -22,15 +22,22 @@ import pytest
 import pyrogram_storage
 
 ROOT = Path(__file__).resolve().parent.parent
-DIST = pytest.mark.xdist_group("dist")
+NOT_SOURCES = (
+    ".git", ".venv", ".venvs", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+    ".hypothesis",
+)
 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """The sdist and the wheel of the working tree, as ``python -m build`` makes them."""
+    # From a copy of the tree: the build writes its egg-info and build/ beside the
+    # sources, where other workers' pip installs of the tree would meet them.
+    source = tmp_path_factory.mktemp("source") / "pyrogram-storage"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
     out = tmp_path_factory.mktemp("dist")
     done = subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(out), str(source)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -52,7 +59,6 @@ def test_every_subpackage_is_listed_in_setup_cfg() -> None:
     assert on_disk - listed == set()
 
 
-@DIST
 @pytest.mark.slow
 def test_wheel_ships_every_migration(dist: dict[str, Path]) -> None:
     names = set(zipfile.ZipFile(dist["wheel"]).namelist())
@@ -81,7 +87,6 @@ def _readme_block(marker: str) -> str:
     return block_with(marker)[1]
 
 
-@DIST
 @pytest.mark.slow
 def test_the_shipped_suite_runs_from_an_installed_wheel(
     dist: dict[str, Path], tmp_path: Path
@@ -168,7 +173,6 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-@DIST
 @pytest.mark.slow
 @pytest.mark.parametrize("artifact", ["sdist", "wheel"])
 def test_each_artifact_installs_in_a_fresh_venv_and_works(

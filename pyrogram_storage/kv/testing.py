@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import math
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -178,6 +179,14 @@ class _Sorted:
         import json
 
         return json.loads(text)
+
+
+async def in_chunks(calls: Iterable[Awaitable[Any]], size: int = 50) -> None:
+    """Await ``calls`` ``size`` at a time (the drivers' connection pools cap concurrency):
+    hundreds of keys cost a few round trips of a slow server, not one each."""
+    pending = iter(calls)
+    while chunk := list(itertools.islice(pending, size)):
+        await asyncio.gather(*chunk)
 
 
 async def keys_of(store: KVStore[Any], pattern: str = "*", most: int = 1000) -> list[str]:
@@ -866,10 +875,7 @@ class KVContract(Contract):
 
     async def test_listing_crosses_batches_and_ends(self, store: KVStore[Any]) -> None:
         count = 1200  # more than two batches everywhere
-        for start in range(0, count, 50):  # the drivers' connection pools cap concurrency
-            await asyncio.gather(
-                *(store.set(f"k{i:05d}", i) for i in range(start, min(count, start + 50)))
-            )
+        await in_chunks(store.set(f"k{i:05d}", i) for i in range(count))
         seen = dict(await collect(store.items(), count, "items()"))
         assert seen == {f"k{i:05d}": i for i in range(count)}
         assert len(set(await keys_of(store, "k*", count))) == count
@@ -891,14 +897,12 @@ class KVContract(Contract):
         assert len(await keys_of(store)) == 31
 
     async def test_writes_during_a_listing_do_not_break_it(self, store: KVStore[Any]) -> None:
-        for index in range(600):
-            await store.set(f"k{index:04d}", index)
+        await in_chunks(store.set(f"k{index:04d}", index) for index in range(600))
         seen = []
         async for key, _ in store.items():
             seen.append(key)
             if len(seen) == 10:
-                for index in range(0, 600, 2):
-                    await store.delete(f"k{index:04d}")
+                await in_chunks(store.delete(f"k{index:04d}") for index in range(0, 600, 2))
             assert len(seen) <= 600, "no progress: items() repeats itself"
         assert len(set(seen)) == len(seen)
         assert {f"k{i:04d}" for i in range(1, 600, 2)} <= set(seen)
