@@ -75,10 +75,10 @@ def _uptime() -> str:
 def _worker(framework: str, servers: dict[str, str], workdir: Path, scale: float) -> Any:
     from clientenv import run_in_env
 
-    config = {"framework": framework, "servers": servers, "workdir": str(workdir),
-              "scale": scale}
-    result = run_in_env(framework, HERE / "kv_frameworks_worker.py", json.dumps(config),
-                        timeout=3600)
+    config = {"framework": framework, "servers": servers, "workdir": str(workdir), "scale": scale}
+    result = run_in_env(
+        framework, HERE / "kv_frameworks_worker.py", json.dumps(config), timeout=3600
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -118,8 +118,15 @@ def _analyse(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             w: _median([r[framework][theirs][w] / r[framework][ours][w] for r in rounds])
             for w in WORKLOADS[framework]
         }
-        ratios.append({"framework": framework, "theirs": theirs, "ours": ours,
-                       "target": target, "faster": per_workload})
+        ratios.append(
+            {
+                "framework": framework,
+                "theirs": theirs,
+                "ours": ours,
+                "target": target,
+                "faster": per_workload,
+            }
+        )
     floors = []
     for framework in FRAMEWORKS:
         raw = "raw redis-py GET/SET"
@@ -128,22 +135,25 @@ def _analyse(rounds: list[dict[str, Any]]) -> dict[str, Any]:
             ("RedisKV alone", "RedisKV, no adapter", ("get", "set")),
             ("RedisKV through the adapter", "ours: RedisKV", through[framework]),
         ):
-            floors.append({
-                "framework": framework, "what": label,
-                "get": _median([r[framework][system][get] / r[framework][raw]["get"]
-                                for r in rounds]),
-                "set": _median([r[framework][system][put] / r[framework][raw]["set"]
-                                for r in rounds]),
-            })
-    memory_get = _median([r[f]["MemoryKV, no adapter"]["get"] for r in rounds
-                          for f in FRAMEWORKS])
+            floors.append(
+                {
+                    "framework": framework,
+                    "what": label,
+                    "get": _median(
+                        [r[framework][system][get] / r[framework][raw]["get"] for r in rounds]
+                    ),
+                    "set": _median(
+                        [r[framework][system][put] / r[framework][raw]["set"] for r in rounds]
+                    ),
+                }
+            )
+    memory_get = _median([r[f]["MemoryKV, no adapter"]["get"] for r in rounds for f in FRAMEWORKS])
     return {"medians": medians, "ratios": ratios, "floors": floors, "memory_get": memory_get}
 
 
 def _table(framework: str, medians: dict[str, dict[str, float]]) -> list[str]:
     workloads = WORKLOADS[framework]
-    lines = ["| system | " + " | ".join(workloads) + " |",
-             "|---|" + "---:|" * len(workloads)]
+    lines = ["| system | " + " | ".join(workloads) + " |", "|---|" + "---:|" * len(workloads)]
     for system, row in medians.items():
         if system in ANCHORS:
             continue
@@ -196,24 +206,36 @@ def _report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
             verdict = "(information)"
         else:
             missed = [w for w, x in ratio["faster"].items() if x < ratio["target"]]
-            verdict = (f"target ≥ {ratio['target']:g}×: "
-                       + ("met" if not missed else "MISSED on " + ", ".join(missed)))
-        out.append(f"- {ratio['ours']} vs {ratio['theirs']} ({ratio['framework']}): "
-                   f"{cells} — {verdict}")
-    out += ["", "Redis floor (our time / raw redis-py's GET and SET of a short string, same "
-            "server, same client library; the target, ≤ 1.2×, is the store's; through the "
-            "adapters for information: kurigram-addons' set writes a whole document):", ""]
+            verdict = f"target ≥ {ratio['target']:g}×: " + (
+                "met" if not missed else "MISSED on " + ", ".join(missed)
+            )
+        out.append(
+            f"- {ratio['ours']} vs {ratio['theirs']} ({ratio['framework']}): {cells} — {verdict}"
+        )
+    out += [
+        "",
+        "Redis floor (our time / raw redis-py's GET and SET of a short string, same "
+        "server, same client library; the target, ≤ 1.2×, is the store's; through the "
+        "adapters for information: kurigram-addons' set writes a whole document):",
+        "",
+    ]
     for floor in analysis["floors"]:
         if floor["what"] == "RedisKV alone":
             ok = max(floor["get"], floor["set"]) <= 1.2
             verdict = "target ≤ 1.2×: " + ("met" if ok else "MISSED")
         else:
             verdict = "(information)"
-        out.append(f"- {floor['what']} ({floor['framework']} venv): get {floor['get']:.2f}×, "
-                   f"set {floor['set']:.2f}× — {verdict}")
+        out.append(
+            f"- {floor['what']} ({floor['framework']} venv): get {floor['get']:.2f}×, "
+            f"set {floor['set']:.2f}× — {verdict}"
+        )
     memory_get = analysis["memory_get"]
-    out += ["", f"MemoryKV.get (no adapter): {memory_get:.2f} µs — target ≤ 1 µs: "
-            + ("met" if memory_get <= 1.0 else "MISSED"), ""]
+    out += [
+        "",
+        f"MemoryKV.get (no adapter): {memory_get:.2f} µs — target ≤ 1 µs: "
+        + ("met" if memory_get <= 1.0 else "MISSED"),
+        "",
+    ]
     anchors = ["| anchor | get | set |", "|---|---:|---:|"]
     for framework in FRAMEWORKS:
         for name in ANCHORS:
@@ -255,9 +277,11 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp) / "redis") as redis:
         mongo = None if options.no_mongo else MongoServer(Path(tmp) / "mongo").__enter__()
         # As production runs it: fsync on (the test helper turns it off).
-        postgres = None if options.no_postgres else PostgresServer(
-            settings=["fsync=on", "full_page_writes=on"]
-        ).__enter__()
+        postgres = (
+            None
+            if options.no_postgres
+            else PostgresServer(settings=["fsync=on", "full_page_writes=on"]).__enter__()
+        )
         servers = {"redis": redis.url}
         if mongo is not None:
             servers["mongo"] = mongo.uri
@@ -273,8 +297,9 @@ def main() -> int:
                     this[framework] = _worker(framework, servers, workdir, scale)
                 rounds.append(this)
                 loads.append(f"{os.getloadavg()[0]:.2f}")
-                print(f"round {index + 1}/{options.repeat} done (load {loads[-1]})",
-                      file=sys.stderr)
+                print(
+                    f"round {index + 1}/{options.repeat} done (load {loads[-1]})", file=sys.stderr
+                )
         finally:
             if mongo is not None:
                 mongo.close()

@@ -108,13 +108,17 @@ async def kurigram_system(name: str, kind: str, storage: Any) -> System:
         await ctx.update_data(age=i)
         await ctx.set_state(STATES[i % 2])
 
-    return System(name, kind, {
-        "get": lambda i: storage.get_state("chat:1"),
-        "set": lambda i: storage.set_state("chat:1", docs[i % 2]),
-        "increment": lambda i: storage.increment("hits"),
-        "CAS": cas,
-        "step": step,
-    })
+    return System(
+        name,
+        kind,
+        {
+            "get": lambda i: storage.get_state("chat:1"),
+            "set": lambda i: storage.set_state("chat:1", docs[i % 2]),
+            "increment": lambda i: storage.increment("hits"),
+            "CAS": cas,
+            "step": step,
+        },
+    )
 
 
 async def kurigram_round() -> tuple[list[System], list[Any]]:
@@ -130,8 +134,11 @@ async def kurigram_round() -> tuple[list[System], list[Any]]:
         ("kurigram-addons SQLiteStorage", "their-sqlite", SQLiteStorage(str(WORKDIR / "t.db"))),
         ("ours: SQLiteKV", "sqlite", kv.for_kurigram_addons(kv.SQLiteKV(WORKDIR / "o.db"))),
         ("kurigram-addons RedisStorage", "redis", RedisStorage(client, prefix="theirs")),
-        ("ours: RedisKV", "redis",
-         kv.for_kurigram_addons(kv.RedisKV.from_url(SERVERS["redis"], namespace="ours"))),
+        (
+            "ours: RedisKV",
+            "redis",
+            kv.for_kurigram_addons(kv.RedisKV.from_url(SERVERS["redis"], namespace="ours")),
+        ),
     ]
     systems = [await kurigram_system(name, kind, s) for name, kind, s in storages]
 
@@ -163,14 +170,18 @@ async def aiogram_system(name: str, kind: str, storage: Any) -> System:
         await ctx.set_data(data)
         await ctx.set_state(STATES[i % 2])
 
-    return System(name, kind, {
-        "get_state": lambda i: storage.get_state(key),
-        "set_state": lambda i: storage.set_state(key, STATES[i % 2]),
-        "get_data": lambda i: storage.get_data(key),
-        "set_data": lambda i: storage.set_data(key, {**DATA, "age": i}),
-        "update_data": lambda i: storage.update_data(key, {"age": i}),
-        "step": step,
-    })
+    return System(
+        name,
+        kind,
+        {
+            "get_state": lambda i: storage.get_state(key),
+            "set_state": lambda i: storage.set_state(key, STATES[i % 2]),
+            "get_data": lambda i: storage.get_data(key),
+            "set_data": lambda i: storage.set_data(key, {**DATA, "age": i}),
+            "update_data": lambda i: storage.update_data(key, {"age": i}),
+            "step": step,
+        },
+    )
 
 
 async def aiogram_round() -> tuple[list[System], list[Any]]:
@@ -183,24 +194,46 @@ async def aiogram_round() -> tuple[list[System], list[Any]]:
         ("aiogram MemoryStorage", "memory", MemoryStorage()),
         ("ours: MemoryKV", "memory", kv.for_aiogram(kv.MemoryKV())),
         ("ours: SQLiteKV", "sqlite", kv.for_aiogram(kv.SQLiteKV(WORKDIR / "o.db"))),
-        ("aiogram RedisStorage", "redis",
-         RedisStorage.from_url(SERVERS["redis"], key_builder=DefaultKeyBuilder(prefix="t"))),
-        ("ours: RedisKV", "redis",
-         kv.for_aiogram(kv.RedisKV.from_url(SERVERS["redis"], namespace="ours"))),
-        ("ours: RedisKV (client_cache)", "redis", kv.for_aiogram(
-            kv.RedisKV.from_url(SERVERS["redis"], namespace="ourscc", client_cache=True))),
+        (
+            "aiogram RedisStorage",
+            "redis",
+            RedisStorage.from_url(SERVERS["redis"], key_builder=DefaultKeyBuilder(prefix="t")),
+        ),
+        (
+            "ours: RedisKV",
+            "redis",
+            kv.for_aiogram(kv.RedisKV.from_url(SERVERS["redis"], namespace="ours")),
+        ),
+        (
+            "ours: RedisKV (client_cache)",
+            "redis",
+            kv.for_aiogram(
+                kv.RedisKV.from_url(SERVERS["redis"], namespace="ourscc", client_cache=True)
+            ),
+        ),
     ]
     if "postgres" in SERVERS:
         storages.append(
-            ("ours: PostgresKV", "postgres",
-             kv.for_aiogram(kv.PostgresKV.from_url(SERVERS["postgres"], namespace="ours"))),
+            (
+                "ours: PostgresKV",
+                "postgres",
+                kv.for_aiogram(kv.PostgresKV.from_url(SERVERS["postgres"], namespace="ours")),
+            ),
         )
     if "mongo" in SERVERS:
         storages += [
-            ("aiogram PyMongoStorage", "mongo",
-             PyMongoStorage.from_url(SERVERS["mongo"], db_name="bench_theirs")),
-            ("ours: MongoKV (pymongo)", "mongo", kv.for_aiogram(kv.MongoKV.from_url(
-                SERVERS["mongo"], database="bench_ours", namespace="ours"))),
+            (
+                "aiogram PyMongoStorage",
+                "mongo",
+                PyMongoStorage.from_url(SERVERS["mongo"], db_name="bench_theirs"),
+            ),
+            (
+                "ours: MongoKV (pymongo)",
+                "mongo",
+                kv.for_aiogram(
+                    kv.MongoKV.from_url(SERVERS["mongo"], database="bench_ours", namespace="ours")
+                ),
+            ),
         ]
     systems = [await aiogram_system(name, kind, s) for name, kind, s in storages]
 
@@ -238,13 +271,24 @@ async def anchor_systems() -> tuple[list[System], list[Any]]:
         return {"get": get, "set": put, "get_state": get, "set_state": put}
 
     systems = [
-        System("MemoryKV, no adapter", "memory", both(
-            lambda i: memory.get("state"), lambda i: memory.set("state", STATES[i % 2]))),
-        System("RedisKV, no adapter", "redis", both(
-            lambda i: store.get("state"), lambda i: store.set("state", STATES[i % 2]))),
-        System("raw redis-py GET/SET", "redis", both(
-            lambda i: client.get("raw:state"),
-            lambda i: client.set("raw:state", '"Form:age"' if i % 2 else '"Form:name"'))),
+        System(
+            "MemoryKV, no adapter",
+            "memory",
+            both(lambda i: memory.get("state"), lambda i: memory.set("state", STATES[i % 2])),
+        ),
+        System(
+            "RedisKV, no adapter",
+            "redis",
+            both(lambda i: store.get("state"), lambda i: store.set("state", STATES[i % 2])),
+        ),
+        System(
+            "raw redis-py GET/SET",
+            "redis",
+            both(
+                lambda i: client.get("raw:state"),
+                lambda i: client.set("raw:state", '"Form:age"' if i % 2 else '"Form:name"'),
+            ),
+        ),
     ]
 
     async def close() -> None:
@@ -269,10 +313,12 @@ async def main() -> None:
     results = await measure(systems + anchors, workloads)
     # The anchors' rows under their own names too.
     for system in anchors:
-        results[system.name]["get"] = results[system.name].get("get") or results[system.name][
-            "get_state"]
-        results[system.name]["set"] = results[system.name].get("set") or results[system.name][
-            "set_state"]
+        results[system.name]["get"] = (
+            results[system.name].get("get") or results[system.name]["get_state"]
+        )
+        results[system.name]["set"] = (
+            results[system.name].get("set") or results[system.name]["set_state"]
+        )
     for close in closers + more:
         await close()
     print(json.dumps(results))

@@ -86,9 +86,11 @@ async def _server_rows(url: str, rounds: int) -> dict[str, float]:
         "for_aiogram set_state": lambda: ours.set_state(key, "Form:age"),
         "aiogram update_data (GET + SET)": lambda: theirs.update_data(key, {"age": next(ages)}),
         "for_aiogram update_data (GET + CAS script)": lambda: ours.update_data(
-            key, {"age": next(ages)}),
+            key, {"age": next(ages)}
+        ),
         "RedisKV.compare_and_set (the Lua script)": lambda: store.compare_and_set(
-            "cas", "a", expected="a"),
+            "cas", "a", expected="a"
+        ),
     }
     await store.set("cas", "a")
     samples: dict[str, list[float]] = {name: [] for name in calls}
@@ -165,8 +167,15 @@ def main() -> int:
 
     before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp, RedisServer(Path(tmp)) as server:
-        result = run_in_env("aiogram", Path(__file__), "--worker", server.url, "--rounds",
-                            str(options.rounds), timeout=3600)
+        result = run_in_env(
+            "aiogram",
+            Path(__file__),
+            "--worker",
+            server.url,
+            "--rounds",
+            str(options.rounds),
+            timeout=3600,
+        )
     after = os.getloadavg()
     rows = json.loads(result.stdout.strip().splitlines()[-1])
     lines = [

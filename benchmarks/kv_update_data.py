@@ -64,8 +64,7 @@ async def _work(config: dict[str, Any]) -> dict[str, Any]:
         "aiogram RedisStorage": lambda i: theirs.update_data(key, {"age": i}),
         "ours: RedisKV, get + compare-and-set": lambda i: _old_update(redis, key, {"age": i}),
         "ours: RedisKV, merge": lambda i: redis.update_data(key, {"age": i}),
-        "ours: PostgresKV, get + compare-and-set":
-            lambda i: _old_update(postgres, key, {"age": i}),
+        "ours: PostgresKV, get + compare-and-set": lambda i: _old_update(postgres, key, {"age": i}),
         "ours: PostgresKV, merge": lambda i: postgres.update_data(key, {"age": i}),
     }
     names = list(systems)
@@ -97,26 +96,29 @@ def _report(times: dict[str, list[float]], meta: dict[str, Any]) -> str:
             pairs = zip(times[theirs], times[name], strict=True)
             ratio = f"{statistics.median(a / b for a, b in pairs):.2f}×"
         rows.append(f"| {name} | {median:.1f} | {ratio} |")
-    return "\n".join([
-        "# aiogram's update_data: RedisStorage against for_aiogram, before and after merge",
-        "",
-        f"Medians of {meta['cycles']} interleaved cycles of {CALLS} calls, one call at a time; "
-        f"CPython {meta['python']}; {os.cpu_count()} cores; one Redis server "
-        f"({meta['redis_server']}) and one PostgreSQL (fsync on) on 127.0.0.1; "
-        f"generated {meta['generated']}.",
-        "",
-        f"- load before: `{meta['uptime_before']}`",
-        f"- load after: `{meta['uptime_after']}`",
-        f"- aiogram venv: {meta['versions']}",
-        "",
-        "The earlier update (`get + compare-and-set`, two round trips) and the current one",
-        "(`merge`, one) run in the same cycles, so the ratios compare them under one load.",
-        "",
-        "| system | µs per update_data | × faster than aiogram's (median of per-cycle ratios) |",
-        "|---|---:|---:|",
-        *rows,
-        "",
-    ])
+    return "\n".join(
+        [
+            "# aiogram's update_data: RedisStorage against for_aiogram, before and after merge",
+            "",
+            f"Medians of {meta['cycles']} interleaved cycles of {CALLS} calls, one call at a time; "
+            f"CPython {meta['python']}; {os.cpu_count()} cores; one Redis server "
+            f"({meta['redis_server']}) and one PostgreSQL (fsync on) on 127.0.0.1; "
+            f"generated {meta['generated']}.",
+            "",
+            f"- load before: `{meta['uptime_before']}`",
+            f"- load after: `{meta['uptime_after']}`",
+            f"- aiogram venv: {meta['versions']}",
+            "",
+            "The earlier update (`get + compare-and-set`, two round trips) and the current one",
+            "(`merge`, one) run in the same cycles, so the ratios compare them under one load.",
+            "",
+            "| system | µs per update_data "
+            "| × faster than aiogram's (median of per-cycle ratios) |",
+            "|---|---:|---:|",
+            *rows,
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -137,17 +139,16 @@ def main() -> None:
         return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
 
     versions = run_in_env(
-        "aiogram", "import aiogram, redis; print(f'aiogram {aiogram.__version__}, "
-        "redis {redis.__version__}')"
+        "aiogram",
+        "import aiogram, redis; print(f'aiogram {aiogram.__version__}, redis {redis.__version__}')",
     ).stdout.strip()
     before = uptime()
-    with RedisServer() as redis, PostgresServer(
-        settings=["fsync=on", "full_page_writes=on"]
-    ) as postgres:
+    with (
+        RedisServer() as redis,
+        PostgresServer(settings=["fsync=on", "full_page_writes=on"]) as postgres,
+    ):
         config = {"redis": redis.url, "postgres": postgres.url, "cycles": options.cycles}
-        result = run_in_env(
-            "aiogram", Path(__file__), "--worker", json.dumps(config), timeout=3600
-        )
+        result = run_in_env("aiogram", Path(__file__), "--worker", json.dumps(config), timeout=3600)
     times = json.loads(result.stdout.strip().splitlines()[-1])
     meta = {
         "cycles": options.cycles,

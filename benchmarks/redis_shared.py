@@ -118,9 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     uptime_before = _uptime()
     rounds: list[dict[str, Any]] = []
     loads: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp, RedisServer(
-        Path(tmp) / "redis", extra_args=["--appendonly", "yes", "--appendfsync", "everysec"]
-    ) as server:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        RedisServer(
+            Path(tmp) / "redis", extra_args=["--appendonly", "yes", "--appendfsync", "everysec"]
+        ) as server,
+    ):
         workdir = Path(tmp) / "work"
         workdir.mkdir()
         common = {

@@ -208,7 +208,6 @@ class Lifecycle:
         return StorageClosedError(f"{self!r} is closed; call open() first")
 
 
-
 @contextlib.asynccontextmanager
 async def opened(store: L) -> AsyncIterator[L]:
     """Use an open store as it is; open a closed one for the block and close it after.

@@ -847,6 +847,7 @@ class Peers:
         if len(self.cache) > self._limit or not self._take(max(_HEADROOM, len(self.cache) // 8)):
             self._to_index()
 
+
 _Whole = tuple[dict[int, PeerChange], dict[str, list[int]], dict[str, list[int]]]
 _Built = _Whole | PeerIndex
 
@@ -994,4 +995,3 @@ def _holds(peer: Peer, index: str, key: str) -> bool:
     if index == "names":
         return peer.usernames is not None and key in peer.usernames
     return peer.phone_number == key
-

@@ -762,4 +762,3 @@ class PendingWrites:
                 self._changed()
             if last:
                 return
-

@@ -512,9 +512,7 @@ class Storage(Lifecycle, abc.ABC):
         session = self._session
         if session is None:
             raise StorageClosedError(f"{self!r} is closed; call open() first")
-        if not self._exclusive and not (
-            self._trusted and self._catch_up() and self._session_known
-        ):
+        if not self._exclusive and not (self._trusted and self._catch_up() and self._session_known):
             self._session_known = self._trusted  # unless the news of a change comes meanwhile
             fresh = await self._call("read the session", self._read_session())
             if fresh is not None and self._session is not None:
@@ -889,4 +887,3 @@ class Storage(Lifecycle, abc.ABC):
 
         await self._pending_writes.store(session)
         self._session = clear[0]
-

@@ -545,8 +545,12 @@ class TqdmBar:
     def __call__(self, done: int, total: int) -> None:
         if self._bar is None:
             self._bar = self._tqdm(
-                total=total, desc="peers", unit=" peers", file=self._stream,
-                mininterval=0.1, dynamic_ncols=True,
+                total=total,
+                desc="peers",
+                unit=" peers",
+                file=self._stream,
+                mininterval=0.1,
+                dynamic_ncols=True,
             )
         elif total != self._bar.total:
             self._bar.total = total

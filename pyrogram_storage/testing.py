@@ -86,6 +86,7 @@ def bounded_progress(most: int, what: str) -> Callable[[int, int], None]:
 
     return progress
 
+
 KEY = bytes(range(256))
 CHANNEL = -1001234567890
 

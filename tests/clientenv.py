@@ -240,9 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     """Prepare the venvs named on the command line (or ``all``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     known = ", ".join([*CLIENTS, *FRAMEWORKS])
-    parser.add_argument(
-        "clients", nargs="+", help=f"'all', 'frameworks' or some of: {known}"
-    )
+    parser.add_argument("clients", nargs="+", help=f"'all', 'frameworks' or some of: {known}")
     parser.add_argument("-j", "--jobs", type=int, default=2, help="parallel installs")
     options = parser.parse_args(argv)
     groups = {"all": list(CLIENTS), "frameworks": list(FRAMEWORKS)}

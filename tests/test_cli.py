@@ -278,8 +278,17 @@ async def test_copy_draws_its_own_bar_without_tqdm(tmp_path: Path) -> None:
         "sys.exit(main(sys.argv[1:]))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code, "copy", str(source.path), str(tmp_path / "copy"),
-         "--progress", "--batch-size", "5"],
+        [
+            sys.executable,
+            "-c",
+            code,
+            "copy",
+            str(source.path),
+            str(tmp_path / "copy"),
+            "--progress",
+            "--batch-size",
+            "5",
+        ],
         capture_output=True,
         text=True,
         timeout=300,
@@ -651,8 +660,11 @@ def test_a_malformed_session_string_is_never_echoed(tmp_path: Path) -> None:
 def test_a_bad_option_gets_the_commands_own_usage(tmp_path: Path) -> None:
     """Before: `inspect kuri.session --bogus` printed the top-level usage."""
     path = copy_fixture("kurigram", tmp_path, "kuri")
-    for command, extra in (("inspect", [path]), ("copy", [path, tmp_path / "t"]),
-                           ("migrate", [path])):
+    for command, extra in (
+        ("inspect", [path]),
+        ("copy", [path, tmp_path / "t"]),
+        ("migrate", [path]),
+    ):
         result = run(command, *extra, "--bogus")
         assert result.returncode == 2
         assert result.stderr.startswith(f"usage: pyrogram-storage {command} "), result.stderr
@@ -675,8 +687,17 @@ async def test_copying_an_incomplete_session_says_what_it_costs_or_refuses(
     assert written.returncode == 0
     assert "warning" in written.stderr and "a client starts a new login" in written.stderr
     assert "cannot be exported as a session string" in written.stderr
-    complete = run("copy", f"telethon:{text}", tmp_path / "full", "--strict", "--user-id", "7",
-                   "--bot", "--api-id", "9")
+    complete = run(
+        "copy",
+        f"telethon:{text}",
+        tmp_path / "full",
+        "--strict",
+        "--user-id",
+        "7",
+        "--bot",
+        "--api-id",
+        "9",
+    )
     assert complete.returncode == 0 and "warning" not in complete.stderr
 
 

@@ -24,8 +24,10 @@ from .doc_pages import pages_with
 
 SCRIPTS = Path(__file__).resolve().parent / "clients"
 CLIENT_DOCS = tuple(
-    pages_with(r"^\.\. code-block:: python\n\n +# *(?i:kurigram|pyrofork|pyrogram|irenogram"
-               r"|hydrogram|pyrotgfork|electrogram)\b")
+    pages_with(
+        r"^\.\. code-block:: python\n\n +# *(?i:kurigram|pyrofork|pyrogram|irenogram"
+        r"|hydrogram|pyrotgfork|electrogram)\b"
+    )
 )
 """Where each client's line is documented: code blocks starting ``# <Client> <version>``."""
 

@@ -290,7 +290,6 @@ async def test_two_processes_adopt_a_client_file_at_once(
         assert code == 0, (out, err[-2000:])
 
 
-
 async def test_an_adoption_committed_during_another_openers_checks_does_not_trip_them(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -709,12 +709,7 @@ KV_BACKENDS = ["memory", "sqlite-file", "json", "mongo-pymongo", "redis"]
 from .kv.conftest import marks as kv_marks  # noqa: E402 - beside its one use
 
 
-@pytest.fixture(
-    params=[
-        pytest.param(name, marks=kv_marks(name))
-        for name in KV_BACKENDS
-    ]
-)
+@pytest.fixture(params=[pytest.param(name, marks=kv_marks(name)) for name in KV_BACKENDS])
 async def sealed_kv(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     from pyrogram_storage import kv
 

@@ -76,9 +76,7 @@ def _names(db: sqlite3.Connection, kind: str) -> set[str]:
 
 
 @pytest.mark.parametrize("name", FORMS)
-def test_every_form_of_the_schema_is_what_migrations_readme_says(
-    name: str, tmp_path: Path
-) -> None:
+def test_every_form_of_the_schema_is_what_migrations_readme_says(name: str, tmp_path: Path) -> None:
     form = _form(name)
     upstream = form in (1, 3, 5, 6)
     db = _build(name, tmp_path)

@@ -91,8 +91,15 @@ async def close_client(client: Any) -> None:
 
 
 SESSION = SessionData(
-    dc_id=4, api_id=12345, test_mode=False, auth_key=KEY, date=1_700_000_000,
-    user_id=777000123, is_bot=False, server_address="149.154.167.91", port=443,
+    dc_id=4,
+    api_id=12345,
+    test_mode=False,
+    auth_key=KEY,
+    date=1_700_000_000,
+    user_id=777000123,
+    is_bot=False,
+    server_address="149.154.167.91",
+    port=443,
 )
 
 
@@ -113,7 +120,11 @@ async def check_sample(storage: MongoStorage) -> None:
     assert session.date >= SESSION.date  # save() on leaving `async with` sets it to now
     assert session.replace(date=SESSION.date) == SESSION
     assert await storage.peer_by_id(1) == Peer(
-        1, 11, PeerType.USER, ("alice", "alice_alt"), "15550001",
+        1,
+        11,
+        PeerType.USER,
+        ("alice", "alice_alt"),
+        "15550001",
         (await storage.peer_by_id(1)).last_update_on,
     )
     assert (await storage.peer_by_username("@Alice_Alt")).id == 1
@@ -297,8 +308,9 @@ async def test_collections_indexes_and_schema_document(mongo_uri: str) -> None:
     async with MongoStorage.from_url(mongo_uri, name=name) as storage:
         await storage.upsert_peers([Peer(1, 11, PeerType.USER, ("alice",))])
         await storage.set_usernames([(2, ["robot", "droid"])])
-    usernames = {doc["_id"]: doc["peer_id"] for doc in dump_database(mongo_uri, name)[
-        "usernames"]["docs"]}
+    usernames = {
+        doc["_id"]: doc["peer_id"] for doc in dump_database(mongo_uri, name)["usernames"]["docs"]
+    }
     assert usernames == {"robot": 2, "droid": 2}
 
 
@@ -314,12 +326,19 @@ async def test_a_shared_database_with_prefixes(mongo_uri: str) -> None:
         assert (await second.get_session()).is_empty
     # update_state appears with the first update state written
     assert sorted(dump_database(mongo_uri, database)) == [
-        "first.peers", "first.session", "first.update_state", "first.usernames",
-        "second.peers", "second.session", "second.usernames",
+        "first.peers",
+        "first.session",
+        "first.update_state",
+        "first.usernames",
+        "second.peers",
+        "second.session",
+        "second.usernames",
     ]
     await first.delete()
     assert sorted(dump_database(mongo_uri, database)) == [
-        "second.peers", "second.session", "second.usernames"
+        "second.peers",
+        "second.session",
+        "second.usernames",
     ]
     await second.delete()
 
@@ -381,7 +400,10 @@ async def test_bulk_upsert_is_a_few_commands_not_one_per_peer(
     # one query for which peers exist, one bulk_write for the peers (new ones arrive as an
     # "insert" command) and one for the usernames ("delete" + "update"), whatever the count
     assert sorted(writes) == [
-        ("delete", "usernames"), ("find", "peers"), ("insert", "peers"), ("update", "usernames")
+        ("delete", "usernames"),
+        ("find", "peers"),
+        ("insert", "peers"),
+        ("update", "usernames"),
     ]
     assert keep_writes == [("find", "peers"), ("update", "peers")]
 
@@ -403,8 +425,11 @@ async def test_a_clients_writes_within_the_interval_are_one_bulk_write_per_colle
         counter.clear()
         await storage.flush()
         assert sorted(counter.commands) == [
-            ("delete", "usernames"), ("find", "peers"), ("insert", "peers"),
-            ("update", "update_state"), ("update", "usernames"),
+            ("delete", "usernames"),
+            ("find", "peers"),
+            ("insert", "peers"),
+            ("update", "update_state"),
+            ("update", "usernames"),
         ]
     await storage.delete()
     # commit_interval=0: each call is stored (and acknowledged) before it returns
@@ -487,7 +512,9 @@ async def test_new_peers_inserted_meanwhile_by_another_writer_are_updated(mongo_
             for i in range(1, 11):  # ours won: the duplicate inserts were retried as upserts
                 peer = await storage.peer_by_id(i)
                 assert (peer.access_hash, peer.type, peer.usernames) == (
-                    10 * i, PeerType.USER, (f"u{i}",)
+                    10 * i,
+                    PeerType.USER,
+                    (f"u{i}",),
                 )
         await storage.delete()
     finally:
@@ -505,13 +532,20 @@ def write_like_pyrofork(uri: str, database: str, ids: range) -> None:
         db = client[database]
         now = int(time.time())
         db["peers"].insert_many(
-            {"_id": i, "access_hash": i, "type": "user", "username": f"p{i}",
-             "phone_number": None, "last_update_on": now}
+            {
+                "_id": i,
+                "access_hash": i,
+                "type": "user",
+                "username": f"p{i}",
+                "phone_number": None,
+                "last_update_on": now,
+            }
             for i in ids
         )
         db["usernames"].insert_many(
             {"_id": name, "peer_id": i, "last_update_on": now}
-            for i in ids for name in (f"p{i}", f"p{i}_alt")
+            for i in ids
+            for name in (f"p{i}", f"p{i}_alt")
         )
     finally:
         client.close()
@@ -690,7 +724,10 @@ async def test_driver_errors_are_backend_errors_and_recover(
     name = fresh_name()
     options: dict[str, Any] = {} if interval is None else {"commit_interval": interval}
     storage = MongoStorage.from_url(
-        server.uri, name=name, driver=driver, client_options={"serverSelectionTimeoutMS": 300},
+        server.uri,
+        name=name,
+        driver=driver,
+        client_options={"serverSelectionTimeoutMS": 300},
         **options,
     )
     await storage.open()
@@ -791,7 +828,9 @@ def pyrofork_python() -> Path:
         ]
         subprocess.run(
             [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *pins],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     return python
 
@@ -871,7 +910,10 @@ asyncio.run(main(*sys.argv[1:]))
 
 def run_pyrofork(python: Path, script: str, *args: str) -> str:
     result = subprocess.run(
-        [str(python), "-c", script, *args], capture_output=True, text=True, check=False,
+        [str(python), "-c", script, *args],
+        capture_output=True,
+        text=True,
+        check=False,
         timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -889,14 +931,19 @@ async def test_a_pyrofork_database_opens_in_place(pyrofork_python: Path, mongo_u
         )
         alice = await storage.peer_by_id(1)
         assert (alice.access_hash, alice.type, alice.usernames, alice.phone_number) == (
-            11, PeerType.USER, ("alice", "alice_alt"), "15550001"
+            11,
+            PeerType.USER,
+            ("alice", "alice_alt"),
+            "15550001",
         )
         assert (await storage.peer_by_username("ALICE_ALT")).id == 1
         assert (await storage.peer_by_username("news")).type is PeerType.CHANNEL
         assert (await storage.peer_by_phone("+1 555 0001")).id == 1
         assert (await storage.peer_by_id(2)).usernames == ("robot",)
         assert await storage.count_peers_by_type() == {
-            PeerType.USER: 1, PeerType.BOT: 1, PeerType.CHANNEL: 1
+            PeerType.USER: 1,
+            PeerType.BOT: 1,
+            PeerType.CHANNEL: 1,
         }
         ids = [peer.id async for batch in storage.iter_peer_batches(2) for peer in batch]
         assert ids == [CHANNEL, 1, 2]
@@ -919,10 +966,16 @@ async def test_a_pyrofork_database_opens_in_place(pyrofork_python: Path, mongo_u
     # ...and Pyrofork still reads the adopted database, our writes included
     seen = json.loads(run_pyrofork(pyrofork_python, PYROFORK_READER, mongo_uri, name))
     assert seen["dc_id"] == 2 and seen["user_id"] == 777000123 and seen["auth_key"] == KEY.hex()
-    assert seen["peers"]["username:alice_alt"] == ["InputPeerUser", ["access_hash", 11],
-                                                   ["user_id", 1]]
-    assert seen["peers"]["id:-1001234567890"] == ["InputPeerChannel", ["access_hash", 33],
-                                                  ["channel_id", 1234567890]]
+    assert seen["peers"]["username:alice_alt"] == [
+        "InputPeerUser",
+        ["access_hash", 11],
+        ["user_id", 1],
+    ]
+    assert seen["peers"]["id:-1001234567890"] == [
+        "InputPeerChannel",
+        ["access_hash", 33],
+        ["channel_id", 1234567890],
+    ]
     assert seen["peers"]["phone:15550001"][0] == "InputPeerUser"
     async with MongoStorage.from_url(mongo_uri, name=name) as storage:
         assert await storage.export_session_string() != exported  # dc changed to 2
@@ -937,7 +990,11 @@ async def test_pyrofork_reads_a_database_we_wrote(pyrofork_python: Path, mongo_u
         await storage.set_update_states([UpdateState(CHANNEL, 5, None, 1_700_000_050, None)])
     seen = json.loads(run_pyrofork(pyrofork_python, PYROFORK_READER, mongo_uri, name))
     assert {k: seen[k] for k in ("dc_id", "api_id", "test_mode", "user_id", "is_bot")} == {
-        "dc_id": 4, "api_id": 12345, "test_mode": False, "user_id": 777000123, "is_bot": False
+        "dc_id": 4,
+        "api_id": 12345,
+        "test_mode": False,
+        "user_id": 777000123,
+        "is_bot": False,
     }
     assert seen["auth_key"] == KEY.hex()
     assert seen["peers"] == {
@@ -948,7 +1005,8 @@ async def test_pyrofork_reads_a_database_we_wrote(pyrofork_python: Path, mongo_u
         "phone:15550001": ["InputPeerUser", ["access_hash", 11], ["user_id", 1]],
     }
     assert sorted(map(tuple, seen["states"])) == [
-        (CHANNEL, 5, None, 1_700_000_050, None), (0, 10, 20, 1_700_000_100, 30)
+        (CHANNEL, 5, None, 1_700_000_050, None),
+        (0, 10, 20, 1_700_000_100, 30),
     ]
     await MongoStorage.from_url(mongo_uri, name=name).delete()
 

@@ -69,7 +69,11 @@ async def test_writers_survive_outages_and_lose_no_acknowledged_write(
     name = f"faults_{uuid.uuid4().hex[:12]}"
     options: dict[str, Any] = {} if interval is None else {"commit_interval": interval}
     storage = MongoStorage.from_url(
-        server.uri, name=name, driver=driver, client_options=TIMEOUTS, username_ttl=None,
+        server.uri,
+        name=name,
+        driver=driver,
+        client_options=TIMEOUTS,
+        username_ttl=None,
         **options,
     )
     await storage.open()

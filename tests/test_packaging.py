@@ -23,7 +23,14 @@ import pyrogram_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 NOT_SOURCES = (
-    ".git", ".venv", ".venvs", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+    ".git",
+    ".venv",
+    ".venvs",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
     ".hypothesis",
 )
 
@@ -185,8 +192,18 @@ def test_each_artifact_installs_in_a_fresh_venv_and_works(
     venv.EnvBuilder(with_pip=False).create(env)
     python = env / "bin" / "python"
     installed = subprocess.run(
-        [sys.executable, "-m", "pip", "--python", str(python), "install", "-q",
-         "--disable-pip-version-check", "--no-deps", str(dist[artifact])],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(python),
+            "install",
+            "-q",
+            "--disable-pip-version-check",
+            "--no-deps",
+            str(dist[artifact]),
+        ],
         capture_output=True,
         text=True,
         timeout=600,

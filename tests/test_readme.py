@@ -101,9 +101,7 @@ def test_the_readme_links_every_guide() -> None:
     """README points at each guide page, by its path in the repository."""
     text = README.read_text()
     guides = sorted((README.parent / "docs" / "guides").glob("*.rst"))
-    missing = [
-        name(page) for page in guides if page.stem != "index" and name(page) not in text
-    ]
+    missing = [name(page) for page in guides if page.stem != "index" and name(page) not in text]
     assert guides and not missing, missing
 
 

@@ -319,7 +319,7 @@ async def test_changes_made_without_our_scripts_drop_everything_held(
             tag = mine.keys.tag
             for change in (
                 lambda: admin.hset(f"{tag}:schema", "note", "x"),
-                lambda: admin.hset(f"{tag}:peers", "1", "[5,\"user\",\"\",0]"),
+                lambda: admin.hset(f"{tag}:peers", "1", '[5,"user","",0]'),
             ):
                 await mine.upsert_peers([user(1, 1), user(2, 2)])
                 assert mine.cached_peer(1) is not None and mine.cached_peer(2) is not None

@@ -291,9 +291,7 @@ async def test_a_refused_file_keeps_its_mode(
         db.commit()
         db.close()
     path.chmod(0o644)
-    with caplog.at_level(logging.WARNING, logger="pyrogram_storage"), pytest.raises(
-        MigrationError
-    ):
+    with caplog.at_level(logging.WARNING, logger="pyrogram_storage"), pytest.raises(MigrationError):
         await FileStorage("me", tmp_path).open()
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert not [r for r in caplog.records if "had mode" in r.getMessage()]

@@ -127,7 +127,9 @@ def test_memories_and_indexes_share_budgets_per_process(tmp_path: Path) -> None:
     assert complete.count(True) == 1, complete  # 3000 + room to grow: one fits in 5000
     # The compact indexes have a budget of their own: one more session fits in 4000;
     # the third stays bounded (its misses ask the file) and reads nothing ahead.
-    assert indexed.count(True) == 1 and not any(c and i for c, i in zip(complete, indexed, strict=True))
+    assert indexed.count(True) == 1 and not any(
+        c and i for c, i in zip(complete, indexed, strict=True)
+    )
     assert sizes[:2] == [0, 0] and sizes[2] == 3000
     assert left == [5000 - 3000 - _peers._HEADROOM, 4000 - 3000 - _peers._HEADROOM]
     assert after_close == [5000, 4000]  # given back on close

@@ -55,8 +55,17 @@ def _run_suite(tmp_path: Path, code: str, selection: str) -> tuple[str, float]:
     test_file.write_text(textwrap.dedent(code))
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", selection,
-         str(test_file)],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            selection,
+            str(test_file),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -33,8 +33,6 @@ KEY = bytes(range(256))
 OLD = int(time.time()) - 30 * 24 * 3600
 
 
-
-
 def make(request: pytest.FixtureRequest, backend: str, tmp_path: Path, side: str) -> Storage:
     folder = tmp_path / side
     folder.mkdir()
@@ -95,10 +93,7 @@ def _pairs() -> list[Any]:
     pairs = [(name, "memory") for name in ALL_BACKENDS]
     pairs += [("memory", name) for name in ALL_BACKENDS if name != "memory"]
     pairs += [("readme", "file"), ("file", "readme")]
-    return [
-        pytest.param(a, b, id=f"{a}-to-{b}", marks=[*marks(a), *marks(b)])
-        for a, b in pairs
-    ]
+    return [pytest.param(a, b, id=f"{a}-to-{b}", marks=[*marks(a), *marks(b)]) for a, b in pairs]
 
 
 @pytest.mark.parametrize(("source_backend", "target_backend"), _pairs())

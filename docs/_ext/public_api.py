@@ -49,7 +49,12 @@ SKIPPED_MODULES = {
 }
 OPTIONAL_PRIMITIVES = {
     "pyrogram_storage.base.Storage": (
-        "_close", "_save", "_ping", "_read_session", "_count_peers", "_sole_writer",
+        "_close",
+        "_save",
+        "_ping",
+        "_read_session",
+        "_count_peers",
+        "_sole_writer",
     ),
     "pyrogram_storage.kv.base.KVStore": ("_open", "_close", "_ping", "_peek", "_get_now"),
 }
@@ -176,8 +181,11 @@ def member_directive(module: str, name: str) -> list[str]:
         own = [n for n in public_members(obj) if not n.startswith("test_")]
         inherited = any(n not in vars(obj) for n in own)
         members = ", ".join(own) if inherited and not issubclass(obj, enum.Enum) else ""
-        lines = [f".. {kind}:: {target}", f"   :members: {members}".rstrip(),
-                 "   :show-inheritance:"]
+        lines = [
+            f".. {kind}:: {target}",
+            f"   :members: {members}".rstrip(),
+            "   :show-inheritance:",
+        ]
         if issubclass(obj, enum.Enum):
             lines.append("   :undoc-members:")
         if f"{obj.__module__}.{obj.__qualname__}" in OPTIONAL_PRIMITIVES:
@@ -440,8 +448,9 @@ def _napoleon_for_code_only(app: Sphinx) -> None:
         if listener.handler is napoleon._process_docstring:
             app.disconnect(listener.id)
 
-            def process(app: Sphinx, what: str, name: str, obj: Any, options: Any,
-                        lines: list[str]) -> None:
+            def process(
+                app: Sphinx, what: str, name: str, obj: Any, options: Any, lines: list[str]
+            ) -> None:
                 if what not in ("attribute", "data", "property"):
                     napoleon._process_docstring(app, what, name, obj, options, lines)
 
@@ -449,7 +458,12 @@ def _napoleon_for_code_only(app: Sphinx) -> None:
 
 
 def readable_defaults(
-    app: Sphinx, what: str, name: str, obj: Any, options: Any, signature: str | None,
+    app: Sphinx,
+    what: str,
+    name: str,
+    obj: Any,
+    options: Any,
+    signature: str | None,
     return_annotation: str | None,
 ) -> tuple[str | None, str | None] | None:
     """A dataclass field's ``<factory>`` default, as ``...``: Sphinx can then parse it."""

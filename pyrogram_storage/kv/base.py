@@ -366,9 +366,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         ``reset``. Raise :class:`NotACounterError` for a value that is not an int64.
         """
 
-    async def _merge(
-        self, key: str, merging: Merging, expires: float | None, now: float
-    ) -> Raw:
+    async def _merge(self, key: str, merging: Merging, expires: float | None, now: float) -> Raw:
         """Atomically store ``merging.apply(raw)``, ``raw`` the live value (None: none).
 
         The new value gets ``expires``; return it as stored. This default is a read and
@@ -463,8 +461,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
             ) from exc
         if type(text) is not str:
             raise KVSerializationError(
-                f"cannot store key {key!r}: the serializer returned "
-                f"{type(text).__name__}, not str",
+                f"cannot store key {key!r}: the serializer returned {type(text).__name__}, not str",
                 key=key,
                 type_name=type(value).__qualname__,
             )
@@ -562,9 +559,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         """
         if not _key_ok(key):
             raise _key_problem(key)
-        expires = (
-            self._expires(ttl, self.clock()) if ttl is not None or self.default_ttl else None
-        )
+        expires = self._expires(ttl, self.clock()) if ttl is not None or self.default_ttl else None
         raw = self._encode(key, value)
         if self._state != _OPEN:
             raise self._closed_error()
@@ -596,9 +591,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
                     f"an entry's expiry is seconds since the epoch or None, not {expires!r}"
                 )
             if expires - now > MAX_TTL:
-                raise InvalidTTLError(
-                    f"an entry may expire at most {MAX_TTL:.0f} seconds from now"
-                )
+                raise InvalidTTLError(f"an entry may expire at most {MAX_TTL:.0f} seconds from now")
         raw = self._encode(key, entry.value)
         self._check_open()
         if expires is not None and expires <= now:

@@ -159,8 +159,10 @@ async def cmd_kv_inspect(options: argparse.Namespace, out: TextIO, err: TextIO) 
     matching = "" if options.pattern == "*" else f" matching {options.pattern!r}"
     print(f"store:     {report['store']}", file=out)
     print(f"namespace: {store.namespace}", file=out)
-    print(f"keys:      {total} ({with_ttl} with a TTL, {total - with_ttl} without){matching}",
-          file=out)
+    print(
+        f"keys:      {total} ({with_ttl} with a TTL, {total - with_ttl} without){matching}",
+        file=out,
+    )
     if sample:
         print(f"sample ({len(sample)}):", file=out)
         for entry in sample:

@@ -352,9 +352,7 @@ class JSONFileKV(KVStore[V]):
         await self._commit()
         return total
 
-    async def _merge(
-        self, key: str, merging: Merging, expires: float | None, now: float
-    ) -> Raw:
+    async def _merge(self, key: str, merging: Merging, expires: float | None, now: float) -> Raw:
         entry = self._live(key, now)
         raw = merging.apply(None if entry is None else entry[0])
         self._data[key] = [raw, expires]

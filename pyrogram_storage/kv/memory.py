@@ -187,9 +187,7 @@ class MemoryKV(KVStore[V]):
             self._store(key, total, expires if reset else entry[1])
         return total
 
-    async def _merge(
-        self, key: str, merging: Merging, expires: float | None, now: float
-    ) -> Raw:
+    async def _merge(self, key: str, merging: Merging, expires: float | None, now: float) -> Raw:
         entry = self._live(key, now)
         raw = merging.apply(None if entry is None else entry[0])
         self._store(key, raw, expires)

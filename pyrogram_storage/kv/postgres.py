@@ -405,9 +405,7 @@ class PostgresKV(KVStore[V]):
             add_to_counter(key, record[0], amount)
         raise NotACounterError(f"increment: the value of key {key!r} kept changing type")
 
-    async def _merge(
-        self, key: str, merging: Merging, expires: float | None, now: float
-    ) -> Raw:
+    async def _merge(self, key: str, merging: Merging, expires: float | None, now: float) -> Raw:
         members = merging.members
         if members is None or any("\x00" in name for name, _, _ in members):
             return await super()._merge(key, merging, expires, now)
@@ -415,8 +413,15 @@ class PostgresKV(KVStore[V]):
         texts = [text for _, _, text in members]
         try:
             merged = await self._bound().run(
-                "fetchval", self._sql.merge, self.namespace, key, now, merging.text,
-                expires, names, texts,
+                "fetchval",
+                self._sql.merge,
+                self.namespace,
+                key,
+                now,
+                merging.text,
+                expires,
+                names,
+                texts,
             )
         except self._unparsable:
             merged = None  # not JSON PostgreSQL reads (damaged, NaN, a \u0000 key)

@@ -625,9 +625,7 @@ class RedisKV(KVStore[V]):
             raise
         return int(value)
 
-    async def _merge(
-        self, key: str, merging: Merging, expires: float | None, now: float
-    ) -> Raw:
+    async def _merge(self, key: str, merging: Merging, expires: float | None, now: float) -> Raw:
         if self._tracker is not None:  # client_cache: memory forgets the key around it
             return await self._writing(key, self._merge_on_server(key, merging, expires, now))
         return await self._merge_on_server(key, merging, expires, now)

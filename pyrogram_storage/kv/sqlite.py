@@ -99,16 +99,13 @@ class _SQL:
         self.peek = f"SELECT e FROM {t} WHERE ns = ? AND k = ?"
         self.set = f"INSERT OR REPLACE INTO {t} (ns, k, v, e) VALUES (?, ?, ?, ?)"
         self.delete = f"DELETE FROM {t} WHERE ns = ? AND k = ? RETURNING e"
-        self.touch = (
-            f"UPDATE {t} SET e = ? WHERE ns = ? AND k = ? AND (e IS NULL OR e > ?)"
-        )
+        self.touch = f"UPDATE {t} SET e = ? WHERE ns = ? AND k = ? AND (e IS NULL OR e > ?)"
         self.insert_if_absent = (
             f"INSERT INTO {t} (ns, k, v, e) VALUES (?, ?, ?, ?) ON CONFLICT (ns, k) "
             "DO UPDATE SET v = excluded.v, e = excluded.e WHERE e IS NOT NULL AND e <= ?"
         )
         self.replace_if = (
-            f"UPDATE {t} SET v = ?, e = ? WHERE ns = ? AND k = ? AND v = ? "
-            "AND (e IS NULL OR e > ?)"
+            f"UPDATE {t} SET v = ?, e = ? WHERE ns = ? AND k = ? AND v = ? AND (e IS NULL OR e > ?)"
         )
         self.replace_if_keep = (
             f"UPDATE {t} SET v = ? WHERE ns = ? AND k = ? AND v = ? AND (e IS NULL OR e > ?)"
@@ -183,9 +180,7 @@ class SQLiteKV(KVStore[V]):
                 f"table must be a SQL identifier (letters, digits, '_'), not {table!r}"
             )
         for name, value in (("sweep_interval", sweep_interval), ("busy_timeout", busy_timeout)):
-            if value is not None and (
-                type(value) not in (int, float) or not 0 < value < 1e9
-            ):
+            if value is not None and (type(value) not in (int, float) or not 0 < value < 1e9):
                 raise InvalidArgumentError(f"{name} must be a positive number, not {value!r}")
         self.memory = path == ":memory:"
         self.persistent = not self.memory
@@ -443,9 +438,7 @@ class SQLiteKV(KVStore[V]):
             add_to_counter(key, record[0], amount)
         raise NotACounterError(f"increment: the value of key {key!r} kept changing type")
 
-    async def _merge(
-        self, key: str, merging: Merging, expires: float | None, now: float
-    ) -> Raw:
+    async def _merge(self, key: str, merging: Merging, expires: float | None, now: float) -> Raw:
         ns, sql = self.namespace, self._sql
 
         def merge(db: sqlite3.Connection) -> Raw:

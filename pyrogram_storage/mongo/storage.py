@@ -54,8 +54,7 @@ _PROBE_MIN = 8
 def _check_database_name(name: str) -> None:
     check_database_name(
         name,
-        "pass database= (and optionally prefix=) to keep the session in a database of your "
-        "choice",
+        "pass database= (and optionally prefix=) to keep the session in a database of your choice",
     )
 
 

@@ -543,9 +543,7 @@ def _flat(pairs: Any) -> tuple[list[int], list[str]]:
 
 def _peer(row: Any) -> Peer:
     kind = row[2]
-    return Peer(
-        row[0], row[1], PeerType.of(kind), tuple(row[3]), row[4], row[5]
-    )
+    return Peer(row[0], row[1], PeerType.of(kind), tuple(row[3]), row[4], row[5])
 
 
 def _session(row: Any) -> SessionData:

@@ -329,9 +329,7 @@ class RedisStorage(Storage):
         except tracking.Unsupported as exc:
             log.debug("%r: no invalidated cache, every lookup asks the server: %s", self, exc)
             return
-        tracker = tracking.Tracker(
-            address, self._tag, self._invalidated, self._tracking_changed
-        )
+        tracker = tracking.Tracker(address, self._tag, self._invalidated, self._tracking_changed)
         try:
             await tracker.start()
         except tracking.Unsupported as exc:

@@ -151,9 +151,7 @@ def _client_version(db: sqlite3.Connection) -> int | None:
     return row[0] if row and type(row[0]) is int else None
 
 
-def backup(
-    path: str | os.PathLike[str], destination: str | os.PathLike[str] | None = None
-) -> Path:
+def backup(path: str | os.PathLike[str], destination: str | os.PathLike[str] | None = None) -> Path:
     """Copy the SQLite file ``path`` consistently (its WAL included) into ``destination``,
     a new file created 0600; ``path`` is only read. Return the copy's path.
 

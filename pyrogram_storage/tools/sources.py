@@ -131,8 +131,7 @@ class StringSource(SessionSource):
         body = location.partition(":")[2]
         if looks_like_telethon_string(body):
             raise InvalidValueError(
-                "this is a Telethon session string: write it as telethon:STRING, not "
-                "string:STRING"
+                "this is a Telethon session string: write it as telethon:STRING, not string:STRING"
             )
         return cls(body, **options)
 

@@ -106,9 +106,7 @@ class ImportResult:
         """Return an open :class:`MemoryStorage` holding this session."""
         storage = MemoryStorage(name)
         await storage.open()
-        await storage.update_session(
-            **self.session.fields()
-        )
+        await storage.update_session(**self.session.fields())
         await storage.upsert_peers(self.peers)
         await storage.set_update_states(self.update_states, merge=False)
         return storage

@@ -31,9 +31,9 @@ HERE = pathlib.Path(__file__).resolve().parent
 CLIENT, DOC = sys.argv[1], pathlib.Path(sys.argv[2]).resolve()
 WORKDIR = pathlib.Path(sys.argv[3]).resolve()
 MODULE = "hydrogram" if CLIENT == "hydrogram" else "pyrogram"
-SESSION_STRING = json.loads(
-    (HERE.parent / "fixtures" / "sessions" / f"{CLIENT}.json").read_text()
-)["session_string"]
+SESSION_STRING = json.loads((HERE.parent / "fixtures" / "sessions" / f"{CLIENT}.json").read_text())[
+    "session_string"
+]
 
 BLOCK = re.compile(r"^\.\. code-block:: python\n\n((?:    .*\n|\n)+)", re.MULTILINE)
 

@@ -96,51 +96,147 @@ def raw_peers() -> tuple[list[Any], list[Any], dict[str, Any]]:
     """Users and chats as Telegram sends them, and what each should resolve by."""
     photo = T.ChatPhotoEmpty()
     users = [
-        build(T.User, id=1111111111, access_hash=-1112260925743664697, first_name="Alice",
-              username="Alice", phone="15550001111"),
-        build(T.User, id=6222222222, access_hash=4222222222222222222, first_name="Bob",
-              usernames=[build(T.Username, username=name, active=True)
-                         for name in ("Bob", "bobby", "Robert")],
-              phone="447700900222"),
-        build(T.User, id=333333333, access_hash=-3333333333333333333, first_name="Carol",
-              phone="393330003333"),
-        build(T.User, id=5444444444, access_hash=1444444444444444444, bot=True,
-              first_name="Helper", username="Fake_Helper_Bot"),
-        build(T.User, id=7777777, access_hash=77, min=True, first_name="Min",
-              username="minuser"),
+        build(
+            T.User,
+            id=1111111111,
+            access_hash=-1112260925743664697,
+            first_name="Alice",
+            username="Alice",
+            phone="15550001111",
+        ),
+        build(
+            T.User,
+            id=6222222222,
+            access_hash=4222222222222222222,
+            first_name="Bob",
+            usernames=[
+                build(T.Username, username=name, active=True) for name in ("Bob", "bobby", "Robert")
+            ],
+            phone="447700900222",
+        ),
+        build(
+            T.User,
+            id=333333333,
+            access_hash=-3333333333333333333,
+            first_name="Carol",
+            phone="393330003333",
+        ),
+        build(
+            T.User,
+            id=5444444444,
+            access_hash=1444444444444444444,
+            bot=True,
+            first_name="Helper",
+            username="Fake_Helper_Bot",
+        ),
+        build(T.User, id=7777777, access_hash=77, min=True, first_name="Min", username="minuser"),
     ]
     chats = [
-        build(T.Chat, id=4555555555, title="group", photo=photo, participants_count=3,
-              date=1700000000, version=1),
-        build(T.Channel, id=1666666666, access_hash=6666666666666666666, title="news",
-              photo=photo, date=1700000000, broadcast=True, username="FakeNews"),
-        build(T.Channel, id=2777777777, access_hash=-2777777777777777777, title="chat",
-              photo=photo, date=1700000000, megagroup=True,
-              usernames=[build(T.Username, username=name, active=True)
-                         for name in ("fakechat", "fake_chat")]),
-        build(T.Channel, id=3888888888, access_hash=3888888888888888888, title="forum",
-              photo=photo, date=1700000000, megagroup=True, forum=True,
-              username="fakeforum"),
-        build(T.Channel, id=4999999999, access_hash=4999999999999999999, title="direct",
-              photo=photo, date=1700000000, monoforum=True),
-        build(T.ChannelForbidden, id=5888888888, access_hash=5888888888888888888,
-              title="gone", broadcast=True),
+        build(
+            T.Chat,
+            id=4555555555,
+            title="group",
+            photo=photo,
+            participants_count=3,
+            date=1700000000,
+            version=1,
+        ),
+        build(
+            T.Channel,
+            id=1666666666,
+            access_hash=6666666666666666666,
+            title="news",
+            photo=photo,
+            date=1700000000,
+            broadcast=True,
+            username="FakeNews",
+        ),
+        build(
+            T.Channel,
+            id=2777777777,
+            access_hash=-2777777777777777777,
+            title="chat",
+            photo=photo,
+            date=1700000000,
+            megagroup=True,
+            usernames=[
+                build(T.Username, username=name, active=True) for name in ("fakechat", "fake_chat")
+            ],
+        ),
+        build(
+            T.Channel,
+            id=3888888888,
+            access_hash=3888888888888888888,
+            title="forum",
+            photo=photo,
+            date=1700000000,
+            megagroup=True,
+            forum=True,
+            username="fakeforum",
+        ),
+        build(
+            T.Channel,
+            id=4999999999,
+            access_hash=4999999999999999999,
+            title="direct",
+            photo=photo,
+            date=1700000000,
+            monoforum=True,
+        ),
+        build(
+            T.ChannelForbidden,
+            id=5888888888,
+            access_hash=5888888888888888888,
+            title="gone",
+            broadcast=True,
+        ),
     ]
     if hasattr(T, "Community"):
-        chats.append(build(T.Community, id=5121212121, access_hash=5121212121212121212,
-                           title="community", photo=photo, date=1700000000,
-                           username="fakecommunity"))
+        chats.append(
+            build(
+                T.Community,
+                id=5121212121,
+                access_hash=5121212121212121212,
+                title="community",
+                photo=photo,
+                date=1700000000,
+                username="fakecommunity",
+            )
+        )
     return users, chats, {}
 
 
 def queries() -> list[Any]:
     """What users pass to resolve_peer: ids as int and str, usernames, phone numbers."""
-    ids = [1111111111, 6222222222, 333333333, 5444444444, -4555555555,
-           -1001666666666, -1002777777777, -1003888888888, -1004999999999,
-           -1005888888888, -1005121212121]
+    ids = [
+        1111111111,
+        6222222222,
+        333333333,
+        5444444444,
+        -4555555555,
+        -1001666666666,
+        -1002777777777,
+        -1003888888888,
+        -1004999999999,
+        -1005888888888,
+        -1005121212121,
+    ]
     missing = [7777777, 999, -999, -1009999999999]
-    names = ["alice", "@Alice", "bob", "bobby", "robert", "fake_helper_bot", "fakenews",
-             "fakechat", "fake_chat", "fakeforum", "fakecommunity", "minuser", "nobody"]
+    names = [
+        "alice",
+        "@Alice",
+        "bob",
+        "bobby",
+        "robert",
+        "fake_helper_bot",
+        "fakenews",
+        "fakechat",
+        "fake_chat",
+        "fakeforum",
+        "fakecommunity",
+        "minuser",
+        "nobody",
+    ]
     phones = ["15550001111", "+44 7700 900222", "+39-333-000-3333", "+10000000000"]
     return [*ids, *missing, *(str(i) for i in ids + missing), *names, *phones, "me"]
 
@@ -192,9 +288,7 @@ def make_storage() -> Any:
             MONGO_URI, name=REDIS_NAME, session_string=SESSION_STRING
         )
     if BACKEND == "postgres":
-        return pyrogram_storage.from_url(
-            f"{MONGO_URI}#{REDIS_NAME}", session_string=SESSION_STRING
-        )
+        return pyrogram_storage.from_url(f"{MONGO_URI}#{REDIS_NAME}", session_string=SESSION_STRING)
     if BACKEND == "custom":
         return USER_STORAGE["DictStorage"]("ours", session_string=SESSION_STRING)
     raise SystemExit(f"unknown backend {BACKEND}")
@@ -258,18 +352,25 @@ def make_reference() -> Any:
     extra: dict[str, Any] = {}
     if "skip_updates" in inspect.signature(Client.__init__).parameters:
         extra["skip_updates"] = False
-    return Client("ref", api_id=API_ID, api_hash=API_HASH, session_string=SESSION_STRING,
-                  in_memory=True, workdir=str(WORKDIR), **extra)
+    return Client(
+        "ref",
+        api_id=API_ID,
+        api_hash=API_HASH,
+        session_string=SESSION_STRING,
+        in_memory=True,
+        workdir=str(WORKDIR),
+        **extra,
+    )
 
 
 def updates_batch(users: list[Any], chats: list[Any], date: int, seq: int) -> Any:
     return T.Updates(
         updates=[
             T.UpdateDeleteMessages(messages=[1, 2], pts=1001, pts_count=2),
-            T.UpdateDeleteChannelMessages(channel_id=2777777777, messages=[5], pts=4243,
-                                          pts_count=1),
-            T.UpdateDeleteChannelMessages(channel_id=1666666666, messages=[9], pts=78,
-                                          pts_count=1),
+            T.UpdateDeleteChannelMessages(
+                channel_id=2777777777, messages=[5], pts=4243, pts_count=1
+            ),
+            T.UpdateDeleteChannelMessages(channel_id=1666666666, messages=[9], pts=78, pts_count=1),
         ],
         users=users,
         chats=chats,
@@ -312,13 +413,19 @@ async def compare_lookups(ours: Any, ref: Any, label: str) -> None:
         want = await outcome(ref.resolve_peer(query))
         if query in FIXED.get(CLIENT, ()):
             checks.true(f"{label} resolve_peer({query!r}) fixed", got[0] == "ok", got)
-            checks.equal(f"{label} resolve_peer({query!r}) misses in the client's own",
-                         want, ("raise", "Offline", ""))
+            checks.equal(
+                f"{label} resolve_peer({query!r}) misses in the client's own",
+                want,
+                ("raise", "Offline", ""),
+            )
         else:
             checks.equal(f"{label} resolve_peer({query!r})", got, want)
     misses = [
-        ("get_peer_by_id", 123), ("get_peer_by_id", "durov"), ("get_peer_by_id", "999"),
-        ("get_peer_by_username", "nobody"), ("get_peer_by_phone_number", "10000000000"),
+        ("get_peer_by_id", 123),
+        ("get_peer_by_id", "durov"),
+        ("get_peer_by_id", "999"),
+        ("get_peer_by_username", "nobody"),
+        ("get_peer_by_phone_number", "10000000000"),
     ]
     for method, key in misses:
         got = await outcome(getattr(ours.storage, method)(key))
@@ -354,44 +461,77 @@ async def main() -> None:
 
     users, chats, _ = raw_peers()
     for client in (ours, ref):
-        checks.equal(f"fetch_peers users is_min ({client.name})",
-                     await client.fetch_peers(users), True)
-        checks.equal(f"fetch_peers chats is_min ({client.name})",
-                     await client.fetch_peers(chats), False)
+        checks.equal(
+            f"fetch_peers users is_min ({client.name})", await client.fetch_peers(users), True
+        )
+        checks.equal(
+            f"fetch_peers chats is_min ({client.name})", await client.fetch_peers(chats), False
+        )
     await compare_lookups(ours, ref, "fetched")
-    for query in (1111111111, "alice", "bobby", "+1 555 000 1111", -1002777777777,
-                  "fake_chat", -4555555555, "fakenews"):
+    for query in (
+        1111111111,
+        "alice",
+        "bobby",
+        "+1 555 000 1111",
+        -1002777777777,
+        "fake_chat",
+        -4555555555,
+        "fakenews",
+    ):
         if CLIENT in ("pyrogram", "hydrogram") and query in ("bobby", "fake_chat"):
             continue  # these clients keep one username per peer
         result = await outcome(ours.resolve_peer(query))
-        checks.true(f"resolves {query!r}", result[0] == "ok" and "InputPeer" in result[1][0],
-                    result)
+        checks.true(
+            f"resolves {query!r}", result[0] == "ok" and "InputPeer" in result[1][0], result
+        )
 
     # A second batch through handle_updates: renamed peers and update state.
-    renamed = [build(T.User, id=1111111111, access_hash=-1112260925743664697,
-                     first_name="Alice", username="alice_new", phone="15550001111")]
+    renamed = [
+        build(
+            T.User,
+            id=1111111111,
+            access_hash=-1112260925743664697,
+            first_name="Alice",
+            username="alice_new",
+            phone="15550001111",
+        )
+    ]
     batch = updates_batch(renamed, chats[1:3], date=1700000500, seq=301)
-    short = T.UpdateShortMessage(id=10, user_id=1111111111, message="hi", pts=1002,
-                                 pts_count=1, date=1700000600)
+    short = T.UpdateShortMessage(
+        id=10, user_id=1111111111, message="hi", pts=1002, pts_count=1, date=1700000600
+    )
     for client in (ours, ref):
         await client.handle_updates(batch)
-        checks.equal(f"short message asks Telegram ({client.name})",
-                     await outcome(client.handle_updates(short)), ("raise", "Offline", ""))
+        checks.equal(
+            f"short message asks Telegram ({client.name})",
+            await outcome(client.handle_updates(short)),
+            ("raise", "Offline", ""),
+        )
     await compare_lookups(ours, ref, "updated")
-    checks.equal("update state after handle_updates", await read_states(ours),
-                 await read_states(ref))
+    checks.equal(
+        "update state after handle_updates", await read_states(ours), await read_states(ref)
+    )
     await drive_state_dialect(ours, ref)
 
     exported = await ours.export_session_string()
     checks.equal("export_session_string round trip", exported, SESSION_STRING)
-    checks.equal("export_session_string as the client's own", exported,
-                 await ref.export_session_string())
+    checks.equal(
+        "export_session_string as the client's own", exported, await ref.export_session_string()
+    )
 
     await lifecycle(ours, ref, users, chats)
     if BACKEND == "file":
         await workdir_checks()
-    print(json.dumps({"client": CLIENT, "backend": BACKEND, "passed": len(checks.passed),
-                      "failed": checks.failed}))
+    print(
+        json.dumps(
+            {
+                "client": CLIENT,
+                "backend": BACKEND,
+                "passed": len(checks.passed),
+                "failed": checks.failed,
+            }
+        )
+    )
     sys.exit(1 if checks.failed else 0)
 
 
@@ -422,8 +562,11 @@ async def workdir_checks() -> None:
     finally:
         logging.getLogger("pyrogram_storage").removeHandler(handler)
     said = " ".join(seen)
-    checks.true("a new session beside the client's own file is a warning",
-                "a new login" in said and str(sessions / "acct.session") in said, seen)
+    checks.true(
+        "a new session beside the client's own file is a warning",
+        "a new login" in said and str(sessions / "acct.session") in said,
+        seen,
+    )
     await moved.storage.close()
 
 
@@ -433,8 +576,13 @@ async def drive_state_dialect(ours: Any, ref: Any) -> None:
         UpdateState = importlib.import_module(f"{MODULE}.storage").UpdateState
         steps = [
             ("set_update_state", UpdateState(0, None, 25, None, None)),
-            ("set_update_state", [UpdateState(-1003888888888, 10, None, 1700000700, None),
-                                  UpdateState(-1001666666666, 80, None, None, None)]),
+            (
+                "set_update_state",
+                [
+                    UpdateState(-1003888888888, 10, None, 1700000700, None),
+                    UpdateState(-1001666666666, 80, None, None, None),
+                ],
+            ),
             ("delete_update_state", -1002777777777),
             ("delete_update_state", [-1003888888888, 42]),
         ]
@@ -447,16 +595,20 @@ async def drive_state_dialect(ours: Any, ref: Any) -> None:
             want = [tuple(vars(s).values()) for s in await ref.storage.get_update_states(ids)]
             checks.equal(f"get_update_states({ids!r})", got, want)
     elif STATE_DIALECT == "tuples":
-        steps: list[Any] = [(0, 1003, None, 1700000800, None), -1002777777777,
-                            (-1003888888888, 11, 3, 1700000900, 5), 4242]
+        steps: list[Any] = [
+            (0, 1003, None, 1700000800, None),
+            -1002777777777,
+            (-1003888888888, 11, 3, 1700000900, 5),
+            4242,
+        ]
         for step in steps:
             for client in (ours, ref):
                 await client.storage.update_state(step)
-            checks.equal(f"after update_state({step!r})", await read_states(ours),
-                         await read_states(ref))
+            checks.equal(
+                f"after update_state({step!r})", await read_states(ours), await read_states(ref)
+            )
         got = await ours.storage.update_state()
-        checks.equal("update_state() oldest first", [s[3] for s in got],
-                     sorted(s[3] for s in got))
+        checks.equal("update_state() oldest first", [s[3] for s in got], sorted(s[3] for s in got))
         for chat_id in ("fakenews", -1001666666666, None):
             got = await outcome(ours.storage.remove_state(chat_id))
             checks.equal(f"remove_state({chat_id!r}) never raises", got, ("ok", None))
@@ -474,15 +626,20 @@ async def lifecycle(ours: Any, ref: Any, users: list[Any], chats: list[Any]) -> 
     await ours.storage.close()
     await ours.storage.close()
     late = updates_batch(users[:1], chats[1:2], date=1700001000, seq=302)
-    checks.equal("late handle_updates after close is dropped",
-                 await outcome(ours.handle_updates(late)), ("ok", None))
-    checks.equal("late fetch_peers after close is dropped",
-                 await outcome(ours.fetch_peers(users)), ("ok", True))
+    checks.equal(
+        "late handle_updates after close is dropped",
+        await outcome(ours.handle_updates(late)),
+        ("ok", None),
+    )
+    checks.equal(
+        "late fetch_peers after close is dropped",
+        await outcome(ours.fetch_peers(users)),
+        ("ok", True),
+    )
     got = await outcome(ours.storage.get_peer_by_id(1111111111))
     checks.equal("lookup after close raises", got[:2], ("raise", "StorageClosedError"))
     got = await outcome(ours.resolve_peer(1111111111))
-    checks.equal("resolve_peer after close raises", got[:2],
-                 ("raise", "StorageClosedError"))
+    checks.equal("resolve_peer after close raises", got[:2], ("raise", "StorageClosedError"))
 
     # restart(): the same object is opened again and keeps everything.
     await ours.load_session()
@@ -494,8 +651,11 @@ async def lifecycle(ours: Any, ref: Any, users: list[Any], chats: list[Any]) -> 
     if BACKEND == "file-encrypted":
         stored = (WORKDIR / "ours.session").read_bytes()
         auth_key = decode_session_string_(SESSION_STRING)
-        checks.true("the file never holds the auth key", auth_key not in stored
-                    and auth_key.hex().encode() not in stored, "auth key found in the file")
+        checks.true(
+            "the file never holds the auth key",
+            auth_key not in stored and auth_key.hex().encode() not in stored,
+            "auth key found in the file",
+        )
         try:
             await FileStorage("ours", WORKDIR).open()
         except pyrogram_storage.EncryptionKeyError as exc:
@@ -519,8 +679,9 @@ async def lifecycle(ours: Any, ref: Any, users: list[Any], chats: list[Any]) -> 
         await reopened.storage.close()
     await ours.storage.delete()  # log_out(): delete after close
     if BACKEND in ("file", "file-encrypted"):
-        checks.true("delete removed the file", not (WORKDIR / "ours.session").exists(),
-                    os.listdir(WORKDIR))
+        checks.true(
+            "delete removed the file", not (WORKDIR / "ours.session").exists(), os.listdir(WORKDIR)
+        )
     await ref.storage.close()
 
 

@@ -44,9 +44,19 @@ GROUPS = {
 }
 """Backends by the server they need (local: none)."""
 SHARED = frozenset(
-    {"sqlite-file", "mongo-pymongo", "mongo-motor", "mongo-async-pymongo", "redis",
-     "redis-cluster", "valkey", "valkey-cluster", "redis-client-cache", "postgres",
-     "postgres-no-cache"}
+    {
+        "sqlite-file",
+        "mongo-pymongo",
+        "mongo-motor",
+        "mongo-async-pymongo",
+        "redis",
+        "redis-cluster",
+        "valkey",
+        "valkey-cluster",
+        "redis-client-cache",
+        "postgres",
+        "postgres-no-cache",
+    }
 )
 """Backends where two store objects (and processes) share the data."""
 PERSISTENT = SHARED | {"json"}

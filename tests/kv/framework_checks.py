@@ -48,9 +48,7 @@ class Checks:
         return None
 
     def crashed(self, exc: BaseException) -> None:
-        self.failed.append(
-            "crashed: " + "".join(traceback.format_exception(exc)).strip()[-3000:]
-        )
+        self.failed.append("crashed: " + "".join(traceback.format_exception(exc)).strip()[-3000:])
 
     def report(self) -> dict[str, Any]:
         return {

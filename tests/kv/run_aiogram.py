@@ -74,8 +74,9 @@ class OfflineSession(BaseSession):
         self.sent.append(method)
         if isinstance(method, SendMessage):
             chat = Chat(id=int(method.chat_id), type="private")
-            return Message(message_id=len(self.sent), date=datetime.datetime.now(),
-                           chat=chat, text=method.text)
+            return Message(
+                message_id=len(self.sent), date=datetime.datetime.now(), chat=chat, text=method.text
+            )
         if isinstance(method, GetMe):
             return User(id=BOT_ID, is_bot=True, first_name="Bot", username="test_bot")
         raise AssertionError(f"the test bot does not answer {type(method).__name__}")
@@ -91,8 +92,9 @@ class OfflineSession(BaseSession):
 def update(number: int, user_id: int, text: str) -> Update:
     user = User(id=user_id, is_bot=False, first_name=f"user{user_id}")
     chat = Chat(id=user_id, type="private")
-    message = Message(message_id=number, date=datetime.datetime.now(), chat=chat,
-                      from_user=user, text=text)
+    message = Message(
+        message_id=number, date=datetime.datetime.now(), chat=chat, from_user=user, text=text
+    )
     return Update(update_id=number, message=message)
 
 
@@ -167,18 +169,32 @@ async def contract(c: Checks, storage: Any, side: Any) -> None:
     await storage.set_data(key, Profile(foo="bar", bar="baz"))
     c.eq("a TypedDict", await storage.get_data(key), {"foo": "bar", "bar": "baz"})
     for bad in ((), ["a"], "text", None):
-        await c.raises(f"set_data({bad!r})", storage.set_data(key, bad),
-                       DataNotDictLikeError, kv.InvalidArgumentError, TypeError)
-    c.eq("a refused set_data changed nothing", await storage.get_data(key),
-         {"foo": "bar", "bar": "baz"})
+        await c.raises(
+            f"set_data({bad!r})",
+            storage.set_data(key, bad),
+            DataNotDictLikeError,
+            kv.InvalidArgumentError,
+            TypeError,
+        )
+    c.eq(
+        "a refused set_data changed nothing",
+        await storage.get_data(key),
+        {"foo": "bar", "bar": "baz"},
+    )
 
     await storage.set_data(key, {})
     c.eq("update_data", await storage.update_data(key, {"foo": "bar"}), {"foo": "bar"})
     c.eq("update_data({})", await storage.update_data(key, {}), {"foo": "bar"})
-    c.eq("update_data adds", await storage.update_data(key, {"baz": "spam"}),
-         {"foo": "bar", "baz": "spam"})
-    c.eq("update_data replaces", await storage.update_data(key, {"baz": "test"}),
-         {"foo": "bar", "baz": "test"})
+    c.eq(
+        "update_data adds",
+        await storage.update_data(key, {"baz": "spam"}),
+        {"foo": "bar", "baz": "spam"},
+    )
+    c.eq(
+        "update_data replaces",
+        await storage.update_data(key, {"baz": "test"}),
+        {"foo": "bar", "baz": "test"},
+    )
     c.eq("after update_data", await storage.get_data(key), {"foo": "bar", "baz": "test"})
     returned = await storage.update_data(key, {"n": 1})
     returned["n"] = 2
@@ -195,24 +211,47 @@ async def contract(c: Checks, storage: Any, side: Any) -> None:
     c.eq("...and stores a dict", await store.get("fsm:-100:7:data"), {"a": 1})
     await storage.set_data(key, {})
 
-    rich = {"when": datetime.datetime(2026, 1, 2, 3, 4, 5), "tags": {"vip"},
-            "price": decimal.Decimal("9.99"), "pair": (1, 2)}
+    rich = {
+        "when": datetime.datetime(2026, 1, 2, 3, 4, 5),
+        "tags": {"vip"},
+        "price": decimal.Decimal("9.99"),
+        "pair": (1, 2),
+    }
     await storage.set_data(key, rich)
     c.eq("values keep their types", await storage.get_data(key), rich)
-    await c.raises("unserializable data", storage.set_data(key, {"x": object()}),
-                   kv.KVSerializationError, TypeError)
+    await c.raises(
+        "unserializable data",
+        storage.set_data(key, {"x": object()}),
+        kv.KVSerializationError,
+        TypeError,
+    )
     c.eq("nothing stored by a failed set_data", await storage.get_data(key), rich)
     await storage.set_data(key, {})
 
     # Key builder options, as aiogram's DefaultKeyBuilder has them.
-    full = StorageKey(bot_id=BOT_ID, chat_id=-100, user_id=7, thread_id=5,
-                      business_connection_id="bc1", destiny="scene")
-    options = kv.for_aiogram(store, prefix="bot", separator="|", with_bot_id=True,
-                             with_business_connection_id=True, with_destiny=True)
+    full = StorageKey(
+        bot_id=BOT_ID,
+        chat_id=-100,
+        user_id=7,
+        thread_id=5,
+        business_connection_id="bc1",
+        destiny="scene",
+    )
+    options = kv.for_aiogram(
+        store,
+        prefix="bot",
+        separator="|",
+        with_bot_id=True,
+        with_business_connection_id=True,
+        with_destiny=True,
+    )
     await options.set_state(full, "s")
     await options.set_data(full, {"a": 1})
-    c.eq("every option", await keys_of(store), ["bot|42|bc1|-100|5|7|scene|data",
-                                                "bot|42|bc1|-100|5|7|scene|state"])
+    c.eq(
+        "every option",
+        await keys_of(store),
+        ["bot|42|bc1|-100|5|7|scene|data", "bot|42|bc1|-100|5|7|scene|state"],
+    )
     await options.set_state(full, None)
     await options.set_data(full, {})
     builder = kv.for_aiogram(store, key_builder=DefaultKeyBuilder(prefix="custom"))
@@ -246,8 +285,11 @@ async def contract(c: Checks, storage: Any, side: Any) -> None:
     await storage.set_state(key, "kept")
     await storage.close()
     c.eq("closed", store.is_open, False)
-    c.eq("a call after close opens again", await storage.get_state(key),
-         "kept" if side.persistent else None)
+    c.eq(
+        "a call after close opens again",
+        await storage.get_state(key),
+        "kept" if side.persistent else None,
+    )
     await storage.set_state(key, None)
 
 
@@ -262,8 +304,9 @@ async def same_as_theirs(c: Checks, storage: Any) -> None:
     states: list[Any] = [None, "a", "b", Form.name, Form.age]
     plan = []
     for step in range(150):
-        op = rng.choice(["set_state", "get_state", "set_data", "get_data", "update_data",
-                         "get_value"])
+        op = rng.choice(
+            ["set_state", "get_state", "set_data", "get_data", "update_data", "get_value"]
+        )
         data = {rng.choice("xyz"): step for _ in range(rng.randint(0, 2))}
         plan.append((op, rng.choice(keys), rng.choice(states), data, rng.choice("xyz")))
 
@@ -291,9 +334,9 @@ async def same_as_theirs(c: Checks, storage: Any) -> None:
 async def concurrent_updates(c: Checks, storage: Any, second: Any) -> None:
     """Handlers of one conversation updating its data at once, through two store objects."""
     key = StorageKey(bot_id=BOT_ID, chat_id=5, user_id=5)
-    await asyncio.gather(*(
-        (storage if i % 2 else second).update_data(key, {f"k{i}": i}) for i in range(20)
-    ))
+    await asyncio.gather(
+        *((storage if i % 2 else second).update_data(key, {f"k{i}": i}) for i in range(20))
+    )
     data = await storage.get_data(key)
     c.eq("no concurrent update_data is lost", sorted(data), sorted(f"k{i}" for i in range(20)))
     await storage.set_data(key, {})
@@ -324,10 +367,19 @@ async def conversation(c: Checks, storage: Any, again: Any) -> None:
         dp.include_router(conversation_router())
     await dp.feed_update(bot, update(6, 7, "30"))
     await dp.feed_update(bot, update(7, 8, "41"))
-    c.eq("replies", session.texts(), [
-        "What is your name?", "What is your name?", "How old are you?", "How old are you?",
-        "A number, please", "Ann is 30", "Bob is 41",
-    ])
+    c.eq(
+        "replies",
+        session.texts(),
+        [
+            "What is your name?",
+            "What is your name?",
+            "How old are you?",
+            "How old are you?",
+            "A number, please",
+            "Ann is 30",
+            "Bob is 41",
+        ],
+    )
     c.eq("requests were only these", len(session.sent), 7)
     user7 = FSMContext(storage, StorageKey(bot_id=BOT_ID, chat_id=7, user_id=7))
     c.eq("finished: no state", await user7.get_state(), None)
@@ -389,8 +441,11 @@ async def readme(path: Path) -> dict[str, Any]:
         dp = namespace.get("dp")
         c.true("the block defines dp, a Dispatcher", isinstance(dp, Dispatcher))
         storage = dp.storage
-        c.true("its storage is ours over SQLiteKV", isinstance(storage, BaseStorage)
-               and isinstance(getattr(storage, "store", None), kv.SQLiteKV))
+        c.true(
+            "its storage is ours over SQLiteKV",
+            isinstance(storage, BaseStorage)
+            and isinstance(getattr(storage, "store", None), kv.SQLiteKV),
+        )
         session = OfflineSession()
         bot = Bot("42:TEST", session=session)
         await dp.feed_update(bot, update(1, 7, "/start"))
@@ -403,8 +458,11 @@ async def readme(path: Path) -> dict[str, Any]:
         c.eq("data in the file", await reopened.get_data(key), {"name": "Ann"})
         await reopened.close()
         await dp.feed_update(bot, update(3, 7, "30"))
-        c.eq("replies", session.texts(), ["What is your name?", "How old are you?",
-                                          "Nice to meet you, Ann (30)"])
+        c.eq(
+            "replies",
+            session.texts(),
+            ["What is your name?", "How old are you?", "Nice to meet you, Ann (30)"],
+        )
         await dp.fsm.close()
         await bot.session.close()
     return c.report()

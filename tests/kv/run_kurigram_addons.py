@@ -68,8 +68,10 @@ async def contract(c: Checks, storage: Any, side: Any, reopens: bool) -> None:
     names = [cls.__name__ for cls in type(storage).__mro__]
     c.eq("its class is KurigramAddonsStorage", names[0], "KurigramAddonsStorage")
     c.eq("no class name twice in its MRO", sorted(set(names)), sorted(names))
-    c.true("is kv.frameworks.KurigramAddonsStorage", isinstance(
-        storage, kv.frameworks.KurigramAddonsStorage))
+    c.true(
+        "is kv.frameworks.KurigramAddonsStorage",
+        isinstance(storage, kv.frameworks.KurigramAddonsStorage),
+    )
     c.eq("get before start opens the store", await storage.get_state("chat:1"), None)
     await storage.start()
     c.eq("health", await storage.health(), True)
@@ -82,18 +84,33 @@ async def contract(c: Checks, storage: Any, side: Any, reopens: bool) -> None:
     c.eq("get_state returns a copy", await storage.get_state("chat:1"), doc)
 
     new = {"name": "Registration:age", "data": {"n": 2}}
-    c.eq("CAS expected None on a present key", await storage.compare_and_set(
-        "chat:1", new, expected_state=None), False)
-    c.eq("CAS with a stale expectation", await storage.compare_and_set(
-        "chat:1", new, expected_state={"name": "x", "data": {}}), False)
+    c.eq(
+        "CAS expected None on a present key",
+        await storage.compare_and_set("chat:1", new, expected_state=None),
+        False,
+    )
+    c.eq(
+        "CAS with a stale expectation",
+        await storage.compare_and_set("chat:1", new, expected_state={"name": "x", "data": {}}),
+        False,
+    )
     reordered = {"data": {"z": None, "l": [1, "x"], "f": 1.5, "n": 1}, "name": doc["name"]}
-    c.eq("CAS compares documents as dicts", await storage.compare_and_set(
-        "chat:1", new, expected_state=reordered), True)
+    c.eq(
+        "CAS compares documents as dicts",
+        await storage.compare_and_set("chat:1", new, expected_state=reordered),
+        True,
+    )
     c.eq("CAS stored", await storage.get_state("chat:1"), new)
-    c.eq("CAS expected None on an absent key", await storage.compare_and_set(
-        "chat:2", new, expected_state=None), True)
-    c.eq("CAS expecting a value on an absent key", await storage.compare_and_set(
-        "chat:3", new, expected_state=new), False)
+    c.eq(
+        "CAS expected None on an absent key",
+        await storage.compare_and_set("chat:2", new, expected_state=None),
+        True,
+    )
+    c.eq(
+        "CAS expecting a value on an absent key",
+        await storage.compare_and_set("chat:3", new, expected_state=new),
+        False,
+    )
     c.eq("absent stays absent", await storage.get_state("chat:3"), None)
 
     c.eq("delete_state of a present key", await storage.delete_state("chat:2"), True)
@@ -124,8 +141,11 @@ async def contract(c: Checks, storage: Any, side: Any, reopens: bool) -> None:
     c.eq("ttl=0 never expires", await storage.get_state("chat:ttl0"), new)
     c.eq("expired state is not listed", "chat:ttl" in await storage.list_keys(), False)
     c.eq("delete of an expired state", await storage.delete_state("chat:ttl"), False)
-    c.eq("CAS expected None on an expired state", await storage.compare_and_set(
-        "chat:cas-later", doc, expected_state=None), True)
+    c.eq(
+        "CAS expected None on an expired state",
+        await storage.compare_and_set("chat:cas-later", doc, expected_state=None),
+        True,
+    )
     c.eq("an expired counter restarts", await storage.increment("hits"), 1)
 
     # A store with a default TTL: ttl=None takes it, ttl=0 opts out.
@@ -152,8 +172,11 @@ async def contract(c: Checks, storage: Any, side: Any, reopens: bool) -> None:
     c.eq("nothing stored by failed calls", await storage.get_state("chat:bad"), None)
     error = await c.raises("key too long", storage.set_state("x" * 600, new), TypeError)
     c.true("the error keeps our class name", type(error).__name__ == "InvalidKeyError")
-    c.true("the error carries kurigram's code",
-           getattr(error, "error_code", None) == "FSM_CONTEXT_ERROR")
+    c.true(
+        "the error carries kurigram's code",
+        getattr(error, "error_code", None) == "FSM_CONTEXT_ERROR",
+    )
+
     async def wrap_a_path() -> Any:
         return kv.for_kurigram_addons("fsm.db")  # type: ignore[arg-type]
 
@@ -169,8 +192,9 @@ async def contract(c: Checks, storage: Any, side: Any, reopens: bool) -> None:
     await storage.set_state("chat:keep", new)
     await storage.stop()
     c.eq("health after stop", await storage.health(), False)
-    await c.raises("a call after stop", storage.get_state("chat:keep"),
-                   kv.StorageClosedError, FSMContextError)
+    await c.raises(
+        "a call after stop", storage.get_state("chat:keep"), kv.StorageClosedError, FSMContextError
+    )
     await storage.start()
     c.eq("start again", await storage.get_state("chat:keep"), new if reopens else None)
 
@@ -232,8 +256,11 @@ async def conversation(c: Checks, storage: Any, make: Any, shared: bool) -> None
     await answer.set_state(Registration.age)
     await answer.push_history("Registration:name")
     c.eq("set_state keeps the data", await answer.get_data(), {"name": "Ann"})
-    c.eq("the step is stored", await storage.get_state("chat:4242"),
-         {"name": "Registration:age", "data": {"name": "Ann"}})
+    c.eq(
+        "the step is stored",
+        await storage.get_state("chat:4242"),
+        {"name": "Registration:age", "data": {"name": "Ann"}},
+    )
 
     if shared:  # another process, or the bot after a restart, continues the conversation
         other = kv.for_kurigram_addons(make())
@@ -254,8 +281,11 @@ async def conversation(c: Checks, storage: Any, make: Any, shared: bool) -> None
     # Five handlers updating the same conversation at once: CAS keeps every update.
     await asyncio.gather(*(age.update_data(**{f"k{i}": i}) for i in range(5)))
     data = await age.get_data()
-    c.eq("concurrent update_data all land", sorted(k for k in data if k.startswith("k")),
-         [f"k{i}" for i in range(5)])
+    c.eq(
+        "concurrent update_data all land",
+        sorted(k for k in data if k.startswith("k")),
+        [f"k{i}" for i in range(5)],
+    )
     await age.clear_data()
     c.eq("clear_data keeps the state", await age.get_state(), "Registration:done")
     c.eq("clear_data clears", await age.get_data(), {})
@@ -334,20 +364,29 @@ async def readme(path: Path) -> dict[str, Any]:
         namespace: dict[str, Any] = {"__name__": "__readme__"}
         exec(compile(code, f"{path.name}:kurigram-addons", "exec"), namespace)
         app = namespace.get("app")
-        c.true("the block defines app, a KurigramClient",
-               isinstance(app, kurigram_addons.KurigramClient))
+        c.true(
+            "the block defines app, a KurigramClient",
+            isinstance(app, kurigram_addons.KurigramClient),
+        )
         storage = getattr(app, "_storage", None)
-        c.true("the client's storage is ours", isinstance(storage, BaseStorage)
-               and isinstance(getattr(storage, "store", None), kv.SQLiteKV))
+        c.true(
+            "the client's storage is ours",
+            isinstance(storage, BaseStorage)
+            and isinstance(getattr(storage, "store", None), kv.SQLiteKV),
+        )
         await storage.start()
         ctx = await FSMContextManager(storage).from_update(message(1, 1, "/start"))
         await ctx.set_state("Registration:name")
         await ctx.update_data(name="Ann")
         await storage.stop()
-        reopened = kv.for_kurigram_addons(kv.SQLiteKV(storage.store.path,
-                                                      namespace=storage.store.namespace))
-        c.eq("state in the file", await reopened.get_state("chat:1"),
-             {"name": "Registration:name", "data": {"name": "Ann"}})
+        reopened = kv.for_kurigram_addons(
+            kv.SQLiteKV(storage.store.path, namespace=storage.store.namespace)
+        )
+        c.eq(
+            "state in the file",
+            await reopened.get_state("chat:1"),
+            {"name": "Registration:name", "data": {"name": "Ann"}},
+        )
         await reopened.stop()
     return c.report()
 

@@ -40,9 +40,7 @@ def _location(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> s
     return f"{server.url}#{namespace}"
 
 
-def _race(
-    location: str, mode: str, count: int, tasks: int = TASKS
-) -> list[dict[str, list[Any]]]:
+def _race(location: str, mode: str, count: int, tasks: int = TASKS) -> list[dict[str, list[Any]]]:
     start = time.time() + 3.0  # every process is open and waiting by then
     procs = [
         subprocess.Popen(

@@ -17,7 +17,8 @@ async def _fill(location: str, count: int) -> None:
     async with kv.from_url(location) as store:
         for index in range(count):
             await store.set(
-                f"state:{index}", {"step": index, "secret": "hunter2"},
+                f"state:{index}",
+                {"step": index, "secret": "hunter2"},
                 ttl=100 if index % 2 else None,
             )
 

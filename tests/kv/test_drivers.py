@@ -52,8 +52,10 @@ def test_a_missing_driver_names_its_extra(blocked: str, build: str, extra: str) 
 @pytest.mark.parametrize("driver", ["redis", "valkey"])
 def test_synchronous_redis_clients_are_refused(driver: str, redis_server: RedisServer) -> None:
     module = __import__(driver)
-    sync = module.from_url(redis_server.url) if driver == "redis" else module.Valkey.from_url(
-        redis_server.url
+    sync = (
+        module.from_url(redis_server.url)
+        if driver == "redis"
+        else module.Valkey.from_url(redis_server.url)
     )
     try:
         with pytest.raises(TypeError, match="synchronous"):

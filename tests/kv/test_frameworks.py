@@ -34,12 +34,15 @@ MIN_CHECKS = {"kurigram-addons": 65, "aiogram": 50}
 
 def _run(framework: str, config: dict[str, Any]) -> dict[str, Any]:
     result = run_in_env(
-        framework, HERE / SCRIPTS[framework], json.dumps(config), check=False, timeout=600,
+        framework,
+        HERE / SCRIPTS[framework],
+        json.dumps(config),
+        check=False,
+        timeout=600,
         cwd=HERE,
     )
     assert result.returncode == 0, (
-        f"{framework} exited {result.returncode}\n"
-        f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+        f"{framework} exited {result.returncode}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     )
     report: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])["results"]
     return report
@@ -152,9 +155,21 @@ def test_a_missing_framework_names_its_extra(blocked: str, build: str, extra: st
 def test_benchmark_runs(tmp_path: Path) -> None:
     """benchmarks/kv_frameworks.py runs end to end at a tiny scale and writes its report."""
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "benchmarks" / "kv_frameworks.py"), "--repeat", "1",
-         "--scale", "0.01", "--out", str(tmp_path)],
-        check=True, capture_output=True, text=True, timeout=900, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            str(REPO_ROOT / "benchmarks" / "kv_frameworks.py"),
+            "--repeat",
+            "1",
+            "--scale",
+            "0.01",
+            "--out",
+            str(tmp_path),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=REPO_ROOT,
     )
     report = json.loads((tmp_path / "kv-frameworks.json").read_text())
     medians = report["analysis"]["medians"]

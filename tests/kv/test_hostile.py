@@ -153,8 +153,12 @@ async def test_scratch_clean_up_takes_glob_characters_literally(tmp_path: Path) 
     ``.bot[12].json.tmp-*`` matched it), failing that store's write."""
     other = tmp_path / f".bot1.json.new-{os.getpid()}-abcd"
     other.write_text("in flight")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     mine = tmp_path / f".bot[12].json.new-{dead.stdout.strip()}-dead"
     mine.write_text("left by a killed writer")
     async with kv.JSONFileKV(tmp_path / "bot[12].json") as store:
@@ -365,8 +369,9 @@ async def test_a_failing_json_write_fails_its_waiters_and_the_store_goes_on(
         await store.set("kept", 1)
         small_disk.fill()
         results = await asyncio.wait_for(
-            asyncio.gather(*(store.set(f"k{i}", "x" * 5000) for i in range(20)),
-                           return_exceptions=True),
+            asyncio.gather(
+                *(store.set(f"k{i}", "x" * 5000) for i in range(20)), return_exceptions=True
+            ),
             30,
         )
         assert results and all(isinstance(r, DiskFullError) for r in results), results

@@ -26,9 +26,10 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"usage: python -m tests.servers [{'] ['.join(KINDS)}]", file=sys.stderr)
         return 2
-    with tempfile.TemporaryDirectory(prefix="pyrogram-storage-servers-") as folder, (
-        contextlib.ExitStack()
-    ) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="pyrogram-storage-servers-") as folder,
+        contextlib.ExitStack() as stack,
+    ):
         root = Path(folder)
         if "mongo" in wanted:
             mongo = stack.enter_context(MongoServer(root / "mongo"))

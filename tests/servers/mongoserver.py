@@ -118,10 +118,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 def _bson_ping() -> bytes:
     """Encode ``{"ping": 1, "$db": "admin"}`` as BSON."""
     db = b"admin\x00"
-    body = (
-        b"\x10ping\x00" + struct.pack("<i", 1)
-        + b"\x02$db\x00" + struct.pack("<i", len(db)) + db
-    )
+    body = b"\x10ping\x00" + struct.pack("<i", 1) + b"\x02$db\x00" + struct.pack("<i", len(db)) + db
     return struct.pack("<i", len(body) + 5) + body + b"\x00"
 
 
@@ -161,7 +158,7 @@ def ping(host: str, port: int, timeout: float = 1.0) -> bool:
         if at != -1:
             start = at + len(marker)
             size = struct.calcsize(fmt)
-            value: float = struct.unpack(fmt, body[start:start + size])[0]
+            value: float = struct.unpack(fmt, body[start : start + size])[0]
             return value == 1
     return False
 
@@ -252,11 +249,16 @@ class MongoServer:
             )
         args = [
             executable,
-            "--config", str(self.storage_dir / CONFIG_FILE_NAME),
-            "--host", self.host,
-            "--port", str(self.port),
-            "--storage-path", str(self.storage_dir),
-            "--log-level", self.log_level,
+            "--config",
+            str(self.storage_dir / CONFIG_FILE_NAME),
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--storage-path",
+            str(self.storage_dir),
+            "--log-level",
+            self.log_level,
         ]
         if self.sync_on_commit:
             args.append("--sync-on-commit")

@@ -184,8 +184,10 @@ class PostgresServer:
         self._give_away(self.data)
         command = [
             str(self.bin / "initdb"),
-            "-D", str(self.data),
-            "-U", USER,
+            "-D",
+            str(self.data),
+            "-U",
+            USER,
             "--auth=trust",
             "--encoding=UTF8",
             "--locale=C",
@@ -200,15 +202,24 @@ class PostgresServer:
     def arguments(self) -> list[str]:
         args = [
             str(self.bin / "postgres"),
-            "-D", str(self.data),
-            "-h", self.host,
-            "-p", str(self.port),
-            "-k", str(self.socket_dir),
-            "-c", "fsync=off",
-            "-c", "full_page_writes=off",
-            "-c", "max_connections=200",
-            "-c", "shared_buffers=64MB",
-            "-c", "logging_collector=off",
+            "-D",
+            str(self.data),
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-k",
+            str(self.socket_dir),
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+            "-c",
+            "shared_buffers=64MB",
+            "-c",
+            "logging_collector=off",
         ]
         for setting in self.settings:
             args += ["-c", setting]

@@ -206,21 +206,31 @@ class RedisServer:
     def arguments(self) -> list[str]:
         args = [
             self.executable or find_server(),
-            "--bind", self.host,
-            "--port", str(self.port),
-            "--dir", str(self.directory),
-            "--daemonize", "no",
-            "--save", "",
-            "--logfile", str(self.log_path),
-            "--appendonly", "yes" if self.appendonly else "no",
+            "--bind",
+            self.host,
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.directory),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            "--logfile",
+            str(self.log_path),
+            "--appendonly",
+            "yes" if self.appendonly else "no",
         ]
         if self.appendonly:
             args += ["--appendfsync", "always"]
         if self.cluster:
             args += [
-                "--cluster-enabled", "yes",
-                "--cluster-config-file", str(self.directory / "nodes.conf"),
-                "--cluster-node-timeout", "5000",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(self.directory / "nodes.conf"),
+                "--cluster-node-timeout",
+                "5000",
             ]
         return args + list(self.extra_args)
 

@@ -94,9 +94,7 @@ class KurigramAddonsAdapter(FrameworkAdapter):
 
     async def _ready(self) -> None:
         if self._stopped:
-            raise StorageClosedError(
-                f"{self!r} was stopped; call start() before using it again"
-            )
+            raise StorageClosedError(f"{self!r} was stopped; call start() before using it again")
         await self._open_store()
 
     # -- states -----------------------------------------------------------------------
