@@ -28,7 +28,8 @@ test-full: install
 	PYROGRAM_STORAGE_FULL=1 $(BIN)/python -m pytest $(PYTEST_PARALLEL) -m slow
 
 lint: install
-	$(BIN)/ruff check pyrogram_storage tests benchmarks examples
+	$(BIN)/ruff check pyrogram_storage tests benchmarks examples docs
+	$(BIN)/ruff format --check pyrogram_storage tests benchmarks examples docs
 
 typecheck: install
 	$(BIN)/mypy --strict pyrogram_storage
