@@ -789,12 +789,13 @@ class Peers:
         """Memory held whole has outgrown its limit: move to the compact index, built
         from the backend in the background (memory stays bounded meanwhile)."""
         log.debug("memory held whole outgrew %d peers: moving to the compact index", self._limit)
+        held = len(self.cache)  # every stored peer and every one written since
         self._forget()
         self.cache.size = min(self._cache_size, _INDEXED_CACHE)
         self._touched = set()
-        self._loading = asyncio.get_running_loop().create_task(self._load_index_later())
+        self._loading = asyncio.get_running_loop().create_task(self._load_index_later(held))
 
-    async def _load_index_later(self) -> None:
+    async def _load_index_later(self, peers: int) -> None:
         touched = self._touched
         try:
             if touched is None:
@@ -802,7 +803,7 @@ class Peers:
             # What is pending now is stored before the backend is read (writes from now
             # on are in touched): the read, in id order, would miss what it passed.
             await self.pending.store()
-            if not self._take_index(await self.primitives.count_peers() + _HEADROOM):
+            if not self._take_index(peers + _HEADROOM):
                 return  # bounded: the process's indexes are spent on other sessions
             built = await self._build_index()
             if built is not None:
