@@ -68,14 +68,29 @@ async def path(args: dict[str, Any]) -> dict[str, Any]:
     w.settle()
     print(json.dumps("ready"), flush=True)
     sys.stdin.readline()  # go
-    start = time.perf_counter()
+    profiler = _profiler(args)
+    start, cpu = time.perf_counter(), time.process_time()
     await cp.drive(client, timed)
     if flush is not None:
         await flush()
-    took = time.perf_counter() - start
+    took, cpu = time.perf_counter() - start, time.process_time() - cpu
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args["profile"])
     await client.storage.save()
     await client.storage.close()
-    return {"path_us": took / count * 1e6}
+    return {"path_us": took / count * 1e6, "cpu_us": cpu / count * 1e6}
+
+
+def _profiler(args: dict[str, Any]) -> Any:
+    """``profile``: a path to write the cProfile stats of the timed part to."""
+    if not args.get("profile"):
+        return None
+    import cProfile
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    return profiler
 
 
 async def _memory_filled(glue: Any) -> None:

@@ -317,10 +317,18 @@ class Peers:
         usernames or None, phone)`` as it is, written recently enough: writing it would
         change nothing. Checked before anything else for a client's per-update write;
         only values equal to checked ones pass (so nothing unchecked is let through)."""
-        if not self.complete:
+        if self.complete:
+            held = self.cache._entries.get(peer[0])
+        elif self._shared and self.caching:
+            # Shared mode: memory holds what is stored of the peers it holds, once every
+            # change the others made is taken in (else the write goes ahead).
+            cache = self.memory()
+            held = None if cache is None else cache.peek(peer[0])
+            if held is not None and peer[3] is not None and held[KIND] != FULL:
+                return False  # its usernames are not known here
+        else:
             return False
-        peer_id, access_hash, kind, names, phone = peer
-        held = self.cache._entries.get(peer_id)
+        _, access_hash, kind, names, phone = peer
         return (
             held is not None
             and type(access_hash) is int
@@ -334,11 +342,20 @@ class Peers:
     def holds_names(self, peer_id: Any, names: list[Any]) -> bool:
         """Whether memory, holding every stored peer, holds ``peer_id`` with exactly these
         usernames (as written: lowercase), or does not hold it (the write is ignored)."""
-        if not self.complete or type(peer_id) is not int:
+        if type(peer_id) is not int:
             return False
-        held = self.cache._entries.get(peer_id)
-        if held is None:
-            return -(2**63) <= peer_id < 2**63
+        if self.complete:
+            held = self.cache._entries.get(peer_id)
+            if held is None:
+                return -(2**63) <= peer_id < 2**63
+        elif self._shared and self.caching:
+            # Shared mode: a peer not held may be stored (the write goes ahead).
+            cache = self.memory()
+            held = None if cache is None else cache.peek(peer_id)
+            if held is None or held[KIND] != FULL:
+                return False
+        else:
+            return False
         return held[NAMES] == tuple(names)  # only strs equal the strs held
 
     def memory(self) -> PeerCache | None:
