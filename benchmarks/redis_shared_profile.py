@@ -72,11 +72,12 @@ def main() -> int:
         for name in sorted(set(names)):
             rs.run_one(python, {**common, "mode": "populate", "name": name})
         prof = Path(tmp) / "p1.prof"
-        workers = [
-            rs.Worker(python, {**common, "mode": "path", "index": index, "round": 0,
-                               "name": names[index], **({"profile": str(prof)} if index == 0 else {})})
-            for index in range(options.processes)
-        ]  # fmt: skip
+        workers = []
+        for index in range(options.processes):
+            args = {**common, "mode": "path", "index": index, "round": 0, "name": names[index]}
+            if index == 0:
+                args["profile"] = str(prof)
+            workers.append(rs.Worker(python, args))
         for worker in workers:
             assert worker.line() == "ready"
         before = commandstats(server.url)

@@ -226,6 +226,43 @@ async def test_a_killed_invalidation_connection_leaves_no_stale_read(
         await admin.aclose()
 
 
+async def test_lookups_memory_cannot_answer_ask_on_the_tracking_connection_or_the_driver(
+    redis_server: RedisServer, name: str, other: Other
+) -> None:
+    """Without memory (peer_cache_size=0) each lookup by id is a round trip: on the
+    tracking connection while it is up, on the driver's own when it is not."""
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    mine = RedisStorage.from_url(
+        redis_server.url, name=name, commit_interval=0, peer_cache_size=0, client_options=options
+    )
+    try:
+        async with mine:
+            tracker = mine._tracker
+            assert tracker is not None and tracker.live
+            assert other("put", 1, 10) is True
+            assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 10
+            assert mine.cached_peer(1) is None
+            listed = await admin.execute_command("CLIENT", "LIST", "ID", tracker.client_id)
+            assert b"cmd=hget" in listed  # the last command of the tracking connection
+            assert other("put", 1, 11) is True
+            assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 11
+            with pytest.raises(KeyError):
+                await mine.peer_by_id(2, with_usernames=False)
+            assert await admin.client_kill_filter(_id=tracker.client_id) == 1
+            assert other("put", 1, 12) is True
+            # The tracking connection is down (or found down by this very call): the
+            # driver answers.
+            assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 12
+            assert not tracker.live
+            assert other("put", 1, 13) is True
+            assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 13
+    finally:
+        await admin.aclose()
+
+
 async def _tracking_again(other: Other, old: int | None) -> int:
     """The id of B's invalidation connection once it is back (it retries with pauses)."""
     for _ in range(300):

@@ -468,6 +468,23 @@ class RedisStorage(Storage):
 
     # -- reads ---------------------------------------------------------------------------------
 
+    async def _tracked_hget(self, key: str, field: int) -> Any:
+        """``HGET`` on the tracking connection while it is up (a third of the driver's
+        CPU time a round trip: the lookups that memory cannot answer), else the driver's."""
+        tracker = self._tracker
+        if tracker is not None and tracker.live:
+            try:
+                return await self._run(self._tracked(tracker, ("HGET", key, field)))
+            except OSError:
+                pass  # the connection dropped meanwhile: the driver's own connection asks
+        return await self._run(self._bound().hget(key, field))
+
+    async def _tracked(self, tracker: tracking.Tracker, command: tuple[Any, ...]) -> Any:
+        (reply,) = await tracker.execute(command)
+        if isinstance(reply, tracking.ResponseError):
+            raise self._response_error(str(reply))
+        return reply
+
     async def _read_session(self) -> SessionData | None:
         fields = await self._run(self._bound().hgetall(self.keys.session))
         return layout.decode_session(fields, self._where)
@@ -475,7 +492,7 @@ class RedisStorage(Storage):
     async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None:
         keys = self.keys
         if not usernames:
-            value = await self._run(self._bound().hget(keys.peers, peer_id))
+            value = await self._tracked_hget(keys.peers, peer_id)
             names = None
         else:
             value, names = await self._script(
