@@ -304,14 +304,16 @@ class RedisStorage(Storage):
                 )
             if number == 0 and self.read_only:
                 raise SessionNotFoundError(f"no {self._where} on this server")
-            if number < schema.latest():
-                if self.read_only:
-                    raise MigrationError(
-                        f"{self._where} has layout version {number}; open it once without "
-                        f"read_only to bring it to version {schema.latest()}"
-                    )
+            if number < schema.latest() and not self.read_only:
                 await self._run(schema.upgrade(client, keys, number, self._where))
-            self._version = schema.latest()
+            elif number < schema.READABLE_FROM:
+                raise MigrationError(
+                    f"{self._where} has layout version {number}, which this pyrogram-storage "
+                    f"reads only once migrated: open it once without read_only to bring it "
+                    f"to version {schema.latest()}"
+                )
+            # read-only: the stored version is read as it is (it takes no writes)
+            self._version = number if self.read_only else schema.latest()
             if not self._sole_writer():
                 await self._track(client)
             return layout.decode_session(dict(layout.pairs(fields)), self._where)
