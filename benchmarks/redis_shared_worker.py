@@ -136,9 +136,12 @@ MODES = {"populate": populate, "path": path, "lookups": lookups}
 def main() -> None:
     args = json.loads(sys.argv[1])
     if args.get("options"):
-        from worker import Ours
+        from backends import OPTIONS
 
-        Ours.options = dict(args["options"])
+        # The dict every storage of ours is built with (client_path.build_client reads
+        # it): rebinding worker.Ours.options, as this did before, reached none of them.
+        OPTIONS.clear()
+        OPTIONS.update(args["options"])
     result = asyncio.run(MODES[args["mode"]](args))
     print(json.dumps(result), flush=True)
 
