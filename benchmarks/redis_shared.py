@@ -171,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "server": f"{Path(find_server()).name} {server_version} (AOF, appendfsync everysec)",
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join(["python benchmarks/redis_shared.py", *(argv or sys.argv[1:])]),
         "uptime_before": uptime_before,
         "uptime_after": _uptime(),
         "loads": loads,
@@ -262,12 +263,13 @@ def analyse(rounds: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
 
 
 def report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
+    command = meta.get("command", "benchmarks/redis_shared.py")
     out = [
         "# Two processes, one RedisStorage session (shared mode)",
         "",
-        f"Generated {meta['generated']} by `benchmarks/redis_shared.py` ({meta['repeat']} "
-        f"rounds, medians). CPython {meta['python']}; {meta['cores']} cores; Kurigram "
-        f"{meta['kurigram']}; server {meta['server']} on 127.0.0.1.",
+        f"Generated {meta['generated']} by `{command}` ({meta['repeat']} rounds, medians). "
+        f"CPython {meta['python']}; {meta['cores']} cores; Kurigram {meta['kurigram']}; "
+        f"server {meta['server']} on 127.0.0.1.",
         "",
         f"Machine load: before `{meta['uptime_before']}`; after `{meta['uptime_after']}`; "
         f"1-minute load after each round: {', '.join(meta['loads'])}. The machine is "
