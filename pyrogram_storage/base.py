@@ -28,9 +28,10 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
 from . import _pending
+from ._engine import Engine, count_by_reading
 from ._lifecycle import Lifecycle
-from ._peers import Peers, Primitives, peer_of
-from ._pending import Changes, PendingWrites
+from ._peers import peer_of
+from ._pending import Changes
 from .crypto import Key, Sealer
 from .errors import (
     BackendError,
@@ -54,7 +55,6 @@ from .validation import (
     peer_change,
     peer_type,
     state_change,
-    stored_peer,
     stored_session,
     stored_state,
 )
@@ -163,67 +163,15 @@ class Storage(Lifecycle, abc.ABC):
             decode_session_string(session_string) if session_string is not None else None
         )
         self._writable = False  # open, not read-only, and no store failing: the fast check
-        self._exclusive = False
-        self._trusted = False  # shared mode: the backend delivers invalidations right now
-        self._session_known = False  # shared mode: no other writer changed the session since
         self._session: SessionData | None = None
-        self._pending_writes = PendingWrites(
-            lambda changes: self._call("store writes", self._apply(changes)),
+        self._engine = Engine(
+            self,
             self.commit_interval,
-            lock=lambda: self._lock_pair()[1],
-            is_open=lambda: self.is_open,
-            changed=self._set_writable,
-            owner=lambda: repr(self),
-        )
-        # The engine's reads of the backend: each checks, when it starts, that the storage
-        # is still open (a lookup awaits several), and what it finds.
-        where = self  # what a damaged-data error names (its repr, made only then)
-
-        async def find_peer(peer_id: int, usernames: bool) -> Peer | None:
-            self._check_open()
-            found = await self._call("look up a peer", self._find_peer(peer_id, usernames))
-            return None if found is None else stored_peer(found, where)
-
-        async def find_by(key: str, usernames: bool, phone: bool = False) -> Peer | None:
-            self._check_open()
-            find = self._find_by_phone if phone else self._find_by_username
-            what = "look up a phone number" if phone else "look up a username"
-            found = await self._call(what, find(key, usernames))
-            return None if found is None else stored_peer(found, where)
-
-        async def read_peers(after: int | None, limit: int) -> list[Peer]:
-            self._check_open()
-            batch = await self._call("read peers", self._read_peers(after, limit))
-            return [stored_peer(peer, where) for peer in batch]
-
-        async def holders(key: str) -> set[int] | None:
-            self._check_open()
-            return await self._call("look up a username", self._username_holders(key))
-
-        async def count_peers() -> int:
-            return int(await self.count_peers())
-
-        async def peer_rows(
-            after: int | None = None, limit: int | None = None
-        ) -> list[tuple[Any, ...]] | None:
-            self._check_open()
-            return await self._call("read peers", self._peer_rows(after, limit))
-
-        self._peer_engine = Peers(
-            Primitives(
-                find_peer,
-                find_by,
-                lambda key, usernames: find_by(key, usernames, phone=True),
-                holders,
-                read_peers,
-                count_peers,
-                peer_rows,
-                self._catch_up,
-            ),
-            self._pending_writes,
             count(peer_cache_size, "peer_cache_size"),
             probes=self.probes_writes,
         )
+        self._pending_writes = self._engine.pending
+        self._peer_engine = self._engine.peers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -306,17 +254,7 @@ class Storage(Lifecycle, abc.ABC):
 
     async def _count_peers(self) -> dict[str, int]:
         """Return how many peers of each type name are stored."""
-        counts: dict[str, int] = {}
-        after: int | None = None
-        while True:
-            batch = await self._read_peers(after, 1000)
-            for peer in batch:
-                counts[peer.type.value] = counts.get(peer.type.value, 0) + 1
-            if len(batch) < 1000:
-                return counts
-            if after is not None and batch[-1].id <= after:
-                raise BackendError(f"{self!r}: _read_peers() made no progress past {after}")
-            after = batch[-1].id
+        return await count_by_reading(self._read_peers, self)
 
     @abc.abstractmethod
     async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
@@ -347,10 +285,8 @@ class Storage(Lifecycle, abc.ABC):
         return False
 
     def _abandon(self) -> bool:
-        if self._pending_writes.journal.busy or not self._let_go():
+        if not self._engine.abandon(self._let_go):
             return False
-        self._pending_writes.clear()
-        self._peer_engine.abandon()
         self._session = None
         self._sealer.close()
         self._set_writable()
@@ -365,9 +301,7 @@ class Storage(Lifecycle, abc.ABC):
         and ``states`` whether it changed session fields or update states. Call it as
         soon as the news arrives (from the event loop's thread): memory drops what it held.
         """
-        self._peer_engine.invalidate(peer_ids)
-        if session:
-            self._session_known = False
+        self._engine.invalidate(peer_ids, session)
 
     def _catch_up(self) -> bool:
         """For a backend that :attr:`delivers_invalidations`: take in, without waiting,
@@ -386,9 +320,7 @@ class Storage(Lifecycle, abc.ABC):
         False when the channel they come by is lost (writes of others may go unnoticed:
         every read asks the backend meanwhile), True once it is back.
         """
-        self._trusted = trusted
-        self._session_known = False
-        self._peer_engine.trust(trusted)
+        self._engine.trust(trusted)
 
     def _sole_writer(self) -> bool:
         """Whether, once open, no other object or process writes this session.
@@ -416,10 +348,7 @@ class Storage(Lifecycle, abc.ABC):
         session = await self._call("open the session", self._open())
         session = await self._sealer.open(session, repr(self), first=True)
         self._session = stored_session(session, self)
-        self._exclusive = bool(self._sole_writer())
-        self._trusted = self.delivers_invalidations
-        self._session_known = False
-        self._pending_writes.failure = None
+        self._engine.opened(bool(self._sole_writer()), self.delivers_invalidations)
 
     async def _opened(self) -> None:
         self._set_writable()
@@ -429,7 +358,8 @@ class Storage(Lifecycle, abc.ABC):
         elif self._sealer.converting and self._session is not None:
             # encrypt_existing: one write of the auth key, atomic in every backend
             await self._store_session({"auth_key": self._session.auth_key})
-        self._peer_engine.start(self._exclusive, self.username_ttl, self.delivers_invalidations)
+        engine = self._engine
+        engine.peers.start(engine.exclusive, self.username_ttl, self.delivers_invalidations)
 
     async def close(self) -> None:
         """Store what is pending and release connections.
@@ -444,15 +374,7 @@ class Storage(Lifecycle, abc.ABC):
 
     async def _closing(self) -> None:
         self._set_writable()
-        await self._peer_engine.stop()
-        await self._pending_writes.stop()
-        failure: BaseException | None = None
-        if self._session is not None:
-            try:
-                await self._pending_writes.store(explain=False)
-            except Exception as exc:
-                failure = exc
-        self._pending_writes.clear()
+        failure = await self._engine.stop(lambda: self._session is not None)
         self._session = None
         self._sealer.close()
         try:
@@ -512,8 +434,7 @@ class Storage(Lifecycle, abc.ABC):
         session = self._session
         if session is None:
             raise StorageClosedError(f"{self!r} is closed; call open() first")
-        if not self._exclusive and not (self._trusted and self._catch_up() and self._session_known):
-            self._session_known = self._trusted  # unless the news of a change comes meanwhile
+        if self._engine.session_stale():
             fresh = await self._call("read the session", self._read_session())
             if fresh is not None and self._session is not None:
                 fresh = await self._sealer.open(fresh, repr(self), first=False)
@@ -771,18 +692,8 @@ class Storage(Lifecycle, abc.ABC):
         """
         batch_size = count(batch_size, "batch_size", minimum=1)
         self._check_open()
-        await self._pending_writes.store()
-        after: int | None = None
-        while True:
-            batch = await self._peer_engine.primitives.read_peers(after, batch_size)
-            if not batch:
-                return
+        async for batch in self._engine.batches(batch_size, self):
             yield batch
-            if len(batch) < batch_size:
-                return
-            if after is not None and batch[-1].id <= after:
-                raise BackendError(f"{self!r}: _read_peers() made no progress past {after}")
-            after = batch[-1].id
 
     async def count_peers(self) -> PeerCount:
         """Return how many peers are stored (an ``int``; see :class:`PeerCount`)."""
@@ -846,12 +757,8 @@ class Storage(Lifecycle, abc.ABC):
         """Delete the update states of ``ids``; unknown ids are ignored."""
         self._check_writable()
         wanted = {int64(i, "update state id") for i in iterable(ids, "ids")}
-        for state_id in wanted:
-            self._pending_writes.journal.add_state(
-                state_id, (_pending.STATE_DELETED, None, None, None, None)
-            )
         if wanted:
-            await self._pending_writes.written()
+            await self._engine.delete_states(wanted)
 
     # == rules shared by the methods ==========================================================
 
