@@ -10,16 +10,18 @@ telling it what the other writers change. It is handed its storage as a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
+from . import _pending
 from ._peers import Peers, Primitives
 from ._pending import STATE_DELETED, Changes, PendingWrites
 from .errors import BackendError
 from .types import Peer
-from .validation import stored_peer
+from .validation import peer_change, state_change, stored_peer
 
-__all__ = ["Backend", "Engine", "count_by_reading"]
+__all__ = ["Backend", "Engine", "EngineHooks", "count_by_reading"]
 
 T = TypeVar("T")
 
@@ -218,6 +220,98 @@ class Engine:
             if after is not None and batch[-1].id <= after:
                 raise BackendError(f"{owner!r}: _read_peers() made no progress past {after}")
             after = batch[-1].id
+
+
+class EngineHooks:
+    """What backends and the client glue call on a storage beside its public methods.
+
+    Backends that :attr:`~pyrogram_storage.Storage.delivers_invalidations` call (or
+    override) the shared-mode hooks; the client glue calls the fast paths, which keep
+    the rules of the public methods they stand for (``upsert_peers``,
+    ``set_usernames``, ``set_update_states``) on the tuples the clients hand in.
+    """
+
+    _engine: Engine
+    _peer_engine: Peers
+    _pending_writes: PendingWrites
+    _writable: bool  # open, not read-only, and no store failing: the fast check
+
+    def _check_writable(self) -> None:
+        raise NotImplementedError  # the contract's rule
+
+    # -- shared mode ----------------------------------------------------------------------
+
+    def _invalidate(
+        self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
+    ) -> None:
+        """For a backend that :attr:`delivers_invalidations`: another writer stored changes.
+
+        ``peer_ids`` are the peers it changed (None: any may have changed), ``session``
+        and ``states`` whether it changed session fields or update states. Call it as
+        soon as the news arrives (from the event loop's thread): memory drops what it held.
+        """
+        self._engine.invalidate(peer_ids, session)
+
+    def _catch_up(self) -> bool:
+        """For a backend that :attr:`delivers_invalidations`: take in, without waiting,
+        every invalidation that has reached this process, and return True; or return
+        False when that cannot be known (memory is not used for that call).
+
+        Called before memory answers a lookup or skips a write in shared mode: a
+        lookup started after another process's write was acknowledged must not return
+        what it replaced. Default: False.
+        """
+        return False
+
+    def _set_cache_trusted(self, trusted: bool) -> None:
+        """For a backend that :attr:`delivers_invalidations`: whether they are delivered.
+
+        False when the channel they come by is lost (writes of others may go unnoticed:
+        every read asks the backend meanwhile), True once it is back.
+        """
+        self._engine.trust(trusted)
+
+    # -- the client glue's fast paths --------------------------------------------------
+
+    def _writes_nothing(self, peer: tuple[Any, ...]) -> bool:
+        """Whether upserting the peer ``(id, access_hash, type name, usernames or None,
+        phone)`` would change nothing, answered from memory; no I/O. The client glue asks
+        before a per-update write, to skip the rest of the call."""
+        return self._writable and self._peer_engine.holds(peer, time.time())
+
+    def _names_held(self, peer_id: Any, names: list[Any]) -> bool:
+        """Whether setting these usernames of ``peer_id`` would change nothing (memory
+        holds them, or holds no such peer); no I/O. Asked by the client glue."""
+        return self._writable and self._peer_engine.holds_names(peer_id, names)
+
+    async def _upsert_tuples(self, peers: list[tuple[Any, ...]]) -> None:
+        """:meth:`upsert_peers` for the client glue, with the rules of that method, on
+        tuples of a peer's fields (``id, access_hash, type name, usernames, phone``):
+        the clients hand tuples in, and building a :class:`Peer` of each costs more than
+        the rest of the write."""
+        if not self._writable:
+            self._check_writable()
+        now = int(time.time())
+        if len(peers) == 1 and self._peer_engine.holds(peers[0], now):
+            return  # changes nothing (and passes every check, being what is held)
+        changes = [peer_change(peer, now, tuples=True) for peer in peers]
+        if changes:
+            await self._peer_engine.upsert(changes, now)
+
+    async def _set_state_tuples(
+        self, states: Iterable[Any], *, merge: bool = True, tuples: bool = True
+    ) -> None:
+        """:meth:`set_update_states` for the client glue, with its rules, on
+        ``(id, pts, qts, date, seq)`` tuples (no :class:`UpdateState` to build)."""
+        if not self._writable:
+            self._check_writable()
+        kind = _pending.MERGE if merge else _pending.REPLACE
+        rows = [state_change(state, kind, tuples=tuples) for state in states]
+        if rows:
+            add = self._pending_writes.journal.add_state
+            for state_id, change in rows:
+                add(state_id, change)
+            await self._pending_writes.written()
 
 
 async def count_by_reading(

@@ -27,8 +27,7 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
-from . import _pending
-from ._engine import Engine, count_by_reading
+from ._engine import Engine, EngineHooks, count_by_reading
 from ._lifecycle import Lifecycle
 from ._peers import peer_of
 from ._pending import Changes
@@ -45,7 +44,6 @@ from .session_string import decode_session_string, encode_session_string
 from .types import Peer, PeerCount, PeerType, SessionData, UpdateState
 from .validation import (
     checked_session_changes,
-    clean_usernames,
     count,
     int64,
     interval,
@@ -53,10 +51,10 @@ from .validation import (
     normalize_phone,
     normalize_username,
     peer_change,
-    peer_type,
-    state_change,
+    peer_counts,
     stored_session,
     stored_state,
+    username_pairs,
 )
 
 __all__ = [
@@ -79,7 +77,7 @@ DEFAULT_PEER_CACHE_SIZE = 100_000
 _MIN64, _MAX64 = -(2**63), 2**63 - 1
 
 
-class Storage(Lifecycle, abc.ABC):
+class Storage(Lifecycle, EngineHooks, abc.ABC):
     """A session store: authorization data, the peer cache and the update state.
 
     A storage is constructed without I/O and without an event loop; :meth:`open` does
@@ -292,36 +290,6 @@ class Storage(Lifecycle, abc.ABC):
         self._set_writable()
         return True
 
-    def _invalidate(
-        self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
-    ) -> None:
-        """For a backend that :attr:`delivers_invalidations`: another writer stored changes.
-
-        ``peer_ids`` are the peers it changed (None: any may have changed), ``session``
-        and ``states`` whether it changed session fields or update states. Call it as
-        soon as the news arrives (from the event loop's thread): memory drops what it held.
-        """
-        self._engine.invalidate(peer_ids, session)
-
-    def _catch_up(self) -> bool:
-        """For a backend that :attr:`delivers_invalidations`: take in, without waiting,
-        every invalidation that has reached this process, and return True; or return
-        False when that cannot be known (memory is not used for that call).
-
-        Called before memory answers a lookup or skips a write in shared mode: a
-        lookup started after another process's write was acknowledged must not return
-        what it replaced. Default: False.
-        """
-        return False
-
-    def _set_cache_trusted(self, trusted: bool) -> None:
-        """For a backend that :attr:`delivers_invalidations`: whether they are delivered.
-
-        False when the channel they come by is lost (writes of others may go unnoticed:
-        every read asks the backend meanwhile), True once it is back.
-        """
-        self._engine.trust(trusted)
-
     def _sole_writer(self) -> bool:
         """Whether, once open, no other object or process writes this session.
 
@@ -514,31 +482,6 @@ class Storage(Lifecycle, abc.ABC):
         if changes:
             await self._peer_engine.upsert(changes, now)
 
-    def _writes_nothing(self, peer: tuple[Any, ...]) -> bool:
-        """Whether upserting the peer ``(id, access_hash, type name, usernames or None,
-        phone)`` would change nothing, answered from memory; no I/O. The client glue asks
-        before a per-update write, to skip the rest of the call."""
-        return self._writable and self._peer_engine.holds(peer, time.time())
-
-    def _names_held(self, peer_id: Any, names: list[Any]) -> bool:
-        """Whether setting these usernames of ``peer_id`` would change nothing (memory
-        holds them, or holds no such peer); no I/O. Asked by the client glue."""
-        return self._writable and self._peer_engine.holds_names(peer_id, names)
-
-    async def _upsert_tuples(self, peers: list[tuple[Any, ...]]) -> None:
-        """:meth:`upsert_peers` for the client glue, with the rules of that method, on
-        tuples of a peer's fields (``id, access_hash, type name, usernames, phone``):
-        the clients hand tuples in, and building a :class:`Peer` of each costs more than
-        the rest of the write."""
-        if not self._writable:
-            self._check_writable()
-        now = int(time.time())
-        if len(peers) == 1 and self._peer_engine.holds(peers[0], now):
-            return  # changes nothing (and passes every check, being what is held)
-        changes = [peer_change(peer, now, tuples=True) for peer in peers]
-        if changes:
-            await self._peer_engine.upsert(changes, now)
-
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
         """Replace the usernames of each given peer id; ids not stored are ignored.
 
@@ -555,19 +498,7 @@ class Storage(Lifecycle, abc.ABC):
                 and self._peer_engine.holds_names(*only)
             ):
                 return  # changes nothing (and passes every check, being what is held)
-        merged: dict[int, tuple[str, ...]] = {}
-        if type(usernames) is not list:
-            usernames = iterable(usernames, "usernames")
-        for item in usernames:
-            try:
-                peer_id, names = item
-            except (TypeError, ValueError):
-                raise InvalidTypeError(
-                    f"set_usernames() takes (peer id, usernames) pairs, not {type(item).__name__}"
-                ) from None
-            if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
-                peer_id = int64(peer_id, "peer id")
-            merged[peer_id] = clean_usernames(names)
+        merged = username_pairs(usernames)
         if merged:
             await self._peer_engine.set_names(merged, int(time.time()))
 
@@ -704,13 +635,7 @@ class Storage(Lifecycle, abc.ABC):
         self._check_open()
         await self._pending_writes.store()
         counts = await self._call("count peers", self._count_peers())
-        result: dict[PeerType, int] = {}
-        for kind, number in counts.items():
-            if not isinstance(number, int) or isinstance(number, bool):
-                raise BackendError(f"{self!r} counted {type(number).__name__}, not int")
-            key = peer_type(kind)
-            result[key] = result.get(key, 0) + number
-        return result
+        return peer_counts(counts, self)
 
     # == update state =========================================================================
 
@@ -737,21 +662,6 @@ class Storage(Lifecycle, abc.ABC):
         if type(states) is not list:
             states = iterable(states, "states")
         await self._set_state_tuples(states, merge=merge, tuples=False)
-
-    async def _set_state_tuples(
-        self, states: Iterable[Any], *, merge: bool = True, tuples: bool = True
-    ) -> None:
-        """:meth:`set_update_states` for the client glue, with its rules, on
-        ``(id, pts, qts, date, seq)`` tuples (no :class:`UpdateState` to build)."""
-        if not self._writable:
-            self._check_writable()
-        kind = _pending.MERGE if merge else _pending.REPLACE
-        rows = [state_change(state, kind, tuples=tuples) for state in states]
-        if rows:
-            add = self._pending_writes.journal.add_state
-            for state_id, change in rows:
-                add(state_id, change)
-            await self._pending_writes.written()
 
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         """Delete the update states of ``ids``; unknown ids are ignored."""
