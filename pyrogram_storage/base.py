@@ -402,7 +402,8 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         session = self._session
         if session is None:
             raise StorageClosedError(f"{self!r} is closed; call open() first")
-        if self._engine.session_stale():
+        engine = self._engine
+        if not engine.exclusive and engine.session_stale():  # the only writer: no read
             fresh = await self._call("read the session", self._read_session())
             if fresh is not None and self._session is not None:
                 fresh = await self._sealer.open(fresh, repr(self), first=False)
