@@ -7,9 +7,10 @@ primitives below (``_open``, ``_apply``, ``_find_peer``...) and nothing else; a
 subclass of your own gets every rule for free, and :mod:`pyrogram_storage.testing`
 checks it against the whole contract.
 
-How it is made fast is not here: the pending writes (:mod:`._pending`) and the peer
-engine (:mod:`._peers`: memory of the session's peers, lookups) are objects the
-contract composes, the same for every backend.
+How it is made fast is not here: the engine (:mod:`._engine`) holds the pending
+writes (:mod:`._pending`) and the peer engine (:mod:`._peers`: memory of the
+session's peers, lookups), objects the contract composes, the same for every backend;
+its shared-mode hooks and the client glue's fast paths come from ``EngineHooks``.
 
 Writes of peers, usernames and update states are *visible* to every read the moment
 the call returns and *stored* within ``commit_interval`` seconds (at once when it is
