@@ -313,10 +313,11 @@ class Peers:
     # -- writing ------------------------------------------------------------------------------
 
     def holds(self, peer: tuple[Any, ...], now: float) -> bool:
-        """Whether memory, holding every stored peer, holds ``(id, access_hash, type name,
-        usernames or None, phone)`` as it is, written recently enough: writing it would
-        change nothing. Checked before anything else for a client's per-update write;
-        only values equal to checked ones pass (so nothing unchecked is let through)."""
+        """Whether memory holds ``(id, access_hash, type name, usernames or None, phone)``
+        as it is, written recently enough: writing it would change nothing (memory holding
+        every stored peer, or shared mode's, told of every change the others made). Checked
+        before anything else for a client's per-update write; only values equal to
+        checked ones pass (so nothing unchecked is let through)."""
         if self.complete:
             held = self.cache._entries.get(peer[0])
         elif self._shared and self.caching:
@@ -340,8 +341,8 @@ class Peers:
         )
 
     def holds_names(self, peer_id: Any, names: list[Any]) -> bool:
-        """Whether memory, holding every stored peer, holds ``peer_id`` with exactly these
-        usernames (as written: lowercase), or does not hold it (the write is ignored)."""
+        """Whether memory holds ``peer_id`` with exactly these usernames (as written:
+        lowercase), or, holding every stored peer, does not hold it (the write is ignored)."""
         if type(peer_id) is not int:
             return False
         if self.complete:
