@@ -7,6 +7,7 @@ together, divided by their updates) and the top of process 1's cProfile::
 
     .venv/bin/python benchmarks/redis_shared_profile.py [--n 10000] [--updates 5000]
         [--options '{"sole_writer": true}'] [--system path-kurigram-ours-redis]
+        [--processes 2] [--no-profile]
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> int:
     parser.add_argument("--options", default="{}")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--top", type=int, default=35)
+    parser.add_argument("--no-profile", action="store_true", help="time only")
     options = parser.parse_args()
     from clientenv import ensure_env
     from servers.redisserver import RedisServer
@@ -75,7 +77,7 @@ def main() -> int:
         workers = []
         for index in range(options.processes):
             args = {**common, "mode": "path", "index": index, "round": 0, "name": names[index]}
-            if index == 0:
+            if index == 0 and not options.no_profile:
                 args["profile"] = str(prof)
             workers.append(rs.Worker(python, args))
         for worker in workers:
@@ -95,6 +97,8 @@ def main() -> int:
             calls = after[name] - before.get(name, 0)
             if calls:
                 print(f"  {name}: {calls} calls, {calls / total:.3f} per update")
+        if options.no_profile:
+            return 0
         stats = pstats.Stats(str(prof))
         stats.sort_stats("tottime").print_stats(options.top)
         stats.sort_stats("cumulative").print_stats(options.top)
