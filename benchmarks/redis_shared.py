@@ -259,6 +259,17 @@ def analyse(rounds: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
                 "ratio uncached": _ratio(base, uncached),
                 "target": target,
             }
+            cpu = kind.replace("_us", "_cpu_us")
+            if all(cpu in r[f"lookups {n} ours shared, peer_cache_size=0"] for r in rounds):
+                base = [r[f"lookups {n} kurigram file"][cpu] for r in rounds]
+                uncached = [r[f"lookups {n} ours shared, peer_cache_size=0"][cpu] for r in rounds]
+                out[f"lookups {n} {kind}"].update(
+                    {
+                        "kurigram file cpu us": statistics.median(base),
+                        "ours uncached cpu us": statistics.median(uncached),
+                        "cpu ratio uncached": _ratio(base, uncached),
+                    }
+                )
     return out
 
 
@@ -333,6 +344,21 @@ def report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
                 f"| {n // 1000}k | {label} | {row['kurigram file us']:.2f} | "
                 f"{row['ours shared us']:.2f} | {row['ratio shared']:.2f}× | "
                 f"{row['ours uncached us']:.2f} | {row['ratio uncached']:.2f}× |"
+            )
+    rows = [analysis[f"lookups {n} cold_us"] for n in meta["sizes"]]
+    if all("ours uncached cpu us" in row for row in rows):
+        out += [
+            "",
+            "Uncached, CPU time per lookup (`time.process_time()`, distinct peers once each): "
+            "what the round trip costs this process, without the wait for the server.",
+            "",
+            "| N | Kurigram file | ours uncached | ratio |",
+            "|---|---|---|---|",
+        ]
+        for n, row in zip(meta["sizes"], rows, strict=True):
+            out.append(
+                f"| {n // 1000}k | {row['kurigram file cpu us']:.2f} | "
+                f"{row['ours uncached cpu us']:.2f} | {row['cpu ratio uncached']:.2f}× |"
             )
     return "\n".join(out) + "\n"
 
