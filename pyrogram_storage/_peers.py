@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -86,19 +86,36 @@ seven eighths of the TTL after its peer was last seen."""
 
 _MIN64: Final = -(2**63)
 
+_STEP: Final = 2000
+"""Entries dropped, or peers read back, per turn of the event loop when memory is let go
+of or settled in the background: a few hundred microseconds, never a stall."""
+
+_READS_PER_TURN: Final = 64
+"""Peers read back on the event loop (point reads of some 15 µs) between two turns."""
+
+UNKNOWN_NAMES: Final = -1
+"""The usernames fingerprint of an indexed peer whose usernames are not known here (a
+write kept them while the index was being built): never equal to a real one (``hash()``
+never returns -1), so a write that gives usernames is never skipped as unchanged."""
+
+_dropping: set[asyncio.Task[None]] = set()
+
 
 class _Budget:
-    """Peers the complete memories of one process may hold at once (all sessions)."""
+    """Peers the complete memories of one process may hold at once (all sessions, some
+    300 bytes each): one session of :data:`COMPLETE_LIMIT` peers fits, a host of a
+    thousand sessions holds a dozen whole (about 45 MB), not thirty."""
 
-    left = 300_000
+    left = 160_000
 
 
 class _IndexBudget:
     """Peers the compact indexes of one process may hold at once (all sessions, about
     30 bytes each). A session that finds it spent stays bounded (its misses ask the
-    backend): a host of a thousand sessions is not read whole, each into an index."""
+    backend): a host of a thousand sessions is not read whole, each into an index. A
+    session of a million peers fits (about 36 MB)."""
 
-    left = 2_000_000
+    left = 1_200_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +200,7 @@ class Peers:
         self._touched: set[int] | None = None  # peers written while memory fills
         self._share = 0
         self._index_share = 0
+        self._settling: asyncio.Event | None = None  # writers wait while peers are read back
         self._probes = 0
         self._probe_hits = 1.0  # recent share of probed peers found stored
 
@@ -301,8 +319,9 @@ class Peers:
         self.complete = False
         self.index = None
         self.pending.journal.indexed = True
-        self.cache.clear()
+        held = self.cache.clear()
         self.cache.size = self._cache_size
+        _let_go([held, self._names, self._phones])
         self._names = {}
         self._phones = {}
         _Budget.left += self._share
@@ -350,6 +369,8 @@ class Peers:
 
     async def upsert(self, changes: list[tuple[int, PeerChange, bool]], now: int) -> None:
         """Write checked peers ``(id, change, stamped)``; unchanged ones cost nothing."""
+        if self._settling is not None:
+            await self._settling.wait()
         cache = self.cache if self.caching and not self._shared else self.memory()
         if cache is not None:
             peek = cache.peek
@@ -453,6 +474,8 @@ class Peers:
 
     async def set_names(self, merged: dict[int, tuple[str, ...]], now: int) -> None:
         """Replace the usernames of these ids; ids not stored are ignored."""
+        if self._settling is not None:
+            await self._settling.wait()
         cache = self.cache if self.caching and not self._shared else self.memory()
         if cache is not None and len(merged) == 1 and self.complete:  # an update's sender
             for peer_id, names in merged.items():
@@ -506,6 +529,8 @@ class Peers:
             await self.pending.written()
 
     async def delete(self, ids: Collection[int]) -> None:
+        if self._settling is not None:
+            await self._settling.wait()
         journal = self.pending.journal
         complete = self.complete
         if self._touched is not None:
@@ -725,13 +750,22 @@ class Peers:
             def lay(peer_id: int, entry: PeerChange | None) -> None:
                 if entry is None:
                     index.remove(peer_id)
-                else:
+                elif entry[KIND] == FULL:
                     index.put(peer_id, *_index_fields(entry))
+                else:  # usernames kept as stored: which, a write made meanwhile may hide
+                    access_hash, kind, stamp, _, phone = _index_fields(entry)
+                    index.put(peer_id, access_hash, kind, stamp, UNKNOWN_NAMES, phone)
 
+        reads = 0
         for peer_id in journal.peer_ids():  # written before the load began
             if whole:
                 stored = _peer_or_none(peer_id, loaded.get(peer_id))
+            elif peer_id in touched:
+                continue  # laid with the others written during the load, below
             else:
+                reads += 1
+                if reads % _READS_PER_TURN == 0:
+                    await asyncio.sleep(0)  # a write meanwhile is in touched: laid below
                 stored = await self.primitives.find_peer(peer_id, True)
             seen = journal.apply(peer_id, stored)
             lay(peer_id, None if seen is None else entry_of(seen))
@@ -739,17 +773,28 @@ class Peers:
             again = []
             for peer_id in touched:
                 entry = cache.peek(peer_id)
-                if entry is not None and entry[KIND] == FULL:
+                # The cache holds what every write since it took the peer made of it; the
+                # index takes one whose usernames it does not know as unknown.
+                if entry is not None and (entry[KIND] == FULL or not whole):
                     lay(peer_id, entry)
                 else:
                     again.append(peer_id)
             touched.clear()
             if not again:
                 break  # and no await since the loop above: nothing written in between
-            await self.pending.store()
-            for peer_id in again:
-                seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
-                lay(peer_id, None if seen is None else entry_of(seen))
+            # Writers wait while these are read back (a step per loop turn): a writer that
+            # never pauses would otherwise touch peers faster than they are read.
+            settling = self._settling = asyncio.Event()
+            try:
+                await self.pending.store()
+                for k, peer_id in enumerate(again):
+                    if k and k % _READS_PER_TURN == 0:
+                        await asyncio.sleep(0)
+                    seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
+                    lay(peer_id, None if seen is None else entry_of(seen))
+            finally:
+                self._settling = None
+                settling.set()
         else:
             return
         if not self.caching:
@@ -764,7 +809,7 @@ class Peers:
         else:
             index.complete = True
             self.index = index
-            self.cache.size = min(self._cache_size, _INDEXED_CACHE)
+            self._trim(min(self._cache_size, _INDEXED_CACHE))
             log.debug("holding all %d peers in the compact index", len(index))
 
     async def _build_index(self) -> PeerIndex | None:
@@ -826,6 +871,25 @@ class Peers:
                 return rows
             after = batch[-1].id
 
+    def _trim(self, size: int) -> None:
+        """Make the cache keep at most ``size`` peers; a large surplus is dropped a step per
+        turn of the event loop (dropping a hundred thousand entries takes milliseconds)."""
+        cache = self.cache
+        if len(cache) <= size + _STEP:
+            cache.resize(size)
+            return
+        generation = self._generation
+
+        async def trim() -> None:
+            while generation == self._generation and len(cache) > size + _STEP:
+                cache.resize(len(cache) - _STEP)
+                await asyncio.sleep(0)
+            if generation == self._generation:
+                cache.resize(size)
+
+        cache.resize(len(cache))  # meanwhile a new entry drops the oldest
+        _spawn(trim())
+
     def _take(self, peers: int) -> bool:
         """Take room for ``peers`` more peers from the process's budget."""
         if peers > _Budget.left:
@@ -847,6 +911,33 @@ class Peers:
         or (past its limit, or the budget spent) move to the compact index."""
         if len(self.cache) > self._limit or not self._take(max(_HEADROOM, len(self.cache) // 8)):
             self._to_index()
+
+
+def _spawn(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _dropping.add(task)
+    task.add_done_callback(_dropping.discard)
+
+
+def _let_go(held: list[Any]) -> None:
+    """Free these dicts a step per turn of the event loop, in the background (freeing a
+    memory held whole, some hundred thousand tuples, takes milliseconds); at once when
+    they are small or no loop runs."""
+    if sum(len(mapping) for mapping in held) <= _STEP:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+
+    async def drop() -> None:
+        for mapping in held:
+            while mapping:
+                for _ in range(min(_STEP, len(mapping))):
+                    mapping.popitem()
+                await asyncio.sleep(0)
+
+    _spawn(drop())
 
 
 _Whole = tuple[dict[int, PeerChange], dict[str, list[int]], dict[str, list[int]]]
