@@ -59,7 +59,11 @@ _GROWTH: Final = 1.5
 :data:`_SMALL` peers) before it moves to the compact index, which holds a peer in a
 tenth of the memory: a session being filled from nothing is heading for big."""
 
-_SMALL: Final = 50_000
+_SMALL: Final = 20_000
+"""What a memory held whole, some 300 bytes a peer, stays within while the session fills
+from nothing: what it held stays in the process's memory after the move (the allocator
+keeps the partly used pages), and it is the most of the RSS growth of an import of a
+million peers that is not the index (50,000 left 20 MB)."""
 
 _INDEXED_CACHE: Final = 10_000
 """Peers the LRU cache keeps whole beside the compact index."""
@@ -192,8 +196,8 @@ class Peers:
         self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
         self.writes = 0  # bumped by every write: a read racing one is not remembered
-        self._names: dict[str, list[int]] = {}  # complete: username -> ids, oldest first
-        self._phones: dict[str, list[int]] = {}  # complete: phone -> ids, oldest first
+        self._names: _Holders = {}  # complete: username -> ids, oldest first
+        self._phones: _Holders = {}  # complete: phone -> ids, oldest first
         self._loading: asyncio.Task[None] | None = None
         self._warming: set[int] | None = None  # shared: ids invalidated while memory fills
         self._generation = 0  # bumped when memory is dropped whole
@@ -590,11 +594,11 @@ class Peers:
         """The newest peer holding a username (``index="names"``) or phone, or None."""
         if self.complete:
             held = (self._names if index == "names" else self._phones).get(key)
-            if not held:
+            if held is None:
                 return None
             peek = self.cache.peek
             newest: tuple[int, int] | None = None
-            for peer_id in held:
+            for peer_id in (held,) if type(held) is int else held:  # type: ignore[union-attr]
                 entry = peek(peer_id)
                 if entry is not None and (newest is None or (entry[STAMP], peer_id) > newest):
                     newest = (entry[STAMP], peer_id)
@@ -940,7 +944,11 @@ def _let_go(held: list[Any]) -> None:
     _spawn(drop())
 
 
-_Whole = tuple[dict[int, PeerChange], dict[str, list[int]], dict[str, list[int]]]
+_Holders = dict[str, "int | list[int]"]
+"""A username or phone to its holder, or (seldom) holders, oldest first: one int, not a
+list of one, for most keys (a list is 72 bytes and an object the collector tracks)."""
+
+_Whole = tuple[dict[int, PeerChange], _Holders, _Holders]
 _Built = _Whole | PeerIndex
 
 
@@ -1014,8 +1022,8 @@ def _build(rows: list[tuple[Any, ...]]) -> _Whole | None:
     file: the lookup that meets it says what is wrong).
     """
     loaded: dict[int, PeerChange] = {}
-    names: dict[str, list[int]] = {}
-    phones: dict[str, list[int]] = {}
+    names: _Holders = {}
+    phones: _Holders = {}
     for peer_id, access_hash, kind, held, phone, stamp in rows:
         if not (
             type(peer_id) is int
@@ -1029,17 +1037,17 @@ def _build(rows: list[tuple[Any, ...]]) -> _Whole | None:
         for name in held:
             if type(name) is not str:
                 return None
-            names.setdefault(name, []).append(peer_id)
+            _add(names, name, peer_id)
         if phone is not None:
             if type(phone) is not str:
                 return None
-            phones.setdefault(phone, []).append(peer_id)
+            _add(phones, phone, peer_id)
     return loaded, names, phones
 
 
 def _reindex(
-    names: dict[str, list[int]],
-    phones: dict[str, list[int]],
+    names: _Holders,
+    phones: _Holders,
     peer_id: int,
     old: PeerChange | None,
     new: PeerChange | None,
@@ -1052,18 +1060,36 @@ def _reindex(
             _drop(phones, old[PHONE], peer_id)
     if new is not None:
         for name in new[NAMES] or ():
-            names.setdefault(name, []).append(peer_id)
+            _add(names, name, peer_id)
         if new[PHONE]:
-            phones.setdefault(new[PHONE], []).append(peer_id)
+            _add(phones, new[PHONE], peer_id)
 
 
-def _drop(index: dict[str, list[int]], key: str, peer_id: int) -> None:
+def _add(index: _Holders, key: str, peer_id: int) -> None:
+    """Make ``peer_id`` the newest holder of ``key``."""
+    ids = index.get(key)
+    if ids is None:
+        index[key] = peer_id
+    elif type(ids) is int:
+        index[key] = [ids, peer_id]
+    else:
+        ids.append(peer_id)  # type: ignore[union-attr]
+
+
+def _drop(index: _Holders, key: str, peer_id: int) -> None:
     ids = index.get(key)
     if ids is None:
         return
+    if type(ids) is int:
+        if ids == peer_id:
+            del index[key]
+        return
+    assert isinstance(ids, list)
     if peer_id in ids:
         ids.remove(peer_id)
-    if not ids:
+    if len(ids) == 1:
+        index[key] = ids[0]
+    elif not ids:
         del index[key]
 
 
