@@ -322,7 +322,7 @@ class Peers:
         self._generation += 1
         self.complete = False
         self.index = None
-        self.pending.journal.indexed = True
+        self.pending.journal.indexed = False  # built by the first lookup that asks
         held = self.cache.clear()
         self.cache.size = self._cache_size
         _let_go([held, self._names, self._phones])
