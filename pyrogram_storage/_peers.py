@@ -373,7 +373,7 @@ class Peers:
 
     async def upsert(self, changes: list[tuple[int, PeerChange, bool]], now: int) -> None:
         """Write checked peers ``(id, change, stamped)``; unchanged ones cost nothing."""
-        if self._settling is not None:
+        while self._settling is not None:
             await self._settling.wait()
         cache = self.cache if self.caching and not self._shared else self.memory()
         if cache is not None:
@@ -478,7 +478,7 @@ class Peers:
 
     async def set_names(self, merged: dict[int, tuple[str, ...]], now: int) -> None:
         """Replace the usernames of these ids; ids not stored are ignored."""
-        if self._settling is not None:
+        while self._settling is not None:
             await self._settling.wait()
         cache = self.cache if self.caching and not self._shared else self.memory()
         if cache is not None and len(merged) == 1 and self.complete:  # an update's sender
@@ -533,7 +533,7 @@ class Peers:
             await self.pending.written()
 
     async def delete(self, ids: Collection[int]) -> None:
-        if self._settling is not None:
+        while self._settling is not None:
             await self._settling.wait()
         journal = self.pending.journal
         complete = self.complete
@@ -724,7 +724,7 @@ class Peers:
                 given = rows
                 built = await Lane().run(lambda: _build(given))
             else:
-                built = await self._build_index()
+                built = await self._build_index(stored)
             if built is None:
                 return  # stored data of the wrong types: the lookups that meet it say so
             await self._settle(built, touched)
@@ -734,6 +734,7 @@ class Peers:
             log.debug("loading the peers into memory stopped: %s", exc)
         finally:
             self._touched = None
+            self._resume_writers()
 
     async def _settle(self, built: _Built, touched: set[int]) -> None:
         """Lay the writes made before and during the load on ``built``, then use it."""
@@ -773,34 +774,34 @@ class Peers:
                 stored = await self.primitives.find_peer(peer_id, True)
             seen = journal.apply(peer_id, stored)
             lay(peer_id, None if seen is None else entry_of(seen))
-        for _ in range(_LOAD_ROUNDS):
-            again = []
-            for peer_id in touched:
-                entry = cache.peek(peer_id)
-                # The cache holds what every write since it took the peer made of it; the
-                # index takes one whose usernames it does not know as unknown.
-                if entry is not None and (entry[KIND] == FULL or not whole):
-                    lay(peer_id, entry)
-                else:
-                    again.append(peer_id)
-            touched.clear()
-            if not again:
-                break  # and no await since the loop above: nothing written in between
-            # Writers wait while these are read back (a step per loop turn): a writer that
-            # never pauses would otherwise touch peers faster than they are read.
-            settling = self._settling = asyncio.Event()
-            try:
+        try:
+            for _ in range(_LOAD_ROUNDS):
+                again = []
+                for peer_id in touched:
+                    entry = cache.peek(peer_id)
+                    # The cache holds what every write since it took the peer made of it;
+                    # the index takes one whose usernames it does not know as unknown.
+                    if entry is not None and (entry[KIND] == FULL or not whole):
+                        lay(peer_id, entry)
+                    else:
+                        again.append(peer_id)
+                touched.clear()
+                if not again:
+                    break  # and no await since the loop above: nothing written in between
+                # Writers wait until memory is settled while these are read back (a step
+                # per loop turn): a writer that never pauses would otherwise touch peers
+                # faster than they are read. Only writes under way go on meanwhile.
+                self._pause_writers()
                 await self.pending.store()
                 for k, peer_id in enumerate(again):
                     if k and k % _READS_PER_TURN == 0:
                         await asyncio.sleep(0)
                     seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
                     lay(peer_id, None if seen is None else entry_of(seen))
-            finally:
-                self._settling = None
-                settling.set()
-        else:
-            return
+            else:
+                return
+        finally:
+            self._resume_writers()
         if not self.caching:
             return
         if whole:
@@ -816,11 +817,18 @@ class Peers:
             self._trim(min(self._cache_size, _INDEXED_CACHE))
             log.debug("holding all %d peers in the compact index", len(index))
 
-    async def _build_index(self) -> PeerIndex | None:
-        """The compact index of every stored peer, read a batch at a time."""
+    async def _build_index(self, expected: int) -> PeerIndex | None:
+        """The compact index of every stored peer, read a batch at a time.
+
+        Peers written meanwhile are read too, where the reading has not passed them: a
+        writer adding peers past the last one read faster than batches are read would
+        keep it going, so past the ``expected`` stored peers (and a batch more) writers
+        wait until the index is settled.
+        """
         index = PeerIndex()
         lane = Lane()
         after: int | None = None
+        read = 0
         while True:
             rows = await self.primitives.peer_rows(after, _INDEX_BATCH)
             if rows is None:
@@ -833,6 +841,9 @@ class Peers:
             if len(rows) < _INDEX_BATCH:
                 return index
             after = rows[-1][0]
+            read += len(rows)
+            if read > expected + _INDEX_BATCH:
+                self._pause_writers()
 
     def _to_index(self) -> None:
         """Memory held whole has outgrown its limit: move to the compact index, built
@@ -854,7 +865,7 @@ class Peers:
             await self.pending.store()
             if not self._take_index(peers + _HEADROOM):
                 return  # bounded: the process's indexes are spent on other sessions
-            built = await self._build_index()
+            built = await self._build_index(peers)
             if built is not None:
                 await self._settle(built, touched)
         except asyncio.CancelledError:
@@ -863,6 +874,7 @@ class Peers:
             log.debug("building the compact index stopped: %s", exc)
         finally:
             self._touched = None
+            self._resume_writers()
 
     async def _read_batches(self) -> list[tuple[Any, ...]]:
         """Every stored peer as a row, from a backend that has no faster way."""
@@ -874,6 +886,16 @@ class Peers:
             if len(batch) < _LOAD_BATCH:
                 return rows
             after = batch[-1].id
+
+    def _pause_writers(self) -> None:
+        """Make writes wait until :meth:`_resume_writers` (memory is being settled)."""
+        if self._settling is None:
+            self._settling = asyncio.Event()
+
+    def _resume_writers(self) -> None:
+        settling, self._settling = self._settling, None
+        if settling is not None:
+            settling.set()
 
     def _trim(self, size: int) -> None:
         """Make the cache keep at most ``size`` peers; a large surplus is dropped a step per
