@@ -105,21 +105,22 @@ never returns -1), so a write that gives usernames is never skipped as unchanged
 _dropping: set[asyncio.Task[None]] = set()
 
 
+_WHOLE_BYTES: Final = 300
+"""Memory a peer takes held whole (a dict of tuples, its usernames and phone)."""
+
+_INDEXED_BYTES: Final = 40
+"""Memory a peer takes in the compact index (its arrays, as the allocator grows them)."""
+
+
 class _Budget:
-    """Peers the complete memories of one process may hold at once (all sessions, some
-    300 bytes each): one session of :data:`COMPLETE_LIMIT` peers fits, a host of a
-    thousand sessions holds a dozen whole (about 45 MB), not thirty."""
+    """Bytes the peer memories of one process may take at once, held whole or indexed,
+    every session's together. One session of :data:`COMPLETE_LIMIT` peers held whole
+    fits, or one of a million in the index; a host of a thousand sessions holds a dozen
+    whole and leaves the others bounded (their misses ask the backend), where separate
+    budgets for each kind of memory held thirty whole and a hundred and eighty indexed:
+    610 MB for a thousand sessions of 10k peers, against the 500 asked."""
 
-    left = 160_000
-
-
-class _IndexBudget:
-    """Peers the compact indexes of one process may hold at once (all sessions, about
-    30 bytes each). A session that finds it spent stays bounded (its misses ask the
-    backend): a host of a thousand sessions is not read whole, each into an index. A
-    session of a million peers fits (about 36 MB)."""
-
-    left = 1_200_000
+    left = 48 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,9 +329,8 @@ class Peers:
         _let_go([held, self._names, self._phones])
         self._names = {}
         self._phones = {}
-        _Budget.left += self._share
+        _Budget.left += self._share * _WHOLE_BYTES + self._index_share * _INDEXED_BYTES
         self._share = 0
-        _IndexBudget.left += self._index_share
         self._index_share = 0
 
     # -- writing ------------------------------------------------------------------------------
@@ -917,12 +917,12 @@ class Peers:
         _spawn(trim())
 
     def _take(self, peers: int, index: bool = False) -> bool:
-        """Take room for ``peers`` more peers from the process's budget (``index``: its
-        budget for compact indexes)."""
-        budget = _IndexBudget if index else _Budget
-        if peers > budget.left:
+        """Take room for ``peers`` more peers from the process's budget, held whole or
+        (``index``) in the compact index."""
+        cost = peers * (_INDEXED_BYTES if index else _WHOLE_BYTES)
+        if cost > _Budget.left:
             return False
-        budget.left -= peers
+        _Budget.left -= cost
         if index:
             self._index_share += peers
         else:
