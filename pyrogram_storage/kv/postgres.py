@@ -20,6 +20,7 @@ from ..errors import BackendError, StorageClosedError, StorageError
 from ..postgres import client as pg
 from .base import (
     KEEP,
+    SOLE_WRITER_KEYS,
     KVStore,
     Merging,
     Raw,
@@ -173,9 +174,17 @@ class PostgresKV(KVStore[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
         _recipe: pg.PoolRecipe | None = None,
     ) -> None:
-        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            sole_writer=sole_writer,
+            sole_writer_keys=sole_writer_keys,
+        )
         try:
             pg.check_identifier(schema, "schema")
             pg.check_identifier(table, "table")

@@ -28,6 +28,7 @@ from .base import (
     INT64_MAX,
     INT64_MIN,
     KEEP,
+    SOLE_WRITER_KEYS,
     KVStore,
     Merging,
     Raw,
@@ -234,11 +235,19 @@ class RedisKV(KVStore[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
         scan_count: int = 500,
         client_cache: bool = False,
         _from_url: bool = False,
     ) -> None:
-        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            sole_writer=sole_writer,
+            sole_writer_keys=sole_writer_keys,
+        )
         if type(scan_count) is not int or scan_count < 1:
             raise InvalidArgumentError(f"scan_count must be a positive int, not {scan_count!r}")
         if type(client_cache) is not bool:
@@ -442,6 +451,16 @@ class RedisKV(KVStore[V]):
         if news == self._news and self._live() is not None:
             self._hold(key, record)
         return record
+
+    async def _get_exact(self, key: str) -> Record | None:
+        if self._tracker is not None:
+            return await self._get(key)
+        name, before = self._prefix + key, self.clock()
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(name)
+        pipe.pttl(name)
+        data, ttl = await pipe.execute()
+        return None if data is None else (_raw(data), _expiry(before, ttl))
 
     def _hold(self, key: str, record: Record | None) -> None:
         held = self._held

@@ -469,7 +469,7 @@ async def test_postgres_rows_of_the_wrong_shape_are_corrupt_values(postgres_serv
             select = f"SELECT k, i FROM pyrogram_storage.{table} ORDER BY k"
             expected = [("nan-expiry", 1), ("null", None), ("seed", 1)]
             assert [tuple(row) for row in await conn.fetch(select)] == expected
-            await store.delete("nan-expiry")  # the way to get rid of it
+            assert await store.delete("nan-expiry") is True  # the way to get rid of it
             assert [tuple(row) for row in await conn.fetch(select)] == expected[1:]
         finally:
             await conn.execute(f"DROP TABLE pyrogram_storage.{table}")
