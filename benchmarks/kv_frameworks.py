@@ -13,7 +13,8 @@ Each worker times, one call at a time:
   step through kurigram-addons' ``FSMContext`` (get state, get data, update data,
   set state);
 * aiogram (its MemoryStorage, RedisStorage and PyMongoStorage against
-  ``kv.for_aiogram`` over MemoryKV, SQLiteKV, RedisKV, PostgresKV and MongoKV): ``get_state``,
+  ``kv.for_aiogram`` over MemoryKV, SQLiteKV, RedisKV (plain, ``client_cache=True``,
+  ``sole_writer=True``), PostgresKV (plain and ``sole_writer=True``) and MongoKV): ``get_state``,
   ``set_state``, ``get_data``, ``set_data``, ``update_data``, and a step through
   aiogram's ``FSMContext`` (get state, get data, set data, set state);
 * the anchors, in both venvs: MemoryKV and RedisKV without an adapter, and raw
@@ -59,7 +60,9 @@ PAIRS = (
     ("kurigram-addons", "kurigram-addons MemoryStorage", "ours: MemoryKV", None),
     ("aiogram", "aiogram RedisStorage", "ours: RedisKV", 1.0),
     ("aiogram", "aiogram RedisStorage", "ours: RedisKV (client_cache)", 1.5),
-    ("aiogram", "aiogram RedisStorage", "ours: PostgresKV", 1.0),
+    ("aiogram", "aiogram RedisStorage", "ours: PostgresKV", None),
+    ("aiogram", "aiogram RedisStorage", "ours: PostgresKV (sole_writer)", 1.0),
+    ("aiogram", "aiogram RedisStorage", "ours: RedisKV (sole_writer)", None),
     ("aiogram", "aiogram MemoryStorage", "ours: MemoryKV", None),
     ("aiogram", "aiogram PyMongoStorage", "ours: MongoKV (pymongo)", None),
 )

@@ -881,6 +881,25 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         now = self.clock()
         expires = self._expires(ttl, now)
         merging = Merging(self, key, mapping)
+        memory = self._memory
+        if memory is not None:
+            before = memory.peek(key)
+            if before is None or type(before) is tuple:
+                # A sole writer knows the value: merge here, store it if it is still
+                # the stored one (a compare-and-set, cheaper than a merge on the server).
+                current = None
+                if before is not None and self._unexpired(key, before[1], now):
+                    current = before[0]
+                raw = merging.apply(current)
+                stored = await self._remember(
+                    "merge into a key",
+                    key,
+                    self._cas(key, current, raw, expires, now),
+                    lambda done, _: (raw, expires) if done else UNKNOWN,
+                )
+                if stored and merging.result is not None:
+                    return merging.result
+                merging = Merging(self, key, mapping)
         raw = await self._remember(
             "merge into a key",
             key,

@@ -14,6 +14,9 @@ the session storage uses too).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -263,6 +266,11 @@ class RedisKV(KVStore[V]):
         self._cluster: bool | None = None
         self._options: dict[str, Any] = {}
         self._client: Any = None
+        # A client we build is timed here, not by the driver (see _open).
+        self._watchdog: asyncio.Task[None] | None = None
+        self._busy = 0
+        self._done = 0
+        self._silence: float | None = None
         if client is None and not _from_url:
             raise InvalidArgumentError(
                 "RedisKV needs an asyncio client; or use RedisKV.from_url(url)"
@@ -351,19 +359,54 @@ class RedisKV(KVStore[V]):
                     self._cluster = await redisdb.detect_cluster(probe)
                 finally:
                     await probe.aclose()
+            options, silence = self._options, None
+            timeout = options.get("socket_timeout")
+            if not self._cluster and timeout:
+                # The driver times every read of a reply with socket_timeout (a timer set
+                # and cancelled per call, a fifth of a GET's time here); the watchdog
+                # below enforces the same bound once for the whole store.
+                silence = float(timeout)
+                options = {"socket_connect_timeout": timeout, **options, "socket_timeout": None}
             self._client = redisdb.build_client(
-                self._url, driver=self._driver, cluster=self._cluster, options=self._options
+                self._url, driver=self._driver, cluster=self._cluster, options=options
             )
         except (ValueError, TypeError) as exc:
             raise BackendError(f"cannot create the {self._driver} client: {exc}") from exc
+        self._silence = silence
+        if silence is not None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch(silence / 2))
         await self._client.ping()
         await self._track()
+
+    async def _call(self, what: str, operation: Awaitable[T]) -> T:
+        self._busy += 1
+        try:
+            return await super()._call(what, operation)
+        finally:
+            self._busy -= 1
+            self._done += 1
+
+    async def _watch(self, period: float) -> None:
+        """Every ``period`` seconds: if calls were waiting a period ago and none has
+        ended since, the server is silent: drop the connections, so that the waiting
+        calls fail (a retried one on a new connection, then an error, as with the
+        driver's ``socket_timeout``: within two timeouts)."""
+        waiting, done = False, self._done
+        while True:
+            await asyncio.sleep(period)
+            if waiting and self._busy and self._done == done:
+                log.warning("%r: no reply for %.1f s, dropping the connections", self, period)
+                with contextlib.suppress(Exception):
+                    await self._client.connection_pool.disconnect()
+            waiting, done = self._busy > 0, self._done
 
     async def _track(self) -> None:
         if not self.client_cache:
             return
         try:
             address = tracking.address_of(self._client)
+            if self._silence is not None:  # the client's own is off (see _open)
+                address = dataclasses.replace(address, reply_timeout=self._silence)
             tracker = tracking.Tracker(
                 address, self._prefix.encode(), self._invalidated, self._trust
             )
@@ -399,6 +442,11 @@ class RedisKV(KVStore[V]):
             self._held.pop(key, None)
 
     async def _close(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
         tracker, self._tracker = self._tracker, None
         self._held.clear()
         if tracker is not None:

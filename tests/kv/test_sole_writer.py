@@ -130,3 +130,16 @@ async def test_without_sole_writer_nothing_is_remembered() -> None:
         await store.set("k", 9)
         store.behind_its_back("k", 3)
         assert await store.get("k") == 3
+
+
+async def test_a_merge_from_memory_falls_back_when_the_stored_value_changed() -> None:
+    """A sole writer merges what it remembers and stores it with a compare-and-set; a
+    value changed behind its back fails that, and the merge is made on the stored one."""
+    async with gated_kv(sole_writer=True) as store:
+        await store.set("k", {"a": 1})
+        assert await store.merge("k", {"b": 2}) == {"a": 1, "b": 2}
+        store.behind_its_back("k", {"other": 0})
+        assert await store.merge("k", {"c": 3}) == {"other": 0, "c": 3}
+        assert await store.get("k") == {"other": 0, "c": 3}
+        store.behind_its_back("k", {"again": 0})
+        assert await store.get("k") == {"other": 0, "c": 3}  # what the merge stored, remembered
