@@ -302,6 +302,9 @@ class RedisKV(KVStore[V]):
             asks the server on open.
         :param client_options: keyword arguments for the client (``socket_timeout``...);
             :data:`~pyrogram_storage.redisdb.client.DEFAULT_CLIENT_OPTIONS` otherwise.
+            On a single server the store enforces ``socket_timeout`` itself (calls
+            waiting on a silent server fail within two of it) and the driver does not
+            time each reply, which cost a timer per call.
         :param options: the other arguments of :class:`RedisKV`.
         :raises InvalidArgumentError: a bad URL or driver, or an option in the URL the
             driver does not know.
