@@ -175,6 +175,8 @@ def _report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
         f"each for the run; "
         f"generated {meta['generated']}.",
         "",
+        *([f"- command: `{meta['command']}`"] if "command" in meta else []),
+        *([f"- code: `{meta['code']}`"] if "code" in meta else []),
         f"- load before: `{meta['uptime_before']}`",
         f"- load after: `{meta['uptime_after']}`",
         f"- load average (1 min) per round: {', '.join(meta['loads'])}",
@@ -316,6 +318,12 @@ def main() -> int:
         "redis_server": Path(find_server()).name,
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "uptime_before": uptime_before,
+        "command": "python benchmarks/kv_frameworks.py " + " ".join(sys.argv[1:]),
+        "code": subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip(),
         "uptime_after": _uptime(),
         "loads": loads,
         "versions": versions,

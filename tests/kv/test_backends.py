@@ -423,6 +423,15 @@ async def test_redis_silent_server_is_a_backend_error_within_two_timeouts(
                 await admin.aclose()
 
 
+def test_postgres_url_takes_sole_writer() -> None:
+    url = "postgresql://u@127.0.0.1:1/db"
+    assert kv.from_url(url + "?sole_writer=true&schema=s#ns").sole_writer is True
+    store = kv.from_url(url + "?sole_writer=false")
+    assert store.sole_writer is False and kv.from_url(url).sole_writer is False
+    with pytest.raises(kv.InvalidArgumentError):
+        kv.from_url(url + "?sole_writer=maybe")
+
+
 # -- stored data of the wrong type (issue 20, item 7) ------------------------------------------
 
 
