@@ -21,12 +21,7 @@ from typing import TYPE_CHECKING, Final
 if TYPE_CHECKING:
     from .base import Record
 
-__all__ = ["SOLE_WRITER_KEYS", "UNKNOWN", "Remembered"]
-
-SOLE_WRITER_KEYS = 10_000
-"""Keys a ``sole_writer=True`` store remembers unless told otherwise (least recently
-used go first)."""
-
+__all__ = ["UNKNOWN", "Remembered"]
 
 class _Unknown:
     """The type of :data:`UNKNOWN`."""

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, Union, overload
 
 from .._lifecycle import _OPEN, Lifecycle
-from ._remembered import SOLE_WRITER_KEYS, UNKNOWN, Remembered, _Unknown
+from ._remembered import UNKNOWN, Remembered, _Unknown
 from .errors import (
     CorruptValueError,
     InvalidArgumentError,
@@ -109,6 +109,9 @@ MAX_TTL = 100 * 365.25 * 86400.0
 """The longest TTL accepted (a hundred years), so every backend can represent the date."""
 #: The range of a counter: ``increment`` past either end raises.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SOLE_WRITER_KEYS = 10_000
+"""Keys a ``sole_writer=True`` store remembers unless told otherwise (the least
+recently used are forgotten first)."""
 DEFAULT_NAMESPACE = "default"
 """The namespace of a store built without ``namespace=``."""
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")

@@ -1127,7 +1127,7 @@ class KVContract(Contract):
         "test_versioned_refuses_values_from_newer_code",
         "test_concurrent_writes_to_one_new_key",
     )
-    """The tests :meth:`test_a_sole_writer_keeps_the_contract` runs again with
+    """The tests ``test_a_sole_writer_keeps_the_contract`` runs again with
     ``sole_writer=True``."""
 
     @staticmethod
