@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["UNKNOWN", "Remembered"]
 
+
 class _Unknown:
     """The type of :data:`UNKNOWN`."""
 
