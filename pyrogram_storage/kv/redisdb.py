@@ -268,8 +268,6 @@ class RedisKV(KVStore[V]):
         self._client: Any = None
         # A client we build is timed here, not by the driver (see _open).
         self._watchdog: asyncio.Task[None] | None = None
-        self._busy = 0
-        self._done = 0
         self._silence: float | None = None
         if client is None and not _from_url:
             raise InvalidArgumentError(
@@ -381,27 +379,19 @@ class RedisKV(KVStore[V]):
         await self._client.ping()
         await self._track()
 
-    async def _call(self, what: str, operation: Awaitable[T]) -> T:
-        self._busy += 1
-        try:
-            return await super()._call(what, operation)
-        finally:
-            self._busy -= 1
-            self._done += 1
-
     async def _watch(self, period: float) -> None:
         """Every ``period`` seconds: if calls were waiting a period ago and none has
         ended since, the server is silent: drop the connections, so that the waiting
         calls fail (a retried one on a new connection, then an error, as with the
         driver's ``socket_timeout``: within two timeouts)."""
-        waiting, done = False, self._done
+        waiting, ended = False, self._ended
         while True:
             await asyncio.sleep(period)
-            if waiting and self._busy and self._done == done:
+            if waiting and self._waiting and self._ended == ended:
                 log.warning("%r: no reply for %.1f s, dropping the connections", self, period)
                 with contextlib.suppress(Exception):
                     await self._client.connection_pool.disconnect()
-            waiting, done = self._busy > 0, self._done
+            waiting, ended = self._waiting > 0, self._ended
 
     async def _track(self) -> None:
         if not self.client_cache:
