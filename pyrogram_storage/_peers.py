@@ -45,6 +45,7 @@ from ._index import NO_NAMES, PeerIndex, names_fingerprint, phone_key
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
 from ._worker import Lane
 from .types import Peer, PeerType
+from .validation import plain_usernames
 
 __all__ = ["COMPLETE_LIMIT", "Peers", "Primitives"]
 
@@ -340,6 +341,67 @@ class Peers:
         if held is None:
             return -(2**63) <= peer_id < 2**63
         return held[NAMES] == tuple(names)  # only strs equal the strs held
+
+    def put(self, peer_id: int, access_hash: int, kind: str, phone: str | None, now: int) -> bool:
+        """Write one checked peer keeping its usernames (a client's update brings its
+        sender) when memory holds every peer and nothing needs awaiting: True once
+        written, or found unchanged. False, with nothing done: call :meth:`upsert`."""
+        if not self.complete or self._touched is not None:
+            return False
+        held = self.cache._entries
+        old = held.get(peer_id)
+        if (
+            old is not None
+            and old[HASH] == access_hash
+            and old[TYPE] == kind
+            and old[PHONE] == phone
+            and now - old[STAMP] < self.refresh
+        ):
+            return True
+        if not self.pending.soon() or not self.pending.journal.add_unindexed(
+            peer_id, (PARTIAL, access_hash, kind, None, phone, now), old is None
+        ):
+            return False
+        entry = (FULL, access_hash, kind, () if old is None else old[NAMES], phone, now)
+        held[peer_id] = entry
+        if old is None:
+            if phone:
+                self._phones.setdefault(phone, []).append(peer_id)
+        elif old[PHONE] != phone:
+            _reindex(self._names, self._phones, peer_id, old, entry)
+        self.writes += 1
+        if len(held) > self._share or len(held) > self._limit:
+            self._grown()
+        return True
+
+    def put_names(self, peer_id: int, names: tuple[Any, ...], now: int) -> bool:
+        """Replace one peer's usernames (a client's update brings its sender's) when memory
+        holds every peer and nothing needs awaiting: True once done, found unchanged, or
+        ignored (not stored). False, with nothing done: call :meth:`set_names`."""
+        if not self.complete or self._touched is not None:
+            return False
+        held = self.cache._entries
+        old = held.get(peer_id)
+        if old is None:
+            return True  # not stored: ignored, as the backend would
+        if old[NAMES] == names:
+            return True  # only strs equal the strs held
+        if (
+            not plain_usernames(names)
+            or not self.pending.soon()
+            or not self.pending.journal.add_unindexed(
+                peer_id, (pending_.NAMES, 0, "", names, None, now)
+            )
+        ):
+            return False
+        held[peer_id] = (FULL, old[HASH], old[TYPE], names, old[PHONE], old[STAMP])
+        names_map = self._names
+        for name in old[NAMES] or ():
+            _drop(names_map, name, peer_id)
+        for name in names:
+            names_map.setdefault(name, []).append(peer_id)
+        self.writes += 1
+        return True
 
     def memory(self) -> PeerCache | None:
         """The cache, if it may answer now: we are the only writer, or the backend has

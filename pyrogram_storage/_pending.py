@@ -395,8 +395,34 @@ class Journal:
         """
         return self._pending.add_peer(peer_id, change, fresh)
 
+    def add_unindexed(self, peer_id: int, change: PeerChange, fresh: bool = False) -> bool:
+        """:meth:`add_peer` when the pending batch keeps no username index (memory holds
+        every peer: nothing asks it); False, with nothing added, otherwise."""
+        pending = self._pending
+        return not pending._indexed and pending.add_peer(peer_id, change, fresh)
+
     def add_state(self, state_id: int, change: StateChange) -> None:
         self._pending.add_state(state_id, change)
+
+    def merge_state(
+        self, state_id: int, pts: int | None, qts: int | None, date: int | None, seq: int | None
+    ) -> None:
+        """``add_state(state_id, (MERGE, pts, qts, date, seq))`` of checked values: a
+        client writes its state twice an update, so this is one slot assignment."""
+        states = self._pending.states
+        old = states.get(state_id)
+        if old is None:
+            states[state_id] = (MERGE, pts, qts, date, seq)
+        elif old[0] == STATE_DELETED:
+            states[state_id] = (REPLACE, pts, qts, date, seq)
+        else:
+            states[state_id] = (
+                old[0],
+                old[1] if pts is None else pts,
+                old[2] if qts is None else qts,
+                old[3] if date is None else date,
+                old[4] if seq is None else seq,
+            )
 
     def take(self, stamp: int) -> Changes:
         """Move the next batch in flight and return it: a failed one first, else the pending."""
@@ -626,6 +652,17 @@ class PendingWrites:
             await asyncio.wait([task])  # the writer waits: two batches at most, never more
         elif self._task is None:
             self._start(self.commit_interval)
+
+    def soon(self) -> bool:
+        """Whether the next write may enter the journal and return without awaiting
+        anything (:meth:`written` would not wait): the timer is then running. False
+        when ``commit_interval`` is 0 or the pending batch is full: call
+        :meth:`written` after the write."""
+        if self.commit_interval == 0 or self.journal.full:
+            return False
+        if self._task is None:
+            self._start(self.commit_interval)
+        return True
 
     async def store(
         self,

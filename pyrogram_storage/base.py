@@ -53,6 +53,8 @@ from .validation import (
     normalize_username,
     peer_change,
     peer_type,
+    plain_peer,
+    plain_state,
     state_change,
     stored_peer,
     stored_session,
@@ -593,16 +595,25 @@ class Storage(Lifecycle, abc.ABC):
         if changes:
             await self._peer_engine.upsert(changes, now)
 
-    def _writes_nothing(self, peer: tuple[Any, ...]) -> bool:
-        """Whether upserting the peer ``(id, access_hash, type name, usernames or None,
-        phone)`` would change nothing, answered from memory; no I/O. The client glue asks
-        before a per-update write, to skip the rest of the call."""
-        return self._writable and self._peer_engine.holds(peer, time.time())
+    def _put_peer(self, peer_id: Any, access_hash: Any, kind: Any, phone: Any) -> bool:
+        """:meth:`upsert_peers` of one peer keeping its usernames, for the client glue,
+        when its fields need no normalising and nothing needs awaiting: True once done.
+        False, with nothing done: call :meth:`_upsert_tuples`."""
+        return (
+            self._writable
+            and plain_peer(peer_id, access_hash, kind, phone)
+            and self._peer_engine.put(peer_id, access_hash, kind, phone, int(time.time()))
+        )
 
-    def _names_held(self, peer_id: Any, names: list[Any]) -> bool:
-        """Whether setting these usernames of ``peer_id`` would change nothing (memory
-        holds them, or holds no such peer); no I/O. Asked by the client glue."""
-        return self._writable and self._peer_engine.holds_names(peer_id, names)
+    def _put_names(self, peer_id: Any, names: list[Any]) -> bool:
+        """:meth:`set_usernames` of one peer, for the client glue, when nothing needs
+        awaiting: True once done. False, with nothing done: call that method."""
+        return (
+            self._writable
+            and type(peer_id) is int
+            and _MIN64 <= peer_id <= _MAX64
+            and self._peer_engine.put_names(peer_id, tuple(names), int(time.time()))
+        )
 
     async def _upsert_tuples(self, peers: list[tuple[Any, ...]]) -> None:
         """:meth:`upsert_peers` for the client glue, with the rules of that method, on
@@ -841,6 +852,19 @@ class Storage(Lifecycle, abc.ABC):
             for state_id, change in rows:
                 add(state_id, change)
             await self._pending_writes.written()
+
+    def _merge_state(self, state_id: Any, pts: Any, qts: Any, date: Any, seq: Any) -> bool:
+        """``set_update_states([UpdateState(...)])`` (merged) for the client glue when it
+        needs no waiting: True once done. False, with nothing done, when the fields need
+        checking or the write must be stored before returning: call that method."""
+        if (
+            self._writable
+            and plain_state(state_id, pts, qts, date, seq)
+            and self._pending_writes.soon()
+        ):
+            self._pending_writes.journal.merge_state(state_id, pts, qts, date, seq)
+            return True
+        return False
 
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         """Delete the update states of ``ids``; unknown ids are ignored."""
