@@ -301,7 +301,6 @@ class Peers:
         self._generation += 1
         self.complete = False
         self.index = None
-        self.pending.journal.indexed = True
         self.cache.clear()
         self.cache.size = self._cache_size
         self._names = {}
