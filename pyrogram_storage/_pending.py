@@ -351,7 +351,7 @@ class _Layer:
 class Journal:
     """The pending layer and the older one (in flight, or failed and to be retried)."""
 
-    __slots__ = ("_older", "_older_in_flight", "_pending", "indexed")
+    __slots__ = ("_older", "_older_in_flight", "_pending", "indexed", "landed")
 
     def __init__(self) -> None:
         self.indexed = False
@@ -362,6 +362,10 @@ class Journal:
         self._pending = _Layer(False)
         self._older: _Layer | None = None
         self._older_in_flight = False
+        self.landed = 0
+        """Batches stored so far: a reader that awaited the backend compares it before
+        laying the pending writes on what it read (a batch stored meanwhile is no longer
+        among them, and what it read may not hold it)."""
 
     def __len__(self) -> int:
         """Keys waiting in the pending layer."""
@@ -402,12 +406,6 @@ class Journal:
         """
         return self._pending.add_peer(peer_id, change, fresh)
 
-    def add_unindexed(self, peer_id: int, change: PeerChange, fresh: bool = False) -> bool:
-        """:meth:`add_peer` when the pending batch keeps no username index (memory holds
-        every peer: nothing asks it); False, with nothing added, otherwise."""
-        pending = self._pending
-        return not pending._indexed and pending.add_peer(peer_id, change, fresh)
-
     def add_state(self, state_id: int, change: StateChange) -> None:
         self._pending.add_state(state_id, change)
 
@@ -442,6 +440,7 @@ class Journal:
 
     def stored(self) -> None:
         """The batch in flight is stored: forget it."""
+        self.landed += 1
         self._older = None
         self._older_in_flight = False
 

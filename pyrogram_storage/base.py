@@ -55,6 +55,7 @@ from .validation import (
     peer_type,
     plain_peer,
     plain_state,
+    plain_usernames,
     state_change,
     stored_peer,
     stored_session,
@@ -614,6 +615,49 @@ class Storage(Lifecycle, abc.ABC):
             and _MIN64 <= peer_id <= _MAX64
             and self._peer_engine.put_names(peer_id, tuple(names), int(time.time()))
         )
+
+    def _put_peers(self, peers: list[Any]) -> int:
+        """:meth:`_put_peer` of each ``(id, access_hash, type name, phone)`` tuple, in
+        order, if every one is plain (else none): how many were written before one
+        needed the general path (:meth:`_upsert_tuples` for the rest)."""
+        if not self._writable:
+            return 0
+        plain = []
+        for item in peers:
+            if type(item) is not tuple or len(item) != 4:
+                return 0
+            peer_id, access_hash, kind, phone = item
+            access_hash, phone = access_hash or 0, phone or None
+            if not plain_peer(peer_id, access_hash, kind, phone):
+                return 0
+            plain.append((peer_id, access_hash, kind, phone))
+        put, now = self._peer_engine.put, int(time.time())
+        for done, (peer_id, access_hash, kind, phone) in enumerate(plain):
+            if not put(peer_id, access_hash, kind, phone, now):
+                return done
+        return len(plain)
+
+    def _put_names_of(self, usernames: list[Any]) -> int:
+        """:meth:`_put_names` of each ``(id, [names])`` pair, in order, if every one is
+        plain (else none): how many were done before one needed :meth:`set_usernames`."""
+        if not self._writable:
+            return 0
+        plain = []
+        for item in usernames:
+            if type(item) is not tuple or len(item) != 2:
+                return 0
+            peer_id, names = item
+            if not (type(peer_id) is int and _MIN64 <= peer_id <= _MAX64 and type(names) is list):
+                return 0
+            wanted = tuple(names)
+            if not plain_usernames(wanted):
+                return 0
+            plain.append((peer_id, wanted))
+        put, now = self._peer_engine.put_names, int(time.time())
+        for done, (peer_id, wanted) in enumerate(plain):
+            if not put(peer_id, wanted, now):
+                return done
+        return len(plain)
 
     async def _upsert_tuples(self, peers: list[tuple[Any, ...]]) -> None:
         """:meth:`upsert_peers` for the client glue, with the rules of that method, on

@@ -162,6 +162,11 @@ class ClientStorage:
                 item[0], item[1] or 0, item[2], item[3] or None
             ):
                 return
+        elif type(peers) is list and peers:  # a batch: in one step each, if all are plain
+            done = self.storage._put_peers(peers)
+            if done == len(peers):
+                return
+            peers = peers[done:]
         batch = [_peer_from_tuple(item) for item in peers]  # tuples: no Peer to build
         if batch:
             try:
@@ -182,6 +187,11 @@ class ClientStorage:
                 except StorageError as exc:
                     self._late("username", exc)
                 return
+        if type(usernames) is list and len(usernames) > 1 and not self._remaps_usernames:
+            done = self.storage._put_names_of(usernames)  # in one step each, if all are plain
+            if done == len(usernames):
+                return
+            usernames = usernames[done:]
         grouped: dict[int, list[str]] = {}
         remap = self._remaps_usernames
         try:
