@@ -819,7 +819,7 @@ class Peers:
             stored = await self.primitives.count_peers()
             whole = stored <= COMPLETE_LIMIT and self._take(stored + _HEADROOM)
             built: _Built | None
-            if not whole and not self._take_index(stored + _HEADROOM):
+            if not whole and not self._take(stored + _HEADROOM, index=True):
                 return  # bounded: the process's memories are spent on other sessions
             if whole:
                 rows = await self.primitives.peer_rows(None, None)
@@ -934,7 +934,7 @@ class Peers:
         if self._moving is not None:
             return  # under way
         held = len(self.cache)  # every stored peer and every one written since
-        if self._take_index(held + _HEADROOM):
+        if self._take(held + _HEADROOM, index=True):
             log.debug("memory held whole outgrew %d peers: moving to the compact index", held)
             self._moving = set()
             snapshot = dict(self.cache._entries)
@@ -991,7 +991,7 @@ class Peers:
             # What is pending now is stored before the backend is read (writes from now
             # on are in touched): the read, in id order, would miss what it passed.
             await self.pending.store()
-            if not self._take_index(peers + _HEADROOM):
+            if not self._take(peers + _HEADROOM, index=True):
                 return  # bounded: the process's indexes are spent on other sessions
             built = await self._build_index()
             if built is not None:
@@ -1014,20 +1014,17 @@ class Peers:
                 return rows
             after = batch[-1].id
 
-    def _take(self, peers: int) -> bool:
-        """Take room for ``peers`` more peers from the process's budget."""
-        if peers > _Budget.left:
+    def _take(self, peers: int, index: bool = False) -> bool:
+        """Take room for ``peers`` more peers from the process's budget (``index``: its
+        budget for compact indexes)."""
+        budget = _IndexBudget if index else _Budget
+        if peers > budget.left:
             return False
-        _Budget.left -= peers
-        self._share += peers
-        return True
-
-    def _take_index(self, peers: int) -> bool:
-        """Take room for an index of ``peers`` peers from the process's index budget."""
-        if peers > _IndexBudget.left:
-            return False
-        _IndexBudget.left -= peers
-        self._index_share += peers
+        budget.left -= peers
+        if index:
+            self._index_share += peers
+        else:
+            self._share += peers
         return True
 
     def _grown(self) -> None:

@@ -7,9 +7,10 @@ primitives below (``_open``, ``_apply``, ``_find_peer``...) and nothing else; a
 subclass of your own gets every rule for free, and :mod:`pyrogram_storage.testing`
 checks it against the whole contract.
 
-How it is made fast is not here: the pending writes (:mod:`._pending`) and the peer
-engine (:mod:`._peers`: memory of the session's peers, lookups) are objects the
-contract composes, the same for every backend.
+How it is made fast is not here: the engine (:mod:`._engine`) holds the pending
+writes (:mod:`._pending`) and the peer engine (:mod:`._peers`: memory of the
+session's peers, lookups), objects the contract composes, the same for every backend;
+its shared-mode hooks and the client glue's fast paths come from ``EngineHooks``.
 
 Writes of peers, usernames and update states are *visible* to every read the moment
 the call returns and *stored* within ``commit_interval`` seconds (at once when it is
@@ -27,10 +28,10 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
-from . import _pending
+from ._engine import Engine, EngineHooks, count_by_reading
 from ._lifecycle import Lifecycle
-from ._peers import Peers, Primitives, peer_of
-from ._pending import Changes, PendingWrites
+from ._peers import peer_of
+from ._pending import Changes
 from .crypto import Key, Sealer
 from .errors import (
     BackendError,
@@ -44,7 +45,6 @@ from .session_string import decode_session_string, encode_session_string
 from .types import Peer, PeerCount, PeerType, SessionData, UpdateState
 from .validation import (
     checked_session_changes,
-    clean_usernames,
     count,
     int64,
     interval,
@@ -52,14 +52,10 @@ from .validation import (
     normalize_phone,
     normalize_username,
     peer_change,
-    peer_type,
-    plain_peer,
-    plain_state,
-    plain_usernames,
-    state_change,
-    stored_peer,
+    peer_counts,
     stored_session,
     stored_state,
+    username_pairs,
 )
 
 __all__ = [
@@ -82,7 +78,7 @@ DEFAULT_PEER_CACHE_SIZE = 100_000
 _MIN64, _MAX64 = -(2**63), 2**63 - 1
 
 
-class Storage(Lifecycle, abc.ABC):
+class Storage(Lifecycle, EngineHooks, abc.ABC):
     """A session store: authorization data, the peer cache and the update state.
 
     A storage is constructed without I/O and without an event loop; :meth:`open` does
@@ -166,67 +162,15 @@ class Storage(Lifecycle, abc.ABC):
             decode_session_string(session_string) if session_string is not None else None
         )
         self._writable = False  # open, not read-only, and no store failing: the fast check
-        self._exclusive = False
-        self._trusted = False  # shared mode: the backend delivers invalidations right now
-        self._session_known = False  # shared mode: no other writer changed the session since
         self._session: SessionData | None = None
-        self._pending_writes = PendingWrites(
-            lambda changes: self._call("store writes", self._apply(changes)),
+        self._engine = Engine(
+            self,
             self.commit_interval,
-            lock=lambda: self._lock_pair()[1],
-            is_open=lambda: self.is_open,
-            changed=self._set_writable,
-            owner=lambda: repr(self),
-        )
-        # The engine's reads of the backend: each checks, when it starts, that the storage
-        # is still open (a lookup awaits several), and what it finds.
-        where = self  # what a damaged-data error names (its repr, made only then)
-
-        async def find_peer(peer_id: int, usernames: bool) -> Peer | None:
-            self._check_open()
-            found = await self._call("look up a peer", self._find_peer(peer_id, usernames))
-            return None if found is None else stored_peer(found, where)
-
-        async def find_by(key: str, usernames: bool, phone: bool = False) -> Peer | None:
-            self._check_open()
-            find = self._find_by_phone if phone else self._find_by_username
-            what = "look up a phone number" if phone else "look up a username"
-            found = await self._call(what, find(key, usernames))
-            return None if found is None else stored_peer(found, where)
-
-        async def read_peers(after: int | None, limit: int) -> list[Peer]:
-            self._check_open()
-            batch = await self._call("read peers", self._read_peers(after, limit))
-            return [stored_peer(peer, where) for peer in batch]
-
-        async def holders(key: str) -> set[int] | None:
-            self._check_open()
-            return await self._call("look up a username", self._username_holders(key))
-
-        async def count_peers() -> int:
-            return int(await self.count_peers())
-
-        async def peer_rows(
-            after: int | None = None, limit: int | None = None
-        ) -> list[tuple[Any, ...]] | None:
-            self._check_open()
-            return await self._call("read peers", self._peer_rows(after, limit))
-
-        self._peer_engine = Peers(
-            Primitives(
-                find_peer,
-                find_by,
-                lambda key, usernames: find_by(key, usernames, phone=True),
-                holders,
-                read_peers,
-                count_peers,
-                peer_rows,
-                self._catch_up,
-            ),
-            self._pending_writes,
             count(peer_cache_size, "peer_cache_size"),
             probes=self.probes_writes,
         )
+        self._pending_writes = self._engine.pending
+        self._peer_engine = self._engine.peers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -309,17 +253,7 @@ class Storage(Lifecycle, abc.ABC):
 
     async def _count_peers(self) -> dict[str, int]:
         """Return how many peers of each type name are stored."""
-        counts: dict[str, int] = {}
-        after: int | None = None
-        while True:
-            batch = await self._read_peers(after, 1000)
-            for peer in batch:
-                counts[peer.type.value] = counts.get(peer.type.value, 0) + 1
-            if len(batch) < 1000:
-                return counts
-            if after is not None and batch[-1].id <= after:
-                raise BackendError(f"{self!r}: _read_peers() made no progress past {after}")
-            after = batch[-1].id
+        return await count_by_reading(self._read_peers, self)
 
     @abc.abstractmethod
     async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
@@ -350,48 +284,12 @@ class Storage(Lifecycle, abc.ABC):
         return False
 
     def _abandon(self) -> bool:
-        if self._pending_writes.journal.busy or not self._let_go():
+        if not self._engine.abandon(self._let_go):
             return False
-        self._pending_writes.clear()
-        self._peer_engine.abandon()
         self._session = None
         self._sealer.close()
         self._set_writable()
         return True
-
-    def _invalidate(
-        self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
-    ) -> None:
-        """For a backend that :attr:`delivers_invalidations`: another writer stored changes.
-
-        ``peer_ids`` are the peers it changed (None: any may have changed), ``session``
-        and ``states`` whether it changed session fields or update states. Call it as
-        soon as the news arrives (from the event loop's thread): memory drops what it held.
-        """
-        self._peer_engine.invalidate(peer_ids)
-        if session:
-            self._session_known = False
-
-    def _catch_up(self) -> bool:
-        """For a backend that :attr:`delivers_invalidations`: take in, without waiting,
-        every invalidation that has reached this process, and return True; or return
-        False when that cannot be known (memory is not used for that call).
-
-        Called before memory answers a lookup or skips a write in shared mode: a
-        lookup started after another process's write was acknowledged must not return
-        what it replaced. Default: False.
-        """
-        return False
-
-    def _set_cache_trusted(self, trusted: bool) -> None:
-        """For a backend that :attr:`delivers_invalidations`: whether they are delivered.
-
-        False when the channel they come by is lost (writes of others may go unnoticed:
-        every read asks the backend meanwhile), True once it is back.
-        """
-        self._trusted = trusted
-        self._session_known = False
-        self._peer_engine.trust(trusted)
 
     def _sole_writer(self) -> bool:
         """Whether, once open, no other object or process writes this session.
@@ -419,10 +317,7 @@ class Storage(Lifecycle, abc.ABC):
         session = await self._call("open the session", self._open())
         session = await self._sealer.open(session, repr(self), first=True)
         self._session = stored_session(session, self)
-        self._exclusive = bool(self._sole_writer())
-        self._trusted = self.delivers_invalidations
-        self._session_known = False
-        self._pending_writes.failure = None
+        self._engine.opened(bool(self._sole_writer()), self.delivers_invalidations)
 
     async def _opened(self) -> None:
         self._set_writable()
@@ -432,7 +327,8 @@ class Storage(Lifecycle, abc.ABC):
         elif self._sealer.converting and self._session is not None:
             # encrypt_existing: one write of the auth key, atomic in every backend
             await self._store_session({"auth_key": self._session.auth_key})
-        self._peer_engine.start(self._exclusive, self.username_ttl, self.delivers_invalidations)
+        engine = self._engine
+        engine.peers.start(engine.exclusive, self.username_ttl, self.delivers_invalidations)
 
     async def close(self) -> None:
         """Store what is pending and release connections.
@@ -447,15 +343,7 @@ class Storage(Lifecycle, abc.ABC):
 
     async def _closing(self) -> None:
         self._set_writable()
-        await self._peer_engine.stop()
-        await self._pending_writes.stop()
-        failure: BaseException | None = None
-        if self._session is not None:
-            try:
-                await self._pending_writes.store(explain=False)
-            except Exception as exc:
-                failure = exc
-        self._pending_writes.clear()
+        failure = await self._engine.stop(lambda: self._session is not None)
         self._session = None
         self._sealer.close()
         try:
@@ -515,8 +403,8 @@ class Storage(Lifecycle, abc.ABC):
         session = self._session
         if session is None:
             raise StorageClosedError(f"{self!r} is closed; call open() first")
-        if not self._exclusive and not (self._trusted and self._catch_up() and self._session_known):
-            self._session_known = self._trusted  # unless the news of a change comes meanwhile
+        engine = self._engine
+        if not engine.exclusive and engine.session_stale():  # the only writer: no read
             fresh = await self._call("read the session", self._read_session())
             if fresh is not None and self._session is not None:
                 fresh = await self._sealer.open(fresh, repr(self), first=False)
@@ -596,83 +484,6 @@ class Storage(Lifecycle, abc.ABC):
         if changes:
             await self._peer_engine.upsert(changes, now)
 
-    def _put_peer(self, peer_id: Any, access_hash: Any, kind: Any, phone: Any) -> bool:
-        """:meth:`upsert_peers` of one peer keeping its usernames, for the client glue,
-        when its fields need no normalising and nothing needs awaiting: True once done.
-        False, with nothing done: call :meth:`_upsert_tuples`."""
-        return (
-            self._writable
-            and plain_peer(peer_id, access_hash, kind, phone)
-            and self._peer_engine.put(peer_id, access_hash, kind, phone, int(time.time()))
-        )
-
-    def _put_names(self, peer_id: Any, names: list[Any]) -> bool:
-        """:meth:`set_usernames` of one peer, for the client glue, when nothing needs
-        awaiting: True once done. False, with nothing done: call that method."""
-        return (
-            self._writable
-            and type(peer_id) is int
-            and _MIN64 <= peer_id <= _MAX64
-            and self._peer_engine.put_names(peer_id, tuple(names), int(time.time()))
-        )
-
-    def _put_peers(self, peers: list[Any]) -> int:
-        """:meth:`_put_peer` of each ``(id, access_hash, type name, phone)`` tuple, in
-        order, if every one is plain (else none): how many were written before one
-        needed the general path (:meth:`_upsert_tuples` for the rest)."""
-        if not self._writable:
-            return 0
-        plain = []
-        for item in peers:
-            if type(item) is not tuple or len(item) != 4:
-                return 0
-            peer_id, access_hash, kind, phone = item
-            access_hash, phone = access_hash or 0, phone or None
-            if not plain_peer(peer_id, access_hash, kind, phone):
-                return 0
-            plain.append((peer_id, access_hash, kind, phone))
-        put, now = self._peer_engine.put, int(time.time())
-        for done, (peer_id, access_hash, kind, phone) in enumerate(plain):
-            if not put(peer_id, access_hash, kind, phone, now):
-                return done
-        return len(plain)
-
-    def _put_names_of(self, usernames: list[Any]) -> int:
-        """:meth:`_put_names` of each ``(id, [names])`` pair, in order, if every one is
-        plain (else none): how many were done before one needed :meth:`set_usernames`."""
-        if not self._writable:
-            return 0
-        plain = []
-        for item in usernames:
-            if type(item) is not tuple or len(item) != 2:
-                return 0
-            peer_id, names = item
-            if not (type(peer_id) is int and _MIN64 <= peer_id <= _MAX64 and type(names) is list):
-                return 0
-            wanted = tuple(names)
-            if not plain_usernames(wanted):
-                return 0
-            plain.append((peer_id, wanted))
-        put, now = self._peer_engine.put_names, int(time.time())
-        for done, (peer_id, wanted) in enumerate(plain):
-            if not put(peer_id, wanted, now):
-                return done
-        return len(plain)
-
-    async def _upsert_tuples(self, peers: list[tuple[Any, ...]]) -> None:
-        """:meth:`upsert_peers` for the client glue, with the rules of that method, on
-        tuples of a peer's fields (``id, access_hash, type name, usernames, phone``):
-        the clients hand tuples in, and building a :class:`Peer` of each costs more than
-        the rest of the write."""
-        if not self._writable:
-            self._check_writable()
-        now = int(time.time())
-        if len(peers) == 1 and self._peer_engine.holds(peers[0], now):
-            return  # changes nothing (and passes every check, being what is held)
-        changes = [peer_change(peer, now, tuples=True) for peer in peers]
-        if changes:
-            await self._peer_engine.upsert(changes, now)
-
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
         """Replace the usernames of each given peer id; ids not stored are ignored.
 
@@ -689,19 +500,7 @@ class Storage(Lifecycle, abc.ABC):
                 and self._peer_engine.holds_names(*only)
             ):
                 return  # changes nothing (and passes every check, being what is held)
-        merged: dict[int, tuple[str, ...]] = {}
-        if type(usernames) is not list:
-            usernames = iterable(usernames, "usernames")
-        for item in usernames:
-            try:
-                peer_id, names = item
-            except (TypeError, ValueError):
-                raise InvalidTypeError(
-                    f"set_usernames() takes (peer id, usernames) pairs, not {type(item).__name__}"
-                ) from None
-            if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
-                peer_id = int64(peer_id, "peer id")
-            merged[peer_id] = clean_usernames(names)
+        merged = username_pairs(usernames)
         if merged:
             await self._peer_engine.set_names(merged, int(time.time()))
 
@@ -826,18 +625,8 @@ class Storage(Lifecycle, abc.ABC):
         """
         batch_size = count(batch_size, "batch_size", minimum=1)
         self._check_open()
-        await self._pending_writes.store()
-        after: int | None = None
-        while True:
-            batch = await self._peer_engine.primitives.read_peers(after, batch_size)
-            if not batch:
-                return
+        async for batch in self._engine.batches(batch_size, self):
             yield batch
-            if len(batch) < batch_size:
-                return
-            if after is not None and batch[-1].id <= after:
-                raise BackendError(f"{self!r}: _read_peers() made no progress past {after}")
-            after = batch[-1].id
 
     async def count_peers(self) -> PeerCount:
         """Return how many peers are stored (an ``int``; see :class:`PeerCount`)."""
@@ -848,13 +637,7 @@ class Storage(Lifecycle, abc.ABC):
         self._check_open()
         await self._pending_writes.store()
         counts = await self._call("count peers", self._count_peers())
-        result: dict[PeerType, int] = {}
-        for kind, number in counts.items():
-            if not isinstance(number, int) or isinstance(number, bool):
-                raise BackendError(f"{self!r} counted {type(number).__name__}, not int")
-            key = peer_type(kind)
-            result[key] = result.get(key, 0) + number
-        return result
+        return peer_counts(counts, self)
 
     # == update state =========================================================================
 
@@ -882,44 +665,12 @@ class Storage(Lifecycle, abc.ABC):
             states = iterable(states, "states")
         await self._set_state_tuples(states, merge=merge, tuples=False)
 
-    async def _set_state_tuples(
-        self, states: Iterable[Any], *, merge: bool = True, tuples: bool = True
-    ) -> None:
-        """:meth:`set_update_states` for the client glue, with its rules, on
-        ``(id, pts, qts, date, seq)`` tuples (no :class:`UpdateState` to build)."""
-        if not self._writable:
-            self._check_writable()
-        kind = _pending.MERGE if merge else _pending.REPLACE
-        rows = [state_change(state, kind, tuples=tuples) for state in states]
-        if rows:
-            add = self._pending_writes.journal.add_state
-            for state_id, change in rows:
-                add(state_id, change)
-            await self._pending_writes.written()
-
-    def _merge_state(self, state_id: Any, pts: Any, qts: Any, date: Any, seq: Any) -> bool:
-        """``set_update_states([UpdateState(...)])`` (merged) for the client glue when it
-        needs no waiting: True once done. False, with nothing done, when the fields need
-        checking or the write must be stored before returning: call that method."""
-        if (
-            self._writable
-            and plain_state(state_id, pts, qts, date, seq)
-            and self._pending_writes.soon()
-        ):
-            self._pending_writes.journal.merge_state(state_id, pts, qts, date, seq)
-            return True
-        return False
-
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         """Delete the update states of ``ids``; unknown ids are ignored."""
         self._check_writable()
         wanted = {int64(i, "update state id") for i in iterable(ids, "ids")}
-        for state_id in wanted:
-            self._pending_writes.journal.add_state(
-                state_id, (_pending.STATE_DELETED, None, None, None, None)
-            )
         if wanted:
-            await self._pending_writes.written()
+            await self._engine.delete_states(wanted)
 
     # == rules shared by the methods ==========================================================
 
