@@ -19,11 +19,20 @@ from ._peers import Peers, Primitives
 from ._pending import STATE_DELETED, Changes, PendingWrites
 from .errors import BackendError
 from .types import Peer
-from .validation import peer_change, state_change, stored_peer
+from .validation import (
+    peer_change,
+    plain_peer,
+    plain_state,
+    plain_usernames,
+    state_change,
+    stored_peer,
+)
 
 __all__ = ["Backend", "Engine", "EngineHooks", "count_by_reading"]
 
 T = TypeVar("T")
+
+_MIN64, _MAX64 = -(2**63), 2**63 - 1
 
 
 class Backend(Protocol):
@@ -273,16 +282,84 @@ class EngineHooks:
 
     # -- the client glue's fast paths --------------------------------------------------
 
-    def _writes_nothing(self, peer: tuple[Any, ...]) -> bool:
-        """Whether upserting the peer ``(id, access_hash, type name, usernames or None,
-        phone)`` would change nothing, answered from memory; no I/O. The client glue asks
-        before a per-update write, to skip the rest of the call."""
-        return self._writable and self._peer_engine.holds(peer, time.time())
+    def _put_peer(self, peer_id: Any, access_hash: Any, kind: Any, phone: Any) -> bool:
+        """:meth:`upsert_peers` of one peer keeping its usernames (an update's sender)
+        when its fields need no normalising and nothing needs awaiting: True once
+        written, or found unchanged, in one synchronous step. False, with nothing done:
+        call :meth:`_upsert_tuples`, which says what is wrong."""
+        return (
+            self._writable
+            and plain_peer(peer_id, access_hash, kind, phone)
+            and self._peer_engine.put(peer_id, access_hash, kind, phone, int(time.time()))
+        )
 
-    def _names_held(self, peer_id: Any, names: list[Any]) -> bool:
-        """Whether setting these usernames of ``peer_id`` would change nothing (memory
-        holds them, or holds no such peer); no I/O. Asked by the client glue."""
-        return self._writable and self._peer_engine.holds_names(peer_id, names)
+    def _put_peers(self, peers: list[Any]) -> int:
+        """:meth:`_put_peer` of each ``(id, access_hash, type name, phone)`` tuple, in
+        order, if every one is plain (else none, so that bad input changes nothing): how
+        many were written before one needed :meth:`_upsert_tuples` (for the rest)."""
+        if not self._writable:
+            return 0
+        plain = []
+        for item in peers:
+            if type(item) is not tuple or len(item) != 4:
+                return 0
+            peer_id, access_hash, kind, phone = item
+            access_hash, phone = access_hash or 0, phone or None
+            if not plain_peer(peer_id, access_hash, kind, phone):
+                return 0
+            plain.append((peer_id, access_hash, kind, phone))
+        put, now = self._peer_engine.put, int(time.time())
+        for done, (peer_id, access_hash, kind, phone) in enumerate(plain):
+            if not put(peer_id, access_hash, kind, phone, now):
+                return done
+        return len(plain)
+
+    def _put_names(self, peer_id: Any, names: list[Any]) -> bool:
+        """:meth:`set_usernames` of one peer (an update's sender) when nothing needs
+        awaiting: True once done, found unchanged or ignored (not stored). False, with
+        nothing done: call that method, which says what is wrong."""
+        return (
+            self._writable
+            and type(peer_id) is int
+            and _MIN64 <= peer_id <= _MAX64
+            and self._peer_engine.put_names(peer_id, tuple(names), int(time.time()))
+        )
+
+    def _put_names_of(self, usernames: list[Any]) -> int:
+        """:meth:`_put_names` of each ``(id, [names])`` pair, in order, if every one is
+        plain (else none): how many were done before one needed :meth:`set_usernames`."""
+        if not self._writable:
+            return 0
+        plain = []
+        for item in usernames:
+            if type(item) is not tuple or len(item) != 2:
+                return 0
+            peer_id, names = item
+            if not (type(peer_id) is int and _MIN64 <= peer_id <= _MAX64 and type(names) is list):
+                return 0
+            wanted = tuple(names)
+            if not plain_usernames(wanted):
+                return 0
+            plain.append((peer_id, wanted))
+        put, now = self._peer_engine.put_names, int(time.time())
+        for done, (peer_id, wanted) in enumerate(plain):
+            if not put(peer_id, wanted, now):
+                return done
+        return len(plain)
+
+    def _merge_state(self, state_id: Any, pts: Any, qts: Any, date: Any, seq: Any) -> bool:
+        """:meth:`set_update_states` of one state, merged (a client writes its state twice
+        an update), when its fields need no checking and nothing needs awaiting: True
+        once done, in one slot assignment. False, with nothing done: call
+        :meth:`_set_state_tuples`, which says what is wrong."""
+        if (
+            self._writable
+            and plain_state(state_id, pts, qts, date, seq)
+            and self._pending_writes.soon()
+        ):
+            self._pending_writes.journal.merge_state(state_id, pts, qts, date, seq)
+            return True
+        return False
 
     async def _upsert_tuples(self, peers: list[tuple[Any, ...]]) -> None:
         """:meth:`upsert_peers` for the client glue, with the rules of that method, on

@@ -45,6 +45,7 @@ from ._index import NO_NAMES, PeerIndex, names_fingerprint, phone_key
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
 from ._worker import Lane
 from .types import Peer, PeerType
+from .validation import plain_usernames
 
 __all__ = ["COMPLETE_LIMIT", "Peers", "Primitives"]
 
@@ -203,6 +204,7 @@ class Peers:
         self._warming: set[int] | None = None  # shared: ids invalidated while memory fills
         self._generation = 0  # bumped when memory is dropped whole
         self._touched: set[int] | None = None  # peers written while memory fills
+        self._moving: set[int] | None = None  # peers written while whole moves to the index
         self._share = 0
         self._index_share = 0
         self._settling: asyncio.Event | None = None  # writers wait while peers are read back
@@ -321,6 +323,7 @@ class Peers:
 
     def _forget(self) -> None:
         self._generation += 1
+        self._moving = None
         self.complete = False
         self.index = None
         self.pending.journal.indexed = False  # built by the first lookup that asks
@@ -382,6 +385,131 @@ class Peers:
             return False
         return held[NAMES] == tuple(names)  # only strs equal the strs held
 
+    def put(self, peer_id: int, access_hash: int, kind: str, phone: str | None, now: int) -> bool:
+        """Write one checked peer keeping its usernames (a client's update brings its
+        sender) when memory holds every peer (whole or in the index) and nothing needs
+        awaiting: True once written, or found unchanged. False, with nothing done: call
+        :meth:`upsert`."""
+        if self._touched is not None:
+            return False
+        if self.complete:
+            held = self.cache._entries
+            old = held.get(peer_id)
+            if (
+                old is not None
+                and old[HASH] == access_hash
+                and old[TYPE] == kind
+                and old[PHONE] == phone
+                and now - old[STAMP] < self.refresh
+            ):
+                return True
+            if not self.pending.soon() or not self.pending.journal.add_peer(
+                peer_id, (PARTIAL, access_hash, kind, None, phone, now), old is None
+            ):
+                return False
+            entry = (FULL, access_hash, kind, () if old is None else old[NAMES], phone, now)
+            held[peer_id] = entry
+            if self._moving is not None:
+                self._moving.add(peer_id)
+            if old is None:
+                if phone:
+                    _add(self._phones, phone, peer_id)
+            elif old[PHONE] != phone:
+                _reindex(self._names, self._phones, peer_id, old, entry)
+            self.writes += 1
+            if len(held) > self._share or len(held) > self._limit:
+                self._grown()
+            return True
+        index = self.index
+        if index is None or self._shared:
+            return False
+        cache = self.cache
+        old = cache.peek(peer_id)
+        change = (PARTIAL, access_hash, kind, None, phone, now)
+        fresh = False
+        if old is not None:
+            if _unchanged(old, change, False, now, self.refresh):
+                return True
+        else:
+            found = index.get(peer_id)
+            if found is None:
+                fresh = True
+            elif _found_unchanged(found, change, False, now, self.refresh):
+                if found[4] >= 0 and found[2] >= 0:  # its phone and stamp known here: hold it
+                    cache.put(peer_id, _entry_of_found(found))
+                return True
+        if not self.pending.soon() or not self.pending.journal.add_peer(peer_id, change, fresh):
+            return False
+        index.put(peer_id, access_hash, kind, now, None, phone_key(phone))
+        if fresh:
+            cache.put(peer_id, (FULL, access_hash, kind, (), phone, now))
+        elif old is not None and old[KIND] == FULL:
+            cache.put(peer_id, (FULL, access_hash, kind, old[NAMES], phone, now))
+        else:
+            cache.put(peer_id, change)
+        self.writes += 1
+        return True
+
+    def put_names(self, peer_id: int, names: tuple[Any, ...], now: int) -> bool:
+        """Replace one peer's usernames (a client's update brings its sender's) when memory
+        holds every peer (whole or in the index) and nothing needs awaiting: True once
+        done, found unchanged, or ignored (not stored). False, with nothing done: call
+        :meth:`set_names`."""
+        if self._touched is not None:
+            return False
+        change = (pending_.NAMES, 0, "", names, None, now)
+        if self.complete:
+            held = self.cache._entries
+            old = held.get(peer_id)
+            if old is None:
+                return True  # not stored: ignored, as the backend would
+            if old[NAMES] == names:
+                return True  # only strs equal the strs held
+            if (
+                not plain_usernames(names)
+                or not self.pending.soon()
+                or not self.pending.journal.add_peer(peer_id, change)
+            ):
+                return False
+            held[peer_id] = (FULL, old[HASH], old[TYPE], names, old[PHONE], old[STAMP])
+            if self._moving is not None:
+                self._moving.add(peer_id)
+            names_map = self._names
+            for name in old[NAMES] or ():
+                _drop(names_map, name, peer_id)
+            for name in names:
+                _add(names_map, name, peer_id)
+            self.writes += 1
+            return True
+        index = self.index
+        if index is None or self._shared:
+            return False
+        cache = self.cache
+        held_ = cache.peek(peer_id)
+        fingerprint = names_fingerprint(names)
+        if held_ is not None and held_[KIND] == FULL:
+            if held_[NAMES] == names:
+                return True
+        else:
+            found = index.get(peer_id)
+            if found is None:
+                return True  # not stored: ignored, as the backend would
+            if found[3] == fingerprint:  # unchanged: now known whole
+                if held_ is not None:
+                    cache.put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
+                return True
+        if (
+            not plain_usernames(names)
+            or not self.pending.soon()
+            or not self.pending.journal.add_peer(peer_id, change)
+        ):
+            return False
+        index.set_names(peer_id, fingerprint)
+        if held_ is not None:
+            cache.put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
+        self.writes += 1
+        return True
+
     def memory(self) -> PeerCache | None:
         """The cache, if it may answer now: we are the only writer, or the backend has
         told us of every change the others made."""
@@ -433,6 +561,8 @@ class Peers:
             held = self.cache._entries
             add = journal.add_peer
             names_map, phones_map = self._names, self._phones
+            if self._moving is not None:
+                self._moving.update(peer_id for peer_id, _, _ in changes)
             for peer_id, change, _ in changes:
                 old = held.get(peer_id)
                 add(peer_id, change, old is None)
@@ -515,6 +645,8 @@ class Peers:
         journal = self.pending.journal
         touched = self._touched
         index = self.index if cache is not None else None
+        if complete and self._moving is not None:
+            self._moving.update(merged)
         for peer_id, names in merged.items():
             if touched is not None:
                 touched.add(peer_id)
@@ -557,6 +689,8 @@ class Peers:
         complete = self.complete
         if self._touched is not None:
             self._touched.update(ids)
+        if self._moving is not None:
+            self._moving.update(ids)
         index = self.index
         for peer_id in ids:
             old = self.cache.peek(peer_id)
@@ -865,13 +999,61 @@ class Peers:
 
     def _to_index(self) -> None:
         """Memory held whole has outgrown its limit: move to the compact index, built
-        from the backend in the background (memory stays bounded meanwhile)."""
-        log.debug("memory held whole outgrew %d peers: moving to the compact index", self._limit)
+        off the event loop from what memory holds (every peer, as readers see it), while
+        memory keeps answering whole; the writes made meanwhile are laid on it at once
+        when it is done. No read of the backend: a writer that never pauses (an ingest)
+        cannot keep the move from finishing."""
+        if self._moving is not None:
+            return  # under way
         held = len(self.cache)  # every stored peer and every one written since
+        if self._take(held + _HEADROOM, index=True):
+            log.debug("memory held whole outgrew %d peers: moving to the compact index", held)
+            self._moving = set()
+            snapshot = dict(self.cache._entries)
+            self._loading = asyncio.get_running_loop().create_task(
+                self._move_to_index(snapshot, self._generation)
+            )
+            return
         self._forget()
         self.cache.size = min(self._cache_size, _INDEXED_CACHE)
         self._touched = set()
         self._loading = asyncio.get_running_loop().create_task(self._load_index_later(held))
+
+    async def _move_to_index(self, held: dict[int, PeerChange], generation: int) -> None:
+        """Build the index of ``held`` off the loop, lay on it what was written since, use it."""
+        try:
+            index: PeerIndex | None = await Lane().run(functools.partial(_index_of, held))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # memory left whole (past its limit) is never wrong
+            log.debug("building the compact index stopped: %s", exc)
+            index = None
+        moving = self._moving
+        if generation != self._generation or not self.complete or moving is None:
+            return  # memory was dropped meanwhile (and the index budget given back)
+        self._moving = None
+        if index is None:
+            self._forget()
+            self.cache.size = min(self._cache_size, _INDEXED_CACHE)
+            return
+        entries = self.cache._entries
+        for peer_id in moving:
+            entry = entries.get(peer_id)
+            if entry is None:
+                index.remove(peer_id)
+            else:
+                index.put(peer_id, *_index_fields(entry))
+        self._generation += 1
+        self.complete = False
+        _let_go([self.cache.clear(), self._names, self._phones])
+        self.cache.size = min(self._cache_size, _INDEXED_CACHE)
+        self._names = {}
+        self._phones = {}
+        _Budget.left += self._share * _WHOLE_BYTES
+        self._share = 0
+        index.complete = True
+        self.index = index
+        log.debug("holding all %d peers in the compact index", len(index))
 
     async def _load_index_later(self, peers: int) -> None:
         touched = self._touched
@@ -1019,6 +1201,19 @@ def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]]) -> bool:
         out.append((peer_id, access_hash, kind, stamp, fingerprint, phone_key(phone)))
     index.load(out)
     return True
+
+
+def _index_of(held: dict[int, PeerChange]) -> PeerIndex:
+    """The compact index of a memory held whole (every entry FULL). Runs off the loop."""
+    rows = []
+    for peer_id in sorted(held):
+        _, access_hash, kind, names, phone, stamp = held[peer_id]
+        rows.append(
+            (peer_id, access_hash, kind, stamp, names_fingerprint(names or ()), phone_key(phone))
+        )
+    index = PeerIndex()
+    index.load(rows)
+    return index
 
 
 def _index_fields(entry: PeerChange) -> tuple[int, str, int, int | None, int]:

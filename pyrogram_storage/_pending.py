@@ -354,10 +354,12 @@ class Journal:
     __slots__ = ("_older", "_older_in_flight", "_pending", "indexed")
 
     def __init__(self) -> None:
-        self.indexed = True
-        """Whether layers keep their username and phone index write by write; else a
-        lookup that asks builds it (the peer engine's complete memory never asks)."""
-        self._pending = _Layer()
+        self.indexed = False
+        """Whether new layers keep their username and phone index from their first write;
+        else (always, today) the first lookup that asks builds it, and the writes after
+        it keep it: a bulk write (an ingest) between two lookups by username costs no
+        index work, and the peer engine's complete memory never asks."""
+        self._pending = _Layer(False)
         self._older: _Layer | None = None
         self._older_in_flight = False
 
@@ -375,6 +377,11 @@ class Journal:
     def waiting(self) -> bool:
         """Whether a batch waits to be stored (pending, or failed before)."""
         return bool(self._pending) or (self._older is not None and not self._older_in_flight)
+
+    @property
+    def busy_older(self) -> bool:
+        """Whether a batch is in flight or waits for a retry (the pending one goes next)."""
+        return self._older is not None
 
     @property
     def busy(self) -> bool:
@@ -397,6 +404,26 @@ class Journal:
 
     def add_state(self, state_id: int, change: StateChange) -> None:
         self._pending.add_state(state_id, change)
+
+    def merge_state(
+        self, state_id: int, pts: int | None, qts: int | None, date: int | None, seq: int | None
+    ) -> None:
+        """``add_state(state_id, (MERGE, pts, qts, date, seq))`` of checked values: a
+        client writes its state twice an update, so this is one slot assignment."""
+        states = self._pending.states
+        old = states.get(state_id)
+        if old is None:
+            states[state_id] = (MERGE, pts, qts, date, seq)
+        elif old[0] == STATE_DELETED:
+            states[state_id] = (REPLACE, pts, qts, date, seq)
+        else:
+            states[state_id] = (
+                old[0],
+                old[1] if pts is None else pts,
+                old[2] if qts is None else qts,
+                old[3] if date is None else date,
+                old[4] if seq is None else seq,
+            )
 
     def take(self, stamp: int) -> Changes:
         """Move the next batch in flight and return it: a failed one first, else the pending."""
@@ -623,9 +650,26 @@ class PendingWrites:
                 self._start(0)  # and go on writing the next batch meanwhile
                 return
             self._wake_up()
-            await asyncio.wait([task])  # the writer waits: two batches at most, never more
+            if self.journal.busy_older:
+                await asyncio.wait([task])  # the writer waits: two batches at most, never more
+            else:
+                await asyncio.sleep(0)  # the timer takes the batch; we write the next meanwhile
         elif self._task is None:
             self._start(self.commit_interval)
+
+    def soon(self) -> bool:
+        """Whether the next write may enter the journal and return without awaiting
+        anything (:meth:`written` would not wait): the timer is then running. False
+        when ``commit_interval`` is 0 or the pending batch is full: call
+        :meth:`written` after the write."""
+        if self.commit_interval == 0:
+            return False
+        pending = self.journal._pending
+        if len(pending.peers) + len(pending.states) >= PENDING_LIMIT:
+            return False
+        if self._task is None:
+            self._start(self.commit_interval)
+        return True
 
     async def store(
         self,

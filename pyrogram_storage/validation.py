@@ -341,6 +341,44 @@ def peer_change(peer: Any, now: int, *, tuples: bool = False) -> tuple[int, Peer
     return peer_id, (kind_code, access_hash, kind_name, names, phone, stamp), explicit
 
 
+def plain_peer(peer_id: Any, access_hash: Any, kind: Any, phone: Any) -> bool:
+    """Whether a peer's fields need no checking or normalising beyond this: ids and
+    hashes ints within 64 bits, a known type name, a phone of digits or None (anything
+    else goes through :func:`peer_change`, which says what is wrong)."""
+    return (
+        type(peer_id) is int
+        and _MIN64 <= peer_id <= _MAX64
+        and type(access_hash) is int
+        and _MIN64 <= access_hash <= _MAX64
+        and type(kind) is str
+        and kind in KNOWN_TYPES
+        and (phone is None or (type(phone) is str and phone.isdigit()))
+    )
+
+
+def plain_usernames(names: tuple[Any, ...]) -> bool:
+    """Whether usernames are as :func:`clean_usernames` would leave them: each a
+    lowercase identifier (no ``@``), none repeated."""
+    for name in names:
+        if not (type(name) is str and name.islower() and name.isidentifier()):
+            return False
+    return len(names) < 2 or len(set(names)) == len(names)
+
+
+def plain_state(state_id: Any, pts: Any, qts: Any, date: Any, seq: Any) -> bool:
+    """Whether these fields need no checking beyond this: an int id and ints or None,
+    all within 64 bits (anything else goes through :func:`state_change`, which says
+    what is wrong)."""
+    return (
+        type(state_id) is int
+        and _MIN64 <= state_id <= _MAX64
+        and (pts is None or (type(pts) is int and _MIN64 <= pts <= _MAX64))
+        and (qts is None or (type(qts) is int and _MIN64 <= qts <= _MAX64))
+        and (date is None or (type(date) is int and _MIN64 <= date <= _MAX64))
+        and (seq is None or (type(seq) is int and _MIN64 <= seq <= _MAX64))
+    )
+
+
 def state_change(state: Any, kind: int, *, tuples: bool = False) -> tuple[int, StateChange]:
     """Check an update state to store (an :class:`UpdateState`, or with ``tuples`` a
     tuple of its five fields); return its id and change tuple.

@@ -13,7 +13,16 @@ import time
 
 import pytest
 
-from pyrogram_storage import Peer, PeerNotFound, PeerType, Storage, StorageClosedError, UpdateState
+from pyrogram_storage import (
+    InvalidTypeError,
+    InvalidValueError,
+    Peer,
+    PeerNotFound,
+    PeerType,
+    Storage,
+    StorageClosedError,
+    UpdateState,
+)
 from pyrogram_storage.clients import ADAPTERS, ClientStorage
 from pyrogram_storage.types import dc_address
 
@@ -88,6 +97,34 @@ async def test_malformed_peer_tuples_are_refused(storage: Storage) -> None:
         await kuri.update_peers([(1, 2, "user")])
     with pytest.raises(PeerNotFound):
         await storage.peer_by_id(1)
+
+
+async def test_bad_fields_in_an_updates_writes_raise_and_change_nothing(storage: Storage) -> None:
+    # An update's sender, its usernames and its state take a one-step path when their
+    # values are plain; anything else goes the general way, which refuses it whole.
+    kuri = await _adapter(storage, "kurigram")
+    await kuri.update_peers([(5, 50, "user", None)])
+    await kuri.update_usernames([(5, ["five"])])
+    await kuri.set_update_state(UpdateState(0, 10, 1, 300, 5))
+    for peers in (
+        [(5, 2**64, "user", None)],
+        [(5, 51, 7, None)],
+        [(5, 51, "user", None), (6, True, "user", None)],  # a batch: not even the first
+    ):
+        with pytest.raises((InvalidTypeError, InvalidValueError)):
+            await kuri.update_peers(peers)
+    for usernames in ([(5, ["fine", 7])], [(5, ["fine"]), (5, [7])]):
+        with pytest.raises(InvalidTypeError):
+            await kuri.update_usernames(usernames)
+    for state in (UpdateState(0, 2**64, None, None, None), UpdateState(0, True, None, 1, 1)):
+        with pytest.raises((InvalidTypeError, InvalidValueError)):
+            await kuri.set_update_state(state)
+    await storage.flush()
+    peer = await storage.peer_by_id(5)
+    assert (peer.access_hash, peer.usernames) == (50, ("five",))
+    with pytest.raises(PeerNotFound):
+        await storage.peer_by_id(6)
+    assert await kuri.get_update_states() == [UpdateState(0, 10, 1, 300, 5)]
 
 
 async def test_username_pairs_are_grouped_and_empty_lists_accepted(storage: Storage) -> None:

@@ -91,6 +91,75 @@ async def test_writes_made_while_memory_fills_are_all_seen(tmp_path: Path, memor
         assert seen == await _answers(stored, range(1, 6140))
 
 
+async def test_a_writer_that_never_pauses_still_gets_every_peer_in_memory(
+    tmp_path: Path, memory: str
+) -> None:
+    # Once wrong: the load after open() stored everything before reading again the
+    # peers written meanwhile, and gave up after a few rounds: an ingest that kept
+    # writing left memory bounded (every small write then read its peers first).
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        await storage.upsert_peers([_peer(i) for i in range(1, 4001)])
+    storage = FileStorage("s", tmp_path, username_ttl=None, commit_interval=0.001)
+    await storage.open()
+    engine = storage._peer_engine
+    try:
+        k = 0
+        while engine._loading is not None and not engine._loading.done() and k < 50_000:
+            k += 1
+            # As a client writes: keeping the usernames, which come in a call of their own.
+            await storage.upsert_peers([Peer(4000 + k, k, PeerType.USER), _peer(k % 4000 + 1, 1)])
+            if k % 3 == 0:
+                await storage.set_usernames([(k % 4000 + 1, (f"z{k % 4000 + 1}",))])
+            await asyncio.sleep(0)
+        await _loaded(storage)
+        assert engine.complete if memory == "whole" else engine.index is not None
+        seen = await _answers(storage, range(1, 4000 + k + 2))
+    finally:
+        await storage.close()
+    async with FileStorage("s", tmp_path, username_ttl=None, peer_cache_size=0) as stored:
+        assert seen == await _answers(stored, range(1, 4000 + k + 2))
+
+
+@pytest.mark.parametrize("seed", range(3))
+async def test_moving_to_the_index_keeps_the_writes_made_meanwhile(
+    tmp_path: Path, seed: int
+) -> None:
+    # Memory held whole builds the index off the loop from what it holds; what is
+    # written meanwhile (new peers, kept or replaced usernames, deletes) is laid on it.
+    rng = random.Random(seed)
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    engine = storage._peer_engine
+    try:
+        await storage.upsert_peers([_peer(i) for i in range(1, 300)])
+        await _loaded(storage)
+        assert engine.complete
+        engine._to_index()
+        moving = engine._loading
+        assert moving is not None and engine.complete  # answers whole until it is built
+        step = 0
+        while not moving.done():
+            step += 1
+            i = rng.randrange(1, 400)
+            op = rng.random()
+            if op < 0.4:
+                await storage.upsert_peers([_peer(i, rng.randrange(3))])
+            elif op < 0.6:
+                await storage.upsert_peers([Peer(i, rng.randrange(5), PeerType.BOT)])
+            elif op < 0.8:
+                names = rng.choice([(), (f"n{i}r1",), (f"z{i}", f"n{i}r0")])
+                await storage.set_usernames([(i, names)])
+            else:
+                await storage.delete_peers([i])
+            await asyncio.sleep(0)
+        assert engine.index is not None and not engine.complete
+        seen = await _answers(storage, range(1, 400))
+    finally:
+        await storage.close()
+    async with FileStorage("s", tmp_path, username_ttl=None, peer_cache_size=0) as stored:
+        assert seen == await _answers(stored, range(1, 400))
+
+
 @pytest.mark.parametrize("seed", range(4))
 async def test_a_session_in_memory_answers_like_its_store(
     tmp_path: Path, seed: int, memory: str
@@ -164,8 +233,8 @@ async def test_memory_held_whole_moves_to_the_index_past_its_limit(
         for start in range(0, len(ids), 100):
             await storage.upsert_peers([_peer(i) for i in ids[start : start + 100]])
             await asyncio.sleep(0)
-        assert not storage._peer_engine.complete  # past 500: moved on
         await _loaded(storage)
+        assert not storage._peer_engine.complete  # past 500: moved on
         index = storage._peer_engine.index
         assert index is not None and set(index.ids()) == set(ids)
         await storage.upsert_peers([_peer(i, 1) for i in range(900, 1101)])

@@ -156,12 +156,17 @@ class ClientStorage:
         A 4-tuple keeps the peer's stored usernames (they come in ``update_usernames``);
         a 5-tuple replaces them.
         """
-        if type(peers) is list and len(peers) == 1:  # an update's sender, unchanged
+        if type(peers) is list and len(peers) == 1:  # an update's sender
             item = peers[0]
-            if len(item) == 4 and self.storage._writes_nothing(
-                (item[0], item[1], item[2], None, item[3])
+            if len(item) == 4 and self.storage._put_peer(
+                item[0], item[1] or 0, item[2], item[3] or None
             ):
                 return
+        elif type(peers) is list and peers:  # a batch: in one step each, if all are plain
+            done = self.storage._put_peers(peers)
+            if done == len(peers):
+                return
+            peers = peers[done:]
         batch = [_peer_from_tuple(item) for item in peers]  # tuples: no Peer to build
         if batch:
             try:
@@ -175,13 +180,18 @@ class ClientStorage:
             # An update's one sender: (id, [names]), as the upstream clients send it.
             peer_id, names = usernames[0]
             if type(peer_id) is int and type(names) is list:
-                if self.storage._names_held(peer_id, names):
+                if self.storage._put_names(peer_id, names):
                     return
                 try:
                     await self.storage.set_usernames([(peer_id, names)])
                 except StorageError as exc:
                     self._late("username", exc)
                 return
+        if type(usernames) is list and len(usernames) > 1 and not self._remaps_usernames:
+            done = self.storage._put_names_of(usernames)  # in one step each, if all are plain
+            if done == len(usernames):
+                return
+            usernames = usernames[done:]
         grouped: dict[int, list[str]] = {}
         remap = self._remaps_usernames
         try:
@@ -275,7 +285,13 @@ class ObjectUpdateStates(ClientStorage):
 
     async def set_update_state(self, update_state: Any) -> None:
         """Upsert one state or many; a ``None`` field keeps the stored value."""
-        given = [update_state] if hasattr(update_state, "pts") else update_state
+        if hasattr(update_state, "pts"):  # one state: twice an update
+            s = update_state
+            if self.storage._merge_state(s.id, s.pts, s.qts, s.date, s.seq):
+                return
+            given = [update_state]
+        else:
+            given = update_state
         states = [(s.id, s.pts, s.qts, s.date, s.seq) for s in given]
         try:
             await self.storage._set_state_tuples(states)
