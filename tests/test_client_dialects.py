@@ -113,7 +113,10 @@ async def test_bad_fields_in_an_updates_writes_raise_and_change_nothing(storage:
     ):
         with pytest.raises((InvalidTypeError, InvalidValueError)):
             await kuri.update_peers(peers)
-    for usernames in ([(5, ["fine", 7])], [(5, ["fine"]), (5, [7])]):
+    for peers in ([("x", 51, "user", None)], [(5, 51, "user", None), (None, 1, "user", None)]):
+        with pytest.raises(InvalidTypeError):
+            await kuri.update_peers(peers)
+    for usernames in ([(5, ["fine", 7])], [(5, ["fine"]), (5, [7])], [("x", ["fine"])]):
         with pytest.raises(InvalidTypeError):
             await kuri.update_usernames(usernames)
     for state in (UpdateState(0, 2**64, None, None, None), UpdateState(0, True, None, 1, 1)):

@@ -197,7 +197,8 @@ class ClientStorage:
         try:
             for peer_id, names in usernames:
                 # Electrogram's remapping reads the storage: late after close() too.
-                owner = await self._username_owner(int(peer_id)) if remap else int(peer_id)
+                peer_id = _peer_id_of(peer_id)
+                owner = await self._username_owner(peer_id) if remap else peer_id
                 if names is None or isinstance(names, str):
                     listed = grouped.setdefault(owner, [])
                     if names:
@@ -355,19 +356,39 @@ def _peer_from_tuple(item: Any) -> tuple[Any, ...]:
     """Turn one ``update_peers`` tuple of any client into the contract's peer tuple."""
     if len(item) == 4:
         peer_id, access_hash, kind, phone = item
-        peer_id = peer_id if type(peer_id) is int else int(peer_id)
-        return (peer_id, access_hash or 0, kind, None, phone or None)
+        return (_peer_id_of(peer_id), access_hash or 0, kind, None, phone or None)
     if len(item) == 5:
         peer_id, access_hash, kind, names, phone = item
         if names is None or isinstance(names, str):
             usernames: tuple[str, ...] = (names,) if names else ()
         else:
             usernames = tuple(name for name in names if name)
-        return (int(peer_id), access_hash or 0, kind, usernames, phone or None)
+        return (_peer_id_of(peer_id), access_hash or 0, kind, usernames, phone or None)
     raise InvalidTypeError(
         "update_peers() takes (id, access_hash, type, phone) or "
         f"(id, access_hash, type, usernames, phone) tuples, got {item!r}"
     )
+
+
+def _peer_id_of(value: Any) -> int:
+    """A peer id a client hands to a write, as an int (``"123"`` too, as SQLite's
+    affinity would take it).
+
+    :raises InvalidTypeError: the value is not an integer id.
+    """
+    if type(value) is int:
+        return value
+    if isinstance(value, (str, bytes, float)) and not isinstance(value, bool):
+        try:
+            whole = int(value)
+        except ValueError:
+            pass
+        else:
+            if whole == value or isinstance(value, (str, bytes)):
+                return whole
+    elif isinstance(value, int) and not isinstance(value, bool):
+        return int(value)
+    raise InvalidTypeError(f"a peer id must be an integer, not {value!r}")
 
 
 def coerce_peer_id(value: object) -> int:
