@@ -203,7 +203,7 @@ class RedisServer(ServerProcess):
                 "--cluster-config-file",
                 str(self.directory / "nodes.conf"),
                 "--cluster-node-timeout",
-                "5000",
+                "60000",  # a node stalled by a loaded machine is not marked failed
             ]
         return args + list(self.extra_args)
 
