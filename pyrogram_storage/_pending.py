@@ -500,19 +500,31 @@ class Journal:
             ids.update(self._older.states)
         return ids
 
-    def states_seen(
-        self, stored: dict[int, UpdateState], wanted: Collection[int] | None
-    ) -> dict[int, UpdateState]:
-        """The update states readers see: ``stored`` (those of ``wanted``) with pending
-        changes on top."""
-        pending = self.state_ids()
+    def state_changes(self, wanted: Collection[int] | None) -> dict[int, StateChange]:
+        """The pending and in-flight changes of the update states (those of ``wanted``),
+        as they are now: a reader takes them before it reads the stored states, since a
+        write that commits during the read leaves the journal before the read returns."""
+        ids = self.state_ids()
         if wanted is not None:
-            pending &= set(wanted)
-            stored = {key: value for key, value in stored.items() if key in wanted}
-        for state_id in pending:
+            ids &= set(wanted)
+        changes = {}
+        for state_id in ids:
             change = self.state(state_id)
-            if change is None:
-                continue
+            if change is not None:
+                changes[state_id] = change
+        return changes
+
+    @staticmethod
+    def states_seen(
+        stored: dict[int, UpdateState],
+        wanted: Collection[int] | None,
+        changes: dict[int, StateChange],
+    ) -> dict[int, UpdateState]:
+        """The update states readers see: ``stored`` (those of ``wanted``) with the
+        ``changes`` (from :meth:`state_changes`, taken before the read) on top."""
+        if wanted is not None:
+            stored = {key: value for key, value in stored.items() if key in wanted}
+        for state_id, change in changes.items():
             kind, *values = change
             if kind == STATE_DELETED:
                 stored.pop(state_id, None)

@@ -652,9 +652,11 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         if wanted == []:
             return []
         where = self
+        journal = self._pending_writes.journal
+        changes = journal.state_changes(wanted)  # before the read: see state_changes
         states = await self._call("read update states", self._read_states(wanted))
         stored = {state.id: stored_state(state, where) for state in states}
-        seen = self._pending_writes.journal.states_seen(stored, wanted)
+        seen = journal.states_seen(stored, wanted, changes)
         return sorted(seen.values(), key=lambda s: (s.date is not None, s.date or 0, s.id))
 
     async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:

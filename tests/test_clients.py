@@ -11,6 +11,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,35 +44,119 @@ def _report(client: str, script: str, *args: str) -> dict[str, Any]:
     return report
 
 
+ROUND_TRIPS: dict[str, Callable[[dict[str, Any]], tuple[str, str]]] = {
+    "test_client_round_trip": lambda params: (params["client"], params["kind"]),
+    "test_client_round_trip_on_an_encrypted_file": lambda params: (
+        params["client"],
+        "file-encrypted",
+    ),
+    "test_client_round_trip_on_redis": lambda params: (params["client"], "redis"),
+    "test_client_round_trip_on_postgres": lambda params: (params["client"], "postgres"),
+    "test_client_round_trip_on_mongo": lambda params: ("electrogram", "mongo"),
+}
+"""The round-trip tests, and the client and backend of ``roundtrip.py`` each one runs."""
+
+SERVER_OF = {"redis": "redis_server", "postgres": "postgres_server", "mongo": "mongo_uri"}
+DRIVER_OF = {
+    "file-encrypted": ("cryptography", "cryptography>=44"),
+    "redis": ("redis", "redis>=5.0.1"),
+    "postgres": ("asyncpg", "asyncpg>=0.29"),
+}
+
+
+@pytest.fixture(scope="module")
+def round_trips() -> dict[tuple[str, str], dict[str, Any]]:
+    """The reports of the round trips run so far, by (client, backend)."""
+    return {}
+
+
+def _round_trip(client: str, backend: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The report of ``roundtrip.py`` for ``client`` on ``backend``.
+
+    A client's first round-trip test runs, in one interpreter of the client's venv,
+    every round trip of that client that this session selected (the client's import,
+    its venv's drivers and the servers load once); each test then checks its own report.
+    """
+    reports = request.getfixturevalue("round_trips")
+    if (client, backend) not in reports:
+        wanted = [backend]
+        for item in request.session.items:
+            name = getattr(item, "originalname", "")
+            if name not in ROUND_TRIPS or getattr(item, "module", None) is not request.module:
+                continue
+            callspec = getattr(item, "callspec", None)
+            its_client, other = ROUND_TRIPS[name]({} if callspec is None else callspec.params)
+            if its_client == client and other not in wanted and (client, other) not in reports:
+                wanted.append(other)
+        scenarios = []
+        folder = request.getfixturevalue("tmp_path_factory").mktemp(f"roundtrip-{client}")
+        for other in wanted:
+            if other in DRIVER_OF:
+                _install(client, *DRIVER_OF[other])
+            url = None
+            if other in SERVER_OF:
+                server = request.getfixturevalue(SERVER_OF[other])
+                url = server if isinstance(server, str) else server.url
+            workdir = folder / other
+            workdir.mkdir()
+            scenarios.append({"backend": other, "workdir": str(workdir), "url": url})
+        result = run_in_env(
+            client,
+            SCRIPTS / "roundtrip.py",
+            client,
+            "batch",
+            json.dumps(scenarios),
+            check=False,
+            timeout=600,
+        )
+        for line in result.stdout.strip().splitlines():
+            if line.startswith("{"):
+                report = json.loads(line)
+                reports[client, report["backend"]] = report
+        for other in wanted:
+            reports.setdefault(
+                (client, other),
+                {
+                    "passed": 0,
+                    "failed": [
+                        f"{client} roundtrip.py exited {result.returncode} before {other}\n"
+                        f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+                    ],
+                },
+            )
+    report: dict[str, Any] = reports[client, backend]
+    return report
+
+
 @pytest.mark.clients
 @pytest.mark.parametrize("kind", ["file", "memory", "custom"])
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_client_round_trip(client: str, kind: str, tmp_path: Path) -> None:
+def test_client_round_trip(client: str, kind: str, request: pytest.FixtureRequest) -> None:
     """Session string in, peers fetched and resolved, update state, export: as the client's own.
 
     ``custom`` is the documented "write your own backend" class, as a user's subclass.
     """
-    report = _report(client, "roundtrip.py", client, kind, str(tmp_path))
+    report = _round_trip(client, kind, request)
     assert report["failed"] == []
     assert report["passed"] > 150
 
 
 @pytest.mark.clients
 @pytest.mark.mongo
-def test_client_round_trip_on_mongo(mongo_uri: str, tmp_path: Path) -> None:
+def test_client_round_trip_on_mongo(request: pytest.FixtureRequest) -> None:
     """The same on MongoStorage, with Electrogram (it installs pymongo itself)."""
-    args = ("electrogram", "mongo", str(tmp_path), mongo_uri)
-    report = _report("electrogram", "roundtrip.py", *args)
+    report = _round_trip("electrogram", "mongo", request)
     assert report["failed"] == []
     assert report["passed"] > 150
 
 
 @pytest.mark.clients
 @pytest.mark.parametrize("client", list(CLIENTS))
-def test_client_round_trip_on_an_encrypted_file(client: str, tmp_path: Path) -> None:
+def test_client_round_trip_on_an_encrypted_file(
+    client: str, request: pytest.FixtureRequest
+) -> None:
     """The same on a FileStorage that seals its auth key: nothing changes for the client."""
-    _install(client, "cryptography", "cryptography>=44")
-    report = _report(client, "roundtrip.py", client, "file-encrypted", str(tmp_path))
+    report = _round_trip(client, "file-encrypted", request)
     assert report["failed"] == []
     assert report["passed"] > 150
 
@@ -79,9 +164,13 @@ def test_client_round_trip_on_an_encrypted_file(client: str, tmp_path: Path) -> 
 REDIS_CLIENTS = ["kurigram", "pyrofork", "pyrogram"]
 """One client of each family: upstream-dev, Pyrofork line, classic."""
 
+_INSTALLED: set[tuple[str, str]] = set()
+
 
 def _install(client: str, module: str, requirement: str) -> None:
     """Install a driver into the client's venv (they get pyrogram-storage without extras)."""
+    if (client, module) in _INSTALLED:
+        return
     python = str(ensure_env(client))
     found = subprocess.run([python, "-c", f"import {module}"], capture_output=True, check=False)
     if found.returncode != 0:
@@ -90,15 +179,15 @@ def _install(client: str, module: str, requirement: str) -> None:
             capture_output=True,
             check=True,
         )
+    _INSTALLED.add((client, module))
 
 
 @pytest.mark.clients
 @pytest.mark.redis
 @pytest.mark.parametrize("client", REDIS_CLIENTS)
-def test_client_round_trip_on_redis(client: str, redis_server: Any, tmp_path: Path) -> None:
+def test_client_round_trip_on_redis(client: str, request: pytest.FixtureRequest) -> None:
     """The same on RedisStorage (redis-py), with one client of each family."""
-    _install(client, "redis", "redis>=5.0.1")
-    report = _report(client, "roundtrip.py", client, "redis", str(tmp_path), redis_server.url)
+    report = _round_trip(client, "redis", request)
     assert report["failed"] == []
     assert report["passed"] > 150
 
@@ -106,11 +195,9 @@ def test_client_round_trip_on_redis(client: str, redis_server: Any, tmp_path: Pa
 @pytest.mark.clients
 @pytest.mark.postgres
 @pytest.mark.parametrize("client", REDIS_CLIENTS)
-def test_client_round_trip_on_postgres(client: str, postgres_server: Any, tmp_path: Path) -> None:
+def test_client_round_trip_on_postgres(client: str, request: pytest.FixtureRequest) -> None:
     """The same on PostgresStorage (shared mode: LISTEN/NOTIFY), one client of each family."""
-    _install(client, "asyncpg", "asyncpg>=0.29")
-    args = (client, "postgres", str(tmp_path), postgres_server.url)
-    report = _report(client, "roundtrip.py", *args)
+    report = _round_trip(client, "postgres", request)
     assert report["failed"] == []
     assert report["passed"] > 150
 

@@ -186,12 +186,19 @@ def input_peer(peer: dict[str, Any]) -> dict[str, Any]:
 
 def run_reader(client: str, workdir: Path, name: str, spec: dict[str, Any]) -> dict[str, Any]:
     """Run client_reader.py in the client's venv on ``<workdir>/<name>.session``."""
-    spec = {"workdir": str(workdir), "name": name, **spec}
-    spec_path = workdir / f"{name}.spec.json"
-    spec_path.write_text(json.dumps(spec))
-    result = run_in_env(client, READER, client, str(spec_path), timeout=180)
-    data: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return data
+    return run_readers(client, [(workdir, name, spec)])[0]
+
+
+def run_readers(client: str, files: list[tuple[Path, str, dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Run client_reader.py once in the client's venv on each ``(workdir, name, spec)``."""
+    paths = []
+    for workdir, name, spec in files:
+        spec_path = workdir / f"{name}.spec.json"
+        spec_path.write_text(json.dumps({"workdir": str(workdir), "name": name, **spec}))
+        paths.append(str(spec_path))
+    result = run_in_env(client, READER, client, *paths, timeout=180 * len(paths))
+    lines = result.stdout.strip().splitlines()[-len(paths) :]
+    return [json.loads(line) for line in lines]
 
 
 async def write_our_session(workdir: Path, layout: str) -> Path:
@@ -258,14 +265,20 @@ def reader_runs(
         "write": CLIENT_WRITE,
     }
     jobs = {}
-    for layout in LAYOUTS:
-        for client in CLIENT_NAMES:
+    for client in CLIENT_NAMES:  # one interpreter per client reads every layout
+        files = []
+        for layout in LAYOUTS:
             workdir = base / f"{layout}-{client}"
             workdir.mkdir()
             shutil.copyfile(templates[layout], workdir / "ours.session")
-            jobs[(layout, client)] = (run_reader, client, workdir, "ours", spec)
+            files.append((workdir, "ours", spec))
+        jobs[client] = (run_readers, client, files)
     results = in_parallel(jobs)
-    return {key: (base / f"{key[0]}-{key[1]}", value) for key, value in results.items()}
+    return {
+        (layout, client): (base / f"{layout}-{client}", results[client][index])
+        for client in CLIENT_NAMES
+        for index, layout in enumerate(LAYOUTS)
+    }
 
 
 def open_error(layout: str, client: str) -> str | None:

@@ -3,6 +3,10 @@
 Runs INSIDE one client's venv (see ``tests/clientenv.py``)::
 
     python roundtrip.py <client> <file|memory|custom|mongo|redis|postgres> <workdir> [server-url]
+    python roundtrip.py <client> batch '[{"backend": ..., "workdir": ..., "url": ...}, ...]'
+
+The second form runs several backends one after the other in one interpreter (the
+client is imported once), each with fresh checks, and prints one report per backend.
 
 Two ``Client`` objects load the same session string (the one the client itself
 exported into ``tests/fixtures/sessions/<client>.json``): ``ours`` through
@@ -14,7 +18,7 @@ The network is never used: ``is_connected`` is set by hand and ``invoke`` raises
 :class:`Offline`, so a lookup miss that makes the client ask Telegram shows up as
 ``Offline`` on both sides.
 
-Prints one JSON line (the checks made) and exits 1 if any check failed.
+Prints one JSON line per backend (the checks made) and exits 1 if any check failed.
 """
 
 from __future__ import annotations
@@ -34,9 +38,17 @@ from typing import Any
 HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE.parent / "fixtures" / "sessions"
 
-CLIENT, BACKEND, WORKDIR = sys.argv[1], sys.argv[2], pathlib.Path(sys.argv[3])
-MONGO_URI = sys.argv[4] if len(sys.argv) > 4 else None  # or a Redis or PostgreSQL URL
-REDIS_NAME = f"roundtrip_{CLIENT}_{uuid.uuid4().hex[:12]}"
+CLIENT = sys.argv[1]
+if sys.argv[2] == "batch":
+    SCENARIOS: list[dict[str, Any]] = json.loads(sys.argv[3])
+else:
+    url = sys.argv[4] if len(sys.argv) > 4 else None
+    SCENARIOS = [{"backend": sys.argv[2], "workdir": sys.argv[3], "url": url}]
+# The scenario being run (set by run_scenario):
+BACKEND = ""
+WORKDIR = pathlib.Path()
+MONGO_URI: str | None = None  # or a Redis or PostgreSQL URL
+REDIS_NAME = ""
 MODULE = "hydrogram" if CLIENT == "hydrogram" else "pyrogram"
 
 logging.basicConfig(level=logging.WARNING)
@@ -327,10 +339,11 @@ def load_readme_backend() -> None:
     raise SystemExit("no page documents the DictStorage example")
 
 
-def make_client(storage: Any, name: str = "ours", workdir: pathlib.Path = WORKDIR) -> Any:
+def make_client(storage: Any, name: str = "ours", workdir: pathlib.Path | None = None) -> Any:
     """Build the Client with our storage: the documented line of each client."""
     Client = client_module.Client
-    common: dict[str, Any] = {"api_id": API_ID, "api_hash": API_HASH, "workdir": str(workdir)}
+    folder = str(WORKDIR if workdir is None else workdir)
+    common: dict[str, Any] = {"api_id": API_ID, "api_hash": API_HASH, "workdir": folder}
     if "skip_updates" in inspect.signature(Client.__init__).parameters:
         common["skip_updates"] = False
     engine = for_client(storage)
@@ -522,6 +535,23 @@ async def main() -> None:
     await lifecycle(ours, ref, users, chats)
     if BACKEND == "file":
         await workdir_checks()
+
+
+def run_scenario(scenario: dict[str, Any]) -> bool:
+    """Run one backend's round trip with fresh checks; print its report; True if it passed."""
+    global BACKEND, WORKDIR, MONGO_URI, REDIS_NAME, checks
+    BACKEND, WORKDIR = scenario["backend"], pathlib.Path(scenario["workdir"])
+    MONGO_URI = scenario.get("url")
+    REDIS_NAME = f"roundtrip_{CLIENT}_{uuid.uuid4().hex[:12]}"
+    checks = Checks()
+    try:
+        if BACKEND == "custom" and not USER_STORAGE:
+            load_readme_backend()
+        asyncio.run(main())
+    except Exception:  # the next backend still runs; this one's report says why
+        import traceback
+
+        checks.failed.append(f"raised:\n{traceback.format_exc()}")
     print(
         json.dumps(
             {
@@ -530,9 +560,10 @@ async def main() -> None:
                 "passed": len(checks.passed),
                 "failed": checks.failed,
             }
-        )
+        ),
+        flush=True,
     )
-    sys.exit(1 if checks.failed else 0)
+    return not checks.failed
 
 
 async def workdir_checks() -> None:
@@ -686,6 +717,5 @@ async def lifecycle(ours: Any, ref: Any, users: list[Any], chats: list[Any]) -> 
 
 
 if __name__ == "__main__":
-    if BACKEND == "custom":
-        load_readme_backend()
-    asyncio.run(main())
+    results = [run_scenario(scenario) for scenario in SCENARIOS]
+    sys.exit(0 if all(results) else 1)

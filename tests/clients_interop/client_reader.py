@@ -2,15 +2,16 @@
 
 Runs INSIDE that client's venv (see ``tests/clientenv.py``)::
 
-    python client_reader.py <client> <spec.json>
+    python client_reader.py <client> <spec.json> [<spec.json> ...]
 
 The spec names the file (``workdir``, ``name``) and what to look up: ``peers`` (each
 with ``id``, ``type``, ``usernames``, ``phone``), ``missing_usernames``, and an optional
 ``write`` block (a peer and update states the client then writes with its own tuple
 shapes, and reads back). Nothing is judged here: each call is recorded as
 ``{"call", "arg", "ok", "value" | "error"}`` and the test compares the values with
-what was written. The storage is always closed, even after an error (an unclosed
-aiosqlite storage keeps the process alive).
+what was written, one JSON line per spec (one interpreter reads several files). The
+storage is always closed, even after an error (an unclosed aiosqlite storage keeps the
+process alive).
 """
 
 from __future__ import annotations
@@ -170,8 +171,9 @@ async def main(client: str, spec: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    name, spec_path = sys.argv[1], pathlib.Path(sys.argv[2])
-    result = asyncio.run(main(name, json.loads(spec_path.read_text())))
-    print(json.dumps(result), flush=True)
+    name = sys.argv[1]
+    for spec_path in map(pathlib.Path, sys.argv[2:]):
+        result = asyncio.run(main(name, json.loads(spec_path.read_text())))
+        print(json.dumps(result), flush=True)
     # A client storage whose open() failed may leave an aiosqlite thread running.
     os._exit(0)

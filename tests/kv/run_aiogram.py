@@ -3,6 +3,7 @@
 Runs INSIDE the aiogram venv (``tests/clientenv.py``)::
 
     python run_aiogram.py '{"backends": [...], "workdir": DIR, "servers": {...}}'
+    python SCRIPT '{"groups": [[...], ...], "readme": PATH, "workdir": DIR, "servers": {...}}'
 
 For each backend: the storage semantics aiogram's own storages have (states, data,
 ``set_data({})``, ``DataNotDictLikeError``, ``update_data``, keys as
@@ -11,7 +12,8 @@ call sequence on aiogram's own MemoryStorage giving the same answers, ``update_d
 that loses no concurrent update, and a two-state conversation run by a real
 ``Dispatcher`` fed ``Update`` objects, its bot's session replaced by one that records
 the requests and answers them itself (nothing reaches the network). Backends run
-concurrently. With ``"readme": PATH`` it runs the README's aiogram block instead.
+concurrently; ``"groups"`` run one after another, the backends of each concurrently.
+``"readme": PATH`` runs the README's aiogram block too.
 Prints one JSON line: ``{"results": {backend: {"passed", "failed", "seconds"}}}``.
 """
 
@@ -449,7 +451,9 @@ async def readme(path: Path) -> dict[str, Any]:
     )
     blocks = [textwrap.dedent(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE)]
     c.eq("one aiogram block", len(blocks), 1)
-    os.chdir(WORKDIR)
+    folder = WORKDIR / "readme"  # beside the backends' folders
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
     for code in blocks:
         namespace: dict[str, Any] = {"__name__": "__readme__"}
         exec(compile(code, f"{path.name}:aiogram", "exec"), namespace)
@@ -484,11 +488,12 @@ async def readme(path: Path) -> dict[str, Any]:
 
 
 async def main() -> None:
+    results: dict[str, Any] = {}
+    for group in CONFIG.get("groups", [CONFIG.get("backends", [])]):
+        reports = await asyncio.gather(*(backend(name) for name in group))
+        results.update(zip(group, reports, strict=True))
     if CONFIG.get("readme"):
-        results = {"readme": await readme(Path(CONFIG["readme"]))}
-    else:
-        reports = await asyncio.gather(*(backend(name) for name in CONFIG["backends"]))
-        results = dict(zip(CONFIG["backends"], reports, strict=True))
+        results["readme"] = await readme(Path(CONFIG["readme"]))
     print(json.dumps({"results": results}))
 
 

@@ -3,6 +3,7 @@
 Runs INSIDE the kurigram-addons venv (``tests/clientenv.py``)::
 
     python run_kurigram_addons.py '{"backends": [...], "workdir": DIR, "servers": {...}}'
+    python SCRIPT '{"groups": [[...], ...], "readme": PATH, "workdir": DIR, "servers": {...}}'
 
 For each backend: the storage contract as kurigram-addons' own storages define it
 (return values, TTL, ``expected_state=None``, counters beside states, errors that are
@@ -10,7 +11,8 @@ both ours and ``FSMContextError``), the same call sequence on kurigram-addons' o
 MemoryStorage and SQLiteStorage giving the same answers, and a conversation driven by
 kurigram-addons' ``FSMContextManager``/``FSMContext`` and its ``RateLimitMiddleware``
 on real Pyrogram ``Message`` objects. Backends run concurrently (their TTL waits
-overlap). With ``"readme": PATH`` it runs the README's kurigram-addons block instead.
+overlap); ``"groups"`` run one after another, the backends of each concurrently.
+``"readme": PATH`` runs the README's kurigram-addons block too.
 Prints one JSON line: ``{"results": {backend: {"passed", "failed", "seconds"}}}``.
 """
 
@@ -359,7 +361,9 @@ async def readme(path: Path) -> dict[str, Any]:
     )
     blocks = [textwrap.dedent(m.group(1)) for m in re.finditer(pattern, text, re.MULTILINE)]
     c.eq("one kurigram-addons block", len(blocks), 1)
-    os.chdir(WORKDIR)
+    folder = WORKDIR / "readme"  # beside the backends' folders
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chdir(folder)
     for code in blocks:
         namespace: dict[str, Any] = {"__name__": "__readme__"}
         exec(compile(code, f"{path.name}:kurigram-addons", "exec"), namespace)
@@ -392,11 +396,12 @@ async def readme(path: Path) -> dict[str, Any]:
 
 
 async def main() -> None:
+    results: dict[str, Any] = {}
+    for group in CONFIG.get("groups", [CONFIG.get("backends", [])]):
+        reports = await asyncio.gather(*(backend(name) for name in group))
+        results.update(zip(group, reports, strict=True))
     if CONFIG.get("readme"):
-        results = {"readme": await readme(Path(CONFIG["readme"]))}
-    else:
-        reports = await asyncio.gather(*(backend(name) for name in CONFIG["backends"]))
-        results = dict(zip(CONFIG["backends"], reports, strict=True))
+        results["readme"] = await readme(Path(CONFIG["readme"]))
     print(json.dumps({"results": results}))
 
 

@@ -260,23 +260,26 @@ async def test_json_file_writes_made_together_share_one_write(tmp_path: Path) ->
 async def test_mongo_documents_ttl_index_and_read_time_expiry(mongo_uri: str) -> None:
     import pymongo
 
-    store = kv.MongoKV.from_url(mongo_uri, database="kv_tests", collection="docs", namespace="n")
+    database = f"kv_ttl_{uuid.uuid4().hex[:12]}"
+    store = kv.MongoKV.from_url(mongo_uri, database=database, collection="docs", namespace="n")
+    now = time.time()
+    store.clock = lambda: now  # the store's "now"; the server's TTL monitor keeps real time
     async with store:
-        await store.set("k", {"a": 1}, ttl=0.2)
+        await store.set("k", {"a": 1}, ttl=60)
         await store.increment("c")
         client: Any = pymongo.MongoClient(mongo_uri)
         try:
-            coll = client["kv_tests"]["docs"]
+            coll = client[database]["docs"]
             doc = coll.find_one({"_id": "n:k"})
             assert doc["v"] == '{"a":1}' and doc["e"] is not None
             assert coll.find_one({"_id": "n:c"})["v"] == 1
             indexes = coll.index_information()
             assert any(spec.get("expireAfterSeconds") == 0 for spec in indexes.values())
-            await asyncio.sleep(0.3)
+            now += 61  # past the expiry for the store, a minute before it for the server
             assert coll.find_one({"_id": "n:k"}) is not None  # the server has not swept yet
             assert await store.get("k") is None
         finally:
-            client.drop_database("kv_tests")
+            client.drop_database(database)
             client.close()
 
 

