@@ -23,15 +23,28 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["NO_NAMES", "PeerIndex", "names_fingerprint", "phone_key"]
+__all__ = [
+    "NO_NAMES",
+    "TYPE_CODES",
+    "UNKNOWN_NAMES",
+    "Columns",
+    "PeerIndex",
+    "names_fingerprint",
+    "phone_key",
+]
 
 _CHUNK: Final = 512
 """Entries per chunk when a chunk is built in bulk; a chunk splits at twice this."""
 
 NO_NAMES: Final = 0
 """The fingerprint of no usernames (``()``)."""
+
+UNKNOWN_NAMES: Final = -1
+"""The fingerprint of usernames not read yet: equal to none (``hash()`` never returns -1),
+so that a write giving usernames is never taken for one that changes nothing."""
 
 _TYPE_CODES: Final = {
     "user": 1,
@@ -47,6 +60,23 @@ _TYPE_NAMES: Final = {code: name for name, code in _TYPE_CODES.items()}
 _TYPE_MASK: Final = 0x0F
 _HAS_PHONE: Final = 0x10
 _MAX_STAMP: Final = 2**32 - 1
+
+TYPE_CODES: Final = _TYPE_CODES
+"""Type name to the code a bulk read (:class:`Columns`) gives; 0 for any other name."""
+
+
+@dataclass(slots=True)
+class Columns:
+    """Stored peers in increasing id order, column by column: what a backend's bulk read
+    (``_peer_columns``) gives, without a Python object per peer. Enough to answer an id
+    lookup (no last write, usernames or phone number)."""
+
+    ids: array[int]  # "q"
+    hashes: array[int]  # "q"
+    kinds: array[int]  # "B": a TYPE_CODES code (0: see odd_types)
+    odd_types: dict[int, str] = field(default_factory=dict)
+    """Peers whose type has no code."""
+
 
 Found = tuple[int, str, int, int, int]
 """What the index knows of a peer: access hash, type name, last write (-1: not
@@ -228,6 +258,21 @@ class PeerIndex:
             self._phones.first(peer_id) or 0 if kind & _HAS_PHONE else 0,
         )
 
+    def access(self, peer_id: int) -> tuple[int, str] | None:
+        """``(access hash, type name)`` of ``peer_id``, or None: all an id lookup needs."""
+        maxes = self._maxes
+        c = bisect_left(maxes, peer_id)
+        if c == len(maxes):
+            return None
+        ids = self._ids[c]
+        p = bisect_left(ids, peer_id)
+        if ids[p] != peer_id:
+            return None
+        return (
+            self._hashes[c][p],
+            _TYPE_NAMES.get(self._kinds[c][p] & _TYPE_MASK) or self._odd_types[peer_id],
+        )
+
     def __contains__(self, peer_id: int) -> bool:
         maxes = self._maxes
         c = bisect_left(maxes, peer_id)
@@ -372,6 +417,28 @@ class PeerIndex:
                 columns = _empty()
                 ids, hashes, stamps, kinds, names = columns
         self._append_chunk(columns)
+
+    def extend(self, columns: Columns) -> None:
+        """Add stored peers read in bulk (a batch in id order, beyond every id held), as
+        an id lookup needs them: last write and phone not known (0), usernames
+        :data:`UNKNOWN_NAMES`."""
+        ids = columns.ids
+        n = len(ids)
+        if not n:
+            return
+        if self._maxes and ids[0] <= self._maxes[-1]:
+            raise ValueError("a batch of peers must come after every id held")
+        names = array("q", [UNKNOWN_NAMES]) * n
+        stamps = array("I", [0]) * n
+        hashes, kinds = columns.hashes, columns.kinds
+        insert, last = self._insert_chunk, len(self._maxes)
+        for start in range(0, n, _CHUNK):
+            end = start + _CHUNK
+            chunk = (ids[start:end], hashes[start:end], stamps[start:end], kinds[start:end])
+            insert(last, (*chunk, names[start:end]))
+            last += 1
+        self.size += n
+        self._odd_types.update(columns.odd_types)
 
     # -- chunks -----------------------------------------------------------------------------
 

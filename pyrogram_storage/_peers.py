@@ -41,7 +41,7 @@ from typing import Any, Final
 
 from . import _pending as pending_
 from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
-from ._index import NO_NAMES, PeerIndex, names_fingerprint, phone_key
+from ._index import NO_NAMES, Columns, PeerIndex, names_fingerprint, phone_key
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
 from ._worker import Lane
 from .types import Peer, PeerType
@@ -69,6 +69,9 @@ _LOAD_BATCH: Final = 2000
 
 _INDEX_BATCH: Final = 5000
 """Peers per trip to the backend while the compact index is built."""
+
+_EARLY_BATCH: Final = 65_536
+"""Peers per trip to the backend while the id table of the first moments is read."""
 
 _LOAD_ROUNDS: Final = 4
 """Rounds of reading again the peers written while memory filled."""
@@ -115,6 +118,7 @@ class Primitives:
     catch_up: Callable[[], bool]
     """Shared mode: take in every change others made that reached us, then whether
     memory may answer (False: ask the backend)."""
+    peer_columns: Callable[[int | None, int], Awaitable[Columns | None]]
 
 
 def entry_of(peer: Peer) -> PeerChange:
@@ -171,6 +175,9 @@ class Peers:
         self._shared = False  # others write too: memory only as the backend tells
         self.complete = False  # every stored peer is in memory (a miss is an answer)
         self.index: PeerIndex | None = None  # every stored peer, compact (indexed mode)
+        # While memory fills after open(): the stored peers' access hashes and types, read
+        # in bulk first, less those written since (they are asked for elsewhere).
+        self._early: PeerIndex | None = None
         self._limit = 0  # complete: peers it may hold before it moves to the index
         self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
@@ -300,6 +307,7 @@ class Peers:
         self._generation += 1
         self.complete = False
         self.index = None
+        self._early = None
         self.pending.journal.indexed = True
         self.cache.clear()
         self.cache.size = self._cache_size
@@ -386,6 +394,10 @@ class Peers:
                 break
         complete = self.complete
         touched = self._touched
+        early = self._early
+        if early is not None:
+            for peer_id, _, _ in changes:
+                early.remove(peer_id)
         if complete and touched is None:  # memory holds every peer: a plain dict
             held = self.cache._entries
             add = journal.add_peer
@@ -511,11 +523,14 @@ class Peers:
         if self._touched is not None:
             self._touched.update(ids)
         index = self.index
+        early = self._early
         for peer_id in ids:
             old = self.cache.peek(peer_id)
             self.cache.pop(peer_id)
             if index is not None:
                 index.remove(peer_id)
+            if early is not None:
+                early.remove(peer_id)
             if complete and old is not None:
                 _reindex(self._names, self._phones, peer_id, old, None)
             journal.add_peer(peer_id, (DELETED, 0, "", None, None, 0))
@@ -530,6 +545,14 @@ class Peers:
             cache = self.memory()
             return None if cache is None else cache.get(peer_id)
         return self.cache.get(peer_id)
+
+    def access(self, peer_id: int) -> tuple[int, str] | None:
+        """``(access hash, type name)`` of ``peer_id`` from the compact index (or the id
+        table read right after open), or None: not there, or ask elsewhere. No I/O."""
+        index = self.index or self._early
+        if index is None or not self.caching or self._shared:
+            return None
+        return index.access(peer_id)
 
     async def by_id(self, peer_id: int, usernames: bool) -> Peer | None:
         """The peer as readers see it (pending writes on top), or None."""
@@ -688,6 +711,7 @@ class Peers:
             built: _Built | None
             if not whole and not self._take_index(stored + _HEADROOM):
                 return  # bounded: the process's memories are spent on other sessions
+            await self._read_early(touched)
             if whole:
                 rows = await self.primitives.peer_rows(None, None)
                 if rows is None:
@@ -705,6 +729,31 @@ class Peers:
             log.debug("loading the peers into memory stopped: %s", exc)
         finally:
             self._touched = None
+            self._early = None
+
+    async def _read_early(self, touched: set[int]) -> None:
+        """Read every stored peer's access hash and type in bulk, where the backend can
+        (a few columns, no Python object per peer): id lookups answer from it at once,
+        while memory fills (which reads far more, and builds far more, per peer).
+
+        A peer written since memory began to fill, or with a write pending, is left out
+        (and from now on each one written): the table holds only what is stored.
+        """
+        generation, journal = self._generation, self.pending.journal
+        pending = journal.peer_ids()
+        early = PeerIndex()
+        after: int | None = None
+        while True:
+            columns = await self.primitives.peer_columns(after, _EARLY_BATCH)
+            if columns is None or generation != self._generation or not self.caching:
+                return
+            early.extend(columns)
+            if len(columns.ids) < _EARLY_BATCH:
+                break
+            after = columns.ids[-1]
+        for peer_id in pending | journal.peer_ids() | touched:
+            early.remove(peer_id)
+        self._early = early
 
     async def _settle(self, built: _Built, touched: set[int]) -> None:
         """Lay the writes made before and during the load on ``built``, then use it."""
@@ -754,6 +803,7 @@ class Peers:
             return
         if not self.caching:
             return
+        self._early = None
         if whole:
             self.cache.fill(loaded)
             self._names, self._phones = names, phones

@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
 from . import _pending
+from ._index import Columns
 from ._lifecycle import Lifecycle
 from ._peers import Peers, Primitives, peer_of
 from ._pending import Changes, PendingWrites
@@ -209,6 +210,10 @@ class Storage(Lifecycle, abc.ABC):
             self._check_open()
             return await self._call("read peers", self._peer_rows(after, limit))
 
+        async def peer_columns(after: int | None, limit: int) -> Columns | None:
+            self._check_open()
+            return await self._call("read peers", self._peer_columns(after, limit))
+
         self._peer_engine = Peers(
             Primitives(
                 find_peer,
@@ -219,6 +224,7 @@ class Storage(Lifecycle, abc.ABC):
                 count_peers,
                 peer_rows,
                 self._catch_up,
+                peer_columns,
             ),
             self._pending_writes,
             count(peer_cache_size, "peer_cache_size"),
@@ -301,6 +307,17 @@ class Storage(Lifecycle, abc.ABC):
         above ``after``, ordered by id. The engine holds the session in memory after
         :meth:`open`; tuples cost it far less than :meth:`_read_peers`, which it uses
         otherwise.
+        """
+        return None
+
+    async def _peer_columns(self, after: int | None, limit: int) -> Columns | None:
+        """Return up to ``limit`` stored peers with ids above ``after`` (all when None),
+        ordered by id, as columns (:class:`~pyrogram_storage._index.Columns`: ids, access
+        hashes, type codes), or None when not supported or a row is damaged.
+
+        Optional: what the engine answers id lookups from right after :meth:`open`, while
+        it reads the rest; a backend that can read columns in bulk, without a Python
+        object per row, makes those lookups fast sooner.
         """
         return None
 
@@ -673,10 +690,14 @@ class Storage(Lifecycle, abc.ABC):
         :class:`Peer`. Client glue calls it before :meth:`peer_by_id`.
         """
         engine = self._peer_engine
-        if engine.complete and type(peer_id) is int:
+        if type(peer_id) is not int:
+            return None
+        if engine.complete:
             entry = engine.cache._entries.get(peer_id)
         else:
-            entry = engine.cached(peer_id) if type(peer_id) is int else None
+            entry = engine.cached(peer_id)
+            if entry is None:
+                return engine.access(peer_id)  # the compact index, if there is one
         return None if entry is None else (entry[1], entry[2])
 
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:

@@ -22,6 +22,7 @@ from pyrogram_storage import (
     Storage,
     _peers,
 )
+from pyrogram_storage._index import PeerIndex
 
 
 @pytest.fixture(params=["whole", "indexed"])
@@ -228,3 +229,73 @@ async def test_a_write_slipped_in_between_two_batches_is_seen(
         assert (await storage.peer_by_id(1)).access_hash == 99
     finally:
         await storage.close()
+
+
+async def test_columns_read_in_bulk_are_the_stored_peers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id table read right after open (ids, access hashes, types as columns) holds
+    exactly what the store holds, batch after batch, odd types and damage included."""
+    import sqlite3
+
+    peers = [_peer(i) for i in range(-2000, 3000, 7)]
+    peers += [Peer(-(2**63), -(2**63), PeerType.BOT), Peer(2**63 - 1, 2**63 - 1, PeerType.CHANNEL)]
+    async with FileStorage("s", tmp_path, peer_cache_size=0) as storage:
+        await storage.upsert_peers(peers)
+    with sqlite3.connect(tmp_path / "s.session") as db:
+        db.execute("UPDATE peers SET type = 'odd,one', access_hash = NULL WHERE id = 2")
+    db.close()
+    expected = {peer.id: (peer.access_hash, peer.type.value) for peer in peers}
+    expected[2] = (0, "odd,one")
+    async with FileStorage("s", tmp_path, peer_cache_size=0) as storage:
+        read: dict[int, tuple[int, str]] = {}
+        after = None
+        while True:
+            columns = await storage._peer_columns(after, 100)
+            assert columns is not None
+            index = PeerIndex()
+            index.extend(columns)
+            assert list(columns.ids) == sorted(columns.ids)
+            for peer_id in columns.ids:
+                read[peer_id] = index.access(peer_id)  # type: ignore[assignment]
+            if len(columns.ids) < 100:
+                break
+            after = columns.ids[-1]
+        assert read == expected
+    with sqlite3.connect(tmp_path / "s.session") as db:
+        db.execute("UPDATE peers SET access_hash = 'x' WHERE id = 9")
+    db.close()
+    async with FileStorage("s", tmp_path, peer_cache_size=0) as storage:
+        assert await storage._peer_columns(None, 10_000) is None  # damage: ask the store
+
+
+async def test_id_lookups_answer_from_the_early_table_and_never_stale(tmp_path: Path) -> None:
+    """Right after open, id lookups answer from the id table read in bulk; a peer written
+    or deleted since is never answered from it."""
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        await storage.upsert_peers([_peer(i) for i in range(1, 2001)])
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    try:
+        engine = storage._peer_engine
+        loading = engine._loading
+        assert loading is not None
+        loading.cancel()  # hold memory at its first step: the id table alone
+        await asyncio.wait([loading])
+        await storage.upsert_peers([_peer(10, 5)])  # pending when the table is read
+        engine.caching = True
+        await engine._read_early({20})  # 20: written while memory filled
+        await storage.upsert_peers([_peer(30, 5)])
+        await storage.delete_peers([40])
+        assert engine._early is not None and not engine.complete and engine.index is None
+        assert storage.cached_access(50) == (50 * 7, "user")
+        assert engine.access(10) is None and engine.access(20) is None
+        assert engine.access(30) is None and engine.access(40) is None
+        assert storage.cached_access(30) == (30 * 7 + 5, "user")
+        assert storage.cached_access(40) is None
+        assert (await storage.peer_by_id(10)).access_hash == 10 * 7 + 5
+        with pytest.raises(PeerNotFound):
+            await storage.peer_by_id(40)
+    finally:
+        await storage.close()
+    assert engine._early is None
