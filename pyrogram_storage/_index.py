@@ -13,9 +13,12 @@ chunk, so that inserting a peer moves a few kilobytes (one ``memmove`` per colum
 never the whole index. A lookup is two ``bisect`` calls.
 
 Fingerprints come from Python's ``hash()``, keyed at random per process (SipHash):
-two different lists of usernames share one with a probability of 2**-64, and nobody
-can choose names that do. The index is built from the backend after ``open()`` and
-kept up to date by every write of this process; it is never stored.
+two different lists of usernames share one with a probability of 2**-63, and nobody
+can choose names that do. Usernames map to their holders the same way (a key of 63
+bits per name, to the ids that held it): a lookup by username finds its candidates
+there, and keeps those whose fingerprint is still that name's. The index is built from
+the backend after ``open()`` and kept up to date by every write of this process; it is
+never stored.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ __all__ = [
     "UNKNOWN_NAMES",
     "Columns",
     "PeerIndex",
+    "name_key",
     "names_fingerprint",
     "phone_key",
 ]
@@ -84,11 +88,22 @@ representable here, ask the store), usernames fingerprint, phone key (0: none)."
 
 
 def names_fingerprint(names: tuple[str, ...]) -> int:
-    """The fingerprint of a peer's usernames (in order): 0 for none, never 0 otherwise."""
+    """The fingerprint of a peer's usernames (in order): 0 for none, never 0 otherwise.
+
+    Of one username, that of the name itself (:func:`name_key`, even): a lookup by
+    username checks a holder against it. Of several, odd (the lookup asks the store).
+    """
     if not names:
         return NO_NAMES
-    value = hash(names)
-    return value if value != NO_NAMES else 1
+    if len(names) == 1:
+        return name_key(names[0])
+    return hash(names) | 1
+
+
+def name_key(name: str) -> int:
+    """The key of one username: even, never 0."""
+    value = hash(name) & ~1
+    return value if value else 2
 
 
 def phone_key(phone: str | None) -> int:
@@ -203,6 +218,7 @@ class PeerIndex:
 
     __slots__ = (
         "_hashes",
+        "_holders",
         "_ids",
         "_kinds",
         "_maxes",
@@ -225,6 +241,7 @@ class PeerIndex:
         self._phones = _Pairs()  # peer id -> phone key
         self._owners = _Pairs()  # phone key -> peer ids
         self._odd_types: dict[int, str] = {}  # peer id -> a type name without a code
+        self._holders = _Pairs()  # name key -> ids that held the name (some no longer)
         self.complete = False
         self.size = 0
 
@@ -234,7 +251,8 @@ class PeerIndex:
     def nbytes(self) -> int:
         """Bytes held by the arrays (not counting Python's per-array overhead)."""
         per_peer = 8 + 8 + 4 + 1 + 8
-        return per_peer * self.size + self._phones.nbytes() + self._owners.nbytes()
+        pairs = self._phones.nbytes() + self._owners.nbytes() + self._holders.nbytes()
+        return per_peer * self.size + pairs
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -284,6 +302,30 @@ class PeerIndex:
     def by_phone(self, key: int) -> list[int]:
         """The ids of the peers with this phone key."""
         return self._owners.values(key)
+
+    def by_name(self, key: int) -> list[int]:
+        """The ids that held the username of this :func:`name_key` (some may no longer:
+        a holder's fingerprint is that key, or it holds several names)."""
+        return self._holders.values(key)
+
+    def add_names(self, peer_id: int, names: Iterable[str]) -> None:
+        """Note that ``peer_id`` holds these usernames (its fingerprint is set apart)."""
+        holders = self._holders
+        for name in names:
+            key = name_key(name)
+            if peer_id not in holders.values(key):
+                holders.add(key, peer_id)
+
+    def set_holders(self, pairs: list[int]) -> None:
+        """Give the index its name-key-to-holders map whole: ``pairs`` holds key, id,
+        key, id... sorted by key (a build from the store)."""
+        holders = _Pairs()
+        keys, ids = array("q", pairs[0::2]), array("q", pairs[1::2])
+        for start in range(0, len(keys), _CHUNK):
+            end = start + _CHUNK
+            holders._insert_chunk(len(holders._maxes), keys[start:end], ids[start:end])
+        holders.size = len(keys)
+        self._holders = holders
 
     def ids(self) -> Iterator[int]:
         """Every id, in order."""

@@ -41,7 +41,7 @@ from typing import Any, Final
 
 from . import _pending as pending_
 from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
-from ._index import NO_NAMES, Columns, PeerIndex, names_fingerprint, phone_key
+from ._index import NO_NAMES, Columns, PeerIndex, name_key, names_fingerprint, phone_key
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
 from ._worker import Lane
 from .types import Peer, PeerType
@@ -429,6 +429,8 @@ class Peers:
                         None if names is None else names_fingerprint(names),
                         phone_key(change[PHONE]),
                     )
+                    if names:
+                        index.add_names(peer_id, names)
                     if fresh and names is None:
                         change = (FULL, change[HASH], change[TYPE], (), *change[PHONE:])
                 if cache is None:
@@ -500,6 +502,7 @@ class Peers:
                             cache.put(peer_id, (FULL, *held[HASH:NAMES], names, *held[PHONE:]))
                         continue
                 index.set_names(peer_id, fingerprint)
+                index.add_names(peer_id, names)
             if cache is not None:
                 cached = cache.peek(peer_id)
                 if cached is not None:
@@ -553,6 +556,46 @@ class Peers:
         if index is None or not self.caching or self._shared:
             return None
         return index.access(peer_id)
+
+    def holder(self, which: str, key: str) -> tuple[int, int, str, int] | None:
+        """The newest holder of a username (``which="names"``) or phone, from memory:
+        ``(id, access hash, type name, last write)``; None: not known here (ask
+        :meth:`lookup`, which also answers that nobody holds it). No I/O."""
+        if self.complete:
+            held = (self._names if which == "names" else self._phones).get(key)
+            if not held:
+                return None
+            peek = self.cache.peek
+            best: tuple[int, int, str, int] | None = None
+            for peer_id in held:
+                entry = peek(peer_id)
+                if entry is not None and (
+                    best is None or (entry[STAMP], peer_id) > (best[3], best[0])
+                ):
+                    best = (peer_id, entry[HASH], entry[TYPE], entry[STAMP])
+            return best
+        index = self.index
+        if index is None or not self.caching or self._shared:
+            return None
+        names = which == "names"
+        wanted = name_key(key) if names else phone_key(key)
+        candidates = index.by_name(wanted) if names else index.by_phone(wanted)
+        best = None
+        for peer_id in candidates:
+            found = index.get(peer_id)
+            if found is None:
+                continue  # deleted
+            key_held = found[3] if names else found[4]  # usernames fingerprint, phone key
+            if key_held != wanted:
+                if names and key_held & 1:
+                    return None  # holds several names (or not read yet): ask the store
+                continue  # no longer holds it
+            stamp = found[2]
+            if stamp < 0:
+                return None  # its last write is not known here
+            if best is None or (stamp, peer_id) > (best[3], best[0]):
+                best = (peer_id, found[0], found[1], stamp)
+        return best
 
     async def by_id(self, peer_id: int, usernames: bool) -> Peer | None:
         """The peer as readers see it (pending writes on top), or None."""
@@ -776,6 +819,8 @@ class Peers:
                     index.remove(peer_id)
                 else:
                     index.put(peer_id, *_index_fields(entry))
+                    if entry[KIND] == FULL and entry[NAMES]:
+                        index.add_names(peer_id, entry[NAMES])
 
         for peer_id in journal.peer_ids():  # written before the load began
             if whole:
@@ -821,6 +866,7 @@ class Peers:
         """The compact index of every stored peer, read a batch at a time."""
         index = PeerIndex()
         lane = Lane()
+        holders: list[int] = []  # name key, id, name key, id...
         after: int | None = None
         while True:
             rows = await self.primitives.peer_rows(after, _INDEX_BATCH)
@@ -829,9 +875,10 @@ class Peers:
                 rows = [_row_of(peer) for peer in batch]
             if not self.caching:
                 return None
-            if not await lane.run(functools.partial(_load_index, index, rows)):
+            if not await lane.run(functools.partial(_load_index, index, rows, holders)):
                 return None
             if len(rows) < _INDEX_BATCH:
+                await lane.run(functools.partial(_set_holders, index, holders))
                 return index
             after = rows[-1][0]
 
@@ -909,8 +956,18 @@ def _row_of(peer: Peer) -> tuple[Any, ...]:
     return (peer.id, peer.access_hash, peer.type._value_, names, peer.phone_number, stamp or 0)
 
 
-def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]]) -> bool:
-    """Append stored rows (in id order) to the index; False for a row of the wrong types."""
+def _set_holders(index: PeerIndex, holders: list[int]) -> None:
+    """Give the index the holders of each username, sorted (off the event loop)."""
+    keys, ids = holders[0::2], holders[1::2]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    holders[0::2] = [keys[k] for k in order]
+    holders[1::2] = [ids[k] for k in order]
+    index.set_holders(holders)
+
+
+def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]], holders: list[int]) -> bool:
+    """Append stored rows (in id order) to the index, and the (name key, id) of each of
+    their usernames to ``holders``; False for a row of the wrong types."""
     out = []
     for peer_id, access_hash, kind, held, phone, stamp in rows:
         if not (
@@ -926,8 +983,8 @@ def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]]) -> bool:
             for name in held:
                 if type(name) is not str:
                     return False
-            names = hash(held)
-            fingerprint = names if names else 1
+                holders += (name_key(name), peer_id)
+            fingerprint = names_fingerprint(held)
         else:
             fingerprint = NO_NAMES
         out.append((peer_id, access_hash, kind, stamp, fingerprint, phone_key(phone)))

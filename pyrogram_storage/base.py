@@ -734,6 +734,30 @@ class Storage(Lifecycle, abc.ABC):
             raise PeerNotFound(f"Username expired: {key}", username)
         return peer
 
+    async def _access_by_username(self, username: Any) -> tuple[int, int, str]:
+        """:meth:`peer_by_username` for the client glue, with its rules: ``(id, access
+        hash, type name)`` of the holder, from memory when it knows (no :class:`Peer`
+        to build, no query); else from :meth:`peer_by_username`, which raises."""
+        if type(username) is str and self.is_open:
+            key = normalize_username(username)
+            found = self._peer_engine.holder("names", key) if key else None
+            if found is not None:
+                ttl = self.username_ttl
+                if ttl is None or time.time() - found[3] <= ttl:
+                    return found[0], found[1], found[2]
+        peer = await self.peer_by_username(username, with_usernames=False)
+        return peer.id, peer.access_hash, peer.type._value_
+
+    async def _access_by_phone(self, phone_number: Any) -> tuple[int, int, str]:
+        """:meth:`peer_by_phone` for the client glue, as :meth:`_access_by_username`."""
+        if type(phone_number) is str and self.is_open:
+            key = normalize_phone(phone_number)
+            found = self._peer_engine.holder("phones", key) if key else None
+            if found is not None:
+                return found[0], found[1], found[2]
+        peer = await self.peer_by_phone(phone_number, with_usernames=False)
+        return peer.id, peer.access_hash, peer.type._value_
+
     async def peer_by_phone(self, phone_number: str, *, with_usernames: bool = True) -> Peer:
         """Return the user with this phone number (``+``, spaces and dashes ignored).
 

@@ -59,10 +59,19 @@ async def _answers(storage: Storage, ids: range) -> list[object]:
                 out.append((await storage.peer_by_username(key)).id)
             except PeerNotFound:
                 out.append(None)
-        try:
-            out.append((await storage.peer_by_phone(f"7900{i}")).id)
-        except PeerNotFound:
-            out.append(None)
+            try:  # what the client glue asks: from memory where it knows
+                out.append(await storage._access_by_username(f"@{key.upper()}"))
+            except PeerNotFound:
+                out.append(None)
+        for number in (f"7900{i}", f"+7 900 {i}"):
+            try:
+                out.append((await storage.peer_by_phone(number)).id)
+            except PeerNotFound:
+                out.append(None)
+            try:
+                out.append(await storage._access_by_phone(number))
+            except PeerNotFound:
+                out.append(None)
     return out
 
 

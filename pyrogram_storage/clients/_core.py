@@ -227,16 +227,16 @@ class ClientStorage:
 
         :raises PeerNotFound: unknown, or expired (``Username expired: …``).
         """
-        return self._input_peer(await self.storage.peer_by_username(username, with_usernames=False))
+        peer_id, access_hash, kind = await self.storage._access_by_username(username)
+        return self._input(peer_id, access_hash, input_kind_of(peer_id, kind))
 
     async def get_peer_by_phone_number(self, phone_number: str) -> Any:
         """Return the client's ``InputPeerUser`` for a phone number.
 
         :raises PeerNotFound: unknown phone number.
         """
-        return self._input_peer(
-            await self.storage.peer_by_phone(phone_number, with_usernames=False)
-        )
+        peer_id, access_hash, kind = await self.storage._access_by_phone(phone_number)
+        return self._input(peer_id, access_hash, input_kind_of(peer_id, kind))
 
     def _input_peer(self, peer: Peer) -> Any:
         return self._input(peer.id, peer.access_hash, peer.input_kind)
