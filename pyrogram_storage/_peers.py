@@ -41,7 +41,15 @@ from typing import Any, Final
 
 from . import _pending as pending_
 from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
-from ._index import NO_NAMES, Columns, PeerIndex, name_key, names_fingerprint, phone_key
+from ._index import (
+    NO_NAMES,
+    Columns,
+    EarlyColumns,
+    PeerIndex,
+    name_key,
+    names_fingerprint,
+    phone_key,
+)
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
 from ._worker import Lane
 from .types import Peer, PeerType
@@ -72,6 +80,9 @@ _INDEX_BATCH: Final = 5000
 
 _EARLY_BATCH: Final = 65_536
 """Peers per trip to the backend while the id table of the first moments is read."""
+
+_EARLY_FIRST: Final = 131_072
+"""Peers of the id table read at once when open() ends, before the event loop turns."""
 
 _LOAD_ROUNDS: Final = 4
 """Rounds of reading again the peers written while memory filled."""
@@ -119,6 +130,8 @@ class Primitives:
     """Shared mode: take in every change others made that reached us, then whether
     memory may answer (False: ask the backend)."""
     peer_columns: Callable[[int | None, int], Awaitable[Columns | None]]
+    first_columns: Callable[[int], EarlyColumns | None]
+    find_access: Callable[[int], Awaitable[tuple[Any, Any] | None]] | None
 
 
 def entry_of(peer: Peer) -> PeerChange:
@@ -178,6 +191,8 @@ class Peers:
         # While memory fills after open(): the stored peers' access hashes and types, read
         # in bulk first, less those written since (they are asked for elsewhere).
         self._early: PeerIndex | None = None
+        self._early_job: EarlyColumns | None = None  # its first batch, read since open()
+        self._early_after: int | None = None  # the last id it read (None: all read)
         self._limit = 0  # complete: peers it may hold before it moves to the index
         self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
@@ -204,6 +219,9 @@ class Peers:
         self.refresh = _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 8)
         if self.caching and sole_writer:
             self._touched = set()  # from now on: the load must not miss a write
+            # At once, on a thread: a program that looks peers up before it lets the
+            # event loop turn (the load below waits for that) gets the id table sooner.
+            self._early_job = self.primitives.first_columns(_EARLY_FIRST)
             self._loading = asyncio.get_running_loop().create_task(self._load())
         elif self.caching:
             self._warm()
@@ -308,6 +326,7 @@ class Peers:
         self.complete = False
         self.index = None
         self._early = None
+        self._early_job = None
         self.pending.journal.indexed = True
         self.cache.clear()
         self.cache.size = self._cache_size
@@ -552,10 +571,40 @@ class Peers:
     def access(self, peer_id: int) -> tuple[int, str] | None:
         """``(access hash, type name)`` of ``peer_id`` from the compact index (or the id
         table read right after open), or None: not there, or ask elsewhere. No I/O."""
-        index = self.index or self._early
-        if index is None or not self.caching or self._shared:
+        if not self.caching or self._shared:
             return None
+        index = self.index
+        if index is None:
+            index = self._early
+            if index is None:
+                if not self._early_job or not self._early_job[0]:
+                    return None
+                index = self._take_early()
+                if index is None:
+                    return None
         return index.access(peer_id)
+
+    def _take_early(self) -> PeerIndex | None:
+        """Use the first batch of the id table once its thread has read it."""
+        job, self._early_job = self._early_job, None
+        columns = job[0][0] if job is not None and job[0] else None
+        if columns is None or not self.caching or self._touched is None:
+            return None
+        early = PeerIndex()
+        early.extend(columns)
+        self._early_after = columns.ids[-1] if len(columns.ids) == _EARLY_FIRST else None
+        self._drop_written(early)
+        self._early = early
+        return early
+
+    def _drop_written(self, early: PeerIndex) -> None:
+        """Leave out of the id table every peer written since memory began to fill, or
+        with a write pending: those are asked for elsewhere (it holds only the stored)."""
+        touched = self._touched
+        for peer_id in self.pending.journal.peer_ids():
+            early.remove(peer_id)
+        for peer_id in touched if touched is not None else ():
+            early.remove(peer_id)
 
     def holder(self, which: str, key: str) -> tuple[int, int, str, int] | None:
         """The newest holder of a username (``which="names"``) or phone, from memory:
@@ -596,6 +645,31 @@ class Peers:
             if best is None or (stamp, peer_id) > (best[3], best[0]):
                 best = (peer_id, found[0], found[1], stamp)
         return best
+
+    async def read_access(self, peer_id: int) -> tuple[int, str] | bool | None:
+        """An id lookup memory did not answer (:meth:`access`), for the client glue:
+        ``(access hash, type name)`` from pending writes or a point read of the store;
+        False: not stored; None: ask :meth:`by_id` (memory, or the peer's usernames
+        pending, or a damaged row)."""
+        find = self.primitives.find_access
+        if find is None or self.complete or self.index is not None:
+            return None
+        change = self.pending.journal.peer(peer_id)
+        if change is not None:
+            if change[KIND] == FULL or change[KIND] == PARTIAL:
+                return change[HASH], change[TYPE]
+            return None
+        found = await find(peer_id)
+        if self.pending.journal.peer(peer_id) is not None:
+            return None  # written while the store was read (it was busy)
+        if found is None:
+            return False
+        access_hash, kind = found
+        if access_hash is None:
+            access_hash = 0
+        if type(access_hash) is not int or type(kind) is not str or not kind:
+            return None
+        return access_hash, kind
 
     async def by_id(self, peer_id: int, usernames: bool) -> Peer | None:
         """The peer as readers see it (pending writes on top), or None."""
@@ -754,7 +828,7 @@ class Peers:
             built: _Built | None
             if not whole and not self._take_index(stored + _HEADROOM):
                 return  # bounded: the process's memories are spent on other sessions
-            await self._read_early(touched)
+            await self._read_early()
             if whole:
                 rows = await self.primitives.peer_rows(None, None)
                 if rows is None:
@@ -774,7 +848,7 @@ class Peers:
             self._touched = None
             self._early = None
 
-    async def _read_early(self, touched: set[int]) -> None:
+    async def _read_early(self) -> None:
         """Read every stored peer's access hash and type in bulk, where the backend can
         (a few columns, no Python object per peer): id lookups answer from it at once,
         while memory fills (which reads far more, and builds far more, per peer).
@@ -782,21 +856,29 @@ class Peers:
         A peer written since memory began to fill, or with a write pending, is left out
         (and from now on each one written): the table holds only what is stored.
         """
-        generation, journal = self._generation, self.pending.journal
-        pending = journal.peer_ids()
-        early = PeerIndex()
-        after: int | None = None
+        generation = self._generation
+        job = self._early_job
+        if job is not None:
+            await asyncio.wait([job[1]])
+            if generation != self._generation or not self.caching:
+                return
+            self._take_early()
+        early = self._early
+        after = self._early_after
+        if early is not None and after is None:
+            return  # read whole at once
+        if early is None:
+            early = PeerIndex()
         while True:
             columns = await self.primitives.peer_columns(after, _EARLY_BATCH)
             if columns is None or generation != self._generation or not self.caching:
                 return
             early.extend(columns)
+            self._drop_written(early)
+            self._early = early
             if len(columns.ids) < _EARLY_BATCH:
-                break
+                return
             after = columns.ids[-1]
-        for peer_id in pending | journal.peer_ids() | touched:
-            early.remove(peer_id)
-        self._early = early
 
     async def _settle(self, built: _Built, touched: set[int]) -> None:
         """Lay the writes made before and during the load on ``built``, then use it."""

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
 from . import _pending
-from ._index import Columns
+from ._index import Columns, EarlyColumns
 from ._lifecycle import Lifecycle
 from ._peers import Peers, Primitives, peer_of
 from ._pending import Changes, PendingWrites
@@ -214,6 +214,18 @@ class Storage(Lifecycle, abc.ABC):
             self._check_open()
             return await self._call("read peers", self._peer_columns(after, limit))
 
+        def first_columns(limit: int) -> EarlyColumns | None:
+            try:
+                return self._first_columns(limit)
+            except Exception as exc:  # an id table is an optimisation: never fail open for it
+                log.debug("reading the first peers in bulk did not start: %s", exc)
+                return None
+
+        async def find_access(peer_id: int) -> tuple[Any, Any] | None:
+            self._check_open()
+            return await self._call("look up a peer", self._find_access(peer_id))
+
+        overridden = type(self)._find_access is not Storage._find_access
         self._peer_engine = Peers(
             Primitives(
                 find_peer,
@@ -225,6 +237,8 @@ class Storage(Lifecycle, abc.ABC):
                 peer_rows,
                 self._catch_up,
                 peer_columns,
+                first_columns,
+                find_access if overridden else None,
             ),
             self._pending_writes,
             count(peer_cache_size, "peer_cache_size"),
@@ -318,6 +332,25 @@ class Storage(Lifecycle, abc.ABC):
         Optional: what the engine answers id lookups from right after :meth:`open`, while
         it reads the rest; a backend that can read columns in bulk, without a Python
         object per row, makes those lookups fast sooner.
+        """
+        return None
+
+    async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None:
+        """Return ``(access_hash, type name)`` of the stored peer with this id, or None.
+
+        Optional: what an id lookup of the client glue needs (a point read of two
+        columns); without it, :meth:`_find_peer` answers. Values are checked by the
+        engine (a damaged row is read again with :meth:`_find_peer`, which says so).
+        """
+        raise NotImplementedError
+
+    def _first_columns(self, limit: int) -> EarlyColumns | None:
+        """Start reading the first ``limit`` peers as :meth:`_peer_columns` does, at once
+        and off the event loop (None: not supported). Called as :meth:`open` ends.
+
+        The result is put in the list returned (``[columns]``, ``[None]`` on any
+        failure) by the thread that reads: a caller on an event loop that has not let
+        go of it since finds it there. The future is done once it is.
         """
         return None
 
@@ -733,6 +766,21 @@ class Storage(Lifecycle, abc.ABC):
         if ttl is not None and stamp is not None and time.time() - stamp > ttl:
             raise PeerNotFound(f"Username expired: {key}", username)
         return peer
+
+    async def _access_by_id(self, peer_id: int) -> tuple[int, str]:
+        """:meth:`peer_by_id` for the client glue (``peer_id`` an int), with its rules:
+        ``(access hash, type name)``, without a :class:`Peer` to build where it can.
+
+        :raises PeerNotFound: no such peer.
+        """
+        if self.is_open and _MIN64 <= peer_id <= _MAX64:
+            found = await self._peer_engine.read_access(peer_id)
+            if found is not None:
+                if found is False:
+                    raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
+                return found  # type: ignore[return-value]
+        peer = await self.peer_by_id(peer_id, with_usernames=False)
+        return peer.access_hash, peer.type._value_
 
     async def _access_by_username(self, username: Any) -> tuple[int, int, str]:
         """:meth:`peer_by_username` for the client glue, with its rules: ``(id, access

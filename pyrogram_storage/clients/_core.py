@@ -217,10 +217,10 @@ class ClientStorage:
             except PeerNotFound:
                 raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
         access = self.storage.cached_access(peer_id)
-        if access is not None:
-            access_hash, peer_type = access
-            return self._input(peer_id, access_hash, input_kind_of(peer_id, peer_type))
-        return self._input_peer(await self.storage.peer_by_id(peer_id, with_usernames=False))
+        if access is None:
+            access = await self.storage._access_by_id(peer_id)
+        access_hash, peer_type = access
+        return self._input(peer_id, access_hash, input_kind_of(peer_id, peer_type))
 
     async def get_peer_by_username(self, username: str) -> Any:
         """Return the client's ``InputPeer*`` for a username.

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .. import _files
-from .._index import TYPE_CODES, Columns
+from .._index import TYPE_CODES, Columns, EarlyColumns
 from .._pending import Changes
 from .._worker import Lane
 from ..base import Storage
@@ -380,6 +380,13 @@ class SQLiteStorage(Storage):
 
         return await self._read(find)
 
+    async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None:
+        def find(db: sqlite3.Connection) -> tuple[Any, Any] | None:
+            found = db.execute(_ACCESS_SQL, (peer_id,)).fetchone()
+            return None if found is None else (found[0], found[1])
+
+        return await self._read(find)
+
     async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
         layout = self.layout
         sql = _HOLDERS[layout]
@@ -494,30 +501,21 @@ class SQLiteStorage(Storage):
         return await self._run(read_all if limit is None else read_batch)
 
     async def _peer_columns(self, after: int | None, limit: int) -> Columns | None:
-        def read(db: sqlite3.Connection) -> Columns | None:
-            first = _MIN_ID if after is None else after + 1
-            n, last, damaged, pairs, types = db.execute(_COLUMNS_SQL, (first, limit)).fetchone()
-            if damaged:
-                return None  # the lookups that meet a damaged row say what is wrong
-            both = _hex_array("q", pairs)
-            names: list[Any] = types.split(",") if n else []
-            if len(names) != n:  # a type holding a comma (not ours: damage, or odd)
-                names = [
-                    kind for (kind,) in db.execute(f"SELECT type FROM {_BATCH}", (first, limit))
-                ]
-            codes = TYPE_CODES.get
-            kinds = array("B", [codes(name, 0) for name in names])
-            columns = Columns(both[0::2], both[1::2], kinds)
-            if 0 in kinds:  # a type without a code: kept by name
-                for peer_id, kind in db.execute(_ODD_SQL, (first, last)):
-                    if type(kind) is not str or not kind:
-                        return None
-                    columns.odd_types[peer_id] = kind
-            if n < limit:  # the last batch: the pages read once are not needed
-                db.execute("PRAGMA shrink_memory")
-            return columns
+        return await self._run(lambda db: _read_columns(db, after, limit))
 
-        return await self._run(read)
+    def _first_columns(self, limit: int) -> EarlyColumns | None:
+        db = self._db
+        if not self._threaded or db is None:
+            return None  # in memory: read on the event loop when the engine asks
+        box: list[Columns | None] = []
+
+        def read() -> None:
+            try:
+                box.append(_read_columns(db, None, limit))
+            except Exception:  # the engine reads again, and the lookups say what is wrong
+                box.append(None)
+
+        return box, self._lane.run(read)
 
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         layout = self.layout
@@ -566,6 +564,7 @@ class SQLiteStorage(Storage):
 # One statement a batch, every column aggregated into one hex string by SQLite: no Python
 # object per row, and the GIL released while SQLite works (the event loop runs meanwhile).
 
+_ACCESS_SQL = "SELECT access_hash, type FROM peers WHERE id = ?"
 _MIN_ID = -(2**63)
 _BATCH = "(SELECT id, access_hash, type FROM peers WHERE id >= ?1 ORDER BY id LIMIT ?2)"
 _COLUMNS_SQL = (
@@ -579,6 +578,29 @@ _ODD_SQL = (
     "SELECT id, type FROM peers WHERE id >= ?1 AND id <= ?2 AND "
     f"(typeof(type) != 'text' OR type NOT IN ({', '.join(repr(t) for t in TYPE_CODES)}))"
 )
+
+
+def _read_columns(db: sqlite3.Connection, after: int | None, limit: int) -> Columns | None:
+    """Up to ``limit`` peers with ids above ``after``, as columns; None for damage."""
+    first = _MIN_ID if after is None else after + 1
+    n, last, damaged, pairs, types = db.execute(_COLUMNS_SQL, (first, limit)).fetchone()
+    if damaged:
+        return None  # the lookups that meet a damaged row say what is wrong
+    both = _hex_array("q", pairs)
+    names: list[Any] = types.split(",") if n else []
+    if len(names) != n:  # a type holding a comma (not ours: damage, or odd)
+        names = [kind for (kind,) in db.execute(f"SELECT type FROM {_BATCH}", (first, limit))]
+    codes = TYPE_CODES.get
+    kinds = array("B", [codes(name, 0) for name in names])
+    columns = Columns(both[0::2], both[1::2], kinds)
+    if 0 in kinds:  # a type without a code: kept by name
+        for peer_id, kind in db.execute(_ODD_SQL, (first, last)):
+            if type(kind) is not str or not kind:
+                return None
+            columns.odd_types[peer_id] = kind
+    if n < limit:  # the last batch: the pages read once are not needed
+        db.execute("PRAGMA shrink_memory")
+    return columns
 
 
 def _hex_array(code: str, text: str | None) -> array[int]:
