@@ -131,7 +131,7 @@ class Primitives:
     memory may answer (False: ask the backend)."""
     peer_columns: Callable[[int | None, int], Awaitable[Columns | None]]
     first_columns: Callable[[int], EarlyColumns | None]
-    find_access: Callable[[int], Awaitable[tuple[Any, Any] | None]] | None
+    find_access: Callable[[int], Awaitable[tuple[Any, Any] | None]]
 
 
 def entry_of(peer: Peer) -> PeerChange:
@@ -651,9 +651,9 @@ class Peers:
         ``(access hash, type name)`` from pending writes or a point read of the store;
         False: not stored; None: ask :meth:`by_id` (memory, or the peer's usernames
         pending, or a damaged row)."""
+        if not self.probes or self.complete or self.index is not None:
+            return None  # point reads are round trips (bounded memory keeps what by_id reads)
         find = self.primitives.find_access
-        if find is None or self.complete or self.index is not None:
-            return None
         change = self.pending.journal.peer(peer_id)
         if change is not None:
             if change[KIND] == FULL or change[KIND] == PARTIAL:
@@ -826,7 +826,7 @@ class Peers:
             stored = await self.primitives.count_peers()
             whole = stored <= COMPLETE_LIMIT and self._take(stored + _HEADROOM)
             built: _Built | None
-            if not whole and not self._take_index(stored + _HEADROOM):
+            if not whole and not self._take(stored + _HEADROOM, index=True):
                 return  # bounded: the process's memories are spent on other sessions
             await self._read_early()
             if whole:
@@ -982,7 +982,7 @@ class Peers:
             # What is pending now is stored before the backend is read (writes from now
             # on are in touched): the read, in id order, would miss what it passed.
             await self.pending.store()
-            if not self._take_index(peers + _HEADROOM):
+            if not self._take(peers + _HEADROOM, index=True):
                 return  # bounded: the process's indexes are spent on other sessions
             built = await self._build_index()
             if built is not None:
@@ -1005,20 +1005,17 @@ class Peers:
                 return rows
             after = batch[-1].id
 
-    def _take(self, peers: int) -> bool:
-        """Take room for ``peers`` more peers from the process's budget."""
-        if peers > _Budget.left:
+    def _take(self, peers: int, index: bool = False) -> bool:
+        """Take room for ``peers`` more peers from the process's budget (``index``: its
+        budget for compact indexes)."""
+        budget = _IndexBudget if index else _Budget
+        if peers > budget.left:
             return False
-        _Budget.left -= peers
-        self._share += peers
-        return True
-
-    def _take_index(self, peers: int) -> bool:
-        """Take room for an index of ``peers`` peers from the process's index budget."""
-        if peers > _IndexBudget.left:
-            return False
-        _IndexBudget.left -= peers
-        self._index_share += peers
+        budget.left -= peers
+        if index:
+            self._index_share += peers
+        else:
+            self._share += peers
         return True
 
     def _grown(self) -> None:

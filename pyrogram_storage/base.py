@@ -7,9 +7,10 @@ primitives below (``_open``, ``_apply``, ``_find_peer``...) and nothing else; a
 subclass of your own gets every rule for free, and :mod:`pyrogram_storage.testing`
 checks it against the whole contract.
 
-How it is made fast is not here: the pending writes (:mod:`._pending`) and the peer
-engine (:mod:`._peers`: memory of the session's peers, lookups) are objects the
-contract composes, the same for every backend.
+How it is made fast is not here: the engine (:mod:`._engine`) holds the pending
+writes (:mod:`._pending`) and the peer engine (:mod:`._peers`: memory of the
+session's peers, lookups), objects the contract composes, the same for every backend;
+its shared-mode hooks and the client glue's fast paths come from ``EngineHooks``.
 
 Writes of peers, usernames and update states are *visible* to every read the moment
 the call returns and *stored* within ``commit_interval`` seconds (at once when it is
@@ -27,11 +28,11 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
-from . import _pending
+from ._engine import Engine, EngineHooks, count_by_reading
 from ._index import Columns, EarlyColumns
 from ._lifecycle import Lifecycle
-from ._peers import Peers, Primitives, peer_of
-from ._pending import Changes, PendingWrites
+from ._peers import peer_of
+from ._pending import Changes
 from .crypto import Key, Sealer
 from .errors import (
     BackendError,
@@ -45,7 +46,6 @@ from .session_string import decode_session_string, encode_session_string
 from .types import Peer, PeerCount, PeerType, SessionData, UpdateState
 from .validation import (
     checked_session_changes,
-    clean_usernames,
     count,
     int64,
     interval,
@@ -53,11 +53,10 @@ from .validation import (
     normalize_phone,
     normalize_username,
     peer_change,
-    peer_type,
-    state_change,
-    stored_peer,
+    peer_counts,
     stored_session,
     stored_state,
+    username_pairs,
 )
 
 __all__ = [
@@ -80,7 +79,7 @@ DEFAULT_PEER_CACHE_SIZE = 100_000
 _MIN64, _MAX64 = -(2**63), 2**63 - 1
 
 
-class Storage(Lifecycle, abc.ABC):
+class Storage(Lifecycle, EngineHooks, abc.ABC):
     """A session store: authorization data, the peer cache and the update state.
 
     A storage is constructed without I/O and without an event loop; :meth:`open` does
@@ -164,86 +163,15 @@ class Storage(Lifecycle, abc.ABC):
             decode_session_string(session_string) if session_string is not None else None
         )
         self._writable = False  # open, not read-only, and no store failing: the fast check
-        self._exclusive = False
-        self._trusted = False  # shared mode: the backend delivers invalidations right now
-        self._session_known = False  # shared mode: no other writer changed the session since
         self._session: SessionData | None = None
-        self._pending_writes = PendingWrites(
-            lambda changes: self._call("store writes", self._apply(changes)),
+        self._engine = Engine(
+            self,
             self.commit_interval,
-            lock=lambda: self._lock_pair()[1],
-            is_open=lambda: self.is_open,
-            changed=self._set_writable,
-            owner=lambda: repr(self),
-        )
-        # The engine's reads of the backend: each checks, when it starts, that the storage
-        # is still open (a lookup awaits several), and what it finds.
-        where = self  # what a damaged-data error names (its repr, made only then)
-
-        async def find_peer(peer_id: int, usernames: bool) -> Peer | None:
-            self._check_open()
-            found = await self._call("look up a peer", self._find_peer(peer_id, usernames))
-            return None if found is None else stored_peer(found, where)
-
-        async def find_by(key: str, usernames: bool, phone: bool = False) -> Peer | None:
-            self._check_open()
-            find = self._find_by_phone if phone else self._find_by_username
-            what = "look up a phone number" if phone else "look up a username"
-            found = await self._call(what, find(key, usernames))
-            return None if found is None else stored_peer(found, where)
-
-        async def read_peers(after: int | None, limit: int) -> list[Peer]:
-            self._check_open()
-            batch = await self._call("read peers", self._read_peers(after, limit))
-            return [stored_peer(peer, where) for peer in batch]
-
-        async def holders(key: str) -> set[int] | None:
-            self._check_open()
-            return await self._call("look up a username", self._username_holders(key))
-
-        async def count_peers() -> int:
-            return int(await self.count_peers())
-
-        async def peer_rows(
-            after: int | None = None, limit: int | None = None
-        ) -> list[tuple[Any, ...]] | None:
-            self._check_open()
-            return await self._call("read peers", self._peer_rows(after, limit))
-
-        async def peer_columns(after: int | None, limit: int) -> Columns | None:
-            self._check_open()
-            return await self._call("read peers", self._peer_columns(after, limit))
-
-        def first_columns(limit: int) -> EarlyColumns | None:
-            try:
-                return self._first_columns(limit)
-            except Exception as exc:  # an id table is an optimisation: never fail open for it
-                log.debug("reading the first peers in bulk did not start: %s", exc)
-                return None
-
-        async def find_access(peer_id: int) -> tuple[Any, Any] | None:
-            self._check_open()
-            return await self._call("look up a peer", self._find_access(peer_id))
-
-        overridden = type(self)._find_access is not Storage._find_access
-        self._peer_engine = Peers(
-            Primitives(
-                find_peer,
-                find_by,
-                lambda key, usernames: find_by(key, usernames, phone=True),
-                holders,
-                read_peers,
-                count_peers,
-                peer_rows,
-                self._catch_up,
-                peer_columns,
-                first_columns,
-                find_access if overridden else None,
-            ),
-            self._pending_writes,
             count(peer_cache_size, "peer_cache_size"),
             probes=self.probes_writes,
         )
+        self._pending_writes = self._engine.pending
+        self._peer_engine = self._engine.peers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -338,11 +266,16 @@ class Storage(Lifecycle, abc.ABC):
     async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None:
         """Return ``(access_hash, type name)`` of the stored peer with this id, or None.
 
-        Optional: what an id lookup of the client glue needs (a point read of two
-        columns); without it, :meth:`_find_peer` answers. Values are checked by the
-        engine (a damaged row is read again with :meth:`_find_peer`, which says so).
+        What an id lookup of the client glue needs, where point reads are cheap
+        (:attr:`probes_writes`: elsewhere the engine keeps the peers it reads). Default:
+        from :meth:`_find_peer`; override with a read of the two alone. Values are
+        checked by the engine (a damaged row is read again by :meth:`_find_peer`).
         """
-        raise NotImplementedError
+        peer = await self._find_peer(peer_id, False)
+        if peer is None:
+            return None
+        kind = peer.type
+        return peer.access_hash, kind._value_ if isinstance(kind, PeerType) else kind
 
     def _first_columns(self, limit: int) -> EarlyColumns | None:
         """Start reading the first ``limit`` peers as :meth:`_peer_columns` does, at once
@@ -356,17 +289,7 @@ class Storage(Lifecycle, abc.ABC):
 
     async def _count_peers(self) -> dict[str, int]:
         """Return how many peers of each type name are stored."""
-        counts: dict[str, int] = {}
-        after: int | None = None
-        while True:
-            batch = await self._read_peers(after, 1000)
-            for peer in batch:
-                counts[peer.type.value] = counts.get(peer.type.value, 0) + 1
-            if len(batch) < 1000:
-                return counts
-            if after is not None and batch[-1].id <= after:
-                raise BackendError(f"{self!r}: _read_peers() made no progress past {after}")
-            after = batch[-1].id
+        return await count_by_reading(self._read_peers, self)
 
     @abc.abstractmethod
     async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
@@ -397,48 +320,12 @@ class Storage(Lifecycle, abc.ABC):
         return False
 
     def _abandon(self) -> bool:
-        if self._pending_writes.journal.busy or not self._let_go():
+        if not self._engine.abandon(self._let_go):
             return False
-        self._pending_writes.clear()
-        self._peer_engine.abandon()
         self._session = None
         self._sealer.close()
         self._set_writable()
         return True
-
-    def _invalidate(
-        self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
-    ) -> None:
-        """For a backend that :attr:`delivers_invalidations`: another writer stored changes.
-
-        ``peer_ids`` are the peers it changed (None: any may have changed), ``session``
-        and ``states`` whether it changed session fields or update states. Call it as
-        soon as the news arrives (from the event loop's thread): memory drops what it held.
-        """
-        self._peer_engine.invalidate(peer_ids)
-        if session:
-            self._session_known = False
-
-    def _catch_up(self) -> bool:
-        """For a backend that :attr:`delivers_invalidations`: take in, without waiting,
-        every invalidation that has reached this process, and return True; or return
-        False when that cannot be known (memory is not used for that call).
-
-        Called before memory answers a lookup or skips a write in shared mode: a
-        lookup started after another process's write was acknowledged must not return
-        what it replaced. Default: False.
-        """
-        return False
-
-    def _set_cache_trusted(self, trusted: bool) -> None:
-        """For a backend that :attr:`delivers_invalidations`: whether they are delivered.
-
-        False when the channel they come by is lost (writes of others may go unnoticed:
-        every read asks the backend meanwhile), True once it is back.
-        """
-        self._trusted = trusted
-        self._session_known = False
-        self._peer_engine.trust(trusted)
 
     def _sole_writer(self) -> bool:
         """Whether, once open, no other object or process writes this session.
@@ -466,10 +353,7 @@ class Storage(Lifecycle, abc.ABC):
         session = await self._call("open the session", self._open())
         session = await self._sealer.open(session, repr(self), first=True)
         self._session = stored_session(session, self)
-        self._exclusive = bool(self._sole_writer())
-        self._trusted = self.delivers_invalidations
-        self._session_known = False
-        self._pending_writes.failure = None
+        self._engine.opened(bool(self._sole_writer()), self.delivers_invalidations)
 
     async def _opened(self) -> None:
         self._set_writable()
@@ -479,7 +363,8 @@ class Storage(Lifecycle, abc.ABC):
         elif self._sealer.converting and self._session is not None:
             # encrypt_existing: one write of the auth key, atomic in every backend
             await self._store_session({"auth_key": self._session.auth_key})
-        self._peer_engine.start(self._exclusive, self.username_ttl, self.delivers_invalidations)
+        engine = self._engine
+        engine.peers.start(engine.exclusive, self.username_ttl, self.delivers_invalidations)
 
     async def close(self) -> None:
         """Store what is pending and release connections.
@@ -494,15 +379,7 @@ class Storage(Lifecycle, abc.ABC):
 
     async def _closing(self) -> None:
         self._set_writable()
-        await self._peer_engine.stop()
-        await self._pending_writes.stop()
-        failure: BaseException | None = None
-        if self._session is not None:
-            try:
-                await self._pending_writes.store(explain=False)
-            except Exception as exc:
-                failure = exc
-        self._pending_writes.clear()
+        failure = await self._engine.stop(lambda: self._session is not None)
         self._session = None
         self._sealer.close()
         try:
@@ -562,8 +439,8 @@ class Storage(Lifecycle, abc.ABC):
         session = self._session
         if session is None:
             raise StorageClosedError(f"{self!r} is closed; call open() first")
-        if not self._exclusive and not (self._trusted and self._catch_up() and self._session_known):
-            self._session_known = self._trusted  # unless the news of a change comes meanwhile
+        engine = self._engine
+        if not engine.exclusive and engine.session_stale():  # the only writer: no read
             fresh = await self._call("read the session", self._read_session())
             if fresh is not None and self._session is not None:
                 fresh = await self._sealer.open(fresh, repr(self), first=False)
@@ -643,31 +520,6 @@ class Storage(Lifecycle, abc.ABC):
         if changes:
             await self._peer_engine.upsert(changes, now)
 
-    def _writes_nothing(self, peer: tuple[Any, ...]) -> bool:
-        """Whether upserting the peer ``(id, access_hash, type name, usernames or None,
-        phone)`` would change nothing, answered from memory; no I/O. The client glue asks
-        before a per-update write, to skip the rest of the call."""
-        return self._writable and self._peer_engine.holds(peer, time.time())
-
-    def _names_held(self, peer_id: Any, names: list[Any]) -> bool:
-        """Whether setting these usernames of ``peer_id`` would change nothing (memory
-        holds them, or holds no such peer); no I/O. Asked by the client glue."""
-        return self._writable and self._peer_engine.holds_names(peer_id, names)
-
-    async def _upsert_tuples(self, peers: list[tuple[Any, ...]]) -> None:
-        """:meth:`upsert_peers` for the client glue, with the rules of that method, on
-        tuples of a peer's fields (``id, access_hash, type name, usernames, phone``):
-        the clients hand tuples in, and building a :class:`Peer` of each costs more than
-        the rest of the write."""
-        if not self._writable:
-            self._check_writable()
-        now = int(time.time())
-        if len(peers) == 1 and self._peer_engine.holds(peers[0], now):
-            return  # changes nothing (and passes every check, being what is held)
-        changes = [peer_change(peer, now, tuples=True) for peer in peers]
-        if changes:
-            await self._peer_engine.upsert(changes, now)
-
     async def set_usernames(self, usernames: Iterable[tuple[int, Sequence[str]]]) -> None:
         """Replace the usernames of each given peer id; ids not stored are ignored.
 
@@ -684,19 +536,7 @@ class Storage(Lifecycle, abc.ABC):
                 and self._peer_engine.holds_names(*only)
             ):
                 return  # changes nothing (and passes every check, being what is held)
-        merged: dict[int, tuple[str, ...]] = {}
-        if type(usernames) is not list:
-            usernames = iterable(usernames, "usernames")
-        for item in usernames:
-            try:
-                peer_id, names = item
-            except (TypeError, ValueError):
-                raise InvalidTypeError(
-                    f"set_usernames() takes (peer id, usernames) pairs, not {type(item).__name__}"
-                ) from None
-            if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
-                peer_id = int64(peer_id, "peer id")
-            merged[peer_id] = clean_usernames(names)
+        merged = username_pairs(usernames)
         if merged:
             await self._peer_engine.set_names(merged, int(time.time()))
 
@@ -767,45 +607,6 @@ class Storage(Lifecycle, abc.ABC):
             raise PeerNotFound(f"Username expired: {key}", username)
         return peer
 
-    async def _access_by_id(self, peer_id: int) -> tuple[int, str]:
-        """:meth:`peer_by_id` for the client glue (``peer_id`` an int), with its rules:
-        ``(access hash, type name)``, without a :class:`Peer` to build where it can.
-
-        :raises PeerNotFound: no such peer.
-        """
-        if self.is_open and _MIN64 <= peer_id <= _MAX64:
-            found = await self._peer_engine.read_access(peer_id)
-            if found is not None:
-                if found is False:
-                    raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
-                return found  # type: ignore[return-value]
-        peer = await self.peer_by_id(peer_id, with_usernames=False)
-        return peer.access_hash, peer.type._value_
-
-    async def _access_by_username(self, username: Any) -> tuple[int, int, str]:
-        """:meth:`peer_by_username` for the client glue, with its rules: ``(id, access
-        hash, type name)`` of the holder, from memory when it knows (no :class:`Peer`
-        to build, no query); else from :meth:`peer_by_username`, which raises."""
-        if type(username) is str and self.is_open:
-            key = normalize_username(username)
-            found = self._peer_engine.holder("names", key) if key else None
-            if found is not None:
-                ttl = self.username_ttl
-                if ttl is None or time.time() - found[3] <= ttl:
-                    return found[0], found[1], found[2]
-        peer = await self.peer_by_username(username, with_usernames=False)
-        return peer.id, peer.access_hash, peer.type._value_
-
-    async def _access_by_phone(self, phone_number: Any) -> tuple[int, int, str]:
-        """:meth:`peer_by_phone` for the client glue, as :meth:`_access_by_username`."""
-        if type(phone_number) is str and self.is_open:
-            key = normalize_phone(phone_number)
-            found = self._peer_engine.holder("phones", key) if key else None
-            if found is not None:
-                return found[0], found[1], found[2]
-        peer = await self.peer_by_phone(phone_number, with_usernames=False)
-        return peer.id, peer.access_hash, peer.type._value_
-
     async def peer_by_phone(self, phone_number: str, *, with_usernames: bool = True) -> Peer:
         """Return the user with this phone number (``+``, spaces and dashes ignored).
 
@@ -864,18 +665,8 @@ class Storage(Lifecycle, abc.ABC):
         """
         batch_size = count(batch_size, "batch_size", minimum=1)
         self._check_open()
-        await self._pending_writes.store()
-        after: int | None = None
-        while True:
-            batch = await self._peer_engine.primitives.read_peers(after, batch_size)
-            if not batch:
-                return
+        async for batch in self._engine.batches(batch_size, self):
             yield batch
-            if len(batch) < batch_size:
-                return
-            if after is not None and batch[-1].id <= after:
-                raise BackendError(f"{self!r}: _read_peers() made no progress past {after}")
-            after = batch[-1].id
 
     async def count_peers(self) -> PeerCount:
         """Return how many peers are stored (an ``int``; see :class:`PeerCount`)."""
@@ -886,13 +677,7 @@ class Storage(Lifecycle, abc.ABC):
         self._check_open()
         await self._pending_writes.store()
         counts = await self._call("count peers", self._count_peers())
-        result: dict[PeerType, int] = {}
-        for kind, number in counts.items():
-            if not isinstance(number, int) or isinstance(number, bool):
-                raise BackendError(f"{self!r} counted {type(number).__name__}, not int")
-            key = peer_type(kind)
-            result[key] = result.get(key, 0) + number
-        return result
+        return peer_counts(counts, self)
 
     # == update state =========================================================================
 
@@ -920,31 +705,12 @@ class Storage(Lifecycle, abc.ABC):
             states = iterable(states, "states")
         await self._set_state_tuples(states, merge=merge, tuples=False)
 
-    async def _set_state_tuples(
-        self, states: Iterable[Any], *, merge: bool = True, tuples: bool = True
-    ) -> None:
-        """:meth:`set_update_states` for the client glue, with its rules, on
-        ``(id, pts, qts, date, seq)`` tuples (no :class:`UpdateState` to build)."""
-        if not self._writable:
-            self._check_writable()
-        kind = _pending.MERGE if merge else _pending.REPLACE
-        rows = [state_change(state, kind, tuples=tuples) for state in states]
-        if rows:
-            add = self._pending_writes.journal.add_state
-            for state_id, change in rows:
-                add(state_id, change)
-            await self._pending_writes.written()
-
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         """Delete the update states of ``ids``; unknown ids are ignored."""
         self._check_writable()
         wanted = {int64(i, "update state id") for i in iterable(ids, "ids")}
-        for state_id in wanted:
-            self._pending_writes.journal.add_state(
-                state_id, (_pending.STATE_DELETED, None, None, None, None)
-            )
         if wanted:
-            await self._pending_writes.written()
+            await self._engine.delete_states(wanted)
 
     # == rules shared by the methods ==========================================================
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ._pending import FULL, PARTIAL, PeerChange, PeerRow, StateChange
-from .errors import CorruptSessionError, InvalidTypeError, InvalidValueError
+from .errors import BackendError, CorruptSessionError, InvalidTypeError, InvalidValueError
 from .types import SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
 
 __all__ = [
@@ -369,3 +369,39 @@ def state_change(state: Any, kind: int, *, tuples: bool = False) -> tuple[int, S
         optional_int64(values[3], "date"),
         optional_int64(values[4], "seq"),
     )
+
+
+def username_pairs(usernames: Any) -> dict[int, tuple[str, ...]]:
+    """Check ``(peer id, usernames)`` pairs to store; the last pair of an id wins.
+
+    :raises InvalidTypeError: not pairs, or usernames of the wrong type.
+    :raises InvalidValueError: an id beyond 64 bits.
+    """
+    merged: dict[int, tuple[str, ...]] = {}
+    if type(usernames) is not list:
+        usernames = iterable(usernames, "usernames")
+    for item in usernames:
+        try:
+            peer_id, names = item
+        except (TypeError, ValueError):
+            raise InvalidTypeError(
+                f"set_usernames() takes (peer id, usernames) pairs, not {type(item).__name__}"
+            ) from None
+        if type(peer_id) is not int or not _MIN64 <= peer_id <= _MAX64:
+            peer_id = int64(peer_id, "peer id")
+        merged[peer_id] = clean_usernames(names)
+    return merged
+
+
+def peer_counts(counts: Mapping[Any, Any], where: object) -> dict[PeerType, int]:
+    """Check what a backend counted of each type; merge type names of one type.
+
+    :raises BackendError: a count is not an int.
+    """
+    result: dict[PeerType, int] = {}
+    for kind, number in counts.items():
+        if not isinstance(number, int) or isinstance(number, bool):
+            raise BackendError(f"{where!r} counted {type(number).__name__}, not int")
+        key = peer_type(kind)
+        result[key] = result.get(key, 0) + number
+    return result

@@ -1,0 +1,413 @@
+"""The engine one storage composes: its pending writes, its peers and shared mode.
+
+:class:`Engine` builds the pending writes (:mod:`._pending`) and the peer engine
+(:mod:`._peers`) from its storage's primitives, and keeps what shared mode needs to
+know: whether the storage is the session's only writer, and whether the backend is
+telling it what the other writers change. It is handed its storage as a
+:class:`Backend` (what it calls of it), so it imports nothing of the contract.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from typing import Any, Protocol, TypeVar
+
+from . import _pending
+from ._index import Columns, EarlyColumns
+from ._peers import Peers, Primitives
+from ._pending import STATE_DELETED, Changes, PendingWrites
+from .errors import BackendError, PeerNotFound
+from .types import Peer
+from .validation import normalize_phone, normalize_username, peer_change, state_change, stored_peer
+
+__all__ = ["Backend", "Engine", "EngineHooks", "count_by_reading"]
+
+T = TypeVar("T")
+
+log = logging.getLogger("pyrogram_storage")
+
+
+class Backend(Protocol):
+    """What the engine uses of its storage: primitives, called through its error
+    translation (:meth:`_call`) and after its open check (:meth:`_check_open`)."""
+
+    @property
+    def is_open(self) -> bool: ...
+
+    async def _call(self, what: str, operation: Awaitable[T]) -> T: ...
+
+    def _check_open(self) -> None: ...
+
+    def _lock_pair(self) -> tuple[asyncio.Lock, asyncio.Lock]: ...
+
+    def _set_writable(self) -> None: ...
+
+    def _catch_up(self) -> bool: ...
+
+    async def _apply(self, changes: Changes) -> None: ...
+
+    async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None: ...
+
+    async def _find_by_username(self, username: str, usernames: bool) -> Peer | None: ...
+
+    async def _find_by_phone(self, phone: str, usernames: bool) -> Peer | None: ...
+
+    async def _read_peers(self, after: int | None, limit: int) -> list[Peer]: ...
+
+    async def _username_holders(self, username: str) -> set[int] | None: ...
+
+    async def _peer_rows(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[tuple[Any, ...]] | None: ...
+
+    async def _peer_columns(self, after: int | None, limit: int) -> Columns | None: ...
+
+    def _first_columns(self, limit: int) -> EarlyColumns | None: ...
+
+    async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None: ...
+
+    async def count_peers(self) -> int: ...
+
+
+class Engine:
+    """The pending writes and the peer engine of one storage, and its shared-mode state.
+
+    :param storage: the storage whose primitives it calls.
+    :param commit_interval: seconds within which writes are stored (0: at once).
+    :param cache_size: peers kept by the bounded cache (0: none).
+    :param probes: whether point reads are cheap enough to read a peer before writing it.
+    """
+
+    __slots__ = ("_catch_up", "exclusive", "peers", "pending", "session_known", "trusted")
+
+    def __init__(
+        self, storage: Backend, commit_interval: float, cache_size: int, *, probes: bool
+    ) -> None:
+        self.exclusive = False  # open, and the session's only writer
+        self.trusted = False  # shared mode: the backend delivers invalidations right now
+        self.session_known = False  # shared mode: no other writer changed the session since
+        self._catch_up = storage._catch_up
+        self.pending = PendingWrites(
+            lambda changes: storage._call("store writes", storage._apply(changes)),
+            commit_interval,
+            lock=lambda: storage._lock_pair()[1],
+            is_open=lambda: storage.is_open,
+            changed=storage._set_writable,
+            owner=lambda: repr(storage),
+        )
+        # The engine's reads of the backend: each checks, when it starts, that the storage
+        # is still open (a lookup awaits several), and what it finds.
+        call, check_open, where = storage._call, storage._check_open, storage
+
+        async def find_peer(peer_id: int, usernames: bool) -> Peer | None:
+            check_open()
+            found = await call("look up a peer", storage._find_peer(peer_id, usernames))
+            return None if found is None else stored_peer(found, where)
+
+        async def find_by(key: str, usernames: bool, phone: bool = False) -> Peer | None:
+            check_open()
+            find = storage._find_by_phone if phone else storage._find_by_username
+            what = "look up a phone number" if phone else "look up a username"
+            found = await call(what, find(key, usernames))
+            return None if found is None else stored_peer(found, where)
+
+        async def read_peers(after: int | None, limit: int) -> list[Peer]:
+            check_open()
+            batch = await call("read peers", storage._read_peers(after, limit))
+            return [stored_peer(peer, where) for peer in batch]
+
+        async def holders(key: str) -> set[int] | None:
+            check_open()
+            return await call("look up a username", storage._username_holders(key))
+
+        async def count_peers() -> int:
+            return int(await storage.count_peers())
+
+        async def peer_rows(
+            after: int | None = None, limit: int | None = None
+        ) -> list[tuple[Any, ...]] | None:
+            check_open()
+            return await call("read peers", storage._peer_rows(after, limit))
+
+        async def peer_columns(after: int | None, limit: int) -> Columns | None:
+            check_open()
+            return await call("read peers", storage._peer_columns(after, limit))
+
+        def first_columns(limit: int) -> EarlyColumns | None:
+            try:
+                return storage._first_columns(limit)
+            except Exception as exc:  # an id table is an optimisation: never fail open for it
+                log.debug("reading the first peers in bulk did not start: %s", exc)
+                return None
+
+        async def find_access(peer_id: int) -> tuple[Any, Any] | None:
+            check_open()
+            return await call("look up a peer", storage._find_access(peer_id))
+
+        self.peers = Peers(
+            Primitives(
+                find_peer,
+                find_by,
+                lambda key, usernames: find_by(key, usernames, phone=True),
+                holders,
+                read_peers,
+                count_peers,
+                peer_rows,
+                storage._catch_up,
+                peer_columns,
+                first_columns,
+                find_access,
+            ),
+            self.pending,
+            cache_size,
+            probes=probes,
+        )
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def opened(self, sole_writer: bool, told: bool) -> None:
+        """The storage opened: whether it is the only writer, and whether the backend
+        delivers invalidations (``told``)."""
+        self.exclusive = sole_writer
+        self.trusted = told
+        self.session_known = False
+        self.pending.failure = None
+
+    async def stop(self, store: Callable[[], bool]) -> BaseException | None:
+        """The storage closes: stop the peers and the timer, store what is pending (if
+        ``store()`` says so, then) and forget it; return what storing raised."""
+        await self.peers.stop()
+        await self.pending.stop()
+        failure: BaseException | None = None
+        if store():
+            try:
+                await self.pending.store(explain=False)
+            except Exception as exc:
+                failure = exc
+        self.pending.clear()
+        return failure
+
+    def abandon(self, let_go: Callable[[], bool]) -> bool:
+        """The storage's event loop has ended: forget everything, awaiting nothing, once
+        ``let_go`` released the backend; False (nothing changed) while work is under way."""
+        if self.pending.journal.busy or not let_go():
+            return False
+        self.pending.clear()
+        self.peers.abandon()
+        return True
+
+    # -- shared mode ----------------------------------------------------------------------
+
+    def invalidate(self, peer_ids: Collection[int] | None, session: bool) -> None:
+        """Another writer changed these peers (None: any), and the session if ``session``."""
+        self.peers.invalidate(peer_ids)
+        if session:
+            self.session_known = False
+
+    def trust(self, trusted: bool) -> None:
+        """Whether the backend delivers invalidations now."""
+        self.trusted = trusted
+        self.session_known = False
+        self.peers.trust(trusted)
+
+    def session_stale(self) -> bool:
+        """Whether the session must be read again: another writer may have changed it.
+
+        Once read, it is known until the news of a change comes (when news is delivered).
+        """
+        if self.exclusive or (self.trusted and self._catch_up() and self.session_known):
+            return False
+        self.session_known = self.trusted
+        return True
+
+    # -- writes and reads -----------------------------------------------------------------
+
+    async def delete_states(self, ids: Collection[int]) -> None:
+        """Delete the update states of ``ids`` (not empty)."""
+        add = self.pending.journal.add_state
+        for state_id in ids:
+            add(state_id, (STATE_DELETED, None, None, None, None))
+        await self.pending.written()
+
+    async def batches(self, batch_size: int, owner: object) -> AsyncIterator[list[Peer]]:
+        """Every stored peer in lists of up to ``batch_size``, ordered by id, once what
+        is pending is stored."""
+        await self.pending.store()
+        read_peers = self.peers.primitives.read_peers
+        after: int | None = None
+        while True:
+            batch = await read_peers(after, batch_size)
+            if not batch:
+                return
+            yield batch
+            if len(batch) < batch_size:
+                return
+            if after is not None and batch[-1].id <= after:
+                raise BackendError(f"{owner!r}: _read_peers() made no progress past {after}")
+            after = batch[-1].id
+
+
+class EngineHooks:
+    """What backends and the client glue call on a storage beside its public methods.
+
+    Backends that :attr:`~pyrogram_storage.Storage.delivers_invalidations` call (or
+    override) the shared-mode hooks; the client glue calls the fast paths, which keep
+    the rules of the public methods they stand for (``upsert_peers``,
+    ``set_usernames``, ``set_update_states``) on the tuples the clients hand in.
+    """
+
+    _engine: Engine
+    _peer_engine: Peers
+    _pending_writes: PendingWrites
+    _writable: bool  # open, not read-only, and no store failing: the fast check
+    username_ttl: float | None
+
+    def _check_writable(self) -> None:
+        raise NotImplementedError  # the contract's rule
+
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError  # the contract's state
+
+    # The contract's lookups, which the glue's fast paths fall back on.
+    async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
+        raise NotImplementedError
+
+    async def peer_by_username(self, username: str, *, with_usernames: bool = True) -> Peer:
+        raise NotImplementedError
+
+    async def peer_by_phone(self, phone_number: str, *, with_usernames: bool = True) -> Peer:
+        raise NotImplementedError
+
+    # -- shared mode ----------------------------------------------------------------------
+
+    def _invalidate(
+        self, peer_ids: frozenset[int] | None, *, session: bool = False, states: bool = False
+    ) -> None:
+        """For a backend that :attr:`delivers_invalidations`: another writer stored changes.
+
+        ``peer_ids`` are the peers it changed (None: any may have changed), ``session``
+        and ``states`` whether it changed session fields or update states. Call it as
+        soon as the news arrives (from the event loop's thread): memory drops what it held.
+        """
+        self._engine.invalidate(peer_ids, session)
+
+    def _catch_up(self) -> bool:
+        """For a backend that :attr:`delivers_invalidations`: take in, without waiting,
+        every invalidation that has reached this process, and return True; or return
+        False when that cannot be known (memory is not used for that call).
+
+        Called before memory answers a lookup or skips a write in shared mode: a
+        lookup started after another process's write was acknowledged must not return
+        what it replaced. Default: False.
+        """
+        return False
+
+    def _set_cache_trusted(self, trusted: bool) -> None:
+        """For a backend that :attr:`delivers_invalidations`: whether they are delivered.
+
+        False when the channel they come by is lost (writes of others may go unnoticed:
+        every read asks the backend meanwhile), True once it is back.
+        """
+        self._engine.trust(trusted)
+
+    # -- the client glue's fast paths --------------------------------------------------
+
+    def _writes_nothing(self, peer: tuple[Any, ...]) -> bool:
+        """Whether upserting the peer ``(id, access_hash, type name, usernames or None,
+        phone)`` would change nothing, answered from memory; no I/O. The client glue asks
+        before a per-update write, to skip the rest of the call."""
+        return self._writable and self._peer_engine.holds(peer, time.time())
+
+    def _names_held(self, peer_id: Any, names: list[Any]) -> bool:
+        """Whether setting these usernames of ``peer_id`` would change nothing (memory
+        holds them, or holds no such peer); no I/O. Asked by the client glue."""
+        return self._writable and self._peer_engine.holds_names(peer_id, names)
+
+    async def _upsert_tuples(self, peers: list[tuple[Any, ...]]) -> None:
+        """:meth:`upsert_peers` for the client glue, with the rules of that method, on
+        tuples of a peer's fields (``id, access_hash, type name, usernames, phone``):
+        the clients hand tuples in, and building a :class:`Peer` of each costs more than
+        the rest of the write."""
+        if not self._writable:
+            self._check_writable()
+        now = int(time.time())
+        if len(peers) == 1 and self._peer_engine.holds(peers[0], now):
+            return  # changes nothing (and passes every check, being what is held)
+        changes = [peer_change(peer, now, tuples=True) for peer in peers]
+        if changes:
+            await self._peer_engine.upsert(changes, now)
+
+    async def _access_by_id(self, peer_id: int) -> tuple[int, str]:
+        """:meth:`peer_by_id` for the client glue (``peer_id`` an int), with its rules:
+        ``(access hash, type name)``, without a :class:`Peer` to build where it can.
+
+        :raises PeerNotFound: no such peer.
+        """
+        if self.is_open and -(2**63) <= peer_id < 2**63:
+            found = await self._peer_engine.read_access(peer_id)
+            if found is not None:
+                if found is False:
+                    raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
+                return found  # type: ignore[return-value]
+        peer = await self.peer_by_id(peer_id, with_usernames=False)
+        return peer.access_hash, peer.type._value_
+
+    async def _access_by_username(self, username: Any) -> tuple[int, int, str]:
+        """:meth:`peer_by_username` for the client glue, with its rules: ``(id, access
+        hash, type name)`` of the holder, from memory when it knows (no :class:`Peer`
+        to build, no query); else from :meth:`peer_by_username`, which raises."""
+        if type(username) is str and self.is_open:
+            key = normalize_username(username)
+            found = self._peer_engine.holder("names", key) if key else None
+            if found is not None:
+                ttl = self.username_ttl
+                if ttl is None or time.time() - found[3] <= ttl:
+                    return found[0], found[1], found[2]
+        peer = await self.peer_by_username(username, with_usernames=False)
+        return peer.id, peer.access_hash, peer.type._value_
+
+    async def _access_by_phone(self, phone_number: Any) -> tuple[int, int, str]:
+        """:meth:`peer_by_phone` for the client glue, as :meth:`_access_by_username`."""
+        if type(phone_number) is str and self.is_open:
+            key = normalize_phone(phone_number)
+            found = self._peer_engine.holder("phones", key) if key else None
+            if found is not None:
+                return found[0], found[1], found[2]
+        peer = await self.peer_by_phone(phone_number, with_usernames=False)
+        return peer.id, peer.access_hash, peer.type._value_
+
+    async def _set_state_tuples(
+        self, states: Iterable[Any], *, merge: bool = True, tuples: bool = True
+    ) -> None:
+        """:meth:`set_update_states` for the client glue, with its rules, on
+        ``(id, pts, qts, date, seq)`` tuples (no :class:`UpdateState` to build)."""
+        if not self._writable:
+            self._check_writable()
+        kind = _pending.MERGE if merge else _pending.REPLACE
+        rows = [state_change(state, kind, tuples=tuples) for state in states]
+        if rows:
+            add = self._pending_writes.journal.add_state
+            for state_id, change in rows:
+                add(state_id, change)
+            await self._pending_writes.written()
+
+
+async def count_by_reading(
+    read_peers: Callable[[int | None, int], Awaitable[list[Peer]]], owner: object
+) -> dict[str, int]:
+    """How many peers of each type name are stored, read a thousand at a time."""
+    counts: dict[str, int] = {}
+    after: int | None = None
+    while True:
+        batch = await read_peers(after, 1000)
+        for peer in batch:
+            counts[peer.type.value] = counts.get(peer.type.value, 0) + 1
+        if len(batch) < 1000:
+            return counts
+        if after is not None and batch[-1].id <= after:
+            raise BackendError(f"{owner!r}: _read_peers() made no progress past {after}")
+        after = batch[-1].id
