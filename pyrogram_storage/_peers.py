@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
@@ -232,7 +233,8 @@ class Peers:
         loading, self._loading = self._loading, None
         if loading is not None and not loading.done():
             loading.cancel()
-            await asyncio.wait([loading])
+            if inspect.getcoroutinestate(loading.get_coro()) != inspect.CORO_CREATED:  # type: ignore[arg-type]
+                await asyncio.wait([loading])  # under way: let it end (never run: nothing to)
         self._forget()
 
     def abandon(self) -> None:
