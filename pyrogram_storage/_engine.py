@@ -10,13 +10,12 @@ telling it what the other writers change. It is handed its storage as a
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from typing import Any, Protocol, TypeVar
 
 from . import _pending
-from ._index import Columns, EarlyColumns
+from ._index import Columns
 from ._peers import Peers, Primitives
 from ._pending import STATE_DELETED, Changes, PendingWrites
 from .errors import BackendError, PeerNotFound
@@ -26,8 +25,6 @@ from .validation import normalize_phone, normalize_username, peer_change, state_
 __all__ = ["Backend", "Engine", "EngineHooks", "count_by_reading"]
 
 T = TypeVar("T")
-
-log = logging.getLogger("pyrogram_storage")
 
 
 class Backend(Protocol):
@@ -64,8 +61,6 @@ class Backend(Protocol):
     ) -> list[tuple[Any, ...]] | None: ...
 
     async def _peer_columns(self, after: int | None, limit: int) -> Columns | None: ...
-
-    def _first_columns(self, limit: int) -> EarlyColumns | None: ...
 
     async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None: ...
 
@@ -136,13 +131,6 @@ class Engine:
             check_open()
             return await call("read peers", storage._peer_columns(after, limit))
 
-        def first_columns(limit: int) -> EarlyColumns | None:
-            try:
-                return storage._first_columns(limit)
-            except Exception as exc:  # an id table is an optimisation: never fail open for it
-                log.debug("reading the first peers in bulk did not start: %s", exc)
-                return None
-
         async def find_access(peer_id: int) -> tuple[Any, Any] | None:
             check_open()
             return await call("look up a peer", storage._find_access(peer_id))
@@ -158,7 +146,6 @@ class Engine:
                 peer_rows,
                 storage._catch_up,
                 peer_columns,
-                first_columns,
                 find_access,
             ),
             self.pending,

@@ -23,7 +23,6 @@ never stored.
 
 from __future__ import annotations
 
-import asyncio
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
@@ -35,7 +34,6 @@ __all__ = [
     "TYPE_CODES",
     "UNKNOWN_NAMES",
     "Columns",
-    "EarlyColumns",
     "PeerIndex",
     "name_key",
     "names_fingerprint",
@@ -87,10 +85,6 @@ class Columns:
 Found = tuple[int, str, int, int, int]
 """What the index knows of a peer: access hash, type name, last write (-1: not
 representable here, ask the store), usernames fingerprint, phone key (0: none)."""
-
-
-EarlyColumns = tuple[list["Columns | None"], "asyncio.Future[None]"]
-"""A bulk read started at open: the list its thread fills, and the future done after."""
 
 
 def names_fingerprint(names: tuple[str, ...]) -> int:

@@ -45,7 +45,6 @@ from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
 from ._index import (
     NO_NAMES,
     Columns,
-    EarlyColumns,
     PeerIndex,
     name_key,
     names_fingerprint,
@@ -82,8 +81,6 @@ _INDEX_BATCH: Final = 5000
 _EARLY_BATCH: Final = 65_536
 """Peers per trip to the backend while the id table of the first moments is read."""
 
-_EARLY_FIRST: Final = 131_072
-"""Peers of the id table read at once when open() ends, before the event loop turns."""
 
 _LOAD_ROUNDS: Final = 4
 """Rounds of reading again the peers written while memory filled."""
@@ -131,7 +128,6 @@ class Primitives:
     """Shared mode: take in every change others made that reached us, then whether
     memory may answer (False: ask the backend)."""
     peer_columns: Callable[[int | None, int], Awaitable[Columns | None]]
-    first_columns: Callable[[int], EarlyColumns | None]
     find_access: Callable[[int], Awaitable[tuple[Any, Any] | None]]
 
 
@@ -192,8 +188,6 @@ class Peers:
         # While memory fills after open(): the stored peers' access hashes and types, read
         # in bulk first, less those written since (they are asked for elsewhere).
         self._early: PeerIndex | None = None
-        self._early_job: EarlyColumns | None = None  # its first batch, read since open()
-        self._early_after: int | None = None  # the last id it read (None: all read)
         self._limit = 0  # complete: peers it may hold before it moves to the index
         self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
@@ -220,9 +214,6 @@ class Peers:
         self.refresh = _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 8)
         if self.caching and sole_writer:
             self._touched = set()  # from now on: the load must not miss a write
-            # At once, on a thread: a program that looks peers up before it lets the
-            # event loop turn (the load below waits for that) gets the id table sooner.
-            self._early_job = self.primitives.first_columns(_EARLY_FIRST)
             self._loading = asyncio.get_running_loop().create_task(self._load())
         elif self.caching:
             self._warm()
@@ -328,7 +319,6 @@ class Peers:
         self.complete = False
         self.index = None
         self._early = None
-        self._early_job = None
         self.pending.journal.indexed = True
         self.cache.clear()
         self.cache.size = self._cache_size
@@ -579,25 +569,8 @@ class Peers:
         if index is None:
             index = self._early
             if index is None:
-                if not self._early_job or not self._early_job[0]:
-                    return None
-                index = self._take_early()
-                if index is None:
-                    return None
+                return None
         return index.access(peer_id)
-
-    def _take_early(self) -> PeerIndex | None:
-        """Use the first batch of the id table once its thread has read it."""
-        job, self._early_job = self._early_job, None
-        columns = job[0][0] if job is not None and job[0] else None
-        if columns is None or not self.caching or self._touched is None:
-            return None
-        early = PeerIndex()
-        early.extend(columns)
-        self._early_after = columns.ids[-1] if len(columns.ids) == _EARLY_FIRST else None
-        self._drop_written(early)
-        self._early = early
-        return early
 
     def _drop_written(self, early: PeerIndex) -> None:
         """Leave out of the id table every peer written since memory began to fill, or
@@ -859,18 +832,8 @@ class Peers:
         (and from now on each one written): the table holds only what is stored.
         """
         generation = self._generation
-        job = self._early_job
-        if job is not None:
-            await asyncio.wait([job[1]])
-            if generation != self._generation or not self.caching:
-                return
-            self._take_early()
-        early = self._early
-        after = self._early_after
-        if early is not None and after is None:
-            return  # read whole at once
-        if early is None:
-            early = PeerIndex()
+        early = PeerIndex()
+        after: int | None = None
         while True:
             columns = await self.primitives.peer_columns(after, _EARLY_BATCH)
             if columns is None or generation != self._generation or not self.caching:

@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
 from ._engine import Engine, EngineHooks, count_by_reading
-from ._index import Columns, EarlyColumns
+from ._index import Columns
 from ._lifecycle import Lifecycle
 from ._peers import peer_of
 from ._pending import Changes
@@ -276,16 +276,6 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
             return None
         kind = peer.type
         return peer.access_hash, kind._value_ if isinstance(kind, PeerType) else kind
-
-    def _first_columns(self, limit: int) -> EarlyColumns | None:
-        """Start reading the first ``limit`` peers as :meth:`_peer_columns` does, at once
-        and off the event loop (None: not supported). Called as :meth:`open` ends.
-
-        The result is put in the list returned (``[columns]``, ``[None]`` on any
-        failure) by the thread that reads: a caller on an event loop that has not let
-        go of it since finds it there. The future is done once it is.
-        """
-        return None
 
     async def _count_peers(self) -> dict[str, int]:
         """Return how many peers of each type name are stored."""

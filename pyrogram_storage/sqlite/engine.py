@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .. import _files
-from .._index import TYPE_CODES, Columns, EarlyColumns
+from .._index import TYPE_CODES, Columns
 from .._pending import Changes
 from .._worker import Lane
 from ..base import Storage
@@ -502,20 +502,6 @@ class SQLiteStorage(Storage):
 
     async def _peer_columns(self, after: int | None, limit: int) -> Columns | None:
         return await self._run(lambda db: _read_columns(db, after, limit))
-
-    def _first_columns(self, limit: int) -> EarlyColumns | None:
-        db = self._db
-        if not self._threaded or db is None:
-            return None  # in memory: read on the event loop when the engine asks
-        box: list[Columns | None] = []
-
-        def read() -> None:
-            try:
-                box.append(_read_columns(db, None, limit))
-            except Exception:  # the engine reads again, and the lookups say what is wrong
-                box.append(None)
-
-        return box, self._lane.run(read)
 
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         layout = self.layout
