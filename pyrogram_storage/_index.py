@@ -32,8 +32,8 @@ from typing import Final
 __all__ = [
     "NO_NAMES",
     "TYPE_CODES",
-    "UNKNOWN_NAMES",
     "Columns",
+    "IdTable",
     "PeerIndex",
     "name_key",
     "names_fingerprint",
@@ -45,10 +45,6 @@ _CHUNK: Final = 512
 
 NO_NAMES: Final = 0
 """The fingerprint of no usernames (``()``)."""
-
-UNKNOWN_NAMES: Final = -1
-"""The fingerprint of usernames not read yet: equal to none (``hash()`` never returns -1),
-so that a write giving usernames is never taken for one that changes nothing."""
 
 _TYPE_CODES: Final = {
     "user": 1,
@@ -460,28 +456,6 @@ class PeerIndex:
                 ids, hashes, stamps, kinds, names = columns
         self._append_chunk(columns)
 
-    def extend(self, columns: Columns) -> None:
-        """Add stored peers read in bulk (a batch in id order, beyond every id held), as
-        an id lookup needs them: last write and phone not known (0), usernames
-        :data:`UNKNOWN_NAMES`."""
-        ids = columns.ids
-        n = len(ids)
-        if not n:
-            return
-        if self._maxes and ids[0] <= self._maxes[-1]:
-            raise ValueError("a batch of peers must come after every id held")
-        names = array("q", [UNKNOWN_NAMES]) * n
-        stamps = array("I", [0]) * n
-        hashes, kinds = columns.hashes, columns.kinds
-        insert, last = self._insert_chunk, len(self._maxes)
-        for start in range(0, n, _CHUNK):
-            end = start + _CHUNK
-            chunk = (ids[start:end], hashes[start:end], stamps[start:end], kinds[start:end])
-            insert(last, (*chunk, names[start:end]))
-            last += 1
-        self.size += n
-        self._odd_types.update(columns.odd_types)
-
     # -- chunks -----------------------------------------------------------------------------
 
     def _columns(self) -> tuple[list[array[int]], ...]:
@@ -522,3 +496,73 @@ class PeerIndex:
 
 def _empty() -> tuple[array[int], array[int], array[int], array[int], array[int]]:
     return array("q"), array("q"), array("I"), array("B"), array("q")
+
+
+class IdTable:
+    """Access hash and type of stored peers, by id: what an id lookup needs, read in bulk
+    (:class:`Columns`, batch after batch in id order) while the index is built, in 17
+    bytes a peer. Peers are only ever taken out of it (those written since it was read).
+    """
+
+    __slots__ = ("_hashes", "_ids", "_kinds", "_maxes", "_odd_types", "size")
+
+    def __init__(self) -> None:
+        self._maxes: list[int] = []  # the last id of each chunk
+        self._ids: list[array[int]] = []
+        self._hashes: list[array[int]] = []
+        self._kinds: list[array[int]] = []
+        self._odd_types: dict[int, str] = {}
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def access(self, peer_id: int) -> tuple[int, str] | None:
+        """``(access hash, type name)`` of ``peer_id``, or None."""
+        maxes = self._maxes
+        c = bisect_left(maxes, peer_id)
+        if c == len(maxes):
+            return None
+        ids = self._ids[c]
+        p = bisect_left(ids, peer_id)
+        if ids[p] != peer_id:
+            return None
+        return (
+            self._hashes[c][p],
+            _TYPE_NAMES.get(self._kinds[c][p]) or self._odd_types[peer_id],
+        )
+
+    def remove(self, peer_id: int) -> None:
+        maxes = self._maxes
+        c = bisect_left(maxes, peer_id)
+        if c == len(maxes):
+            return
+        ids = self._ids[c]
+        p = bisect_left(ids, peer_id)
+        if ids[p] != peer_id:
+            return
+        del ids[p], self._hashes[c][p], self._kinds[c][p]
+        self._odd_types.pop(peer_id, None)
+        self.size -= 1
+        if not ids:
+            del self._ids[c], self._hashes[c], self._kinds[c], maxes[c]
+        elif p == len(ids):
+            maxes[c] = ids[-1]
+
+    def extend(self, columns: Columns) -> None:
+        """Add a batch read in bulk, its ids all beyond those held."""
+        ids, hashes, kinds = columns.ids, columns.hashes, columns.kinds
+        n = len(ids)
+        if not n:
+            return
+        if self._maxes and ids[0] <= self._maxes[-1]:
+            raise ValueError("a batch of peers must come after every id held")
+        for start in range(0, n, _CHUNK):
+            end = start + _CHUNK
+            chunk = ids[start:end]
+            self._maxes.append(chunk[-1])
+            self._ids.append(chunk)
+            self._hashes.append(hashes[start:end])
+            self._kinds.append(kinds[start:end])
+        self.size += n
+        self._odd_types.update(columns.odd_types)

@@ -45,6 +45,7 @@ from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
 from ._index import (
     NO_NAMES,
     Columns,
+    IdTable,
     PeerIndex,
     name_key,
     names_fingerprint,
@@ -187,7 +188,7 @@ class Peers:
         self.index: PeerIndex | None = None  # every stored peer, compact (indexed mode)
         # While memory fills after open(): the stored peers' access hashes and types, read
         # in bulk first, less those written since (they are asked for elsewhere).
-        self._early: PeerIndex | None = None
+        self._early: IdTable | None = None
         self._limit = 0  # complete: peers it may hold before it moves to the index
         self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
@@ -566,13 +567,12 @@ class Peers:
         if not self.caching or self._shared:
             return None
         index = self.index
-        if index is None:
-            index = self._early
-            if index is None:
-                return None
-        return index.access(peer_id)
+        if index is not None:
+            return index.access(peer_id)
+        early = self._early
+        return None if early is None else early.access(peer_id)
 
-    def _drop_written(self, early: PeerIndex) -> None:
+    def _drop_written(self, early: IdTable) -> None:
         """Leave out of the id table every peer written since memory began to fill, or
         with a write pending: those are asked for elsewhere (it holds only the stored)."""
         touched = self._touched
@@ -612,7 +612,7 @@ class Peers:
             key_held = found[3] if names else found[4]  # usernames fingerprint, phone key
             if key_held != wanted:
                 if names and key_held & 1:
-                    return None  # holds several names (or not read yet): ask the store
+                    return None  # holds several names: ask the store
                 continue  # no longer holds it
             stamp = found[2]
             if stamp < 0:
@@ -832,7 +832,7 @@ class Peers:
         (and from now on each one written): the table holds only what is stored.
         """
         generation = self._generation
-        early = PeerIndex()
+        early = IdTable()
         after: int | None = None
         while True:
             columns = await self.primitives.peer_columns(after, _EARLY_BATCH)

@@ -22,7 +22,7 @@ from pyrogram_storage import (
     Storage,
     _peers,
 )
-from pyrogram_storage._index import PeerIndex
+from pyrogram_storage._index import IdTable
 
 
 @pytest.fixture(params=["whole", "indexed"])
@@ -266,7 +266,7 @@ async def test_columns_read_in_bulk_are_the_stored_peers(
         while True:
             columns = await storage._peer_columns(after, 100)
             assert columns is not None
-            index = PeerIndex()
+            index = IdTable()
             index.extend(columns)
             assert list(columns.ids) == sorted(columns.ids)
             for peer_id in columns.ids:
