@@ -79,6 +79,10 @@ _LOAD_BATCH: Final = 2000
 _INDEX_BATCH: Final = 5000
 """Peers per trip to the backend while the compact index is built."""
 
+_HOT: Final = 4096
+"""Answers of the compact index (or id table) to id lookups kept at hand, at most; all
+dropped when full."""
+
 _EARLY_BATCH: Final = 65_536
 """Peers per trip to the backend while the id table of the first moments is read."""
 
@@ -189,6 +193,9 @@ class Peers:
         # While memory fills after open(): the stored peers' access hashes and types, read
         # in bulk first, less those written since (they are asked for elsewhere).
         self._early: IdTable | None = None
+        # Peer id -> (access hash, type name) the index or the id table last answered: a
+        # dict hit costs less than their bisects. Every write of a peer takes it out.
+        self._hot: dict[int, tuple[int, str]] = {}
         self._limit = 0  # complete: peers it may hold before it moves to the index
         self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
@@ -320,6 +327,7 @@ class Peers:
         self.complete = False
         self.index = None
         self._early = None
+        self._hot.clear()
         self.pending.journal.indexed = True
         self.cache.clear()
         self.cache.size = self._cache_size
@@ -407,9 +415,12 @@ class Peers:
         complete = self.complete
         touched = self._touched
         early = self._early
-        if early is not None:
+        if early is not None or self._hot:
+            hot = self._hot
             for peer_id, _, _ in changes:
-                early.remove(peer_id)
+                hot.pop(peer_id, None)
+                if early is not None:
+                    early.remove(peer_id)
         if complete and touched is None:  # memory holds every peer: a plain dict
             held = self.cache._entries
             add = journal.add_peer
@@ -542,6 +553,7 @@ class Peers:
         for peer_id in ids:
             old = self.cache.peek(peer_id)
             self.cache.pop(peer_id)
+            self._hot.pop(peer_id, None)
             if index is not None:
                 index.remove(peer_id)
             if early is not None:
@@ -566,11 +578,20 @@ class Peers:
         table read right after open), or None: not there, or ask elsewhere. No I/O."""
         if not self.caching or self._shared:
             return None
+        hot = self._hot
+        found = hot.get(peer_id)
+        if found is not None:
+            return found
         index = self.index
         if index is not None:
-            return index.access(peer_id)
-        early = self._early
-        return None if early is None else early.access(peer_id)
+            found = index.access(peer_id)
+        elif self._early is not None:
+            found = self._early.access(peer_id)
+        if found is not None:
+            if len(hot) >= _HOT:
+                hot.clear()
+            hot[peer_id] = found
+        return found
 
     def _drop_written(self, early: IdTable) -> None:
         """Leave out of the id table every peer written since memory began to fill, or
@@ -862,6 +883,7 @@ class Peers:
             index: PeerIndex = built  # type: ignore[assignment]
 
             def lay(peer_id: int, entry: PeerChange | None) -> None:
+                self._hot.pop(peer_id, None)
                 if entry is None:
                     index.remove(peer_id)
                 else:
@@ -896,6 +918,7 @@ class Peers:
         if not self.caching:
             return
         self._early = None
+        self._hot.clear()
         if whole:
             self.cache.fill(loaded)
             self._names, self._phones = names, phones

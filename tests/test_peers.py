@@ -302,6 +302,11 @@ async def test_id_lookups_answer_from_the_early_table_and_never_stale(tmp_path: 
         await storage.delete_peers([40])
         assert engine._early is not None and not engine.complete and engine.index is None
         assert storage.cached_access(50) == (50 * 7, "user")
+        assert storage.cached_access(50) == (50 * 7, "user")  # kept at hand now
+        await storage.upsert_peers([_peer(50, 3)])
+        assert storage.cached_access(50) == (50 * 7 + 3, "user")
+        await storage.delete_peers([50])
+        assert storage.cached_access(50) is None
         assert engine.access(10) is None and engine.access(20) is None
         assert engine.access(30) is None and engine.access(40) is None
         assert storage.cached_access(30) == (30 * 7 + 5, "user")
