@@ -13,7 +13,8 @@ Each worker times, one call at a time:
   step through kurigram-addons' ``FSMContext`` (get state, get data, update data,
   set state);
 * aiogram (its MemoryStorage, RedisStorage and PyMongoStorage against
-  ``kv.for_aiogram`` over MemoryKV, SQLiteKV, RedisKV, PostgresKV and MongoKV): ``get_state``,
+  ``kv.for_aiogram`` over MemoryKV, SQLiteKV, RedisKV (plain, ``client_cache=True``,
+  ``sole_writer=True``), PostgresKV (plain and ``sole_writer=True``) and MongoKV): ``get_state``,
   ``set_state``, ``get_data``, ``set_data``, ``update_data``, and a step through
   aiogram's ``FSMContext`` (get state, get data, set data, set state);
 * the anchors, in both venvs: MemoryKV and RedisKV without an adapter, and raw
@@ -59,7 +60,9 @@ PAIRS = (
     ("kurigram-addons", "kurigram-addons MemoryStorage", "ours: MemoryKV", None),
     ("aiogram", "aiogram RedisStorage", "ours: RedisKV", 1.0),
     ("aiogram", "aiogram RedisStorage", "ours: RedisKV (client_cache)", 1.5),
-    ("aiogram", "aiogram RedisStorage", "ours: PostgresKV", 1.0),
+    ("aiogram", "aiogram RedisStorage", "ours: PostgresKV", None),
+    ("aiogram", "aiogram RedisStorage", "ours: PostgresKV (sole_writer)", 1.0),
+    ("aiogram", "aiogram RedisStorage", "ours: RedisKV (sole_writer)", None),
     ("aiogram", "aiogram MemoryStorage", "ours: MemoryKV", None),
     ("aiogram", "aiogram PyMongoStorage", "ours: MongoKV (pymongo)", None),
 )
@@ -172,6 +175,8 @@ def _report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
         f"each for the run; "
         f"generated {meta['generated']}.",
         "",
+        *([f"- command: `{meta['command']}`"] if "command" in meta else []),
+        *([f"- code: `{meta['code']}`"] if "code" in meta else []),
         f"- load before: `{meta['uptime_before']}`",
         f"- load after: `{meta['uptime_after']}`",
         f"- load average (1 min) per round: {', '.join(meta['loads'])}",
@@ -313,6 +318,12 @@ def main() -> int:
         "redis_server": Path(find_server()).name,
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "uptime_before": uptime_before,
+        "command": "python benchmarks/kv_frameworks.py " + " ".join(sys.argv[1:]),
+        "code": subprocess.run(
+            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip(),
         "uptime_after": _uptime(),
         "loads": loads,
         "versions": versions,

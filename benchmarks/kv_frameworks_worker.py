@@ -212,14 +212,31 @@ async def aiogram_round() -> tuple[list[System], list[Any]]:
             ),
         ),
     ]
+    storages.append(
+        (
+            "ours: RedisKV (sole_writer)",
+            "redis",
+            kv.for_aiogram(
+                kv.RedisKV.from_url(SERVERS["redis"], namespace="ourssw"), sole_writer=True
+            ),
+        )
+    )
     if "postgres" in SERVERS:
-        storages.append(
+        storages += [
             (
                 "ours: PostgresKV",
                 "postgres",
                 kv.for_aiogram(kv.PostgresKV.from_url(SERVERS["postgres"], namespace="ours")),
             ),
-        )
+            (
+                "ours: PostgresKV (sole_writer)",
+                "postgres",
+                kv.for_aiogram(
+                    kv.PostgresKV.from_url(SERVERS["postgres"], namespace="ourssw"),
+                    sole_writer=True,
+                ),
+            ),
+        ]
     if "mongo" in SERVERS:
         storages += [
             (

@@ -120,7 +120,9 @@ async def _python_rows() -> dict[str, float]:
     instant = _InstantRedis()
     theirs = RedisStorage(instant)  # type: ignore[arg-type]
     store: kv.RedisKV[Any] = kv.RedisKV.from_url("redis://127.0.0.1:1/0", namespace="o")
-    store._client, store._opened = instant, True  # no server: only the Python layers
+    from pyrogram_storage._lifecycle import _OPEN
+
+    store._client, store._state = instant, _OPEN  # no server: only the Python layers
     ours = kv.for_aiogram(store)
     await theirs.set_state(key, "Form:name")
     await ours.set_state(key, "Form:name")

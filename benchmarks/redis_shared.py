@@ -86,7 +86,7 @@ def run_one(python: Path, args: dict[str, Any]) -> Any:
 
 def path_round(
     python: Path, common: dict[str, Any], system: str, names: list[str], rnd: int
-) -> list[float]:
+) -> list[dict[str, float]]:
     """One process per name, all at once (one name twice: two processes, one session)."""
     workers = [
         Worker(python, {**common, "mode": "path", "system": system, "name": name,
@@ -97,7 +97,7 @@ def path_round(
         assert worker.line() == "ready"
     for worker in workers:
         worker.go()
-    return [float(worker.result()["path_us"]) for worker in workers]
+    return [worker.result() for worker in workers]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
                     ("kurigram file x2", THEIRS, [f"s{n}", f"s{n}b"]),
                 ]
                 for label, system, names in runs if rnd % 2 == 0 else runs[::-1]:
-                    this[f"path {n} {label}"] = path_round(python, args, system, names, rnd)
+                    results = path_round(python, args, system, names, rnd)
+                    this[f"path {n} {label}"] = [float(r["path_us"]) for r in results]
+                    this[f"cpu {n} {label}"] = [float(r["cpu_us"]) for r in results]
                 lookups = {**args, "mode": "lookups", "count": options.lookups, "name": f"s{n}"}
                 this[f"lookups {n} kurigram file"] = run_one(python, {**lookups, "system": THEIRS})
                 this[f"lookups {n} ours shared"] = run_one(python, {**lookups, "system": OURS})
@@ -169,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": os.cpu_count(),
         "server": f"{Path(find_server()).name} {server_version} (AOF, appendfsync everysec)",
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "command": " ".join(["python benchmarks/redis_shared.py", *(argv or sys.argv[1:])]),
         "uptime_before": uptime_before,
         "uptime_after": _uptime(),
         "loads": loads,
@@ -231,6 +234,19 @@ def analyse(rounds: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
             "ratio process 2": _ratio(theirs, [o[1] for o in ours]),
             "target": 1.0,
         }
+        if all(f"cpu {n} ours x2" in r for r in rounds):
+            cpu_theirs = [r[f"cpu {n} kurigram file"][0] for r in rounds]
+            cpu_ours = [r[f"cpu {n} ours x2"] for r in rounds]
+            out[f"cpu {n}"] = {
+                "kurigram file us": statistics.median(cpu_theirs),
+                "kurigram file x2 us": statistics.median(
+                    statistics.mean(r[f"cpu {n} kurigram file x2"]) for r in rounds
+                ),
+                "ours process 1 us": statistics.median(o[0] for o in cpu_ours),
+                "ours process 2 us": statistics.median(o[1] for o in cpu_ours),
+                "ratio process 1": _ratio(cpu_theirs, [o[0] for o in cpu_ours]),
+                "ratio process 2": _ratio(cpu_theirs, [o[1] for o in cpu_ours]),
+            }
         for kind, target in (("hot_us", None), ("cold_us", None)):
             base = [r[f"lookups {n} kurigram file"][kind] for r in rounds]
             cached = [r[f"lookups {n} ours shared"][kind] for r in rounds]
@@ -243,16 +259,28 @@ def analyse(rounds: list[dict[str, Any]], sizes: list[int]) -> dict[str, Any]:
                 "ratio uncached": _ratio(base, uncached),
                 "target": target,
             }
+            cpu = kind.replace("_us", "_cpu_us")
+            if all(cpu in r[f"lookups {n} ours shared, peer_cache_size=0"] for r in rounds):
+                base = [r[f"lookups {n} kurigram file"][cpu] for r in rounds]
+                uncached = [r[f"lookups {n} ours shared, peer_cache_size=0"][cpu] for r in rounds]
+                out[f"lookups {n} {kind}"].update(
+                    {
+                        "kurigram file cpu us": statistics.median(base),
+                        "ours uncached cpu us": statistics.median(uncached),
+                        "cpu ratio uncached": _ratio(base, uncached),
+                    }
+                )
     return out
 
 
 def report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
+    command = meta.get("command", "benchmarks/redis_shared.py")
     out = [
         "# Two processes, one RedisStorage session (shared mode)",
         "",
-        f"Generated {meta['generated']} by `benchmarks/redis_shared.py` ({meta['repeat']} "
-        f"rounds, medians). CPython {meta['python']}; {meta['cores']} cores; Kurigram "
-        f"{meta['kurigram']}; server {meta['server']} on 127.0.0.1.",
+        f"Generated {meta['generated']} by `{command}` ({meta['repeat']} rounds, medians). "
+        f"CPython {meta['python']}; {meta['cores']} cores; Kurigram {meta['kurigram']}; "
+        f"server {meta['server']} on 127.0.0.1.",
         "",
         f"Machine load: before `{meta['uptime_before']}`; after `{meta['uptime_after']}`; "
         f"1-minute load after each round: {', '.join(meta['loads'])}. The machine is "
@@ -279,6 +307,25 @@ def report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
             f"{row['ratio process 1']:.2f}× / {row['ratio process 2']:.2f}× | "
             f"{row['ratio process 1 vs x2']:.2f}× / {row['ratio process 2 vs x2']:.2f}× |"
         )
+    if all(f"cpu {n}" in analysis for n in meta["sizes"]):
+        out += [
+            "",
+            "The same runs, CPU time of each process per update (`time.process_time()`: "
+            "what the update costs the process, whatever the machine's load; the server's "
+            "CPU is not in it). Ratio: Kurigram's alone / each of our processes'.",
+            "",
+            "| N | Kurigram file, alone | Kurigram file, 2 at once | ours, process 1 | "
+            "ours, process 2 | ratio 1 / 2 |",
+            "|---|---|---|---|---|---|",
+        ]
+        for n in meta["sizes"]:
+            row = analysis[f"cpu {n}"]
+            out.append(
+                f"| {n // 1000}k | {row['kurigram file us']:.1f} | "
+                f"{row['kurigram file x2 us']:.1f} | {row['ours process 1 us']:.1f} | "
+                f"{row['ours process 2 us']:.1f} | {row['ratio process 1']:.2f}× / "
+                f"{row['ratio process 2']:.2f}× |"
+            )
     out += [
         "",
         "## get_peer_by_id through the client's storage: µs per lookup",
@@ -297,6 +344,21 @@ def report(analysis: dict[str, Any], meta: dict[str, Any]) -> str:
                 f"| {n // 1000}k | {label} | {row['kurigram file us']:.2f} | "
                 f"{row['ours shared us']:.2f} | {row['ratio shared']:.2f}× | "
                 f"{row['ours uncached us']:.2f} | {row['ratio uncached']:.2f}× |"
+            )
+    rows = [analysis[f"lookups {n} cold_us"] for n in meta["sizes"]]
+    if all("ours uncached cpu us" in row for row in rows):
+        out += [
+            "",
+            "Uncached, CPU time per lookup (`time.process_time()`, distinct peers once each): "
+            "what the round trip costs this process, without the wait for the server.",
+            "",
+            "| N | Kurigram file | ours uncached | ratio |",
+            "|---|---|---|---|",
+        ]
+        for n, row in zip(meta["sizes"], rows, strict=True):
+            out.append(
+                f"| {n // 1000}k | {row['kurigram file cpu us']:.2f} | "
+                f"{row['ours uncached cpu us']:.2f} | {row['cpu ratio uncached']:.2f}× |"
             )
     return "\n".join(out) + "\n"
 

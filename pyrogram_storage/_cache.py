@@ -61,15 +61,30 @@ class PeerCache:
     def pop(self, peer_id: int) -> None:
         self._entries.pop(peer_id, None)
 
-    def fill(self, entries: Mapping[int, PeerChange]) -> None:
-        """Hold exactly ``entries``, every stored peer: complete from now on."""
-        self._entries = dict(entries)
+    def fill(self, entries: dict[int, PeerChange]) -> None:
+        """Hold exactly ``entries``, every stored peer: complete from now on.
+
+        The dict is taken as it is, not copied (a copy of a large one holds the event
+        loop for milliseconds): the caller hands it over.
+        """
+        self._entries = entries
         self.complete = True
 
-    def clear(self) -> None:
-        """Forget everything; bounded again."""
-        self._entries = OrderedDict()
+    def resize(self, size: int) -> None:
+        """Keep at most ``size`` entries from now on, dropping the least recently used."""
+        self.size = size
+        entries = self._entries
+        if not self.complete:
+            while len(entries) > size:
+                entries.popitem(last=False)  # type: ignore[call-arg]
+
+    def clear(self) -> Mapping[int, PeerChange]:
+        """Forget everything; bounded again. Returns what was held, for the caller to
+        let go of where freeing it does not hold the event loop (a complete memory
+        is a dict of a hundred thousand tuples)."""
+        entries, self._entries = self._entries, OrderedDict()
         self.complete = False
+        return entries
 
     def items(self) -> Iterator[tuple[int, PeerChange]]:
         return iter(list(self._entries.items()))

@@ -40,6 +40,9 @@ class Lifecycle:
     def __init__(self) -> None:
         self._state = _NEVER
         self._epoch = 0  # counts close() calls: "closed under a call" versus a failure
+        # Calls under way and calls ended: a watchdog tells a silent backend by them.
+        self._waiting = 0
+        self._ended = 0
         self._locks: tuple[asyncio.AbstractEventLoop, asyncio.Lock, asyncio.Lock] | None = None
 
     # -- what subclasses implement --------------------------------------------------------
@@ -182,6 +185,7 @@ class Lifecycle:
         began under the call is :class:`StorageClosedError`.
         """
         epoch = self._epoch
+        self._waiting += 1
         try:
             return await operation
         except StorageError as exc:
@@ -192,6 +196,9 @@ class Lifecycle:
             if self._epoch != epoch:
                 raise StorageClosedError(f"{self!r} was closed during the call") from exc
             raise self._translate(what, exc) from exc
+        finally:
+            self._waiting -= 1
+            self._ended += 1
 
     def _call_now(self, what: str, operation: Callable[..., T], *args: Any) -> T:
         """Run a synchronous primitive (a read answered without I/O); errors as :meth:`_call`."""

@@ -36,7 +36,7 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -68,7 +68,11 @@ _GROWTH: Final = 1.5
 :data:`_SMALL` peers) before it moves to the compact index, which holds a peer in a
 tenth of the memory: a session being filled from nothing is heading for big."""
 
-_SMALL: Final = 50_000
+_SMALL: Final = 20_000
+"""What a memory held whole, some 300 bytes a peer, stays within while the session fills
+from nothing: what it held stays in the process's memory after the move (the allocator
+keeps the partly used pages), and it is the most of the RSS growth of an import of a
+million peers that is not the index (50,000 left 20 MB)."""
 
 _INDEXED_CACHE: Final = 10_000
 """Peers the LRU cache keeps whole beside the compact index."""
@@ -103,19 +107,37 @@ seven eighths of the TTL after its peer was last seen."""
 
 _MIN64: Final = -(2**63)
 
+_STEP: Final = 2000
+"""Entries dropped, or peers read back, per turn of the event loop when memory is let go
+of or settled in the background: a few hundred microseconds, never a stall."""
+
+_READS_PER_TURN: Final = 64
+"""Peers read back on the event loop (point reads of some 15 µs) between two turns."""
+
+UNKNOWN_NAMES: Final = -1
+"""The usernames fingerprint of an indexed peer whose usernames are not known here (a
+write kept them while the index was being built): never equal to a real one (``hash()``
+never returns -1), so a write that gives usernames is never skipped as unchanged."""
+
+_dropping: set[asyncio.Task[None]] = set()
+
+
+_WHOLE_BYTES: Final = 300
+"""Memory a peer takes held whole (a dict of tuples, its usernames and phone)."""
+
+_INDEXED_BYTES: Final = 40
+"""Memory a peer takes in the compact index (its arrays, as the allocator grows them)."""
+
 
 class _Budget:
-    """Peers the complete memories of one process may hold at once (all sessions)."""
+    """Bytes the peer memories of one process may take at once, held whole or indexed,
+    every session's together. One session of :data:`COMPLETE_LIMIT` peers held whole
+    fits, or one of a million in the index; a host of a thousand sessions holds a dozen
+    whole and leaves the others bounded (their misses ask the backend), where separate
+    budgets for each kind of memory held thirty whole and a hundred and eighty indexed:
+    610 MB for a thousand sessions of 10k peers, against the 500 asked."""
 
-    left = 300_000
-
-
-class _IndexBudget:
-    """Peers the compact indexes of one process may hold at once (all sessions, about
-    30 bytes each). A session that finds it spent stays bounded (its misses ask the
-    backend): a host of a thousand sessions is not read whole, each into an index."""
-
-    left = 2_000_000
+    left = 48 * 2**20
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +222,15 @@ class Peers:
         self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
         self.writes = 0  # bumped by every write: a read racing one is not remembered
-        self._names: dict[str, list[int]] = {}  # complete: username -> ids, oldest first
-        self._phones: dict[str, list[int]] = {}  # complete: phone -> ids, oldest first
+        self._names: _Holders = {}  # complete: username -> ids, oldest first
+        self._phones: _Holders = {}  # complete: phone -> ids, oldest first
         self._loading: asyncio.Task[None] | None = None
         self._warming: set[int] | None = None  # shared: ids invalidated while memory fills
         self._generation = 0  # bumped when memory is dropped whole
         self._touched: set[int] | None = None  # peers written while memory fills
         self._share = 0
         self._index_share = 0
+        self._settling: asyncio.Event | None = None  # writers wait while peers are read back
         self._probes = 0
         self._probe_hits = 1.0  # recent share of probed peers found stored
 
@@ -328,27 +351,36 @@ class Peers:
         self.index = None
         self._early = None
         self._hot.clear()
-        self.pending.journal.indexed = True
-        self.cache.clear()
+        self.pending.journal.indexed = False  # built by the first lookup that asks
+        held = self.cache.clear()
         self.cache.size = self._cache_size
+        _let_go([held, self._names, self._phones])
         self._names = {}
         self._phones = {}
-        _Budget.left += self._share
+        _Budget.left += self._share * _WHOLE_BYTES + self._index_share * _INDEXED_BYTES
         self._share = 0
-        _IndexBudget.left += self._index_share
         self._index_share = 0
 
     # -- writing ------------------------------------------------------------------------------
 
     def holds(self, peer: tuple[Any, ...], now: float) -> bool:
-        """Whether memory, holding every stored peer, holds ``(id, access_hash, type name,
-        usernames or None, phone)`` as it is, written recently enough: writing it would
-        change nothing. Checked before anything else for a client's per-update write;
-        only values equal to checked ones pass (so nothing unchecked is let through)."""
-        if not self.complete:
+        """Whether memory holds ``(id, access_hash, type name, usernames or None, phone)``
+        as it is, written recently enough: writing it would change nothing (memory holding
+        every stored peer, or shared mode's, told of every change the others made). Checked
+        before anything else for a client's per-update write; only values equal to
+        checked ones pass (so nothing unchecked is let through)."""
+        if self.complete:
+            held = self.cache._entries.get(peer[0])
+        elif self._shared and self.caching:
+            # Shared mode: memory holds what is stored of the peers it holds, once every
+            # change the others made is taken in (else the write goes ahead).
+            cache = self.memory()
+            held = None if cache is None else cache.peek(peer[0])
+            if held is not None and peer[3] is not None and held[KIND] != FULL:
+                return False  # its usernames are not known here
+        else:
             return False
-        peer_id, access_hash, kind, names, phone = peer
-        held = self.cache._entries.get(peer_id)
+        _, access_hash, kind, names, phone = peer
         return (
             held is not None
             and type(access_hash) is int
@@ -360,13 +392,22 @@ class Peers:
         )
 
     def holds_names(self, peer_id: Any, names: list[Any]) -> bool:
-        """Whether memory, holding every stored peer, holds ``peer_id`` with exactly these
-        usernames (as written: lowercase), or does not hold it (the write is ignored)."""
-        if not self.complete or type(peer_id) is not int:
+        """Whether memory holds ``peer_id`` with exactly these usernames (as written:
+        lowercase), or, holding every stored peer, does not hold it (the write is ignored)."""
+        if type(peer_id) is not int:
             return False
-        held = self.cache._entries.get(peer_id)
-        if held is None:
-            return -(2**63) <= peer_id < 2**63
+        if self.complete:
+            held = self.cache._entries.get(peer_id)
+            if held is None:
+                return -(2**63) <= peer_id < 2**63
+        elif self._shared and self.caching:
+            # Shared mode: a peer not held may be stored (the write goes ahead).
+            cache = self.memory()
+            held = None if cache is None else cache.peek(peer_id)
+            if held is None or held[KIND] != FULL:
+                return False
+        else:
+            return False
         return held[NAMES] == tuple(names)  # only strs equal the strs held
 
     def memory(self) -> PeerCache | None:
@@ -378,6 +419,8 @@ class Peers:
 
     async def upsert(self, changes: list[tuple[int, PeerChange, bool]], now: int) -> None:
         """Write checked peers ``(id, change, stamped)``; unchanged ones cost nothing."""
+        while self._settling is not None:
+            await self._settling.wait()
         cache = self.cache if self.caching and not self._shared else self.memory()
         if cache is not None:
             peek = cache.peek
@@ -490,6 +533,8 @@ class Peers:
 
     async def set_names(self, merged: dict[int, tuple[str, ...]], now: int) -> None:
         """Replace the usernames of these ids; ids not stored are ignored."""
+        while self._settling is not None:
+            await self._settling.wait()
         cache = self.cache if self.caching and not self._shared else self.memory()
         if cache is not None and len(merged) == 1 and self.complete:  # an update's sender
             for peer_id, names in merged.items():
@@ -544,6 +589,8 @@ class Peers:
             await self.pending.written()
 
     async def delete(self, ids: Collection[int]) -> None:
+        while self._settling is not None:
+            await self._settling.wait()
         journal = self.pending.journal
         complete = self.complete
         if self._touched is not None:
@@ -608,11 +655,11 @@ class Peers:
         :meth:`lookup`, which also answers that nobody holds it). No I/O."""
         if self.complete:
             held = (self._names if which == "names" else self._phones).get(key)
-            if not held:
+            if held is None:
                 return None
             peek = self.cache.peek
             best: tuple[int, int, str, int] | None = None
-            for peer_id in held:
+            for peer_id in (held,) if type(held) is int else held:  # type: ignore[union-attr]
                 entry = peek(peer_id)
                 if entry is not None and (
                     best is None or (entry[STAMP], peer_id) > (best[3], best[0])
@@ -701,11 +748,11 @@ class Peers:
         """The newest peer holding a username (``index="names"``) or phone, or None."""
         if self.complete:
             held = (self._names if index == "names" else self._phones).get(key)
-            if not held:
+            if held is None:
                 return None
             peek = self.cache.peek
             newest: tuple[int, int] | None = None
-            for peer_id in held:
+            for peer_id in (held,) if type(held) is int else held:  # type: ignore[union-attr]
                 entry = peek(peer_id)
                 if entry is not None and (newest is None or (entry[STAMP], peer_id) > newest):
                     newest = (entry[STAMP], peer_id)
@@ -832,7 +879,7 @@ class Peers:
                 given = rows
                 built = await Lane().run(lambda: _build(given))
             else:
-                built = await self._build_index()
+                built = await self._build_index(stored)
             if built is None:
                 return  # stored data of the wrong types: the lookups that meet it say so
             await self._settle(built, touched)
@@ -843,6 +890,7 @@ class Peers:
         finally:
             self._touched = None
             self._early = None
+            self._resume_writers()
 
     async def _read_early(self) -> None:
         """Read every stored peer's access hash and type in bulk, where the backend can
@@ -886,35 +934,55 @@ class Peers:
                 self._hot.pop(peer_id, None)
                 if entry is None:
                     index.remove(peer_id)
-                else:
+                elif entry[KIND] == FULL:
                     index.put(peer_id, *_index_fields(entry))
-                    if entry[KIND] == FULL and entry[NAMES]:
+                    if entry[NAMES]:
                         index.add_names(peer_id, entry[NAMES])
+                else:  # usernames kept as stored: which, a write made meanwhile may hide
+                    access_hash, kind, stamp, _, phone = _index_fields(entry)
+                    index.put(peer_id, access_hash, kind, stamp, UNKNOWN_NAMES, phone)
 
+        reads = 0
         for peer_id in journal.peer_ids():  # written before the load began
             if whole:
                 stored = _peer_or_none(peer_id, loaded.get(peer_id))
+            elif peer_id in touched:
+                continue  # laid with the others written during the load, below
             else:
+                reads += 1
+                if reads % _READS_PER_TURN == 0:
+                    await asyncio.sleep(0)  # a write meanwhile is in touched: laid below
                 stored = await self.primitives.find_peer(peer_id, True)
             seen = journal.apply(peer_id, stored)
             lay(peer_id, None if seen is None else entry_of(seen))
-        for _ in range(_LOAD_ROUNDS):
-            again = []
-            for peer_id in touched:
-                entry = cache.peek(peer_id)
-                if entry is not None and entry[KIND] == FULL:
-                    lay(peer_id, entry)
-                else:
-                    again.append(peer_id)
-            touched.clear()
-            if not again:
-                break  # and no await since the loop above: nothing written in between
-            await self.pending.store()
-            for peer_id in again:
-                seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
-                lay(peer_id, None if seen is None else entry_of(seen))
-        else:
-            return
+        try:
+            for _ in range(_LOAD_ROUNDS):
+                again = []
+                for peer_id in touched:
+                    entry = cache.peek(peer_id)
+                    # The cache holds what every write since it took the peer made of it;
+                    # the index takes one whose usernames it does not know as unknown.
+                    if entry is not None and (entry[KIND] == FULL or not whole):
+                        lay(peer_id, entry)
+                    else:
+                        again.append(peer_id)
+                touched.clear()
+                if not again:
+                    break  # and no await since the loop above: nothing written in between
+                # Writers wait until memory is settled while these are read back (a step
+                # per loop turn): a writer that never pauses would otherwise touch peers
+                # faster than they are read. Only writes under way go on meanwhile.
+                self._pause_writers()
+                await self.pending.store()
+                for k, peer_id in enumerate(again):
+                    if k and k % _READS_PER_TURN == 0:
+                        await asyncio.sleep(0)
+                    seen = journal.apply(peer_id, await self.primitives.find_peer(peer_id, True))
+                    lay(peer_id, None if seen is None else entry_of(seen))
+            else:
+                return
+        finally:
+            self._resume_writers()
         if not self.caching:
             return
         self._early = None
@@ -929,15 +997,22 @@ class Peers:
         else:
             index.complete = True
             self.index = index
-            self.cache.size = min(self._cache_size, _INDEXED_CACHE)
+            self._trim(min(self._cache_size, _INDEXED_CACHE))
             log.debug("holding all %d peers in the compact index", len(index))
 
-    async def _build_index(self) -> PeerIndex | None:
-        """The compact index of every stored peer, read a batch at a time."""
+    async def _build_index(self, expected: int) -> PeerIndex | None:
+        """The compact index of every stored peer, read a batch at a time.
+
+        Peers written meanwhile are read too, where the reading has not passed them: a
+        writer adding peers past the last one read faster than batches are read would
+        keep it going, so past the ``expected`` stored peers (and a batch more) writers
+        wait until the index is settled.
+        """
         index = PeerIndex()
         lane = Lane()
         holders: list[int] = []  # name key, id, name key, id...
         after: int | None = None
+        read = 0
         while True:
             rows = await self.primitives.peer_rows(after, _INDEX_BATCH)
             if rows is None:
@@ -951,6 +1026,9 @@ class Peers:
                 await lane.run(functools.partial(_set_holders, index, holders))
                 return index
             after = rows[-1][0]
+            read += len(rows)
+            if read > expected + _INDEX_BATCH:
+                self._pause_writers()
 
     def _to_index(self) -> None:
         """Memory held whole has outgrown its limit: move to the compact index, built
@@ -972,7 +1050,7 @@ class Peers:
             await self.pending.store()
             if not self._take(peers + _HEADROOM, index=True):
                 return  # bounded: the process's indexes are spent on other sessions
-            built = await self._build_index()
+            built = await self._build_index(peers)
             if built is not None:
                 await self._settle(built, touched)
         except asyncio.CancelledError:
@@ -981,6 +1059,7 @@ class Peers:
             log.debug("building the compact index stopped: %s", exc)
         finally:
             self._touched = None
+            self._resume_writers()
 
     async def _read_batches(self) -> list[tuple[Any, ...]]:
         """Every stored peer as a row, from a backend that has no faster way."""
@@ -993,13 +1072,42 @@ class Peers:
                 return rows
             after = batch[-1].id
 
+    def _pause_writers(self) -> None:
+        """Make writes wait until :meth:`_resume_writers` (memory is being settled)."""
+        if self._settling is None:
+            self._settling = asyncio.Event()
+
+    def _resume_writers(self) -> None:
+        settling, self._settling = self._settling, None
+        if settling is not None:
+            settling.set()
+
+    def _trim(self, size: int) -> None:
+        """Make the cache keep at most ``size`` peers; a large surplus is dropped a step per
+        turn of the event loop (dropping a hundred thousand entries takes milliseconds)."""
+        cache = self.cache
+        if len(cache) <= size + _STEP:
+            cache.resize(size)
+            return
+        generation = self._generation
+
+        async def trim() -> None:
+            while generation == self._generation and len(cache) > size + _STEP:
+                cache.resize(len(cache) - _STEP)
+                await asyncio.sleep(0)
+            if generation == self._generation:
+                cache.resize(size)
+
+        cache.resize(len(cache))  # meanwhile a new entry drops the oldest
+        _spawn(trim())
+
     def _take(self, peers: int, index: bool = False) -> bool:
-        """Take room for ``peers`` more peers from the process's budget (``index``: its
-        budget for compact indexes)."""
-        budget = _IndexBudget if index else _Budget
-        if peers > budget.left:
+        """Take room for ``peers`` more peers from the process's budget, held whole or
+        (``index``) in the compact index."""
+        cost = peers * (_INDEXED_BYTES if index else _WHOLE_BYTES)
+        if cost > _Budget.left:
             return False
-        budget.left -= peers
+        _Budget.left -= cost
         if index:
             self._index_share += peers
         else:
@@ -1013,7 +1121,38 @@ class Peers:
             self._to_index()
 
 
-_Whole = tuple[dict[int, PeerChange], dict[str, list[int]], dict[str, list[int]]]
+def _spawn(work: Coroutine[Any, Any, None]) -> None:
+    task = asyncio.get_running_loop().create_task(work)
+    _dropping.add(task)
+    task.add_done_callback(_dropping.discard)
+
+
+def _let_go(held: list[Any]) -> None:
+    """Free these dicts a step per turn of the event loop, in the background (freeing a
+    memory held whole, some hundred thousand tuples, takes milliseconds); at once when
+    they are small or no loop runs."""
+    if sum(len(mapping) for mapping in held) <= _STEP:
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+
+    async def drop() -> None:
+        for mapping in held:
+            while mapping:
+                for _ in range(min(_STEP, len(mapping))):
+                    mapping.popitem()
+                await asyncio.sleep(0)
+
+    _spawn(drop())
+
+
+_Holders = dict[str, "int | list[int]"]
+"""A username or phone to its holder, or (seldom) holders, oldest first: one int, not a
+list of one, for most keys (a list is 72 bytes and an object the collector tracks)."""
+
+_Whole = tuple[dict[int, PeerChange], _Holders, _Holders]
 _Built = _Whole | PeerIndex
 
 
@@ -1097,8 +1236,8 @@ def _build(rows: list[tuple[Any, ...]]) -> _Whole | None:
     file: the lookup that meets it says what is wrong).
     """
     loaded: dict[int, PeerChange] = {}
-    names: dict[str, list[int]] = {}
-    phones: dict[str, list[int]] = {}
+    names: _Holders = {}
+    phones: _Holders = {}
     for peer_id, access_hash, kind, held, phone, stamp in rows:
         if not (
             type(peer_id) is int
@@ -1112,17 +1251,17 @@ def _build(rows: list[tuple[Any, ...]]) -> _Whole | None:
         for name in held:
             if type(name) is not str:
                 return None
-            names.setdefault(name, []).append(peer_id)
+            _add(names, name, peer_id)
         if phone is not None:
             if type(phone) is not str:
                 return None
-            phones.setdefault(phone, []).append(peer_id)
+            _add(phones, phone, peer_id)
     return loaded, names, phones
 
 
 def _reindex(
-    names: dict[str, list[int]],
-    phones: dict[str, list[int]],
+    names: _Holders,
+    phones: _Holders,
     peer_id: int,
     old: PeerChange | None,
     new: PeerChange | None,
@@ -1135,18 +1274,36 @@ def _reindex(
             _drop(phones, old[PHONE], peer_id)
     if new is not None:
         for name in new[NAMES] or ():
-            names.setdefault(name, []).append(peer_id)
+            _add(names, name, peer_id)
         if new[PHONE]:
-            phones.setdefault(new[PHONE], []).append(peer_id)
+            _add(phones, new[PHONE], peer_id)
 
 
-def _drop(index: dict[str, list[int]], key: str, peer_id: int) -> None:
+def _add(index: _Holders, key: str, peer_id: int) -> None:
+    """Make ``peer_id`` the newest holder of ``key``."""
+    ids = index.get(key)
+    if ids is None:
+        index[key] = peer_id
+    elif type(ids) is int:
+        index[key] = [ids, peer_id]
+    else:
+        ids.append(peer_id)  # type: ignore[union-attr]
+
+
+def _drop(index: _Holders, key: str, peer_id: int) -> None:
     ids = index.get(key)
     if ids is None:
         return
+    if type(ids) is int:
+        if ids == peer_id:
+            del index[key]
+        return
+    assert isinstance(ids, list)
     if peer_id in ids:
         ids.remove(peer_id)
-    if not ids:
+    if len(ids) == 1:
+        index[key] = ids[0]
+    elif not ids:
         del index[key]
 
 

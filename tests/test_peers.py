@@ -190,6 +190,44 @@ async def test_memory_held_whole_moves_to_the_index_past_its_limit(
         assert seen == await _answers(stored, range(1, 1200))
 
 
+async def test_the_index_is_built_while_a_writer_never_pauses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once wrong: peers written while the index was read had to be read back, and a
+    # writer that never paused touched them faster than that; after four rounds the
+    # engine gave up and the session stayed bounded for good (an import of a million
+    # peers held its 100k-entry cache instead, and asked the store for every write).
+    monkeypatch.setattr(_peers, "_SMALL", 500)
+    monkeypatch.setattr(_peers, "_INDEX_BATCH", 50)
+    # A small cache: most peers written meanwhile are dropped from it, and read back.
+    storage = FileStorage(
+        "s", tmp_path, username_ttl=None, commit_interval=0.002, peer_cache_size=40
+    )
+    await storage.open()
+    try:
+        await _loaded(storage)
+        engine = storage._peer_engine
+        i = 0
+        while engine.complete or engine.index is None:
+            batch = [_peer(k) for k in range(i + 1, i + 41)]
+            # Some keep their usernames (whichever they are stored with), some get new
+            # ones or lose them, some go.
+            batch += [Peer(k, k + 5, PeerType.BOT) for k in range(max(1, i - 200), i - 180)]
+            await storage.upsert_peers(batch)
+            await storage.set_usernames([(k, (f"z{k}",)) for k in range(max(1, i - 300), i - 290)])
+            await storage.delete_peers(list(range(max(1, i - 400), i - 398)))
+            await asyncio.sleep(0)
+            i += 40
+            assert i < 40_000, "the index was never built"
+        # What the index took as unknown usernames is never taken as unchanged.
+        await storage.set_usernames([(k, (f"n{k}r0",)) for k in range(1, i, 7)])
+        seen = await _answers(storage, range(1, i + 1))
+    finally:
+        await storage.close()
+    async with FileStorage("s", tmp_path, username_ttl=None, peer_cache_size=0) as stored:
+        assert seen == await _answers(stored, range(1, i + 1))
+
+
 async def test_another_program_cannot_write_the_file_while_it_is_open(tmp_path: Path) -> None:
     """Memory holds what is stored: an exclusive storage keeps SQLite's write lock, so a
     client writing the same file (Kurigram's own storage, say) is refused, never served

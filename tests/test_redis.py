@@ -497,6 +497,35 @@ async def test_read_only_writes_nothing_at_all(redis_server: RedisServer, raw: A
     assert await _writes_so_far(raw) == before
 
 
+async def test_read_only_reads_an_older_layout_without_migrating_it(
+    redis_server: RedisServer, raw: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A session of layout version 1 (a library before 0.2 wrote it): read as it is,
+    nothing written; the first open for writing migrates it."""
+    name = unique()
+    async with RedisStorage.from_url(redis_server.url, name=name) as writer:
+        await writer.update_session(dc_id=4, auth_key=KEY)
+        await writer.upsert_peers([user(1, "one", phone="1")])
+    schema_key = Keys.of("pyrogram_storage", name).schema
+    await raw.hset(schema_key, "version", 1)  # version 2 changed no data, only the scripts
+    before = await _writes_so_far(raw)
+    async with RedisStorage.from_url(redis_server.url, name=name, read_only=True) as reader:
+        assert (await reader.peer_by_id(1)).usernames == ("one",)
+        assert (await reader.peer_by_username("one")).id == 1
+        assert (await reader.get_session()).auth_key == KEY
+    assert await _writes_so_far(raw) == before
+    assert await raw.hget(schema_key, "version") == b"1"
+    async with RedisStorage.from_url(redis_server.url, name=name) as writer:
+        assert (await writer.peer_by_phone("1")).id == 1
+    assert await raw.hget(schema_key, "version") == str(schema.latest()).encode()
+    # A later layout that changes the data is read only once migrated: clear words.
+    monkeypatch.setattr(schema, "READABLE_FROM", schema.latest())
+    await raw.hset(schema_key, "version", 1)
+    with pytest.raises(MigrationError, match="open it once without read_only"):
+        await RedisStorage.from_url(redis_server.url, name=name, read_only=True).open()
+    assert await raw.hget(schema_key, "version") == b"1"
+
+
 # -- shared and sole writers ---------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ from pyrogram_storage import BackendError, Peer, PeerType, UpdateState
 from pyrogram_storage.redisdb.storage import RedisStorage
 
 from . import shared_peer
-from .servers.redisserver import RedisServer
+from .servers.redisserver import RedisServer, command
 
 pytestmark = pytest.mark.redis
 
@@ -142,6 +142,41 @@ async def test_a_thousand_alternating_writes_leave_no_stale_read(
     assert hits > ROUNDS  # memory answered (the test is not only of the server)
 
 
+def _scripts_run(server: RedisServer) -> int:
+    """How many EVALSHA the server has run (every batch of writes is one)."""
+    info = command("127.0.0.1", server.port, "INFO", "commandstats")
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    for line in text.splitlines():
+        if line.startswith("cmdstat_evalsha:"):
+            return int(line.split("calls=", 1)[1].split(",", 1)[0])
+    return 0
+
+
+async def test_an_unchanged_peer_held_costs_no_write_until_the_other_changes_it(
+    redis_server: RedisServer, name: str, other: Other
+) -> None:
+    """A client writes an update's sender on every update: held as stored, it costs no
+    write; once the other process's change is acknowledged, it is written again."""
+    async with storage_on(redis_server.url, name) as mine:
+        await mine.upsert_peers([user(1, 10)])
+        held = (1, 10, "user", ("x",), None)
+        assert mine._writes_nothing(held) and mine._names_held(1, ["x"])
+        assert not mine._writes_nothing((1, 10, "bot", ("x",), None))
+        assert not mine._names_held(1, ["y"])
+        assert not mine._names_held(2, ["x"])  # not held: it may be stored
+        before = _scripts_run(redis_server)
+        await mine._upsert_tuples([held])
+        await mine.upsert_peers([user(1, 10)])
+        await mine.set_usernames([(1, ["x"])])
+        assert _scripts_run(redis_server) == before
+        assert other("put", 1, 11) is True
+        assert not mine._writes_nothing(held)  # the server said B changed it
+        assert not mine._names_held(1, ["x"])
+        await mine.upsert_peers([user(1, 10)])  # written again, and stored
+        assert _scripts_run(redis_server) == before + 2  # B's write, then ours
+        assert other("get", 1) == 10
+
+
 async def test_concurrent_writes_of_one_peer_leave_one_whole_value(
     redis_server: RedisServer, name: str, other: Other
 ) -> None:
@@ -187,6 +222,43 @@ async def test_a_killed_invalidation_connection_leaves_no_stale_read(
             assert other("get", 1) == 2 and other("cached", 1) is True
             await mine.upsert_peers([user(1, 3)])
             assert other("get", 1) == 3
+    finally:
+        await admin.aclose()
+
+
+async def test_lookups_memory_cannot_answer_ask_on_the_tracking_connection_or_the_driver(
+    redis_server: RedisServer, name: str, other: Other
+) -> None:
+    """Without memory (peer_cache_size=0) each lookup by id is a round trip: on the
+    tracking connection while it is up, on the driver's own when it is not."""
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    options = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    mine = RedisStorage.from_url(
+        redis_server.url, name=name, commit_interval=0, peer_cache_size=0, client_options=options
+    )
+    try:
+        async with mine:
+            tracker = mine._tracker
+            assert tracker is not None and tracker.live
+            assert other("put", 1, 10) is True
+            assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 10
+            assert mine.cached_peer(1) is None
+            listed = await admin.execute_command("CLIENT", "LIST", "ID", tracker.client_id)
+            assert b"cmd=hget" in listed  # the last command of the tracking connection
+            assert other("put", 1, 11) is True
+            assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 11
+            with pytest.raises(KeyError):
+                await mine.peer_by_id(2, with_usernames=False)
+            assert await admin.client_kill_filter(_id=tracker.client_id) == 1
+            assert other("put", 1, 12) is True
+            # The tracking connection is down (or found down by this very call): the
+            # driver answers.
+            assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 12
+            assert not tracker.live
+            assert other("put", 1, 13) is True
+            assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 13
     finally:
         await admin.aclose()
 

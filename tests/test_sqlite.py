@@ -95,8 +95,8 @@ async def main(workdir):
     for k in range(3):
         async with FileStorage(f"s{k}", workdir) as storage:
             await storage.upsert_peers([Peer(i, i, PeerType.USER) for i in range(1, 3001)])
-    _peers._Budget.left = 5000
-    _peers._IndexBudget.left = 4000
+    # Room for one session whole (3000 peers, and 1000 to grow) and one indexed.
+    _peers._Budget.left = 4000 * (_peers._WHOLE_BYTES + _peers._INDEXED_BYTES)
     storages = [FileStorage(f"s{k}", workdir) for k in range(3)]
     for storage in storages:
         await storage.open()
@@ -104,11 +104,11 @@ async def main(workdir):
     complete = [s._peer_engine.complete for s in storages]
     indexed = [s._peer_engine.index is not None for s in storages]
     sizes = sorted(len(s._peer_engine.cache) for s in storages)
-    left = [_peers._Budget.left, _peers._IndexBudget.left]
+    left = [_peers._Budget.left]
     answers = [(await s.peer_by_id(2999)).access_hash for s in storages]
     for storage in storages:
         await storage.close()
-    after = [_peers._Budget.left, _peers._IndexBudget.left]
+    after = [_peers._Budget.left]
     print(json.dumps([complete, indexed, sizes, left, after, answers]))
 
 asyncio.run(main(sys.argv[1]))
@@ -124,15 +124,17 @@ def test_memories_and_indexes_share_budgets_per_process(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr.decode()
     complete, indexed, sizes, left, after_close, answers = json.loads(result.stdout)
-    assert complete.count(True) == 1, complete  # 3000 + room to grow: one fits in 5000
-    # The compact indexes have a budget of their own: one more session fits in 4000;
-    # the third stays bounded (its misses ask the file) and reads nothing ahead.
+    assert complete.count(True) == 1, complete  # 3000 + room to grow: one fits whole
+    # What is left holds one more session in the compact index (a tenth of the memory
+    # a peer takes held whole); the third stays bounded (its misses ask the file) and
+    # reads nothing ahead.
     assert indexed.count(True) == 1 and not any(
         c and i for c, i in zip(complete, indexed, strict=True)
     )
     assert sizes[:2] == [0, 0] and sizes[2] == 3000
-    assert left == [5000 - 3000 - _peers._HEADROOM, 4000 - 3000 - _peers._HEADROOM]
-    assert after_close == [5000, 4000]  # given back on close
+    assert left == [0]
+    budget = 4000 * (_peers._WHOLE_BYTES + _peers._INDEXED_BYTES)
+    assert after_close == [budget]  # given back on close
     assert answers == [2999, 2999, 2999]  # every mode answers alike
 
 

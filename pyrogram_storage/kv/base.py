@@ -22,11 +22,12 @@ import random
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, Union, overload
 
 from .._lifecycle import _OPEN, Lifecycle
+from ._remembered import UNKNOWN, Remembered, _Unknown
 from .errors import (
     CorruptValueError,
     InvalidArgumentError,
@@ -48,6 +49,7 @@ __all__ = [
     "MAX_KEY_LENGTH",
     "MAX_TTL",
     "MISSING",
+    "SOLE_WRITER_KEYS",
     "Entry",
     "KVStore",
     "Merging",
@@ -60,6 +62,7 @@ __all__ = [
 
 V = TypeVar("V")
 D = TypeVar("D")
+T = TypeVar("T")
 S = TypeVar("S", bound="KVStore[Any]")
 
 
@@ -106,6 +109,9 @@ MAX_TTL = 100 * 365.25 * 86400.0
 """The longest TTL accepted (a hundred years), so every backend can represent the date."""
 #: The range of a counter: ``increment`` past either end raises.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+SOLE_WRITER_KEYS = 10_000
+"""Keys a ``sole_writer=True`` store remembers unless told otherwise (the least
+recently used are forgotten first)."""
 DEFAULT_NAMESPACE = "default"
 """The namespace of a store built without ``namespace=``."""
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.\-]{1,64}")
@@ -261,7 +267,16 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         with other namespaces on the same file or server never see them.
     :param default_ttl: the TTL of writes that give none (None: keys never expire).
     :param serializer: how values become text (see :class:`Serializer`); JSON by default.
-    :raises InvalidArgumentError: a bad namespace, default TTL or serializer.
+    :param sole_writer: promise that while this object is open no other object or
+        process writes its namespace's keys. It then remembers the records it wrote or
+        read (up to ``sole_writer_keys`` keys, the least recently used forgotten
+        first) and answers ``get`` and ``has`` of those keys from memory, expiry
+        included; every write still goes to the backend. Off by default: leave it
+        off when several processes (or store objects) write the same keys, or
+        another's writes are not seen. Stores that keep everything in memory anyway
+        (``MemoryKV``, ``JSONFileKV``) accept it and change nothing.
+    :param sole_writer_keys: how many keys a sole writer remembers.
+    :raises InvalidArgumentError: a bad namespace, default TTL, serializer or option.
     """
 
     #: Memory stores set this: immutable values are kept as themselves, not as text.
@@ -276,6 +291,8 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     """Whether only one object at a time may have the store open (:class:`StoreLockedError`)."""
     creates_files: ClassVar[bool] = False
     """Whether opening creates a file that is missing; such a store takes ``create=False``."""
+    _answers_from_memory: ClassVar[bool] = False
+    """Whether every read is answered from memory already (``sole_writer`` adds nothing)."""
 
     def __init__(
         self,
@@ -283,6 +300,8 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
     ) -> None:
         super().__init__()
         self.namespace = check_namespace(namespace)
@@ -295,6 +314,30 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         self._plain = self._keeps_objects and serializer is None
         self.clock: Callable[[], float] = time.time
         """Where "now" comes from, in seconds since the epoch; tests give a fake clock."""
+        if type(sole_writer_keys) is not int or sole_writer_keys < 1:
+            raise InvalidArgumentError(
+                f"sole_writer_keys must be a positive int, not {sole_writer_keys!r}"
+            )
+        self.sole_writer_keys = sole_writer_keys
+        self._memory: Remembered | None = None
+        self.sole_writer = sole_writer
+
+    @property
+    def sole_writer(self) -> bool:
+        """Whether the store remembers what it wrote and read (see the class); may be
+        changed at any time (memory starts empty).
+
+        :raises InvalidArgumentError: not a bool.
+        """
+        return self._sole_writer
+
+    @sole_writer.setter
+    def sole_writer(self, value: bool) -> None:
+        if type(value) is not bool:
+            raise InvalidArgumentError(f"sole_writer must be a bool, not {value!r}")
+        self._sole_writer = value
+        remembers = value and not self._answers_from_memory
+        self._memory = Remembered(self.sole_writer_keys) if remembers else None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.namespace!r})"
@@ -325,6 +368,14 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     @abstractmethod
     async def _get(self, key: str) -> Record | None:
         """Return the key's record (expired ones may be returned), or None if absent."""
+
+    async def _get_exact(self, key: str) -> Record | None:
+        """Like :meth:`_get`, with the key's exact expiry: what a sole writer remembers.
+
+        For a backend whose :meth:`_get` leaves the expiry out because the server hides
+        expired keys itself (Redis); this default is :meth:`_get`.
+        """
+        return await self._get(key)
 
     async def _peek(self, key: str) -> Record | None:
         """Like :meth:`_get`, for ``has``: the value may be left out (``""``), no LRU bump."""
@@ -424,6 +475,8 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         await super().open()
 
     async def _opening(self) -> None:
+        if self._memory is not None:
+            self._memory.forget()
         await self._call("open the store", self._open())
 
     async def close(self) -> None:
@@ -431,7 +484,42 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         await super().close()
 
     async def _closing(self) -> None:
+        if self._memory is not None:
+            self._memory.forget()
         await self._call("close the store", self._close())
+
+    # -- the sole writer's memory ---------------------------------------------------
+
+    async def _remember(
+        self,
+        what: str,
+        key: str,
+        operation: Awaitable[T],
+        outcome: Callable[[T, Record | _Unknown | None], Record | _Unknown | None],
+    ) -> T:
+        """Run a write of ``key``; a sole writer then remembers ``outcome(result, the
+        record remembered before)`` (:data:`UNKNOWN`: forget the key)."""
+        memory = self._memory
+        if memory is None:
+            return await self._call(what, operation)
+        before = memory.peek(key)
+        memory.start(key)
+        left: Record | _Unknown | None = UNKNOWN
+        try:
+            result = await self._call(what, operation)
+            left = outcome(result, before)
+            return result
+        finally:
+            memory.finish(key, left)
+
+    async def _read_remembering(self, memory: Remembered, key: str) -> Record | None:
+        news = memory.news
+        found: Record | Literal[_Keep.KEEP] | None = self._call_now(
+            "read a key", self._get_now, key
+        )
+        record = await self._call("read a key", self._get_exact(key)) if found is KEEP else found
+        memory.read(key, news, record)
+        return record
 
     # -- values ---------------------------------------------------------------------
 
@@ -531,10 +619,18 @@ class KVStore(Lifecycle, ABC, Generic[V]):
             raise _key_problem(key)
         if self._state != _OPEN:
             raise self._closed_error()
-        found: Record | Literal[_Keep.KEEP] | None = self._call_now(
-            "read a key", self._get_now, key
-        )
-        record = await self._call("read a key", self._get(key)) if found is KEEP else found
+        memory = self._memory
+        if memory is None:
+            found: Record | Literal[_Keep.KEEP] | None = self._call_now(
+                "read a key", self._get_now, key
+            )
+            record = await self._call("read a key", self._get(key)) if found is KEEP else found
+        else:
+            remembered = memory.recall(key)
+            if remembered is UNKNOWN:
+                record = await self._read_remembering(memory, key)
+            else:
+                record = remembered  # type: ignore[assignment]
         if record is None:
             return default
         raw, expires = record
@@ -563,7 +659,12 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         raw = self._encode(key, value)
         if self._state != _OPEN:
             raise self._closed_error()
-        await self._call("store a key", self._set(key, raw, expires))
+        if self._memory is None:
+            await self._call("store a key", self._set(key, raw, expires))
+        else:
+            await self._remember(
+                "store a key", key, self._set(key, raw, expires), lambda _, __: (raw, expires)
+            )
 
     async def put(self, entry: Entry[V]) -> bool:
         """Store an entry as :meth:`records` yields it: its value and absolute expiry.
@@ -596,7 +697,9 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         self._check_open()
         if expires is not None and expires <= now:
             return False
-        await self._call("store a key", self._set(key, raw, expires))
+        await self._remember(
+            "store a key", key, self._set(key, raw, expires), lambda _, __: (raw, expires)
+        )
         return True
 
     async def delete(self, key: str) -> bool:
@@ -610,11 +713,12 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         :raises BackendError: the backend failed.
         """
         self._check(key)
-        record = await self._call("delete a key", self._delete(key))
+        record = await self._remember("delete a key", key, self._delete(key), _absent)
         if record is None:
             return False
         expires = record[1]
-        return expires is None or not _is_time(expires) or expires > self.clock()
+        # A damaged expiry (not a number, NaN) counts as existing: the key was removed.
+        return expires is None or not _is_time(expires) or not expires <= self.clock()
 
     async def has(self, key: str) -> bool:
         """Return whether the key holds a live value (without counting as a use).
@@ -624,7 +728,12 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         :raises BackendError: the backend failed.
         """
         self._check(key)
-        record = await self._call("read a key", self._peek(key))
+        memory = self._memory
+        remembered = UNKNOWN if memory is None else memory.peek(key)
+        if remembered is UNKNOWN:
+            record = await self._call("read a key", self._peek(key))
+        else:
+            record = remembered  # type: ignore[assignment]
         return record is not None and self._unexpired(key, record[1], self.clock())
 
     async def touch(self, key: str, ttl: float | None = None) -> bool:
@@ -640,7 +749,15 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         self._check(key)
         now = self.clock()
         expires = self._expires(ttl, now)
-        return await self._call("change a key's expiry", self._touch(key, expires, now))
+
+        def outcome(live: bool, before: Record | _Unknown | None) -> Record | _Unknown | None:
+            if live and type(before) is tuple:
+                return before[0], expires
+            return UNKNOWN
+
+        return await self._remember(
+            "change a key's expiry", key, self._touch(key, expires, now), outcome
+        )
 
     async def compare_and_set(
         self,
@@ -681,6 +798,36 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         """
         raw = self._encode(key, value)
         wanted = None if expected is MISSING else self._encode(key, expected)
+        if self._memory is None:
+            return await self._compare_and_set_raw(key, expected, raw, wanted, expires)
+        now = self.clock()
+
+        def outcome(stored: bool, before: Record | _Unknown | None) -> Record | _Unknown | None:
+            if not stored:
+                return UNKNOWN
+            if expires is not KEEP:
+                return raw, expires
+            if wanted is None:
+                return raw, None  # created: no expiry to keep
+            if type(before) is tuple and (before[1] is None or before[1] > now):
+                return raw, before[1]
+            return UNKNOWN
+
+        return await self._remember(
+            "compare and set a key",
+            key,
+            self._compare_and_set_raw(key, expected, raw, wanted, expires),
+            outcome,
+        )
+
+    async def _compare_and_set_raw(
+        self,
+        key: str,
+        expected: Any,
+        raw: Raw,
+        wanted: Raw | None,
+        expires: float | Literal[_Keep.KEEP] | None,
+    ) -> bool:
         now = self.clock()
         if await self._call("compare and set a key", self._cas(key, wanted, raw, expires, now)):
             return True
@@ -737,7 +884,31 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         now = self.clock()
         expires = self._expires(ttl, now)
         merging = Merging(self, key, mapping)
-        raw = await self._call("merge into a key", self._merge(key, merging, expires, now))
+        memory = self._memory
+        if memory is not None:
+            before = memory.peek(key)
+            if before is None or type(before) is tuple:
+                # A sole writer knows the value: merge here, store it if it is still
+                # the stored one (a compare-and-set, cheaper than a merge on the server).
+                current = None
+                if before is not None and self._unexpired(key, before[1], now):
+                    current = before[0]
+                raw = merging.apply(current)
+                stored = await self._remember(
+                    "merge into a key",
+                    key,
+                    self._cas(key, current, raw, expires, now),
+                    lambda done, _: (raw, expires) if done else UNKNOWN,
+                )
+                if stored and merging.result is not None:
+                    return merging.result
+                merging = Merging(self, key, mapping)
+        raw = await self._remember(
+            "merge into a key",
+            key,
+            self._merge(key, merging, expires, now),
+            lambda stored, _: (stored, expires),
+        )
         result = merging.result
         return merging.decode(raw) if result is None else result
 
@@ -761,8 +932,17 @@ class KVStore(Lifecycle, ABC, Generic[V]):
             raise NotACounterError("amount is outside the 64-bit integer range")
         now = self.clock()
         expires = self._expires(ttl, now)
-        return await self._call(
-            "increment a key", self._increment(key, amount, expires, ttl is not None, now)
+        reset = ttl is not None
+
+        def outcome(total: int, before: Record | _Unknown | None) -> Record | _Unknown | None:
+            if reset or before is None:
+                return total, expires
+            if type(before) is tuple and before[1] is None:
+                return total, None  # kept its (lack of) expiry
+            return UNKNOWN
+
+        return await self._remember(
+            "increment a key", key, self._increment(key, amount, expires, reset, now), outcome
         )
 
     async def keys(self, pattern: str = "*") -> AsyncIterator[str]:
@@ -838,7 +1018,14 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         :raises BackendError: the backend failed.
         """
         self._check_open()
-        return await self._call("clear the namespace", self._clear(self.clock()))
+        memory = self._memory
+        if memory is None:
+            return await self._call("clear the namespace", self._clear(self.clock()))
+        memory.start_clear()
+        try:
+            return await self._call("clear the namespace", self._clear(self.clock()))
+        finally:
+            memory.finish_clear()
 
     # -- used by the package's wrappers ---------------------------------------------
 
@@ -941,6 +1128,10 @@ class Merging:
                 "not a dict"
             )
         return value
+
+
+def _absent(result: object, before: object) -> None:
+    return None
 
 
 def _storable(text: str) -> bool:

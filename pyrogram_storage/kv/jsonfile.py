@@ -32,6 +32,7 @@ from .._worker import Lane
 from ..errors import CorruptDataError, NotFoundError, StorageError
 from .base import (
     KEEP,
+    SOLE_WRITER_KEYS,
     KVStore,
     Merging,
     Raw,
@@ -113,6 +114,7 @@ class JSONFileKV(KVStore[V]):
 
     exclusive = True
     creates_files = True
+    _answers_from_memory = True
 
     def __init__(
         self,
@@ -122,8 +124,16 @@ class JSONFileKV(KVStore[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
     ) -> None:
-        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            sole_writer=sole_writer,
+            sole_writer_keys=sole_writer_keys,
+        )
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise InvalidArgumentError(f"path is a str or path, not {path!r}")
         self.path = Path(path)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from .base import (
     KEEP,
+    SOLE_WRITER_KEYS,
     KVStore,
     Merging,
     Plain,
@@ -47,6 +48,7 @@ class MemoryKV(KVStore[V]):
     """
 
     _keeps_objects = True
+    _answers_from_memory = True
     persistent = False
 
     def __init__(
@@ -56,8 +58,16 @@ class MemoryKV(KVStore[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
     ) -> None:
-        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            sole_writer=sole_writer,
+            sole_writer_keys=sole_writer_keys,
+        )
         if max_entries is not None and (type(max_entries) is not int or max_entries < 1):
             raise InvalidArgumentError(f"max_entries must be a positive int, not {max_entries!r}")
         self.max_entries = max_entries

@@ -31,7 +31,17 @@ from ..mongo.client import (
     maybe_await,
     unreachable,
 )
-from .base import KEEP, KVStore, Raw, Record, V, _Keep, add_to_counter, split_location
+from .base import (
+    KEEP,
+    SOLE_WRITER_KEYS,
+    KVStore,
+    Raw,
+    Record,
+    V,
+    _Keep,
+    add_to_counter,
+    split_location,
+)
 from .errors import InvalidArgumentError, NotACounterError
 from .pattern import Pattern
 from .serializer import Serializer
@@ -104,8 +114,16 @@ class MongoKV(KVStore[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
     ) -> None:
-        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            sole_writer=sole_writer,
+            sole_writer_keys=sole_writer_keys,
+        )
         if type(database) is not str:
             raise InvalidArgumentError(f"database is a str, not {type(database).__name__}")
         try:

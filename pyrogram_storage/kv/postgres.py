@@ -20,6 +20,7 @@ from ..errors import BackendError, StorageClosedError, StorageError
 from ..postgres import client as pg
 from .base import (
     KEEP,
+    SOLE_WRITER_KEYS,
     KVStore,
     Merging,
     Raw,
@@ -173,9 +174,17 @@ class PostgresKV(KVStore[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
         _recipe: pg.PoolRecipe | None = None,
     ) -> None:
-        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            sole_writer=sole_writer,
+            sole_writer_keys=sole_writer_keys,
+        )
         try:
             pg.check_identifier(schema, "schema")
             pg.check_identifier(table, "table")
@@ -223,8 +232,9 @@ class PostgresKV(KVStore[V]):
     ) -> PostgresKV[Any]:
         """Build a store whose pool is made from ``url`` on :meth:`open` (closed by close).
 
-        :param url: ``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE``; ``?schema=``
-            and ``?table=`` in the query are this store's options, the rest asyncpg's.
+        :param url: ``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE``; ``?schema=``,
+            ``?table=`` and ``?sole_writer=true`` in the query are this store's options,
+            the rest asyncpg's.
         :param pool_options: keyword arguments of :func:`asyncpg.create_pool`; its
             ``server_settings`` start from :data:`KV_SERVER_SETTINGS`.
         :param connect_timeout: seconds :meth:`open` waits for the server.
@@ -235,10 +245,15 @@ class PostgresKV(KVStore[V]):
         from urllib.parse import parse_qsl, urlencode
 
         query = parse_qsl(text, keep_blank_values=True)
+        ours = ("schema", "table", "sole_writer")
         for key, value in query:
-            if key in ("schema", "table"):
+            if key == "sole_writer":
+                if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
+                    raise InvalidArgumentError("sole_writer in a URL is true or false")
+                options.setdefault(key, value.lower() in ("1", "true", "yes"))
+            elif key in ours:
                 options.setdefault(key, value)
-        rest = [(key, value) for key, value in query if key not in ("schema", "table")]
+        rest = [(key, value) for key, value in query if key not in ours]
         url = f"{head}?{urlencode(rest)}" if rest else head
         given = dict(pool_options or {})
         settings = {**KV_SERVER_SETTINGS, **dict(given.get("server_settings") or {})}

@@ -14,6 +14,9 @@ the session storage uses too).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import dataclasses
 import hashlib
 import logging
 import math
@@ -28,6 +31,7 @@ from .base import (
     INT64_MAX,
     INT64_MIN,
     KEEP,
+    SOLE_WRITER_KEYS,
     KVStore,
     Merging,
     Raw,
@@ -234,11 +238,19 @@ class RedisKV(KVStore[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
         scan_count: int = 500,
         client_cache: bool = False,
         _from_url: bool = False,
     ) -> None:
-        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            sole_writer=sole_writer,
+            sole_writer_keys=sole_writer_keys,
+        )
         if type(scan_count) is not int or scan_count < 1:
             raise InvalidArgumentError(f"scan_count must be a positive int, not {scan_count!r}")
         if type(client_cache) is not bool:
@@ -254,6 +266,9 @@ class RedisKV(KVStore[V]):
         self._cluster: bool | None = None
         self._options: dict[str, Any] = {}
         self._client: Any = None
+        # A client we build is timed here, not by the driver (see _open).
+        self._watchdog: asyncio.Task[None] | None = None
+        self._silence: float | None = None
         if client is None and not _from_url:
             raise InvalidArgumentError(
                 "RedisKV needs an asyncio client; or use RedisKV.from_url(url)"
@@ -285,6 +300,9 @@ class RedisKV(KVStore[V]):
             asks the server on open.
         :param client_options: keyword arguments for the client (``socket_timeout``...);
             :data:`~pyrogram_storage.redisdb.client.DEFAULT_CLIENT_OPTIONS` otherwise.
+            On a single server the store enforces ``socket_timeout`` itself (calls
+            waiting on a silent server fail within two of it) and the driver does not
+            time each reply, which cost a timer per call.
         :param options: the other arguments of :class:`RedisKV`.
         :raises InvalidArgumentError: a bad URL or driver, or an option in the URL the
             driver does not know.
@@ -342,19 +360,46 @@ class RedisKV(KVStore[V]):
                     self._cluster = await redisdb.detect_cluster(probe)
                 finally:
                     await probe.aclose()
+            options, silence = self._options, None
+            timeout = options.get("socket_timeout")
+            if not self._cluster and timeout:
+                # The driver times every read of a reply with socket_timeout (a timer set
+                # and cancelled per call, a fifth of a GET's time here); the watchdog
+                # below enforces the same bound once for the whole store.
+                silence = float(timeout)
+                options = {"socket_connect_timeout": timeout, **options, "socket_timeout": None}
             self._client = redisdb.build_client(
-                self._url, driver=self._driver, cluster=self._cluster, options=self._options
+                self._url, driver=self._driver, cluster=self._cluster, options=options
             )
         except (ValueError, TypeError) as exc:
             raise BackendError(f"cannot create the {self._driver} client: {exc}") from exc
+        self._silence = silence
+        if silence is not None:
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch(silence / 2))
         await self._client.ping()
         await self._track()
+
+    async def _watch(self, period: float) -> None:
+        """Every ``period`` seconds: if calls were waiting a period ago and none has
+        ended since, the server is silent: drop the connections, so that the waiting
+        calls fail (a retried one on a new connection, then an error, as with the
+        driver's ``socket_timeout``: within two timeouts)."""
+        waiting, ended = False, self._ended
+        while True:
+            await asyncio.sleep(period)
+            if waiting and self._waiting and self._ended == ended:
+                log.warning("%r: no reply for %.1f s, dropping the connections", self, period)
+                with contextlib.suppress(Exception):
+                    await self._client.connection_pool.disconnect()
+            waiting, ended = self._waiting > 0, self._ended
 
     async def _track(self) -> None:
         if not self.client_cache:
             return
         try:
             address = tracking.address_of(self._client)
+            if self._silence is not None:  # the client's own is off (see _open)
+                address = dataclasses.replace(address, reply_timeout=self._silence)
             tracker = tracking.Tracker(
                 address, self._prefix.encode(), self._invalidated, self._trust
             )
@@ -390,6 +435,11 @@ class RedisKV(KVStore[V]):
             self._held.pop(key, None)
 
     async def _close(self) -> None:
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
         tracker, self._tracker = self._tracker, None
         self._held.clear()
         if tracker is not None:
@@ -442,6 +492,16 @@ class RedisKV(KVStore[V]):
         if news == self._news and self._live() is not None:
             self._hold(key, record)
         return record
+
+    async def _get_exact(self, key: str) -> Record | None:
+        if self._tracker is not None:
+            return await self._get(key)
+        name, before = self._prefix + key, self.clock()
+        pipe = self._client.pipeline(transaction=False)
+        pipe.get(name)
+        pipe.pttl(name)
+        data, ttl = await pipe.execute()
+        return None if data is None else (_raw(data), _expiry(before, ttl))
 
     def _hold(self, key: str, record: Record | None) -> None:
         held = self._held

@@ -43,6 +43,7 @@ from ..errors import (
 )
 from .base import (
     KEEP,
+    SOLE_WRITER_KEYS,
     KVStore,
     Merging,
     Raw,
@@ -171,8 +172,16 @@ class SQLiteKV(KVStore[V]):
         namespace: str | None = None,
         default_ttl: float | None = None,
         serializer: Serializer | None = None,
+        sole_writer: bool = False,
+        sole_writer_keys: int = SOLE_WRITER_KEYS,
     ) -> None:
-        super().__init__(namespace=namespace, default_ttl=default_ttl, serializer=serializer)
+        super().__init__(
+            namespace=namespace,
+            default_ttl=default_ttl,
+            serializer=serializer,
+            sole_writer=sole_writer,
+            sole_writer_keys=sole_writer_keys,
+        )
         if not isinstance(path, (str, os.PathLike)):
             raise InvalidArgumentError(f"path is a str or path, not {type(path).__name__}")
         if type(table) is not str or not _TABLE.fullmatch(table):

@@ -1092,3 +1092,234 @@ class KVContract(Contract):
             for n in range(10):
                 assert await again.get(f"count:{n}") == 20
         await store.open()
+
+    # -- sole writer ----------------------------------------------------------------------
+
+    SOLE_WRITER_RUNS: tuple[str, ...] = (
+        "test_every_supported_type_comes_back_as_itself",
+        "test_integers_floats_and_bools_keep_their_type",
+        "test_get_missing_returns_default",
+        "test_set_replaces_and_delete_says_whether_it_existed",
+        "test_deleting_a_key_leaves_the_others",
+        "test_touch_keeps_the_value_and_its_type",
+        "test_returned_values_are_copies",
+        "test_unknown_types_are_refused_and_nothing_is_stored",
+        "test_compare_and_set_compares_values_not_their_text",
+        "test_an_expired_key_is_invisible_to_every_read",
+        "test_records_carry_each_keys_expiry",
+        "test_touch_slides_the_expiry",
+        "test_touch_without_ttl_makes_a_key_permanent",
+        "test_set_without_ttl_drops_an_earlier_expiry",
+        "test_default_ttl",
+        "test_compare_and_set",
+        "test_compare_and_set_gives_the_new_value_its_ttl",
+        "test_increment",
+        "test_increment_ttl_is_set_on_creation_and_kept",
+        "test_increment_refuses_what_is_not_a_counter",
+        "test_merge_adds_and_replaces_items_and_returns_the_dict",
+        "test_merge_gives_the_value_its_ttl_as_set_does",
+        "test_merge_uses_the_default_ttl",
+        "test_merge_into_a_value_that_is_not_a_dict_is_refused",
+        "test_concurrent_merges_into_one_value_all_land",
+        "test_clear_counts_live_keys_and_spares_other_namespaces",
+        "test_put_stores_an_entry_with_its_absolute_expiry",
+        "test_versioned_migrates_on_read_and_writes_back",
+        "test_versioned_refuses_values_from_newer_code",
+        "test_concurrent_writes_to_one_new_key",
+    )
+    """The tests ``test_a_sole_writer_keeps_the_contract`` runs again with
+    ``sole_writer=True``."""
+
+    @staticmethod
+    def sharing(store: KVStore[Any]) -> bool:
+        """Whether a second object may write what ``store`` reads, and ``store`` remembers
+        what it read: the sole-writer tests that break the promise on purpose need it."""
+        return store.persistent and not store.exclusive and store._memory is not None
+
+    @pytest_asyncio.fixture
+    async def sole(self, new_store: StoreMaker) -> AsyncIterator[KVStore[Any]]:
+        """An open ``sole_writer=True`` store, empty; cleared and closed afterwards."""
+        opened = new_store(sole_writer=True)
+        await opened.open()
+        try:
+            await opened.clear()
+            yield opened
+        finally:
+            if opened.is_open:
+                await opened.clear()
+            await opened.close()
+
+    async def test_a_sole_writer_keeps_the_contract(
+        self, sole: KVStore[Any], new_store: StoreMaker, clock: FakeClock
+    ) -> None:
+        """Every test of :attr:`SOLE_WRITER_RUNS` again, on a store remembering its keys."""
+        import inspect
+
+        def sole_store(**options: Any) -> KVStore[Any]:
+            return new_store(**{"sole_writer": True, **options})
+
+        given = {"store": sole, "new_store": sole_store, "clock": clock}
+        for name in self.SOLE_WRITER_RUNS:
+            test = getattr(self, name)
+            arguments = {p: given[p] for p in inspect.signature(test).parameters}
+            if "store" not in arguments:
+                await sole.close()  # the test opens its own (a JSON file has one at a time)
+            try:
+                await test(**arguments)
+            except pytest.skip.Exception:
+                pass
+            except BaseException as exc:
+                raise AssertionError(f"{name} with sole_writer=True: {exc!r}") from exc
+            if not sole.is_open:
+                await sole.open()
+            await sole.clear()
+
+    async def test_sole_writer_is_off_by_default_and_checked(
+        self, store: KVStore[Any], new_store: StoreMaker
+    ) -> None:
+        assert store.sole_writer is False
+        for bad in (1, "yes", None):
+            with pytest.raises(InvalidArgumentError):
+                new_store(sole_writer=bad)
+        for size in (0, -1, 1.5, "10", True):
+            with pytest.raises(InvalidArgumentError):
+                new_store(sole_writer=True, sole_writer_keys=size)
+        assert new_store(sole_writer=True).sole_writer is True
+        store.sole_writer = True  # at any time: memory starts empty
+        await store.set("k", 1)
+        assert await store.get("k") == 1
+        store.sole_writer = False
+        assert await store.get("k") == 1
+        with pytest.raises(InvalidArgumentError):
+            store.sole_writer = 1  # type: ignore[assignment]
+
+    async def test_a_sole_writer_answers_from_memory(
+        self, sole: KVStore[Any], new_store: StoreMaker
+    ) -> None:
+        """What it wrote or read comes from memory: another object's write behind its
+        back (breaking the promise on purpose) is not seen until it writes the key."""
+        if not self.sharing(sole):
+            pytest.skip(f"{type(sole).__name__}: no second writer to hide")
+        await sole.set("written", {"a": 1})
+        await sole.delete("deleted")
+        async with new_store() as other:
+            await other.set("read", "first")
+            assert await sole.get("read") == "first"
+            assert await sole.get("absent") is None
+            for key in ("written", "read", "absent", "deleted"):
+                await other.set(key, "behind its back")
+            assert await sole.get("written") == {"a": 1}
+            assert await sole.get("read") == "first"
+            assert await sole.get("absent") is None and not await sole.has("absent")
+            assert not await sole.has("deleted")
+            await other.set("never read", 7)
+            assert await sole.get("never read") == 7  # not remembered: the server
+            await sole.set("written", 2)
+            assert await other.get("written") == 2  # writes go to the store
+            assert await sole.increment("written") == 3
+            assert await other.get("written") == 3
+        await sole.close()  # closing forgets
+        await sole.open()
+        assert await sole.get("read") == "behind its back"
+
+    async def test_a_sole_writer_remembers_the_expiry(
+        self, sole: KVStore[Any], new_store: StoreMaker, clock: FakeClock
+    ) -> None:
+        await sole.set("short", "v", ttl=TTL)
+        await sole.set("long", "v", ttl=60)
+        await sole.increment("counter", ttl=TTL)
+        assert await sole.merge("dict", {"a": 1}, ttl=TTL) == {"a": 1}
+        assert await sole.compare_and_set("cas", 1, expected=MISSING, ttl=TTL)
+        assert await sole.touch("long", TTL)
+        read = ["short"]
+        if self.sharing(sole):
+            async with new_store() as other:
+                await other.set("read", "v", ttl=TTL)
+            assert await sole.get("read") == "v"  # remembered with its expiry
+            read.append("read")
+        for key in ("short", "counter", "dict", "cas", "long", *read):
+            assert await sole.has(key), key
+        await self.later(sole, clock, TTL + 0.2)
+        for key in ("short", "counter", "dict", "cas", "long", *read):
+            assert await sole.get(key) is None, key
+            assert not await sole.has(key), key
+        assert await sole.increment("counter") == 1  # expired: starts again
+        assert await expiry(sole, "counter") is None
+
+    async def test_a_sole_writer_keeps_expiry_through_keep_and_increment(
+        self, sole: KVStore[Any], clock: FakeClock
+    ) -> None:
+        await sole.set("legacy", {"name": "Ann"}, ttl=TTL)
+        assert await sole.get("legacy") == {"name": "Ann"}
+        v1 = versioned(sole, {1: lambda d: {**d, "age": None}})
+        assert await v1.get("legacy") == {"name": "Ann", "age": None}  # written back, TTL kept
+        await sole.set("n", 1, ttl=TTL)
+        assert await sole.increment("n") == 2  # keeps its expiry
+        await sole.set("forever", 1)
+        assert await sole.increment("forever") == 2
+        await self.later(sole, clock, TTL + 0.2)
+        assert await sole.get("legacy") is None
+        assert await sole.get("n") is None
+        assert await sole.get("forever") == 2
+
+    async def test_a_sole_writer_memory_is_bounded(
+        self, new_store: StoreMaker, clock: FakeClock
+    ) -> None:
+        """Past ``sole_writer_keys`` keys the least recently used is forgotten (and read
+        from the store again)."""
+        sole = new_store(sole_writer=True, sole_writer_keys=3)
+        async with sole:
+            await sole.clear()
+            if not self.sharing(sole):
+                pytest.skip(f"{type(sole).__name__}: no second writer to tell memory apart")
+            for index in range(5):
+                await sole.set(f"k{index}", index)
+            assert await sole.get("k2") == 2  # k2 becomes the most recently used
+            async with new_store() as other:
+                for index in range(5):
+                    await other.set(f"k{index}", "changed")
+            got = [await sole.get(f"k{index}") for index in (3, 4, 2, 0, 1)]
+            assert got == [3, 4, 2, "changed", "changed"]
+            await sole.clear()
+
+    async def test_a_sole_writer_forgets_what_clear_removed(
+        self, sole: KVStore[Any], new_store: StoreMaker
+    ) -> None:
+        await sole.set("a", 1)
+        await sole.set("b", 2)
+        assert await sole.get("a") == 1
+        assert await sole.clear() == 2
+        assert await sole.get("a") is None and not await sole.has("b")
+        if self.sharing(sole):
+            async with new_store() as other:
+                await other.set("a", "new")
+            assert await sole.clear() == 1
+            assert await sole.get("a") is None
+
+    async def test_a_sole_writer_stays_right_under_concurrent_writes(
+        self, sole: KVStore[Any], new_store: StoreMaker
+    ) -> None:
+        """Writes and reads of the same keys from many tasks at once: afterwards memory
+        answers what the store holds."""
+
+        async def task(n: int) -> None:
+            for i in range(10):
+                key = f"k{(n + i) % 3}"
+                await sole.set(key, {"n": n, "i": i})
+                await sole.get(key)
+                await sole.merge(key, {"m": n})
+                await sole.increment(f"c{n % 2}")
+                await sole.compare_and_set(key, {"cas": i}, expected=MISSING)
+                if i % 4 == 0:
+                    await sole.delete(key)
+
+        await asyncio.gather(*(task(n) for n in range(6)), sole.clear())
+        remembered = {key: await sole.get(key) for key in ("k0", "k1", "k2", "c0", "c1")}
+        if self.sharing(sole):
+            async with new_store() as other:
+                stored = {key: await other.get(key) for key in remembered}
+        else:
+            await sole.close()
+            await sole.open()
+            stored = {key: await sole.get(key) for key in remembered}
+        assert remembered == stored

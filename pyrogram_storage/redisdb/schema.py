@@ -16,7 +16,7 @@ from .. import _migrations
 from ..errors import MigrationError, SchemaTooNewError, UnknownSchemaError
 from .layout import KEY_NAMES, WRITER, Keys
 
-__all__ = ["check_version", "latest", "upgrade"]
+__all__ = ["READABLE_FROM", "check_version", "latest", "upgrade"]
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +30,12 @@ step()
 redis.call('HSET', KEYS[1], 'version', ARGV[2], 'writer', ARGV[3])
 return 1
 """
+
+
+READABLE_FROM = 1
+"""The oldest layout version this library reads as it is stored, without migrating it
+(version 2 changed what scripts write beside the data, not the data): a read-only open
+of an older session than :func:`latest` but not older than this reads it untouched."""
 
 
 def latest() -> int:

@@ -327,15 +327,25 @@ class SQLiteStorage(Storage):
 
     async def _save(self) -> None:
         held = self._holds_write_lock()
+        threaded = self._threaded
 
         def save(db: sqlite3.Connection) -> bool:
             if db.in_transaction:
                 db.execute("COMMIT")
             _checkpoint(db)
+            if threaded:
+                db.execute("PRAGMA shrink_memory")
             return self._rehold(db) if held else False
 
         if await self._run(save):
             self._invalidate(None)
+        reader = self._reader
+        if threaded and reader is not None and reader is not self._db:
+            # A saved session is one a client is done with for now (after login, a gap
+            # recovered, stop): each connection's page cache (some 100 KB, a thousand of
+            # them in a host of many sessions) goes; the file's pages stay in the OS's.
+            with contextlib.suppress(sqlite3.Error):
+                reader.execute("PRAGMA shrink_memory")
 
     async def _ping(self) -> None:
         await self._read(lambda db: db.execute("SELECT 1").fetchall())

@@ -331,6 +331,20 @@ async def same_as_theirs(c: Checks, storage: Any) -> None:
         await storage.set_data(key, {})
 
 
+async def sole_writer(c: Checks, make: Any) -> None:
+    """``for_aiogram(..., sole_writer=True)``: the same answers, and the conversation."""
+    store = make()
+    c.eq("sole_writer off by default", kv.for_aiogram(store).store.sole_writer, False)
+    sole = kv.for_aiogram(store, sole_writer=True)
+    c.eq("sole_writer=True reaches the store", store.sole_writer, True)
+    try:
+        await same_as_theirs(c, sole)
+        await conversation(c, sole, None)
+    finally:
+        await sole.close()
+    await c.raises("sole_writer not a bool", _build(make(), sole_writer=1), kv.InvalidArgumentError)
+
+
 async def concurrent_updates(c: Checks, storage: Any, second: Any) -> None:
     """Handlers of one conversation updating its data at once, through two store objects."""
     key = StorageKey(bot_id=BOT_ID, chat_id=5, user_id=5)
@@ -414,6 +428,7 @@ async def backend(name: str) -> dict[str, Any]:
         if second is not storage:
             await second.close()
         await conversation(c, storage, (lambda: kv.for_aiogram(make())) if shared else None)
+        await sole_writer(c, make)
     except Exception as exc:
         c.crashed(exc)
     finally:

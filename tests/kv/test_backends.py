@@ -389,6 +389,49 @@ async def test_redis_outage_is_a_backend_error_and_aof_keeps_the_data(tmp_path: 
             assert await store.increment("n") == 6
 
 
+@pytest.mark.parametrize("driver", ["redis", "valkey"])
+async def test_redis_silent_server_is_a_backend_error_within_two_timeouts(
+    tmp_path: Path, driver: str
+) -> None:
+    """The client from_url builds does not time each reply (a timer per call cost a
+    fifth of a GET); the store's watchdog keeps the bound: a server that stops
+    answering (CLIENT PAUSE) fails the call within two socket_timeout periods, and the
+    store works again once it answers."""
+    import redis.asyncio
+
+    with RedisServer(tmp_path / "silent") as server:
+        store = kv.RedisKV.from_url(
+            server.url,
+            namespace="silent",
+            driver=driver,
+            client_options={"socket_timeout": 1.0},
+        )
+        async with store:
+            await store.set("k", 1)
+            assert store._client.connection_pool.connection_kwargs.get("socket_timeout") is None
+            admin = redis.asyncio.Redis.from_url(server.url)
+            try:
+                pause = asyncio.create_task(admin.execute_command("CLIENT", "PAUSE", "6000", "ALL"))
+                await asyncio.sleep(0.3)
+                with pytest.raises(kv.BackendError):  # not the value, 6 s later
+                    await store.get("k")
+                await admin.execute_command("CLIENT", "UNPAUSE")
+                await pause
+                assert await store.get("k") == 1
+                assert await store.increment("k") == 2
+            finally:
+                await admin.aclose()
+
+
+def test_postgres_url_takes_sole_writer() -> None:
+    url = "postgresql://u@127.0.0.1:1/db"
+    assert kv.from_url(url + "?sole_writer=true&schema=s#ns").sole_writer is True
+    store = kv.from_url(url + "?sole_writer=false")
+    assert store.sole_writer is False and kv.from_url(url).sole_writer is False
+    with pytest.raises(kv.InvalidArgumentError):
+        kv.from_url(url + "?sole_writer=maybe")
+
+
 # -- stored data of the wrong type (issue 20, item 7) ------------------------------------------
 
 
@@ -469,7 +512,7 @@ async def test_postgres_rows_of_the_wrong_shape_are_corrupt_values(postgres_serv
             select = f"SELECT k, i FROM pyrogram_storage.{table} ORDER BY k"
             expected = [("nan-expiry", 1), ("null", None), ("seed", 1)]
             assert [tuple(row) for row in await conn.fetch(select)] == expected
-            await store.delete("nan-expiry")  # the way to get rid of it
+            assert await store.delete("nan-expiry") is True  # the way to get rid of it
             assert [tuple(row) for row in await conn.fetch(select)] == expected[1:]
         finally:
             await conn.execute(f"DROP TABLE pyrogram_storage.{table}")

@@ -244,14 +244,19 @@ def _ttl(ttl: object) -> float | None:
     return float(ttl)
 
 
-def for_kurigram_addons(store: KVStore[Any]) -> KurigramAddonsStorage:
+def for_kurigram_addons(
+    store: KVStore[Any], *, sole_writer: bool | None = None
+) -> KurigramAddonsStorage:
     """Return ``store`` as a kurigram-addons FSM storage (``pyrogram_patch.fsm.BaseStorage``).
 
     ``KurigramClient("bot", storage=kv.for_kurigram_addons(kv.SQLiteKV("fsm.db")))``.
     The client's ``start()``/``stop()`` open and close the store.
 
     :param store: any :class:`~pyrogram_storage.kv.KVStore`, open or not.
-    :raises InvalidArgumentError: ``store`` is not a KVStore.
+    :param sole_writer: set the store's ``sole_writer`` (None: leave it as built):
+        True promises this client is the only writer of the store's keys, whose reads
+        are then answered from memory where it can (see :class:`~pyrogram_storage.kv.KVStore`).
+    :raises InvalidArgumentError: ``store`` is not a KVStore, or ``sole_writer`` not a bool.
     :raises MissingDriverError: kurigram-addons is not installed.
     :raises UnsupportedFrameworkError: the installed kurigram-addons' ``BaseStorage``
         wants methods this adapter does not know.
@@ -261,7 +266,10 @@ def for_kurigram_addons(store: KVStore[Any]) -> KurigramAddonsStorage:
         from pyrogram_patch.errors import FSMContextError  # type: ignore[import-not-found]
 
         cls._error_base = FSMContextError
-    return cls(store)
+    adapter = cls(store)
+    if sole_writer is not None:
+        store.sole_writer = sole_writer
+    return adapter
 
 
 KurigramAddonsStorage = KurigramAddonsAdapter

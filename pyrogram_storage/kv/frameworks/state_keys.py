@@ -209,6 +209,7 @@ def for_aiogram(
     with_bot_id: bool = False,
     with_business_connection_id: bool = False,
     with_destiny: bool = False,
+    sole_writer: bool | None = None,
 ) -> AiogramStorage:
     """Return ``store`` as an aiogram FSM storage (``aiogram.fsm.storage.base.BaseStorage``).
 
@@ -225,8 +226,12 @@ def for_aiogram(
     :param with_bot_id: put the bot's id in the keys (several bots on one store).
     :param with_business_connection_id: put the business connection's id in them.
     :param with_destiny: put the destiny in them (aiogram's scenes need it).
+    :param sole_writer: set the store's ``sole_writer`` (None: leave it as built).
+        True promises that this dispatcher is the only writer of the store's keys
+        (one bot process): states and data it wrote or read are then read from
+        memory, the writes still go to the store. See :class:`~pyrogram_storage.kv.KVStore`.
     :raises InvalidArgumentError: ``store`` is not a KVStore, ``key_builder`` given
-        together with options, or a bad TTL.
+        together with options, a bad TTL, or ``sole_writer`` not a bool.
     :raises MissingDriverError: aiogram is not installed.
     """
     cls = bind(AiogramAdapter)
@@ -252,7 +257,10 @@ def for_aiogram(
         raise InvalidArgumentError(
             "give either key_builder= or DefaultKeyBuilder's options, not both"
         )
-    return cls(store, key_builder, state_ttl=state_ttl, data_ttl=data_ttl)
+    adapter = cls(store, key_builder, state_ttl=state_ttl, data_ttl=data_ttl)
+    if sole_writer is not None:
+        store.sole_writer = sole_writer
+    return adapter
 
 
 _DEFAULT_OPTIONS: dict[str, object] = {
