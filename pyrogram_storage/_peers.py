@@ -215,6 +215,7 @@ class Peers:
         # While memory fills after open(): the stored peers' access hashes and types, read
         # in bulk first, less those written since (they are asked for elsewhere).
         self._early: IdTable | None = None
+        self._early_written: set[int] | None = None  # peers written while a batch is read
         # Peer id -> (access hash, type name) the index or the id table last answered: a
         # dict hit costs less than their bisects. Every write of a peer takes it out.
         self._hot: dict[int, tuple[int, str]] = {}
@@ -350,6 +351,7 @@ class Peers:
         self.complete = False
         self.index = None
         self._early = None
+        self._early_written = None
         self._hot.clear()
         self.pending.journal.indexed = False  # built by the first lookup that asks
         held = self.cache.clear()
@@ -458,12 +460,14 @@ class Peers:
         complete = self.complete
         touched = self._touched
         early = self._early
-        if early is not None or self._hot:
-            hot = self._hot
+        if early is not None or self._hot or self._early_written is not None:
+            hot, written = self._hot, self._early_written
             for peer_id, _, _ in changes:
                 hot.pop(peer_id, None)
                 if early is not None:
                     early.remove(peer_id)
+                if written is not None:
+                    written.add(peer_id)
         if complete and touched is None:  # memory holds every peer: a plain dict
             held = self.cache._entries
             add = journal.add_peer
@@ -605,6 +609,8 @@ class Peers:
                 index.remove(peer_id)
             if early is not None:
                 early.remove(peer_id)
+            if self._early_written is not None:
+                self._early_written.add(peer_id)
             if complete and old is not None:
                 _reindex(self._names, self._phones, peer_id, old, None)
             journal.add_peer(peer_id, (DELETED, 0, "", None, None, 0))
@@ -639,15 +645,6 @@ class Peers:
                 hot.clear()
             hot[peer_id] = found
         return found
-
-    def _drop_written(self, early: IdTable) -> None:
-        """Leave out of the id table every peer written since memory began to fill, or
-        with a write pending: those are asked for elsewhere (it holds only the stored)."""
-        touched = self._touched
-        for peer_id in self.pending.journal.peer_ids():
-            early.remove(peer_id)
-        for peer_id in touched if touched is not None else ():
-            early.remove(peer_id)
 
     def holder(self, which: str, key: str) -> tuple[int, int, str, int] | None:
         """The newest holder of a username (``which="names"``) or phone, from memory:
@@ -903,16 +900,24 @@ class Peers:
         generation = self._generation
         early = IdTable()
         after: int | None = None
-        while True:
-            columns = await self.primitives.peer_columns(after, _EARLY_BATCH)
-            if columns is None or generation != self._generation or not self.caching:
-                return
-            early.extend(columns)
-            self._drop_written(early)
-            self._early = early
-            if len(columns.ids) < _EARLY_BATCH:
-                return
-            after = columns.ids[-1]
+        try:
+            while True:
+                # A peer pending now, or written while the batch is read, may be read as
+                # it was: left out. (One written later is taken out by its write.)
+                written = self._early_written = self.pending.journal.peer_ids()
+                columns = await self.primitives.peer_columns(after, _EARLY_BATCH)
+                self._early_written = None
+                if columns is None or generation != self._generation or not self.caching:
+                    return
+                early.extend(columns)
+                for peer_id in written:
+                    early.remove(peer_id)
+                self._early = early
+                if len(columns.ids) < _EARLY_BATCH:
+                    return
+                after = columns.ids[-1]
+        finally:
+            self._early_written = None
 
     async def _settle(self, built: _Built, touched: set[int]) -> None:
         """Lay the writes made before and during the load on ``built``, then use it."""
