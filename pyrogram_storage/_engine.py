@@ -15,11 +15,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from typing import Any, Protocol, TypeVar
 
 from . import _pending
+from ._index import Columns
 from ._peers import Peers, Primitives
 from ._pending import STATE_DELETED, Changes, PendingWrites
-from .errors import BackendError
+from .errors import BackendError, PeerNotFound
 from .types import Peer
 from .validation import (
+    normalize_phone,
+    normalize_username,
     peer_change,
     plain_peer,
     plain_state,
@@ -67,6 +70,10 @@ class Backend(Protocol):
     async def _peer_rows(
         self, after: int | None = None, limit: int | None = None
     ) -> list[tuple[Any, ...]] | None: ...
+
+    async def _peer_columns(self, after: int | None, limit: int) -> Columns | None: ...
+
+    async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None: ...
 
     async def count_peers(self) -> int: ...
 
@@ -131,6 +138,14 @@ class Engine:
             check_open()
             return await call("read peers", storage._peer_rows(after, limit))
 
+        async def peer_columns(after: int | None, limit: int) -> Columns | None:
+            check_open()
+            return await call("read peers", storage._peer_columns(after, limit))
+
+        async def find_access(peer_id: int) -> tuple[Any, Any] | None:
+            check_open()
+            return await call("look up a peer", storage._find_access(peer_id))
+
         self.peers = Peers(
             Primitives(
                 find_peer,
@@ -141,6 +156,8 @@ class Engine:
                 count_peers,
                 peer_rows,
                 storage._catch_up,
+                peer_columns,
+                find_access,
             ),
             self.pending,
             cache_size,
@@ -244,9 +261,24 @@ class EngineHooks:
     _peer_engine: Peers
     _pending_writes: PendingWrites
     _writable: bool  # open, not read-only, and no store failing: the fast check
+    username_ttl: float | None
 
     def _check_writable(self) -> None:
         raise NotImplementedError  # the contract's rule
+
+    @property
+    def is_open(self) -> bool:
+        raise NotImplementedError  # the contract's state
+
+    # The contract's lookups, which the glue's fast paths fall back on.
+    async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
+        raise NotImplementedError
+
+    async def peer_by_username(self, username: str, *, with_usernames: bool = True) -> Peer:
+        raise NotImplementedError
+
+    async def peer_by_phone(self, phone_number: str, *, with_usernames: bool = True) -> Peer:
+        raise NotImplementedError
 
     # -- shared mode ----------------------------------------------------------------------
 
@@ -374,6 +406,45 @@ class EngineHooks:
         changes = [peer_change(peer, now, tuples=True) for peer in peers]
         if changes:
             await self._peer_engine.upsert(changes, now)
+
+    async def _access_by_id(self, peer_id: int) -> tuple[int, str]:
+        """:meth:`peer_by_id` for the client glue (``peer_id`` an int), with its rules:
+        ``(access hash, type name)``, without a :class:`Peer` to build where it can.
+
+        :raises PeerNotFound: no such peer.
+        """
+        if self.is_open and -(2**63) <= peer_id < 2**63:
+            found = await self._peer_engine.read_access(peer_id)
+            if found is not None:
+                if found is False:
+                    raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
+                return found  # type: ignore[return-value]
+        peer = await self.peer_by_id(peer_id, with_usernames=False)
+        return peer.access_hash, peer.type._value_
+
+    async def _access_by_username(self, username: Any) -> tuple[int, int, str]:
+        """:meth:`peer_by_username` for the client glue, with its rules: ``(id, access
+        hash, type name)`` of the holder, from memory when it knows (no :class:`Peer`
+        to build, no query); else from :meth:`peer_by_username`, which raises."""
+        if type(username) is str and self.is_open:
+            key = normalize_username(username)
+            found = self._peer_engine.holder("names", key) if key else None
+            if found is not None:
+                ttl = self.username_ttl
+                if ttl is None or time.time() - found[3] <= ttl:
+                    return found[0], found[1], found[2]
+        peer = await self.peer_by_username(username, with_usernames=False)
+        return peer.id, peer.access_hash, peer.type._value_
+
+    async def _access_by_phone(self, phone_number: Any) -> tuple[int, int, str]:
+        """:meth:`peer_by_phone` for the client glue, as :meth:`_access_by_username`."""
+        if type(phone_number) is str and self.is_open:
+            key = normalize_phone(phone_number)
+            found = self._peer_engine.holder("phones", key) if key else None
+            if found is not None:
+                return found[0], found[1], found[2]
+        peer = await self.peer_by_phone(phone_number, with_usernames=False)
+        return peer.id, peer.access_hash, peer.type._value_
 
     async def _set_state_tuples(
         self, states: Iterable[Any], *, merge: bool = True, tuples: bool = True

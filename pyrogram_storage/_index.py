@@ -13,9 +13,12 @@ chunk, so that inserting a peer moves a few kilobytes (one ``memmove`` per colum
 never the whole index. A lookup is two ``bisect`` calls.
 
 Fingerprints come from Python's ``hash()``, keyed at random per process (SipHash):
-two different lists of usernames share one with a probability of 2**-64, and nobody
-can choose names that do. The index is built from the backend after ``open()`` and
-kept up to date by every write of this process; it is never stored.
+two different lists of usernames share one with a probability of 2**-63, and nobody
+can choose names that do. Usernames map to their holders the same way (a key of 63
+bits per name, to the ids that held it): a lookup by username finds its candidates
+there, and keeps those whose fingerprint is still that name's. The index is built from
+the backend after ``open()`` and kept up to date by every write of this process; it is
+never stored.
 """
 
 from __future__ import annotations
@@ -23,9 +26,19 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from typing import Final
 
-__all__ = ["NO_NAMES", "PeerIndex", "names_fingerprint", "phone_key"]
+__all__ = [
+    "NO_NAMES",
+    "TYPE_CODES",
+    "Columns",
+    "IdTable",
+    "PeerIndex",
+    "name_key",
+    "names_fingerprint",
+    "phone_key",
+]
 
 _CHUNK: Final = 512
 """Entries per chunk when a chunk is built in bulk; a chunk splits at twice this."""
@@ -48,17 +61,45 @@ _TYPE_MASK: Final = 0x0F
 _HAS_PHONE: Final = 0x10
 _MAX_STAMP: Final = 2**32 - 1
 
+TYPE_CODES: Final = _TYPE_CODES
+"""Type name to the code a bulk read (:class:`Columns`) gives; 0 for any other name."""
+
+
+@dataclass(slots=True)
+class Columns:
+    """Stored peers in increasing id order, column by column: what a backend's bulk read
+    (``_peer_columns``) gives, without a Python object per peer. Enough to answer an id
+    lookup (no last write, usernames or phone number)."""
+
+    ids: array[int]  # "q"
+    hashes: array[int]  # "q"
+    kinds: array[int]  # "B": a TYPE_CODES code (0: see odd_types)
+    odd_types: dict[int, str] = field(default_factory=dict)
+    """Peers whose type has no code."""
+
+
 Found = tuple[int, str, int, int, int]
 """What the index knows of a peer: access hash, type name, last write (-1: not
 representable here, ask the store), usernames fingerprint, phone key (0: none)."""
 
 
 def names_fingerprint(names: tuple[str, ...]) -> int:
-    """The fingerprint of a peer's usernames (in order): 0 for none, never 0 otherwise."""
+    """The fingerprint of a peer's usernames (in order): 0 for none, never 0 otherwise.
+
+    Of one username, that of the name itself (:func:`name_key`, even): a lookup by
+    username checks a holder against it. Of several, odd (the lookup asks the store).
+    """
     if not names:
         return NO_NAMES
-    value = hash(names)
-    return value if value != NO_NAMES else 1
+    if len(names) == 1:
+        return name_key(names[0])
+    return hash(names) | 1
+
+
+def name_key(name: str) -> int:
+    """The key of one username: even, never 0."""
+    value = hash(name) & ~1
+    return value if value else 2
 
 
 def phone_key(phone: str | None) -> int:
@@ -173,6 +214,7 @@ class PeerIndex:
 
     __slots__ = (
         "_hashes",
+        "_holders",
         "_ids",
         "_kinds",
         "_maxes",
@@ -195,6 +237,7 @@ class PeerIndex:
         self._phones = _Pairs()  # peer id -> phone key
         self._owners = _Pairs()  # phone key -> peer ids
         self._odd_types: dict[int, str] = {}  # peer id -> a type name without a code
+        self._holders = _Pairs()  # name key -> ids that held the name (some no longer)
         self.complete = False
         self.size = 0
 
@@ -204,7 +247,8 @@ class PeerIndex:
     def nbytes(self) -> int:
         """Bytes held by the arrays (not counting Python's per-array overhead)."""
         per_peer = 8 + 8 + 4 + 1 + 8
-        return per_peer * self.size + self._phones.nbytes() + self._owners.nbytes()
+        pairs = self._phones.nbytes() + self._owners.nbytes() + self._holders.nbytes()
+        return per_peer * self.size + pairs
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -228,6 +272,21 @@ class PeerIndex:
             self._phones.first(peer_id) or 0 if kind & _HAS_PHONE else 0,
         )
 
+    def access(self, peer_id: int) -> tuple[int, str] | None:
+        """``(access hash, type name)`` of ``peer_id``, or None: all an id lookup needs."""
+        maxes = self._maxes
+        c = bisect_left(maxes, peer_id)
+        if c == len(maxes):
+            return None
+        ids = self._ids[c]
+        p = bisect_left(ids, peer_id)
+        if ids[p] != peer_id:
+            return None
+        return (
+            self._hashes[c][p],
+            _TYPE_NAMES.get(self._kinds[c][p] & _TYPE_MASK) or self._odd_types[peer_id],
+        )
+
     def __contains__(self, peer_id: int) -> bool:
         maxes = self._maxes
         c = bisect_left(maxes, peer_id)
@@ -239,6 +298,30 @@ class PeerIndex:
     def by_phone(self, key: int) -> list[int]:
         """The ids of the peers with this phone key."""
         return self._owners.values(key)
+
+    def by_name(self, key: int) -> list[int]:
+        """The ids that held the username of this :func:`name_key` (some may no longer:
+        a holder's fingerprint is that key, or it holds several names)."""
+        return self._holders.values(key)
+
+    def add_names(self, peer_id: int, names: Iterable[str]) -> None:
+        """Note that ``peer_id`` holds these usernames (its fingerprint is set apart)."""
+        holders = self._holders
+        for name in names:
+            key = name_key(name)
+            if peer_id not in holders.values(key):
+                holders.add(key, peer_id)
+
+    def set_holders(self, pairs: list[int]) -> None:
+        """Give the index its name-key-to-holders map whole: ``pairs`` holds key, id,
+        key, id... sorted by key (a build from the store)."""
+        holders = _Pairs()
+        keys, ids = array("q", pairs[0::2]), array("q", pairs[1::2])
+        for start in range(0, len(keys), _CHUNK):
+            end = start + _CHUNK
+            holders._insert_chunk(len(holders._maxes), keys[start:end], ids[start:end])
+        holders.size = len(keys)
+        self._holders = holders
 
     def ids(self) -> Iterator[int]:
         """Every id, in order."""
@@ -413,3 +496,73 @@ class PeerIndex:
 
 def _empty() -> tuple[array[int], array[int], array[int], array[int], array[int]]:
     return array("q"), array("q"), array("I"), array("B"), array("q")
+
+
+class IdTable:
+    """Access hash and type of stored peers, by id: what an id lookup needs, read in bulk
+    (:class:`Columns`, batch after batch in id order) while the index is built, in 17
+    bytes a peer. Peers are only ever taken out of it (those written since it was read).
+    """
+
+    __slots__ = ("_hashes", "_ids", "_kinds", "_maxes", "_odd_types", "size")
+
+    def __init__(self) -> None:
+        self._maxes: list[int] = []  # the last id of each chunk
+        self._ids: list[array[int]] = []
+        self._hashes: list[array[int]] = []
+        self._kinds: list[array[int]] = []
+        self._odd_types: dict[int, str] = {}
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def access(self, peer_id: int) -> tuple[int, str] | None:
+        """``(access hash, type name)`` of ``peer_id``, or None."""
+        maxes = self._maxes
+        c = bisect_left(maxes, peer_id)
+        if c == len(maxes):
+            return None
+        ids = self._ids[c]
+        p = bisect_left(ids, peer_id)
+        if ids[p] != peer_id:
+            return None
+        return (
+            self._hashes[c][p],
+            _TYPE_NAMES.get(self._kinds[c][p]) or self._odd_types[peer_id],
+        )
+
+    def remove(self, peer_id: int) -> None:
+        maxes = self._maxes
+        c = bisect_left(maxes, peer_id)
+        if c == len(maxes):
+            return
+        ids = self._ids[c]
+        p = bisect_left(ids, peer_id)
+        if ids[p] != peer_id:
+            return
+        del ids[p], self._hashes[c][p], self._kinds[c][p]
+        self._odd_types.pop(peer_id, None)
+        self.size -= 1
+        if not ids:
+            del self._ids[c], self._hashes[c], self._kinds[c], maxes[c]
+        elif p == len(ids):
+            maxes[c] = ids[-1]
+
+    def extend(self, columns: Columns) -> None:
+        """Add a batch read in bulk, its ids all beyond those held."""
+        ids, hashes, kinds = columns.ids, columns.hashes, columns.kinds
+        n = len(ids)
+        if not n:
+            return
+        if self._maxes and ids[0] <= self._maxes[-1]:
+            raise ValueError("a batch of peers must come after every id held")
+        for start in range(0, n, _CHUNK):
+            end = start + _CHUNK
+            chunk = ids[start:end]
+            self._maxes.append(chunk[-1])
+            self._ids.append(chunk)
+            self._hashes.append(hashes[start:end])
+            self._kinds.append(kinds[start:end])
+        self.size += n
+        self._odd_types.update(columns.odd_types)

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import inspect
 import logging
 from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
@@ -41,7 +42,15 @@ from typing import Any, Final
 
 from . import _pending as pending_
 from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
-from ._index import NO_NAMES, PeerIndex, names_fingerprint, phone_key
+from ._index import (
+    NO_NAMES,
+    Columns,
+    IdTable,
+    PeerIndex,
+    name_key,
+    names_fingerprint,
+    phone_key,
+)
 from ._pending import DELETED, FULL, PARTIAL, PeerChange, PendingWrites
 from ._worker import Lane
 from .types import Peer, PeerType
@@ -74,6 +83,14 @@ _LOAD_BATCH: Final = 2000
 
 _INDEX_BATCH: Final = 5000
 """Peers per trip to the backend while the compact index is built."""
+
+_HOT: Final = 4096
+"""Answers of the compact index (or id table) to id lookups kept at hand, at most; all
+dropped when full."""
+
+_EARLY_BATCH: Final = 65_536
+"""Peers per trip to the backend while the id table of the first moments is read."""
+
 
 _LOAD_ROUNDS: Final = 4
 """Rounds of reading again the peers written while memory filled."""
@@ -138,6 +155,8 @@ class Primitives:
     catch_up: Callable[[], bool]
     """Shared mode: take in every change others made that reached us, then whether
     memory may answer (False: ask the backend)."""
+    peer_columns: Callable[[int | None, int], Awaitable[Columns | None]]
+    find_access: Callable[[int], Awaitable[tuple[Any, Any] | None]]
 
 
 def entry_of(peer: Peer) -> PeerChange:
@@ -194,6 +213,13 @@ class Peers:
         self._shared = False  # others write too: memory only as the backend tells
         self.complete = False  # every stored peer is in memory (a miss is an answer)
         self.index: PeerIndex | None = None  # every stored peer, compact (indexed mode)
+        # While memory fills after open(): the stored peers' access hashes and types, read
+        # in bulk first, less those written since (they are asked for elsewhere).
+        self._early: IdTable | None = None
+        self._early_written: set[int] | None = None  # peers written while a batch is read
+        # Peer id -> (access hash, type name) the index or the id table last answered: a
+        # dict hit costs less than their bisects. Every write of a peer takes it out.
+        self._hot: dict[int, tuple[int, str]] = {}
         self._limit = 0  # complete: peers it may hold before it moves to the index
         self._cache_size = cache_size
         self.refresh = _STAMP_REFRESH
@@ -232,7 +258,8 @@ class Peers:
         loading, self._loading = self._loading, None
         if loading is not None and not loading.done():
             loading.cancel()
-            await asyncio.wait([loading])
+            if inspect.getcoroutinestate(loading.get_coro()) != inspect.CORO_CREATED:  # type: ignore[arg-type]
+                await asyncio.wait([loading])  # under way: let it end (never run: nothing to)
         self._forget()
 
     def abandon(self) -> None:
@@ -326,6 +353,9 @@ class Peers:
         self._moving = None
         self.complete = False
         self.index = None
+        self._early = None
+        self._early_written = None
+        self._hot.clear()
         self.pending.journal.indexed = False  # built by the first lookup that asks
         held = self.cache.clear()
         self.cache.size = self._cache_size
@@ -390,8 +420,9 @@ class Peers:
         sender) when memory holds every peer (whole or in the index) and nothing needs
         awaiting: True once written, or found unchanged. False, with nothing done: call
         :meth:`upsert`."""
-        if self._touched is not None:
+        if self._touched is not None or self._early is not None or self._early_written is not None:
             return False
+        self._hot.pop(peer_id, None)  # answers kept from the index: this write may change it
         if self.complete:
             held = self.cache._entries
             old = held.get(peer_id)
@@ -505,6 +536,7 @@ class Peers:
         ):
             return False
         index.set_names(peer_id, fingerprint)
+        index.add_names(peer_id, names)  # lookups by username find it among the holders
         if held_ is not None:
             cache.put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
         self.writes += 1
@@ -557,6 +589,15 @@ class Peers:
                 break
         complete = self.complete
         touched = self._touched
+        early = self._early
+        if early is not None or self._hot or self._early_written is not None:
+            hot, written = self._hot, self._early_written
+            for peer_id, _, _ in changes:
+                hot.pop(peer_id, None)
+                if early is not None:
+                    early.remove(peer_id)
+                if written is not None:
+                    written.add(peer_id)
         if complete and touched is None:  # memory holds every peer: a plain dict
             held = self.cache._entries
             add = journal.add_peer
@@ -590,6 +631,8 @@ class Peers:
                         None if names is None else names_fingerprint(names),
                         phone_key(change[PHONE]),
                     )
+                    if names:
+                        index.add_names(peer_id, names)
                     if fresh and names is None:
                         change = (FULL, change[HASH], change[TYPE], (), *change[PHONE:])
                 if cache is None:
@@ -665,6 +708,7 @@ class Peers:
                             cache.put(peer_id, (FULL, *held[HASH:NAMES], names, *held[PHONE:]))
                         continue
                 index.set_names(peer_id, fingerprint)
+                index.add_names(peer_id, names)
             if cache is not None:
                 cached = cache.peek(peer_id)
                 if cached is not None:
@@ -692,11 +736,17 @@ class Peers:
         if self._moving is not None:
             self._moving.update(ids)
         index = self.index
+        early = self._early
         for peer_id in ids:
             old = self.cache.peek(peer_id)
             self.cache.pop(peer_id)
+            self._hot.pop(peer_id, None)
             if index is not None:
                 index.remove(peer_id)
+            if early is not None:
+                early.remove(peer_id)
+            if self._early_written is not None:
+                self._early_written.add(peer_id)
             if complete and old is not None:
                 _reindex(self._names, self._phones, peer_id, old, None)
             journal.add_peer(peer_id, (DELETED, 0, "", None, None, 0))
@@ -711,6 +761,91 @@ class Peers:
             cache = self.memory()
             return None if cache is None else cache.get(peer_id)
         return self.cache.get(peer_id)
+
+    def access(self, peer_id: int) -> tuple[int, str] | None:
+        """``(access hash, type name)`` of ``peer_id`` from the compact index (or the id
+        table read right after open), or None: not there, or ask elsewhere. No I/O."""
+        if not self.caching or self._shared:
+            return None
+        hot = self._hot
+        found = hot.get(peer_id)
+        if found is not None:
+            return found
+        index = self.index
+        if index is not None:
+            found = index.access(peer_id)
+        elif self._early is not None:
+            found = self._early.access(peer_id)
+        if found is not None:
+            if len(hot) >= _HOT:
+                hot.clear()
+            hot[peer_id] = found
+        return found
+
+    def holder(self, which: str, key: str) -> tuple[int, int, str, int] | None:
+        """The newest holder of a username (``which="names"``) or phone, from memory:
+        ``(id, access hash, type name, last write)``; None: not known here (ask
+        :meth:`lookup`, which also answers that nobody holds it). No I/O."""
+        if self.complete:
+            held = (self._names if which == "names" else self._phones).get(key)
+            if held is None:
+                return None
+            peek = self.cache.peek
+            best: tuple[int, int, str, int] | None = None
+            for peer_id in (held,) if type(held) is int else held:  # type: ignore[union-attr]
+                entry = peek(peer_id)
+                if entry is not None and (
+                    best is None or (entry[STAMP], peer_id) > (best[3], best[0])
+                ):
+                    best = (peer_id, entry[HASH], entry[TYPE], entry[STAMP])
+            return best
+        index = self.index
+        if index is None or not self.caching or self._shared:
+            return None
+        names = which == "names"
+        wanted = name_key(key) if names else phone_key(key)
+        candidates = index.by_name(wanted) if names else index.by_phone(wanted)
+        best = None
+        for peer_id in candidates:
+            found = index.get(peer_id)
+            if found is None:
+                continue  # deleted
+            key_held = found[3] if names else found[4]  # usernames fingerprint, phone key
+            if key_held != wanted:
+                if names and key_held & 1:
+                    return None  # holds several names: ask the store
+                continue  # no longer holds it
+            stamp = found[2]
+            if stamp < 0:
+                return None  # its last write is not known here
+            if best is None or (stamp, peer_id) > (best[3], best[0]):
+                best = (peer_id, found[0], found[1], stamp)
+        return best
+
+    async def read_access(self, peer_id: int) -> tuple[int, str] | bool | None:
+        """An id lookup memory did not answer (:meth:`access`), for the client glue:
+        ``(access hash, type name)`` from pending writes or a point read of the store;
+        False: not stored; None: ask :meth:`by_id` (memory, or the peer's usernames
+        pending, or a damaged row)."""
+        if not self.probes or self.complete or self.index is not None:
+            return None  # point reads are round trips (bounded memory keeps what by_id reads)
+        find = self.primitives.find_access
+        change = self.pending.journal.peer(peer_id)
+        if change is not None:
+            if change[KIND] == FULL or change[KIND] == PARTIAL:
+                return change[HASH], change[TYPE]
+            return None
+        found = await find(peer_id)
+        if self.pending.journal.peer(peer_id) is not None:
+            return None  # written while the store was read (it was busy)
+        if found is None:
+            return False
+        access_hash, kind = found
+        if access_hash is None:
+            access_hash = 0
+        if type(access_hash) is not int or type(kind) is not str or not kind:
+            return None
+        return access_hash, kind
 
     async def by_id(self, peer_id: int, usernames: bool) -> Peer | None:
         """The peer as readers see it (pending writes on top), or None."""
@@ -869,6 +1004,7 @@ class Peers:
             built: _Built | None
             if not whole and not self._take(stored + _HEADROOM, index=True):
                 return  # bounded: the process's memories are spent on other sessions
+            await self._read_early()
             if whole:
                 rows = await self.primitives.peer_rows(None, None)
                 if rows is None:
@@ -886,7 +1022,38 @@ class Peers:
             log.debug("loading the peers into memory stopped: %s", exc)
         finally:
             self._touched = None
+            self._early = None
             self._resume_writers()
+
+    async def _read_early(self) -> None:
+        """Read every stored peer's access hash and type in bulk, where the backend can
+        (a few columns, no Python object per peer): id lookups answer from it at once,
+        while memory fills (which reads far more, and builds far more, per peer).
+
+        A peer written since memory began to fill, or with a write pending, is left out
+        (and from now on each one written): the table holds only what is stored.
+        """
+        generation = self._generation
+        early = IdTable()
+        after: int | None = None
+        try:
+            while True:
+                # A peer pending now, or written while the batch is read, may be read as
+                # it was: left out. (One written later is taken out by its write.)
+                written = self._early_written = self.pending.journal.peer_ids()
+                columns = await self.primitives.peer_columns(after, _EARLY_BATCH)
+                self._early_written = None
+                if columns is None or generation != self._generation or not self.caching:
+                    return
+                early.extend(columns)
+                for peer_id in written:
+                    early.remove(peer_id)
+                self._early = early
+                if len(columns.ids) < _EARLY_BATCH:
+                    return
+                after = columns.ids[-1]
+        finally:
+            self._early_written = None
 
     async def _settle(self, built: _Built, touched: set[int]) -> None:
         """Lay the writes made before and during the load on ``built``, then use it."""
@@ -905,10 +1072,13 @@ class Peers:
             index: PeerIndex = built  # type: ignore[assignment]
 
             def lay(peer_id: int, entry: PeerChange | None) -> None:
+                self._hot.pop(peer_id, None)
                 if entry is None:
                     index.remove(peer_id)
                 elif entry[KIND] == FULL:
                     index.put(peer_id, *_index_fields(entry))
+                    if entry[NAMES]:
+                        index.add_names(peer_id, entry[NAMES])
                 else:  # usernames kept as stored: which, a write made meanwhile may hide
                     access_hash, kind, stamp, _, phone = _index_fields(entry)
                     index.put(peer_id, access_hash, kind, stamp, UNKNOWN_NAMES, phone)
@@ -956,6 +1126,8 @@ class Peers:
             self._resume_writers()
         if not self.caching:
             return
+        self._early = None
+        self._hot.clear()
         if whole:
             self.cache.fill(loaded)
             self._names, self._phones = names, phones
@@ -979,6 +1151,7 @@ class Peers:
         """
         index = PeerIndex()
         lane = Lane()
+        holders: list[int] = []  # name key, id, name key, id...
         after: int | None = None
         read = 0
         while True:
@@ -988,9 +1161,10 @@ class Peers:
                 rows = [_row_of(peer) for peer in batch]
             if not self.caching:
                 return None
-            if not await lane.run(functools.partial(_load_index, index, rows)):
+            if not await lane.run(functools.partial(_load_index, index, rows, holders)):
                 return None
             if len(rows) < _INDEX_BATCH:
+                await lane.run(functools.partial(_set_holders, index, holders))
                 return index
             after = rows[-1][0]
             read += len(rows)
@@ -1177,8 +1351,18 @@ def _row_of(peer: Peer) -> tuple[Any, ...]:
     return (peer.id, peer.access_hash, peer.type._value_, names, peer.phone_number, stamp or 0)
 
 
-def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]]) -> bool:
-    """Append stored rows (in id order) to the index; False for a row of the wrong types."""
+def _set_holders(index: PeerIndex, holders: list[int]) -> None:
+    """Give the index the holders of each username, sorted (off the event loop)."""
+    keys, ids = holders[0::2], holders[1::2]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    holders[0::2] = [keys[k] for k in order]
+    holders[1::2] = [ids[k] for k in order]
+    index.set_holders(holders)
+
+
+def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]], holders: list[int]) -> bool:
+    """Append stored rows (in id order) to the index, and the (name key, id) of each of
+    their usernames to ``holders``; False for a row of the wrong types."""
     out = []
     for peer_id, access_hash, kind, held, phone, stamp in rows:
         if not (
@@ -1194,8 +1378,8 @@ def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]]) -> bool:
             for name in held:
                 if type(name) is not str:
                     return False
-            names = hash(held)
-            fingerprint = names if names else 1
+                holders += (name_key(name), peer_id)
+            fingerprint = names_fingerprint(held)
         else:
             fingerprint = NO_NAMES
         out.append((peer_id, access_hash, kind, stamp, fingerprint, phone_key(phone)))

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
 from ._engine import Engine, EngineHooks, count_by_reading
+from ._index import Columns
 from ._lifecycle import Lifecycle
 from ._peers import peer_of
 from ._pending import Changes
@@ -250,6 +251,31 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         otherwise.
         """
         return None
+
+    async def _peer_columns(self, after: int | None, limit: int) -> Columns | None:
+        """Return up to ``limit`` stored peers with ids above ``after`` (all when None),
+        ordered by id, as columns (:class:`~pyrogram_storage._index.Columns`: ids, access
+        hashes, type codes), or None when not supported or a row is damaged.
+
+        Optional: what the engine answers id lookups from right after :meth:`open`, while
+        it reads the rest; a backend that can read columns in bulk, without a Python
+        object per row, makes those lookups fast sooner.
+        """
+        return None
+
+    async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None:
+        """Return ``(access_hash, type name)`` of the stored peer with this id, or None.
+
+        What an id lookup of the client glue needs, where point reads are cheap
+        (:attr:`probes_writes`: elsewhere the engine keeps the peers it reads). Default:
+        from :meth:`_find_peer`; override with a read of the two alone. Values are
+        checked by the engine (a damaged row is read again by :meth:`_find_peer`).
+        """
+        peer = await self._find_peer(peer_id, False)
+        if peer is None:
+            return None
+        kind = peer.type
+        return peer.access_hash, kind._value_ if isinstance(kind, PeerType) else kind
 
     async def _count_peers(self) -> dict[str, int]:
         """Return how many peers of each type name are stored."""
@@ -527,10 +553,14 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         :class:`Peer`. Client glue calls it before :meth:`peer_by_id`.
         """
         engine = self._peer_engine
-        if engine.complete and type(peer_id) is int:
+        if type(peer_id) is not int:
+            return None
+        if engine.complete:
             entry = engine.cache._entries.get(peer_id)
         else:
-            entry = engine.cached(peer_id) if type(peer_id) is int else None
+            entry = engine.cached(peer_id)
+            if entry is None:
+                return engine.access(peer_id)  # the compact index, if there is one
         return None if entry is None else (entry[1], entry[2])
 
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:

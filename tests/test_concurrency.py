@@ -29,6 +29,7 @@ from pyrogram_storage import (
     CorruptSessionError,
     FileStorage,
     Peer,
+    PeerNotFound,
     PeerType,
     SessionLocked,
     StorageError,
@@ -331,6 +332,14 @@ async def test_two_objects_in_one_process_share_and_see_each_others_writes(
         await b.upsert_peers([Peer(1, 2, PeerType.USER, ("second",))])
         assert (await a.peer_by_id(1)).access_hash == 2  # not a stale cached copy
         assert (await a.peer_by_username("second")).id == 1
+        # What the client glue asks, with its faster paths: never stale either.
+        assert (a.cached_access(1) or await a._access_by_id(1)) == (2, "user")
+        assert await a._access_by_username("second") == (1, 2, "user")
+        await b.upsert_peers([Peer(1, 3, PeerType.BOT, ("third",))])
+        assert (a.cached_access(1) or await a._access_by_id(1)) == (3, "bot")
+        assert await a._access_by_username("third") == (1, 3, "bot")
+        with pytest.raises(PeerNotFound):
+            await a._access_by_username("second")
         await b.set_update_states([UpdateState(0, pts=5)])
         assert await a.get_update_states() == [UpdateState(0, pts=5)]
 

@@ -8,6 +8,7 @@ be seen, and what memory answers must equal what the store answers once flushed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from pyrogram_storage import (
     Storage,
     _peers,
 )
+from pyrogram_storage._index import IdTable
 
 
 @pytest.fixture(params=["whole", "indexed"])
@@ -53,15 +55,28 @@ async def _answers(storage: Storage, ids: range) -> list[object]:
             out.append((peer.id, peer.access_hash, peer.type, peer.usernames, peer.phone_number))
         except PeerNotFound:
             out.append(None)
+        try:  # what the client glue asks: memory, pending writes, two columns of the store
+            out.append(storage.cached_access(i) or await storage._access_by_id(i))
+        except PeerNotFound:
+            out.append(None)
         for key in (f"n{i}r0", f"n{i}r1", f"z{i}"):
             try:
                 out.append((await storage.peer_by_username(key)).id)
             except PeerNotFound:
                 out.append(None)
-        try:
-            out.append((await storage.peer_by_phone(f"7900{i}")).id)
-        except PeerNotFound:
-            out.append(None)
+            try:  # what the client glue asks: from memory where it knows
+                out.append(await storage._access_by_username(f"@{key.upper()}"))
+            except PeerNotFound:
+                out.append(None)
+        for number in (f"7900{i}", f"+7 900 {i}"):
+            try:
+                out.append((await storage.peer_by_phone(number)).id)
+            except PeerNotFound:
+                out.append(None)
+            try:
+                out.append(await storage._access_by_phone(number))
+            except PeerNotFound:
+                out.append(None)
     return out
 
 
@@ -177,14 +192,26 @@ async def test_a_session_in_memory_answers_like_its_store(
             assert storage._peer_engine.index is not None
         for step in range(400):
             i = rng.randrange(1, 400)
+            if rng.random() < 0.3:  # the client glue's lookups keep answers at hand
+                storage.cached_access(i)
+                for key in (f"n{i}r0", f"n{i}r1"):
+                    with contextlib.suppress(PeerNotFound):
+                        await storage._access_by_username(key)
+                with contextlib.suppress(PeerNotFound):
+                    await storage._access_by_id(i)
             op = rng.random()
-            if op < 0.4:
+            if op < 0.25:
                 await storage.upsert_peers([_peer(i, rng.randrange(3))])
+            elif op < 0.4:  # an update's sender, as the client glue writes it: one step
+                access_hash, phone = i * 7 + rng.randrange(3), f"7900{i}" if i % 3 == 0 else None
+                if not storage._put_peer(i, access_hash, "user", phone):
+                    await storage._upsert_tuples([(i, access_hash, "user", None, phone)])
             elif op < 0.6:
                 await storage.upsert_peers([Peer(i, rng.randrange(5), PeerType.BOT)])  # keeps names
             elif op < 0.75:
                 names = rng.choice([(), (f"n{i}r1",), (f"z{i}", f"n{i}r0")])
-                await storage.set_usernames([(i, names)])
+                if rng.random() < 0.5 or not storage._put_names(i, list(names)):
+                    await storage.set_usernames([(i, names)])
             elif op < 0.85:
                 await storage.delete_peers([i])
             elif op < 0.95:
@@ -335,3 +362,78 @@ async def test_a_write_slipped_in_between_two_batches_is_seen(
         assert (await storage.peer_by_id(1)).access_hash == 99
     finally:
         await storage.close()
+
+
+async def test_columns_read_in_bulk_are_the_stored_peers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The id table read right after open (ids, access hashes, types as columns) holds
+    exactly what the store holds, batch after batch, odd types and damage included."""
+    import sqlite3
+
+    peers = [_peer(i) for i in range(-2000, 3000, 7)]
+    peers += [Peer(-(2**63), -(2**63), PeerType.BOT), Peer(2**63 - 1, 2**63 - 1, PeerType.CHANNEL)]
+    async with FileStorage("s", tmp_path, peer_cache_size=0) as storage:
+        await storage.upsert_peers(peers)
+    with sqlite3.connect(tmp_path / "s.session") as db:
+        db.execute("UPDATE peers SET type = 'odd,one', access_hash = NULL WHERE id = 2")
+    db.close()
+    expected = {peer.id: (peer.access_hash, peer.type.value) for peer in peers}
+    expected[2] = (0, "odd,one")
+    async with FileStorage("s", tmp_path, peer_cache_size=0) as storage:
+        read: dict[int, tuple[int, str]] = {}
+        after = None
+        while True:
+            columns = await storage._peer_columns(after, 100)
+            assert columns is not None
+            index = IdTable()
+            index.extend(columns)
+            assert list(columns.ids) == sorted(columns.ids)
+            for peer_id in columns.ids:
+                read[peer_id] = index.access(peer_id)  # type: ignore[assignment]
+            if len(columns.ids) < 100:
+                break
+            after = columns.ids[-1]
+        assert read == expected
+    with sqlite3.connect(tmp_path / "s.session") as db:
+        db.execute("UPDATE peers SET access_hash = 'x' WHERE id = 9")
+    db.close()
+    async with FileStorage("s", tmp_path, peer_cache_size=0) as storage:
+        assert await storage._peer_columns(None, 10_000) is None  # damage: ask the store
+
+
+async def test_id_lookups_answer_from_the_early_table_and_never_stale(tmp_path: Path) -> None:
+    """Right after open, id lookups answer from the id table read in bulk; a peer written
+    or deleted since is never answered from it."""
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        await storage.upsert_peers([_peer(i) for i in range(1, 2001)])
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    try:
+        engine = storage._peer_engine
+        loading = engine._loading
+        assert loading is not None
+        loading.cancel()  # hold memory at its first step: the id table alone
+        await asyncio.wait([loading])
+        engine._touched = set()
+        await storage.upsert_peers([_peer(10, 5)])  # pending when the table is read
+        await engine._read_early()
+        await storage.upsert_peers([_peer(30, 5)])
+        await storage.delete_peers([40])
+        assert engine._early is not None and not engine.complete and engine.index is None
+        assert storage.cached_access(50) == (50 * 7, "user")
+        assert storage.cached_access(50) == (50 * 7, "user")  # kept at hand now
+        await storage.upsert_peers([_peer(50, 3)])
+        assert storage.cached_access(50) == (50 * 7 + 3, "user")
+        await storage.delete_peers([50])
+        assert storage.cached_access(50) is None
+        assert engine.access(10) is None and engine.access(20) == (20 * 7, "user")
+        assert engine.access(30) is None and engine.access(40) is None
+        assert storage.cached_access(30) == (30 * 7 + 5, "user")
+        assert storage.cached_access(40) is None
+        assert (await storage.peer_by_id(10)).access_hash == 10 * 7 + 5
+        with pytest.raises(PeerNotFound):
+            await storage.peer_by_id(40)
+    finally:
+        await storage.close()
+    assert engine._early is None

@@ -228,26 +228,26 @@ class ClientStorage:
             except PeerNotFound:
                 raise PeerNotFound(f"ID not found: {peer_id}", peer_id) from None
         access = self.storage.cached_access(peer_id)
-        if access is not None:
-            access_hash, peer_type = access
-            return self._input(peer_id, access_hash, input_kind_of(peer_id, peer_type))
-        return self._input_peer(await self.storage.peer_by_id(peer_id, with_usernames=False))
+        if access is None:
+            access = await self.storage._access_by_id(peer_id)
+        access_hash, peer_type = access
+        return self._input(peer_id, access_hash, input_kind_of(peer_id, peer_type))
 
     async def get_peer_by_username(self, username: str) -> Any:
         """Return the client's ``InputPeer*`` for a username.
 
         :raises PeerNotFound: unknown, or expired (``Username expired: …``).
         """
-        return self._input_peer(await self.storage.peer_by_username(username, with_usernames=False))
+        peer_id, access_hash, kind = await self.storage._access_by_username(username)
+        return self._input(peer_id, access_hash, input_kind_of(peer_id, kind))
 
     async def get_peer_by_phone_number(self, phone_number: str) -> Any:
         """Return the client's ``InputPeerUser`` for a phone number.
 
         :raises PeerNotFound: unknown phone number.
         """
-        return self._input_peer(
-            await self.storage.peer_by_phone(phone_number, with_usernames=False)
-        )
+        peer_id, access_hash, kind = await self.storage._access_by_phone(phone_number)
+        return self._input(peer_id, access_hash, input_kind_of(peer_id, kind))
 
     def _input_peer(self, peer: Peer) -> Any:
         return self._input(peer.id, peer.access_hash, peer.input_kind)

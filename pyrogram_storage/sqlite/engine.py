@@ -20,10 +20,13 @@ import functools
 import logging
 import math
 import sqlite3
+import sys
+from array import array
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .. import _files
+from .._index import TYPE_CODES, Columns
 from .._pending import Changes
 from .._worker import Lane
 from ..base import Storage
@@ -387,6 +390,13 @@ class SQLiteStorage(Storage):
 
         return await self._read(find)
 
+    async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None:
+        def find(db: sqlite3.Connection) -> tuple[Any, Any] | None:
+            found = db.execute(_ACCESS_SQL, (peer_id,)).fetchone()
+            return None if found is None else (found[0], found[1])
+
+        return await self._read(find)
+
     async def _find_by_username(self, username: str, usernames: bool) -> Peer | None:
         layout = self.layout
         sql = _HOLDERS[layout]
@@ -500,6 +510,9 @@ class SQLiteStorage(Storage):
 
         return await self._run(read_all if limit is None else read_batch)
 
+    async def _peer_columns(self, after: int | None, limit: int) -> Columns | None:
+        return await self._run(lambda db: _read_columns(db, after, limit))
+
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         layout = self.layout
         params: tuple[int, ...]
@@ -541,6 +554,57 @@ class SQLiteStorage(Storage):
             return found
 
         return await self._read(read)
+
+
+# -- reading peers in bulk, column by column ------------------------------------------------------
+# One statement a batch, every column aggregated into one hex string by SQLite: no Python
+# object per row, and the GIL released while SQLite works (the event loop runs meanwhile).
+
+_ACCESS_SQL = "SELECT access_hash, type FROM peers WHERE id = ?"
+_MIN_ID = -(2**63)
+_BATCH = "(SELECT id, access_hash, type FROM peers WHERE id >= ?1 ORDER BY id LIMIT ?2)"
+_COLUMNS_SQL = (
+    "SELECT count(*), max(id), total(access_hash != access_hash + 0), "
+    "group_concat(printf('%016x%016x', id, ifnull(access_hash, 0)), ''), "
+    f"group_concat(type, ',') FROM {_BATCH}"
+)
+"""A batch of peers: how many, the last id, whether an access hash is not an integer
+(damage), each id and access hash in hex, and the types."""
+_ODD_SQL = (
+    "SELECT id, type FROM peers WHERE id >= ?1 AND id <= ?2 AND "
+    f"(typeof(type) != 'text' OR type NOT IN ({', '.join(repr(t) for t in TYPE_CODES)}))"
+)
+
+
+def _read_columns(db: sqlite3.Connection, after: int | None, limit: int) -> Columns | None:
+    """Up to ``limit`` peers with ids above ``after``, as columns; None for damage."""
+    first = _MIN_ID if after is None else after + 1
+    n, last, damaged, pairs, types = db.execute(_COLUMNS_SQL, (first, limit)).fetchone()
+    if damaged:
+        return None  # the lookups that meet a damaged row say what is wrong
+    both = _hex_array("q", pairs)
+    names: list[Any] = types.split(",") if n else []
+    if len(names) != n:  # a type holding a comma (not ours: damage, or odd)
+        names = [kind for (kind,) in db.execute(f"SELECT type FROM {_BATCH}", (first, limit))]
+    codes = TYPE_CODES.get
+    kinds = array("B", [codes(name, 0) for name in names])
+    columns = Columns(both[0::2], both[1::2], kinds)
+    if 0 in kinds:  # a type without a code: kept by name
+        for peer_id, kind in db.execute(_ODD_SQL, (first, last)):
+            if type(kind) is not str or not kind:
+                return None
+            columns.odd_types[peer_id] = kind
+    if n < limit:  # the last batch: the pages read once are not needed
+        db.execute("PRAGMA shrink_memory")
+    return columns
+
+
+def _hex_array(code: str, text: str | None) -> array[int]:
+    """The array of big-endian numbers SQLite wrote in hex (``printf('%016x')``...)."""
+    values = array(code, bytes.fromhex(text) if text else b"")
+    if sys.byteorder == "little" and values.itemsize > 1:
+        values.byteswap()
+    return values
 
 
 # -- work on a connection ----------------------------------------------------------------------

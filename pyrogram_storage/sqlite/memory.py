@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from typing import Any
 
 from ..errors import InvalidValueError
+from . import schema as sqlite_schema
 from .engine import SQLiteStorage
 from .schema import Layout
 
@@ -38,6 +40,7 @@ class MemoryStorage(SQLiteStorage):
     ) -> None:
         super().__init__(name, ":memory:", layout=layout, session_string=session_string, **options)
         self._kept: sqlite3.Connection | None = None
+        self._fresh = False  # the connection _connect() made is a new, empty database
 
     @classmethod
     def from_location(cls, location: str, **options: Any) -> MemoryStorage:
@@ -53,7 +56,19 @@ class MemoryStorage(SQLiteStorage):
 
     def _connect(self) -> sqlite3.Connection:
         kept, self._kept = self._kept, None
+        self._fresh = kept is None
         return kept if kept is not None else super()._connect()
+
+    def _prepare_schema(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        fresh, self._fresh = self._fresh, False
+        if not fresh:
+            return super()._prepare_schema(db)
+        # A new database: a copy of one made by the migrations, once per process and
+        # layout (running the dozens of schema statements again is most of the cost
+        # of a new memory session, as a session-string round trip makes).
+        _template(self.layout).backup(db)
+        self.layout = sqlite_schema.current_layout(db)
+        return db
 
     def _disconnect(self, db: sqlite3.Connection) -> None:
         # Everything written has been stored by now: keep the database for the next
@@ -64,3 +79,20 @@ class MemoryStorage(SQLiteStorage):
         kept, self._kept = self._kept, None
         if kept is not None:
             kept.close()
+
+
+_templates: dict[Layout, sqlite3.Connection] = {}
+_templates_lock = threading.Lock()
+
+
+def _template(layout: Layout) -> sqlite3.Connection:
+    """An empty database at the latest schema in ``layout``, made by the migrations."""
+    with _templates_lock:
+        template = _templates.get(layout)
+        if template is None:
+            template = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            sqlite_schema.secure(template)
+            if sqlite_schema.prepare(template, ":memory:", layout) is not layout:
+                raise AssertionError(f"a new database came out in another layout than {layout}")
+            _templates[layout] = template
+        return template
