@@ -236,7 +236,8 @@ class PostgresKV(KVStore[V]):
         """Build a store whose pool is made from ``url`` on :meth:`open` (closed by close).
 
         :param url: ``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE``; ``?schema=``,
-            ``?table=`` and ``?sole_writer=true`` in the query are this store's options,
+            ``?table=``, ``?sole_writer=true`` and ``?commit_interval=SECONDS`` in the
+            query are this store's options,
             the rest asyncpg's.
         :param pool_options: keyword arguments of :func:`asyncpg.create_pool`; its
             ``server_settings`` start from :data:`KV_SERVER_SETTINGS`.
@@ -248,12 +249,19 @@ class PostgresKV(KVStore[V]):
         from urllib.parse import parse_qsl, urlencode
 
         query = parse_qsl(text, keep_blank_values=True)
-        ours = ("schema", "table", "sole_writer")
+        ours = ("schema", "table", "sole_writer", "commit_interval")
         for key, value in query:
             if key == "sole_writer":
                 if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
                     raise InvalidArgumentError("sole_writer in a URL is true or false")
                 options.setdefault(key, value.lower() in ("1", "true", "yes"))
+            elif key == "commit_interval":
+                try:
+                    options.setdefault(key, float(value))
+                except ValueError:
+                    raise InvalidArgumentError(
+                        f"commit_interval in a URL is a number of seconds, not {value!r}"
+                    ) from None
             elif key in ours:
                 options.setdefault(key, value)
         rest = [(key, value) for key, value in query if key not in ours]

@@ -461,6 +461,13 @@ def test_postgres_url_takes_sole_writer() -> None:
     assert kv.from_url(url + "?sole_writer=true&schema=s#ns").sole_writer is True
     store = kv.from_url(url + "?sole_writer=false")
     assert store.sole_writer is False and kv.from_url(url).sole_writer is False
+    store = kv.from_url(url + "?sole_writer=true&commit_interval=0.05")
+    assert store.commit_interval == 0.05 and kv.from_url(url).commit_interval == 0
+    with pytest.raises(kv.InvalidArgumentError, match="sole_writer=True"):
+        kv.from_url(url + "?commit_interval=0.05")
+    for bad in ("soon", "-1", "nan"):
+        with pytest.raises(kv.InvalidArgumentError):
+            kv.from_url(url + "?sole_writer=true&commit_interval=" + bad)
     with pytest.raises(kv.InvalidArgumentError):
         kv.from_url(url + "?sole_writer=maybe")
 
