@@ -357,6 +357,8 @@ async def sole_writer(c: Checks, make: Any, shared: bool) -> None:
         await conversation(c, queuing, again)
     finally:
         await queuing.close()
+    queuing.store.commit_interval = 0  # make() may give this object again (no other)
+    queuing.store.sole_writer = False
     await c.raises(
         "commit_interval without sole_writer",
         _build(make(), commit_interval=0.05),
