@@ -357,6 +357,10 @@ class KVStore(Lifecycle, ABC, Generic[V]):
                 "a store with a commit_interval above 0 must stay sole_writer=True; "
                 "set commit_interval to 0 first"
             )
+        if not value and self._queued is not None and self._queued.busy:
+            raise InvalidArgumentError(
+                "writes made with a commit_interval are not stored yet; flush() first"
+            )
         self._sole_writer = value
         remembers = value and not self._answers_from_memory
         self._memory = Remembered(self.sole_writer_keys) if remembers else None
