@@ -411,6 +411,34 @@ async def test_queued_writes_survive_an_outage_and_are_stored_after_it(tmp_path:
             assert (await other.records("b").__anext__()).expires is not None
 
 
+@pytest.mark.postgres
+async def test_postgres_queued_batch_survives_an_outage(tmp_path: Path) -> None:
+    """PostgresKV writes a batch in one transaction: one the server refuses stays
+    pending, whole, and is stored once the server is back."""
+    from ..servers.pgserver import PostgresServer
+
+    with PostgresServer() as server:
+        url = server.url + ("&" if "?" in server.url else "?")
+        store = kv.PostgresKV.from_url(
+            url + "sole_writer=true&commit_interval=60", namespace="q", connect_timeout=2
+        )
+        async with store:
+            await store.set("a", 1)
+            await store.set("b", {"x": 1}, ttl=600)
+            await store.flush()
+            await store.set("a", 2)
+            assert await store.delete("b")
+            await store.set("c", [3])
+            server.stop()
+            with pytest.raises(kv.BackendError, match="stay pending"):
+                await store.flush()
+            assert [await store.get(key) for key in "abc"] == [2, None, [3]]
+            server.start()
+            await store.flush()
+        async with kv.PostgresKV.from_url(server.url, namespace="q") as other:
+            assert [await other.get(key) for key in "abc"] == [2, None, [3]]
+
+
 async def test_close_says_when_queued_writes_are_lost(tmp_path: Path) -> None:
     with RedisServer(tmp_path / "lost") as server:
         store = kv.RedisKV.from_url(server.url, namespace="q", sole_writer=True, commit_interval=60)
