@@ -45,6 +45,8 @@ DOC_A = {"name": "Form:name", "data": {"name": "Ann", "lang": "en"}}
 DOC_B = {"name": "Form:age", "data": {"name": "Ann", "lang": "en", "age": 30}}
 DATA = {"name": "Ann", "lang": "en", "age": 30}
 STATES = ("Form:name", "Form:age")
+USERS = 1000
+MANY_USERS = f"ours: PostgresKV (sole_writer, commit_interval 0.05, {USERS} users)"
 
 Call = Callable[[int], Awaitable[Any]]
 
@@ -52,16 +54,28 @@ Call = Callable[[int], Awaitable[Any]]
 class System:
     """One storage and its workloads: ``calls[workload](i)`` makes the i-th call."""
 
-    def __init__(self, name: str, kind: str, calls: dict[str, Call]) -> None:
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        calls: dict[str, Call],
+        flush: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         self.name, self.calls = name, calls
         self.batch = max(2, int(BATCH[kind] * SCALE))
         self.done: dict[str, int] = dict.fromkeys(calls, 0)
+        # A store with a commit_interval: the window ends by storing what its calls
+        # queued, inside the timing (else the batch would be stored, and timed, while
+        # another system runs).
+        self.flush = flush
 
     async def run(self, workload: str, n: int) -> float:
         call, start = self.calls[workload], self.done[workload]
         started = time.perf_counter()
         for i in range(start, start + n):
             await call(i)
+        if self.flush is not None:
+            await self.flush()
         elapsed = time.perf_counter() - started
         self.done[workload] = start + n
         return elapsed / n * 1e6
@@ -154,16 +168,29 @@ async def kurigram_round() -> tuple[list[System], list[Any]]:
 # -- aiogram --------------------------------------------------------------------------
 
 
-async def aiogram_system(name: str, kind: str, storage: Any) -> System:
+async def aiogram_system(name: str, kind: str, storage: Any, users: int = 1) -> System:
+    """``users`` > 1: call i is user i % users's (all known to the store beforehand),
+    so that a commit_interval has no repeated key to coalesce within a window."""
     from aiogram.fsm.context import FSMContext
     from aiogram.fsm.storage.base import StorageKey
 
-    key = StorageKey(bot_id=42, chat_id=1, user_id=1)
-    await storage.set_state(key, "Form:name")
-    await storage.set_data(key, DATA)
-    ctx = FSMContext(storage, StorageKey(bot_id=42, chat_id=2, user_id=2))
+    if users == 1:
+        keys = [StorageKey(bot_id=42, chat_id=1, user_id=1)]
+        contexts = [FSMContext(storage, StorageKey(bot_id=42, chat_id=2, user_id=2))]
+    else:
+        keys = [StorageKey(bot_id=42, chat_id=1000 + u, user_id=1000 + u) for u in range(users)]
+        contexts = [FSMContext(storage, key) for key in keys]
+    for key in keys:
+        await storage.set_state(key, "Form:name")
+        await storage.set_data(key, DATA)
+    store = getattr(storage, "store", None)
+    flush = store.flush if store is not None and store.commit_interval > 0 else None
+
+    def key_of(i: int) -> Any:
+        return keys[i % len(keys)]
 
     async def step(i: int) -> None:
+        ctx = contexts[i % len(contexts)]
         await ctx.get_state()
         data = await ctx.get_data()
         data["age"] = i
@@ -174,13 +201,14 @@ async def aiogram_system(name: str, kind: str, storage: Any) -> System:
         name,
         kind,
         {
-            "get_state": lambda i: storage.get_state(key),
-            "set_state": lambda i: storage.set_state(key, STATES[i % 2]),
-            "get_data": lambda i: storage.get_data(key),
-            "set_data": lambda i: storage.set_data(key, {**DATA, "age": i}),
-            "update_data": lambda i: storage.update_data(key, {"age": i}),
+            "get_state": lambda i: storage.get_state(key_of(i)),
+            "set_state": lambda i: storage.set_state(key_of(i), STATES[i % 2]),
+            "get_data": lambda i: storage.get_data(key_of(i)),
+            "set_data": lambda i: storage.set_data(key_of(i), {**DATA, "age": i}),
+            "update_data": lambda i: storage.update_data(key_of(i), {"age": i}),
             "step": step,
         },
+        flush,
     )
 
 
@@ -236,6 +264,24 @@ async def aiogram_round() -> tuple[list[System], list[Any]]:
                     sole_writer=True,
                 ),
             ),
+            (
+                "ours: PostgresKV (sole_writer, commit_interval 0.05)",
+                "postgres",
+                kv.for_aiogram(
+                    kv.PostgresKV.from_url(SERVERS["postgres"], namespace="oursci"),
+                    sole_writer=True,
+                    commit_interval=0.05,
+                ),
+            ),
+            (
+                MANY_USERS,
+                "postgres",
+                kv.for_aiogram(
+                    kv.PostgresKV.from_url(SERVERS["postgres"], namespace="oursciu"),
+                    sole_writer=True,
+                    commit_interval=0.05,
+                ),
+            ),
         ]
     if "mongo" in SERVERS:
         storages += [
@@ -252,7 +298,10 @@ async def aiogram_round() -> tuple[list[System], list[Any]]:
                 ),
             ),
         ]
-    systems = [await aiogram_system(name, kind, s) for name, kind, s in storages]
+    systems = [
+        await aiogram_system(name, kind, s, USERS if name == MANY_USERS else 1)
+        for name, kind, s in storages
+    ]
 
     async def close() -> None:
         for number in (1, 2):
@@ -260,7 +309,9 @@ async def aiogram_round() -> tuple[list[System], list[Any]]:
             for _, _, storage in storages:
                 await storage.set_state(key, None)
                 await storage.set_data(key, {})
-        for _, _, storage in storages:
+        for name, _, storage in storages:
+            if name == MANY_USERS:
+                await storage.store.clear()
             await storage.close()
 
     return systems, [close]

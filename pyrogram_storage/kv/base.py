@@ -27,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Generic, Literal, TypeVar, Union, overload
 
 from .._lifecycle import _OPEN, Lifecycle
+from ..errors import BackendError
+from ..validation import interval
+from ._queued import Batch, Queued
 from ._remembered import UNKNOWN, Remembered, _Unknown
 from .errors import (
     CorruptValueError,
@@ -276,7 +279,17 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         another's writes are not seen. Stores that keep everything in memory anyway
         (``MemoryKV``, ``JSONFileKV``) accept it and change nothing.
     :param sole_writer_keys: how many keys a sole writer remembers.
-    :raises InvalidArgumentError: a bad namespace, default TTL, serializer or option.
+    :param commit_interval: (only with ``sole_writer=True``) seconds within which
+        ``set``, ``delete`` and ``merge`` are stored. 0 (the default): each is stored
+        before it returns. Above 0, they are visible to this store's reads at once,
+        stored within ``commit_interval`` seconds, coalesced per key, in call order,
+        and at :meth:`flush` and :meth:`close`; TTLs count from the call. Every other
+        operation stores what is pending first. A crash loses at most the last
+        ``commit_interval`` seconds of writes. A batch that cannot be stored stays
+        pending (and is retried): :meth:`flush` and later writes raise
+        :class:`BackendError` until it is stored.
+    :raises InvalidArgumentError: a bad namespace, default TTL, serializer or option,
+        or ``commit_interval`` above 0 without ``sole_writer=True``.
     """
 
     #: Memory stores set this: immutable values are kept as themselves, not as text.
@@ -302,8 +315,11 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         serializer: Serializer | None = None,
         sole_writer: bool = False,
         sole_writer_keys: int = SOLE_WRITER_KEYS,
+        commit_interval: float = 0.0,
     ) -> None:
         super().__init__()
+        self._commit_interval = 0.0
+        self._queued: Queued | None = None
         self.namespace = check_namespace(namespace)
         self.default_ttl = None if default_ttl is None else check_ttl(default_ttl, "default_ttl")
         if serializer is not None and not isinstance(serializer, Serializer):
@@ -321,6 +337,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         self.sole_writer_keys = sole_writer_keys
         self._memory: Remembered | None = None
         self.sole_writer = sole_writer
+        self.commit_interval = commit_interval
 
     @property
     def sole_writer(self) -> bool:
@@ -335,9 +352,59 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     def sole_writer(self, value: bool) -> None:
         if type(value) is not bool:
             raise InvalidArgumentError(f"sole_writer must be a bool, not {value!r}")
+        if not value and self._commit_interval > 0:
+            raise InvalidArgumentError(
+                "a store with a commit_interval above 0 must stay sole_writer=True; "
+                "set commit_interval to 0 first"
+            )
+        if not value and self._queued is not None and self._queued.busy:
+            raise InvalidArgumentError(
+                "writes made with a commit_interval are not stored yet; flush() first"
+            )
         self._sole_writer = value
         remembers = value and not self._answers_from_memory
         self._memory = Remembered(self.sole_writer_keys) if remembers else None
+
+    @property
+    def commit_interval(self) -> float:
+        """Seconds within which a sole writer's ``set``, ``delete`` and ``merge`` are
+        stored (0: before they return; see the class). May be changed at any time;
+        writes already pending are stored as before.
+
+        :raises InvalidArgumentError: not a finite number of seconds, at least 0, or
+            above 0 on a store that is not ``sole_writer=True``.
+        """
+        return self._commit_interval
+
+    @commit_interval.setter
+    def commit_interval(self, value: float) -> None:
+        try:
+            seconds = interval(value, "commit_interval")
+        except (TypeError, ValueError) as exc:
+            raise InvalidArgumentError(str(exc)) from None
+        if seconds > 0 and not self._sole_writer:
+            raise InvalidArgumentError(
+                "commit_interval above 0 needs sole_writer=True: writes that are not "
+                "stored yet are only visible to this store's own memory"
+            )
+        self._commit_interval = seconds
+        queued = self._queued
+        if queued is not None:
+            queued.interval = seconds
+        elif seconds > 0 and not self._answers_from_memory:
+            self._queued = Queued(
+                self._store_batch,
+                seconds,
+                lock=lambda: self._lock_pair()[1],
+                is_open=lambda: self._state == _OPEN,
+                owner=lambda: repr(self),
+            )
+
+    def _queueing(self) -> Queued | None:
+        """The queue, when writes go through it (a sole writer with a commit_interval)."""
+        if self._commit_interval > 0 and self._memory is not None:
+            return self._queued
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(namespace={self.namespace!r})"
@@ -388,6 +455,20 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     @abstractmethod
     async def _delete(self, key: str) -> Record | None:
         """Remove the key; return its record (value may be ``""``) or None if it was absent."""
+
+    async def _write_many(self, writes: list[tuple[str, Record | None]]) -> None:
+        """Store each key's record (None: delete the key); each key appears once.
+
+        For the pending writes of a ``commit_interval``; expiries are in the future.
+        This default calls :meth:`_set` and :meth:`_delete` in order; a backend that
+        writes a batch in one round trip, atomically, overrides it (a crash then
+        leaves a prefix of the writes).
+        """
+        for key, record in writes:
+            if record is None:
+                await self._delete(key)
+            else:
+                await self._set(key, record[0], record[1])
 
     @abstractmethod
     async def _touch(self, key: str, expires: float | None, now: float) -> bool:
@@ -480,13 +561,58 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         await self._call("open the store", self._open())
 
     async def close(self) -> None:
-        """Close the store; writes that returned are stored. Closing twice is harmless."""
+        """Close the store; writes that returned are stored. Closing twice is harmless.
+
+        :raises BackendError: pending writes (``commit_interval``) could not be stored
+            (the store is closed anyway; they are lost).
+        """
         await super().close()
 
+    async def flush(self) -> None:
+        """Store the writes still pending (``commit_interval``); nothing to do otherwise.
+
+        :raises StorageClosedError: the store is not open.
+        :raises BackendError: they could not be stored; they stay pending (visible to
+            reads) and are retried by the next flush, the timer or :meth:`close`.
+        """
+        self._check_open()
+        queued = self._queued
+        if queued is not None and queued.busy:
+            await queued.store()
+
+    async def _settle(self) -> None:
+        """Store what is pending, before an operation that does not go through the queue."""
+        queued = self._queued
+        if queued is not None and queued.busy:
+            await queued.store()
+
+    async def _store_batch(self, batch: Batch) -> None:
+        now = self.clock()
+        writes: list[tuple[str, Record | None]] = []
+        for key, record in batch.items():
+            if record is not None and record[1] is not None and not record[1] > now + 0.001:
+                record = None  # its deadline passed while it waited: the key is gone
+            writes.append((key, record))
+        await self._call("store pending writes", self._write_many(writes))
+
     async def _closing(self) -> None:
+        failure: BaseException | None = None
+        queued = self._queued
+        if queued is not None:
+            await queued.stop()
+            try:
+                await queued.store(explain=False)
+            except BackendError as exc:
+                failure = exc
+            queued.clear()
         if self._memory is not None:
             self._memory.forget()
         await self._call("close the store", self._close())
+        if failure is not None:
+            raise BackendError(
+                f"{self!r}: writes made before close() could not be stored and are lost "
+                f"(the store is closed): {failure}"
+            ) from failure
 
     # -- the sole writer's memory ---------------------------------------------------
 
@@ -520,6 +646,16 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         record = await self._call("read a key", self._get_exact(key)) if found is KEEP else found
         memory.read(key, news, record)
         return record
+
+    async def _enqueue(
+        self, queued: Queued, memory: Remembered, key: str, record: Record | None
+    ) -> None:
+        """Queue a write (``commit_interval``): memory has it at once, the timer stores it."""
+        if queued.failure is not None:
+            raise queued.failed_error() from queued.failure
+        memory.start(key)  # reads racing this write do not keep what they found
+        memory.finish(key, record)
+        await queued.add(key, record)
 
     # -- values ---------------------------------------------------------------------
 
@@ -626,7 +762,10 @@ class KVStore(Lifecycle, ABC, Generic[V]):
             )
             record = await self._call("read a key", self._get(key)) if found is KEEP else found
         else:
-            remembered = memory.recall(key)
+            queued = self._queued
+            remembered = UNKNOWN if queued is None else queued.find(key)
+            if remembered is UNKNOWN:
+                remembered = memory.recall(key)
             if remembered is UNKNOWN:
                 record = await self._read_remembering(memory, key)
             else:
@@ -661,7 +800,10 @@ class KVStore(Lifecycle, ABC, Generic[V]):
             raise self._closed_error()
         if self._memory is None:
             await self._call("store a key", self._set(key, raw, expires))
+        elif (queued := self._queueing()) is not None:
+            await self._enqueue(queued, self._memory, key, (raw, expires))
         else:
+            await self._settle()
             await self._remember(
                 "store a key", key, self._set(key, raw, expires), lambda _, __: (raw, expires)
             )
@@ -697,6 +839,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         self._check_open()
         if expires is not None and expires <= now:
             return False
+        await self._settle()
         await self._remember(
             "store a key", key, self._set(key, raw, expires), lambda _, __: (raw, expires)
         )
@@ -713,6 +856,19 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         :raises BackendError: the backend failed.
         """
         self._check(key)
+        queued = self._queueing()
+        if queued is not None:
+            known = queued.find(key)
+            memory = self._memory
+            if known is UNKNOWN and memory is not None:
+                known = memory.peek(key)
+            if known is not UNKNOWN:
+                await self._enqueue(queued, memory, key, None)  # type: ignore[arg-type]
+                if known is None:
+                    return False
+                expires = known[1]  # type: ignore[index]
+                return expires is None or not _is_time(expires) or expires > self.clock()
+        await self._settle()
         record = await self._remember("delete a key", key, self._delete(key), _absent)
         if record is None:
             return False
@@ -729,7 +885,10 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         """
         self._check(key)
         memory = self._memory
-        remembered = UNKNOWN if memory is None else memory.peek(key)
+        queued = self._queued
+        remembered = UNKNOWN if queued is None else queued.find(key)
+        if remembered is UNKNOWN and memory is not None:
+            remembered = memory.peek(key)
         if remembered is UNKNOWN:
             record = await self._call("read a key", self._peek(key))
         else:
@@ -755,6 +914,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
                 return before[0], expires
             return UNKNOWN
 
+        await self._settle()
         return await self._remember(
             "change a key's expiry", key, self._touch(key, expires, now), outcome
         )
@@ -798,6 +958,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         """
         raw = self._encode(key, value)
         wanted = None if expected is MISSING else self._encode(key, expected)
+        await self._settle()
         if self._memory is None:
             return await self._compare_and_set_raw(key, expected, raw, wanted, expires)
         now = self.clock()
@@ -885,6 +1046,19 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         expires = self._expires(ttl, now)
         merging = Merging(self, key, mapping)
         memory = self._memory
+        queued = self._queueing()
+        if queued is not None and memory is not None:
+            known = queued.find(key)
+            if known is UNKNOWN:
+                known = memory.peek(key)
+            if known is not UNKNOWN:
+                current = None
+                if known is not None and self._unexpired(key, known[1], now):  # type: ignore[index]
+                    current = known[0]  # type: ignore[index]
+                raw = merging.apply(current)
+                await self._enqueue(queued, memory, key, (raw, expires))
+                return merging.result  # type: ignore[return-value]
+        await self._settle()
         if memory is not None:
             before = memory.peek(key)
             if before is None or type(before) is tuple:
@@ -941,6 +1115,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
                 return total, None  # kept its (lack of) expiry
             return UNKNOWN
 
+        await self._settle()
         return await self._remember(
             "increment a key", key, self._increment(key, amount, expires, reset, now), outcome
         )
@@ -990,6 +1165,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
     ) -> AsyncIterator[tuple[str, Raw | None, float | None]]:
         compiled = compile_pattern(pattern)
         self._check_open()
+        await self._settle()
         batches = self._scan(compiled, values, self.clock())
         try:
             while True:
@@ -1018,6 +1194,7 @@ class KVStore(Lifecycle, ABC, Generic[V]):
         :raises BackendError: the backend failed.
         """
         self._check_open()
+        await self._settle()
         memory = self._memory
         if memory is None:
             return await self._call("clear the namespace", self._clear(self.clock()))

@@ -126,6 +126,7 @@ class JSONFileKV(KVStore[V]):
         serializer: Serializer | None = None,
         sole_writer: bool = False,
         sole_writer_keys: int = SOLE_WRITER_KEYS,
+        commit_interval: float = 0.0,
     ) -> None:
         super().__init__(
             namespace=namespace,
@@ -133,6 +134,7 @@ class JSONFileKV(KVStore[V]):
             serializer=serializer,
             sole_writer=sole_writer,
             sole_writer_keys=sole_writer_keys,
+            commit_interval=commit_interval,
         )
         if not isinstance(path, (str, os.PathLike)) or not str(path):
             raise InvalidArgumentError(f"path is a str or path, not {path!r}")

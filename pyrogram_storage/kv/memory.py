@@ -60,6 +60,7 @@ class MemoryKV(KVStore[V]):
         serializer: Serializer | None = None,
         sole_writer: bool = False,
         sole_writer_keys: int = SOLE_WRITER_KEYS,
+        commit_interval: float = 0.0,
     ) -> None:
         super().__init__(
             namespace=namespace,
@@ -67,6 +68,7 @@ class MemoryKV(KVStore[V]):
             serializer=serializer,
             sole_writer=sole_writer,
             sole_writer_keys=sole_writer_keys,
+            commit_interval=commit_interval,
         )
         if max_entries is not None and (type(max_entries) is not int or max_entries < 1):
             raise InvalidArgumentError(f"max_entries must be a positive int, not {max_entries!r}")

@@ -116,6 +116,7 @@ class MongoKV(KVStore[V]):
         serializer: Serializer | None = None,
         sole_writer: bool = False,
         sole_writer_keys: int = SOLE_WRITER_KEYS,
+        commit_interval: float = 0.0,
     ) -> None:
         super().__init__(
             namespace=namespace,
@@ -123,6 +124,7 @@ class MongoKV(KVStore[V]):
             serializer=serializer,
             sole_writer=sole_writer,
             sole_writer_keys=sole_writer_keys,
+            commit_interval=commit_interval,
         )
         if type(database) is not str:
             raise InvalidArgumentError(f"database is a str, not {type(database).__name__}")

@@ -90,6 +90,7 @@ class _SQL:
             f"ON CONFLICT (ns, k) DO UPDATE SET i = EXCLUDED.i, t = EXCLUDED.t, e = EXCLUDED.e"
         )
         self.delete = f"DELETE FROM {t} WHERE ns = $1 AND k = $2 RETURNING e"
+        self.delete_only = f"DELETE FROM {t} WHERE ns = $1 AND k = $2"
         self.touch = f"UPDATE {t} SET e = $4 WHERE ns = $1 AND k = $2 AND {live}"
         self.insert_if_absent = (
             f"INSERT INTO {t} AS kv (ns, k, i, t, e) VALUES ($1, $2, $4, $5, $6) "
@@ -176,6 +177,7 @@ class PostgresKV(KVStore[V]):
         serializer: Serializer | None = None,
         sole_writer: bool = False,
         sole_writer_keys: int = SOLE_WRITER_KEYS,
+        commit_interval: float = 0.0,
         _recipe: pg.PoolRecipe | None = None,
     ) -> None:
         super().__init__(
@@ -184,6 +186,7 @@ class PostgresKV(KVStore[V]):
             serializer=serializer,
             sole_writer=sole_writer,
             sole_writer_keys=sole_writer_keys,
+            commit_interval=commit_interval,
         )
         try:
             pg.check_identifier(schema, "schema")
@@ -233,7 +236,8 @@ class PostgresKV(KVStore[V]):
         """Build a store whose pool is made from ``url`` on :meth:`open` (closed by close).
 
         :param url: ``postgresql://[USER[:PASSWORD]@]HOST[:PORT]/DATABASE``; ``?schema=``,
-            ``?table=`` and ``?sole_writer=true`` in the query are this store's options,
+            ``?table=``, ``?sole_writer=true`` and ``?commit_interval=SECONDS`` in the
+            query are this store's options,
             the rest asyncpg's.
         :param pool_options: keyword arguments of :func:`asyncpg.create_pool`; its
             ``server_settings`` start from :data:`KV_SERVER_SETTINGS`.
@@ -245,12 +249,19 @@ class PostgresKV(KVStore[V]):
         from urllib.parse import parse_qsl, urlencode
 
         query = parse_qsl(text, keep_blank_values=True)
-        ours = ("schema", "table", "sole_writer")
+        ours = ("schema", "table", "sole_writer", "commit_interval")
         for key, value in query:
             if key == "sole_writer":
                 if value.lower() not in ("1", "true", "yes", "0", "false", "no"):
                     raise InvalidArgumentError("sole_writer in a URL is true or false")
                 options.setdefault(key, value.lower() in ("1", "true", "yes"))
+            elif key == "commit_interval":
+                try:
+                    options.setdefault(key, float(value))
+                except ValueError:
+                    raise InvalidArgumentError(
+                        f"commit_interval in a URL is a number of seconds, not {value!r}"
+                    ) from None
             elif key in ours:
                 options.setdefault(key, value)
         rest = [(key, value) for key, value in query if key not in ours]
@@ -363,6 +374,17 @@ class PostgresKV(KVStore[V]):
         await self._bound().run(
             "execute", self._sql.set, self.namespace, key, *_split(raw), expires
         )
+
+    async def _write_many(self, writes: list[tuple[str, Record | None]]) -> None:
+        # One transaction: a crash leaves all of the batch or none of it.
+        ns = self.namespace
+        sets = [(ns, key, *_split(rec[0]), rec[1]) for key, rec in writes if rec is not None]
+        deletes = [(ns, key) for key, rec in writes if rec is None]
+        async with self._bound().connection() as conn, conn.transaction():
+            if sets:
+                await conn.executemany(self._sql.set, sets)
+            if deletes:
+                await conn.executemany(self._sql.delete_only, deletes)
 
     async def _delete(self, key: str) -> Record | None:
         row = await self._bound().run("fetchrow", self._sql.delete, self.namespace, key)

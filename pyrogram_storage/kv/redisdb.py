@@ -240,6 +240,7 @@ class RedisKV(KVStore[V]):
         serializer: Serializer | None = None,
         sole_writer: bool = False,
         sole_writer_keys: int = SOLE_WRITER_KEYS,
+        commit_interval: float = 0.0,
         scan_count: int = 500,
         client_cache: bool = False,
         _from_url: bool = False,
@@ -250,6 +251,7 @@ class RedisKV(KVStore[V]):
             serializer=serializer,
             sole_writer=sole_writer,
             sole_writer_keys=sole_writer_keys,
+            commit_interval=commit_interval,
         )
         if type(scan_count) is not int or scan_count < 1:
             raise InvalidArgumentError(f"scan_count must be a positive int, not {scan_count!r}")

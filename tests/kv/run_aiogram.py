@@ -333,7 +333,7 @@ async def same_as_theirs(c: Checks, storage: Any) -> None:
         await storage.set_data(key, {})
 
 
-async def sole_writer(c: Checks, make: Any) -> None:
+async def sole_writer(c: Checks, make: Any, shared: bool) -> None:
     """``for_aiogram(..., sole_writer=True)``: the same answers, and the conversation."""
     store = make()
     c.eq("sole_writer off by default", kv.for_aiogram(store).store.sole_writer, False)
@@ -345,6 +345,27 @@ async def sole_writer(c: Checks, make: Any) -> None:
     finally:
         await sole.close()
     await c.raises("sole_writer not a bool", _build(make(), sole_writer=1), kv.InvalidArgumentError)
+    # commit_interval: writes stored a moment later; the restart finds what close() stored.
+    queuing = kv.for_aiogram(make(), sole_writer=True, commit_interval=0.05)
+    c.eq("commit_interval reaches the store", queuing.store.commit_interval, 0.05)
+    again = None
+    if shared:
+
+        def again() -> Any:
+            return kv.for_aiogram(make(), sole_writer=True, commit_interval=0.05)
+
+    try:
+        await same_as_theirs(c, queuing)
+        await conversation(c, queuing, again)
+    finally:
+        await queuing.close()
+    queuing.store.commit_interval = 0  # make() may give this object again (no other)
+    queuing.store.sole_writer = False
+    await c.raises(
+        "commit_interval without sole_writer",
+        _build(make(), commit_interval=0.05),
+        kv.InvalidArgumentError,
+    )
 
 
 async def concurrent_updates(c: Checks, storage: Any, second: Any) -> None:
@@ -430,7 +451,7 @@ async def backend(name: str) -> dict[str, Any]:
         if second is not storage:
             await second.close()
         await conversation(c, storage, (lambda: kv.for_aiogram(make())) if shared else None)
-        await sole_writer(c, make)
+        await sole_writer(c, make, shared)
     except Exception as exc:
         c.crashed(exc)
     finally:

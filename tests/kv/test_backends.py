@@ -392,6 +392,67 @@ async def test_redis_outage_is_a_backend_error_and_aof_keeps_the_data(tmp_path: 
             assert await store.increment("n") == 6
 
 
+async def test_queued_writes_survive_an_outage_and_are_stored_after_it(tmp_path: Path) -> None:
+    """commit_interval: a batch the server cannot take stays pending, visible to reads;
+    flush and writes say so until the server is back, then it is stored."""
+    with RedisServer(tmp_path / "queue", appendonly=True) as server:
+        store = kv.RedisKV.from_url(server.url, namespace="q", sole_writer=True, commit_interval=60)
+        async with store:
+            await store.set("a", 1)
+            await store.set("b", {"x": 1}, ttl=600)
+            server.stop()
+            with pytest.raises(kv.BackendError, match="stay pending"):
+                await store.flush()
+            assert await store.get("a") == 1 and await store.get("b") == {"x": 1}
+            with pytest.raises(kv.BackendError, match="could not be stored"):
+                await store.set("c", 3)
+            server.start()
+            await store.flush()
+            await store.set("c", 3)
+        async with kv.RedisKV.from_url(server.url, namespace="q") as other:
+            assert [await other.get(key) for key in "abc"] == [1, {"x": 1}, 3]
+            assert (await other.records("b").__anext__()).expires is not None
+
+
+@pytest.mark.postgres
+async def test_postgres_queued_batch_survives_an_outage(tmp_path: Path) -> None:
+    """PostgresKV writes a batch in one transaction: one the server refuses stays
+    pending, whole, and is stored once the server is back."""
+    from ..servers.pgserver import PostgresServer
+
+    with PostgresServer() as server:
+        url = server.url + ("&" if "?" in server.url else "?")
+        store = kv.PostgresKV.from_url(
+            url + "sole_writer=true&commit_interval=60", namespace="q", connect_timeout=2
+        )
+        async with store:
+            await store.set("a", 1)
+            await store.set("b", {"x": 1}, ttl=600)
+            await store.flush()
+            await store.set("a", 2)
+            assert await store.delete("b")
+            await store.set("c", [3])
+            server.stop()
+            with pytest.raises(kv.BackendError, match="stay pending"):
+                await store.flush()
+            assert [await store.get(key) for key in "abc"] == [2, None, [3]]
+            server.start()
+            await store.flush()
+        async with kv.PostgresKV.from_url(server.url, namespace="q") as other:
+            assert [await other.get(key) for key in "abc"] == [2, None, [3]]
+
+
+async def test_close_says_when_queued_writes_are_lost(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "lost") as server:
+        store = kv.RedisKV.from_url(server.url, namespace="q", sole_writer=True, commit_interval=60)
+        await store.open()
+        await store.set("a", 1)
+        server.stop()
+        with pytest.raises(kv.BackendError, match="lost"):
+            await store.close()
+        assert not store.is_open
+
+
 @pytest.mark.parametrize("driver", ["redis", "valkey"])
 async def test_redis_silent_server_is_a_backend_error_within_two_timeouts(
     tmp_path: Path, driver: str
@@ -431,6 +492,13 @@ def test_postgres_url_takes_sole_writer() -> None:
     assert kv.from_url(url + "?sole_writer=true&schema=s#ns").sole_writer is True
     store = kv.from_url(url + "?sole_writer=false")
     assert store.sole_writer is False and kv.from_url(url).sole_writer is False
+    store = kv.from_url(url + "?sole_writer=true&commit_interval=0.05")
+    assert store.commit_interval == 0.05 and kv.from_url(url).commit_interval == 0
+    with pytest.raises(kv.InvalidArgumentError, match="sole_writer=True"):
+        kv.from_url(url + "?commit_interval=0.05")
+    for bad in ("soon", "-1", "nan"):
+        with pytest.raises(kv.InvalidArgumentError):
+            kv.from_url(url + "?sole_writer=true&commit_interval=" + bad)
     with pytest.raises(kv.InvalidArgumentError):
         kv.from_url(url + "?sole_writer=maybe")
 

@@ -143,3 +143,38 @@ async def test_a_merge_from_memory_falls_back_when_the_stored_value_changed() ->
         assert await store.get("k") == {"other": 0, "c": 3}
         store.behind_its_back("k", {"again": 0})
         assert await store.get("k") == {"other": 0, "c": 3}  # what the merge stored, remembered
+
+
+async def test_a_read_racing_a_queued_write_is_not_remembered() -> None:
+    """commit_interval: a read that began before a queued write does not leave its
+    (older) answer in memory, before or after the queue is stored."""
+    async with gated_kv(sole_writer=True, commit_interval=60) as store:
+        store.behind_its_back("k", 6)
+        gate = store.read_gate = asyncio.Event()
+        reading = asyncio.create_task(store.get("k"))
+        await settle()  # the read has its answer (6) and waits to return it
+        store.read_gate = None
+        await store.set("k", 7)
+        gate.set()
+        assert await reading == 6
+        assert await store.get("k") == 7
+        await store.flush()
+        assert await store.get("k") == 7 and store.data["k"][0] == 7
+
+
+async def test_a_failed_batch_stays_pending_and_is_stored_first() -> None:
+    """A batch the backend refuses stays in flight and goes before newer writes."""
+    async with gated_kv(sole_writer=True, commit_interval=60) as store:
+        store.fail.add(4)
+        await store.set("k", 4)
+        await store.set("j", 1)
+        with pytest.raises(kv.BackendError, match="stay pending"):
+            await store.flush()
+        assert await store.get("k") == 4 and await store.get("j") == 1
+        with pytest.raises(kv.BackendError, match="earlier writes could not be stored"):
+            await store.delete("j")
+        store.fail.clear()
+        await store.flush()
+        await store.set("j", 2)
+        await store.flush()
+        assert (store.data["k"][0], store.data["j"][0]) == (4, 2)

@@ -245,7 +245,10 @@ def _ttl(ttl: object) -> float | None:
 
 
 def for_kurigram_addons(
-    store: KVStore[Any], *, sole_writer: bool | None = None
+    store: KVStore[Any],
+    *,
+    sole_writer: bool | None = None,
+    commit_interval: float | None = None,
 ) -> KurigramAddonsStorage:
     """Return ``store`` as a kurigram-addons FSM storage (``pyrogram_patch.fsm.BaseStorage``).
 
@@ -256,7 +259,11 @@ def for_kurigram_addons(
     :param sole_writer: set the store's ``sole_writer`` (None: leave it as built):
         True promises this client is the only writer of the store's keys, whose reads
         are then answered from memory where it can (see :class:`~pyrogram_storage.kv.KVStore`).
-    :raises InvalidArgumentError: ``store`` is not a KVStore, or ``sole_writer`` not a bool.
+    :param commit_interval: set the store's ``commit_interval`` (None: leave it as
+        built); above 0 it needs ``sole_writer``. kurigram-addons writes by
+        compare-and-set, which stores what is pending first: it gains nothing here.
+    :raises InvalidArgumentError: ``store`` is not a KVStore, ``sole_writer`` not a
+        bool, or a bad ``commit_interval``.
     :raises MissingDriverError: kurigram-addons is not installed.
     :raises UnsupportedFrameworkError: the installed kurigram-addons' ``BaseStorage``
         wants methods this adapter does not know.
@@ -269,6 +276,8 @@ def for_kurigram_addons(
     adapter = cls(store)
     if sole_writer is not None:
         store.sole_writer = sole_writer
+    if commit_interval is not None:
+        store.commit_interval = commit_interval
     return adapter
 
 

@@ -210,6 +210,7 @@ def for_aiogram(
     with_business_connection_id: bool = False,
     with_destiny: bool = False,
     sole_writer: bool | None = None,
+    commit_interval: float | None = None,
 ) -> AiogramStorage:
     """Return ``store`` as an aiogram FSM storage (``aiogram.fsm.storage.base.BaseStorage``).
 
@@ -230,8 +231,13 @@ def for_aiogram(
         True promises that this dispatcher is the only writer of the store's keys
         (one bot process): states and data it wrote or read are then read from
         memory, the writes still go to the store. See :class:`~pyrogram_storage.kv.KVStore`.
+    :param commit_interval: set the store's ``commit_interval`` (None: leave it as
+        built): with ``sole_writer=True``, ``set_state``/``set_data``/``update_data``
+        return once memory has them and are stored within this many seconds (a
+        crash loses at most that much).
     :raises InvalidArgumentError: ``store`` is not a KVStore, ``key_builder`` given
-        together with options, a bad TTL, or ``sole_writer`` not a bool.
+        together with options, a bad TTL, ``sole_writer`` not a bool, or a bad
+        ``commit_interval`` (above 0 without ``sole_writer``).
     :raises MissingDriverError: aiogram is not installed.
     """
     cls = bind(AiogramAdapter)
@@ -260,6 +266,8 @@ def for_aiogram(
     adapter = cls(store, key_builder, state_ttl=state_ttl, data_ttl=data_ttl)
     if sole_writer is not None:
         store.sole_writer = sole_writer
+    if commit_interval is not None:
+        store.commit_interval = commit_interval
     return adapter
 
 
