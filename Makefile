@@ -11,13 +11,14 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,lint]'
 
-# In parallel: one pytest-xdist worker per core (TEST_WORKERS=0 runs in one process),
-# each starting the test servers it needs. A module runs whole in one worker
+# In parallel: two pytest-xdist workers per core (TEST_WORKERS=0 runs in one process),
+# each starting the test servers it needs: much of the run waits on servers, client
+# subprocesses and fsync, so a worker per core leaves the cores a third idle. A module runs whole in one worker
 # (loadfile): some tests read what earlier ones of their module left in the process
 # (test_interop's table, the framework runs), module fixtures start servers and build
 # the wheel once. (xdist_group/loadgroup would be finer, but pytest 9 ignores the group
 # pytest-xdist 3.8 writes into the test's id.)
-TEST_WORKERS ?= auto
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$((n * 2)))
 PYTEST_PARALLEL = -n $(TEST_WORKERS) --dist loadfile
 
 test: install

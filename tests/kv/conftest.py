@@ -70,9 +70,14 @@ def make_kv_of(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> KVM
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "race_backend" in metafunc.fixturenames:  # test_atomicity*.py
+        metafunc.parametrize("race_backend", metafunc.module.RACE_BACKENDS)
     if "kv_backend" in metafunc.fixturenames:
+        # A module may run its tests over a share of the backends (KV_BACKENDS): the
+        # contract suite is split over modules so that parallel workers share it.
+        names = getattr(metafunc.module, "KV_BACKENDS", ALL_BACKENDS)
         metafunc.parametrize(
-            "kv_backend", [pytest.param(name, marks=marks(name)) for name in ALL_BACKENDS]
+            "kv_backend", [pytest.param(name, marks=marks(name)) for name in names]
         )
 
 

@@ -134,13 +134,15 @@ def racers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Racers]:
         pool.close()
 
 
-BACKENDS = [
+RACE_BACKENDS = [
     pytest.param("sqlite"),
-    pytest.param("mongo", marks=pytest.mark.mongo),
     pytest.param("redis"),
     pytest.param("redis-cluster"),
     pytest.param("postgres", marks=pytest.mark.postgres),
 ]
+"""The stores these races run on here; MongoDB's run in ``test_atomicity_mongo.py`` (the
+slowest: a module of its own, for another parallel worker). ``conftest`` parametrizes
+``race_backend`` with the list of the module a test is collected in."""
 
 
 async def _read(location: str, *keys: str) -> list[Any]:
@@ -150,7 +152,6 @@ async def _read(location: str, *keys: str) -> list[Any]:
     return values
 
 
-@pytest.mark.parametrize("race_backend", BACKENDS)
 async def test_increments_from_four_processes_add_up(
     race_backend: str, racers: Racers, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -164,7 +165,6 @@ async def test_increments_from_four_processes_add_up(
     assert await _read(location, "counter") == [total]
 
 
-@pytest.mark.parametrize("race_backend", BACKENDS)
 async def test_racing_compare_and_set_has_one_winner_per_round(
     race_backend: str, racers: Racers, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -179,7 +179,6 @@ async def test_racing_compare_and_set_has_one_winner_per_round(
     assert await _read(location, "token") == [rounds_]
 
 
-@pytest.mark.parametrize("race_backend", BACKENDS)
 async def test_merges_from_four_processes_all_land(
     race_backend: str, racers: Racers, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -1,0 +1,20 @@
+"""The bot-state contract (the shipped suite) on MongoDB over motor and async pymongo.
+
+Apart from ``test_contract.py`` so that parallel workers share the contract runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pyrogram_storage.kv.testing import KVContract, StoreMaker
+
+from .conftest import KVMaker
+
+KV_BACKENDS = ["mongo-motor", "mongo-async-pymongo"]
+
+
+class TestKVContract(KVContract):
+    @pytest.fixture
+    def make_store(self, make_kv: KVMaker) -> StoreMaker:
+        return make_kv
