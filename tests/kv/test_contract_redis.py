@@ -1,0 +1,20 @@
+"""The bot-state contract (the shipped suite) on the Redis and Valkey stores.
+
+Apart from ``test_contract.py`` so that parallel workers share the contract runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pyrogram_storage.kv.testing import KVContract, StoreMaker
+
+from .conftest import ALL_BACKENDS, KVMaker
+
+KV_BACKENDS = [name for name in ALL_BACKENDS if name.startswith(("redis", "valkey"))]
+
+
+class TestKVContract(KVContract):
+    @pytest.fixture
+    def make_store(self, make_kv: KVMaker) -> StoreMaker:
+        return make_kv
