@@ -32,7 +32,7 @@ import math
 import time
 import types
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -1153,13 +1153,26 @@ class KVContract(Contract):
         self, sole: KVStore[Any], new_store: StoreMaker, clock: FakeClock
     ) -> None:
         """Every test of :attr:`SOLE_WRITER_RUNS` again, on a store remembering its keys."""
-        import inspect
 
         def sole_store(**options: Any) -> KVStore[Any]:
             return new_store(**{"sole_writer": True, **options})
 
-        given = {"store": sole, "new_store": sole_store, "clock": clock}
-        for name in self.SOLE_WRITER_RUNS:
+        await self._run_again(sole, sole_store, clock, "sole_writer=True", self.SOLE_WRITER_RUNS)
+
+    async def _run_again(
+        self,
+        sole: KVStore[Any],
+        new_store: StoreMaker,
+        clock: FakeClock,
+        label: str,
+        names: Sequence[str],
+    ) -> None:
+        """Run the tests ``names`` again on ``sole`` and stores made by ``new_store``,
+        clearing ``sole`` between them; a failure names the test and ``label``."""
+        import inspect
+
+        given = {"store": sole, "new_store": new_store, "clock": clock}
+        for name in names:
             test = getattr(self, name)
             arguments = {p: given[p] for p in inspect.signature(test).parameters}
             if "store" not in arguments:
@@ -1169,7 +1182,7 @@ class KVContract(Contract):
             except pytest.skip.Exception:
                 pass
             except BaseException as exc:
-                raise AssertionError(f"{name} with sole_writer=True: {exc!r}") from exc
+                raise AssertionError(f"{name} with {label}: {exc!r}") from exc
             if not sole.is_open:
                 await sole.open()
             await sole.clear()
@@ -1346,30 +1359,18 @@ class KVContract(Contract):
         self, sole: KVStore[Any], new_store: StoreMaker, clock: FakeClock
     ) -> None:
         """Every test of :attr:`SOLE_WRITER_RUNS` again, with ``commit_interval=0.05``."""
-        import inspect
-
         sole.commit_interval = 0.05
 
         def queuing_store(**options: Any) -> KVStore[Any]:
             return new_store(**{"sole_writer": True, "commit_interval": 0.05, **options})
 
-        given = {"store": sole, "new_store": queuing_store, "clock": clock}
-        for name in self.SOLE_WRITER_RUNS:
-            if name == "test_concurrent_merges_into_one_value_all_land":
-                continue  # two objects writing one key at once: not a sole writer
-            test = getattr(self, name)
-            arguments = {p: given[p] for p in inspect.signature(test).parameters}
-            if "store" not in arguments:
-                await sole.close()  # the test opens its own (a JSON file has one at a time)
-            try:
-                await test(**arguments)
-            except pytest.skip.Exception:
-                pass
-            except BaseException as exc:
-                raise AssertionError(f"{name} with commit_interval=0.05: {exc!r}") from exc
-            if not sole.is_open:
-                await sole.open()
-            await sole.clear()
+        # Two objects writing one key at once are not a sole writer.
+        names = [
+            name
+            for name in self.SOLE_WRITER_RUNS
+            if name != "test_concurrent_merges_into_one_value_all_land"
+        ]
+        await self._run_again(sole, queuing_store, clock, "commit_interval=0.05", names)
 
     async def test_commit_interval_is_checked(
         self, store: KVStore[Any], new_store: StoreMaker
