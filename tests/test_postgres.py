@@ -34,6 +34,7 @@ from pyrogram_storage import (
     from_url,
 )
 from pyrogram_storage.postgres import PostgresStorage, notify, schema
+from pyrogram_storage.postgres.client import Runner
 
 from .missing_driver import missing_driver_error
 from .outages import (
@@ -628,6 +629,45 @@ async def test_a_connection_killed_in_the_middle_of_a_flush_leaves_nothing_half_
     async with pool.acquire() as conn:
         await check_indexes(conn)
     await storage.delete()
+
+
+@pytest.mark.parametrize("cancel_at", ["begin", "statement", "commit"])
+async def test_a_transaction_cancelled_half_way_leaves_the_held_connection_usable(
+    pool: Any, cancel_at: str
+) -> None:
+    # asyncpg can leave a connection whose transaction was cancelled during its COMMIT in
+    # a transaction it no longer tracks: the next transaction on it is refused. A store's
+    # writes are cancelled so when close() stops the peer loader in the middle of a flush.
+    # The runner holds one connection across calls: it must give such a one back.
+    runner = Runner(pool, hold=True)
+    table = unique("cancelled")
+    await pool.execute(f"CREATE TABLE {table} (v int)")
+    loop = asyncio.get_running_loop()
+
+    async def write(value: int, cancel: str | None) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        if cancel == "begin":
+            loop.call_soon(task.cancel)
+        async with runner.connection() as conn, conn.transaction():
+            await conn.execute(f"INSERT INTO {table} VALUES ($1)", value)
+            if cancel == "statement":
+                loop.call_soon(task.cancel)
+                await conn.execute("SELECT pg_sleep(0.01)")
+            if cancel == "commit":
+                loop.call_soon(task.cancel)  # lands while the COMMIT is under way
+
+    try:
+        for value in range(1, 6):
+            with pytest.raises(asyncio.CancelledError):
+                await asyncio.create_task(write(-value, cancel_at))
+            await write(value, None)
+        stored = {row[0] for row in await pool.fetch(f"SELECT v FROM {table}")}
+        assert {1, 2, 3, 4, 5} <= stored  # every write after a cancelled one committed
+        assert stored <= {1, 2, 3, 4, 5, -1, -2, -3, -4, -5}
+    finally:
+        await runner.close()
+        await pool.execute(f"DROP TABLE {table}")
 
 
 @pytest.fixture(scope="module")

@@ -297,6 +297,20 @@ class Runner:
             held = self._held = await self.pool.acquire()
         return held
 
+    async def _drop(self) -> None:
+        """Give the held connection back to the pool, which resets it (rolls back what
+        a cancelled or failed call left open) or closes it; the next call takes another.
+
+        asyncpg can leave a connection whose transaction was cancelled half-way in a
+        state its next transaction refuses (the server in a transaction asyncpg does not
+        know of, or the reverse): a pooled connection is reset on release, a held one
+        would carry it to every later call.
+        """
+        held, self._held = self._held, None
+        if held is not None:
+            with contextlib.suppress(Exception):
+                await self.pool.release(held)
+
     async def run(self, method: str, *args: Any) -> Any:
         """``connection.<method>(*args)`` on the held connection or a pooled one."""
         if self.hold and not self._busy:
@@ -304,6 +318,9 @@ class Runner:
             try:
                 connection = await self._take()
                 return await getattr(connection, method)(*args)
+            except BaseException:
+                await self._drop()
+                raise
             finally:
                 self._busy = False
         async with self.pool.acquire() as connection:
@@ -315,16 +332,14 @@ class Runner:
 
     async def close(self) -> None:
         """Release the connection this runner holds, if any."""
-        held, self._held = self._held, None
-        if held is not None:
-            with contextlib.suppress(Exception):
-                await self.pool.release(held)
+        await self._drop()
 
 
 def usable(connection: Any) -> bool:
-    """Whether a held connection still works (a lost one the pool may have taken back)."""
+    """Whether a held connection still works (a lost one the pool may have taken back)
+    and is outside any transaction, as a free one always should be."""
     try:
-        return not connection.is_closed()
+        return not connection.is_closed() and not connection.is_in_transaction()
     except Exception:  # asyncpg: "connection has been released back to the pool"
         return False
 
@@ -350,7 +365,11 @@ class _Using:
 
     async def __aexit__(self, *exc: object) -> None:
         if self._pooled is None:
-            self._runner._busy = False
+            try:
+                if exc[0] is not None:
+                    await self._runner._drop()
+            finally:
+                self._runner._busy = False
             return
         pooled, self._pooled = self._pooled, None
         await self._runner.pool.release(pooled)
