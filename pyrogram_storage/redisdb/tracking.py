@@ -158,9 +158,10 @@ def owner_of(client: Any, slot: int) -> tuple[str | None, int]:
 
 
 def _node_address(client: Any, key: str | None) -> Address:
-    manager = getattr(client, "nodes_manager", None)
-    if manager is None or key is None:
+    if getattr(client, "nodes_manager", None) is None:
         raise Unsupported("a client that is neither a single-server nor a cluster client")
+    if key is None:
+        raise Unsupported("a cluster client, for keys that spread over slots (no one node)")
     kwargs = dict(client.get_connection_kwargs())
     kind = getattr(kwargs.get("connection_class"), "__name__", "")
     if "SSL" in kind or kwargs.get("ssl"):
