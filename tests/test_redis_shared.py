@@ -450,6 +450,13 @@ def own_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
 def _move_slot(cluster: RedisCluster, slot: int, source: RedisServer, target: RedisServer) -> None:
     """Reshard one slot from ``source`` to ``target``, keys and all (what
     ``redis-cli --cluster reshard`` does)."""
+    _move_keys(slot, source, target)
+    _hand_over(cluster, slot, target)
+
+
+def _move_keys(slot: int, source: RedisServer, target: RedisServer) -> None:
+    """The first half of a resharding: the slot's keys migrated, the slot not yet handed
+    over (the source answers ASK for it)."""
     source_id, target_id = (
         str(command(node.host, node.port, "CLUSTER", "MYID")) for node in (source, target)
     )
@@ -461,8 +468,47 @@ def _move_slot(cluster: RedisCluster, slot: int, source: RedisServer, target: Re
             source.host, source.port, "MIGRATE", target.host, target.port, "", 0, 5000,
             "KEYS", *keys,
         )  # fmt: skip
+
+
+def _hand_over(cluster: RedisCluster, slot: int, target: RedisServer) -> None:
+    target_id = str(command(target.host, target.port, "CLUSTER", "MYID"))
     for node in cluster.nodes:
         command(node.host, node.port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+async def test_a_slot_half_moved_leaves_no_stale_read(own_cluster: RedisCluster, name: str) -> None:
+    """Keys migrated, slot not yet handed over: a driver follows ASK to the new node
+    unseen (its map still names the old one), while tracking listens on the old node,
+    which hears nothing of the writes made once the slot is handed over. Memory must
+    keep nothing from such a read: reads that fill memory go on the tracking
+    connection, whose ASK drops memory until the slot is tracked on its new node.
+    (Writes fail meanwhile: a script's keys are split between the nodes.)"""
+    other = Other(own_cluster.url, name)
+    try:
+        async with storage_on(own_cluster.url, name) as mine:
+            source = _node(own_cluster, _owner(own_cluster, mine))
+            target = next(node for node in own_cluster.nodes if node is not source)
+            await mine.update_session(api_id=1)
+            await mine.upsert_peers([user(1, 1)])
+            assert other("session") == 1 and other("get", 1) == 1
+            assert other("cached", 1) is True
+            tracker = other("tracker")
+            slot = _slot(source, mine)
+            _move_keys(slot, source, target)
+            assert other("session") == 1  # read where the keys are now (ASK)
+            _hand_over(own_cluster, slot, target)
+            await mine.update_session(api_id=2)
+            await mine.upsert_peers([user(1, 2)])
+            assert other("session") == 2  # not the 1 read through ASK
+            assert other("get", 1) == 2
+            new = await _tracking_again(other, tracker)
+            assert _tracked_on(target, new)
+            assert other("get", 1) == 2 and other("cached", 1) is True
+            await mine.update_session(api_id=3)
+            await mine.upsert_peers([user(1, 3)])
+            assert other("session") == 3 and other("get", 1) == 3
+    finally:
+        other.close()
 
 
 async def test_a_resharded_slot_moves_tracking_to_its_new_node_with_no_stale_read(

@@ -534,6 +534,21 @@ class RedisStorage(Storage):
                 pass  # the connection dropped meanwhile: the driver's own connection asks
         return await self._run(self._bound().hget(key, field))
 
+    async def _read_script(
+        self, script: redisdb.Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """A read whose answer memory may keep. On a cluster, on the tracking connection
+        while it is up: a slot half moved answers ``ASK`` there (memory is then dropped
+        until tracking is on the slot's new node), where the driver would follow it to
+        the new node unseen and memory keep what later writes there make stale."""
+        tracker = self._tracker
+        if self._cluster and tracker is not None and tracker.live:
+            try:
+                return await self._run(self._tracked_script(tracker, script, keys, args))
+            except OSError:
+                pass  # dropped, or not the slot's node: the driver asks (memory untrusted)
+        return await self._script(script, keys, args)
+
     async def _tracked(self, tracker: tracking.Tracker, command: tuple[Any, ...]) -> Any:
         (reply,) = await tracker.execute(command)
         if isinstance(reply, tracking.ResponseError):
@@ -541,6 +556,13 @@ class RedisStorage(Storage):
         return reply
 
     async def _read_session(self) -> SessionData | None:
+        tracker = self._tracker
+        if self._cluster and tracker is not None and tracker.live:  # see _read_script
+            try:
+                found = await self._run(self._tracked(tracker, ("HGETALL", self.keys.session)))
+                return layout.decode_session(dict(layout.pairs(found)), self._where)
+            except OSError:
+                pass
         fields = await self._run(self._bound().hgetall(self.keys.session))
         return layout.decode_session(fields, self._where)
 
@@ -550,7 +572,7 @@ class RedisStorage(Storage):
             value = await self._tracked_hget(keys.peers, peer_id)
             names = None
         else:
-            value, names = await self._script(
+            value, names = await self._read_script(
                 scripts.FIND_PEER, (keys.peers, keys.names), (peer_id,)
             )
         if value is None:
@@ -566,7 +588,7 @@ class RedisStorage(Storage):
     async def _find_holder(self, index: str, key: str, usernames: bool) -> Peer | None:
         """The newest peer the index gives ``key`` (one holder, nearly always)."""
         keys = self.keys
-        found = await self._script(
+        found = await self._read_script(
             scripts.FIND_HOLDERS, (index, keys.peers, keys.names), (key, "1" if usernames else "0")
         )
         newest: Peer | None = None
@@ -584,7 +606,7 @@ class RedisStorage(Storage):
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         keys = self.keys
         start = "-" if after is None else "(" + layout.order_member(after)
-        found = await self._script(
+        found = await self._read_script(
             scripts.READ_PEERS, (keys.ids, keys.peers, keys.names), (start, limit)
         )
         peers = []
