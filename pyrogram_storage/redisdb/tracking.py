@@ -79,7 +79,7 @@ Keys = list[bytes] | None
 
 
 class Unsupported(Exception):
-    """This connection cannot carry invalidations (TLS, a cluster...): say why, in words."""
+    """This connection cannot carry invalidations (TLS...): say why, in words."""
 
 
 class NotOwner(ConnectionError):
