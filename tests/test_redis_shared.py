@@ -393,6 +393,31 @@ async def test_a_cluster_storage_tracks_on_the_node_serving_its_slot(
         assert (await mine.peer_by_id(1)).access_hash == 13
 
 
+@pytest.mark.parametrize("driver", ["redis", "valkey"])
+async def test_both_drivers_track_a_cluster_session_on_its_node(
+    redis_cluster: RedisCluster, name: str, driver: str
+) -> None:
+    def shared() -> RedisStorage:
+        return RedisStorage.from_url(
+            redis_cluster.url, name=name, driver=driver, commit_interval=0, username_ttl=None
+        )
+
+    async with shared() as one, shared() as two:
+        owner = _node(redis_cluster, _owner(redis_cluster, one))
+        for storage in (one, two):
+            assert storage._tracker is not None and storage._tracker.live
+            assert storage._tracker.address.node == (owner.host, owner.port)
+        await one.upsert_peers([user(1, 1)])
+        assert (await two.peer_by_id(1)).access_hash == 1
+        assert two.cached_peer(1) is not None
+        for step in range(2, 102):
+            writer, reader = (one, two) if step % 2 else (two, one)
+            await writer.upsert_peers([user(1, step)])
+            assert (await reader.peer_by_id(1)).access_hash == step, step
+            await writer.update_session(api_id=step)
+            assert (await reader.get_session()).api_id == step, step
+
+
 async def test_a_thousand_alternating_writes_on_a_cluster_leave_no_stale_read(
     redis_cluster: RedisCluster, name: str, other_on_cluster: Other
 ) -> None:
@@ -543,6 +568,32 @@ async def test_a_resharded_slot_moves_tracking_to_its_new_node_with_no_stale_rea
             assert (await mine.peer_by_id(1)).access_hash == 4
     finally:
         other.close()
+
+
+async def test_the_cluster_clients_map_naming_another_node_stops_trust(
+    own_cluster: RedisCluster, name: str
+) -> None:
+    """The driver met a MOVED (here: a count after a resharding) before the tracking
+    connection did: the check before memory answers sees its map name another node,
+    memory is not trusted, and tracking moves there."""
+    async with storage_on(own_cluster.url, name) as mine:
+        source = _node(own_cluster, _owner(own_cluster, mine))
+        target = next(node for node in own_cluster.nodes if node is not source)
+        tracker = mine._tracker
+        assert tracker is not None and tracker.live
+        await mine.upsert_peers([user(1, 1)])
+        _move_slot(own_cluster, _slot(source, mine), source, target)
+        assert await mine.count_peers() == 1  # on the driver: it follows the MOVED
+        assert tracker.live and tracker.address.node == (source.host, source.port)
+        assert mine._catch_up() is False  # the map names the target now
+        assert not tracker.live
+        for _ in range(600):
+            if tracker.live:
+                break
+            await asyncio.sleep(0.05)
+        assert tracker.live and tracker.address.node == (target.host, target.port)
+        assert (await mine.peer_by_id(1)).access_hash == 1
+        assert mine.cached_peer(1) is not None and mine._catch_up() is True
 
 
 async def test_a_restarted_cluster_node_leaves_no_stale_read(
