@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import sys
 import time
@@ -29,7 +30,7 @@ from pyrogram_storage import BackendError, Peer, PeerType, UpdateState
 from pyrogram_storage.redisdb.storage import RedisStorage
 
 from . import shared_peer
-from .servers.redisserver import RedisServer, command
+from .servers.redisserver import RedisCluster, RedisServer, _encode, _read_reply, command
 
 pytestmark = pytest.mark.redis
 
@@ -320,18 +321,382 @@ async def _until_stored(storage: RedisStorage, peer: Peer) -> None:
     raise AssertionError("the server did not come back")
 
 
-async def test_a_cluster_storage_asks_the_server_every_time(redis_cluster: Any) -> None:
-    """No tracking on a cluster (yet): shared storages there read from the server."""
-    name = f"shared_{uuid.uuid4().hex[:12]}"
-    one = RedisStorage.from_url(redis_cluster.url, name=name, commit_interval=0)
-    two = RedisStorage.from_url(redis_cluster.url, name=name, commit_interval=0)
-    async with one, two:
-        assert one._tracker is None
+# -- a Redis Cluster: tracking on the node that serves the session's slot ---------------------
+
+
+@pytest.fixture
+def other_on_cluster(redis_cluster: RedisCluster, name: str) -> Iterator[Other]:
+    process = Other(redis_cluster.url, name)
+    try:
+        yield process
+    finally:
+        process.close()
+
+
+def _slot(node: RedisServer, storage: RedisStorage) -> int:
+    return int(str(command(node.host, node.port, "CLUSTER", "KEYSLOT", storage.keys.schema)))
+
+
+def _owner(cluster: RedisCluster, storage: RedisStorage, asked: RedisServer | None = None) -> int:
+    """The port of the primary that ``asked`` (a live node) says serves the storage's slot."""
+    asked = asked or cluster.nodes[0]
+    slot = _slot(asked, storage)
+    for line in str(command(asked.host, asked.port, "CLUSTER", "NODES")).splitlines():
+        fields = line.split()
+        flags = fields[2].split(",")
+        if "master" not in flags or "fail" in flags:
+            continue
+        for part in fields[8:]:
+            first, _, last = part.partition("-")
+            if not first.startswith("[") and int(first) <= slot <= int(last or first):
+                return int(fields[1].split("@")[0].rsplit(":", 1)[1])
+    raise AssertionError(f"no primary serves slot {slot}")
+
+
+def _node(cluster: RedisCluster, port: int) -> RedisServer:
+    return next(node for node in cluster.nodes if node.port == port)
+
+
+def _tracked_on(node: RedisServer, client_id: int) -> bool:
+    """Whether ``node`` holds the connection ``client_id``."""
+    return bool(command(node.host, node.port, "CLIENT", "LIST", "ID", client_id))
+
+
+def _eventually(check: Any, what: str) -> None:
+    for _ in range(600):
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"not within 30 s: {what}")
+
+
+async def test_a_cluster_storage_tracks_on_the_node_serving_its_slot(
+    redis_cluster: RedisCluster, name: str, other_on_cluster: Other
+) -> None:
+    other = other_on_cluster
+    async with storage_on(redis_cluster.url, name) as mine:
+        tracker = mine._tracker
+        assert tracker is not None and tracker.live
+        owner = _node(redis_cluster, _owner(redis_cluster, mine))
+        assert tracker.address.node == (owner.host, owner.port)
+        assert tracker.client_id is not None and _tracked_on(owner, tracker.client_id)
+        await mine.upsert_peers([user(1, 10)])
+        assert other("get", 1) == 10
+        assert other("cached", 1) is True  # B answers from memory from now on...
+        await mine.upsert_peers([user(1, 11)])
+        assert other("get", 1) == 11  # ...until A changes the peer
+        assert other("put", 1, 12) is True
+        assert (await mine.peer_by_id(1)).access_hash == 12
+        assert mine.cached_peer(1) is not None
+        assert other("put", 1, 13) is True
+        assert mine.cached_peer(1) is None  # dropped: the slot's node said B changed it
+        assert (await mine.peer_by_id(1)).access_hash == 13
+
+
+@pytest.mark.parametrize("driver", ["redis", "valkey"])
+async def test_both_drivers_track_a_cluster_session_on_its_node(
+    redis_cluster: RedisCluster, name: str, driver: str
+) -> None:
+    def shared() -> RedisStorage:
+        return RedisStorage.from_url(
+            redis_cluster.url, name=name, driver=driver, commit_interval=0, username_ttl=None
+        )
+
+    async with shared() as one, shared() as two:
+        owner = _node(redis_cluster, _owner(redis_cluster, one))
+        for storage in (one, two):
+            assert storage._tracker is not None and storage._tracker.live
+            assert storage._tracker.address.node == (owner.host, owner.port)
         await one.upsert_peers([user(1, 1)])
         assert (await two.peer_by_id(1)).access_hash == 1
-        assert two.cached_peer(1) is None
-        await one.upsert_peers([user(1, 2)])
-        assert (await two.peer_by_id(1)).access_hash == 2
+        assert two.cached_peer(1) is not None
+        for step in range(2, 102):
+            writer, reader = (one, two) if step % 2 else (two, one)
+            await writer.upsert_peers([user(1, step)])
+            assert (await reader.peer_by_id(1)).access_hash == step, step
+            await writer.update_session(api_id=step)
+            assert (await reader.get_session()).api_id == step, step
+
+
+async def test_a_thousand_alternating_writes_on_a_cluster_leave_no_stale_read(
+    redis_cluster: RedisCluster, name: str, other_on_cluster: Other
+) -> None:
+    other = other_on_cluster
+    hits = 0
+    async with storage_on(redis_cluster.url, name) as mine:
+        await mine.upsert_peers([user(1, 0)])
+        await mine.update_session(api_id=1)
+        for step in range(1, ROUNDS + 1):
+            mine_value, other_value = 2 * step, 2 * step + 1
+            await mine.upsert_peers([user(1, mine_value)])
+            await mine.update_session(api_id=mine_value)
+            await mine.set_update_states([UpdateState(1, pts=mine_value)])
+            assert other("get", 1) == mine_value, step
+            assert other("session") == mine_value, step
+            assert other("state", 1) == mine_value, step
+            hits += other("cached", 1)
+            assert other("put", 1, other_value) is True
+            assert other("set_session", other_value) is True
+            assert other("set_state", 1, other_value) is True
+            assert (await mine.peer_by_id(1)).access_hash == other_value, step
+            assert (await mine.get_session()).api_id == other_value, step
+            assert [s.pts for s in await mine.get_update_states([1])] == [other_value], step
+            hits += mine.cached_peer(1) is not None
+    assert hits > ROUNDS  # memory answered (the test is not only of the server)
+
+
+async def test_a_killed_invalidation_connection_on_a_cluster_leaves_no_stale_read(
+    redis_cluster: RedisCluster, name: str, other_on_cluster: Other
+) -> None:
+    other = other_on_cluster
+    async with storage_on(redis_cluster.url, name) as mine:
+        owner = _node(redis_cluster, _owner(redis_cluster, mine))
+        await mine.upsert_peers([user(1, 1)])
+        assert other("get", 1) == 1 and other("cached", 1) is True
+        tracker = other("tracker")
+        assert command(owner.host, owner.port, "CLIENT", "KILL", "ID", tracker) == 1
+        await mine.upsert_peers([user(1, 2)])  # while B hears nothing
+        assert other("get", 1) == 2
+        assert other("cached", 1) is False  # not trusted: memory is not used
+        new = await _tracking_again(other, tracker)
+        assert new != tracker and _tracked_on(owner, new)
+        assert other("get", 1) == 2 and other("cached", 1) is True
+        await mine.upsert_peers([user(1, 3)])
+        assert other("get", 1) == 3
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[RedisCluster]:
+    """A cluster of the test's own (nodes are stopped, killed and moved)."""
+    with RedisCluster(tmp_path / "cluster", appendonly=True) as cluster:
+        yield cluster
+
+
+def _move_slot(cluster: RedisCluster, slot: int, source: RedisServer, target: RedisServer) -> None:
+    """Reshard one slot from ``source`` to ``target``, keys and all (what
+    ``redis-cli --cluster reshard`` does)."""
+    _move_keys(slot, source, target)
+    _hand_over(cluster, slot, target)
+
+
+def _move_keys(slot: int, source: RedisServer, target: RedisServer) -> None:
+    """The first half of a resharding: the slot's keys migrated, the slot not yet handed
+    over (the source answers ASK for it)."""
+    source_id, target_id = (
+        str(command(node.host, node.port, "CLUSTER", "MYID")) for node in (source, target)
+    )
+    command(target.host, target.port, "CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+    command(source.host, source.port, "CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+    while keys := command(source.host, source.port, "CLUSTER", "GETKEYSINSLOT", slot, 100):
+        assert isinstance(keys, list)
+        command(
+            source.host, source.port, "MIGRATE", target.host, target.port, "", 0, 5000,
+            "KEYS", *keys,
+        )  # fmt: skip
+
+
+def _hand_over(cluster: RedisCluster, slot: int, target: RedisServer) -> None:
+    target_id = str(command(target.host, target.port, "CLUSTER", "MYID"))
+    for node in cluster.nodes:
+        command(node.host, node.port, "CLUSTER", "SETSLOT", slot, "NODE", target_id)
+
+
+async def test_a_slot_half_moved_leaves_no_stale_read(own_cluster: RedisCluster, name: str) -> None:
+    """Keys migrated, slot not yet handed over: a driver follows ASK to the new node
+    unseen (its map still names the old one), while tracking listens on the old node,
+    which hears nothing of the writes made once the slot is handed over. Memory must
+    keep nothing from such a read: reads that fill memory go on the tracking
+    connection, whose ASK drops memory until the slot is tracked on its new node.
+    (Writes fail meanwhile: a script's keys are split between the nodes.)"""
+    other = Other(own_cluster.url, name)
+    try:
+        async with storage_on(own_cluster.url, name) as mine:
+            source = _node(own_cluster, _owner(own_cluster, mine))
+            target = next(node for node in own_cluster.nodes if node is not source)
+            await mine.update_session(api_id=1)
+            await mine.upsert_peers([user(1, 1)])
+            assert other("session") == 1 and other("get", 1) == 1
+            assert other("cached", 1) is True
+            tracker = other("tracker")
+            slot = _slot(source, mine)
+            _move_keys(slot, source, target)
+            assert other("session") == 1  # read where the keys are now (ASK)
+            _hand_over(own_cluster, slot, target)
+            await mine.update_session(api_id=2)
+            await mine.upsert_peers([user(1, 2)])
+            assert other("session") == 2  # not the 1 read through ASK
+            assert other("get", 1) == 2
+            new = await _tracking_again(other, tracker)
+            assert _tracked_on(target, new)
+            assert other("get", 1) == 2 and other("cached", 1) is True
+            await mine.update_session(api_id=3)
+            await mine.upsert_peers([user(1, 3)])
+            assert other("session") == 3 and other("get", 1) == 3
+    finally:
+        other.close()
+
+
+async def test_a_resharded_slot_moves_tracking_to_its_new_node_with_no_stale_read(
+    own_cluster: RedisCluster, name: str
+) -> None:
+    other = Other(own_cluster.url, name)
+    try:
+        async with storage_on(own_cluster.url, name) as mine:
+            source = _node(own_cluster, _owner(own_cluster, mine))
+            target = next(node for node in own_cluster.nodes if node is not source)
+            await mine.upsert_peers([user(1, 1)])
+            assert other("get", 1) == 1 and other("cached", 1) is True
+            tracker = other("tracker")
+            assert _tracked_on(source, tracker)
+            _move_slot(own_cluster, _slot(source, mine), source, target)
+            for node in own_cluster.nodes:
+                assert _owner(own_cluster, mine, node) == target.port
+            await mine.upsert_peers([user(1, 2)])  # MOVED on A's tracker: sent again
+            assert other("get", 1) == 2  # B's memory is not trusted: no stale 1
+            new = await _tracking_again(other, tracker)
+            assert _tracked_on(target, new)
+            assert other("get", 1) == 2 and other("cached", 1) is True
+            await mine.upsert_peers([user(1, 3)])
+            assert other("get", 1) == 3
+            assert mine._tracker is not None
+            for _ in range(600):
+                if mine._tracker.live:
+                    break
+                await asyncio.sleep(0.05)
+            assert mine._tracker.address.node == (target.host, target.port)
+            assert other("put", 1, 4) is True
+            assert (await mine.peer_by_id(1)).access_hash == 4
+    finally:
+        other.close()
+
+
+async def test_the_cluster_clients_map_naming_another_node_stops_trust(
+    own_cluster: RedisCluster, name: str
+) -> None:
+    """The driver met a MOVED (here: a count after a resharding) before the tracking
+    connection did: the check before memory answers sees its map name another node,
+    memory is not trusted, and tracking moves there."""
+    async with storage_on(own_cluster.url, name) as mine:
+        source = _node(own_cluster, _owner(own_cluster, mine))
+        target = next(node for node in own_cluster.nodes if node is not source)
+        tracker = mine._tracker
+        assert tracker is not None and tracker.live
+        await mine.upsert_peers([user(1, 1)])
+        _move_slot(own_cluster, _slot(source, mine), source, target)
+        assert await mine.count_peers() == 1  # on the driver: it follows the MOVED
+        assert tracker.live and tracker.address.node == (source.host, source.port)
+        assert mine._catch_up() is False  # the map names the target now
+        assert not tracker.live
+        for _ in range(600):
+            if tracker.live:
+                break
+            await asyncio.sleep(0.05)
+        assert tracker.live and tracker.address.node == (target.host, target.port)
+        assert (await mine.peer_by_id(1)).access_hash == 1
+        assert mine.cached_peer(1) is not None and mine._catch_up() is True
+
+
+async def test_a_restarted_cluster_node_leaves_no_stale_read(
+    own_cluster: RedisCluster, name: str
+) -> None:
+    other = Other(own_cluster.url, name)
+    try:
+        async with storage_on(own_cluster.url, name) as mine:
+            owner = _node(own_cluster, _owner(own_cluster, mine))
+            await mine.upsert_peers([user(1, 1)])
+            assert other("get", 1) == 1 and other("cached", 1) is True
+            other("tracker")
+            owner.stop()
+            down = other("get", 1)
+            assert down["error"] == "BackendError", down  # not the value held in memory
+            with pytest.raises(BackendError):
+                await mine.peer_by_id(1)
+            owner.start()
+            await _until_stored(mine, user(1, 2))
+            assert other("get", 1) == 2
+            # B found its connection closed (its lookup above): any id now is a new one
+            # (a restarted server numbers its clients from 1 again).
+            new = await _tracking_again(other, None)
+            assert _tracked_on(owner, new)
+            assert other("get", 1) == 2 and other("cached", 1) is True
+            await mine.upsert_peers([user(1, 3)])
+            assert other("get", 1) == 3
+    finally:
+        other.close()
+
+
+async def test_a_failed_over_primary_leaves_no_stale_read(
+    own_cluster: RedisCluster, name: str, tmp_path: Path
+) -> None:
+    """The primary serving the session's slot dies; its replica takes over (``CLUSTER
+    FAILOVER TAKEOVER``, which waits for no timeout): BackendError meanwhile, then
+    tracking on the new primary and no stale read."""
+    other = Other(own_cluster.url, name)
+    try:
+        async with storage_on(own_cluster.url, name) as mine:
+            primary = _node(own_cluster, _owner(own_cluster, mine))
+            replica = _add_replica(own_cluster, primary, tmp_path / "replica")
+            await mine.upsert_peers([user(1, 1)])
+            _eventually(lambda: _replicated(replica, mine.keys.peers), "the replica holds the peer")
+            assert other("get", 1) == 1 and other("cached", 1) is True
+            tracker = other("tracker")
+            primary.kill()
+            down = other("get", 1)
+            assert down["error"] == "BackendError", down
+            command(replica.host, replica.port, "CLUSTER", "FAILOVER", "TAKEOVER")
+            _eventually(
+                lambda: "role:master" in str(command(replica.host, replica.port, "INFO")),
+                "the replica took over",
+            )
+            await _until_stored(mine, user(1, 2))
+            await _until_seen(other, 1, 2)  # B's client may fail until it maps the slot anew
+            new = await _tracking_again(other, tracker)
+            assert _tracked_on(replica, new)
+            assert other("get", 1) == 2 and other("cached", 1) is True
+            await mine.upsert_peers([user(1, 3)])
+            assert other("get", 1) == 3
+    finally:
+        other.close()
+
+
+async def _until_seen(other: Other, peer_id: int, access_hash: int) -> None:
+    """B answers ``access_hash`` for the peer, once its calls stop failing: every answer
+    it gives meanwhile is an error, never another value."""
+    for _ in range(300):
+        found = other("get", peer_id)
+        if not isinstance(found, dict):
+            assert found == access_hash
+            return
+        assert found["error"] == "BackendError", found
+        await asyncio.sleep(0.1)
+    raise AssertionError("the other process's calls kept failing")
+
+
+def _add_replica(cluster: RedisCluster, primary: RedisServer, directory: Path) -> RedisServer:
+    replica = RedisServer(directory, appendonly=True, cluster=True)
+    cluster.nodes.append(replica)  # stopped with the cluster
+    replica.start()
+    primary_id = str(command(primary.host, primary.port, "CLUSTER", "MYID"))
+    command(replica.host, replica.port, "CLUSTER", "MEET", primary.host, primary.port)
+    _eventually(
+        lambda: primary_id in str(command(replica.host, replica.port, "CLUSTER", "NODES")),
+        "the new node knows the primary",
+    )
+    command(replica.host, replica.port, "CLUSTER", "REPLICATE", primary_id)
+    _eventually(
+        lambda: "master_link_status:up" in str(command(replica.host, replica.port, "INFO")),
+        "the replica is in sync",
+    )
+    return replica
+
+
+def _replicated(replica: RedisServer, key: str) -> bool:
+    """Whether the replica holds peer 1 in ``key`` (read on the replica: READONLY)."""
+    with socket.create_connection((replica.host, replica.port), timeout=5) as sock:
+        sock.sendall(_encode(["READONLY"]) + _encode(["HEXISTS", key, 1]))
+        with sock.makefile("rb") as reader:
+            _read_reply(reader)
+            return _read_reply(reader) == 1
 
 
 # -- RedisKV(client_cache=True): the same machinery for bot state --------------------------------

@@ -87,8 +87,9 @@ class MongoStorage(Storage):
         process writes this session. It then keeps peers in memory (``peer_cache_size``),
         answers lookups by id from there and does not write a peer again that did not
         change; session fields are served from memory too. Leave it False (the default)
-        when several bot instances share the session: each then reads what the others
-        wrote.
+        when several bot instances share the session: each then keeps no memory and
+        reads what the others wrote on every lookup (a change stream could not say
+        "nothing changed" without a round trip of its own).
     :param options: ``username_ttl``, ``session_string``, ``peer_cache_size``,
         ``commit_interval``, ``read_only`` (see :class:`~pyrogram_storage.Storage`).
     :raises InvalidTypeError: ``connection`` is neither an asynchronous MongoDB client

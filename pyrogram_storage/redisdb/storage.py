@@ -78,8 +78,10 @@ class RedisStorage(Storage):
         looked up are then kept in memory too (``peer_cache_size``), and the server
         says what the others change (``CLIENT TRACKING`` on a connection of the
         storage's own, see :mod:`pyrogram_storage.redisdb.tracking`): a lookup made
-        after another process's write was acknowledged sees it. While that connection
-        is down, and on a cluster or over TLS, every lookup asks the server.
+        after another process's write was acknowledged sees it; on a cluster that
+        connection goes to the node serving the session's slot, and moves with it.
+        While that connection is down (or the slot moving), and over TLS, every lookup
+        asks the server.
     :param options: ``username_ttl``, ``session_string``, ``peer_cache_size``,
         ``commit_interval``, ``read_only`` (see :class:`~pyrogram_storage.Storage`).
     :raises InvalidTypeError: ``client`` is not an asyncio redis-py or valkey client (a
@@ -136,6 +138,8 @@ class RedisStorage(Storage):
         self._idle: asyncio.Event | None = None  # set when the last of them ends
         self._version = 0
         self._tracker: tracking.Tracker | None = None
+        self._cluster = False  # tracking on the node serving the session's slot
+        self._slot = 0  # on a cluster: that slot
         self._tag = (self.keys.tag + ":").encode()
         self._writer = secrets.token_hex(6)  # names this object in its changed-peer keys
 
@@ -325,15 +329,36 @@ class RedisStorage(Storage):
             raise
 
     async def _track(self, client: Any) -> None:
-        """Start hearing of other writers' changes (nothing where that cannot be had)."""
+        """Start hearing of other writers' changes (nothing where that cannot be had).
+
+        On a cluster, on the primary serving the session's slot (its keys share one
+        hash tag): :mod:`.tracking` says how a move of the slot is noticed.
+        """
+        cluster = redisdb.is_cluster(client)
         try:
-            address = tracking.address_of(client)
+            address = tracking.address_of(client, self.keys.schema)
+        except tracking.NotOwner:
+            address = None  # the cluster's map is in flux: found by the background task
         except tracking.Unsupported as exc:
             log.debug("%r: no invalidated cache, every lookup asks the server: %s", self, exc)
             return
-        tracker = tracking.Tracker(address, self._tag, self._invalidated, self._tracking_changed)
+        tracker = tracking.Tracker(
+            address or tracking.Address(None, 0, None, None, None, None),
+            self._tag,
+            self._invalidated,
+            self._tracking_changed,
+            self._locate if cluster else None,
+        )
+        self._cluster = cluster
+        if cluster:
+            self._slot = client.keyslot(self.keys.schema)
         try:
+            if address is None:
+                raise tracking.NotOwner("no node serves the session's slot")
             await tracker.start()
+        except tracking.NotOwner as exc:
+            log.info("%r: tracking waits for the cluster to settle: %s", self, exc)
+            tracker.start_later()
         except tracking.Unsupported as exc:
             log.warning("%r: no invalidated cache, every lookup asks the server: %s", self, exc)
             return
@@ -343,6 +368,13 @@ class RedisStorage(Storage):
                 f"changes: {exc}"
             ) from exc
         self._tracker = tracker
+
+    async def _locate(self) -> tracking.Address:
+        """Where the session's slot is served now: a command on the slot first, which
+        makes the cluster client follow a move and refresh its map."""
+        client = self._bound()
+        await client.exists(self.keys.schema)
+        return tracking.address_of(client, self.keys.schema)
 
     async def _untrack(self) -> None:
         tracker, self._tracker = self._tracker, None
@@ -358,7 +390,25 @@ class RedisStorage(Storage):
 
     def _catch_up(self) -> bool:
         tracker = self._tracker
-        return tracker is not None and tracker.drain()
+        if tracker is None:
+            return False
+        if self._cluster and tracker.live and not self._owner_tracked(tracker):
+            return False
+        return tracker.drain()
+
+    def _owner_tracked(self, tracker: tracking.Tracker) -> bool:
+        """Whether the cluster client's map still names the tracked node for the slot
+        (it follows a ``MOVED`` one of its commands met); if not, tracking is set up
+        on the new owner and memory is not trusted until then."""
+        client = self._open_client
+        try:
+            owner = tracking.owner_of(client, self._slot)
+        except Exception:  # the driver's SlotNotCoveredError: no owner known
+            owner = None
+        if owner == tracker.address.node:
+            return True
+        tracker.lose(f"the cluster client's map moved the session's slot to {owner}")
+        return False
 
     def _tracking_changed(self, trusted: bool) -> None:
         if trusted:
@@ -450,8 +500,11 @@ class RedisStorage(Storage):
             # On the tracking connection (NOLOOP): the server does not tell this storage
             # of its own writes, so memory keeps what it wrote; what others write after
             # is told after the reply, on the same connection.
-            await self._run(self._tracked_script(tracker, scripts.APPLY, self.keys.all, args))
-            return
+            try:
+                await self._run(self._tracked_script(tracker, scripts.APPLY, self.keys.all, args))
+                return
+            except tracking.NotOwner:
+                pass  # a cluster node no longer serving the slot ran nothing: the driver
         await self._script(scripts.APPLY, self.keys.all, args)
 
     async def _tracked_script(
@@ -481,6 +534,21 @@ class RedisStorage(Storage):
                 pass  # the connection dropped meanwhile: the driver's own connection asks
         return await self._run(self._bound().hget(key, field))
 
+    async def _read_script(
+        self, script: redisdb.Script, keys: Sequence[str], args: Sequence[Any]
+    ) -> Any:
+        """A read whose answer memory may keep. On a cluster, on the tracking connection
+        while it is up: a slot half moved answers ``ASK`` there (memory is then dropped
+        until tracking is on the slot's new node), where the driver would follow it to
+        the new node unseen and memory keep what later writes there make stale."""
+        tracker = self._tracker
+        if self._cluster and tracker is not None and tracker.live:
+            try:
+                return await self._run(self._tracked_script(tracker, script, keys, args))
+            except OSError:
+                pass  # dropped, or not the slot's node: the driver asks (memory untrusted)
+        return await self._script(script, keys, args)
+
     async def _tracked(self, tracker: tracking.Tracker, command: tuple[Any, ...]) -> Any:
         (reply,) = await tracker.execute(command)
         if isinstance(reply, tracking.ResponseError):
@@ -488,6 +556,13 @@ class RedisStorage(Storage):
         return reply
 
     async def _read_session(self) -> SessionData | None:
+        tracker = self._tracker
+        if self._cluster and tracker is not None and tracker.live:  # see _read_script
+            try:
+                found = await self._run(self._tracked(tracker, ("HGETALL", self.keys.session)))
+                return layout.decode_session(dict(layout.pairs(found)), self._where)
+            except OSError:
+                pass
         fields = await self._run(self._bound().hgetall(self.keys.session))
         return layout.decode_session(fields, self._where)
 
@@ -497,7 +572,7 @@ class RedisStorage(Storage):
             value = await self._tracked_hget(keys.peers, peer_id)
             names = None
         else:
-            value, names = await self._script(
+            value, names = await self._read_script(
                 scripts.FIND_PEER, (keys.peers, keys.names), (peer_id,)
             )
         if value is None:
@@ -513,7 +588,7 @@ class RedisStorage(Storage):
     async def _find_holder(self, index: str, key: str, usernames: bool) -> Peer | None:
         """The newest peer the index gives ``key`` (one holder, nearly always)."""
         keys = self.keys
-        found = await self._script(
+        found = await self._read_script(
             scripts.FIND_HOLDERS, (index, keys.peers, keys.names), (key, "1" if usernames else "0")
         )
         newest: Peer | None = None
@@ -531,7 +606,7 @@ class RedisStorage(Storage):
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         keys = self.keys
         start = "-" if after is None else "(" + layout.order_member(after)
-        found = await self._script(
+        found = await self._read_script(
             scripts.READ_PEERS, (keys.ids, keys.peers, keys.names), (start, limit)
         )
         peers = []

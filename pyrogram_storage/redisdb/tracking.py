@@ -28,10 +28,21 @@ connects again with growing pauses, turns tracking on again, and trusts again
 (flushing once more). Neither redis-py's nor valkey's asyncio client has client-side
 caching of its own (redis-py has it on its synchronous client only).
 
+On a Redis Cluster the connection goes to the primary that serves the session's slot
+(all its keys share one hash tag, so one slot, so one node: :func:`address_of` with
+the ``key``), and the setup checks that node still serves it (``EXISTS`` on the key:
+a node that does not answers ``MOVED``, ``ASK``, ``TRYAGAIN`` or ``CLUSTERDOWN``).
+A redirection in the reply to any command sent on it later means the slot moved (a
+failover, a resharding): tracking there is dropped as if the connection had dropped,
+and the reconnecting task asks where the slot is now (``locate``: the cluster
+client's own map, refreshed by a command on the slot) before it connects again. The
+caller checks, before trusting memory, that the cluster client's map still names this
+node (:meth:`Tracker.lose` otherwise).
+
 Not supported (the cache is then never trusted, and every lookup asks the server): a
-TLS connection, a client whose credentials come from a provider, a cluster client, an
-event loop without ``add_reader`` (Windows' proactor), a server refusing the commands
-(older than 6, or an ACL without ``CLIENT`` or ``HELLO``).
+TLS connection, a client whose credentials come from a provider, an event loop without
+``add_reader`` (Windows' proactor), a server refusing the commands (older than 6, or
+an ACL without ``CLIENT`` or ``HELLO``).
 """
 
 from __future__ import annotations
@@ -42,11 +53,20 @@ import contextlib
 import logging
 import select
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Address", "Push", "ResponseError", "Tracker", "Unsupported", "address_of", "parse"]
+__all__ = [
+    "Address",
+    "NotOwner",
+    "Push",
+    "ResponseError",
+    "Tracker",
+    "Unsupported",
+    "address_of",
+    "parse",
+]
 
 log = logging.getLogger("pyrogram_storage")
 
@@ -59,7 +79,19 @@ Keys = list[bytes] | None
 
 
 class Unsupported(Exception):
-    """This connection cannot carry invalidations (TLS, a cluster...): say why, in words."""
+    """This connection cannot carry invalidations (TLS...): say why, in words."""
+
+
+class NotOwner(ConnectionError):
+    """The cluster node does not serve the tracked slot (any more): nothing was done there."""
+
+
+_REDIRECTIONS = ("MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN")
+
+
+def redirected(reply: Any) -> bool:
+    """Whether a reply is a cluster's "not here" (the command was not run)."""
+    return isinstance(reply, ResponseError) and str(reply).startswith(_REDIRECTIONS)
 
 
 class _Incomplete(Exception):
@@ -78,20 +110,27 @@ class Address:
     timeout: float | None
     reply_timeout: float = 5.0
     db: int = 0
+    owns: str | None = None  #: a cluster node: the setup checks it serves this key
+
+    @property
+    def node(self) -> tuple[str | None, int]:
+        """The node's host and port (a cluster client's map names nodes so)."""
+        return self.host, self.port
 
     def __repr__(self) -> str:  # never the password
         where = self.path if self.path is not None else f"{self.host}:{self.port}"
         return f"Address({where!r})"
 
 
-def address_of(client: Any) -> Address:
-    """Where a (single-server) redis-py or valkey asyncio client connects.
+def address_of(client: Any, key: str | None = None) -> Address:
+    """Where a redis-py or valkey asyncio client connects; for a cluster client, the
+    primary its map says serves ``key`` (the session's slot).
 
-    :raises Unsupported: a cluster, TLS, or a credential provider.
+    :raises Unsupported: TLS, a credential provider, or a cluster client without ``key``.
     """
     pool = getattr(client, "connection_pool", None)
     if pool is None:
-        raise Unsupported("a cluster client (tracking per node is not implemented)")
+        return _node_address(client, key)
     kwargs = dict(getattr(pool, "connection_kwargs", {}))
     kind = getattr(pool, "connection_class", type(None)).__name__
     if "SSL" in kind or kwargs.get("ssl"):
@@ -108,6 +147,42 @@ def address_of(client: Any) -> Address:
         float(timeout),
         float(kwargs.get("socket_timeout") or 5.0),
         int(kwargs.get("db") or 0),
+    )
+
+
+def owner_of(client: Any, slot: int) -> tuple[str | None, int]:
+    """The host and port of the primary a cluster client's map says serves ``slot``
+    (dictionary look-ups, no I/O)."""
+    node = client.nodes_manager.get_node_from_slot(slot)
+    return node.host, int(node.port)
+
+
+def _node_address(client: Any, key: str | None) -> Address:
+    if getattr(client, "nodes_manager", None) is None:
+        raise Unsupported("a client that is neither a single-server nor a cluster client")
+    if key is None:
+        raise Unsupported("a cluster client, for keys that spread over slots (no one node)")
+    kwargs = dict(client.get_connection_kwargs())
+    kind = getattr(kwargs.get("connection_class"), "__name__", "")
+    if "SSL" in kind or kwargs.get("ssl"):
+        raise Unsupported("a TLS connection")
+    if kwargs.get("credential_provider") is not None:
+        raise Unsupported("credentials from a provider")
+    try:
+        host, port = owner_of(client, client.keyslot(key))
+    except Exception as exc:  # the driver's SlotNotCoveredError: the cluster is in flux
+        raise NotOwner(f"no node serves the session's slot: {exc}") from exc
+    timeout = kwargs.get("socket_connect_timeout") or kwargs.get("socket_timeout") or 5.0
+    return Address(
+        host,
+        port,
+        None,
+        kwargs.get("username"),
+        kwargs.get("password"),
+        float(timeout),
+        float(kwargs.get("socket_timeout") or 5.0),
+        int(kwargs.get("db") or 0),
+        key,
     )
 
 
@@ -185,6 +260,8 @@ class Tracker:
     :param trusted: called with False when the connection is lost, True once it is
         back (after which everything cached before must be dropped: the caller's
         ``trusted(True)`` does that).
+    :param locate: where to connect again after a loss (a cluster: the node serving
+        the slot now); by default ``address`` again.
     """
 
     def __init__(
@@ -193,8 +270,10 @@ class Tracker:
         prefix: bytes,
         invalidated: Callable[[Keys], None],
         trusted: Callable[[bool], None],
+        locate: Callable[[], Awaitable[Address]] | None = None,
     ) -> None:
         self.address = address
+        self._locate = locate
         self.prefix = prefix
         self._invalidated = invalidated
         self._trusted = trusted
@@ -278,10 +357,15 @@ class Tracker:
             command("CLIENT", "ID"),
             command(*track),
         ]
+        if address.owns is not None:
+            # After tracking is on: a node that serves the key now hears of its changes.
+            setup.append(command("EXISTS", address.owns))
         await loop.sock_sendall(sock, b"".join(setup))
         replies = await self._replies(loop, sock, len(setup))
         client_id = replies[2]
         for reply in replies:
+            if redirected(reply):
+                raise NotOwner(f"{address!r} does not serve the session's slot: {reply}")
             if isinstance(reply, ResponseError):
                 raise Unsupported(f"the server refused the setup: {reply}")
         self.client_id = int(client_id)
@@ -356,6 +440,9 @@ class Tracker:
         """Send commands on this connection at once and return their replies, in order (a
         refused one as a :class:`ResponseError` value, not raised).
 
+        :raises NotOwner: a cluster node answered that it does not serve the slot (the
+            commands were not run; tracking there is dropped, to be set up on the node
+            that does).
         :raises ConnectionError: the connection is down, or dropped before the replies.
         """
         loop = self._loop
@@ -369,7 +456,7 @@ class Tracker:
         self._send(b"".join(command(*parts) for parts in commands))
         timer = loop.call_later(self.address.reply_timeout, self._late, futures[-1])
         try:
-            return [await future for future in futures]
+            replies = [await future for future in futures]
         except BaseException:
             for future in futures:  # the connection failed them all: their errors are told
                 if future.done() and not future.cancelled():
@@ -377,6 +464,19 @@ class Tracker:
             raise
         finally:
             timer.cancel()
+        for reply in replies:
+            if redirected(reply):
+                self.lose(f"the cluster moved the session's slot ({reply})")
+                raise NotOwner(f"{self.address!r} does not serve the session's slot: {reply}")
+        return replies
+
+    def lose(self, why: str) -> None:
+        """Drop tracking here as if the connection had dropped (the caller learnt that
+        this node no longer serves the slot): untrusted, and set up again elsewhere."""
+        if self._sock is not None:
+            self._lost(why)
+        elif self._reconnecting is None and not self._stopped:
+            self._retry_later()
 
     def _late(self, future: asyncio.Future[Any]) -> None:
         if not future.done():
@@ -485,9 +585,19 @@ class Tracker:
             return
         log.warning("the Redis invalidation connection dropped (%s); connecting again", why)
         self._trusted(False)
+        self._retry_later()
+
+    def _retry_later(self) -> None:
         loop = self._loop
         if self._reconnecting is None and loop is not None and not loop.is_closed():
             self._reconnecting = loop.create_task(self._reconnect())
+
+    def start_later(self) -> None:
+        """Set up tracking in the background (not trusted meanwhile): :meth:`start` found
+        the cluster in flux."""
+        self._stopped = False
+        self._loop = asyncio.get_running_loop()
+        self._retry_later()
 
     async def _reconnect(self) -> None:
         delay = _RETRY_FIRST
@@ -495,6 +605,8 @@ class Tracker:
             while not self._stopped:
                 await asyncio.sleep(delay)
                 try:
+                    if self._locate is not None:
+                        self.address = await self._locate()
                     await self.start()
                 except asyncio.CancelledError:
                     raise
