@@ -24,6 +24,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from . import _pending
 from ._authorization import Authorization
 from ._index import Columns
+from ._lifecycle import Lifecycle
 from ._peers import Peers, Primitives, peer_of
 from ._pending import STATE_DELETED, Changes, PendingWrites
 from .errors import BackendError, PeerNotFound
@@ -325,17 +326,19 @@ class Engine:
             after = batch[-1].id
 
 
-class EngineHooks:
+class EngineHooks(Lifecycle):
     """What backends and the client glue call on a storage beside its public methods.
 
-    A backend may override the optional reads below to make the engine faster (each
-    has a default that works); backends that
-    :attr:`~pyrogram_storage.Storage.delivers_invalidations` call (or override) the
-    shared-mode hooks; the client glue calls the fast paths, which keep the rules of
-    the public methods they stand for (``upsert_peers``, ``set_usernames``,
-    ``set_update_states``) on the tuples the clients hand in.
+    The lifecycle's hooks open and close the :class:`Engine` with the storage's
+    :class:`~._authorization.Authorization`. A backend may override the optional reads
+    below to make the engine faster (each has a default that works); backends that
+    :attr:`delivers_invalidations` call (or override) the shared-mode hooks; the client
+    glue calls the fast paths, which keep the rules of the public methods they stand
+    for (``upsert_peers``, ``set_usernames``, ``set_update_states``) on the tuples the
+    clients hand in.
     """
 
+    _auth: Authorization
     _engine: Engine
     _peer_engine: Peers
     _pending_writes: PendingWrites
@@ -353,9 +356,8 @@ class EngineHooks:
     def _check_writable(self) -> None:
         raise NotImplementedError  # the contract's rule
 
-    @property
-    def is_open(self) -> bool:
-        raise NotImplementedError  # the contract's state
+    async def save(self) -> None:
+        raise NotImplementedError  # the contract's: what ``async with`` does on a clean exit
 
     # The contract's lookups, which the glue's fast paths fall back on.
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
@@ -369,6 +371,23 @@ class EngineHooks:
 
     async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None:
         raise NotImplementedError  # the contract's primitive
+
+    # -- the lifecycle's hooks ----------------------------------------------------------
+
+    async def _opening(self) -> None:
+        await self._engine.open(self._auth)
+
+    async def _opened(self) -> None:
+        await self._engine.start(self._auth)
+
+    async def _closing(self) -> None:
+        await self._engine.close(self._auth)
+
+    def _abandon(self) -> bool:
+        return self._engine.abandon(self._auth)
+
+    async def _clean_exit(self) -> None:
+        await self.save()
 
     # -- optional reads: what a backend may override to make the engine faster ---------
 

@@ -5,10 +5,8 @@ arguments, keep the open/closed state, apply ``session_string=``, judge username
 freshness and translate backend failures. A backend implements the protected
 primitives below (``_open``, ``_apply``, ``_find_peer``...) and nothing else; a
 subclass of your own gets every rule for free, and :mod:`pyrogram_storage.testing`
-checks it against the whole contract.
-
-How it is made fast is not here but in the engine (:mod:`._engine`), and the session
-fields and their sealing in the authorization (:mod:`._authorization`).
+checks it against the whole contract. How it is made fast lives in the engine
+(:mod:`._engine`); the session fields and their sealing in :mod:`._authorization`.
 
 Writes of peers, usernames and update states are *visible* to every read the moment
 the call returns and *stored* within ``commit_interval`` seconds (at once when it is
@@ -28,7 +26,6 @@ from typing import Any, ClassVar, overload
 
 from ._authorization import Authorization
 from ._engine import Engine, EngineHooks, count_by_reading, each_peer
-from ._lifecycle import Lifecycle
 from ._pending import Changes
 from .crypto import Key
 from .errors import InvalidTypeError, InvalidValueError, PeerNotFound, ReadOnlyError
@@ -38,7 +35,7 @@ from .validation import (
     _MAX64,
     _MIN64,
     count,
-    int64,
+    int64s,
     interval,
     iterable,
     normalize_phone,
@@ -66,7 +63,7 @@ DEFAULT_PEER_CACHE_SIZE = 100_000
 """Peers a storage keeps in memory for lookups by id, when it is the session's only writer."""
 
 
-class Storage(Lifecycle, EngineHooks, abc.ABC):
+class Storage(EngineHooks, abc.ABC):
     """A session store: authorization data, the peer cache and the update state.
 
     A storage is constructed without I/O and without an event loop; :meth:`open` does
@@ -214,8 +211,7 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
     @abc.abstractmethod
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         """Return up to ``limit`` stored peers with ids above ``after``, ordered by id,
-        with their usernames. The engine reads every peer this way after :meth:`open`
-        to hold a small session in memory."""
+        with their usernames."""
 
     async def _count_peers(self) -> dict[str, int]:
         """Return how many peers of each type name are stored."""
@@ -256,19 +252,6 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         """
         await super().open()
         log.debug("opened %r", self)
-
-    # The lifecycle's hooks: the engine opens and closes with the authorization.
-    async def _opening(self) -> None:
-        await self._engine.open(self._auth)
-
-    async def _opened(self) -> None:
-        await self._engine.start(self._auth)
-
-    async def _closing(self) -> None:
-        await self._engine.close(self._auth)
-
-    def _abandon(self) -> bool:
-        return self._engine.abandon(self._auth)
 
     async def close(self) -> None:
         """Store what is pending and release connections.
@@ -314,9 +297,6 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         """
         self._check_open()
         await self._pending_writes.store()
-
-    async def _clean_exit(self) -> None:
-        await self.save()
 
     # == authorization ========================================================================
 
@@ -404,23 +384,17 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         """
         if not self._writable:
             self._check_writable()
-        if type(usernames) is list and len(usernames) == 1:
-            only = usernames[0]
-            if (
-                type(only) is tuple
-                and len(only) == 2
-                and type(only[1]) is list
-                and self._peer_engine.holds_names(*only)
-            ):
-                return  # changes nothing (and passes every check, being what is held)
+        engine = self._peer_engine
+        if type(usernames) is list and len(usernames) == 1 and engine.holds_names(usernames[0]):
+            return  # changes nothing (and passes every check, being what is held)
         merged = username_pairs(usernames)
         if merged:
-            await self._peer_engine.set_names(merged, int(time.time()))
+            await engine.set_names(merged, int(time.time()))
 
     async def delete_peers(self, peer_ids: Iterable[int]) -> None:
         """Forget these peers and their usernames; unknown ids are ignored."""
         self._check_writable()
-        ids = {int64(peer_id, "peer id") for peer_id in iterable(peer_ids, "peer_ids")}
+        ids = int64s(peer_ids, "peer id", "peer_ids")
         if ids:
             await self._peer_engine.delete(ids)
 
@@ -530,11 +504,7 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
     async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
         """Return the stored update states (all, or those of ``ids``), oldest ``date`` first."""
         self._check_open()
-        wanted = (
-            None
-            if ids is None
-            else sorted({int64(i, "update state id") for i in iterable(ids, "ids")})
-        )
+        wanted = None if ids is None else sorted(int64s(ids, "update state id", "ids"))
         if wanted == []:
             return []
         return await self._engine.states(wanted)
@@ -550,7 +520,7 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         """Delete the update states of ``ids``; unknown ids are ignored."""
         self._check_writable()
-        wanted = {int64(i, "update state id") for i in iterable(ids, "ids")}
+        wanted = int64s(ids, "update state id", "ids")
         if wanted:
             await self._engine.delete_states(wanted)
 
