@@ -27,7 +27,7 @@ from ._index import Columns
 from ._lifecycle import Lifecycle
 from ._peers import Peers, Primitives, peer_of
 from ._pending import STATE_DELETED, Changes, PendingWrites
-from .errors import BackendError, PeerNotFound
+from .errors import BackendError, PeerNotFound, ReadOnlyError
 from .types import Peer, PeerType, SessionData, UpdateState
 from .validation import (
     _MAX64,
@@ -62,6 +62,12 @@ class Backend(Protocol):
 
     @property
     def username_ttl(self) -> float | None: ...
+
+    @property
+    def commit_interval(self) -> float: ...
+
+    @property
+    def probes_writes(self) -> bool: ...
 
     async def _call(self, what: str, operation: Awaitable[T]) -> T: ...
 
@@ -109,10 +115,9 @@ class Backend(Protocol):
 class Engine:
     """The pending writes and the peer engine of one storage, and its shared-mode state.
 
-    :param storage: the storage whose primitives it calls.
-    :param commit_interval: seconds within which writes are stored (0: at once).
+    :param storage: the storage whose primitives it calls (and whose ``commit_interval``
+        and ``probes_writes`` it takes).
     :param cache_size: peers kept by the bounded cache (0: none).
-    :param probes: whether point reads are cheap enough to read a peer before writing it.
     """
 
     __slots__ = (
@@ -125,9 +130,7 @@ class Engine:
         "trusted",
     )
 
-    def __init__(
-        self, storage: Backend, commit_interval: float, cache_size: int, *, probes: bool
-    ) -> None:
+    def __init__(self, storage: Backend, cache_size: int) -> None:
         self.exclusive = False  # open, and the session's only writer
         self.trusted = False  # shared mode: the backend delivers invalidations right now
         self.session_known = False  # shared mode: no other writer changed the session since
@@ -135,7 +138,7 @@ class Engine:
         self._catch_up = storage._catch_up
         self.pending = PendingWrites(
             lambda changes: storage._call("store writes", storage._apply(changes)),
-            commit_interval,
+            storage.commit_interval,
             lock=lambda: storage._lock_pair()[1],
             is_open=lambda: storage.is_open,
             changed=storage._set_writable,
@@ -198,7 +201,7 @@ class Engine:
             ),
             self.pending,
             cache_size,
-            probes=probes,
+            probes=storage.probes_writes,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -342,7 +345,7 @@ class EngineHooks(Lifecycle):
     _engine: Engine
     _peer_engine: Peers
     _pending_writes: PendingWrites
-    _writable: bool  # open, not read-only, and no store failing: the fast check
+    _writable = False  # open, not read-only, and no store failing: the fast check
     username_ttl: float | None
     read_only: bool
 
@@ -352,9 +355,6 @@ class EngineHooks(Lifecycle):
     delivers_invalidations: ClassVar[bool] = False
     """Whether the backend calls :meth:`_invalidate` when another writer changes the
     session (and :meth:`_set_cache_trusted` as that delivery comes and goes)."""
-
-    def _check_writable(self) -> None:
-        raise NotImplementedError  # the contract's rule
 
     async def save(self) -> None:
         raise NotImplementedError  # the contract's: what ``async with`` does on a clean exit
@@ -502,6 +502,14 @@ class EngineHooks(Lifecycle):
             if entry is None:
                 return engine.access(peer_id)  # the compact index, if there is one
         return None if entry is None else (entry[1], entry[2])
+
+    def _check_writable(self) -> None:
+        """Refuse a write: the storage is closed, read-only, or failing to store."""
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError(f"{self!r} was opened read-only; it takes no writes")
+        if self._pending_writes.failure is not None:
+            raise self._pending_writes.failed_error() from self._pending_writes.failure
 
     def _set_writable(self) -> None:
         """Keep :attr:`_writable`, the fast paths' check, true to the contract's rule."""

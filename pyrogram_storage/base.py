@@ -32,8 +32,6 @@ from .errors import InvalidTypeError, InvalidValueError, PeerNotFound, ReadOnlyE
 from .session_string import decode_session_string, encode_session_string
 from .types import Peer, PeerCount, PeerType, SessionData, UpdateState
 from .validation import (
-    _MAX64,
-    _MIN64,
     count,
     int64s,
     interval,
@@ -138,15 +136,8 @@ class Storage(EngineHooks, abc.ABC):
             encrypt_existing=encrypt_existing,
             read_only=read_only,
         )
-        self._writable = False  # open, not read-only, and no store failing: the fast check
-        self._engine = Engine(
-            self,
-            self.commit_interval,
-            count(peer_cache_size, "peer_cache_size"),
-            probes=self.probes_writes,
-        )
-        self._pending_writes = self._engine.pending
-        self._peer_engine = self._engine.peers
+        self._engine = Engine(self, count(peer_cache_size, "peer_cache_size"))
+        self._pending_writes, self._peer_engine = self._engine.pending, self._engine.peers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -161,21 +152,17 @@ class Storage(EngineHooks, abc.ABC):
 
     @property
     def location(self) -> str | None:
-        """The location :func:`pyrogram_storage.from_url` reaches this session by.
-
-        It may hold a password (a server URL): never log it.
-        """
+        """The location :func:`pyrogram_storage.from_url` reaches this session by (it may
+        hold a password, for a server URL: never log it)."""
         return None
 
     # == primitives: what a backend implements ===============================================
 
     @abc.abstractmethod
     async def _open(self) -> SessionData:
-        """Connect, create or migrate the stored data, and return the stored session.
-
-        Return ``SessionData()`` for a new session. Called by :meth:`open` only when
-        the storage is not open; :meth:`_close` is called on every later failure.
-        """
+        """Connect, create or migrate the stored data, and return the stored session
+        (``SessionData()`` for a new one). Called by :meth:`open` only when the storage
+        is not open; :meth:`_close` is called on every later failure."""
 
     async def _close(self) -> None:
         """Release connections. Everything written has been stored already."""
@@ -222,20 +209,16 @@ class Storage(EngineHooks, abc.ABC):
         """Return the stored update states (all of them, or those of ``ids``)."""
 
     async def _read_session(self) -> SessionData | None:
-        """Return the stored session as another writer may have left it (None: not supported).
-
-        Called by :meth:`get_session` when this object is not the only writer.
-        """
+        """Return the stored session as another writer may have left it (None: not
+        supported); :meth:`get_session` calls it when this object is not the only writer."""
         return None
 
     async def _ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
 
     def _sole_writer(self) -> bool:
-        """Whether, once open, no other object or process writes this session.
-
-        Only then does the engine hold peers in memory and skip unchanged writes.
-        """
+        """Whether, once open, no other object or process writes this session: only then
+        does the engine hold peers in memory and skip unchanged writes."""
         return True
 
     # == lifecycle ============================================================================
@@ -265,10 +248,8 @@ class Storage(EngineHooks, abc.ABC):
         await super().close()
 
     async def delete(self) -> None:
-        """Remove the session for good, closing the storage first.
-
-        Works on a closed storage: clients call it from ``log_out()``, after ``close()``.
-        """
+        """Remove the session for good, closing the storage first. Works on a closed
+        storage: clients call it from ``log_out()``, after ``close()``."""
         if self.read_only:
             raise ReadOnlyError(f"{self!r} is read-only; delete() would remove the session")
         if self.is_open:
@@ -278,10 +259,8 @@ class Storage(EngineHooks, abc.ABC):
         log.debug("deleted %r", self)
 
     async def save(self) -> None:
-        """Store every write so far, set ``date`` to now and make it all durable.
-
-        Clients call it from ``stop()`` and after recovering update gaps.
-        """
+        """Store every write so far, set ``date`` to now and make it all durable (clients
+        call it from ``stop()`` and after recovering update gaps)."""
         self._check_open()
         if self.read_only:
             return
@@ -308,8 +287,7 @@ class Storage(EngineHooks, abc.ABC):
         session = self._auth.session
         if session is None:
             raise self._closed_error()
-        engine = self._engine
-        if not engine.exclusive and engine.session_stale():  # the only writer: no read
+        if not self._engine.exclusive and self._engine.session_stale():  # sole writer: no read
             session = await self._auth.read_again(session)
         return session
 
@@ -327,10 +305,9 @@ class Storage(EngineHooks, abc.ABC):
     async def set_encryption_key(self, encryption_key: Key | None) -> None:
         """Store the auth key sealed with ``encryption_key`` from now on (None: in clear).
 
-        One write of the auth key, atomic in every backend: the stored session opens
-        with the old key until it returns, with the new one after. Later opens of this
-        object use the new key. The command line's ``encrypt``, ``decrypt`` and
-        ``rekey`` call it.
+        One write of the auth key, atomic in every backend: the stored session opens with the
+        old key until it returns, with the new one after. Later opens of this object use the
+        new key. The command line's ``encrypt``, ``decrypt`` and ``rekey`` call it.
 
         :raises InvalidTypeError: a key of the wrong type.
         :raises InvalidValueError: a raw key not of 32 bytes.
@@ -407,7 +384,7 @@ class Storage(EngineHooks, abc.ABC):
         """
         self._check_open()
         peer = None
-        if type(peer_id) is int and _MIN64 <= peer_id <= _MAX64:
+        if type(peer_id) is int and -(2**63) <= peer_id < 2**63:
             peer = await self._peer_engine.by_id(peer_id, with_usernames)
         if peer is None:
             raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
@@ -456,10 +433,8 @@ class Storage(EngineHooks, abc.ABC):
     def iter_peers(self, batch_size: int) -> AsyncIterator[list[Peer]]: ...
 
     def iter_peers(self, batch_size: int | None = None) -> AsyncIterator[Any]:
-        """Yield every stored peer, with its usernames, in id order.
-
-        Read from the backend in batches of 1,000 (:meth:`iter_peer_batches` hands the
-        batches over as they are).
+        """Yield every stored peer, with its usernames, in id order, read in batches of
+        1,000 (:meth:`iter_peer_batches` hands the batches over as they are).
 
         :param batch_size: deprecated: given, this yields lists of up to ``batch_size``
             peers, as ``iter_peers()`` did before 0.2, with a ``DeprecationWarning``; use
@@ -523,12 +498,3 @@ class Storage(EngineHooks, abc.ABC):
         wanted = int64s(ids, "update state id", "ids")
         if wanted:
             await self._engine.delete_states(wanted)
-
-    # == rules shared by the methods ==========================================================
-
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self.read_only:
-            raise ReadOnlyError(f"{self!r} was opened read-only; it takes no writes")
-        if self._pending_writes.failure is not None:
-            raise self._pending_writes.failed_error() from self._pending_writes.failure
