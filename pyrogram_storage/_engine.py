@@ -1,26 +1,37 @@
 """The engine one storage composes: its pending writes, its peers and shared mode.
 
 :class:`Engine` builds the pending writes (:mod:`._pending`) and the peer engine
-(:mod:`._peers`) from its storage's primitives, and keeps what shared mode needs to
+(:mod:`._peers`) from its storage's primitives, opens and closes them with the storage
+(and its :class:`~._authorization.Authorization`), and keeps what shared mode needs to
 know: whether the storage is the session's only writer, and whether the backend is
 telling it what the other writers change. It is handed its storage as a
 :class:`Backend` (what it calls of it), so it imports nothing of the contract.
+
+The peer engine holds a small session whole in memory once it has read it after
+``open()`` (a large one in a compact index and a bounded cache), but only while the
+storage is the only writer or the backend delivers what the others change
+(:class:`EngineHooks`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
-from typing import Any, Protocol, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from . import _pending
+from ._authorization import Authorization
 from ._index import Columns
-from ._peers import Peers, Primitives
+from ._lifecycle import Lifecycle
+from ._peers import Peers, Primitives, peer_of
 from ._pending import STATE_DELETED, Changes, PendingWrites
-from .errors import BackendError, PeerNotFound
-from .types import Peer
+from .errors import BackendError, PeerNotFound, ReadOnlyError
+from .types import Peer, PeerType, SessionData, UpdateState
 from .validation import (
+    _MAX64,
+    _MIN64,
     normalize_phone,
     normalize_username,
     peer_change,
@@ -29,13 +40,14 @@ from .validation import (
     plain_usernames,
     state_change,
     stored_peer,
+    stored_state,
 )
 
-__all__ = ["Backend", "Engine", "EngineHooks", "count_by_reading"]
+__all__ = ["Backend", "Engine", "EngineHooks", "count_by_reading", "each_peer"]
 
 T = TypeVar("T")
 
-_MIN64, _MAX64 = -(2**63), 2**63 - 1
+log = logging.getLogger("pyrogram_storage")
 
 
 class Backend(Protocol):
@@ -44,6 +56,18 @@ class Backend(Protocol):
 
     @property
     def is_open(self) -> bool: ...
+
+    @property
+    def delivers_invalidations(self) -> bool: ...
+
+    @property
+    def username_ttl(self) -> float | None: ...
+
+    @property
+    def commit_interval(self) -> float: ...
+
+    @property
+    def probes_writes(self) -> bool: ...
 
     async def _call(self, what: str, operation: Awaitable[T]) -> T: ...
 
@@ -55,9 +79,19 @@ class Backend(Protocol):
 
     def _catch_up(self) -> bool: ...
 
+    async def _open(self) -> SessionData: ...
+
+    async def _close(self) -> None: ...
+
+    def _sole_writer(self) -> bool: ...
+
+    def _let_go(self) -> bool: ...
+
     async def _apply(self, changes: Changes) -> None: ...
 
     async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None: ...
+
+    async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]: ...
 
     async def _find_by_username(self, username: str, usernames: bool) -> Peer | None: ...
 
@@ -81,24 +115,30 @@ class Backend(Protocol):
 class Engine:
     """The pending writes and the peer engine of one storage, and its shared-mode state.
 
-    :param storage: the storage whose primitives it calls.
-    :param commit_interval: seconds within which writes are stored (0: at once).
+    :param storage: the storage whose primitives it calls (and whose ``commit_interval``
+        and ``probes_writes`` it takes).
     :param cache_size: peers kept by the bounded cache (0: none).
-    :param probes: whether point reads are cheap enough to read a peer before writing it.
     """
 
-    __slots__ = ("_catch_up", "exclusive", "peers", "pending", "session_known", "trusted")
+    __slots__ = (
+        "_catch_up",
+        "_storage",
+        "exclusive",
+        "peers",
+        "pending",
+        "session_known",
+        "trusted",
+    )
 
-    def __init__(
-        self, storage: Backend, commit_interval: float, cache_size: int, *, probes: bool
-    ) -> None:
+    def __init__(self, storage: Backend, cache_size: int) -> None:
         self.exclusive = False  # open, and the session's only writer
         self.trusted = False  # shared mode: the backend delivers invalidations right now
         self.session_known = False  # shared mode: no other writer changed the session since
+        self._storage = storage
         self._catch_up = storage._catch_up
         self.pending = PendingWrites(
             lambda changes: storage._call("store writes", storage._apply(changes)),
-            commit_interval,
+            storage.commit_interval,
             lock=lambda: storage._lock_pair()[1],
             is_open=lambda: storage.is_open,
             changed=storage._set_writable,
@@ -161,40 +201,71 @@ class Engine:
             ),
             self.pending,
             cache_size,
-            probes=probes,
+            probes=storage.probes_writes,
         )
 
     # -- lifecycle ------------------------------------------------------------------------
 
-    def opened(self, sole_writer: bool, told: bool) -> None:
-        """The storage opened: whether it is the only writer, and whether the backend
-        delivers invalidations (``told``)."""
-        self.exclusive = sole_writer
-        self.trusted = told
+    async def open(self, auth: Authorization) -> None:
+        """The storage opens (``Lifecycle._opening``): the backend reads the stored
+        session, ``auth`` opens its auth key; then learn whether the storage is the only
+        writer, and whether the backend delivers invalidations."""
+        storage = self._storage
+        session = await storage._call("open the session", storage._open())
+        await auth.open(session)
+        self.exclusive = bool(storage._sole_writer())
+        self.trusted = storage.delivers_invalidations
         self.session_known = False
         self.pending.failure = None
 
-    async def stop(self, store: Callable[[], bool]) -> BaseException | None:
-        """The storage closes: stop the peers and the timer, store what is pending (if
-        ``store()`` says so, then) and forget it; return what storing raised."""
+    async def start(self, auth: Authorization) -> None:
+        """The storage is open (``Lifecycle._opened``): store what ``auth`` has waiting,
+        then start the peer engine (reading the session's peers)."""
+        storage = self._storage
+        storage._set_writable()
+        await auth.opened()
+        self.peers.start(self.exclusive, storage.username_ttl, storage.delivers_invalidations)
+
+    async def close(self, auth: Authorization) -> None:
+        """The storage closes (``Lifecycle._closing``): stop the peers and the timer,
+        store what is pending (if the session was opened), forget it and the session,
+        and let the backend release its connections.
+
+        :raises BackendError: the pending writes could not be stored (they are lost).
+        """
+        storage = self._storage
+        storage._set_writable()
         await self.peers.stop()
         await self.pending.stop()
         failure: BaseException | None = None
-        if store():
+        if auth.held():
             try:
                 await self.pending.store(explain=False)
             except Exception as exc:
                 failure = exc
         self.pending.clear()
-        return failure
+        auth.close()
+        try:
+            await storage._call("close the session", storage._close())
+        finally:
+            log.debug("closed %r", storage)
+        if failure is not None:
+            raise BackendError(
+                f"{storage!r}: writes made before close() could not be stored and are lost "
+                f"(the storage is closed): {failure}"
+            ) from failure
 
-    def abandon(self, let_go: Callable[[], bool]) -> bool:
-        """The storage's event loop has ended: forget everything, awaiting nothing, once
-        ``let_go`` released the backend; False (nothing changed) while work is under way."""
-        if self.pending.journal.busy or not let_go():
+    def abandon(self, auth: Authorization) -> bool:
+        """The storage's event loop has ended (``Lifecycle._abandon``): forget
+        everything, awaiting nothing, once the backend let go of what it holds
+        (``_let_go``); False (nothing changed) while work is under way."""
+        storage = self._storage
+        if self.pending.journal.busy or not storage._let_go():
             return False
         self.pending.clear()
         self.peers.abandon()
+        auth.close()
+        storage._set_writable()
         return True
 
     # -- shared mode ----------------------------------------------------------------------
@@ -230,6 +301,16 @@ class Engine:
             add(state_id, (STATE_DELETED, None, None, None, None))
         await self.pending.written()
 
+    async def states(self, wanted: list[int] | None) -> list[UpdateState]:
+        """The update states readers see (all, or those of ``wanted``), oldest ``date``
+        first: the stored ones, with the pending changes on top."""
+        storage, journal = self._storage, self.pending.journal
+        changes = journal.state_changes(wanted)  # before the read: see state_changes
+        states = await storage._call("read update states", storage._read_states(wanted))
+        stored = {state.id: stored_state(state, storage) for state in states}
+        seen = journal.states_seen(stored, wanted, changes)
+        return sorted(seen.values(), key=lambda s: (s.date is not None, s.date or 0, s.id))
+
     async def batches(self, batch_size: int, owner: object) -> AsyncIterator[list[Peer]]:
         """Every stored peer in lists of up to ``batch_size``, ordered by id, once what
         is pending is stored."""
@@ -248,27 +329,35 @@ class Engine:
             after = batch[-1].id
 
 
-class EngineHooks:
+class EngineHooks(Lifecycle):
     """What backends and the client glue call on a storage beside its public methods.
 
-    Backends that :attr:`~pyrogram_storage.Storage.delivers_invalidations` call (or
-    override) the shared-mode hooks; the client glue calls the fast paths, which keep
-    the rules of the public methods they stand for (``upsert_peers``,
-    ``set_usernames``, ``set_update_states``) on the tuples the clients hand in.
+    The lifecycle's hooks open and close the :class:`Engine` with the storage's
+    :class:`~._authorization.Authorization`. A backend may override the optional reads
+    below to make the engine faster (each has a default that works); backends that
+    :attr:`delivers_invalidations` call (or override) the shared-mode hooks; the client
+    glue calls the fast paths, which keep the rules of the public methods they stand
+    for (``upsert_peers``, ``set_usernames``, ``set_update_states``) on the tuples the
+    clients hand in.
     """
 
+    _auth: Authorization
     _engine: Engine
     _peer_engine: Peers
     _pending_writes: PendingWrites
-    _writable: bool  # open, not read-only, and no store failing: the fast check
+    _writable = False  # open, not read-only, and no store failing: the fast check
     username_ttl: float | None
+    read_only: bool
 
-    def _check_writable(self) -> None:
-        raise NotImplementedError  # the contract's rule
+    probes_writes: ClassVar[bool] = False
+    """Whether point reads are cheap enough (no round trip) to read a peer before
+    writing it, so that rewriting an unchanged peer costs no write."""
+    delivers_invalidations: ClassVar[bool] = False
+    """Whether the backend calls :meth:`_invalidate` when another writer changes the
+    session (and :meth:`_set_cache_trusted` as that delivery comes and goes)."""
 
-    @property
-    def is_open(self) -> bool:
-        raise NotImplementedError  # the contract's state
+    async def save(self) -> None:
+        raise NotImplementedError  # the contract's: what ``async with`` does on a clean exit
 
     # The contract's lookups, which the glue's fast paths fall back on.
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
@@ -279,6 +368,80 @@ class EngineHooks:
 
     async def peer_by_phone(self, phone_number: str, *, with_usernames: bool = True) -> Peer:
         raise NotImplementedError
+
+    async def _find_peer(self, peer_id: int, usernames: bool) -> Peer | None:
+        raise NotImplementedError  # the contract's primitive
+
+    # -- the lifecycle's hooks ----------------------------------------------------------
+
+    async def _opening(self) -> None:
+        await self._engine.open(self._auth)
+
+    async def _opened(self) -> None:
+        await self._engine.start(self._auth)
+
+    async def _closing(self) -> None:
+        await self._engine.close(self._auth)
+
+    def _abandon(self) -> bool:
+        return self._engine.abandon(self._auth)
+
+    async def _clean_exit(self) -> None:
+        await self.save()
+
+    # -- optional reads: what a backend may override to make the engine faster ---------
+
+    async def _peer_rows(
+        self, after: int | None = None, limit: int | None = None
+    ) -> list[tuple[Any, ...]] | None:
+        """Return stored peers as ``(id, access_hash, type name, usernames, phone,
+        last_update_on)`` tuples (usernames a tuple), or None when not supported.
+
+        Every peer (in any order) when ``limit`` is None; else up to ``limit`` with ids
+        above ``after``, ordered by id. The engine holds the session in memory after
+        :meth:`open`; tuples cost it far less than :meth:`_read_peers`, which it uses
+        otherwise.
+        """
+        return None
+
+    async def _peer_columns(self, after: int | None, limit: int) -> Columns | None:
+        """Return up to ``limit`` stored peers with ids above ``after`` (all when None),
+        ordered by id, as columns (:class:`~pyrogram_storage._index.Columns`: ids, access
+        hashes, type codes), or None when not supported or a row is damaged.
+
+        Optional: what the engine answers id lookups from right after :meth:`open`, while
+        it reads the rest; a backend that can read columns in bulk, without a Python
+        object per row, makes those lookups fast sooner.
+        """
+        return None
+
+    async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None:
+        """Return ``(access_hash, type name)`` of the stored peer with this id, or None.
+
+        What an id lookup of the client glue needs, where point reads are cheap
+        (:attr:`probes_writes`: elsewhere the engine keeps the peers it reads). Default:
+        from :meth:`_find_peer`; override with a read of the two alone. Values are
+        checked by the engine (a damaged row is read again by :meth:`_find_peer`).
+        """
+        peer = await self._find_peer(peer_id, False)
+        if peer is None:
+            return None
+        kind = peer.type
+        return peer.access_hash, kind._value_ if isinstance(kind, PeerType) else kind
+
+    async def _username_holders(self, username: str) -> set[int] | None:
+        """Return the ids of every stored peer holding ``username`` (None: not supported).
+
+        Lets a lookup by username skip, without reading them, the peers whose pending
+        writes kept their usernames but do not hold this one. Default: not supported,
+        and each such peer is read.
+        """
+        return None
+
+    def _let_go(self) -> bool:
+        """Release connections and locks synchronously, from any thread (the event loop
+        that opened the storage has ended); False if it cannot be done now."""
+        return False
 
     # -- shared mode ----------------------------------------------------------------------
 
@@ -313,6 +476,45 @@ class EngineHooks:
         self._engine.trust(trusted)
 
     # -- the client glue's fast paths --------------------------------------------------
+
+    def cached_peer(self, peer_id: int) -> Peer | None:
+        """Return the peer with this id if it is in memory, else None; no I/O.
+
+        Its usernames may be ``None`` (not loaded). Client glue calls it before
+        :meth:`peer_by_id` to answer a hit without awaiting anything.
+        """
+        entry = self._peer_engine.cached(peer_id) if type(peer_id) is int else None
+        return None if entry is None else peer_of(peer_id, entry)
+
+    def cached_access(self, peer_id: int) -> tuple[int, str] | None:
+        """Return ``(access_hash, type name)`` of a peer in memory, else None; no I/O.
+
+        What a client needs to build its ``InputPeer`` for a hit, without making a
+        :class:`Peer`. Client glue calls it before :meth:`peer_by_id`.
+        """
+        engine = self._peer_engine
+        if type(peer_id) is not int:
+            return None
+        if engine.complete:
+            entry = engine.cache._entries.get(peer_id)
+        else:
+            entry = engine.cached(peer_id)
+            if entry is None:
+                return engine.access(peer_id)  # the compact index, if there is one
+        return None if entry is None else (entry[1], entry[2])
+
+    def _check_writable(self) -> None:
+        """Refuse a write: the storage is closed, read-only, or failing to store."""
+        self._check_open()
+        if self.read_only:
+            raise ReadOnlyError(f"{self!r} was opened read-only; it takes no writes")
+        if self._pending_writes.failure is not None:
+            raise self._pending_writes.failed_error() from self._pending_writes.failure
+
+    def _set_writable(self) -> None:
+        """Keep :attr:`_writable`, the fast paths' check, true to the contract's rule."""
+        failing = self._pending_writes.failure is not None
+        self._writable = self.is_open and not self.read_only and not failing
 
     def _put_peer(self, peer_id: Any, access_hash: Any, kind: Any, phone: Any) -> bool:
         """:meth:`upsert_peers` of one peer keeping its usernames (an update's sender)
@@ -460,6 +662,13 @@ class EngineHooks:
             for state_id, change in rows:
                 add(state_id, change)
             await self._pending_writes.written()
+
+
+async def each_peer(batches: AsyncIterator[list[Peer]]) -> AsyncIterator[Peer]:
+    """The peers of ``batches``, one by one."""
+    async for batch in batches:
+        for peer in batch:
+            yield peer
 
 
 async def count_by_reading(

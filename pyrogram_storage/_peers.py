@@ -396,9 +396,13 @@ class Peers:
             and now - held[STAMP] < self.refresh
         )
 
-    def holds_names(self, peer_id: Any, names: list[Any]) -> bool:
-        """Whether memory holds ``peer_id`` with exactly these usernames (as written:
-        lowercase), or, holding every stored peer, does not hold it (the write is ignored)."""
+    def holds_names(self, pair: Any) -> bool:
+        """Whether ``pair`` is ``(peer_id, [names])`` and memory holds ``peer_id`` with
+        exactly these usernames (as written: lowercase), or, holding every stored peer,
+        does not hold it (the write is ignored)."""
+        if type(pair) is not tuple or len(pair) != 2 or type(pair[1]) is not list:
+            return False
+        peer_id, names = pair
         if type(peer_id) is not int:
             return False
         if self.complete:

@@ -5,12 +5,8 @@ arguments, keep the open/closed state, apply ``session_string=``, judge username
 freshness and translate backend failures. A backend implements the protected
 primitives below (``_open``, ``_apply``, ``_find_peer``...) and nothing else; a
 subclass of your own gets every rule for free, and :mod:`pyrogram_storage.testing`
-checks it against the whole contract.
-
-How it is made fast is not here: the engine (:mod:`._engine`) holds the pending
-writes (:mod:`._pending`) and the peer engine (:mod:`._peers`: memory of the
-session's peers, lookups), objects the contract composes, the same for every backend;
-its shared-mode hooks and the client glue's fast paths come from ``EngineHooks``.
+checks it against the whole contract. How it is made fast lives in the engine
+(:mod:`._engine`); the session fields and their sealing in :mod:`._authorization`.
 
 Writes of peers, usernames and update states are *visible* to every read the moment
 the call returns and *stored* within ``commit_interval`` seconds (at once when it is
@@ -28,34 +24,22 @@ import warnings
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any, ClassVar, overload
 
-from ._engine import Engine, EngineHooks, count_by_reading
-from ._index import Columns
-from ._lifecycle import Lifecycle
-from ._peers import peer_of
+from ._authorization import Authorization
+from ._engine import Engine, EngineHooks, count_by_reading, each_peer
 from ._pending import Changes
-from .crypto import Key, Sealer
-from .errors import (
-    BackendError,
-    InvalidTypeError,
-    InvalidValueError,
-    PeerNotFound,
-    ReadOnlyError,
-    StorageClosedError,
-)
+from .crypto import Key
+from .errors import InvalidTypeError, InvalidValueError, PeerNotFound, ReadOnlyError
 from .session_string import decode_session_string, encode_session_string
 from .types import Peer, PeerCount, PeerType, SessionData, UpdateState
 from .validation import (
-    checked_session_changes,
     count,
-    int64,
+    int64s,
     interval,
     iterable,
     normalize_phone,
     normalize_username,
     peer_change,
     peer_counts,
-    stored_session,
-    stored_state,
     username_pairs,
 )
 
@@ -76,10 +60,8 @@ USERNAME_TTL = 8 * 60 * 60
 DEFAULT_PEER_CACHE_SIZE = 100_000
 """Peers a storage keeps in memory for lookups by id, when it is the session's only writer."""
 
-_MIN64, _MAX64 = -(2**63), 2**63 - 1
 
-
-class Storage(Lifecycle, EngineHooks, abc.ABC):
+class Storage(EngineHooks, abc.ABC):
     """A session store: authorization data, the peer cache and the update state.
 
     A storage is constructed without I/O and without an event loop; :meth:`open` does
@@ -112,16 +94,10 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
 
     persistent: ClassVar[bool] = True
     """Whether a second object with the same name and location sees this one's data."""
-    probes_writes: ClassVar[bool] = False
-    """Whether point reads are cheap enough (no round trip) to read a peer before
-    writing it, so that rewriting an unchanged peer costs no write."""
     requires: ClassVar[str | None] = None
     """The kind of server the backend needs ("mongodb", "redis"), or None: tests start one."""
     default_commit_interval: ClassVar[float] = 0.0
     """The ``commit_interval`` of a storage built without one."""
-    delivers_invalidations: ClassVar[bool] = False
-    """Engine hook: whether the backend calls :meth:`_invalidate` when another writer
-    changes the session (and :meth:`_set_cache_trusted` as that delivery comes and goes)."""
 
     def __init__(
         self,
@@ -149,29 +125,19 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         if not isinstance(read_only, bool):
             raise InvalidTypeError(f"read_only must be a bool, not {type(read_only).__name__}")
         self.read_only = read_only
-        if read_only and session_string is not None:
-            raise InvalidValueError("a read-only storage cannot store a session_string")
-        if read_only and encrypt_existing:
-            raise InvalidValueError("a read-only storage cannot encrypt_existing")
-        self._sealer = Sealer(
-            encryption_key,
+        self._auth = Authorization(
+            self,
+            read=lambda: self._call("read the session", self._read_session()),
+            store=lambda session: self._pending_writes.store(session),
+            is_open=lambda: self.is_open,
+            session_string=session_string,
+            encryption_key=encryption_key,
             fernet_key=fernet_key,
             encrypt_existing=encrypt_existing,
             read_only=read_only,
         )
-        self._pending_session: SessionData | None = (
-            decode_session_string(session_string) if session_string is not None else None
-        )
-        self._writable = False  # open, not read-only, and no store failing: the fast check
-        self._session: SessionData | None = None
-        self._engine = Engine(
-            self,
-            self.commit_interval,
-            count(peer_cache_size, "peer_cache_size"),
-            probes=self.probes_writes,
-        )
-        self._pending_writes = self._engine.pending
-        self._peer_engine = self._engine.peers
+        self._engine = Engine(self, count(peer_cache_size, "peer_cache_size"))
+        self._pending_writes, self._peer_engine = self._engine.pending, self._engine.peers
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -186,21 +152,17 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
 
     @property
     def location(self) -> str | None:
-        """The location :func:`pyrogram_storage.from_url` reaches this session by.
-
-        It may hold a password (a server URL): never log it.
-        """
+        """The location :func:`pyrogram_storage.from_url` reaches this session by (it may
+        hold a password, for a server URL: never log it)."""
         return None
 
     # == primitives: what a backend implements ===============================================
 
     @abc.abstractmethod
     async def _open(self) -> SessionData:
-        """Connect, create or migrate the stored data, and return the stored session.
-
-        Return ``SessionData()`` for a new session. Called by :meth:`open` only when
-        the storage is not open; :meth:`_close` is called on every later failure.
-        """
+        """Connect, create or migrate the stored data, and return the stored session
+        (``SessionData()`` for a new one). Called by :meth:`open` only when the storage
+        is not open; :meth:`_close` is called on every later failure."""
 
     async def _close(self) -> None:
         """Release connections. Everything written has been stored already."""
@@ -236,46 +198,7 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
     @abc.abstractmethod
     async def _read_peers(self, after: int | None, limit: int) -> list[Peer]:
         """Return up to ``limit`` stored peers with ids above ``after``, ordered by id,
-        with their usernames. The engine reads every peer this way after :meth:`open`
-        to hold a small session in memory."""
-
-    async def _peer_rows(
-        self, after: int | None = None, limit: int | None = None
-    ) -> list[tuple[Any, ...]] | None:
-        """Return stored peers as ``(id, access_hash, type name, usernames, phone,
-        last_update_on)`` tuples (usernames a tuple), or None when not supported.
-
-        Every peer (in any order) when ``limit`` is None; else up to ``limit`` with ids
-        above ``after``, ordered by id. The engine holds the session in memory after
-        :meth:`open`; tuples cost it far less than :meth:`_read_peers`, which it uses
-        otherwise.
-        """
-        return None
-
-    async def _peer_columns(self, after: int | None, limit: int) -> Columns | None:
-        """Return up to ``limit`` stored peers with ids above ``after`` (all when None),
-        ordered by id, as columns (:class:`~pyrogram_storage._index.Columns`: ids, access
-        hashes, type codes), or None when not supported or a row is damaged.
-
-        Optional: what the engine answers id lookups from right after :meth:`open`, while
-        it reads the rest; a backend that can read columns in bulk, without a Python
-        object per row, makes those lookups fast sooner.
-        """
-        return None
-
-    async def _find_access(self, peer_id: int) -> tuple[Any, Any] | None:
-        """Return ``(access_hash, type name)`` of the stored peer with this id, or None.
-
-        What an id lookup of the client glue needs, where point reads are cheap
-        (:attr:`probes_writes`: elsewhere the engine keeps the peers it reads). Default:
-        from :meth:`_find_peer`; override with a read of the two alone. Values are
-        checked by the engine (a damaged row is read again by :meth:`_find_peer`).
-        """
-        peer = await self._find_peer(peer_id, False)
-        if peer is None:
-            return None
-        kind = peer.type
-        return peer.access_hash, kind._value_ if isinstance(kind, PeerType) else kind
+        with their usernames."""
 
     async def _count_peers(self) -> dict[str, int]:
         """Return how many peers of each type name are stored."""
@@ -285,43 +208,17 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
     async def _read_states(self, ids: Sequence[int] | None) -> list[UpdateState]:
         """Return the stored update states (all of them, or those of ``ids``)."""
 
-    async def _username_holders(self, username: str) -> set[int] | None:
-        """Return the ids of every stored peer holding ``username`` (None: not supported).
-
-        Lets a lookup by username skip, without reading them, the peers whose pending
-        writes kept their usernames but do not hold this one. Default: not supported,
-        and each such peer is read.
-        """
-        return None
-
     async def _read_session(self) -> SessionData | None:
-        """Return the stored session as another writer may have left it (None: not supported).
-
-        Called by :meth:`get_session` when this object is not the only writer.
-        """
+        """Return the stored session as another writer may have left it (None: not
+        supported); :meth:`get_session` calls it when this object is not the only writer."""
         return None
 
     async def _ping(self) -> None:
         """Raise if the store does not answer a trivial query."""
 
-    def _let_go(self) -> bool:
-        """Release connections and locks synchronously, from any thread (the event loop
-        that opened the storage has ended); False if it cannot be done now."""
-        return False
-
-    def _abandon(self) -> bool:
-        if not self._engine.abandon(self._let_go):
-            return False
-        self._session = None
-        self._sealer.close()
-        self._set_writable()
-        return True
-
     def _sole_writer(self) -> bool:
-        """Whether, once open, no other object or process writes this session.
-
-        Only then does the engine hold peers in memory and skip unchanged writes.
-        """
+        """Whether, once open, no other object or process writes this session: only then
+        does the engine hold peers in memory and skip unchanged writes."""
         return True
 
     # == lifecycle ============================================================================
@@ -339,23 +236,6 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         await super().open()
         log.debug("opened %r", self)
 
-    async def _opening(self) -> None:
-        session = await self._call("open the session", self._open())
-        session = await self._sealer.open(session, repr(self), first=True)
-        self._session = stored_session(session, self)
-        self._engine.opened(bool(self._sole_writer()), self.delivers_invalidations)
-
-    async def _opened(self) -> None:
-        self._set_writable()
-        if self._pending_session is not None:
-            await self._store_session(self._pending_session.fields())
-            self._pending_session = None
-        elif self._sealer.converting and self._session is not None:
-            # encrypt_existing: one write of the auth key, atomic in every backend
-            await self._store_session({"auth_key": self._session.auth_key})
-        engine = self._engine
-        engine.peers.start(engine.exclusive, self.username_ttl, self.delivers_invalidations)
-
     async def close(self) -> None:
         """Store what is pending and release connections.
 
@@ -367,26 +247,9 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         """
         await super().close()
 
-    async def _closing(self) -> None:
-        self._set_writable()
-        failure = await self._engine.stop(lambda: self._session is not None)
-        self._session = None
-        self._sealer.close()
-        try:
-            await self._call("close the session", self._close())
-        finally:
-            log.debug("closed %r", self)
-        if failure is not None:
-            raise BackendError(
-                f"{self!r}: writes made before close() could not be stored and are lost "
-                f"(the storage is closed): {failure}"
-            ) from failure
-
     async def delete(self) -> None:
-        """Remove the session for good, closing the storage first.
-
-        Works on a closed storage: clients call it from ``log_out()``, after ``close()``.
-        """
+        """Remove the session for good, closing the storage first. Works on a closed
+        storage: clients call it from ``log_out()``, after ``close()``."""
         if self.read_only:
             raise ReadOnlyError(f"{self!r} is read-only; delete() would remove the session")
         if self.is_open:
@@ -396,14 +259,12 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         log.debug("deleted %r", self)
 
     async def save(self) -> None:
-        """Store every write so far, set ``date`` to now and make it all durable.
-
-        Clients call it from ``stop()`` and after recovering update gaps.
-        """
+        """Store every write so far, set ``date`` to now and make it all durable (clients
+        call it from ``stop()`` and after recovering update gaps)."""
         self._check_open()
         if self.read_only:
             return
-        await self._store_session({"date": int(time.time())})
+        await self._auth.store({"date": int(time.time())})
         await self._call("save the session", self._save())
 
     async def flush(self) -> None:
@@ -416,9 +277,6 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         self._check_open()
         await self._pending_writes.store()
 
-    async def _clean_exit(self) -> None:
-        await self.save()
-
     # == authorization ========================================================================
 
     async def get_session(self) -> SessionData:
@@ -426,15 +284,11 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
 
         :raises StorageClosedError: the storage is not open.
         """
-        session = self._session
+        session = self._auth.session
         if session is None:
-            raise StorageClosedError(f"{self!r} is closed; call open() first")
-        engine = self._engine
-        if not engine.exclusive and engine.session_stale():  # the only writer: no read
-            fresh = await self._call("read the session", self._read_session())
-            if fresh is not None and self._session is not None:
-                fresh = await self._sealer.open(fresh, repr(self), first=False)
-                session = self._session = stored_session(fresh, self)
+            raise self._closed_error()
+        if not self._engine.exclusive and self._engine.session_stale():  # sole writer: no read
+            session = await self._auth.read_again(session)
         return session
 
     async def update_session(self, **changes: Any) -> None:
@@ -446,30 +300,20 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         :raises InvalidValueError: a value is out of range (an auth key not of 256 bytes).
         """
         self._check_writable()
-        await self._store_session(changes)
+        await self._auth.store(changes)
 
     async def set_encryption_key(self, encryption_key: Key | None) -> None:
         """Store the auth key sealed with ``encryption_key`` from now on (None: in clear).
 
-        One write of the auth key, atomic in every backend: the stored session opens
-        with the old key until it returns, with the new one after. Later opens of this
-        object use the new key. The command line's ``encrypt``, ``decrypt`` and
-        ``rekey`` call it.
+        One write of the auth key, atomic in every backend: the stored session opens with the
+        old key until it returns, with the new one after. Later opens of this object use the
+        new key. The command line's ``encrypt``, ``decrypt`` and ``rekey`` call it.
 
         :raises InvalidTypeError: a key of the wrong type.
         :raises InvalidValueError: a raw key not of 32 bytes.
         """
         self._check_writable()
-        sealer = self._sealer.with_key(encryption_key)
-        await sealer.prepare()  # a passphrase is stretched off the event loop
-        session = await self.get_session()
-        old, self._sealer = self._sealer, sealer
-        try:
-            await self._store_session({"auth_key": session.auth_key})
-        except BaseException:
-            self._sealer = old
-            raise
-        old.close()
+        await self._auth.rekey(encryption_key, self.get_session)
 
     async def export_session_string(self) -> str:
         """Return the session as the 362-character string every client imports.
@@ -487,7 +331,7 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         :raises SessionStringError: the string cannot be decoded.
         """
         self._check_writable()
-        await self._store_session(decode_session_string(session_string).fields())
+        await self._auth.store(decode_session_string(session_string).fields())
 
     # == peers ================================================================================
 
@@ -517,51 +361,19 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         """
         if not self._writable:
             self._check_writable()
-        if type(usernames) is list and len(usernames) == 1:
-            only = usernames[0]
-            if (
-                type(only) is tuple
-                and len(only) == 2
-                and type(only[1]) is list
-                and self._peer_engine.holds_names(*only)
-            ):
-                return  # changes nothing (and passes every check, being what is held)
+        engine = self._peer_engine
+        if type(usernames) is list and len(usernames) == 1 and engine.holds_names(usernames[0]):
+            return  # changes nothing (and passes every check, being what is held)
         merged = username_pairs(usernames)
         if merged:
-            await self._peer_engine.set_names(merged, int(time.time()))
+            await engine.set_names(merged, int(time.time()))
 
     async def delete_peers(self, peer_ids: Iterable[int]) -> None:
         """Forget these peers and their usernames; unknown ids are ignored."""
         self._check_writable()
-        ids = {int64(peer_id, "peer id") for peer_id in iterable(peer_ids, "peer_ids")}
+        ids = int64s(peer_ids, "peer id", "peer_ids")
         if ids:
             await self._peer_engine.delete(ids)
-
-    def cached_peer(self, peer_id: int) -> Peer | None:
-        """Return the peer with this id if it is in memory, else None; no I/O.
-
-        Its usernames may be ``None`` (not loaded). Client glue calls it before
-        :meth:`peer_by_id` to answer a hit without awaiting anything.
-        """
-        entry = self._peer_engine.cached(peer_id) if type(peer_id) is int else None
-        return None if entry is None else peer_of(peer_id, entry)
-
-    def cached_access(self, peer_id: int) -> tuple[int, str] | None:
-        """Return ``(access_hash, type name)`` of a peer in memory, else None; no I/O.
-
-        What a client needs to build its ``InputPeer`` for a hit, without making a
-        :class:`Peer`. Client glue calls it before :meth:`peer_by_id`.
-        """
-        engine = self._peer_engine
-        if type(peer_id) is not int:
-            return None
-        if engine.complete:
-            entry = engine.cache._entries.get(peer_id)
-        else:
-            entry = engine.cached(peer_id)
-            if entry is None:
-                return engine.access(peer_id)  # the compact index, if there is one
-        return None if entry is None else (entry[1], entry[2])
 
     async def peer_by_id(self, peer_id: int, *, with_usernames: bool = True) -> Peer:
         """Return the peer with this id.
@@ -572,7 +384,7 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
         """
         self._check_open()
         peer = None
-        if type(peer_id) is int and _MIN64 <= peer_id <= _MAX64:
+        if type(peer_id) is int and -(2**63) <= peer_id < 2**63:
             peer = await self._peer_engine.by_id(peer_id, with_usernames)
         if peer is None:
             raise PeerNotFound(f"ID not found: {peer_id!r}", peer_id)
@@ -621,10 +433,8 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
     def iter_peers(self, batch_size: int) -> AsyncIterator[list[Peer]]: ...
 
     def iter_peers(self, batch_size: int | None = None) -> AsyncIterator[Any]:
-        """Yield every stored peer, with its usernames, in id order.
-
-        Read from the backend in batches of 1,000 (:meth:`iter_peer_batches` hands the
-        batches over as they are).
+        """Yield every stored peer, with its usernames, in id order, read in batches of
+        1,000 (:meth:`iter_peer_batches` hands the batches over as they are).
 
         :param batch_size: deprecated: given, this yields lists of up to ``batch_size``
             peers, as ``iter_peers()`` did before 0.2, with a ``DeprecationWarning``; use
@@ -640,12 +450,7 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
                 stacklevel=2,
             )
             return self.iter_peer_batches(batch_size)
-        return self._each_peer()
-
-    async def _each_peer(self) -> AsyncIterator[Peer]:
-        async for batch in self.iter_peer_batches():
-            for peer in batch:
-                yield peer
+        return each_peer(self.iter_peer_batches())
 
     async def iter_peer_batches(self, batch_size: int = 1000) -> AsyncIterator[list[Peer]]:
         """Yield every stored peer, with its usernames, in lists of up to ``batch_size``
@@ -674,20 +479,10 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
     async def get_update_states(self, ids: Iterable[int] | None = None) -> list[UpdateState]:
         """Return the stored update states (all, or those of ``ids``), oldest ``date`` first."""
         self._check_open()
-        wanted = (
-            None
-            if ids is None
-            else sorted({int64(i, "update state id") for i in iterable(ids, "ids")})
-        )
+        wanted = None if ids is None else sorted(int64s(ids, "update state id", "ids"))
         if wanted == []:
             return []
-        where = self
-        journal = self._pending_writes.journal
-        changes = journal.state_changes(wanted)  # before the read: see state_changes
-        states = await self._call("read update states", self._read_states(wanted))
-        stored = {state.id: stored_state(state, where) for state in states}
-        seen = journal.states_seen(stored, wanted, changes)
-        return sorted(seen.values(), key=lambda s: (s.date is not None, s.date or 0, s.id))
+        return await self._engine.states(wanted)
 
     async def set_update_states(self, states: Iterable[UpdateState], *, merge: bool = True) -> None:
         """Store update states. With ``merge``, a ``None`` field keeps the stored value."""
@@ -700,41 +495,6 @@ class Storage(Lifecycle, EngineHooks, abc.ABC):
     async def delete_update_states(self, ids: Iterable[int]) -> None:
         """Delete the update states of ``ids``; unknown ids are ignored."""
         self._check_writable()
-        wanted = {int64(i, "update state id") for i in iterable(ids, "ids")}
+        wanted = int64s(ids, "update state id", "ids")
         if wanted:
             await self._engine.delete_states(wanted)
-
-    # == rules shared by the methods ==========================================================
-
-    def _set_writable(self) -> None:
-        failing = self._pending_writes.failure is not None
-        self._writable = self.is_open and not self.read_only and not failing
-
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self.read_only:
-            raise ReadOnlyError(f"{self!r} was opened read-only; it takes no writes")
-        if self._pending_writes.failure is not None:
-            raise self._pending_writes.failed_error() from self._pending_writes.failure
-
-    async def _store_session(self, changes: dict[str, Any]) -> None:
-        """Store session fields, after everything pending, before returning."""
-        current = self._session
-        if current is None:
-            raise StorageClosedError(f"{self!r} is closed; call open() first")
-        checked_session_changes(current, changes)  # refuse bad input before waiting
-        if not changes:
-            return
-
-        clear: list[SessionData] = []
-
-        def session() -> tuple[SessionData, frozenset[str]]:
-            current = self._session
-            if current is None or not self.is_open:
-                raise StorageClosedError(f"{self!r} was closed during the call")
-            clear.append(checked_session_changes(current, changes))
-            fields = frozenset(changes)
-            return self._sealer.seal(clear[0], fields), fields  # primitives see no clear key
-
-        await self._pending_writes.store(session)
-        self._session = clear[0]

@@ -293,6 +293,11 @@ def iterable(values: Any, what: str) -> Iterable[Any]:
     return values  # type: ignore[no-any-return]
 
 
+def int64s(values: Any, what: str, name: str) -> set[int]:
+    """Return the distinct ints (see :func:`int64`) of the iterable argument ``name``."""
+    return {int64(value, what) for value in iterable(values, name)}
+
+
 def peer_change(peer: Any, now: int, *, tuples: bool = False) -> tuple[int, PeerChange, bool]:
     """Check a peer to store; return its id, its change tuple and whether it is stamped.
 

@@ -283,7 +283,7 @@ def _reoptioned(storage: Storage, options: dict[str, Any]) -> Storage:
     """The same object (its data), built again with other key options."""
     from pyrogram_storage.crypto import Sealer
 
-    storage._sealer = Sealer(
+    storage._auth.sealer = Sealer(
         options.get("encryption_key"),
         fernet_key=options.get("fernet_key"),
         encrypt_existing=options.get("encrypt_existing", False),
@@ -564,7 +564,9 @@ def test_bad_keys_are_refused_when_the_storage_is_built(key: Any, error: type) -
 def test_no_repr_or_error_shows_a_key(tmp_path: Path) -> None:
     for key in (RAW_KEY, PASSPHRASE):
         storage = FileStorage("s", tmp_path, encryption_key=key)
-        shown = repr(storage) + repr(storage._sealer) + str(vars(storage))
+        auth = storage._auth
+        held = {name: getattr(auth, name) for name in type(auth).__slots__}
+        shown = repr(storage) + repr(auth.sealer) + str(vars(storage)) + str(held)
         assert PASSPHRASE not in shown
         for form in forms(RAW_KEY):
             assert form.decode("latin-1") not in shown

@@ -167,10 +167,10 @@ async def test_an_unchanged_peer_held_costs_no_write_until_the_other_changes_it(
         def writes_nothing(peer: tuple[Any, ...]) -> bool:
             return engine.holds(peer, time.time())
 
-        assert writes_nothing(held) and engine.holds_names(1, ["x"])
+        assert writes_nothing(held) and engine.holds_names((1, ["x"]))
         assert not writes_nothing((1, 10, "bot", ("x",), None))
-        assert not engine.holds_names(1, ["y"])
-        assert not engine.holds_names(2, ["x"])  # not held: it may be stored
+        assert not engine.holds_names((1, ["y"]))
+        assert not engine.holds_names((2, ["x"]))  # not held: it may be stored
         before = _scripts_run(redis_server)
         await mine._upsert_tuples([held])
         await mine.upsert_peers([user(1, 10)])
@@ -178,7 +178,7 @@ async def test_an_unchanged_peer_held_costs_no_write_until_the_other_changes_it(
         assert _scripts_run(redis_server) == before
         assert other("put", 1, 11) is True
         assert not writes_nothing(held)  # the server said B changed it
-        assert not engine.holds_names(1, ["x"])
+        assert not engine.holds_names((1, ["x"]))
         await mine.upsert_peers([user(1, 10)])  # written again, and stored
         assert _scripts_run(redis_server) == before + 2  # B's write, then ours
         assert other("get", 1) == 10
