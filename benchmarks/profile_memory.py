@@ -13,7 +13,8 @@ collections come (one every time they reach a quarter of the objects already the
 That count slows the run down and costs memory of its own: read the RSS without it.
 ``--freeze`` moves the client's objects out of the collector's reach too (``gc.freeze()``
 once the client is imported, as an application may): the full collections that remain
-are those of what the storage and the run create.
+are those of what the storage and the run create. At the end, glibc's view of the C
+heap (``mallinfo2``: in use, free but kept) and what ``malloc_trim(0)`` gives back.
 """
 
 from __future__ import annotations
@@ -86,6 +87,42 @@ def _kind(obj: object) -> str:
     return name
 
 
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _heap_report(base: float) -> None:
+    """glibc's view of the C heap (the arrays, SQLite's pages): in use, free but kept;
+    and what ``malloc_trim(0)`` would give back to the system."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return
+    info = libc.mallinfo2()
+    print(
+        f"C heap (main arena and threads'): {info.uordblks / 2**20:.1f} MB in use, "
+        f"{info.fordblks / 2**20:.1f} MB free but kept, {info.hblkhd / 2**20:.1f} MB mmapped"
+    )
+    before = w.current_rss_mb()
+    libc.malloc_trim(0)
+    print(f"malloc_trim(0): RSS growth {before - base:.1f} -> {w.current_rss_mb() - base:.1f} MB")
+
+
 async def main(n: int, churn: bool, promoted: bool, freeze: bool) -> None:
     sqlite_mb = _sqlite_memory()
     workdir = Path(tempfile.mkdtemp(prefix="bench-memory-"))
@@ -149,6 +186,7 @@ async def main(n: int, churn: bool, promoted: bool, freeze: bool) -> None:
             f"{pairs / 2**20:.1f} MB ({(held + pairs) / len(index):.1f} bytes a peer)"
         )
     print(f"cache: {len(engine.cache):,} peers; held whole: {engine.complete}")
+    _heap_report(base)
     await adapter.close()  # type: ignore[attr-defined]
 
 

@@ -69,11 +69,13 @@ _GROWTH: Final = 1.5
 :data:`_SMALL` peers) before it moves to the compact index, which holds a peer in a
 tenth of the memory: a session being filled from nothing is heading for big."""
 
-_SMALL: Final = 20_000
+_SMALL: Final = 10_000
 """What a memory held whole, some 300 bytes a peer, stays within while the session fills
 from nothing: what it held stays in the process's memory after the move (the allocator
 keeps the partly used pages), and it is the most of the RSS growth of an import of a
-million peers that is not the index (50,000 left 20 MB)."""
+million peers that is not the index (50,000 left 20 MB; 20,000 left 3.8 MB more than
+10,000 after an import of 300k, and 2,000 no less than 10,000: ``profile_memory.py``).
+A bot of a few thousand peers still grows within it held whole."""
 
 _INDEXED_CACHE: Final = 10_000
 """Peers the LRU cache keeps whole beside the compact index."""

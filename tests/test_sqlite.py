@@ -173,13 +173,14 @@ async def main(folder):
     _peers._Budget.left = 0  # every session bounded: what is left is SQLite's own
     for k in range(20):  # a file with a few peers each
         async with FileStorage(f"s{k}", folder) as storage:
-            await storage.upsert_peers([Peer(j, j, PeerType.USER, (f"n{k}x{j}",)) for j in range(1, 50)])
+            peers = [Peer(j, j, PeerType.USER, (f"n{k}x{j}",)) for j in range(1, 50)]
+            await storage.upsert_peers(peers)
     before = used()
     storages = [FileStorage(f"s{k}", folder) for k in range(20)]
     for storage in storages:
         await storage.open()
     opened = (used() - before) / 20
-    for k, storage in enumerate(storages):
+    for storage in storages:
         await storage.upsert_peers([Peer(100, 1, PeerType.BOT, None)])
         await storage.save()
     saved = (used() - before) / 20
