@@ -87,6 +87,20 @@ def _kind(obj: object) -> str:
     return name
 
 
+def _census() -> collections.Counter[str]:
+    """The tracked objects (not frozen) by owner: the top-level package of a function's
+    or a class's module, of an instance's class, or ``builtins`` (dicts, tuples...)."""
+    owners: collections.Counter[str] = collections.Counter()
+    for obj in gc.get_objects():
+        module = getattr(obj, "__module__", None) if callable(obj) else None
+        if not isinstance(module, str):
+            module = getattr(obj, "__name__", None) if type(obj).__name__ == "module" else None
+        if not isinstance(module, str):
+            module = type(obj).__module__
+        owners[module.split(".")[0]] += 1
+    return owners
+
+
 class _MallInfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)
@@ -176,6 +190,9 @@ async def main(n: int, churn: bool, promoted: bool, freeze: bool) -> None:
         f"one full collection now: {(time.thread_time() - start) * 1000:.1f} ms over "
         f"{len(gc.get_objects()):,} tracked objects ({gc.get_freeze_count():,} frozen)"
     )
+    print("tracked objects a full collection scans, by the package of their type or module:")
+    for owner, count in _census().most_common(8):
+        print(f"  {count:>9,}  {owner}")
     engine = adapter.neutral._peer_engine  # type: ignore[attr-defined]
     index = engine.index
     if index is not None:
