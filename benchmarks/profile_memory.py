@@ -13,7 +13,8 @@ collections come (one every time they reach a quarter of the objects already the
 That count slows the run down and costs memory of its own: read the RSS without it.
 ``--freeze`` moves the client's objects out of the collector's reach too (``gc.freeze()``
 once the client is imported, as an application may): the full collections that remain
-are those of what the storage and the run create.
+are those of what the storage and the run create. At the end, glibc's view of the C
+heap (``mallinfo2``: in use, free but kept) and what ``malloc_trim(0)`` gives back.
 """
 
 from __future__ import annotations
@@ -86,6 +87,56 @@ def _kind(obj: object) -> str:
     return name
 
 
+def _census() -> collections.Counter[str]:
+    """The tracked objects (not frozen) by owner: the top-level package of a function's
+    or a class's module, of an instance's class, or ``builtins`` (dicts, tuples...)."""
+    owners: collections.Counter[str] = collections.Counter()
+    for obj in gc.get_objects():
+        module = getattr(obj, "__module__", None) if callable(obj) else None
+        if not isinstance(module, str):
+            module = getattr(obj, "__name__", None) if type(obj).__name__ == "module" else None
+        if not isinstance(module, str):
+            module = type(obj).__module__
+        owners[module.split(".")[0]] += 1
+    return owners
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _heap_report(base: float) -> None:
+    """glibc's view of the C heap (the arrays, SQLite's pages): in use, free but kept;
+    and what ``malloc_trim(0)`` would give back to the system."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.mallinfo2.restype = _MallInfo2
+    except (OSError, AttributeError):
+        return
+    info = libc.mallinfo2()
+    print(
+        f"C heap (main arena and threads'): {info.uordblks / 2**20:.1f} MB in use, "
+        f"{info.fordblks / 2**20:.1f} MB free but kept, {info.hblkhd / 2**20:.1f} MB mmapped"
+    )
+    before = w.current_rss_mb()
+    libc.malloc_trim(0)
+    print(f"malloc_trim(0): RSS growth {before - base:.1f} -> {w.current_rss_mb() - base:.1f} MB")
+
+
 async def main(n: int, churn: bool, promoted: bool, freeze: bool) -> None:
     sqlite_mb = _sqlite_memory()
     workdir = Path(tempfile.mkdtemp(prefix="bench-memory-"))
@@ -139,6 +190,9 @@ async def main(n: int, churn: bool, promoted: bool, freeze: bool) -> None:
         f"one full collection now: {(time.thread_time() - start) * 1000:.1f} ms over "
         f"{len(gc.get_objects()):,} tracked objects ({gc.get_freeze_count():,} frozen)"
     )
+    print("tracked objects a full collection scans, by the package of their type or module:")
+    for owner, count in _census().most_common(8):
+        print(f"  {count:>9,}  {owner}")
     engine = adapter.neutral._peer_engine  # type: ignore[attr-defined]
     index = engine.index
     if index is not None:
@@ -149,6 +203,7 @@ async def main(n: int, churn: bool, promoted: bool, freeze: bool) -> None:
             f"{pairs / 2**20:.1f} MB ({(held + pairs) / len(index):.1f} bytes a peer)"
         )
     print(f"cache: {len(engine.cache):,} peers; held whole: {engine.complete}")
+    _heap_report(base)
     await adapter.close()  # type: ignore[attr-defined]
 
 

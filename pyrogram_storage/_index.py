@@ -312,15 +312,15 @@ class PeerIndex:
             if peer_id not in holders.values(key):
                 holders.add(key, peer_id)
 
-    def set_holders(self, pairs: list[int]) -> None:
-        """Give the index its name-key-to-holders map whole: ``pairs`` holds key, id,
-        key, id... sorted by key (a build from the store)."""
+    def set_holders(self, buckets: Iterable[tuple[array[int], array[int]]]) -> None:
+        """Give the index its name-key-to-holders map whole (a build from the store):
+        ``buckets`` of (keys, ids), each sorted by key, and in increasing key order."""
         holders = _Pairs()
-        keys, ids = array("q", pairs[0::2]), array("q", pairs[1::2])
-        for start in range(0, len(keys), _CHUNK):
-            end = start + _CHUNK
-            holders._insert_chunk(len(holders._maxes), keys[start:end], ids[start:end])
-        holders.size = len(keys)
+        for keys, ids in buckets:
+            for start in range(0, len(keys), _CHUNK):
+                end = start + _CHUNK
+                holders._insert_chunk(len(holders._maxes), keys[start:end], ids[start:end])
+            holders.size += len(keys)
         self._holders = holders
 
     def ids(self) -> Iterator[int]:

@@ -36,9 +36,10 @@ import asyncio
 import functools
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Collection, Coroutine
+from array import array
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from . import _pending as pending_
 from ._cache import HASH, KIND, NAMES, PHONE, STAMP, TYPE, PeerCache
@@ -69,11 +70,13 @@ _GROWTH: Final = 1.5
 :data:`_SMALL` peers) before it moves to the compact index, which holds a peer in a
 tenth of the memory: a session being filled from nothing is heading for big."""
 
-_SMALL: Final = 20_000
+_SMALL: Final = 10_000
 """What a memory held whole, some 300 bytes a peer, stays within while the session fills
 from nothing: what it held stays in the process's memory after the move (the allocator
 keeps the partly used pages), and it is the most of the RSS growth of an import of a
-million peers that is not the index (50,000 left 20 MB)."""
+million peers that is not the index (50,000 left 20 MB; 20,000 left 3.8 MB more than
+10,000 after an import of 300k, and 2,000 no less than 10,000: ``profile_memory.py``).
+A bot of a few thousand peers still grows within it held whole."""
 
 _INDEXED_CACHE: Final = 10_000
 """Peers the LRU cache keeps whole beside the compact index."""
@@ -1155,7 +1158,7 @@ class Peers:
         """
         index = PeerIndex()
         lane = Lane()
-        holders: list[int] = []  # name key, id, name key, id...
+        holders = _holder_buckets()
         after: int | None = None
         read = 0
         while True:
@@ -1355,16 +1358,30 @@ def _row_of(peer: Peer) -> tuple[Any, ...]:
     return (peer.id, peer.access_hash, peer.type._value_, names, peer.phone_number, stamp or 0)
 
 
-def _set_holders(index: PeerIndex, holders: list[int]) -> None:
-    """Give the index the holders of each username, sorted (off the event loop)."""
-    keys, ids = holders[0::2], holders[1::2]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    holders[0::2] = [keys[k] for k in order]
-    holders[1::2] = [ids[k] for k in order]
-    index.set_holders(holders)
+_Buckets: TypeAlias = "list[tuple[array[int], array[int]]]"
+"""Usernames' (name keys, holder ids) while the index is built, by the top byte of the
+key: 16 bytes a holder, where a list of (key, id) held two Python ints (some 80 bytes,
+and as much again to sort them: 1M holders took 130 MB at open)."""
 
 
-def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]], holders: list[int]) -> bool:
+def _holder_buckets() -> _Buckets:
+    return [(array("q"), array("q")) for _ in range(256)]
+
+
+def _set_holders(index: PeerIndex, holders: _Buckets) -> None:
+    """Give the index the holders of each username, sorted (off the event loop): a bucket
+    at a time, each let go of once sorted."""
+
+    def ordered() -> Iterator[tuple[array[int], array[int]]]:
+        for k, (keys, ids) in enumerate(holders):
+            holders[k] = (array("q"), array("q"))
+            order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: ids in order
+            yield array("q", [keys[i] for i in order]), array("q", [ids[i] for i in order])
+
+    index.set_holders(ordered())
+
+
+def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]], holders: _Buckets) -> bool:
     """Append stored rows (in id order) to the index, and the (name key, id) of each of
     their usernames to ``holders``; False for a row of the wrong types."""
     out = []
@@ -1382,7 +1399,10 @@ def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]], holders: list[int
             for name in held:
                 if type(name) is not str:
                     return False
-                holders += (name_key(name), peer_id)
+                key = name_key(name)
+                keys, ids = holders[(key >> 56) + 128]
+                keys.append(key)
+                ids.append(peer_id)
             fingerprint = names_fingerprint(held)
         else:
             fingerprint = NO_NAMES

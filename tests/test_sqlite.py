@@ -160,3 +160,52 @@ async def test_a_cache_hit_gives_its_access_hash_and_type_without_a_peer(
     assert input_kind_of(-1001234567890, "a-future-type") is InputKind.CHANNEL
     assert input_kind_of(-42, "a-future-type") is InputKind.CHAT
     assert input_kind_of(42, "a-future-type") is InputKind.USER
+
+
+_IDLE_SESSIONS = """
+import asyncio, ctypes, ctypes.util, json, sys
+from pyrogram_storage import FileStorage, Peer, PeerType, _peers
+
+used = ctypes.CDLL(ctypes.util.find_library("sqlite3")).sqlite3_memory_used
+used.restype = ctypes.c_int64
+
+async def main(folder):
+    _peers._Budget.left = 0  # every session bounded: what is left is SQLite's own
+    for k in range(20):  # a file with a few peers each
+        async with FileStorage(f"s{k}", folder) as storage:
+            peers = [Peer(j, j, PeerType.USER, (f"n{k}x{j}",)) for j in range(1, 50)]
+            await storage.upsert_peers(peers)
+    before = used()
+    storages = [FileStorage(f"s{k}", folder) for k in range(20)]
+    for storage in storages:
+        await storage.open()
+    opened = (used() - before) / 20
+    for storage in storages:
+        await storage.upsert_peers([Peer(100, 1, PeerType.BOT, None)])
+        await storage.save()
+    saved = (used() - before) / 20
+    sizes = [storage._db.execute("PRAGMA cache_size").fetchone()[0] for storage in storages]
+    found = [(await storage.peer_by_id(100)).access_hash for storage in storages]
+    for storage in storages:
+        await storage.close()
+    print(json.dumps([opened, saved, sizes, found]))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_an_idle_session_holds_no_page_cache_in_advance(tmp_path: Path) -> None:
+    # The writer holds SQLite's write lock while a FileStorage is open, which keeps one
+    # page of its cache in use; a cache that starts empty takes 20 pages at once (~84
+    # KB) for its first page, which would stay for as long as the storage is open: a
+    # host of a thousand sessions held 84 MB for nothing. The lock is taken with a tiny
+    # cache instead (pages then come one by one), and the cache size is restored.
+    result = subprocess.run(
+        [sys.executable, "-c", _IDLE_SESSIONS, str(tmp_path)], timeout=120, capture_output=True
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    opened, saved, sizes, found = json.loads(result.stdout)
+    assert opened < 140 * 1024, opened  # two connections: ~96 KB (~173 KB before)
+    assert saved < 140 * 1024, saved
+    assert sizes == [-2000] * 20  # SQLite's default, as before
+    assert found == [1] * 20
