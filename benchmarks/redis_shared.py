@@ -60,6 +60,13 @@ class Worker:
             stdout=subprocess.PIPE,
             text=True,
             cwd=HERE,
+            # This tree's package, not the one the shared client venv was installed from.
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(REPO), os.environ.get("PYTHONPATH")])
+                ),
+            },
         )
 
     def line(self) -> Any:
