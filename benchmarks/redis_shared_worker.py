@@ -123,9 +123,13 @@ async def lookups(args: dict[str, Any]) -> dict[str, Any]:
     hot_us = (time.perf_counter() - start) / len(hot) * 1e6
     hot_cpu_us = (time.process_time() - cpu) / len(hot) * 1e6
     cold = list(w.distinct_ids(n, min(count, n), seed=w.SEED + 77))
+    profiler = _profiler(args)
     start, cpu = time.perf_counter(), time.process_time()
     for peer_id in cold:
         await get(peer_id)
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(args["profile"])
     cold_us = (time.perf_counter() - start) / len(cold) * 1e6
     cold_cpu_us = (time.process_time() - cpu) / len(cold) * 1e6
     await storage.close()

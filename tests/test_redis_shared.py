@@ -144,14 +144,14 @@ async def test_a_thousand_alternating_writes_leave_no_stale_read(
     assert hits > ROUNDS  # memory answered (the test is not only of the server)
 
 
-def _scripts_run(server: RedisServer) -> int:
-    """How many EVALSHA the server has run (every batch of writes is one)."""
-    info = command("127.0.0.1", server.port, "INFO", "commandstats")
-    text = info.decode() if isinstance(info, bytes) else str(info)
-    for line in text.splitlines():
-        if line.startswith("cmdstat_evalsha:"):
-            return int(line.split("calls=", 1)[1].split(",", 1)[0])
-    return 0
+def _commands_of(server: RedisServer, client_id: int | None) -> int:
+    """How many commands one connection has run (a storage stores its writes on its
+    tracking connection, each batch a script, the commands it runs counted too); not
+    the other process's, nor its background reads."""
+    text = command("127.0.0.1", server.port, "CLIENT", "LIST", "ID", str(client_id))
+    text = text.decode() if isinstance(text, bytes) else str(text)
+    fields = dict(item.split("=", 1) for item in text.split() if "=" in item)
+    return int(fields["tot-cmds"])
 
 
 async def test_an_unchanged_peer_held_costs_no_write_until_the_other_changes_it(
@@ -171,16 +171,18 @@ async def test_an_unchanged_peer_held_costs_no_write_until_the_other_changes_it(
         assert not writes_nothing((1, 10, "bot", ("x",), None))
         assert not engine.holds_names((1, ["y"]))
         assert not engine.holds_names((2, ["x"]))  # not held: it may be stored
-        before = _scripts_run(redis_server)
+        tracker = mine._tracker
+        assert tracker is not None and tracker.live
+        before = _commands_of(redis_server, tracker.client_id)
         await mine._upsert_tuples([held])
         await mine.upsert_peers([user(1, 10)])
         await mine.set_usernames([(1, ["x"])])
-        assert _scripts_run(redis_server) == before
+        assert _commands_of(redis_server, tracker.client_id) == before
         assert other("put", 1, 11) is True
         assert not writes_nothing(held)  # the server said B changed it
         assert not engine.holds_names((1, ["x"]))
         await mine.upsert_peers([user(1, 10)])  # written again, and stored
-        assert _scripts_run(redis_server) == before + 2  # B's write, then ours
+        assert _commands_of(redis_server, tracker.client_id) > before
         assert other("get", 1) == 10
 
 
@@ -267,6 +269,42 @@ async def test_lookups_memory_cannot_answer_ask_on_the_tracking_connection_or_th
             assert other("put", 1, 13) is True
             assert (await mine.peer_by_id(1, with_usernames=False)).access_hash == 13
     finally:
+        await admin.aclose()
+
+
+async def test_a_tracking_connection_that_stops_answering_is_dropped_and_comes_back(
+    redis_server: RedisServer, name: str
+) -> None:
+    """One timer watches every reply awaited on the tracking connection: a server that
+    does not answer within socket_timeout (CLIENT PAUSE) has the awaited calls fail,
+    memory distrusted, and the connection made again."""
+    import redis.asyncio
+
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    mine = storage_on(redis_server.url, name, timeout=0.3)
+    try:
+        async with mine:
+            tracker = mine._tracker
+            assert tracker is not None and tracker.live
+            old = tracker.client_id
+            await mine.upsert_peers([user(1, 1)])
+            assert (await tracker.execute(("PING",))) == [b"PONG"]  # answered: no timer left
+            await admin.execute_command("CLIENT", "PAUSE", 3000, "ALL")
+            waiting = [tracker.execute(("HGET", mine.keys.peers, 1)) for _ in range(3)]
+            results = await asyncio.gather(*waiting, return_exceptions=True)
+            assert all(isinstance(result, TimeoutError) for result in results), results
+            assert not tracker.live
+            assert mine.cached_peer(1) is None  # not trusted
+            await admin.execute_command("CLIENT", "UNPAUSE")
+            for _ in range(300):
+                if tracker.live:
+                    break
+                await asyncio.sleep(0.05)
+            assert tracker.live and tracker.client_id != old
+            assert await tracker.execute(("HEXISTS", mine.keys.peers, 1)) == [1]
+            assert (await mine.peer_by_id(1)).access_hash == 1
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
         await admin.aclose()
 
 

@@ -73,6 +73,7 @@ _OFFSET = 2**63
 _INTS = frozenset({"dc_id", "api_id", "date", "user_id", "port"})
 _FLAGS = frozenset({"test_mode", "is_bot"})
 _SEPARATORS = (",", ":")
+_json = json.JSONDecoder().decode  # json.loads less its checks of the text's encoding
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,9 @@ def decode_peer(
 ) -> Peer:
     """Build a peer from its ``peers`` value and its ``names`` value (None: it has none)."""
     try:
-        access_hash, kind, phone, stamp = json.loads(value)
+        access_hash, kind, phone, stamp = _json(
+            value.decode() if isinstance(value, bytes) else value
+        )
         usernames: tuple[str, ...] | None = None
         if with_names:
             usernames = () if names is None else tuple(json.loads(names))

@@ -65,6 +65,8 @@ __all__ = [
     "Tracker",
     "Unsupported",
     "address_of",
+    "command",
+    "command_head",
     "parse",
 ]
 
@@ -195,6 +197,12 @@ def command(*parts: bytes | str | int) -> bytes:
     return b"".join(out)
 
 
+def command_head(count: int, *parts: bytes | str | int) -> bytes:
+    """The start of a command of ``count`` parts in RESP, its first ``parts`` encoded
+    once (a command sent for every lookup then costs the encoding of its last part)."""
+    return b"*%d\r\n" % count + command(*parts)[len(b"*%d\r\n" % len(parts)) :]
+
+
 def parse(buffer: bytes | bytearray, at: int = 0) -> tuple[Any, int]:
     """One RESP3 (or RESP2) value from ``buffer[at:]`` and where the next starts. Errors
     come back as :class:`ResponseError` values, pushes as :class:`Push`, maps as lists.
@@ -282,7 +290,9 @@ class Tracker:
         self._buffer = bytearray()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconnecting: asyncio.Task[None] | None = None
-        self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        # The futures awaiting replies, in the order sent, each with its deadline.
+        self._waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
+        self._watchdog: asyncio.TimerHandle | None = None  # fails the oldest once late
         self._out = bytearray()  # commands the socket has not taken yet
         self._stopped = False
         self.live = False  #: tracking is on and the connection up: invalidations come
@@ -429,8 +439,11 @@ class Tracker:
                     loop.remove_reader(sock.fileno())
                     loop.remove_writer(sock.fileno())
             sock.close()
+        watchdog, self._watchdog = self._watchdog, None
+        if watchdog is not None:
+            watchdog.cancel()
         waiting, self._waiting = self._waiting, collections.deque()
-        for future in waiting:
+        for future, _ in waiting:
             if not future.done():
                 future.set_exception(error(f"no reply from the Redis server: {why}"))
 
@@ -445,16 +458,29 @@ class Tracker:
             that does).
         :raises ConnectionError: the connection is down, or dropped before the replies.
         """
+        return await self.execute_encoded(
+            b"".join(command(*parts) for parts in commands), len(commands)
+        )
+
+    async def execute_encoded(self, data: bytes, count: int) -> list[Any]:
+        """:meth:`execute` of ``count`` commands already in RESP (:func:`command`)."""
         loop = self._loop
         if self._sock is None or loop is None:
             raise ConnectionError("the Redis tracking connection is down")
-        futures = []
-        for _ in commands:
-            future: asyncio.Future[Any] = loop.create_future()
-            self._waiting.append(future)
-            futures.append(future)
-        self._send(b"".join(command(*parts) for parts in commands))
-        timer = loop.call_later(self.address.reply_timeout, self._late, futures[-1])
+        deadline = loop.time() + self.address.reply_timeout
+        futures = [loop.create_future() for _ in range(count)]
+        self._waiting.extend((future, deadline) for future in futures)
+        self._send(data)
+        last = futures[-1]
+        if self._poll is not None:
+            # The server often runs while send() hands it the command (the woken process
+            # takes the core), so its reply may be here already: taking it at once costs
+            # no turn of the event loop and no wake-up of this task.
+            self.drain()
+            if last.done():
+                return self._checked([future.result() for future in futures])
+        if self._watchdog is None and self._sock is not None:
+            self._watchdog = loop.call_at(deadline, self._check_late)
         try:
             replies = [await future for future in futures]
         except BaseException:
@@ -462,8 +488,9 @@ class Tracker:
                 if future.done() and not future.cancelled():
                     future.exception()
             raise
-        finally:
-            timer.cancel()
+        return self._checked(replies)
+
+    def _checked(self, replies: list[Any]) -> list[Any]:
         for reply in replies:
             if redirected(reply):
                 self.lose(f"the cluster moved the session's slot ({reply})")
@@ -478,9 +505,18 @@ class Tracker:
         elif self._reconnecting is None and not self._stopped:
             self._retry_later()
 
-    def _late(self, future: asyncio.Future[Any]) -> None:
-        if not future.done():
+    def _check_late(self) -> None:
+        """One timer for every reply awaited (not one a command): the oldest is late,
+        or the timer waits for its deadline."""
+        self._watchdog = None
+        loop = self._loop
+        if not self._waiting or loop is None or self._sock is None:
+            return
+        deadline = self._waiting[0][1]
+        if loop.time() >= deadline:
             self._lost(f"no reply within {self.address.reply_timeout} s", TimeoutError)
+            return
+        self._watchdog = loop.call_at(deadline, self._check_late)
 
     def _send(self, data: bytes) -> None:
         sock = self._sock
@@ -573,7 +609,7 @@ class Tracker:
         if not self._waiting:
             self._lost("a reply nobody asked for")
             return
-        future = self._waiting.popleft()
+        future, _ = self._waiting.popleft()
         if not future.done():
             future.set_result(message)
 
