@@ -328,16 +328,18 @@ class _Layer:
 
     def to_changes(self, stamp: int) -> Changes:
         changes = Changes(stamp=stamp, new_peers=frozenset(self.fresh))
-        for peer_id, change in self.peers.items():
-            kind = change[_KIND]
-            if kind == FULL:
-                changes.peers.append(_row(peer_id, change, change[_NAMES]))
-            elif kind == PARTIAL:
-                changes.peers.append(_row(peer_id, change, None))
+        rows = changes.peers
+        types, new_row = _TYPES, _new_row
+        for peer_id, change in self.peers.items():  # _row(), inlined: once a peer a flush
+            kind, access_hash, type_name, names, phone, last = change
+            if kind <= PARTIAL:  # FULL or PARTIAL
+                peer_type = types.get(type_name) or PeerType.of(type_name)
+                fields = (peer_id, access_hash, peer_type, names if kind == FULL else None)
+                rows.append(new_row(PeerRow, (*fields, phone, last)))
             elif kind == DELETED:
                 changes.deleted_peers.append(peer_id)
             else:
-                changes.usernames.append((peer_id, change[_NAMES] or ()))
+                changes.usernames.append((peer_id, names or ()))
         for state_id, (kind, *values) in self.states.items():
             if kind == STATE_DELETED:
                 changes.deleted_states.append(state_id)
