@@ -556,8 +556,7 @@ class Peers:
             or self._early is not None
             or self._early_written is not None
             or (not self.complete and (self.index is None or self._shared))
-            or len(layer.peers) + len(layer.states) + len(peers) > pending_.PENDING_LIMIT
-            or not pending.soon()  # then true for every peer of the batch (room checked)
+            or not pending.room(len(peers))
         ):
             put = self.put
             for done, (peer_id, access_hash, kind, phone) in enumerate(peers):
@@ -660,6 +659,7 @@ class Peers:
                 if now > layer.partial_stamp:
                     layer.partial_stamp = now
                 self.writes += 1
+                pending.handed()
                 if self.complete:
                     size = len(self.cache._entries)
                     if size > self._share or size > self._limit:
@@ -674,8 +674,7 @@ class Peers:
         if (
             self._touched is not None
             or (not self.complete and (self.index is None or self._shared))
-            or len(layer.peers) + len(layer.states) + len(pairs) > pending_.PENDING_LIMIT
-            or not pending.soon()
+            or not pending.room(len(pairs))
         ):
             put = self.put_names
             for done, (peer_id, names) in enumerate(pairs):
@@ -742,6 +741,7 @@ class Peers:
         finally:
             if wrote:
                 self.writes += 1
+                pending.handed()
 
     def memory(self) -> PeerCache | None:
         """The cache, if it may answer now: we are the only writer, or the backend has

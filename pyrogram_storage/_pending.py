@@ -685,6 +685,32 @@ class PendingWrites:
             self._start(self.commit_interval)
         return True
 
+    def room(self, keys: int) -> bool:
+        """Whether a batch of writes of up to ``keys`` keys may enter the journal and
+        return without awaiting anything, as :meth:`written` would after them: the
+        pending batch has room for them, or no other batch is in flight (then
+        :meth:`handed` hands a full one over at once). False when ``commit_interval``
+        is 0, or a batch is in flight and this one would fill the pending one: write
+        through the awaiting path. Starts the timer."""
+        if self.commit_interval == 0:
+            return False
+        journal = self.journal
+        pending = journal._pending
+        if len(pending.peers) + len(pending.states) + keys > PENDING_LIMIT and (journal.busy_older):
+            return False
+        if self._task is None:
+            self._start(self.commit_interval)
+        return True
+
+    def handed(self) -> None:
+        """After writes :meth:`room` let in: a full pending batch goes to be stored now
+        (what :meth:`written` does without waiting, no other batch being in flight)."""
+        if self.journal.full:
+            if self._task is None:
+                self._start(0)
+            else:
+                self._wake_up()
+
     async def store(
         self,
         session: Callable[[], tuple[SessionData, frozenset[str]]] | None = None,
