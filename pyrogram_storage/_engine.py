@@ -379,7 +379,11 @@ class EngineHooks:
             if not (type(peer_id) is int and _MIN64 <= peer_id <= _MAX64 and type(names) is list):
                 return 0
             wanted = tuple(names)
-            if not plain_usernames(wanted):
+            if len(wanted) == 1:  # plain_usernames() of the common case, inlined
+                name = wanted[0]
+                if not (type(name) is str and name.islower() and name.isidentifier()):
+                    return 0
+            elif not plain_usernames(wanted):
                 return 0
             plain.append((peer_id, wanted))
         return self._peer_engine.put_names_many(plain, int(time.time()))
