@@ -610,7 +610,9 @@ class Peers:
             index = self.index
             assert index is not None
             cache = self.cache
-            peek, cache_put = cache._entries.get, cache.put
+            entries, room = cache._entries, cache.size
+            lru = room > 0 and not cache.complete  # bounded: a new key goes last by itself
+            peek, cache_put = entries.get, cache.put
             index_get, index_put = index.get, index.put
             for peer_id, access_hash, kind, phone in peers:
                 hot_pop(peer_id, None)
@@ -646,7 +648,11 @@ class Peers:
                         fresh_layer.add(peer_id)
                 wrote = True
                 index_put(peer_id, access_hash, kind, now, None, phone_key(phone))
-                if fresh:
+                if fresh and lru:  # cache.put() of a new key, inlined
+                    entries[peer_id] = (FULL, access_hash, kind, (), phone, now)
+                    if len(entries) > room:
+                        entries.popitem(last=False)  # type: ignore[call-arg]
+                elif fresh:
                     cache_put(peer_id, (FULL, access_hash, kind, (), phone, now))
                 elif old is not None and old[KIND] == FULL:
                     cache_put(peer_id, (FULL, access_hash, kind, old[NAMES], phone, now))
@@ -735,7 +741,7 @@ class Peers:
                 index.set_names(peer_id, fingerprint)
                 index.add_names(peer_id, names)
                 if held_ is not None:
-                    cache_put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
+                    cache_put(peer_id, (FULL, held_[HASH], held_[TYPE], names, *held_[PHONE:]))
                 done += 1
             return done
         finally:

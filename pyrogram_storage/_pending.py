@@ -334,8 +334,9 @@ class _Layer:
             kind, access_hash, type_name, names, phone, last = change
             if kind <= PARTIAL:  # FULL or PARTIAL
                 peer_type = types.get(type_name) or PeerType.of(type_name)
-                fields = (peer_id, access_hash, peer_type, names if kind == FULL else None)
-                rows.append(new_row(PeerRow, (*fields, phone, last)))
+                if kind:  # PARTIAL: the stored usernames stay
+                    names = None
+                rows.append(new_row(PeerRow, (peer_id, access_hash, peer_type, names, phone, last)))
             elif kind == DELETED:
                 changes.deleted_peers.append(peer_id)
             else:
