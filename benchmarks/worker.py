@@ -26,6 +26,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# The package of this tree, not the one the client venv installed (editable, from the
+# tree that made the venv: another worktree's run would measure that tree's code).
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent))
 
 import workload as w
 from backends import (
@@ -491,9 +494,13 @@ async def _lookups(
     return time.perf_counter() - start, found
 
 
-async def _ingest(adapter: Adapter, chunks: Any, rnd: int) -> float:
-    """Write the batches, then ``save()``; the loop runs other tasks between batches."""
-    start = time.perf_counter()
+async def _ingest(adapter: Adapter, chunks: Any, rnd: int) -> tuple[float, float]:
+    """Write the batches, then ``save()``; the loop runs other tasks between batches.
+
+    Returns the seconds taken, wall clock and CPU time of every thread of the process
+    (the writer threads included; other processes' load does not count).
+    """
+    start, cpu = time.perf_counter(), time.process_time()
     if adapter.sync:
         for batch in chunks:
             adapter.write(batch, rnd)
@@ -502,7 +509,7 @@ async def _ingest(adapter: Adapter, chunks: Any, rnd: int) -> float:
             await adapter.write(batch, rnd)
             await asyncio.sleep(0)  # a client gets each batch from the network
     await _call(adapter, "save")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 async def _mix(adapter: Adapter, n: int, tasks: int, ops: int, pause: bool = False) -> float:
@@ -584,17 +591,19 @@ async def run_cells(
     await _call(adapter, "set_session")
 
     # Writes take milliseconds a batch: the meter's ~2 µs a call does not show.
-    seconds = await watch(
+    seconds, cpu = await watch(
         "ingest_100", lambda: _ingest(adapter, w.batches(range(n)), 0), adapter.storage
     )
     m["ingest_100_us"] = seconds / n * 1e6
+    m["ingest_100_cpu_us"] = cpu / n * 1e6
     churn = list(w.churn_indices(n))
     counts["churn"] = len(churn)
     if churn:
-        seconds = await watch(
+        seconds, cpu = await watch(
             "churn", lambda: _ingest(adapter, w.batches(churn), 1), adapter.storage
         )
         m["churn_us"] = seconds / len(churn) * 1e6
+        m["churn_cpu_us"] = cpu / len(churn) * 1e6
     # Issue 19: RSS growth while ingesting the N peers (and churning them), before any read.
     m["rss_ingest_growth_mb"] = w.peak_rss_mb() - rss_base
 
@@ -621,7 +630,9 @@ async def run_cells(
 
     batches = w.small_batches(2 * n, small)
     counts["small_batches"] = len(batches)
-    m["ingest_small_us"] = await _ingest(adapter, batches, 0) / small * 1e6
+    seconds, cpu = await _ingest(adapter, batches, 0)
+    m["ingest_small_us"] = seconds / small * 1e6
+    m["ingest_small_cpu_us"] = cpu / small * 1e6
 
     rounds = int(params["roundtrips"])
     if getattr(adapter, "roundtrip", None) is not None and rounds > 0:

@@ -144,6 +144,21 @@ class _Pairs:
             c += 1
         return found
 
+    def has(self, key: int, value: int) -> bool:
+        """Whether the pair is there (:meth:`values` without the list)."""
+        maxes = self._maxes
+        c = bisect_left(maxes, key)
+        while c < len(maxes):
+            keys = self._keys[c]
+            p = bisect_left(keys, key)
+            q = bisect_right(keys, key, p)
+            if p < q and value in self._values[c][p:q]:
+                return True
+            if q < len(keys):
+                return False
+            c += 1
+        return False
+
     def first(self, key: int) -> int | None:
         maxes = self._maxes
         c = bisect_left(maxes, key)
@@ -309,7 +324,7 @@ class PeerIndex:
         holders = self._holders
         for name in names:
             key = name_key(name)
-            if peer_id not in holders.values(key):
+            if not holders.has(key, peer_id):
                 holders.add(key, peer_id)
 
     def set_holders(self, buckets: Iterable[tuple[array[int], array[int]]]) -> None:

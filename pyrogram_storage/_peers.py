@@ -549,6 +549,213 @@ class Peers:
         self.writes += 1
         return True
 
+    def put_many(self, peers: list[tuple[int, int, str, str | None]], now: int) -> int:
+        """:meth:`put` of each checked ``(id, access_hash, type name, phone)`` tuple, in
+        order: how many were done before one needed :meth:`upsert` (for the rest).
+
+        A client's batch (a hundred peers a call): one loop, the journal's pending layer
+        written directly, where :meth:`put` costs a dozen calls a peer.
+        """
+        pending = self.pending
+        layer = pending.journal._pending
+        if (
+            self._touched is not None
+            or self._early is not None
+            or self._early_written is not None
+            or (not self.complete and (self.index is None or self._shared))
+            or not pending.room(len(peers))
+        ):
+            put = self.put
+            for done, (peer_id, access_hash, kind, phone) in enumerate(peers):
+                if not put(peer_id, access_hash, kind, phone, now):
+                    return done
+            return len(peers)
+        hot_pop = self._hot.pop
+        refresh = self.refresh
+        held_layer, fresh_layer = layer.peers, layer.fresh
+        slow = layer._indexed  # the layer keeps a username index: its add_peer keeps it
+        add = layer.add_peer
+        done = 0
+        wrote = False
+        try:
+            if self.complete:
+                held = self.cache._entries
+                moving = self._moving
+                phones = self._phones
+                for peer_id, access_hash, kind, phone in peers:
+                    hot_pop(peer_id, None)
+                    old = held.get(peer_id)
+                    if (
+                        old is not None
+                        and old[HASH] == access_hash
+                        and old[TYPE] == kind
+                        and old[PHONE] == phone
+                        and now - old[STAMP] < refresh
+                    ):
+                        done += 1
+                        continue
+                    change = (PARTIAL, access_hash, kind, None, phone, now)
+                    if slow or peer_id in held_layer:
+                        if not add(peer_id, change, old is None):
+                            return done
+                    else:
+                        held_layer[peer_id] = change
+                        if old is None:
+                            fresh_layer.add(peer_id)
+                    wrote = True
+                    entry = (FULL, access_hash, kind, () if old is None else old[NAMES], phone, now)
+                    held[peer_id] = entry
+                    if moving is not None:
+                        moving.add(peer_id)
+                    if old is None:
+                        if phone:
+                            _add(phones, phone, peer_id)
+                    elif old[PHONE] != phone:
+                        _reindex(self._names, phones, peer_id, old, entry)
+                    done += 1
+                return done
+            index = self.index
+            assert index is not None
+            cache = self.cache
+            entries, room = cache._entries, cache.size
+            lru = room > 0 and not cache.complete  # bounded: a new key goes last by itself
+            peek, cache_put = entries.get, cache.put
+            index_get, index_put = index.get, index.put
+            for peer_id, access_hash, kind, phone in peers:
+                hot_pop(peer_id, None)
+                old = peek(peer_id)
+                fresh = False
+                if old is not None:
+                    if (
+                        old[HASH] == access_hash
+                        and old[TYPE] == kind
+                        and old[PHONE] == phone
+                        and now - old[STAMP] < refresh
+                    ):
+                        done += 1
+                        continue
+                else:
+                    found = index_get(peer_id)
+                    if found is None:
+                        fresh = True
+                    elif _found_unchanged(
+                        found, (PARTIAL, access_hash, kind, None, phone, now), False, now, refresh
+                    ):
+                        if found[4] >= 0 and found[2] >= 0:
+                            cache_put(peer_id, _entry_of_found(found))
+                        done += 1
+                        continue
+                change = (PARTIAL, access_hash, kind, None, phone, now)
+                if slow or peer_id in held_layer:
+                    if not add(peer_id, change, fresh):
+                        return done
+                else:
+                    held_layer[peer_id] = change
+                    if fresh:
+                        fresh_layer.add(peer_id)
+                wrote = True
+                index_put(peer_id, access_hash, kind, now, None, phone_key(phone))
+                if fresh and lru:  # cache.put() of a new key, inlined
+                    entries[peer_id] = (FULL, access_hash, kind, (), phone, now)
+                    if len(entries) > room:
+                        entries.popitem(last=False)  # type: ignore[call-arg]
+                elif fresh:
+                    cache_put(peer_id, (FULL, access_hash, kind, (), phone, now))
+                elif old is not None and old[KIND] == FULL:
+                    cache_put(peer_id, (FULL, access_hash, kind, old[NAMES], phone, now))
+                else:
+                    cache_put(peer_id, change)
+                done += 1
+            return done
+        finally:
+            if wrote:
+                if now > layer.partial_stamp:
+                    layer.partial_stamp = now
+                self.writes += 1
+                pending.handed()
+                if self.complete:
+                    size = len(self.cache._entries)
+                    if size > self._share or size > self._limit:
+                        self._grown()
+
+    def put_names_many(self, pairs: list[tuple[int, tuple[str, ...]]], now: int) -> int:
+        """:meth:`put_names` of each ``(id, usernames)`` pair, ids checked and usernames
+        plain (:func:`~pyrogram_storage.validation.plain_usernames`), in order: how many
+        were done before one needed :meth:`set_names`. One loop, as :meth:`put_many`."""
+        pending = self.pending
+        layer = pending.journal._pending
+        if (
+            self._touched is not None
+            or (not self.complete and (self.index is None or self._shared))
+            or not pending.room(len(pairs))
+        ):
+            put = self.put_names
+            for done, (peer_id, names) in enumerate(pairs):
+                if not put(peer_id, names, now):
+                    return done
+            return len(pairs)
+        held_layer = layer.peers
+        slow = layer._indexed
+        add = layer.add_peer
+        done = 0
+        wrote = False
+        try:
+            if self.complete:
+                held = self.cache._entries
+                moving = self._moving
+                names_map = self._names
+                for peer_id, names in pairs:
+                    old = held.get(peer_id)
+                    if old is None or old[NAMES] == names:
+                        done += 1  # not stored (ignored, as the backend would), or unchanged
+                        continue
+                    if not _add_names(held_layer, add, slow, peer_id, names, now):
+                        return done
+                    wrote = True
+                    held[peer_id] = (FULL, old[HASH], old[TYPE], names, old[PHONE], old[STAMP])
+                    if moving is not None:
+                        moving.add(peer_id)
+                    for name in old[NAMES] or ():
+                        _drop(names_map, name, peer_id)
+                    for name in names:
+                        _add(names_map, name, peer_id)
+                    done += 1
+                return done
+            index = self.index
+            assert index is not None
+            cache = self.cache
+            peek, cache_put = cache._entries.get, cache.put
+            for peer_id, names in pairs:
+                held_ = peek(peer_id)
+                fingerprint = names_fingerprint(names)
+                if held_ is not None and held_[KIND] == FULL:
+                    if held_[NAMES] == names:
+                        done += 1
+                        continue
+                else:
+                    found = index.get(peer_id)
+                    if found is None:
+                        done += 1  # not stored: ignored, as the backend would
+                        continue
+                    if found[3] == fingerprint:  # unchanged: now known whole
+                        if held_ is not None:
+                            cache_put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
+                        done += 1
+                        continue
+                if not _add_names(held_layer, add, slow, peer_id, names, now):
+                    return done
+                wrote = True
+                index.set_names(peer_id, fingerprint)
+                index.add_names(peer_id, names)
+                if held_ is not None:
+                    cache_put(peer_id, (FULL, held_[HASH], held_[TYPE], names, *held_[PHONE:]))
+                done += 1
+            return done
+        finally:
+            if wrote:
+                self.writes += 1
+                pending.handed()
+
     def memory(self) -> PeerCache | None:
         """The cache, if it may answer now: we are the only writer, or the backend has
         told us of every change the others made."""
@@ -1315,6 +1522,28 @@ class Peers:
         or (past its limit, or the budget spent) move to the compact index."""
         if len(self.cache) > self._limit or not self._take(max(_HEADROOM, len(self.cache) // 8)):
             self._to_index()
+
+
+def _add_names(
+    held: dict[int, PeerChange],
+    add: Callable[[int, PeerChange], bool],
+    slow: bool,
+    peer_id: int,
+    names: tuple[str, ...],
+    now: int,
+) -> bool:
+    """Put a usernames change of ``peer_id`` in the pending layer whose peers are ``held``
+    (``add``: its ``add_peer``, which ``slow`` asks for): what ``add`` would do, without
+    its calls for the common case (the peer's row pending, or nothing)."""
+    if not slow:
+        old = held.get(peer_id)
+        if old is None:
+            held[peer_id] = (pending_.NAMES, 0, "", names, None, now)
+            return True
+        if old[KIND] <= PARTIAL:  # FULL or PARTIAL, joined as coalesce() joins them
+            held[peer_id] = (FULL, old[HASH], old[TYPE], names, old[PHONE], old[STAMP])
+            return True
+    return add(peer_id, (pending_.NAMES, 0, "", names, None, now))
 
 
 def _spawn(work: Coroutine[Any, Any, None]) -> None:

@@ -328,16 +328,19 @@ class _Layer:
 
     def to_changes(self, stamp: int) -> Changes:
         changes = Changes(stamp=stamp, new_peers=frozenset(self.fresh))
-        for peer_id, change in self.peers.items():
-            kind = change[_KIND]
-            if kind == FULL:
-                changes.peers.append(_row(peer_id, change, change[_NAMES]))
-            elif kind == PARTIAL:
-                changes.peers.append(_row(peer_id, change, None))
+        rows = changes.peers
+        types, new_row = _TYPES, _new_row
+        for peer_id, change in self.peers.items():  # _row(), inlined: once a peer a flush
+            kind, access_hash, type_name, names, phone, last = change
+            if kind <= PARTIAL:  # FULL or PARTIAL
+                peer_type = types.get(type_name) or PeerType.of(type_name)
+                if kind:  # PARTIAL: the stored usernames stay
+                    names = None
+                rows.append(new_row(PeerRow, (peer_id, access_hash, peer_type, names, phone, last)))
             elif kind == DELETED:
                 changes.deleted_peers.append(peer_id)
             else:
-                changes.usernames.append((peer_id, change[_NAMES] or ()))
+                changes.usernames.append((peer_id, names or ()))
         for state_id, (kind, *values) in self.states.items():
             if kind == STATE_DELETED:
                 changes.deleted_states.append(state_id)
@@ -682,6 +685,32 @@ class PendingWrites:
         if self._task is None:
             self._start(self.commit_interval)
         return True
+
+    def room(self, keys: int) -> bool:
+        """Whether a batch of writes of up to ``keys`` keys may enter the journal and
+        return without awaiting anything, as :meth:`written` would after them: the
+        pending batch has room for them, or no other batch is in flight (then
+        :meth:`handed` hands a full one over at once). False when ``commit_interval``
+        is 0, or a batch is in flight and this one would fill the pending one: write
+        through the awaiting path. Starts the timer."""
+        if self.commit_interval == 0:
+            return False
+        journal = self.journal
+        pending = journal._pending
+        if len(pending.peers) + len(pending.states) + keys > PENDING_LIMIT and (journal.busy_older):
+            return False
+        if self._task is None:
+            self._start(self.commit_interval)
+        return True
+
+    def handed(self) -> None:
+        """After writes :meth:`room` let in: a full pending batch goes to be stored now
+        (what :meth:`written` does without waiting, no other batch being in flight)."""
+        if self.journal.full:
+            if self._task is None:
+                self._start(0)
+            else:
+                self._wake_up()
 
     async def store(
         self,

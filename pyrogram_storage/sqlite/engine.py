@@ -23,6 +23,7 @@ import sqlite3
 import sys
 from array import array
 from collections.abc import Callable, Sequence
+from itertools import chain
 from typing import Any, TypeVar
 
 from .. import _files
@@ -642,11 +643,14 @@ def _write(db: sqlite3.Connection, layout: Layout, changes: Changes) -> None:
                 if usernames is None:
                     partial.append((peer_id, access_hash, kind, phone, stamp))
                     continue
-                primary = usernames[0] if usernames else None
-                full.append((peer_id, access_hash, kind, primary, phone, stamp))
                 if peer_id not in fresh:  # a new peer has no usernames rows to delete
                     renamed.append(peer_id)
-                names.extend((peer_id, name, stamp) for name in usernames)
+                if not usernames:
+                    full.append((peer_id, access_hash, kind, None, phone, stamp))
+                    continue
+                full.append((peer_id, access_hash, kind, usernames[0], phone, stamp))
+                for name in usernames:
+                    names.append((peer_id, name, stamp))
             if partial:
                 _many(db, _UPSERT_PEER_KEEP_USERNAME, partial)
             if full:
@@ -700,12 +704,10 @@ def _many(db: sqlite3.Connection, sql: str, rows: list[tuple[Any, ...]]) -> None
     size = _ROWS_PER_STATEMENT
     whole = len(rows) // size * size
     if whole:
+        flat = chain.from_iterable  # each statement's parameters, flattened in C
         db.executemany(
             _multi_row(sql, size),
-            [
-                [value for row in rows[start : start + size] for value in row]
-                for start in range(0, whole, size)
-            ],
+            [list(flat(rows[start : start + size])) for start in range(0, whole, size)],
         )
     if whole < len(rows):
         db.executemany(sql, rows[whole:])
