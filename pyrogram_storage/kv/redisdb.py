@@ -240,11 +240,14 @@ class _Lane(tracking.Tracker):
         setup = [
             tracking.command(*hello, "SETNAME", LANE_NAME),
             tracking.command("SELECT", address.db),
+            tracking.command("CLIENT", "ID"),
         ]
         await loop.sock_sendall(sock, b"".join(setup))
-        for reply in await self._replies(loop, sock, len(setup)):
+        replies = await self._replies(loop, sock, len(setup))
+        for reply in replies:
             if isinstance(reply, tracking.ResponseError):
                 raise tracking.Unsupported(f"the server refused the setup: {reply}")
+        self.client_id = int(replies[2])
 
 
 def _nothing(_: object) -> None:

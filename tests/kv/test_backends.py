@@ -392,6 +392,51 @@ async def test_redis_outage_is_a_backend_error_and_aof_keeps_the_data(tmp_path: 
             assert await store.increment("n") == 6
 
 
+@pytest.mark.parametrize("driver", ["redis", "valkey"])
+async def test_redis_command_connection_lost_and_back(
+    redis_server: RedisServer, driver: str
+) -> None:
+    """One-key commands go over a connection of the store's own; killed (CLIENT KILL),
+    the driver's client serves every call until it is back, and nothing is lost."""
+    import redis.asyncio
+
+    from pyrogram_storage.kv.redisdb import LANE_NAME
+
+    namespace = f"lane{uuid.uuid4().hex[:12]}"
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async with kv.RedisKV.from_url(
+            redis_server.url, namespace=namespace, driver=driver
+        ) as store:
+            lane = store._lane
+            assert lane is not None and lane.live and lane.client_id is not None
+            await store.set("k", {"a": 1}, ttl=600)
+            assert await store.merge("k", {"b": 2}) == {"a": 1, "b": 2}
+            names = {c["id"]: c["name"] for c in await admin.client_list()}
+            assert names[str(lane.client_id)] == LANE_NAME
+            assert await admin.client_kill_filter(_id=lane.client_id) == 1
+            for _ in range(100):  # the loss is heard when the loop reads the socket
+                if not lane.live:
+                    break
+                await asyncio.sleep(0.01)
+            assert not lane.live
+            assert await store.get("k") == {"a": 1, "b": 2}
+            assert await store.merge("k", {"c": 3}, ttl=600) == {"a": 1, "b": 2, "c": 3}
+            assert await store.increment("n", 2) == 2
+            assert await store.compare_and_set("n", 5, expected=2)
+            assert await store.delete("n")
+            for _ in range(300):
+                if lane.live:
+                    break
+                await asyncio.sleep(0.1)
+            assert lane.live
+            assert await store.get("k") == {"a": 1, "b": 2, "c": 3}
+            assert await store.increment("n") == 1
+            assert 0 < await admin.pttl(f"{namespace}:k") <= 600_000
+    finally:
+        await admin.aclose()
+
+
 async def test_queued_writes_survive_an_outage_and_are_stored_after_it(tmp_path: Path) -> None:
     """commit_interval: a batch the server cannot take stays pending, visible to reads;
     flush and writes say so until the server is back, then it is stored."""
