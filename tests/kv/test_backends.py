@@ -437,6 +437,33 @@ async def test_redis_command_connection_lost_and_back(
         await admin.aclose()
 
 
+async def test_redis_client_cache_keeps_its_merges_and_hears_the_others(
+    redis_server: RedisServer,
+) -> None:
+    """client_cache: a merge runs on the tracking connection and memory keeps its
+    result (with its expiry); another store's later merge or set is seen at once."""
+    namespace = f"ccm{uuid.uuid4().hex[:12]}"
+    one = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    two = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    async with one, two:
+        assert one._tracker is not None and two._tracker is not None
+        for step in range(200):
+            writer, reader = (one, two) if step % 2 else (two, one)
+            merged = await writer.merge("k", {"step": step, f"by{step % 2}": step}, ttl=600)
+            assert merged["step"] == step
+            assert writer._held["k"][1] is not None  # kept, with its expiry
+            assert await writer.get("k") == merged
+            assert await reader.get("k") == merged, step
+        await one.set("k", 7)
+        with pytest.raises(kv.NotADictError):
+            await two.merge("k", {"a": 1})
+        assert await two.get("k") == 7
+        await two.set("k", {"a": 1})
+        assert await one.merge("k", {"b": 2}) == {"a": 1, "b": 2}
+        assert (await two.records("k").__anext__()).expires is None  # merge without ttl
+        assert await two.get("k") == {"a": 1, "b": 2}
+
+
 async def test_queued_writes_survive_an_outage_and_are_stored_after_it(tmp_path: Path) -> None:
     """commit_interval: a batch the server cannot take stays pending, visible to reads;
     flush and writes say so until the server is back, then it is stored."""
