@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import hashlib
 import logging
 import math
@@ -212,6 +213,12 @@ def _expiry(before: float, ttl: Any) -> float | None:
     return None if ttl is None or ttl < 0 else before + ttl / 1000
 
 
+def _merged(reply: Any) -> Raw | None:
+    """The merge script's reply as stored; None for its "not a plain JSON object"
+    (RESP3 says false, RESP2 nil)."""
+    return None if reply is None or reply is False else _raw(reply)
+
+
 def _wire(raw: Raw) -> str:
     return str(raw) if type(raw) is int else raw  # type: ignore[return-value]
 
@@ -252,6 +259,14 @@ class _Lane(tracking.Tracker):
 
 def _nothing(_: object) -> None:
     pass
+
+
+class _Down(enum.Enum):
+    DOWN = "down"
+
+
+_DOWN = _Down.DOWN
+"""The command connection is down, or was lost under the call: ask the driver's client."""
 
 
 class RedisKV(KVStore[V]):
@@ -526,13 +541,9 @@ class RedisKV(KVStore[V]):
     async def _get(self, key: str) -> Record | None:
         tracker = self._tracker
         if tracker is None:
-            lane = self._lane
-            if lane is not None and lane.live:
-                (data,) = await lane.execute(("GET", self._prefix + key))
-                if type(data) is tracking.ResponseError:
-                    raise self._response_error(str(data))
-            else:
-                data = await self._client.get(self._prefix + key)
+            name = self._prefix + key
+            replies = await self._sent(("GET", name))
+            data = await self._client.get(name) if replies is _DOWN else replies[0]
             return None if data is None else (_raw(data), None)
         name, before = self._prefix + key, self.clock()
         if tracker.live:
@@ -556,9 +567,9 @@ class RedisKV(KVStore[V]):
         if self._tracker is not None:
             return await self._get(key)
         name, before = self._prefix + key, self.clock()
-        lane = self._fast()
-        if lane is not None:
-            data, ttl = await self._tracked(lane, ("GET", name), ("PTTL", name))
+        replies = await self._sent(("GET", name), ("PTTL", name))
+        if replies is not _DOWN:
+            data, ttl = replies
         else:
             pipe = self._client.pipeline(transaction=False)
             pipe.get(name)
@@ -594,10 +605,32 @@ class RedisKV(KVStore[V]):
         tracker = self._tracker
         return tracker if tracker is not None and tracker.live else None
 
-    def _fast(self) -> tracking.Tracker | None:
-        """The command connection, if it is up (else the driver's client serves)."""
+    async def _sent(self, *commands: tuple[bytes | str | int, ...]) -> list[Any] | _Down:
+        """The replies of ``commands`` sent at once on the command connection; ``_DOWN``
+        if it is down or was lost under the call: the caller then sends them with the
+        driver's client (which, as for its own lost connections, is a retry)."""
         lane = self._lane
-        return lane if lane is not None and lane.live else None
+        if lane is None or not lane.live:
+            return _DOWN
+        try:
+            return await self._tracked(lane, *commands)
+        except ConnectionError:
+            return _DOWN
+
+    async def _sent_script(self, script: _Script, *args: Any) -> Any:
+        """A script's reply over the command connection; ``_DOWN`` as in :meth:`_sent`."""
+        lane = self._lane
+        if lane is None or not lane.live:
+            return _DOWN
+        try:
+            return await self._tracked_script(lane, script, *args)
+        except ConnectionError:
+            return _DOWN
+
+    async def _script_anyhow(self, script: _Script, key: str, *args: Any) -> Any:
+        """A script's reply, over the command connection or else the driver's client."""
+        reply = await self._sent_script(script, key, *args)
+        return await self._script(script, key, *args) if reply is _DOWN else reply
 
     async def _forgetting(self, key: str, operation: Awaitable[T]) -> T:
         """Run a write of ``key`` whose outcome memory cannot know: it forgets the key."""
@@ -608,11 +641,9 @@ class RedisKV(KVStore[V]):
             self._held.pop(key, None)
 
     async def _peek(self, key: str) -> Record | None:
-        lane = self._fast()
-        if lane is not None:
-            (found,) = await self._tracked(lane, ("EXISTS", self._prefix + key))
-        else:
-            found = await self._client.exists(self._prefix + key)
+        name = self._prefix + key
+        replies = await self._sent(("EXISTS", name))
+        found = await self._client.exists(name) if replies is _DOWN else replies[0]
         return ("", None) if found else None
 
     async def _set(self, key: str, raw: Raw, expires: float | None) -> None:
@@ -633,19 +664,14 @@ class RedisKV(KVStore[V]):
         return await self._set_on_server(key, raw, expires)
 
     async def _set_on_server(self, key: str, raw: Raw, expires: float | None) -> None:
-        lane = self._fast()
-        if lane is not None:
-            name, wire = self._prefix + key, _wire(raw)
-            if expires is None:
-                await self._tracked(lane, ("SET", name, wire))
-            else:
-                await self._tracked(lane, ("SET", name, wire, "PX", _millis(expires, self.clock())))
-            return
+        name, wire = self._prefix + key, _wire(raw)
         if expires is None:
-            await self._client.set(self._prefix + key, _wire(raw))
+            if await self._sent(("SET", name, wire)) is _DOWN:
+                await self._client.set(name, wire)
         else:
             millis = _millis(expires, self.clock())
-            await self._client.set(self._prefix + key, _wire(raw), px=millis)
+            if await self._sent(("SET", name, wire, "PX", millis)) is _DOWN:
+                await self._client.set(name, wire, px=millis)
 
     async def _delete(self, key: str) -> Record | None:
         tracker = self._live()
@@ -660,11 +686,9 @@ class RedisKV(KVStore[V]):
         return await self._delete_on_server(key)
 
     async def _delete_on_server(self, key: str) -> Record | None:
-        lane = self._fast()
-        if lane is not None:
-            (removed,) = await self._tracked(lane, ("DEL", self._prefix + key))
-        else:
-            removed = await self._client.delete(self._prefix + key)
+        name = self._prefix + key
+        replies = await self._sent(("DEL", name))
+        removed = await self._client.delete(name) if replies is _DOWN else replies[0]
         return ("", None) if removed else None
 
     async def _touch(self, key: str, expires: float | None, now: float) -> bool:
@@ -682,16 +706,12 @@ class RedisKV(KVStore[V]):
         return await self._touch_on_server(key, expires, now)
 
     async def _touch_on_server(self, key: str, expires: float | None, now: float) -> bool:
-        lane = self._fast()
-        if lane is not None:
-            name = self._prefix + key
-            if expires is None:
-                return bool(await self._tracked_script(lane, _PERSIST_SCRIPT, name))
-            (found,) = await self._tracked(lane, ("PEXPIRE", name, _millis(expires, now)))
-            return bool(found)
+        name = self._prefix + key
         if expires is None:
-            return bool(await self._script(_PERSIST_SCRIPT, self._prefix + key))
-        return bool(await self._client.pexpire(self._prefix + key, _millis(expires, now)))
+            return bool(await self._script_anyhow(_PERSIST_SCRIPT, name))
+        millis = _millis(expires, now)
+        replies = await self._sent(("PEXPIRE", name, millis))
+        return bool(await self._client.pexpire(name, millis) if replies is _DOWN else replies[0])
 
     async def _cas(
         self,
@@ -738,25 +758,21 @@ class RedisKV(KVStore[V]):
         now: float,
     ) -> bool:
         name = self._prefix + key
-        lane = self._fast()
         if expected is None:
-            if lane is not None:
-                ttl: tuple[str | int, ...] = ()
-                if isinstance(expires, float):
-                    ttl = ("PX", _millis(expires, now))
-                (reply,) = await self._tracked(lane, ("SET", name, _wire(raw), "NX", *ttl))
-                return reply is not None
-            if isinstance(expires, float):
-                millis = _millis(expires, now)
+            millis = _millis(expires, now) if isinstance(expires, float) else None
+            ttl: tuple[str | int, ...] = () if millis is None else ("PX", millis)
+            replies = await self._sent(("SET", name, _wire(raw), "NX", *ttl))
+            if replies is not _DOWN:
+                return replies[0] is not None
+            if millis is not None:
                 done = await self._client.set(name, _wire(raw), nx=True, px=millis)
             else:
                 done = await self._client.set(name, _wire(raw), nx=True)
             return bool(done)
         ttl_arg = "keep" if isinstance(expires, _Keep) else self._ttl_arg(expires)
-        args = (name, _wire(expected), _wire(raw), ttl_arg)
-        if lane is not None:
-            return bool(await self._tracked_script(lane, _CAS_SCRIPT, *args))
-        return bool(await self._script(_CAS_SCRIPT, *args))
+        return bool(
+            await self._script_anyhow(_CAS_SCRIPT, name, _wire(expected), _wire(raw), ttl_arg)
+        )
 
     async def _increment(
         self, key: str, amount: int, expires: float | None, reset: bool, now: float
@@ -769,13 +785,9 @@ class RedisKV(KVStore[V]):
     async def _increment_on_server(
         self, key: str, amount: int, expires: float | None, reset: bool, now: float
     ) -> int:
-        args = (self._prefix + key, amount, self._ttl_arg(expires), "1" if reset else "0")
-        tracker = self._fast()
+        args = (amount, self._ttl_arg(expires), "1" if reset else "0")
         try:
-            if tracker is not None:
-                value = await self._tracked_script(tracker, _INCREMENT_SCRIPT, *args)
-            else:
-                value = await self._script(_INCREMENT_SCRIPT, *args)
+            value = await self._script_anyhow(_INCREMENT_SCRIPT, self._prefix + key, *args)
         except self._response_error as exc:
             message = str(exc)
             if "not an integer" in message or "overflow" in message:
@@ -791,8 +803,11 @@ class RedisKV(KVStore[V]):
         if tracker is not None and merging.members is not None:
             # On the tracking connection: no news of our own write (NOLOOP), and one of
             # a later write by another client comes after the reply; memory keeps it.
-            merged = await self._forgetting(
-                key, self._merge_script(tracker, key, merging, expires, now)
+            args = self._merge_args(merging, expires, now)
+            merged = _merged(
+                await self._forgetting(
+                    key, self._tracked_script(tracker, _MERGE_SCRIPT, self._prefix + key, *args)
+                )
             )
             if merged is not None:
                 self._hold(key, (merged, expires))
@@ -801,49 +816,23 @@ class RedisKV(KVStore[V]):
             return await self._writing(key, self._merge_on_server(key, merging, expires, now))
         return await self._merge_on_server(key, merging, expires, now)
 
-    async def _merge_script(
-        self,
-        lane: tracking.Tracker,
-        key: str,
-        merging: Merging,
-        expires: float | None,
-        now: float,
-    ) -> Raw | None:
-        """The merge on the server, over ``lane``; None: the value is not a plain JSON
-        object, nothing was written."""
+    def _merge_args(self, merging: Merging, expires: float | None, now: float) -> list[Any]:
         members = merging.members
         assert members is not None
         ttl = "" if expires is None else str(_millis(expires, now))
-        args = [part for member in members for part in member]
-        merged = await self._tracked_script(
-            lane, _MERGE_SCRIPT, self._prefix + key, ttl, _wire(merging.text), *args
-        )
-        if merged is None or merged is False:  # RESP3 says false, RESP2 nil
-            return None
-        raw: Raw = _raw(merged)
-        return raw
+        return [ttl, _wire(merging.text), *(part for member in members for part in member)]
 
     async def _merge_on_server(
         self, key: str, merging: Merging, expires: float | None, now: float
     ) -> Raw:
-        members = merging.members
-        if members is None:
-            return await super()._merge(key, merging, expires, now)
-        lane = self._fast()
-        if lane is not None:
-            done = await self._merge_script(lane, key, merging, expires, now)
-            if done is None:  # not a plain JSON object: merged in Python, or refused
-                return await super()._merge(key, merging, expires, now)
-            return done
-        ttl = "" if expires is None else str(_millis(expires, now))
-        args = [part for member in members for part in member]
-        merged = await self._script(
-            _MERGE_SCRIPT, self._prefix + key, ttl, _wire(merging.text), *args
-        )
-        if merged is None:  # not a plain JSON object: merged in Python, or refused
-            return await super()._merge(key, merging, expires, now)
-        raw: Raw = _raw(merged)
-        return raw
+        if merging.members is not None:
+            args = self._merge_args(merging, expires, now)
+            merged = _merged(await self._script_anyhow(_MERGE_SCRIPT, self._prefix + key, *args))
+            if merged is not None:
+                return merged
+        # Not a plain JSON object (nothing was written), or no JSON members: merged in
+        # Python, or refused.
+        return await super()._merge(key, merging, expires, now)
 
     async def _scan(
         self, pattern: Pattern, values: bool, now: float

@@ -437,6 +437,30 @@ async def test_redis_command_connection_lost_and_back(
         await admin.aclose()
 
 
+async def test_redis_first_calls_after_a_restart_succeed(tmp_path: Path) -> None:
+    """A server restarted while the loop did not run: the command connection is dead
+    without knowing it yet; the call it fails is sent again with the driver's client
+    (as the driver retries after a lost connection of its own), and succeeds."""
+    with RedisServer(tmp_path / "restart", appendonly=True) as server:
+        async with kv.RedisKV.from_url(server.url, namespace="restart") as store:
+            await store.set("k", {"kept": True})
+            assert await store.increment("n", 5) == 5
+            for call, expected in (
+                (lambda: store.get("k"), {"kept": True}),
+                (lambda: store.merge("k", {"more": 1}), {"kept": True, "more": 1}),
+                (lambda: store.increment("n"), 6),
+            ):
+                lane = store._lane
+                assert lane is not None and lane.live
+                server.stop()
+                server.start()
+                assert await call() == expected
+                for _ in range(300):  # back in the background
+                    if lane.live:
+                        break
+                    await asyncio.sleep(0.05)
+
+
 async def test_redis_client_cache_keeps_its_merges_and_hears_the_others(
     redis_server: RedisServer,
 ) -> None:
