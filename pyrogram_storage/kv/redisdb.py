@@ -261,6 +261,20 @@ def _nothing(_: object) -> None:
     pass
 
 
+def _check_plain(client: Any, address: tracking.Address) -> None:
+    """Refuse a client whose connections go elsewhere than its pool's arguments say
+    (Sentinel's, or a connection class of the user's own): a connection made from
+    them could reach another server.
+
+    :raises tracking.Unsupported: such a client.
+    """
+    kind = getattr(client.connection_pool, "connection_class", type(None)).__name__
+    if kind not in ("Connection", "UnixDomainSocketConnection"):
+        raise tracking.Unsupported(f"connections of class {kind}")
+    if address.host is None and address.path is None:
+        raise tracking.Unsupported("no host or socket path in the client's options")
+
+
 class _Down(enum.Enum):
     DOWN = "down"
 
@@ -460,6 +474,7 @@ class RedisKV(KVStore[V]):
         """Open the command connection: with ``client_cache``, the tracking one."""
         try:
             address = tracking.address_of(self._client)
+            _check_plain(self._client, address)
             if self._silence is not None:  # the client's own is off (see _open)
                 address = dataclasses.replace(address, reply_timeout=self._silence)
             if self.client_cache:

@@ -437,6 +437,38 @@ async def test_redis_command_connection_lost_and_back(
         await admin.aclose()
 
 
+async def test_redis_command_connection_only_where_the_client_says_where(
+    redis_server: RedisServer,
+) -> None:
+    """A client whose connections are of a class of its own (Sentinel's, a user's) may
+    go elsewhere than its options say: no command connection, the client serves all."""
+    import redis.asyncio
+
+    class Counted(redis.asyncio.Connection):
+        sent = 0
+
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            Counted.sent += 1
+            await super().send_packed_command(command, check_health)
+
+    plain = redis.asyncio.Redis.from_url(redis_server.url)
+    custom = redis.asyncio.Redis.from_url(redis_server.url, connection_class=Counted)
+    try:
+        async with kv.RedisKV(plain, namespace=f"own{uuid.uuid4().hex[:8]}") as store:
+            assert store._lane is not None
+        for cache in (False, True):
+            store = kv.RedisKV(custom, namespace=f"own{uuid.uuid4().hex[:8]}", client_cache=cache)
+            async with store:
+                assert store._lane is None and store._tracker is None
+                before = Counted.sent
+                await store.set("k", {"a": 1})
+                assert await store.get("k") == {"a": 1}
+                assert Counted.sent - before == 2
+    finally:
+        await plain.aclose()
+        await custom.aclose()
+
+
 async def test_redis_first_calls_after_a_restart_succeed(tmp_path: Path) -> None:
     """A server restarted while the loop did not run: the command connection is dead
     without knowing it yet; the call it fails is sent again with the driver's client
