@@ -257,6 +257,25 @@ class _Lane(tracking.Tracker):
         self.client_id = int(replies[2])
 
 
+class _Tracker(tracking.Tracker):
+    """The tracking connection of a ``client_cache`` store, counting the replies it
+    took: an invalidation read after a command's reply is of a later write (the reply
+    is stale), one read before it of an earlier write (the reply is not). Valkey also
+    tells a connection of the writes of its own scripts, NOLOOP or not, before the
+    script's reply."""
+
+    answered = 0
+
+    def _take(self, message: Any) -> None:
+        if type(message) is not tracking.Push:
+            self.answered += 1
+        super()._take(message)
+
+    def next_reply(self) -> int:
+        """What :attr:`answered` will be once the next command sent is answered."""
+        return self.answered + len(self._waiting) + 1
+
+
 def _nothing(_: object) -> None:
     pass
 
@@ -332,10 +351,14 @@ class RedisKV(KVStore[V]):
         if type(client_cache) is not bool:
             raise InvalidArgumentError(f"client_cache must be a bool, not {client_cache!r}")
         self.client_cache = client_cache
-        self._tracker: tracking.Tracker | None = None  # client_cache: the tracking connection
+        self._tracker: _Tracker | None = None  # client_cache: the tracking connection
         self._lane: tracking.Tracker | None = None  # the command connection (the tracker's)
         self._held: dict[str, Record | None] = {}  # client_cache: key -> record (None: absent)
         self._news = 0  # bumped by every invalidation: a read racing one is not kept
+        # key -> the replies (numbered as _Tracker.answered counts them) of its commands
+        # in flight on the tracking connection; and the keys invalidated after one of them
+        self._flight: dict[str, list[int]] = {}
+        self._spoiled: set[str] = set()
         self.scan_count = scan_count
         self._prefix = self.namespace + ":"
         self._url: str | None = None
@@ -477,34 +500,55 @@ class RedisKV(KVStore[V]):
             _check_plain(self._client, address)
             if self._silence is not None:  # the client's own is off (see _open)
                 address = dataclasses.replace(address, reply_timeout=self._silence)
+            tracker = None
             if self.client_cache:
-                lane = tracking.Tracker(
-                    address, self._prefix.encode(), self._invalidated, self._trust
-                )
-            else:
-                lane = _Lane(address)
+                tracker = _Tracker(address, self._prefix.encode(), self._invalidated, self._trust)
+            lane = _Lane(address) if tracker is None else tracker
             await lane.start()
         except tracking.Unsupported as exc:
             if self.client_cache:
                 log.warning("%r: no client cache, every get asks the server: %s", self, exc)
             return
-        self._lane = lane
-        if self.client_cache:
-            self._tracker = lane
+        self._lane, self._tracker = lane, tracker
 
     def _invalidated(self, keys: list[bytes] | None) -> None:
         self._news += 1
         held = self._held
         if keys is None:
             held.clear()
+            self._spoiled.update(self._flight)
             return
-        cut = len(self._prefix)
-        for key in keys:
-            held.pop(key[cut:].decode("utf-8", "replace"), None)
+        cut, flight = len(self._prefix), self._flight
+        for name in keys:
+            key = name[cut:].decode("utf-8", "replace")
+            held.pop(key, None)
+            replies = flight.get(key)
+            if replies and self._tracker is not None and self._tracker.answered >= min(replies):
+                self._spoiled.add(key)
 
     def _trust(self, trusted: bool) -> None:
         self._news += 1
         self._held.clear()
+        self._spoiled.update(self._flight)
+
+    async def _watched(
+        self, tracker: _Tracker, key: str, operation: Awaitable[T]
+    ) -> tuple[T, bool]:
+        """Await commands about ``key`` that ``operation`` sends on the tracking
+        connection at once; also whether memory may keep what their replies say: not if
+        an invalidation of the key was read after the first reply. Read in the same
+        chunk, it is taken in before this coroutine resumes and would be overtaken."""
+        reply = tracker.next_reply()
+        replies = self._flight.setdefault(key, [])
+        replies.append(reply)
+        try:
+            result = await operation
+            return result, key not in self._spoiled
+        finally:
+            replies.remove(reply)
+            if not replies:
+                del self._flight[key]
+                self._spoiled.discard(key)
 
     async def _writing(self, key: str, operation: Awaitable[T]) -> T:
         """Run a write of ``key``: memory forgets the key before and after it (a read
@@ -563,10 +607,13 @@ class RedisKV(KVStore[V]):
         name, before = self._prefix + key, self.clock()
         if tracker.live:
             # On the tracking connection: an invalidation of a later write comes after
-            # the reply, so what the reply says may be kept.
-            data, ttl = await self._tracked(tracker, ("GET", name), ("PTTL", name))
+            # the reply, so what the reply says may be kept (unless one came with it).
+            (data, ttl), keep = await self._watched(
+                tracker, key, self._tracked(tracker, ("GET", name), ("PTTL", name))
+            )
             record = None if data is None else (_raw(data), _expiry(before, ttl))
-            self._hold(key, record)
+            if keep:
+                self._hold(key, record)
             return record
         news = self._news
         pipe = self._client.pipeline(transaction=False)
@@ -616,7 +663,7 @@ class RedisKV(KVStore[V]):
             raise self._response_error(str(reply))
         return reply
 
-    def _live(self) -> tracking.Tracker | None:
+    def _live(self) -> _Tracker | None:
         tracker = self._tracker
         return tracker if tracker is not None and tracker.live else None
 
@@ -665,14 +712,14 @@ class RedisKV(KVStore[V]):
         tracker = self._live()
         if tracker is not None:
             name, wire = self._prefix + key, _wire(raw)
-            if expires is None:
-                await self._forgetting(key, self._tracked(tracker, ("SET", name, wire)))
-            else:
-                millis = _millis(expires, self.clock())
-                await self._forgetting(
-                    key, self._tracked(tracker, ("SET", name, wire, "PX", millis))
-                )
-            self._hold(key, (raw, expires))  # NOLOOP: no news of our own write
+            command: tuple[str | int, ...] = ("SET", name, wire)
+            if expires is not None:
+                command += ("PX", _millis(expires, self.clock()))
+            _, keep = await self._forgetting(
+                key, self._watched(tracker, key, self._tracked(tracker, command))
+            )
+            if keep:
+                self._hold(key, (raw, expires))  # NOLOOP: no news of our own write
             return None
         if self._tracker is not None:
             return await self._writing(key, self._set_on_server(key, raw, expires))
@@ -691,10 +738,12 @@ class RedisKV(KVStore[V]):
     async def _delete(self, key: str) -> Record | None:
         tracker = self._live()
         if tracker is not None:
-            (removed,) = await self._forgetting(
-                key, self._tracked(tracker, ("DEL", self._prefix + key))
+            (removed,), keep = await self._forgetting(
+                key,
+                self._watched(tracker, key, self._tracked(tracker, ("DEL", self._prefix + key))),
             )
-            self._hold(key, None)
+            if keep:
+                self._hold(key, None)
             return ("", None) if removed else None
         if self._tracker is not None:
             return await self._writing(key, self._delete_on_server(key))
@@ -744,20 +793,19 @@ class RedisKV(KVStore[V]):
                 if isinstance(expires, float):
                     ttl = ("PX", _millis(expires, now))
                 command = ("SET", name, wire, "NX", *ttl)
-                (reply,) = await self._forgetting(key, self._tracked(tracker, command))
+                (reply,), keep = await self._forgetting(
+                    key, self._watched(tracker, key, self._tracked(tracker, command))
+                )
                 done = reply is not None
             else:
-                keep = isinstance(expires, _Keep)
-                ttl_arg = "keep" if keep else self._ttl_arg(expires)  # type: ignore[arg-type]
-                done = bool(
-                    await self._forgetting(
-                        key,
-                        self._tracked_script(
-                            tracker, _CAS_SCRIPT, name, _wire(expected), wire, ttl_arg
-                        ),
-                    )
+                same = isinstance(expires, _Keep)
+                ttl_arg = "keep" if same else self._ttl_arg(expires)  # type: ignore[arg-type]
+                script = self._tracked_script(
+                    tracker, _CAS_SCRIPT, name, _wire(expected), wire, ttl_arg
                 )
-            if done and not isinstance(expires, _Keep):
+                reply, keep = await self._forgetting(key, self._watched(tracker, key, script))
+                done = bool(reply)
+            if done and keep and not isinstance(expires, _Keep):
                 self._hold(key, (raw, expires))
             return done
         if self._tracker is not None:
@@ -814,20 +862,11 @@ class RedisKV(KVStore[V]):
         return int(value)
 
     async def _merge(self, key: str, merging: Merging, expires: float | None, now: float) -> Raw:
-        tracker = self._live()
-        if tracker is not None and merging.members is not None:
-            # On the tracking connection: no news of our own write (NOLOOP), and one of
-            # a later write by another client comes after the reply; memory keeps it.
-            args = self._merge_args(merging, expires, now)
-            merged = _merged(
-                await self._forgetting(
-                    key, self._tracked_script(tracker, _MERGE_SCRIPT, self._prefix + key, *args)
-                )
-            )
-            if merged is not None:
-                self._hold(key, (merged, expires))
-                return merged
-        if self._tracker is not None:  # client_cache: memory forgets the key around it
+        if self._tracker is not None:
+            # client_cache: memory forgets the key around it. The script runs on the
+            # tracking connection if it is up, but its reply is not kept: the server
+            # tells that connection of its own scripts' writes (NOLOOP or not), after
+            # the reply, as it would of another client's later write.
             return await self._writing(key, self._merge_on_server(key, merging, expires, now))
         return await self._merge_on_server(key, merging, expires, now)
 
