@@ -99,7 +99,7 @@ async def _server_rows(url: str, rounds: int) -> dict[str, float]:
         "for_aiogram update_data (the merge script)": lambda: ours.update_data(
             key, {"age": next(ages)}
         ),
-        "for_aiogram update_data (client_cache: the merge script, result kept)": lambda: (
+        "for_aiogram update_data (client_cache, on the tracking connection)": lambda: (
             ours_cached.update_data(key, {"age": next(ages)})
         ),
         "RedisKV.compare_and_set (the Lua script)": lambda: store.compare_and_set(
