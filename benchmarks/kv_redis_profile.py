@@ -11,9 +11,9 @@ The profile behind the Redis rows of ``kv_frameworks.py``. Runs in the aiogram v
   ``set`` return at once, so only our code and aiogram's remain (µs per call, best of
   7 runs).
 
-    .venv/bin/python benchmarks/kv_redis_profile.py [--rounds 20000] [--out DIR]
+    .venv/bin/python benchmarks/kv_redis_profile.py [--rounds 20000] [--out DIR] [--name NAME]
 
-Writes ``kv-frameworks-profile.md``.
+Writes ``kv-frameworks-profile.md`` (``--name`` for another name).
 """
 
 from __future__ import annotations
@@ -69,24 +69,38 @@ async def _server_rows(url: str, rounds: int) -> dict[str, float]:
     theirs = RedisStorage.from_url(url, key_builder=DefaultKeyBuilder(prefix="t"))
     store: kv.RedisKV[Any] = kv.RedisKV.from_url(url, namespace="o")
     ours = kv.for_aiogram(store)
+    cached: kv.RedisKV[Any] = kv.RedisKV.from_url(url, namespace="c", client_cache=True)
+    ours_cached = kv.for_aiogram(cached)
     await raw.set("raw", '"Form:name"')
-    for storage in (theirs, ours):
+    for storage in (theirs, ours, ours_cached):
         await storage.set_state(key, "Form:name")
         await storage.set_data(key, {"name": "Ann", "age": 30})
-    inner = store._client
+    inner, lane = store._client, store._lane
+    assert lane is not None, "RedisKV has no command connection of its own here"
     ages = iter(range(10**9))  # every update changes the data, so both write
     calls: dict[str, Call] = {
         "raw redis-py GET": lambda: raw.get("raw"),
         "aiogram get_state": lambda: theirs.get_state(key),
-        "our client's GET (same key)": lambda: inner.get("o:fsm:1:1:state"),
+        "our driver client's GET (same key)": lambda: inner.get("o:fsm:1:1:state"),
+        "our command connection's GET (same key)": lambda: lane.execute(("GET", "o:fsm:1:1:state")),
         "RedisKV.get": lambda: store.get("fsm:1:1:state"),
         "for_aiogram get_state": lambda: ours.get_state(key),
         "raw redis-py SET": lambda: raw.set("raw", '"Form:age"'),
         "aiogram set_state": lambda: theirs.set_state(key, "Form:age"),
         "for_aiogram set_state": lambda: ours.set_state(key, "Form:age"),
+        "aiogram get_data": lambda: theirs.get_data(key),
+        "for_aiogram get_data": lambda: ours.get_data(key),
+        "aiogram set_data": lambda: theirs.set_data(key, {"name": "Ann", "age": next(ages)}),
+        "for_aiogram set_data": lambda: ours.set_data(key, {"name": "Ann", "age": next(ages)}),
+        "for_aiogram set_data (client_cache)": lambda: ours_cached.set_data(
+            key, {"name": "Ann", "age": next(ages)}
+        ),
         "aiogram update_data (GET + SET)": lambda: theirs.update_data(key, {"age": next(ages)}),
-        "for_aiogram update_data (GET + CAS script)": lambda: ours.update_data(
+        "for_aiogram update_data (the merge script)": lambda: ours.update_data(
             key, {"age": next(ages)}
+        ),
+        "for_aiogram update_data (client_cache, on the tracking connection)": lambda: (
+            ours_cached.update_data(key, {"age": next(ages)})
         ),
         "RedisKV.compare_and_set (the Lua script)": lambda: store.compare_and_set(
             "cas", "a", expected="a"
@@ -101,6 +115,8 @@ async def _server_rows(url: str, rounds: int) -> dict[str, float]:
             await call()
             samples[name].append(clock() - started)
     await store.clear()
+    await cached.clear()
+    await ours_cached.close()
     await theirs.set_state(key, None)
     await theirs.set_data(key, {})
     await theirs.close()
@@ -158,6 +174,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=20_000)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--name", default="kv-frameworks-profile", help="the report's file name")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.worker:
@@ -202,7 +219,7 @@ def main() -> int:
     ]
     text = "\n".join(lines)
     options.out.mkdir(parents=True, exist_ok=True)
-    (options.out / "kv-frameworks-profile.md").write_text(text)
+    (options.out / f"{options.name}.md").write_text(text)
     print(text)
     return 0
 

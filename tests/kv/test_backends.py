@@ -392,6 +392,161 @@ async def test_redis_outage_is_a_backend_error_and_aof_keeps_the_data(tmp_path: 
             assert await store.increment("n") == 6
 
 
+@pytest.mark.parametrize("driver", ["redis", "valkey"])
+async def test_redis_command_connection_lost_and_back(
+    redis_server: RedisServer, driver: str
+) -> None:
+    """One-key commands go over a connection of the store's own; killed (CLIENT KILL),
+    the driver's client serves every call until it is back, and nothing is lost."""
+    import redis.asyncio
+
+    from pyrogram_storage.kv.redisdb import LANE_NAME
+
+    namespace = f"lane{uuid.uuid4().hex[:12]}"
+    admin = redis.asyncio.Redis.from_url(redis_server.url)
+    try:
+        async with kv.RedisKV.from_url(
+            redis_server.url, namespace=namespace, driver=driver
+        ) as store:
+            lane = store._lane
+            assert lane is not None and lane.live and lane.client_id is not None
+            await store.set("k", {"a": 1}, ttl=600)
+            assert await store.merge("k", {"b": 2}) == {"a": 1, "b": 2}
+            names = {c["id"]: c["name"] for c in await admin.client_list()}
+            assert names[str(lane.client_id)] == LANE_NAME
+            assert await admin.client_kill_filter(_id=lane.client_id) == 1
+            for _ in range(100):  # the loss is heard when the loop reads the socket
+                if not lane.live:
+                    break
+                await asyncio.sleep(0.01)
+            assert not lane.live
+            assert await store.get("k") == {"a": 1, "b": 2}
+            assert await store.merge("k", {"c": 3}, ttl=600) == {"a": 1, "b": 2, "c": 3}
+            assert await store.increment("n", 2) == 2
+            assert await store.compare_and_set("n", 5, expected=2)
+            assert await store.delete("n")
+            for _ in range(300):
+                if lane.live:
+                    break
+                await asyncio.sleep(0.1)
+            assert lane.live
+            assert await store.get("k") == {"a": 1, "b": 2, "c": 3}
+            assert await store.increment("n") == 1
+            assert 0 < await admin.pttl(f"{namespace}:k") <= 600_000
+    finally:
+        await admin.aclose()
+
+
+async def test_redis_command_connection_only_where_the_client_says_where(
+    redis_server: RedisServer,
+) -> None:
+    """A client whose connections are of a class of its own (Sentinel's, a user's) may
+    go elsewhere than its options say: no command connection, the client serves all."""
+    import redis.asyncio
+
+    class Counted(redis.asyncio.Connection):
+        sent = 0
+
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            Counted.sent += 1
+            await super().send_packed_command(command, check_health)
+
+    plain = redis.asyncio.Redis.from_url(redis_server.url)
+    custom = redis.asyncio.Redis.from_url(redis_server.url, connection_class=Counted)
+    try:
+        async with kv.RedisKV(plain, namespace=f"own{uuid.uuid4().hex[:8]}") as store:
+            assert store._lane is not None
+        for cache in (False, True):
+            store = kv.RedisKV(custom, namespace=f"own{uuid.uuid4().hex[:8]}", client_cache=cache)
+            async with store:
+                assert store._lane is None and store._tracker is None
+                before = Counted.sent
+                await store.set("k", {"a": 1})
+                assert await store.get("k") == {"a": 1}
+                assert Counted.sent - before == 2
+    finally:
+        await plain.aclose()
+        await custom.aclose()
+
+
+@pytest.mark.parametrize("operation", ["get", "set", "merge", "compare_and_set"])
+async def test_redis_client_cache_keeps_no_reply_overtaken_by_an_invalidation(
+    redis_server: RedisServer, operation: str
+) -> None:
+    """A reply and the invalidation of another client's later write can arrive in one
+    read of the tracking connection: the reply is then not kept (it was, and the next
+    get returned the overtaken value)."""
+    namespace = f"cco{uuid.uuid4().hex[:12]}"
+    one = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    two = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    async with one, two:
+        await two.set("k", {"n": -1})
+
+        async def racing() -> Any:
+            if operation == "get":
+                return await one.get("k")
+            if operation == "set":
+                return await one.set("k", {"n": -2})
+            if operation == "merge":
+                return await one.merge("k", {"n": -3})
+            return await one.compare_and_set("k", {"n": -4}, expected=await one.get("k"))
+
+        for step in range(300):
+            await asyncio.gather(racing(), two.set("k", {"n": step}))
+            assert await two.get("k") == await one.get("k"), step
+
+
+async def test_redis_first_calls_after_a_restart_succeed(tmp_path: Path) -> None:
+    """A server restarted while the loop did not run: the command connection is dead
+    without knowing it yet; the call it fails is sent again with the driver's client
+    (as the driver retries after a lost connection of its own), and succeeds."""
+    with RedisServer(tmp_path / "restart", appendonly=True) as server:
+        async with kv.RedisKV.from_url(server.url, namespace="restart") as store:
+            await store.set("k", {"kept": True})
+            assert await store.increment("n", 5) == 5
+            for call, expected in (
+                (lambda: store.get("k"), {"kept": True}),
+                (lambda: store.merge("k", {"more": 1}), {"kept": True, "more": 1}),
+                (lambda: store.increment("n"), 6),
+            ):
+                lane = store._lane
+                assert lane is not None and lane.live
+                server.stop()
+                server.start()
+                assert await call() == expected
+                for _ in range(300):  # back in the background
+                    if lane.live:
+                        break
+                    await asyncio.sleep(0.05)
+
+
+async def test_redis_client_cache_merges_are_seen_by_both_stores(
+    redis_server: RedisServer,
+) -> None:
+    """client_cache: merges run on the tracking connection; two stores merging in turn
+    never read a stale dict, and a merge into what is not a dict is refused."""
+    namespace = f"ccm{uuid.uuid4().hex[:12]}"
+    one = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    two = kv.RedisKV.from_url(redis_server.url, namespace=namespace, client_cache=True)
+    async with one, two:
+        assert one._tracker is not None and two._tracker is not None
+        for step in range(200):
+            writer, reader = (one, two) if step % 2 else (two, one)
+            merged = await writer.merge("k", {"step": step, f"by{step % 2}": step}, ttl=600)
+            assert merged["step"] == step
+            assert await writer.get("k") == merged
+            assert await reader.get("k") == merged, step
+            assert await writer.get("k") == merged  # held now (read), and still right
+        await one.set("k", 7)
+        with pytest.raises(kv.NotADictError):
+            await two.merge("k", {"a": 1})
+        assert await two.get("k") == 7
+        await two.set("k", {"a": 1})
+        assert await one.merge("k", {"b": 2}) == {"a": 1, "b": 2}
+        assert (await two.records("k").__anext__()).expires is None  # merge without ttl
+        assert await two.get("k") == {"a": 1, "b": 2}
+
+
 async def test_queued_writes_survive_an_outage_and_are_stored_after_it(tmp_path: Path) -> None:
     """commit_interval: a batch the server cannot take stays pending, visible to reads;
     flush and writes say so until the server is back, then it is stored."""
