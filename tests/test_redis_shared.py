@@ -371,6 +371,18 @@ def other_on_cluster(redis_cluster: RedisCluster, name: str) -> Iterator[Other]:
         process.close()
 
 
+async def _until_live(tracker: Any) -> None:
+    """Wait for a cluster storage's tracking: open() sets it up in the background when it
+    finds the cluster in flux (a slot moved by an earlier test), and a loaded machine
+    may take a while."""
+    assert tracker is not None
+    for _ in range(600):
+        if tracker.live:
+            return
+        await asyncio.sleep(0.05)
+    assert tracker.live
+
+
 def _slot(node: RedisServer, storage: RedisStorage) -> int:
     return int(str(command(node.host, node.port, "CLUSTER", "KEYSLOT", storage.keys.schema)))
 
@@ -414,7 +426,8 @@ async def test_a_cluster_storage_tracks_on_the_node_serving_its_slot(
     other = other_on_cluster
     async with storage_on(redis_cluster.url, name) as mine:
         tracker = mine._tracker
-        assert tracker is not None and tracker.live
+        await _until_live(tracker)
+        assert tracker is not None
         owner = _node(redis_cluster, _owner(redis_cluster, mine))
         assert tracker.address.node == (owner.host, owner.port)
         assert tracker.client_id is not None and _tracked_on(owner, tracker.client_id)
@@ -443,7 +456,8 @@ async def test_both_drivers_track_a_cluster_session_on_its_node(
     async with shared() as one, shared() as two:
         owner = _node(redis_cluster, _owner(redis_cluster, one))
         for storage in (one, two):
-            assert storage._tracker is not None and storage._tracker.live
+            await _until_live(storage._tracker)
+            assert storage._tracker is not None
             assert storage._tracker.address.node == (owner.host, owner.port)
         await one.upsert_peers([user(1, 1)])
         assert (await two.peer_by_id(1)).access_hash == 1
@@ -618,7 +632,8 @@ async def test_the_cluster_clients_map_naming_another_node_stops_trust(
         source = _node(own_cluster, _owner(own_cluster, mine))
         target = next(node for node in own_cluster.nodes if node is not source)
         tracker = mine._tracker
-        assert tracker is not None and tracker.live
+        await _until_live(tracker)
+        assert tracker is not None
         await mine.upsert_peers([user(1, 1)])
         _move_slot(own_cluster, _slot(source, mine), source, target)
         assert await mine.count_peers() == 1  # on the driver: it follows the MOVED
