@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iter
 from typing import Any, Protocol, TypeVar
 
 from . import _pending
-from ._index import Columns
+from ._index import Columns, IdTable
 from ._peers import Peers, Primitives
 from ._pending import STATE_DELETED, Changes, PendingWrites
 from .errors import BackendError, PeerNotFound
@@ -54,6 +54,8 @@ class Backend(Protocol):
     def _set_writable(self) -> None: ...
 
     def _catch_up(self) -> bool: ...
+
+    def _id_snapshot(self) -> IdTable | bool | None: ...
 
     async def _apply(self, changes: Changes) -> None: ...
 
@@ -158,6 +160,7 @@ class Engine:
                 storage._catch_up,
                 peer_columns,
                 find_access,
+                storage._id_snapshot,
             ),
             self.pending,
             cache_size,
@@ -303,6 +306,14 @@ class EngineHooks:
         what it replaced. Default: False.
         """
         return False
+
+    def _id_snapshot(self) -> IdTable | bool | None:
+        """The id table of every stored peer that the backend reads right after ``open()``
+        from a snapshot of its own, if it keeps one: handed over once, when ready (later
+        calls: None); False while it is being read (ask again); None: there is none.
+        No I/O: called on the event loop, by id lookups, until it answers. Default: None.
+        """
+        return None
 
     def _set_cache_trusted(self, trusted: bool) -> None:
         """For a backend that :attr:`delivers_invalidations`: whether they are delivered.

@@ -157,6 +157,9 @@ class Primitives:
     memory may answer (False: ask the backend)."""
     peer_columns: Callable[[int | None, int], Awaitable[Columns | None]]
     find_access: Callable[[int], Awaitable[tuple[Any, Any] | None]]
+    id_snapshot: Callable[[], IdTable | bool | None] = lambda: None
+    """The id table the backend reads from a snapshot of its own after open, once ready
+    (False: not yet; None: none). No I/O."""
 
 
 def entry_of(peer: Peer) -> PeerChange:
@@ -217,6 +220,7 @@ class Peers:
         # in bulk first, less those written since (they are asked for elsewhere).
         self._early: IdTable | None = None
         self._early_written: set[int] | None = None  # peers written while a batch is read
+        self._snapshot = False  # the backend may hand over an id table (id_snapshot)
         # Peer id -> (access hash, type name) the index or the id table last answered: a
         # dict hit costs less than their bisects. Every write of a peer takes it out.
         self._hot: dict[int, tuple[int, str]] = {}
@@ -248,6 +252,7 @@ class Peers:
         self.refresh = _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 8)
         if self.caching and sole_writer:
             self._touched = set()  # from now on: the load must not miss a write
+            self._snapshot = True
             self._loading = asyncio.get_running_loop().create_task(self._load())
         elif self.caching:
             self._warm()
@@ -355,6 +360,7 @@ class Peers:
         self.index = None
         self._early = None
         self._early_written = None
+        self._snapshot = False
         self._hot.clear()
         self.pending.journal.indexed = False  # built by the first lookup that asks
         held = self.cache.clear()
@@ -776,6 +782,8 @@ class Peers:
             found = index.access(peer_id)
         elif self._early is not None:
             found = self._early.access(peer_id)
+        elif self._snapshot and (early := self._adopt_snapshot()) is not None:
+            found = early.access(peer_id)
         if found is not None:
             if len(hot) >= _HOT:
                 hot.clear()
@@ -1004,7 +1012,10 @@ class Peers:
             built: _Built | None
             if not whole and not self._take(stored + _HEADROOM, index=True):
                 return  # bounded: the process's memories are spent on other sessions
-            await self._read_early()
+            if self._early is None and not (self._snapshot and self._adopt_snapshot()):
+                self._snapshot = False
+                await self._read_early()
+            self._snapshot = False
             if whole:
                 rows = await self.primitives.peer_rows(None, None)
                 if rows is None:
@@ -1024,6 +1035,25 @@ class Peers:
             self._touched = None
             self._early = None
             self._resume_writers()
+
+    def _adopt_snapshot(self) -> IdTable | None:
+        """Take the id table the backend read from its snapshot, if it is ready: the peers
+        stored when the storage opened, less every one written since (``_touched`` holds
+        them all until memory is filled). The id table now in use, or None."""
+        got = self.primitives.id_snapshot()
+        if got is False:
+            return None  # still being read: ask again
+        self._snapshot = False
+        touched = self._touched
+        if not isinstance(got, IdTable) or touched is None or not self.caching or self._shared:
+            return None
+        for peer_id in touched:
+            got.remove(peer_id)
+        for peer_id in self.pending.journal.peer_ids():
+            got.remove(peer_id)
+        self._early = got
+        log.debug("answering id lookups from the snapshot of %d peers", len(got))
+        return got
 
     async def _read_early(self) -> None:
         """Read every stored peer's access hash and type in bulk, where the backend can

@@ -26,13 +26,14 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from .. import _files
-from .._index import TYPE_CODES, Columns
+from .._index import TYPE_CODES, Columns, IdTable
 from .._pending import Changes
 from .._worker import Lane
 from ..base import Storage
 from ..errors import InvalidTypeError, InvalidValueError, StorageClosedError, StorageError
 from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
 from . import schema as sqlite_schema
+from . import snapshot
 from .schema import Layout
 
 __all__ = ["Layout", "SQLiteStorage"]
@@ -168,6 +169,7 @@ class SQLiteStorage(Storage):
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._holders_found: tuple[str, list[Any]] | None = None  # the last username asked
+        self._snapshot_box: list[IdTable | None] = []  # what take() found, once done
         self._version: int | None = None  # the writer's data_version when it took the lock
 
     # -- hooks for FileStorage and MemoryStorage (they run off the event loop for files) --
@@ -297,13 +299,48 @@ class SQLiteStorage(Storage):
                     await asyncio.shield(self._lane.run(undo))
             raise
         self._db, self._reader = db, reader or db
+        self._snapshot_box = []
+        if self._threaded and self._holds_write_lock():
+            box = self._snapshot_box
+
+            def take() -> None:
+                # Handed over through a list, not the future: the loop may not turn
+                # (lookups that never wait) before it is used.
+                try:
+                    if db.in_transaction:  # then dropped or not, the snapshot is left to triggers
+                        with contextlib.suppress(sqlite3.Error):
+                            snapshot.take(db, box.append)
+                finally:
+                    if not box:
+                        box.append(None)
+
+            self._lane.run(take)  # first on the lane: before any write of ours
         log.debug("opened %s", self.database)
         return session
+
+    def _id_snapshot(self) -> IdTable | bool | None:
+        box = self._snapshot_box
+        if not box:
+            coming = self._db is not None and self._threaded and self._holds_write_lock()
+            return False if coming else None  # False: take() has not finished yet
+        table, box[0] = box[0], None  # handed over once
+        return table
 
     async def _close(self) -> None:
         db, reader = self._db, self._reader
         self._db = self._reader = None
-        if db is not None:
+        if db is None:
+            return
+        if self._threaded and self._holds_write_lock():
+
+            def close() -> None:
+                with contextlib.suppress(sqlite3.Error):  # then the next open reads the peers
+                    if db.in_transaction:
+                        snapshot.save(db, functools.partial(_read_columns, db))
+                self._release(db, reader)
+
+            await self._off_loop(close)
+        else:
             await self._off_loop(lambda: self._release(db, reader))
 
     def _let_go(self) -> bool:
