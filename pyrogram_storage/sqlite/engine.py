@@ -334,7 +334,9 @@ class SQLiteStorage(Storage):
         if self._threaded and self._holds_write_lock():
 
             def close() -> None:
-                with contextlib.suppress(sqlite3.Error):  # then the next open reads the peers
+                # A snapshot not written (damage, disk full) is rolled back by _release:
+                # the next open reads the peers.
+                with contextlib.suppress(Exception):
                     if db.in_transaction:
                         snapshot.save(db, functools.partial(_read_columns, db))
                 self._release(db, reader)

@@ -115,7 +115,7 @@ def save(db: sqlite3.Connection, read: Callable[[int | None, int], Columns | Non
 
 
 def _checksum(ids: int, hashes: int, kinds: int) -> int:
-    return ids | hashes << 32 | (kinds & 0x7FFF) << 48
+    return ((ids << 30) ^ (hashes << 15) ^ kinds) & (2**62 - 1)
 
 
 def take(db: sqlite3.Connection, publish: Callable[[IdTable | None], None]) -> None:
