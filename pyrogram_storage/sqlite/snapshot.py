@@ -152,20 +152,17 @@ def _read(db: sqlite3.Connection) -> IdTable | None:
         return None
     table = IdTable()
     sums = [0, 0, 0]
-    column = array("q")
     for ids, hashes, kinds in db.execute(_PARTS_SQL):
         if not (type(ids) is bytes and type(hashes) is bytes and type(kinds) is bytes):
             return None
-        if len(ids) != 8 * len(kinds) or len(hashes) != 8 * len(kinds) or not kinds:
-            return None
         for k, data in enumerate((ids, hashes, kinds)):
             sums[k] = zlib.crc32(data, sums[k])
-        column = _native("q", ids)
-        if not len(table) and column[0] != first:
-            return None
-        # Raises ValueError where ids do not increase from one part to the next.
-        table.extend(Columns(column, _native("q", hashes), _native("B", kinds)))
-    if checksum != _checksum(*sums) or len(table) != peers or column[-1] != last:
+        if sys.byteorder == "big":
+            ids, hashes = _native("q", ids).tobytes(), _native("q", hashes).tobytes()
+        # Raises ValueError for columns of different lengths, or ids that do not increase
+        # from one chunk to the next.
+        table.extend_raw(ids, hashes, kinds)
+    if checksum != _checksum(*sums) or len(table) != peers or table.bounds() != (first, last):
         return None
     return table
 
