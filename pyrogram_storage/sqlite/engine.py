@@ -170,6 +170,8 @@ class SQLiteStorage(Storage):
         self._reader: sqlite3.Connection | None = None
         self._holders_found: tuple[str, list[Any]] | None = None  # the last username asked
         self._snapshot_box: list[IdTable | None] = []  # what take() found, once done
+        self._snapshot_kept = False  # take() left a usable snapshot in the file
+        self._peers_written = False  # since open: the snapshot must be written anew
         self._version: int | None = None  # the writer's data_version when it took the lock
 
     # -- hooks for FileStorage and MemoryStorage (they run off the event loop for files) --
@@ -300,6 +302,7 @@ class SQLiteStorage(Storage):
             raise
         self._db, self._reader = db, reader or db
         self._snapshot_box = []
+        self._snapshot_kept = self._peers_written = False
         if self._threaded and self._holds_write_lock():
             box = self._snapshot_box
 
@@ -309,7 +312,7 @@ class SQLiteStorage(Storage):
                 try:
                     if db.in_transaction:  # then dropped or not, the snapshot is left to triggers
                         with contextlib.suppress(sqlite3.Error):
-                            snapshot.take(db, box.append)
+                            self._snapshot_kept = snapshot.take(db, box.append)
                 finally:
                     if not box:
                         box.append(None)
@@ -337,7 +340,9 @@ class SQLiteStorage(Storage):
                 # A snapshot not written (damage, disk full) is rolled back by _release:
                 # the next open reads the peers.
                 with contextlib.suppress(Exception):
-                    if db.in_transaction:
+                    if db.in_transaction and self._snapshot_kept and not self._peers_written:
+                        snapshot.rearm(db)
+                    elif db.in_transaction:
                         snapshot.save(db, functools.partial(_read_columns, db))
                 self._release(db, reader)
 
@@ -397,6 +402,8 @@ class SQLiteStorage(Storage):
 
         def apply(db: sqlite3.Connection) -> bool:
             foreign = False
+            if changes.peers or changes.deleted_peers:
+                self._peers_written = True  # before: a failed write may have written some
             try:
                 _write(db, layout, changes)
             finally:
@@ -413,7 +420,9 @@ class SQLiteStorage(Storage):
         try:
             foreign, self._version = _hold(db, self._version)
         except sqlite3.OperationalError:
-            return True  # another writer has it now: held again by the next batch
+            foreign = True  # another writer has it now: held again by the next batch
+        if foreign:
+            self._peers_written = True  # by them, maybe: the snapshot is written anew
         return foreign
 
     # -- reads ----------------------------------------------------------------------------------

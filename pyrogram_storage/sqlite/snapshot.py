@@ -9,10 +9,12 @@ code a peer: 17 bytes a peer, three blobs), and the next ``open()`` takes that r
 on the storage's lane, off the event loop, in a few milliseconds, as the engine's id
 table (:class:`~pyrogram_storage._index.IdTable`).
 
-Never a wrong answer: the row is written with triggers (``migrations/sqlite/snapshot/``)
-that delete it on any write to ``peers``, by any program, while the storage is closed;
-the storage that opens the file takes the row, then deletes it and the triggers in its
-first transaction (its own writes then cost nothing more). A row is used only if its
+Never a wrong answer: the rows are written with triggers (``migrations/sqlite/snapshot/``)
+that delete them on any write to ``peers``, by any program, while the storage is
+closed; the storage that opens the file takes them, then drops the triggers in its
+first transaction (its own writes then cost nothing more, and a snapshot without its
+triggers is never used: a crash leaves none to trust). At close it writes the snapshot
+anew, or, when it wrote no peer, only puts the triggers back. A row is used only if its
 format is known, its checksum matches, the triggers are all there as we make them, and
 the peers table holds as many peers, with the same first and last ids; anything else
 (damage, a file changed by a program that disabled triggers, a row not ours) is
@@ -118,11 +120,13 @@ def _checksum(ids: int, hashes: int, kinds: int) -> int:
     return ((ids << 30) ^ (hashes << 15) ^ kinds) & (2**62 - 1)
 
 
-def take(db: sqlite3.Connection, publish: Callable[[IdTable | None], None]) -> None:
+def take(db: sqlite3.Connection, publish: Callable[[IdTable | None], None]) -> bool:
     """Take the snapshot out of the file, in the write transaction ``db`` holds (it is
     committed with the storage's next write): ``publish`` gets the id table of every
-    stored peer, or None (there is none, or it cannot be trusted). The table and its
-    triggers are dropped then, either way, so the storage's own writes never touch them.
+    stored peer, or None (there is none, or it cannot be trusted). Then its triggers
+    are dropped, so the storage's own writes never fire them, and an unusable snapshot
+    with them; a usable one stays, for :func:`rearm` should nothing change it. Whether
+    it stays.
 
     Few statements, each one step: the thread running this takes the GIL back after
     each (up to a switch interval, 5 ms, while the event loop's thread is busy).
@@ -135,7 +139,17 @@ def take(db: sqlite3.Connection, publish: Callable[[IdTable | None], None]) -> N
     publish(table)
     for name in _TRIGGERS:
         db.execute(f"DROP TRIGGER IF EXISTS {name}")
-    db.execute(f"DROP TABLE IF EXISTS {_TABLE}")
+    if table is None:
+        db.execute(f"DROP TABLE IF EXISTS {_TABLE}")
+    return table is not None
+
+
+def rearm(db: sqlite3.Connection) -> None:
+    """Make the snapshot :func:`take` left in the file valid again, its peers unchanged
+    since (the storage wrote none): its triggers back, committed."""
+    for statement in _script():
+        db.execute(statement)
+    db.execute("COMMIT")
 
 
 def _read(db: sqlite3.Connection) -> IdTable | None:
