@@ -308,10 +308,11 @@ class EngineHooks:
         return False
 
     def _id_snapshot(self) -> IdTable | bool | None:
-        """The id table of every stored peer that the backend reads right after ``open()``
-        from a snapshot of its own, if it keeps one: handed over once, when ready (later
-        calls: None); False while it is being read (ask again); None: there is none.
-        No I/O: called on the event loop, by id lookups, until it answers. Default: None.
+        """The next part of the id table of the peers stored at ``open()``, from a
+        snapshot the backend keeps of them (ids in increasing order, after the last
+        part's): called on the event loop by id lookups and the peer loader, a part a
+        call, until it returns True (every part was read) or None (there is none, or no
+        more). A part should take a millisecond or two to read. Default: None.
         """
         return None
 

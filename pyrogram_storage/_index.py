@@ -549,6 +549,19 @@ class IdTable:
         elif p == len(ids):
             maxes[c] = ids[-1]
 
+    def append(self, other: IdTable) -> None:
+        """Add every peer of ``other``, its ids all beyond those held (it is taken over)."""
+        if not other._maxes:
+            return
+        if self._maxes and other._ids[0][0] <= self._maxes[-1]:
+            raise ValueError("a batch of peers must come after every id held")
+        self._maxes += other._maxes
+        self._ids += other._ids
+        self._hashes += other._hashes
+        self._kinds += other._kinds
+        self._odd_types.update(other._odd_types)
+        self.size += other.size
+
     def bounds(self) -> tuple[int, int] | None:
         """The first and last ids held, or None."""
         return (self._ids[0][0], self._maxes[-1]) if self._maxes else None

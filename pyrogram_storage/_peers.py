@@ -158,8 +158,9 @@ class Primitives:
     peer_columns: Callable[[int | None, int], Awaitable[Columns | None]]
     find_access: Callable[[int], Awaitable[tuple[Any, Any] | None]]
     id_snapshot: Callable[[], IdTable | bool | None] = lambda: None
-    """The id table the backend reads from a snapshot of its own after open, once ready
-    (False: not yet; None: none). No I/O."""
+    """The next part of the stored peers' id table, from a snapshot the backend keeps
+    (read on the event loop, a millisecond or two); True: every part was read; None:
+    there is none (or no more)."""
 
 
 def entry_of(peer: Peer) -> PeerChange:
@@ -221,6 +222,7 @@ class Peers:
         self._early: IdTable | None = None
         self._early_written: set[int] | None = None  # peers written while a batch is read
         self._snapshot = False  # the backend may hand over an id table (id_snapshot)
+        self._snapshot_read = False  # every part of it was: no need to read the ids
         # Peer id -> (access hash, type name) the index or the id table last answered: a
         # dict hit costs less than their bisects. Every write of a peer takes it out.
         self._hot: dict[int, tuple[int, str]] = {}
@@ -253,6 +255,7 @@ class Peers:
         if self.caching and sole_writer:
             self._touched = set()  # from now on: the load must not miss a write
             self._snapshot = True
+            self._snapshot_read = False
             self._loading = asyncio.get_running_loop().create_task(self._load())
         elif self.caching:
             self._warm()
@@ -360,7 +363,7 @@ class Peers:
         self.index = None
         self._early = None
         self._early_written = None
-        self._snapshot = False
+        self._snapshot = self._snapshot_read = False
         self._hot.clear()
         self.pending.journal.indexed = False  # built by the first lookup that asks
         held = self.cache.clear()
@@ -780,10 +783,10 @@ class Peers:
         index = self.index
         if index is not None:
             found = index.access(peer_id)
-        elif self._early is not None:
-            found = self._early.access(peer_id)
-        elif self._snapshot and (early := self._adopt_snapshot()) is not None:
-            found = early.access(peer_id)
+        else:
+            early = self._adopt_snapshot() if self._snapshot else self._early
+            if early is not None:
+                found = early.access(peer_id)
         if found is not None:
             if len(hot) >= _HOT:
                 hot.clear()
@@ -1012,10 +1015,12 @@ class Peers:
             built: _Built | None
             if not whole and not self._take(stored + _HEADROOM, index=True):
                 return  # bounded: the process's memories are spent on other sessions
-            if self._early is None and not (self._snapshot and self._adopt_snapshot()):
-                self._snapshot = False
+            while self._snapshot:  # the parts not read yet by lookups, one per loop turn
+                self._adopt_snapshot()
+                if self._snapshot:
+                    await asyncio.sleep(0)
+            if not self._snapshot_read:
                 await self._read_early()
-            self._snapshot = False
             if whole:
                 rows = await self.primitives.peer_rows(None, None)
                 if rows is None:
@@ -1037,23 +1042,36 @@ class Peers:
             self._resume_writers()
 
     def _adopt_snapshot(self) -> IdTable | None:
-        """Take the id table the backend read from its snapshot, if it is ready: the peers
-        stored when the storage opened, less every one written since (``_touched`` holds
-        them all until memory is filled). The id table now in use, or None."""
+        """Take one more part of the id snapshot the backend reads (a millisecond or two):
+        the peers stored when the storage opened, less every one written since
+        (``_touched`` holds them all until memory is filled). The id table in use now.
+        """
         got = self.primitives.id_snapshot()
-        if got is False:
-            return None  # still being read: ask again
-        self._snapshot = False
+        early = self._early
+        if got is True:
+            self._snapshot = False
+            self._snapshot_read = True  # every part: no need to read the peers' ids
+            return early
         touched = self._touched
         if not isinstance(got, IdTable) or touched is None or not self.caching or self._shared:
-            return None
-        for peer_id in touched:
-            got.remove(peer_id)
-        for peer_id in self.pending.journal.peer_ids():
-            got.remove(peer_id)
-        self._early = got
-        log.debug("answering id lookups from the snapshot of %d peers", len(got))
-        return got
+            self._snapshot = False
+            return early
+        bounds = got.bounds()
+        if bounds is not None:
+            low, high = bounds
+            for peer_id in touched:
+                if low <= peer_id <= high:
+                    got.remove(peer_id)
+            for peer_id in self.pending.journal.peer_ids():
+                if low <= peer_id <= high:
+                    got.remove(peer_id)
+        if early is None:
+            self._early = early = got
+        else:
+            early.append(got)
+        if len(early) == len(got):
+            log.debug("answering id lookups from the snapshot, a part at a time")
+        return early
 
     async def _read_early(self) -> None:
         """Read every stored peer's access hash and type in bulk, where the backend can

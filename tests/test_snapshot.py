@@ -80,6 +80,13 @@ async def _lookups(folder: Path, ids: list[int]) -> tuple[list[object], bool]:
     return answers, kept == (1,)
 
 
+@pytest.fixture(params=["one part", "parts"], autouse=True)
+def parts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The snapshot in one part, or in six (what a session of 350,000 peers has)."""
+    if request.param == "parts":
+        monkeypatch.setattr(snapshot, "_PART", 1000)
+
+
 @pytest.fixture
 def adopted(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.DEBUG, logger="pyrogram_storage")
@@ -187,15 +194,34 @@ async def test_triggers_dropped_by_another_program(tmp_path: Path) -> None:
         "UPDATE peer_ids_snapshot SET format = 99 WHERE part = 0",
         "DELETE FROM peer_ids_snapshot WHERE part = 1",
         "DELETE FROM peer_ids_snapshot WHERE part = 0",
+        "UPDATE peer_ids_snapshot SET checksum = checksum + 1 WHERE part = 0",
+        "DELETE FROM peer_ids_snapshot WHERE part = (SELECT max(part) FROM peer_ids_snapshot)",
+        "UPDATE peer_ids_snapshot SET ids = (SELECT ids FROM peer_ids_snapshot WHERE part = 1), "
+        "hashes = (SELECT hashes FROM peer_ids_snapshot WHERE part = 1), "
+        "kinds = (SELECT kinds FROM peer_ids_snapshot WHERE part = 1), "
+        "checksum = (SELECT checksum FROM peer_ids_snapshot WHERE part = 1) "
+        "WHERE part = (SELECT max(part) FROM peer_ids_snapshot)",
     ],
-    ids=["hashes", "ids", "kinds", "type", "count", "format", "part", "header"],
+    ids=[
+        "hashes",
+        "ids",
+        "kinds",
+        "type",
+        "count",
+        "format",
+        "part",
+        "header",
+        "parts",
+        "last part",
+        "repeated part",
+    ],
 )
 async def test_damaged_or_foreign_is_ignored(tmp_path: Path, damage: str) -> None:
     """Bytes changed in the snapshot itself (not through peers): checked, then ignored."""
     path = await _filled(tmp_path)
     with sqlite3.connect(path) as db:
         db.execute(damage)
-    ids = [1000, 1001, 1002, 1000 + N - 1]
+    ids = [1000, 1001, 1002, 1000 + N // 2, 1000 + N - 1]
     answers, _ = await _lookups(tmp_path, ids)
     expected = [(_peer(i - 1000).access_hash, _peer(i - 1000).type.value) for i in ids]
     assert answers[: len(ids)] == expected
@@ -251,3 +277,21 @@ async def test_through_the_client_glue(tmp_path: Path) -> None:
         assert peer.access_hash == _peer(1).access_hash
     finally:
         await glue.close()
+
+
+async def test_writes_between_parts_win(tmp_path: Path) -> None:
+    """A peer written after the first parts were read, in a part read later."""
+    await _filled(tmp_path)
+    storage = FileStorage("s", tmp_path)
+    await storage.open()
+    late = 1000 + N - 10
+    assert await _access(storage, 1001) == (_peer(1).access_hash, "user")  # a part read
+    await storage.upsert_peers([Peer(late, 43, PeerType.GROUP, (), None)])
+    await storage.delete_peers([late + 1])
+    for _ in range(8):  # each lookup reads one more part
+        assert await _access(storage, late) == (43, "group")
+        assert await _access(storage, late + 1) is None
+    await _loaded(storage)
+    assert await _access(storage, late) == (43, "group")
+    assert await _access(storage, late + 1) is None
+    await storage.close()
