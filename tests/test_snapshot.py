@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from pyrogram_storage import FileStorage, Peer, PeerNotFound, PeerType, Storage, for_client
-from pyrogram_storage.sqlite import snapshot
+from pyrogram_storage.sqlite import _snapshot as snapshot
 
 N = snapshot.MIN_PEERS + 1000
 ADOPTED = "answering id lookups from the snapshot"

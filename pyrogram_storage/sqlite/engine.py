@@ -32,8 +32,8 @@ from .._worker import Lane
 from ..base import Storage
 from ..errors import InvalidTypeError, InvalidValueError, StorageClosedError, StorageError
 from ..types import DEFAULT_DC_ID, SESSION_FIELDS, Peer, PeerType, SessionData, UpdateState
+from . import _snapshot as snapshot
 from . import schema as sqlite_schema
-from . import snapshot
 from .schema import Layout
 
 __all__ = ["Layout", "SQLiteStorage"]

@@ -1,4 +1,4 @@
--- The peer id snapshot (pyrogram_storage/sqlite/snapshot.py): every stored peer's id,
+-- The peer id snapshot (pyrogram_storage/sqlite/_snapshot.py): every stored peer's id,
 -- access hash and type, in blobs written when a FileStorage that was the file's
 -- only writer closes, and read back when one opens it again, so that id lookups answer
 -- from memory at once instead of waiting for the peers to be read.
