@@ -3,10 +3,11 @@
 -- only writer closes, and read back when one opens it again, so that id lookups answer
 -- from memory at once instead of waiting for the peers to be read.
 --
--- Not a numbered step: the table and its triggers are made at close and dropped at open
--- (with the snapshot, taken), never part of the schema a client or a migration sees as
--- ours. While they exist, any write to peers, whoever makes it (a client opening the
--- file, another tool), deletes the snapshot: it is never read stale.
+-- Not a numbered step: the table and its triggers are made at close; the triggers are
+-- dropped at open (the table too, when its snapshot is not usable), never part of the
+-- schema a client or a migration sees as ours. While they exist, any write to peers,
+-- whoever makes it (a client opening the file, another tool), deletes the snapshot; a
+-- snapshot found without them is never used: it is never read stale.
 CREATE TABLE IF NOT EXISTS peer_ids_snapshot (
     part INTEGER PRIMARY KEY,  -- 0: the header; 1, 2...: the peers, in id order
     format INTEGER,
