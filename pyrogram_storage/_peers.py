@@ -88,6 +88,11 @@ _HOT: Final = 4096
 """Answers of the compact index (or id table) to id lookups kept at hand, at most; all
 dropped when full."""
 
+_SNAPSHOT_AFTER: Final = 8
+"""Id lookups after open that are point queries before the next starts reading the
+backend's id snapshot (a part, 1-2 ms, per lookup): reading it costs as much as a
+hundred of them, worth it for a program that looks many peers up, not for one."""
+
 _EARLY_BATCH: Final = 65_536
 """Peers per trip to the backend while the id table of the first moments is read."""
 
@@ -223,6 +228,7 @@ class Peers:
         self._early_written: set[int] | None = None  # peers written while a batch is read
         self._snapshot = False  # the backend may hand over an id table (id_snapshot)
         self._snapshot_read = False  # every part of it was: no need to read the ids
+        self._snapshot_asks = 0  # id lookups that found parts of it not read yet
         # Peer id -> (access hash, type name) the index or the id table last answered: a
         # dict hit costs less than their bisects. Every write of a peer takes it out.
         self._hot: dict[int, tuple[int, str]] = {}
@@ -256,6 +262,7 @@ class Peers:
             self._touched = set()  # from now on: the load must not miss a write
             self._snapshot = True
             self._snapshot_read = False
+            self._snapshot_asks = 0
             self._loading = asyncio.get_running_loop().create_task(self._load())
         elif self.caching:
             self._warm()
@@ -784,7 +791,13 @@ class Peers:
         if index is not None:
             found = index.access(peer_id)
         else:
-            early = self._adopt_snapshot() if self._snapshot else self._early
+            early = self._early
+            if self._snapshot:
+                # A few lookups (a program's first, open + one lookup) cost a point query
+                # each; from then on each reads a part until the snapshot is read whole.
+                self._snapshot_asks += 1
+                if self._snapshot_asks >= _SNAPSHOT_AFTER:
+                    early = self._adopt_snapshot()
             if early is not None:
                 found = early.access(peer_id)
         if found is not None:
