@@ -626,7 +626,9 @@ async def run_cells(
     tasks, ops = int(params["tasks"]), int(params["ops_per_task"])
     if watched:
         counts["mix_ops"] = tasks * ops
+        cpu = w.process_cpu()
         m["mix_us"] = await _mix(adapter, n, tasks, ops) / (tasks * ops) * 1e6
+        m["mix_cpu_us"] = (w.process_cpu() - cpu) / (tasks * ops) * 1e6
 
     batches = w.small_batches(2 * n, small)
     counts["small_batches"] = len(batches)
@@ -668,9 +670,11 @@ async def run_cells(
         timed_ids, watched_ids = uncached[:count], uncached[count:]
         fresh = adapter.reopen()
         await _call(fresh, "open")
+        cpu = w.process_cpu()
         seconds, found = await _lookups(fresh, "by_id", timed_ids)
         _check(found, len(timed_ids), system.name, "uncached id lookups")
         m["id_uncached_us"] = seconds / len(timed_ids) * 1e6
+        m["id_uncached_cpu_us"] = (w.process_cpu() - cpu) / len(timed_ids) * 1e6
         counts["uncached"] = len(timed_ids)
         if watched and len(watched_ids):
             await watch(

@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from . import _pending
 from ._authorization import Authorization
-from ._index import Columns
+from ._index import Columns, IdTable
 from ._lifecycle import Lifecycle
 from ._peers import Peers, Primitives, peer_of
 from ._pending import STATE_DELETED, Changes, PendingWrites
@@ -87,6 +87,8 @@ class Backend(Protocol):
     def _sole_writer(self) -> bool: ...
 
     def _let_go(self) -> bool: ...
+
+    def _id_snapshot(self) -> IdTable | bool | None: ...
 
     async def _apply(self, changes: Changes) -> None: ...
 
@@ -199,6 +201,7 @@ class Engine:
                 storage._catch_up,
                 peer_columns,
                 find_access,
+                storage._id_snapshot,
             ),
             self.pending,
             cache_size,
@@ -467,6 +470,15 @@ class EngineHooks(Lifecycle):
         what it replaced. Default: False.
         """
         return False
+
+    def _id_snapshot(self) -> IdTable | bool | None:
+        """The next part of the id table of the peers stored at ``open()``, from a
+        snapshot the backend keeps of them (ids in increasing order, after the last
+        part's): called on the event loop by id lookups and the peer loader, a part a
+        call, until it returns True (every part was read) or None (there is none, or no
+        more). A part should take a millisecond or two to read. Default: None.
+        """
+        return None
 
     def _set_cache_trusted(self, trusted: bool) -> None:
         """For a backend that :attr:`delivers_invalidations`: whether they are delivered.

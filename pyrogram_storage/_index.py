@@ -564,6 +564,48 @@ class IdTable:
         elif p == len(ids):
             maxes[c] = ids[-1]
 
+    def append(self, other: IdTable) -> None:
+        """Add every peer of ``other``, its ids all beyond those held (it is taken over)."""
+        if not other._maxes:
+            return
+        if self._maxes and other._ids[0][0] <= self._maxes[-1]:
+            raise ValueError("a batch of peers must come after every id held")
+        self._maxes += other._maxes
+        self._ids += other._ids
+        self._hashes += other._hashes
+        self._kinds += other._kinds
+        self._odd_types.update(other._odd_types)
+        self.size += other.size
+
+    def bounds(self) -> tuple[int, int] | None:
+        """The first and last ids held, or None."""
+        return (self._ids[0][0], self._maxes[-1]) if self._maxes else None
+
+    def extend_raw(self, ids: bytes, hashes: bytes, kinds: bytes) -> None:
+        """:meth:`extend` from the columns' bytes in native order (int64, int64, uint8):
+        each chunk made straight from them, no array of the whole batch first."""
+        n = len(kinds)
+        if len(ids) != 8 * n or len(hashes) != 8 * n:
+            raise ValueError("columns of different lengths")
+        if not n:
+            return
+        ids_view, hashes_view = memoryview(ids), memoryview(hashes)
+        last = self._maxes[-1] if self._maxes else None
+        for start in range(0, n, _CHUNK):
+            end = min(n, start + _CHUNK)
+            chunk, chunk_hashes, chunk_kinds = array("q"), array("q"), array("B")
+            chunk.frombytes(ids_view[8 * start : 8 * end])
+            chunk_hashes.frombytes(hashes_view[8 * start : 8 * end])
+            chunk_kinds.frombytes(kinds[start:end])
+            if last is not None and chunk[0] <= last:
+                raise ValueError("a batch of peers must come after every id held")
+            last = chunk[-1]
+            self._maxes.append(last)
+            self._ids.append(chunk)
+            self._hashes.append(chunk_hashes)
+            self._kinds.append(chunk_kinds)
+        self.size += n
+
     def extend(self, columns: Columns) -> None:
         """Add a batch read in bulk, its ids all beyond those held."""
         ids, hashes, kinds = columns.ids, columns.hashes, columns.kinds

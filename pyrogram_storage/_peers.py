@@ -91,6 +91,11 @@ _HOT: Final = 4096
 """Answers of the compact index (or id table) to id lookups kept at hand, at most; all
 dropped when full."""
 
+_SNAPSHOT_AFTER: Final = 8
+"""Id lookups after open that are point queries before the next starts reading the
+backend's id snapshot (a part, 1-2 ms, per lookup): reading it costs as much as a
+hundred of them, worth it for a program that looks many peers up, not for one."""
+
 _EARLY_BATCH: Final = 65_536
 """Peers per trip to the backend while the id table of the first moments is read."""
 
@@ -160,6 +165,10 @@ class Primitives:
     memory may answer (False: ask the backend)."""
     peer_columns: Callable[[int | None, int], Awaitable[Columns | None]]
     find_access: Callable[[int], Awaitable[tuple[Any, Any] | None]]
+    id_snapshot: Callable[[], IdTable | bool | None] = lambda: None
+    """The next part of the stored peers' id table, from a snapshot the backend keeps
+    (read on the event loop, a millisecond or two); True: every part was read; None:
+    there is none (or no more)."""
 
 
 def entry_of(peer: Peer) -> PeerChange:
@@ -220,6 +229,9 @@ class Peers:
         # in bulk first, less those written since (they are asked for elsewhere).
         self._early: IdTable | None = None
         self._early_written: set[int] | None = None  # peers written while a batch is read
+        self._snapshot = False  # the backend may hand over an id table (id_snapshot)
+        self._snapshot_read = False  # every part of it was: no need to read the ids
+        self._snapshot_asks = 0  # id lookups that found parts of it not read yet
         # Peer id -> (access hash, type name) the index or the id table last answered: a
         # dict hit costs less than their bisects. Every write of a peer takes it out.
         self._hot: dict[int, tuple[int, str]] = {}
@@ -251,6 +263,9 @@ class Peers:
         self.refresh = _STAMP_REFRESH if ttl is None else min(_STAMP_REFRESH, ttl / 8)
         if self.caching and sole_writer:
             self._touched = set()  # from now on: the load must not miss a write
+            self._snapshot = True
+            self._snapshot_read = False
+            self._snapshot_asks = 0
             self._loading = asyncio.get_running_loop().create_task(self._load())
         elif self.caching:
             self._warm()
@@ -358,6 +373,7 @@ class Peers:
         self.index = None
         self._early = None
         self._early_written = None
+        self._snapshot = self._snapshot_read = False
         self._hot.clear()
         self.pending.journal.indexed = False  # built by the first lookup that asks
         held = self.cache.clear()
@@ -988,8 +1004,16 @@ class Peers:
         index = self.index
         if index is not None:
             found = index.access(peer_id)
-        elif self._early is not None:
-            found = self._early.access(peer_id)
+        else:
+            early = self._early
+            if self._snapshot:
+                # A few lookups (a program's first, open + one lookup) cost a point query
+                # each; from then on each reads a part until the snapshot is read whole.
+                self._snapshot_asks += 1
+                if self._snapshot_asks >= _SNAPSHOT_AFTER:
+                    early = self._adopt_snapshot()
+            if early is not None:
+                found = early.access(peer_id)
         if found is not None:
             if len(hot) >= _HOT:
                 hot.clear()
@@ -1218,7 +1242,12 @@ class Peers:
             built: _Built | None
             if not whole and not self._take(stored + _HEADROOM, index=True):
                 return  # bounded: the process's memories are spent on other sessions
-            await self._read_early()
+            while self._snapshot:  # the parts not read yet by lookups, one per loop turn
+                self._adopt_snapshot()
+                if self._snapshot:
+                    await asyncio.sleep(0)
+            if not self._snapshot_read:
+                await self._read_early()
             if whole:
                 rows = await self.primitives.peer_rows(None, None)
                 if rows is None:
@@ -1238,6 +1267,38 @@ class Peers:
             self._touched = None
             self._early = None
             self._resume_writers()
+
+    def _adopt_snapshot(self) -> IdTable | None:
+        """Take one more part of the id snapshot the backend reads (a millisecond or two):
+        the peers stored when the storage opened, less every one written since
+        (``_touched`` holds them all until memory is filled). The id table in use now.
+        """
+        got = self.primitives.id_snapshot()
+        early = self._early
+        if got is True:
+            self._snapshot = False
+            self._snapshot_read = True  # every part: no need to read the peers' ids
+            return early
+        touched = self._touched
+        if not isinstance(got, IdTable) or touched is None or not self.caching or self._shared:
+            self._snapshot = False
+            return early
+        bounds = got.bounds()
+        if bounds is not None:
+            low, high = bounds
+            for peer_id in touched:
+                if low <= peer_id <= high:
+                    got.remove(peer_id)
+            for peer_id in self.pending.journal.peer_ids():
+                if low <= peer_id <= high:
+                    got.remove(peer_id)
+        if early is None:
+            self._early = early = got
+        else:
+            early.append(got)
+        if len(early) == len(got):
+            log.debug("answering id lookups from the snapshot, a part at a time")
+        return early
 
     async def _read_early(self) -> None:
         """Read every stored peer's access hash and type in bulk, where the backend can
