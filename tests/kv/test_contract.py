@@ -3,7 +3,7 @@
 The suite lives in the package so that users run the very same tests against their
 own stores; here it runs over every store in ``conftest.ALL_BACKENDS`` (the registry's,
 reached through ``kv.from_url``, and the README's ``DictKV``) but MongoDB's and
-Redis's, whose stores run it in ``test_contract_mongo*.py`` and ``test_contract_redis.py``
+Redis's, whose stores run it in ``test_contract_mongo*.py`` and ``test_contract_redis*.py``
 (modules of their own, so that parallel workers share the contract runs).
 """
 

@@ -1,6 +1,7 @@
-"""The bot-state contract (the shipped suite) on the Redis and Valkey stores.
+"""The bot-state contract (the shipped suite) on the Redis and Valkey stores, one server.
 
-Apart from ``test_contract.py`` so that parallel workers share the contract runs.
+Apart from ``test_contract.py`` (and the clusters' runs from this one) so that parallel
+workers share the contract runs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ from pyrogram_storage.kv.testing import KVContract, StoreMaker
 
 from .conftest import ALL_BACKENDS, KVMaker
 
-KV_BACKENDS = [name for name in ALL_BACKENDS if name.startswith(("redis", "valkey"))]
+KV_BACKENDS = [
+    name
+    for name in ALL_BACKENDS
+    if name.startswith(("redis", "valkey")) and not name.endswith("-cluster")
+]
 
 
 class TestKVContract(KVContract):
