@@ -28,7 +28,6 @@ import hashlib
 import logging
 import math
 import re
-import socket
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import Any, Literal, TypeVar
 
@@ -233,28 +232,13 @@ class _Lane(tracking.Tracker):
     machinery: RESP3 on a non-blocking socket, pipelined, each reply timed, reconnecting
     in the background after a loss (the store uses its driver's client meanwhile)."""
 
+    name = LANE_NAME
+
     def __init__(self, address: tracking.Address) -> None:
         super().__init__(address, b"", _nothing, _nothing)
 
-    async def _handshake(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, target: Any
-    ) -> None:
-        address = self.address
-        await loop.sock_connect(sock, target)
-        hello: list[bytes | str | int] = ["HELLO", 3]
-        if address.password is not None:
-            hello += ["AUTH", address.username or "default", address.password]
-        setup = [
-            tracking.command(*hello, "SETNAME", LANE_NAME),
-            tracking.command("SELECT", address.db),
-            tracking.command("CLIENT", "ID"),
-        ]
-        await loop.sock_sendall(sock, b"".join(setup))
-        replies = await self._replies(loop, sock, len(setup))
-        for reply in replies:
-            if isinstance(reply, tracking.ResponseError):
-                raise tracking.Unsupported(f"the server refused the setup: {reply}")
-        self.client_id = int(replies[2])
+    def _tracking_setup(self) -> list[bytes]:
+        return []  # no tracking on this one
 
 
 class _Tracker(tracking.Tracker):

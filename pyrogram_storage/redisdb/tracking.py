@@ -55,7 +55,7 @@ import select
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = [
     "Address",
@@ -272,6 +272,9 @@ class Tracker:
         the slot now); by default ``address`` again.
     """
 
+    name: ClassVar[str] = NAME
+    """The connection's ``CLIENT SETNAME``."""
+
     def __init__(
         self,
         address: Address,
@@ -350,6 +353,17 @@ class Tracker:
             raise
         return sock
 
+    def _tracking_setup(self) -> list[bytes]:
+        """The commands that turn tracking on, sent after the connection's setup."""
+        track: list[bytes | str | int] = [
+            "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix, "NOLOOP"
+        ]  # fmt: skip
+        setup = [command(*track)]
+        if self.address.owns is not None:
+            # After tracking is on: a node that serves the key now hears of its changes.
+            setup.append(command("EXISTS", self.address.owns))
+        return setup
+
     async def _handshake(
         self, loop: asyncio.AbstractEventLoop, sock: socket.socket, target: Any
     ) -> None:
@@ -358,18 +372,12 @@ class Tracker:
         hello: list[bytes | str | int] = ["HELLO", 3]
         if address.password is not None:
             hello += ["AUTH", address.username or "default", address.password]
-        track: list[bytes | str | int] = [
-            "CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self.prefix, "NOLOOP"
-        ]  # fmt: skip
         setup = [
-            command(*hello, "SETNAME", NAME),
+            command(*hello, "SETNAME", self.name),
             command("SELECT", address.db),  # the commands sent here go to the client's db
             command("CLIENT", "ID"),
-            command(*track),
+            *self._tracking_setup(),
         ]
-        if address.owns is not None:
-            # After tracking is on: a node that serves the key now hears of its changes.
-            setup.append(command("EXISTS", address.owns))
         await loop.sock_sendall(sock, b"".join(setup))
         replies = await self._replies(loop, sock, len(setup))
         client_id = replies[2]
