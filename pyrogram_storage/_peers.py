@@ -558,8 +558,7 @@ class Peers:
             or not self.pending.journal.add_peer(peer_id, change)
         ):
             return False
-        index.set_names(peer_id, fingerprint)
-        index.add_names(peer_id, names)  # lookups by username find it among the holders
+        index.rename(peer_id, fingerprint, names)  # lookups by username find it too
         if held_ is not None:
             cache.put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
         self.writes += 1
@@ -636,10 +635,38 @@ class Peers:
             entries, room = cache._entries, cache.size
             lru = room > 0 and not cache.complete  # bounded: a new key goes last by itself
             peek, cache_put = entries.get, cache.put
-            index_get, index_put = index.get, index.put
+            index_get, index_put, index_write = index.get, index.put, index.write
+            since = now - refresh
             for peer_id, access_hash, kind, phone in peers:
                 hot_pop(peer_id, None)
                 old = peek(peer_id)
+                if old is None and not slow and peer_id not in held_layer:
+                    # The common case, an ingest's new or re-sent peer: the layer takes
+                    # it whatever it is, so the index writes it (or finds it unchanged)
+                    # first, with one search.
+                    found = index_write(
+                        peer_id, access_hash, kind, now, phone_key(phone) if phone else 0, since
+                    )
+                    if type(found) is tuple:  # unchanged: nothing written
+                        if found[4] >= 0 and found[2] >= 0:
+                            cache_put(peer_id, _entry_of_found(found))
+                        done += 1
+                        continue
+                    change = (PARTIAL, access_hash, kind, None, phone, now)
+                    held_layer[peer_id] = change
+                    wrote = True
+                    if found:
+                        cache_put(peer_id, change)
+                    else:
+                        fresh_layer.add(peer_id)
+                        if lru:  # cache.put() of a new key, inlined
+                            entries[peer_id] = (FULL, access_hash, kind, (), phone, now)
+                            if len(entries) > room:
+                                entries.popitem(last=False)  # type: ignore[call-arg]
+                        else:
+                            cache_put(peer_id, (FULL, access_hash, kind, (), phone, now))
+                    done += 1
+                    continue
                 fresh = False
                 if old is not None:
                     if (
@@ -671,11 +698,7 @@ class Peers:
                         fresh_layer.add(peer_id)
                 wrote = True
                 index_put(peer_id, access_hash, kind, now, None, phone_key(phone))
-                if fresh and lru:  # cache.put() of a new key, inlined
-                    entries[peer_id] = (FULL, access_hash, kind, (), phone, now)
-                    if len(entries) > room:
-                        entries.popitem(last=False)  # type: ignore[call-arg]
-                elif fresh:
+                if fresh:
                     cache_put(peer_id, (FULL, access_hash, kind, (), phone, now))
                 elif old is not None and old[KIND] == FULL:
                     cache_put(peer_id, (FULL, access_hash, kind, old[NAMES], phone, now))
@@ -741,6 +764,7 @@ class Peers:
             assert index is not None
             cache = self.cache
             peek, cache_put = cache._entries.get, cache.put
+            rename, index_get = index.rename, index.get
             for peer_id, names in pairs:
                 held_ = peek(peer_id)
                 fingerprint = names_fingerprint(names)
@@ -749,7 +773,7 @@ class Peers:
                         done += 1
                         continue
                 else:
-                    found = index.get(peer_id)
+                    found = index_get(peer_id)
                     if found is None:
                         done += 1  # not stored: ignored, as the backend would
                         continue
@@ -758,11 +782,21 @@ class Peers:
                             cache_put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
                         done += 1
                         continue
-                if not _add_names(held_layer, add, slow, peer_id, names, now):
+                # _add_names(), inlined: the peer's row pending (an ingest's peer), or nothing
+                pending_old = None if slow else held_layer.get(peer_id)
+                if pending_old is not None and pending_old[KIND] <= PARTIAL:
+                    held_layer[peer_id] = (
+                        FULL,
+                        pending_old[HASH],
+                        pending_old[TYPE],
+                        names,
+                        pending_old[PHONE],
+                        pending_old[STAMP],
+                    )
+                elif not _add_names(held_layer, add, slow, peer_id, names, now):
                     return done
                 wrote = True
-                index.set_names(peer_id, fingerprint)
-                index.add_names(peer_id, names)
+                rename(peer_id, fingerprint, names)
                 if held_ is not None:
                     cache_put(peer_id, (FULL, held_[HASH], held_[TYPE], names, *held_[PHONE:]))
                 done += 1
@@ -937,8 +971,7 @@ class Peers:
                         if held is not None:
                             cache.put(peer_id, (FULL, *held[HASH:NAMES], names, *held[PHONE:]))
                         continue
-                index.set_names(peer_id, fingerprint)
-                index.add_names(peer_id, names)
+                index.rename(peer_id, fingerprint, names)
             if cache is not None:
                 cached = cache.peek(peer_id)
                 if cached is not None:
