@@ -36,6 +36,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 from array import array
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
 from dataclasses import dataclass
@@ -636,7 +637,7 @@ class Peers:
             lru = room > 0 and not cache.complete  # bounded: a new key goes last by itself
             peek, cache_put = entries.get, cache.put
             index_get, index_put, index_write = index.get, index.put, index.write
-            since = now - refresh
+            since = math.floor(now - refresh)  # stamps are ints: held > since as before
             for peer_id, access_hash, kind, phone in peers:
                 hot_pop(peer_id, None)
                 old = peek(peer_id)
@@ -644,18 +645,18 @@ class Peers:
                     # The common case, an ingest's new or re-sent peer: the layer takes
                     # it whatever it is, so the index writes it (or finds it unchanged)
                     # first, with one search.
-                    found = index_write(
+                    wrote_as = index_write(
                         peer_id, access_hash, kind, now, phone_key(phone) if phone else 0, since
                     )
-                    if type(found) is tuple:  # unchanged: nothing written
-                        if found[4] >= 0 and found[2] >= 0:
-                            cache_put(peer_id, _entry_of_found(found))
+                    if type(wrote_as) is tuple:  # unchanged: nothing written
+                        if wrote_as[4] >= 0 and wrote_as[2] >= 0:
+                            cache_put(peer_id, _entry_of_found(wrote_as))
                         done += 1
                         continue
                     change = (PARTIAL, access_hash, kind, None, phone, now)
                     held_layer[peer_id] = change
                     wrote = True
-                    if found:
+                    if wrote_as:
                         cache_put(peer_id, change)
                     else:
                         fresh_layer.add(peer_id)
