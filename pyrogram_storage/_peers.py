@@ -638,6 +638,9 @@ class Peers:
             peek, cache_put = entries.get, cache.put
             index_get, index_put, index_write = index.get, index.put, index.write
             since = math.floor(now - refresh)  # stamps are ints: held > since as before
+            # A batch (a dialog list, an ingest), not an update's senders: its new peers
+            # stay out of the LRU cache, where they would push out the peers in use.
+            bulk = len(peers) > _PROBE_BATCH
             for peer_id, access_hash, kind, phone in peers:
                 hot_pop(peer_id, None)
                 old = peek(peer_id)
@@ -660,7 +663,9 @@ class Peers:
                         cache_put(peer_id, change)
                     else:
                         fresh_layer.add(peer_id)
-                        if lru:  # cache.put() of a new key, inlined
+                        if bulk:
+                            pass  # the layer holds it whole until stored (see put_names_many)
+                        elif lru:  # cache.put() of a new key, inlined
                             entries[peer_id] = (FULL, access_hash, kind, (), phone, now)
                             if len(entries) > room:
                                 entries.popitem(last=False)  # type: ignore[call-arg]
@@ -766,11 +771,22 @@ class Peers:
             cache = self.cache
             peek, cache_put = cache._entries.get, cache.put
             rename, index_get = index.rename, index.get
+            fresh_layer = layer.fresh
             for peer_id, names in pairs:
                 held_ = peek(peer_id)
                 fingerprint = names_fingerprint(names)
+                pending_old = None if slow else held_layer.get(peer_id)
                 if held_ is not None and held_[KIND] == FULL:
                     if held_[NAMES] == names:
+                        done += 1
+                        continue
+                elif pending_old is not None and (
+                    pending_old[KIND] == FULL
+                    or (pending_old[KIND] == PARTIAL and peer_id in fresh_layer)
+                ):
+                    # Its usernames are the pending ones (a new peer's: none, as the index
+                    # says), with no search of the index.
+                    if (() if pending_old[KIND] == PARTIAL else pending_old[NAMES]) == names:
                         done += 1
                         continue
                 else:
@@ -784,7 +800,6 @@ class Peers:
                         done += 1
                         continue
                 # _add_names(), inlined: the peer's row pending (an ingest's peer), or nothing
-                pending_old = None if slow else held_layer.get(peer_id)
                 if pending_old is not None and pending_old[KIND] <= PARTIAL:
                     held_layer[peer_id] = (
                         FULL,
