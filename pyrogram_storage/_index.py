@@ -496,19 +496,23 @@ class PeerIndex:
             self._split(c)
         return 0
 
-    def rename(self, peer_id: int, names: int, held: Iterable[str]) -> bool:
-        """:meth:`set_names` and :meth:`add_names` at once: give a peer in the index this
-        usernames fingerprint and note that it holds the usernames ``held``; False (and
-        nothing done) if it is not there."""
+    def rename(self, peer_id: int, names: int, held: Iterable[str]) -> bool | None:
+        """:meth:`set_names` and :meth:`add_names` at once, with one search: give a peer
+        in the index this usernames fingerprint and note that it holds the usernames
+        ``held``. None if it is not there; False if it has this fingerprint already
+        (nothing done: its usernames are ``held``)."""
         maxes = self._maxes
         c = bisect_left(maxes, peer_id)
         if c == len(maxes):
-            return False
+            return None
         ids = self._ids[c]
         p = bisect_left(ids, peer_id)
         if ids[p] != peer_id:
+            return None
+        fingerprints = self._names[c]
+        if fingerprints[p] == names:
             return False
-        self._names[c][p] = names
+        fingerprints[p] = names
         holders = self._holders
         for name in held:
             holders.add_once(name_key(name), peer_id)

@@ -652,7 +652,7 @@ class Peers:
                         peer_id, access_hash, kind, now, phone_key(phone) if phone else 0, since
                     )
                     if type(wrote_as) is tuple:  # unchanged: nothing written
-                        if wrote_as[4] >= 0 and wrote_as[2] >= 0:
+                        if not bulk and wrote_as[4] >= 0 and wrote_as[2] >= 0:
                             cache_put(peer_id, _entry_of_found(wrote_as))
                         done += 1
                         continue
@@ -770,7 +770,7 @@ class Peers:
             assert index is not None
             cache = self.cache
             peek, cache_put = cache._entries.get, cache.put
-            rename, index_get = index.rename, index.get
+            rename = index.rename
             fresh_layer = layer.fresh
             for peer_id, names in pairs:
                 held_ = peek(peer_id)
@@ -790,15 +790,21 @@ class Peers:
                         done += 1
                         continue
                 else:
-                    found = index_get(peer_id)
-                    if found is None:
-                        done += 1  # not stored: ignored, as the backend would
-                        continue
-                    if found[3] == fingerprint:  # unchanged: now known whole
-                        if held_ is not None:
+                    # One search renames it in the index, if stored and changed: a
+                    # usernames change always joins the pending layer (coalesce()).
+                    renamed = rename(peer_id, fingerprint, names)
+                    if not renamed:
+                        if renamed is not None and held_ is not None:  # now known whole
                             cache_put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
-                        done += 1
+                        done += 1  # unchanged, or not stored: ignored, as the backend would
                         continue
+                    if not _add_names(held_layer, add, slow, peer_id, names, now):
+                        raise AssertionError("a usernames change always joins the layer")
+                    wrote = True
+                    if held_ is not None:
+                        cache_put(peer_id, (FULL, held_[HASH], held_[TYPE], names, *held_[PHONE:]))
+                    done += 1
+                    continue
                 # _add_names(), inlined: the peer's row pending (an ingest's peer), or nothing
                 if pending_old is not None and pending_old[KIND] <= PARTIAL:
                     held_layer[peer_id] = (
