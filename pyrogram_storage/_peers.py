@@ -512,7 +512,6 @@ class Peers:
         :meth:`set_names`."""
         if self._touched is not None:
             return False
-        change = (pending_.NAMES, 0, "", names, None, now)
         if self.complete:
             held = self.cache._entries
             old = held.get(peer_id)
@@ -520,11 +519,7 @@ class Peers:
                 return True  # not stored: ignored, as the backend would
             if old[NAMES] == names:
                 return True  # only strs equal the strs held
-            if (
-                not plain_usernames(names)
-                or not self.pending.soon()
-                or not self.pending.journal.add_peer(peer_id, change)
-            ):
+            if not plain_usernames(names) or not self._join_names(peer_id, names, now):
                 return False
             held[peer_id] = (FULL, old[HASH], old[TYPE], names, old[PHONE], old[STAMP])
             if self._moving is not None:
@@ -553,17 +548,23 @@ class Peers:
                 if held_ is not None:
                     cache.put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
                 return True
-        if (
-            not plain_usernames(names)
-            or not self.pending.soon()
-            or not self.pending.journal.add_peer(peer_id, change)
-        ):
+        if not plain_usernames(names) or not self._join_names(peer_id, names, now):
             return False
         index.rename(peer_id, fingerprint, names)  # lookups by username find it too
         if held_ is not None:
             cache.put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
         self.writes += 1
         return True
+
+    def _join_names(self, peer_id: int, names: tuple[str, ...], now: int) -> bool:
+        """Put a usernames change in the pending layer if it may return without awaiting
+        (:meth:`PendingWrites.soon`): joined to the peer's pending row in place, the
+        common case, or as :meth:`Journal.add_peer` adds it."""
+        pending = self.pending
+        if not pending.soon():
+            return False
+        layer = pending.journal._pending
+        return _add_names(layer.peers, layer.add_peer, layer._indexed, peer_id, names, now)
 
     def put_many(self, peers: list[tuple[int, int, str, str | None]], now: int) -> int:
         """:meth:`put` of each checked ``(id, access_hash, type name, phone)`` tuple, in
