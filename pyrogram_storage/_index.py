@@ -498,9 +498,10 @@ class PeerIndex:
 
     def rename(self, peer_id: int, names: int, held: Iterable[str]) -> bool | None:
         """:meth:`set_names` and :meth:`add_names` at once, with one search: give a peer
-        in the index this usernames fingerprint and note that it holds the usernames
-        ``held``. None if it is not there; False if it has this fingerprint already
-        (nothing done: its usernames are ``held``)."""
+        in the index the fingerprint ``names`` of the usernames ``held``
+        (:func:`names_fingerprint`) and note that it holds them. None if it is not
+        there; False if it has this fingerprint already (nothing done: its usernames are
+        ``held``)."""
         maxes = self._maxes
         c = bisect_left(maxes, peer_id)
         if c == len(maxes):
@@ -514,8 +515,11 @@ class PeerIndex:
             return False
         fingerprints[p] = names
         holders = self._holders
-        for name in held:
-            holders.add_once(name_key(name), peer_id)
+        if names & 1:
+            for name in held:
+                holders.add_once(name_key(name), peer_id)
+        elif names:  # one username: its fingerprint is its key
+            holders.add_once(names, peer_id)
         return True
 
     def set_names(self, peer_id: int, names: int) -> bool:
