@@ -481,6 +481,23 @@ class Peers:
         cache = self.cache
         old = cache.peek(peer_id)
         change = (PARTIAL, access_hash, kind, None, phone, now)
+        if old is None:
+            layer = self.pending.journal._pending
+            if not layer._indexed and peer_id not in layer.peers and self.pending.soon():
+                # The layer takes it whatever it is: the index writes it first (or finds
+                # it unchanged), with one search.
+                since = math.floor(now - self.refresh)
+                wrote_as = index.write(peer_id, access_hash, kind, now, phone_key(phone), since)
+                if type(wrote_as) is tuple:  # unchanged: nothing written
+                    if wrote_as[4] >= 0 and wrote_as[2] >= 0:  # its phone and stamp known
+                        cache.put(peer_id, _entry_of_found(wrote_as))
+                    return True
+                layer.add_peer(peer_id, change, not wrote_as)
+                cache.put(
+                    peer_id, change if wrote_as else (FULL, access_hash, kind, (), phone, now)
+                )
+                self.writes += 1
+                return True
         fresh = False
         if old is not None:
             if _unchanged(old, change, False, now, self.refresh):
