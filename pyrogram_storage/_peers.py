@@ -458,10 +458,20 @@ class Peers:
                 and now - old[STAMP] < self.refresh
             ):
                 return True
-            if not self.pending.soon() or not self.pending.journal.add_peer(
-                peer_id, (PARTIAL, access_hash, kind, None, phone, now), old is None
-            ):
+            pending = self.pending
+            if not pending.soon():
                 return False
+            layer = pending.journal._pending
+            change = (PARTIAL, access_hash, kind, None, phone, now)
+            if layer._indexed or peer_id in layer.peers:
+                if not layer.add_peer(peer_id, change, old is None):
+                    return False
+            else:  # add_peer() of a key new to the layer, inlined (an update's new sender)
+                layer.peers[peer_id] = change
+                if old is None:
+                    layer.fresh.add(peer_id)
+                if now > layer.partial_stamp:
+                    layer.partial_stamp = now
             entry = (FULL, access_hash, kind, () if old is None else old[NAMES], phone, now)
             held[peer_id] = entry
             if self._moving is not None:
