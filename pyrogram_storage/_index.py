@@ -190,6 +190,38 @@ class _Pairs:
             maxes[c] = keys[-1]
             self._insert_chunk(c + 1, tail_keys, tail_values)
 
+    def add_once(self, key: int, value: int) -> None:
+        """:meth:`add` the pair unless it is there (:meth:`has`), with one search when the
+        key's values all lie in one chunk (nearly always)."""
+        maxes = self._maxes
+        c = bisect_left(maxes, key)
+        if c < len(maxes):
+            keys = self._keys[c]
+            p = bisect_left(keys, key)
+            if keys[p] == key:  # (keys[p] exists: maxes[c] >= key)
+                q = bisect_right(keys, key, p)
+                if value in self._values[c][p:q]:
+                    return
+            else:
+                q = p  # a key not held (nearly always: keys are 63-bit hashes)
+            if q == len(keys):
+                if not self.has(key, value):  # the key's values span chunks
+                    self.add(key, value)
+                return
+            # the key's values, if any, are keys[p:q] and q < len(keys): add() would
+            # insert at q of this chunk too (bisect_right of the maxes is c)
+            keys.insert(q, key)
+            self._values[c].insert(q, value)
+            self.size += 1
+            if len(keys) > 2 * _CHUNK:
+                half = len(keys) // 2
+                tail_keys, tail_values = keys[half:], self._values[c][half:]
+                del keys[half:], self._values[c][half:]
+                maxes[c] = keys[-1]
+                self._insert_chunk(c + 1, tail_keys, tail_values)
+            return
+        self.add(key, value)
+
     def remove(self, key: int, value: int) -> bool:
         """Remove one pair; False if it is not there."""
         maxes = self._maxes
@@ -395,6 +427,100 @@ class PeerIndex:
         self.size += 1
         if len(self._ids[c]) > 2 * _CHUNK:
             self._split(c)
+
+    def write(
+        self,
+        peer_id: int,
+        access_hash: int,
+        type_name: str,
+        stamp: int,
+        phone: int,
+        since: int,
+    ) -> Found | int:
+        """:meth:`put` of a peer keeping its usernames fingerprint, with one search for
+        it: 0 once inserted (it was not there), 1 once replaced. Unless the index holds
+        it with this access hash, type and phone key, last written after ``since``: then
+        nothing changes, and what the index holds (as :meth:`get`) is returned."""
+        maxes = self._maxes
+        c = bisect_left(maxes, peer_id)
+        if c < len(maxes):
+            ids = self._ids[c]
+            p = bisect_left(ids, peer_id)
+            if ids[p] == peer_id:
+                kinds, stamps = self._kinds[c], self._stamps[c]
+                had = kinds[p]
+                held = stamps[p]
+                held_phone = (self._phones.first(peer_id) or 0) if had & _HAS_PHONE else 0
+                held_type = _TYPE_NAMES.get(had & _TYPE_MASK) or self._odd_types[peer_id]
+                hashes = self._hashes[c]
+                if (
+                    hashes[p] == access_hash
+                    and held_type == type_name
+                    and held_phone == phone
+                    and held > since
+                ):
+                    return (access_hash, held_type, held, self._names[c][p], held_phone)
+                kind = _TYPE_CODES.get(type_name, 0)
+                if not kind:
+                    self._odd_types[peer_id] = type_name
+                if phone:
+                    kind |= _HAS_PHONE
+                if had & _HAS_PHONE or phone:
+                    self._set_phone(peer_id, had & _HAS_PHONE, phone)
+                hashes[p] = access_hash
+                stamps[p] = stamp if 0 < stamp <= _MAX_STAMP else 0
+                kinds[p] = kind
+                return 1
+        elif maxes:
+            c -= 1  # past the last id: append to the last chunk
+            p = len(self._ids[c])
+            maxes[c] = peer_id
+        else:
+            self.put(peer_id, access_hash, type_name, stamp, None, phone)
+            return 0
+        kind = _TYPE_CODES.get(type_name, 0)
+        if not kind:
+            self._odd_types[peer_id] = type_name
+        if phone:
+            kind |= _HAS_PHONE
+        ids = self._ids[c]
+        ids.insert(p, peer_id)
+        self._hashes[c].insert(p, access_hash)
+        self._stamps[c].insert(p, stamp if 0 < stamp <= _MAX_STAMP else 0)
+        self._kinds[c].insert(p, kind)
+        self._names[c].insert(p, NO_NAMES)
+        if phone:
+            self._set_phone(peer_id, False, phone)
+        self.size += 1
+        if len(ids) > 2 * _CHUNK:
+            self._split(c)
+        return 0
+
+    def rename(self, peer_id: int, names: int, held: Iterable[str]) -> bool | None:
+        """:meth:`set_names` and :meth:`add_names` at once, with one search: give a peer
+        in the index the fingerprint ``names`` of the usernames ``held``
+        (:func:`names_fingerprint`) and note that it holds them. None if it is not
+        there; False if it has this fingerprint already (nothing done: its usernames are
+        ``held``)."""
+        maxes = self._maxes
+        c = bisect_left(maxes, peer_id)
+        if c == len(maxes):
+            return None
+        ids = self._ids[c]
+        p = bisect_left(ids, peer_id)
+        if ids[p] != peer_id:
+            return None
+        fingerprints = self._names[c]
+        if fingerprints[p] == names:
+            return False
+        fingerprints[p] = names
+        holders = self._holders
+        if names & 1:
+            for name in held:
+                holders.add_once(name_key(name), peer_id)
+        elif names:  # one username: its fingerprint is its key
+            holders.add_once(names, peer_id)
+        return True
 
     def set_names(self, peer_id: int, names: int) -> bool:
         """Give a peer in the index this usernames fingerprint; False if it is not there."""

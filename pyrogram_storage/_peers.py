@@ -36,6 +36,7 @@ import asyncio
 import functools
 import inspect
 import logging
+import math
 from array import array
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
 from dataclasses import dataclass
@@ -457,10 +458,20 @@ class Peers:
                 and now - old[STAMP] < self.refresh
             ):
                 return True
-            if not self.pending.soon() or not self.pending.journal.add_peer(
-                peer_id, (PARTIAL, access_hash, kind, None, phone, now), old is None
-            ):
+            pending = self.pending
+            if not pending.soon():
                 return False
+            layer = pending.journal._pending
+            change = (PARTIAL, access_hash, kind, None, phone, now)
+            if layer._indexed or peer_id in layer.peers:
+                if not layer.add_peer(peer_id, change, old is None):
+                    return False
+            else:  # add_peer() of a key new to the layer, inlined (an update's new sender)
+                layer.peers[peer_id] = change
+                if old is None:
+                    layer.fresh.add(peer_id)
+                if now > layer.partial_stamp:
+                    layer.partial_stamp = now
             entry = (FULL, access_hash, kind, () if old is None else old[NAMES], phone, now)
             held[peer_id] = entry
             if self._moving is not None:
@@ -480,6 +491,23 @@ class Peers:
         cache = self.cache
         old = cache.peek(peer_id)
         change = (PARTIAL, access_hash, kind, None, phone, now)
+        if old is None:
+            layer = self.pending.journal._pending
+            if not layer._indexed and peer_id not in layer.peers and self.pending.soon():
+                # The layer takes it whatever it is: the index writes it first (or finds
+                # it unchanged), with one search.
+                since = math.floor(now - self.refresh)
+                wrote_as = index.write(peer_id, access_hash, kind, now, phone_key(phone), since)
+                if type(wrote_as) is tuple:  # unchanged: nothing written
+                    if wrote_as[4] >= 0 and wrote_as[2] >= 0:  # its phone and stamp known
+                        cache.put(peer_id, _entry_of_found(wrote_as))
+                    return True
+                layer.add_peer(peer_id, change, not wrote_as)
+                cache.put(
+                    peer_id, change if wrote_as else (FULL, access_hash, kind, (), phone, now)
+                )
+                self.writes += 1
+                return True
         fresh = False
         if old is not None:
             if _unchanged(old, change, False, now, self.refresh):
@@ -511,7 +539,6 @@ class Peers:
         :meth:`set_names`."""
         if self._touched is not None:
             return False
-        change = (pending_.NAMES, 0, "", names, None, now)
         if self.complete:
             held = self.cache._entries
             old = held.get(peer_id)
@@ -519,11 +546,7 @@ class Peers:
                 return True  # not stored: ignored, as the backend would
             if old[NAMES] == names:
                 return True  # only strs equal the strs held
-            if (
-                not plain_usernames(names)
-                or not self.pending.soon()
-                or not self.pending.journal.add_peer(peer_id, change)
-            ):
+            if not plain_usernames(names) or not self._join_names(peer_id, names, now):
                 return False
             held[peer_id] = (FULL, old[HASH], old[TYPE], names, old[PHONE], old[STAMP])
             if self._moving is not None:
@@ -552,18 +575,23 @@ class Peers:
                 if held_ is not None:
                     cache.put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
                 return True
-        if (
-            not plain_usernames(names)
-            or not self.pending.soon()
-            or not self.pending.journal.add_peer(peer_id, change)
-        ):
+        if not plain_usernames(names) or not self._join_names(peer_id, names, now):
             return False
-        index.set_names(peer_id, fingerprint)
-        index.add_names(peer_id, names)  # lookups by username find it among the holders
+        index.rename(peer_id, fingerprint, names)  # lookups by username find it too
         if held_ is not None:
             cache.put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
         self.writes += 1
         return True
+
+    def _join_names(self, peer_id: int, names: tuple[str, ...], now: int) -> bool:
+        """Put a usernames change in the pending layer if it may return without awaiting
+        (:meth:`PendingWrites.soon`): joined to the peer's pending row in place, the
+        common case, or as :meth:`Journal.add_peer` adds it."""
+        pending = self.pending
+        if not pending.soon():
+            return False
+        layer = pending.journal._pending
+        return _add_names(layer.peers, layer.add_peer, layer._indexed, peer_id, names, now)
 
     def put_many(self, peers: list[tuple[int, int, str, str | None]], now: int) -> int:
         """:meth:`put` of each checked ``(id, access_hash, type name, phone)`` tuple, in
@@ -636,10 +664,43 @@ class Peers:
             entries, room = cache._entries, cache.size
             lru = room > 0 and not cache.complete  # bounded: a new key goes last by itself
             peek, cache_put = entries.get, cache.put
-            index_get, index_put = index.get, index.put
+            index_get, index_put, index_write = index.get, index.put, index.write
+            since = math.floor(now - refresh)  # stamps are ints: held > since as before
+            # A batch (a dialog list, an ingest), not an update's senders: its new peers
+            # stay out of the LRU cache, where they would push out the peers in use.
+            bulk = len(peers) > _PROBE_BATCH
             for peer_id, access_hash, kind, phone in peers:
                 hot_pop(peer_id, None)
                 old = peek(peer_id)
+                if old is None and not slow and peer_id not in held_layer:
+                    # The common case, an ingest's new or re-sent peer: the layer takes
+                    # it whatever it is, so the index writes it (or finds it unchanged)
+                    # first, with one search.
+                    wrote_as = index_write(
+                        peer_id, access_hash, kind, now, phone_key(phone) if phone else 0, since
+                    )
+                    if type(wrote_as) is tuple:  # unchanged: nothing written
+                        if not bulk and wrote_as[4] >= 0 and wrote_as[2] >= 0:
+                            cache_put(peer_id, _entry_of_found(wrote_as))
+                        done += 1
+                        continue
+                    change = (PARTIAL, access_hash, kind, None, phone, now)
+                    held_layer[peer_id] = change
+                    wrote = True
+                    if wrote_as:
+                        cache_put(peer_id, change)
+                    else:
+                        fresh_layer.add(peer_id)
+                        if bulk:
+                            pass  # the layer holds it whole until stored (see put_names_many)
+                        elif lru:  # cache.put() of a new key, inlined
+                            entries[peer_id] = (FULL, access_hash, kind, (), phone, now)
+                            if len(entries) > room:
+                                entries.popitem(last=False)  # type: ignore[call-arg]
+                        else:
+                            cache_put(peer_id, (FULL, access_hash, kind, (), phone, now))
+                    done += 1
+                    continue
                 fresh = False
                 if old is not None:
                     if (
@@ -671,11 +732,7 @@ class Peers:
                         fresh_layer.add(peer_id)
                 wrote = True
                 index_put(peer_id, access_hash, kind, now, None, phone_key(phone))
-                if fresh and lru:  # cache.put() of a new key, inlined
-                    entries[peer_id] = (FULL, access_hash, kind, (), phone, now)
-                    if len(entries) > room:
-                        entries.popitem(last=False)  # type: ignore[call-arg]
-                elif fresh:
+                if fresh:
                     cache_put(peer_id, (FULL, access_hash, kind, (), phone, now))
                 elif old is not None and old[KIND] == FULL:
                     cache_put(peer_id, (FULL, access_hash, kind, old[NAMES], phone, now))
@@ -741,28 +798,55 @@ class Peers:
             assert index is not None
             cache = self.cache
             peek, cache_put = cache._entries.get, cache.put
+            rename = index.rename
+            fresh_layer = layer.fresh
             for peer_id, names in pairs:
                 held_ = peek(peer_id)
                 fingerprint = names_fingerprint(names)
+                pending_old = None if slow else held_layer.get(peer_id)
                 if held_ is not None and held_[KIND] == FULL:
                     if held_[NAMES] == names:
                         done += 1
                         continue
-                else:
-                    found = index.get(peer_id)
-                    if found is None:
-                        done += 1  # not stored: ignored, as the backend would
-                        continue
-                    if found[3] == fingerprint:  # unchanged: now known whole
-                        if held_ is not None:
-                            cache_put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
+                elif pending_old is not None and (
+                    pending_old[KIND] == FULL
+                    or (pending_old[KIND] == PARTIAL and peer_id in fresh_layer)
+                ):
+                    # Its usernames are the pending ones (a new peer's: none, as the index
+                    # says), with no search of the index.
+                    if (() if pending_old[KIND] == PARTIAL else pending_old[NAMES]) == names:
                         done += 1
                         continue
-                if not _add_names(held_layer, add, slow, peer_id, names, now):
+                else:
+                    # One search renames it in the index, if stored and changed: a
+                    # usernames change always joins the pending layer (coalesce()).
+                    renamed = rename(peer_id, fingerprint, names)
+                    if not renamed:
+                        if renamed is not None and held_ is not None:  # now known whole
+                            cache_put(peer_id, (FULL, *held_[HASH:NAMES], names, *held_[PHONE:]))
+                        done += 1  # unchanged, or not stored: ignored, as the backend would
+                        continue
+                    if not _add_names(held_layer, add, slow, peer_id, names, now):
+                        raise AssertionError("a usernames change always joins the layer")
+                    wrote = True
+                    if held_ is not None:
+                        cache_put(peer_id, (FULL, held_[HASH], held_[TYPE], names, *held_[PHONE:]))
+                    done += 1
+                    continue
+                # _add_names(), inlined: the peer's row pending (an ingest's peer), or nothing
+                if pending_old is not None and pending_old[KIND] <= PARTIAL:
+                    held_layer[peer_id] = (
+                        FULL,
+                        pending_old[HASH],
+                        pending_old[TYPE],
+                        names,
+                        pending_old[PHONE],
+                        pending_old[STAMP],
+                    )
+                elif not _add_names(held_layer, add, slow, peer_id, names, now):
                     return done
                 wrote = True
-                index.set_names(peer_id, fingerprint)
-                index.add_names(peer_id, names)
+                rename(peer_id, fingerprint, names)
                 if held_ is not None:
                     cache_put(peer_id, (FULL, held_[HASH], held_[TYPE], names, *held_[PHONE:]))
                 done += 1
@@ -937,8 +1021,7 @@ class Peers:
                         if held is not None:
                             cache.put(peer_id, (FULL, *held[HASH:NAMES], names, *held[PHONE:]))
                         continue
-                index.set_names(peer_id, fingerprint)
-                index.add_names(peer_id, names)
+                index.rename(peer_id, fingerprint, names)
             if cache is not None:
                 cached = cache.peek(peer_id)
                 if cached is not None:

@@ -23,7 +23,7 @@ from pyrogram_storage import (
     Storage,
     _peers,
 )
-from pyrogram_storage._index import IdTable
+from pyrogram_storage._index import IdTable, PeerIndex, name_key, names_fingerprint
 
 
 @pytest.fixture(params=["whole", "indexed"])
@@ -494,3 +494,49 @@ async def test_id_lookups_answer_from_the_early_table_and_never_stale(tmp_path: 
     finally:
         await storage.close()
     assert engine._early is None
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_index_writes_in_one_search_as_in_several(seed: int) -> None:
+    # write() and rename(), the batches' one-search writes, leave the index as get(),
+    # put(), set_names() and add_names() would, and say what get() would have found.
+    rng = random.Random(seed)
+    fast, slow = PeerIndex(), PeerIndex()
+    rows = sorted(rng.sample(range(-5000, 5000), 1500))
+    for index in (fast, slow):
+        index.load((i, i * 3, "user", 100, 0, 0) for i in rows)
+    for step in range(6000):
+        i = rng.randrange(-6000, 6000)
+        if rng.random() < 0.6:
+            access_hash = rng.choice([i * 3, i * 5])
+            kind = rng.choice(["user", "bot", "weird"])
+            phone = rng.choice([0, 0, 17900 + i % 7])
+            stamp, since = rng.choice([100, 5000 + step]), rng.choice([50, 150])
+            found = slow.get(i)
+            done = fast.write(i, access_hash, kind, stamp, phone, since)
+            if found is None:
+                assert done == 0
+            elif found[:2] == (access_hash, kind) and found[4] == phone and found[2] > since:
+                assert done == found
+                continue
+            else:
+                assert done == 1
+            slow.put(i, access_hash, kind, stamp, None, phone)
+        else:
+            names = tuple(rng.sample([f"n{i % 50}", f"m{i % 9}", f"o{step}"], rng.randrange(3)))
+            fingerprint = names_fingerprint(names)
+            found = slow.get(i)
+            renamed = fast.rename(i, fingerprint, names)
+            if found is None:
+                assert renamed is None
+            elif found[3] == fingerprint:
+                assert renamed is False
+            else:
+                assert renamed is True
+                slow.set_names(i, fingerprint)
+                slow.add_names(i, names)
+    assert list(fast.ids()) == list(slow.ids())
+    for i in range(-6000, 6000):
+        assert fast.get(i) == slow.get(i)
+    for name in [f"n{k}" for k in range(50)] + [f"m{k}" for k in range(9)]:
+        assert fast.by_name(name_key(name)) == slow.by_name(name_key(name))
