@@ -510,10 +510,17 @@ class EngineHooks(Lifecycle):
             return None
         if engine.complete:
             entry = engine.cache._entries.get(peer_id)
-        else:
-            entry = engine.cached(peer_id)
+        elif engine._shared:
+            entry = engine.cached(peer_id)  # memory answers only once caught up
+            if entry is None:
+                return None
+        else:  # engine.cached() and cache.get(), inlined: the hot path of a lookup
+            cache = engine.cache
+            entry = cache._entries.get(peer_id)
             if entry is None:
                 return engine.access(peer_id)  # the compact index, if there is one
+            if not cache.complete:
+                cache._entries.move_to_end(peer_id)  # type: ignore[attr-defined]
         return None if entry is None else (entry[1], entry[2])
 
     def _check_writable(self) -> None:
