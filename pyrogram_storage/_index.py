@@ -213,6 +213,21 @@ class _Pairs:
             c += 1
         return False
 
+    def append(self, other: _Pairs) -> None:
+        """Add every pair of ``other``, its keys all at or beyond those held: copies of its
+        arrays, made by the calling thread (see :meth:`PeerIndex.append`)."""
+        if self._maxes and other._maxes and other._keys[0][0] < self._maxes[-1]:
+            raise ValueError("pairs must come after every key held")
+        for keys, values in zip(other._keys, other._values, strict=True):
+            if keys:
+                self._insert_chunk(len(self._maxes), keys[:], values[:])
+        self.size += other.size
+
+    def pairs(self) -> Iterator[tuple[int, int]]:
+        """Every pair, in key order."""
+        for keys, values in zip(self._keys, self._values, strict=True):
+            yield from zip(keys, values, strict=True)
+
     def _insert_chunk(self, c: int, keys: array[int], values: array[int]) -> None:
         self._maxes.insert(c, keys[-1] if keys else -(2**63))
         self._keys.insert(c, keys)
@@ -337,6 +352,38 @@ class PeerIndex:
                 holders._insert_chunk(len(holders._maxes), keys[start:end], ids[start:end])
             holders.size += len(keys)
         self._holders = holders
+
+    def append(self, other: PeerIndex) -> None:
+        """Add every peer of ``other``, its ids all beyond those held (a batch built off
+        the event loop): copies of its arrays, made by the calling thread.
+
+        glibc gives each thread its own heap: arrays a worker thread made stay in its
+        heap, whose free space the event loop's thread never reuses. The index lives
+        where its owner (the event loop's thread) would put it: what it takes the place
+        of there (the id table of open(), a closed session's index) is reused.
+        """
+        if not other._maxes:
+            return
+        if self._maxes and other._ids[0][0] <= self._maxes[-1]:
+            raise ValueError("a batch of peers must come after every id held")
+        for chunks in zip(*other._columns(), strict=True):
+            self._insert_chunk(len(self._maxes), tuple(chunk[:] for chunk in chunks))
+        self.size += other.size
+        self._odd_types.update(other._odd_types)
+        self._phones.append(other._phones)
+        for phone, peer_id in other._owners.pairs():
+            self._owners.add(phone, peer_id)
+
+    def append_holders(self, keys: array[int], ids: array[int]) -> None:
+        """Add holders (keys sorted, all at or beyond those held), in chunks copied by the
+        calling thread (see :meth:`append`)."""
+        holders = self._holders
+        if holders._maxes and keys and keys[0] < holders._maxes[-1]:
+            raise ValueError("holders must come after every key held")
+        for start in range(0, len(keys), _CHUNK):
+            end = start + _CHUNK
+            holders._insert_chunk(len(holders._maxes), keys[start:end], ids[start:end])
+        holders.size += len(keys)
 
     def ids(self) -> Iterator[int]:
         """Every id, in order."""
@@ -576,6 +623,19 @@ class IdTable:
         self._kinds += other._kinds
         self._odd_types.update(other._odd_types)
         self.size += other.size
+
+    def drop_through(self, last: int) -> None:
+        """Let go of every chunk whose ids are all at most ``last`` (the index built so
+        far answers for them)."""
+        k = bisect_right(self._maxes, last)
+        if not k:
+            return
+        if self._odd_types:
+            for chunk in self._ids[:k]:
+                for peer_id in chunk:
+                    self._odd_types.pop(peer_id, None)
+        self.size -= sum(len(chunk) for chunk in self._ids[:k])
+        del self._maxes[:k], self._ids[:k], self._hashes[:k], self._kinds[:k]
 
     def bounds(self) -> tuple[int, int] | None:
         """The first and last ids held, or None."""
