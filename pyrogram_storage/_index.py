@@ -35,6 +35,7 @@ __all__ = [
     "Columns",
     "IdTable",
     "PeerIndex",
+    "holder_key",
     "name_key",
     "names_fingerprint",
     "phone_key",
@@ -102,6 +103,11 @@ def name_key(name: str) -> int:
     return value if value else 2
 
 
+def holder_key(key: int) -> int:
+    """Where the index files the holders of a :func:`name_key`: its top 32 bits."""
+    return key >> 32
+
+
 def phone_key(phone: str | None) -> int:
     """The key of a phone number (digits only, as stored): 0 for none.
 
@@ -116,18 +122,20 @@ def phone_key(phone: str | None) -> int:
 
 
 class _Pairs:
-    """A sorted multimap of int64 keys to int64 values, in chunked arrays."""
+    """A sorted multimap of int64 keys (int32 with ``code="i"``) to int64 values, in
+    chunked arrays."""
 
-    __slots__ = ("_keys", "_maxes", "_values", "size")
+    __slots__ = ("_code", "_keys", "_maxes", "_values", "size")
 
-    def __init__(self) -> None:
+    def __init__(self, code: str = "q") -> None:
+        self._code = code
         self._maxes: list[int] = []
         self._keys: list[array[int]] = []
         self._values: list[array[int]] = []
         self.size = 0
 
     def nbytes(self) -> int:
-        return 16 * self.size
+        return (8 + array(self._code).itemsize) * self.size
 
     def values(self, key: int) -> list[int]:
         """Every value of ``key`` (in the order they were added)."""
@@ -174,7 +182,7 @@ class _Pairs:
         c = bisect_right(maxes, key)
         if c == len(maxes):
             if not maxes:
-                self._insert_chunk(0, array("q"), array("q"))
+                self._insert_chunk(0, array(self._code), array("q"))
             c = len(maxes) - 1
         keys = self._keys[c]
         p = bisect_right(keys, key)
@@ -267,7 +275,9 @@ class PeerIndex:
         self._phones = _Pairs()  # peer id -> phone key
         self._owners = _Pairs()  # phone key -> peer ids
         self._odd_types: dict[int, str] = {}  # peer id -> a type name without a code
-        self._holders = _Pairs()  # name key -> ids that held the name (some no longer)
+        # holder key (a name key's top 32 bits) -> ids that held a name of that key (some
+        # no longer): a lookup checks each candidate's fingerprint, all 64 bits.
+        self._holders = _Pairs("i")
         self.complete = False
         self.size = 0
 
@@ -330,28 +340,18 @@ class PeerIndex:
         return self._owners.values(key)
 
     def by_name(self, key: int) -> list[int]:
-        """The ids that held the username of this :func:`name_key` (some may no longer:
-        a holder's fingerprint is that key, or it holds several names)."""
-        return self._holders.values(key)
+        """The ids that held a username of this :func:`name_key` (some may no longer, or
+        held another name of the same top 32 bits: a holder's fingerprint is that key,
+        or it holds several names)."""
+        return self._holders.values(holder_key(key))
 
     def add_names(self, peer_id: int, names: Iterable[str]) -> None:
         """Note that ``peer_id`` holds these usernames (its fingerprint is set apart)."""
         holders = self._holders
         for name in names:
-            key = name_key(name)
+            key = holder_key(name_key(name))
             if not holders.has(key, peer_id):
                 holders.add(key, peer_id)
-
-    def set_holders(self, buckets: Iterable[tuple[array[int], array[int]]]) -> None:
-        """Give the index its name-key-to-holders map whole (a build from the store):
-        ``buckets`` of (keys, ids), each sorted by key, and in increasing key order."""
-        holders = _Pairs()
-        for keys, ids in buckets:
-            for start in range(0, len(keys), _CHUNK):
-                end = start + _CHUNK
-                holders._insert_chunk(len(holders._maxes), keys[start:end], ids[start:end])
-            holders.size += len(keys)
-        self._holders = holders
 
     def append(self, other: PeerIndex) -> None:
         """Add every peer of ``other``, its ids all beyond those held (a batch built off
@@ -375,8 +375,9 @@ class PeerIndex:
             self._owners.add(phone, peer_id)
 
     def append_holders(self, keys: array[int], ids: array[int]) -> None:
-        """Add holders (keys sorted, all at or beyond those held), in chunks copied by the
-        calling thread (see :meth:`append`)."""
+        """Add holders (:func:`holder_key` of their names, sorted, all at or beyond those
+        held; an ``array("i")``), in chunks copied by the calling thread (see
+        :meth:`append`)."""
         holders = self._holders
         if holders._maxes and keys and keys[0] < holders._maxes[-1]:
             raise ValueError("holders must come after every key held")

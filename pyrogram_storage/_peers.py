@@ -48,6 +48,7 @@ from ._index import (
     Columns,
     IdTable,
     PeerIndex,
+    holder_key,
     name_key,
     names_fingerprint,
     phone_key,
@@ -1685,13 +1686,13 @@ def _row_of(peer: Peer) -> tuple[Any, ...]:
 
 
 _Buckets: TypeAlias = "list[tuple[array[int], array[int]]]"
-"""Usernames' (name keys, holder ids) while the index is built, by the top byte of the
-key: 16 bytes a holder, where a list of (key, id) held two Python ints (some 80 bytes,
+"""Usernames' (holder keys, holder ids) while the index is built, by the top byte of the
+key: 12 bytes a holder, where a list of (key, id) held two Python ints (some 80 bytes,
 and as much again to sort them: 1M holders took 130 MB at open)."""
 
 
 def _holder_buckets() -> _Buckets:
-    return [(array("q"), array("q")) for _ in range(256)]
+    return [(array("i"), array("q")) for _ in range(256)]
 
 
 _HOLDER_STEP: Final = 16
@@ -1702,10 +1703,9 @@ async def _sort_holders(index: PeerIndex, holders: _Buckets, lane: Lane) -> None
     """Give the index the holders of each username, sorted off the event loop a few
     buckets at a time, each copied into the index on the event loop's thread (see
     :meth:`PeerIndex.append`) once its bucket is let go of."""
-    index.set_holders(())
     for start in range(0, len(holders), _HOLDER_STEP):
         step = holders[start : start + _HOLDER_STEP]
-        holders[start : start + _HOLDER_STEP] = [(array("q"), array("q"))] * len(step)
+        holders[start : start + _HOLDER_STEP] = [(array("i"), array("q"))] * len(step)
         ordered = await lane.run(functools.partial(_sorted_buckets, step))
         del step
         for keys, ids in ordered:
@@ -1717,9 +1717,9 @@ def _sorted_buckets(
 ) -> list[tuple[array[int], array[int]]]:
     ordered = []
     for k, (keys, ids) in enumerate(buckets):
-        buckets[k] = (array("q"), array("q"))
+        buckets[k] = (array("i"), array("q"))
         order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: ids in order
-        ordered.append((array("q", [keys[i] for i in order]), array("q", [ids[i] for i in order])))
+        ordered.append((array("i", [keys[i] for i in order]), array("q", [ids[i] for i in order])))
     return ordered
 
 
@@ -1749,8 +1749,8 @@ def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]], holders: _Buckets
             for name in held:
                 if type(name) is not str:
                     return False
-                key = name_key(name)
-                keys, ids = holders[(key >> 56) + 128]
+                key = holder_key(name_key(name))
+                keys, ids = holders[(key >> 24) + 128]
                 keys.append(key)
                 ids.append(peer_id)
             fingerprint = names_fingerprint(held)

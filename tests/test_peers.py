@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import random
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from pyrogram_storage import (
     Storage,
     _peers,
 )
-from pyrogram_storage._index import IdTable
+from pyrogram_storage._index import IdTable, holder_key, name_key
 
 
 @pytest.fixture(params=["whole", "indexed"])
@@ -559,3 +560,37 @@ async def test_id_lookups_answer_from_the_part_of_the_index_built_and_never_stal
         assert (await storage.peer_by_username("n1998r0")).id == 1998
     finally:
         await storage.close()
+
+
+async def test_usernames_filed_under_one_holder_key_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index files a username's holders under 32 bits of its key: two names that
+    share them still find their own peer, written now or built from the store."""
+    monkeypatch.setattr(_peers, "COMPLETE_LIMIT", -1)
+    seen: dict[int, str] = {}
+    for i in itertools.count():
+        name = f"c{i}"
+        key = holder_key(name_key(name))
+        if key in seen:
+            first, second = seen[key], name
+            break
+        seen[key] = name
+    assert name_key(first) != name_key(second)
+    peers = [
+        Peer(1, 11, PeerType.USER, (first,)),
+        Peer(2, 22, PeerType.BOT, (second,)),
+        Peer(3, 33, PeerType.USER, ("other", first + "x")),
+    ]
+    for reopened in (False, True):
+        async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+            if not reopened:
+                await storage.upsert_peers(peers)
+            await _loaded(storage)
+            engine = storage._peer_engine
+            assert engine.index is not None
+            assert engine.holder("names", first)[:3] == (1, 11, "user")  # type: ignore[index]
+            assert engine.holder("names", second)[:3] == (2, 22, "bot")  # type: ignore[index]
+            assert (await storage.peer_by_username(first)).id == 1
+            assert (await storage.peer_by_username(second)).id == 2
+            assert (await storage.peer_by_username(first + "x")).id == 3
