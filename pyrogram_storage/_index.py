@@ -251,6 +251,7 @@ class PeerIndex:
     """
 
     __slots__ = (
+        "_bases",
         "_hashes",
         "_holders",
         "_ids",
@@ -267,6 +268,9 @@ class PeerIndex:
 
     def __init__(self) -> None:
         self._maxes: list[int] = []  # the last id of each chunk
+        # Each chunk's ids less its base: an array("I") where they span less than 2**31
+        # (the base is 2**31 below the first), else an array("q") of the ids (base 0).
+        self._bases: list[int] = []
         self._ids: list[array[int]] = []
         self._hashes: list[array[int]] = []
         self._stamps: list[array[int]] = []
@@ -286,9 +290,10 @@ class PeerIndex:
 
     def nbytes(self) -> int:
         """Bytes held by the arrays (not counting Python's per-array overhead)."""
-        per_peer = 8 + 8 + 4 + 1 + 8
+        per_peer = 8 + 4 + 1 + 8
+        ids = sum(len(chunk) * chunk.itemsize for chunk in self._ids)
         pairs = self._phones.nbytes() + self._owners.nbytes() + self._holders.nbytes()
-        return per_peer * self.size + pairs
+        return per_peer * self.size + ids + pairs
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -299,8 +304,9 @@ class PeerIndex:
         if c == len(maxes):
             return None
         ids = self._ids[c]
-        p = bisect_left(ids, peer_id)
-        if ids[p] != peer_id:
+        x = peer_id - self._bases[c]
+        p = bisect_left(ids, x)
+        if ids[p] != x:
             return None
         kind = self._kinds[c][p]
         stamp = self._stamps[c][p]
@@ -319,8 +325,9 @@ class PeerIndex:
         if c == len(maxes):
             return None
         ids = self._ids[c]
-        p = bisect_left(ids, peer_id)
-        if ids[p] != peer_id:
+        x = peer_id - self._bases[c]
+        p = bisect_left(ids, x)
+        if ids[p] != x:
             return None
         return (
             self._hashes[c][p],
@@ -333,7 +340,8 @@ class PeerIndex:
         if c == len(maxes):
             return False
         ids = self._ids[c]
-        return bool(ids[bisect_left(ids, peer_id)] == peer_id)
+        x = peer_id - self._bases[c]
+        return bool(ids[bisect_left(ids, x)] == x)
 
     def by_phone(self, key: int) -> list[int]:
         """The ids of the peers with this phone key."""
@@ -364,10 +372,10 @@ class PeerIndex:
         """
         if not other._maxes:
             return
-        if self._maxes and other._ids[0][0] <= self._maxes[-1]:
+        if self._maxes and other._ids[0][0] + other._bases[0] <= self._maxes[-1]:
             raise ValueError("a batch of peers must come after every id held")
-        for chunks in zip(*other._columns(), strict=True):
-            self._insert_chunk(len(self._maxes), tuple(chunk[:] for chunk in chunks))
+        for base, *chunks in zip(other._bases, *other._columns(), strict=True):
+            self._insert_chunk(len(self._maxes), tuple(chunk[:] for chunk in chunks), base)
         self.size += other.size
         self._odd_types.update(other._odd_types)
         self._phones.append(other._phones)
@@ -388,8 +396,9 @@ class PeerIndex:
 
     def ids(self) -> Iterator[int]:
         """Every id, in order."""
-        for chunk in self._ids:
-            yield from chunk
+        for base, chunk in zip(self._bases, self._ids, strict=True):
+            for x in chunk:
+                yield x + base
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -414,8 +423,8 @@ class PeerIndex:
         c = bisect_left(maxes, peer_id)
         if c < len(maxes):
             ids = self._ids[c]
-            p = bisect_left(ids, peer_id)
-            if ids[p] == peer_id:
+            p = bisect_left(ids, peer_id - self._bases[c])
+            if ids[p] == peer_id - self._bases[c]:
                 kinds = self._kinds[c]
                 if kinds[p] & _HAS_PHONE or phone:
                     self._set_phone(peer_id, kinds[p] & _HAS_PHONE, phone)
@@ -430,10 +439,17 @@ class PeerIndex:
             p = len(self._ids[c])
             maxes[c] = peer_id
         else:
-            self._insert_chunk(0, (array("q"), array("q"), array("I"), array("B"), array("q")))
+            base, ids = _coded(array("q", (peer_id,)))
+            del ids[0]
+            self._insert_chunk(0, (ids, array("q"), array("I"), array("B"), array("q")), base)
             c = p = 0
             maxes[0] = peer_id
-        self._ids[c].insert(p, peer_id)
+        x = peer_id - self._bases[c]
+        if not 0 <= x <= _MAX_OFFSET and self._ids[c].typecode == "I":
+            self._ids[c] = array("q", [value + self._bases[c] for value in self._ids[c]])
+            self._bases[c] = 0
+            x = peer_id
+        self._ids[c].insert(p, x)
         self._hashes[c].insert(p, access_hash)
         self._stamps[c].insert(p, stamp)
         self._kinds[c].insert(p, kind)
@@ -451,8 +467,9 @@ class PeerIndex:
         if c == len(maxes):
             return False
         ids = self._ids[c]
-        p = bisect_left(ids, peer_id)
-        if ids[p] != peer_id:
+        x = peer_id - self._bases[c]
+        p = bisect_left(ids, x)
+        if ids[p] != x:
             return False
         self._names[c][p] = names
         return True
@@ -463,8 +480,9 @@ class PeerIndex:
         if c == len(maxes):
             return
         ids = self._ids[c]
-        p = bisect_left(ids, peer_id)
-        if ids[p] != peer_id:
+        x = peer_id - self._bases[c]
+        p = bisect_left(ids, x)
+        if ids[p] != x:
             return
         if self._kinds[c][p] & _HAS_PHONE:
             self._set_phone(peer_id, True, 0)
@@ -476,9 +494,9 @@ class PeerIndex:
         if not ids:
             for column in columns:
                 del column[c]
-            del maxes[c]
+            del maxes[c], self._bases[c]
         elif p == len(ids):
-            maxes[c] = ids[-1]
+            maxes[c] = ids[-1] + self._bases[c]
 
     def clear(self) -> None:
         self.__init__()  # type: ignore[misc]
@@ -537,12 +555,15 @@ class PeerIndex:
             self._owners.add(phone, peer_id)
 
     def _append_chunk(self, columns: tuple[array[int], ...]) -> None:
+        """Add a chunk built in bulk (its ids as an array("q"))."""
         if columns[0]:
-            self._insert_chunk(len(self._maxes), columns)
-            self.size += len(columns[0])
+            base, ids = _coded(columns[0])
+            self._insert_chunk(len(self._maxes), (ids, *columns[1:]), base)
+            self.size += len(ids)
 
-    def _insert_chunk(self, c: int, columns: tuple[array[int], ...]) -> None:
-        self._maxes.insert(c, columns[0][-1] if columns[0] else 0)
+    def _insert_chunk(self, c: int, columns: tuple[array[int], ...], base: int) -> None:
+        self._maxes.insert(c, columns[0][-1] + base if columns[0] else 0)
+        self._bases.insert(c, base)
         for column, chunk in zip(self._columns(), columns, strict=True):
             column.insert(c, chunk)
 
@@ -553,8 +574,25 @@ class PeerIndex:
             chunk = column[c]
             tails.append(chunk[half:])
             del chunk[half:]
-        self._maxes[c] = self._ids[c][-1]
-        self._insert_chunk(c + 1, tuple(tails))
+        base = self._bases[c]
+        self._maxes[c] = self._ids[c][-1] + base
+        # Each half coded anew: a chunk made 8-byte by one far id may be 4-byte again.
+        self._bases[c], self._ids[c] = _coded(array("q", [x + base for x in self._ids[c]]))
+        tail_base, tails[0] = _coded(array("q", [x + base for x in tails[0]]))
+        self._insert_chunk(c + 1, tuple(tails), tail_base)
+
+
+_MAX_OFFSET: Final = 2**32 - 1
+_HALF: Final = 2**31
+
+
+def _coded(ids: array[int]) -> tuple[int, array[int]]:
+    """A chunk's ids (an array("q"), in order) as the index keeps them: ``(base, ids less
+    base)``, in 4 bytes each where they span less than 2**31."""
+    if ids and ids[-1] - ids[0] < _HALF:
+        base = ids[0] - _HALF
+        return base, array("I", [peer_id - base for peer_id in ids])
+    return 0, ids
 
 
 def _empty() -> tuple[array[int], array[int], array[int], array[int], array[int]]:
