@@ -85,7 +85,7 @@ _INDEXED_CACHE: Final = 10_000
 _LOAD_BATCH: Final = 2000
 """Peers per trip to the backend while memory fills after open()."""
 
-_INDEX_BATCH: Final = 5000
+_INDEX_BATCH: Final = 2000
 """Peers per trip to the backend while the compact index is built."""
 
 _HOT: Final = 4096
