@@ -27,7 +27,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 __all__ = [
     "NO_NAMES",
@@ -257,6 +257,7 @@ class PeerIndex:
         "_ids",
         "_kinds",
         "_maxes",
+        "_named",
         "_names",
         "_odd_types",
         "_owners",
@@ -275,6 +276,10 @@ class PeerIndex:
         self._hashes: list[array[int]] = []
         self._stamps: list[array[int]] = []
         self._kinds: list[array[int]] = []  # type code | _HAS_PHONE
+        # Usernames fingerprints of the named peers only (half the peers have none): a
+        # peer's is the n-th of its chunk, n the named peers before it (_named: 1 a named
+        # one, 0 any other). 1 byte a peer and 8 a named one, where all took 8.
+        self._named: list[bytearray] = []
         self._names: list[array[int]] = []
         self._phones = _Pairs()  # peer id -> phone key
         self._owners = _Pairs()  # phone key -> peer ids
@@ -290,8 +295,9 @@ class PeerIndex:
 
     def nbytes(self) -> int:
         """Bytes held by the arrays (not counting Python's per-array overhead)."""
-        per_peer = 8 + 4 + 1 + 8
+        per_peer = 8 + 4 + 1 + 1
         ids = sum(len(chunk) * chunk.itemsize for chunk in self._ids)
+        ids += 8 * sum(len(chunk) for chunk in self._names)
         pairs = self._phones.nbytes() + self._owners.nbytes() + self._holders.nbytes()
         return per_peer * self.size + ids + pairs
 
@@ -310,11 +316,12 @@ class PeerIndex:
             return None
         kind = self._kinds[c][p]
         stamp = self._stamps[c][p]
+        named = self._named[c]
         return (
             self._hashes[c][p],
             _TYPE_NAMES.get(kind & _TYPE_MASK) or self._odd_types[peer_id],
             stamp if stamp else -1,
-            self._names[c][p],
+            self._names[c][named.count(1, 0, p)] if named[p] else NO_NAMES,
             self._phones.first(peer_id) or 0 if kind & _HAS_PHONE else 0,
         )
 
@@ -432,7 +439,7 @@ class PeerIndex:
                 self._stamps[c][p] = stamp
                 kinds[p] = kind
                 if names is not None:
-                    self._names[c][p] = names
+                    self._set_names(c, p, names)
                 return
         elif maxes:
             c -= 1  # past the last id: append to the last chunk
@@ -441,7 +448,7 @@ class PeerIndex:
         else:
             base, ids = _coded(array("q", (peer_id,)))
             del ids[0]
-            self._insert_chunk(0, (ids, array("q"), array("I"), array("B"), array("q")), base)
+            self._insert_chunk(0, (ids, *_empty()[1:]), base)
             c = p = 0
             maxes[0] = peer_id
         x = peer_id - self._bases[c]
@@ -453,7 +460,9 @@ class PeerIndex:
         self._hashes[c].insert(p, access_hash)
         self._stamps[c].insert(p, stamp)
         self._kinds[c].insert(p, kind)
-        self._names[c].insert(p, NO_NAMES if names is None else names)
+        self._named[c].insert(p, 0)
+        if names:
+            self._set_names(c, p, names)
         if phone:
             self._set_phone(peer_id, False, phone)
         self.size += 1
@@ -471,7 +480,7 @@ class PeerIndex:
         p = bisect_left(ids, x)
         if ids[p] != x:
             return False
-        self._names[c][p] = names
+        self._set_names(c, p, names)
         return True
 
     def remove(self, peer_id: int) -> None:
@@ -487,8 +496,9 @@ class PeerIndex:
         if self._kinds[c][p] & _HAS_PHONE:
             self._set_phone(peer_id, True, 0)
         self._odd_types.pop(peer_id, None)
+        self._set_names(c, p, NO_NAMES)
         columns = self._columns()
-        for column in columns:
+        for column in columns[:-1]:
             del column[c][p]
         self.size -= 1
         if not ids:
@@ -508,14 +518,14 @@ class PeerIndex:
         time (a build from the store); any other row is :meth:`put`.
         """
         columns = _empty()
-        ids, hashes, stamps, kinds, names = columns
+        ids, hashes, stamps, kinds, named, names = columns
         last = self._maxes[-1] if self._maxes else None
         codes, odd = _TYPE_CODES, self._odd_types
         for peer_id, access_hash, type_name, stamp, fingerprint, phone in rows:
             if last is not None and peer_id <= last:
                 self._append_chunk(columns)
                 columns = _empty()
-                ids, hashes, stamps, kinds, names = columns
+                ids, hashes, stamps, kinds, named, names = columns
                 self.put(peer_id, access_hash, type_name, stamp, fingerprint, phone)
                 last = self._maxes[-1] if self._maxes else None
                 continue
@@ -529,18 +539,36 @@ class PeerIndex:
             hashes.append(access_hash)
             stamps.append(stamp if 0 < stamp <= _MAX_STAMP else 0)
             kinds.append(kind)
-            names.append(fingerprint)
+            if fingerprint:
+                named.append(1)
+                names.append(fingerprint)
+            else:
+                named.append(0)
             last = peer_id
             if len(ids) == _CHUNK:
                 self._append_chunk(columns)
                 columns = _empty()
-                ids, hashes, stamps, kinds, names = columns
+                ids, hashes, stamps, kinds, named, names = columns
         self._append_chunk(columns)
 
     # -- chunks -----------------------------------------------------------------------------
 
-    def _columns(self) -> tuple[list[array[int]], ...]:
-        return (self._ids, self._hashes, self._stamps, self._kinds, self._names)
+    def _columns(self) -> tuple[list[Any], ...]:
+        """Every column, the one of a value a peer (the last, ``_names``) apart."""
+        return (self._ids, self._hashes, self._stamps, self._kinds, self._named, self._names)
+
+    def _set_names(self, c: int, p: int, names: int) -> None:
+        named = self._named[c]
+        if named[p]:
+            k = named.count(1, 0, p)
+            if names:
+                self._names[c][k] = names
+            else:
+                del self._names[c][k]
+                named[p] = 0
+        elif names:
+            self._names[c].insert(named.count(1, 0, p), names)
+            named[p] = 1
 
     def _set_phone(self, peer_id: int, had: int | bool, phone: int) -> None:
         if had:
@@ -554,14 +582,14 @@ class PeerIndex:
             self._phones.add(peer_id, phone)
             self._owners.add(phone, peer_id)
 
-    def _append_chunk(self, columns: tuple[array[int], ...]) -> None:
+    def _append_chunk(self, columns: tuple[Any, ...]) -> None:
         """Add a chunk built in bulk (its ids as an array("q"))."""
         if columns[0]:
             base, ids = _coded(columns[0])
             self._insert_chunk(len(self._maxes), (ids, *columns[1:]), base)
             self.size += len(ids)
 
-    def _insert_chunk(self, c: int, columns: tuple[array[int], ...], base: int) -> None:
+    def _insert_chunk(self, c: int, columns: tuple[Any, ...], base: int) -> None:
         self._maxes.insert(c, columns[0][-1] + base if columns[0] else 0)
         self._bases.insert(c, base)
         for column, chunk in zip(self._columns(), columns, strict=True):
@@ -570,10 +598,12 @@ class PeerIndex:
     def _split(self, c: int) -> None:
         half = len(self._ids[c]) // 2
         tails = []
+        split = self._named[c].count(1, 0, half)
         for column in self._columns():
             chunk = column[c]
-            tails.append(chunk[half:])
-            del chunk[half:]
+            cut = split if column is self._names else half
+            tails.append(chunk[cut:])
+            del chunk[cut:]
         base = self._bases[c]
         self._maxes[c] = self._ids[c][-1] + base
         # Each half coded anew: a chunk made 8-byte by one far id may be 4-byte again.
@@ -595,8 +625,8 @@ def _coded(ids: array[int]) -> tuple[int, array[int]]:
     return 0, ids
 
 
-def _empty() -> tuple[array[int], array[int], array[int], array[int], array[int]]:
-    return array("q"), array("q"), array("I"), array("B"), array("q")
+def _empty() -> tuple[array[int], array[int], array[int], array[int], bytearray, array[int]]:
+    return array("q"), array("q"), array("I"), array("B"), bytearray(), array("q")
 
 
 class IdTable:
