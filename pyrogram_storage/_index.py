@@ -38,6 +38,7 @@ __all__ = [
     "holder_key",
     "name_key",
     "names_fingerprint",
+    "owner_key",
     "phone_key",
 ]
 
@@ -58,8 +59,8 @@ _TYPE_CODES: Final = {
     "community": 8,
 }
 _TYPE_NAMES: Final = {code: name for name, code in _TYPE_CODES.items()}
-_TYPE_MASK: Final = 0x0F
-_HAS_PHONE: Final = 0x10
+_NAMED: Final = 1  # _flags: the peer has usernames
+_PHONED: Final = 2  # _flags: the peer has a phone number
 _MAX_STAMP: Final = 2**32 - 1
 
 TYPE_CODES: Final = _TYPE_CODES
@@ -106,6 +107,11 @@ def name_key(name: str) -> int:
 def holder_key(key: int) -> int:
     """Where the index files the holders of a :func:`name_key`: its top 32 bits."""
     return key >> 32
+
+
+def owner_key(key: int) -> int:
+    """Where the index files the owners of a :func:`phone_key`: 32 bits of it, mixed."""
+    return ((key * 0x9E3779B97F4A7C15) & (2**64 - 1)) - 2**63 >> 32
 
 
 def phone_key(phone: str | None) -> int:
@@ -252,12 +258,12 @@ class PeerIndex:
 
     __slots__ = (
         "_bases",
+        "_flags",
         "_hashes",
         "_holders",
         "_ids",
         "_kinds",
         "_maxes",
-        "_named",
         "_names",
         "_odd_types",
         "_owners",
@@ -275,14 +281,16 @@ class PeerIndex:
         self._ids: list[array[int]] = []
         self._hashes: list[array[int]] = []
         self._stamps: list[array[int]] = []
-        self._kinds: list[array[int]] = []  # type code | _HAS_PHONE
-        # Usernames fingerprints of the named peers only (half the peers have none): a
-        # peer's is the n-th of its chunk, n the named peers before it (_named: 1 a named
-        # one, 0 any other). 1 byte a peer and 8 a named one, where all took 8.
-        self._named: list[bytearray] = []
+        self._kinds: list[array[int]] = []  # type code
+        # Usernames fingerprints and phone keys of the peers that have them only (half
+        # the peers have no username, most no phone): a peer's is the n-th of its chunk,
+        # n the peers before it that have one (_flags: _NAMED | _PHONED a peer). 1 byte a
+        # peer and 8 a value, where every peer took 8 for its fingerprint, and a phone
+        # 16 in a map of its own.
+        self._flags: list[bytearray] = []
         self._names: list[array[int]] = []
-        self._phones = _Pairs()  # peer id -> phone key
-        self._owners = _Pairs()  # phone key -> peer ids
+        self._phones: list[array[int]] = []
+        self._owners = _Pairs("i")  # owner_key(phone key) -> peer ids
         self._odd_types: dict[int, str] = {}  # peer id -> a type name without a code
         # holder key (a name key's top 32 bits) -> ids that held a name of that key (some
         # no longer): a lookup checks each candidate's fingerprint, all 64 bits.
@@ -298,7 +306,8 @@ class PeerIndex:
         per_peer = 8 + 4 + 1 + 1
         ids = sum(len(chunk) * chunk.itemsize for chunk in self._ids)
         ids += 8 * sum(len(chunk) for chunk in self._names)
-        pairs = self._phones.nbytes() + self._owners.nbytes() + self._holders.nbytes()
+        ids += 8 * sum(len(chunk) for chunk in self._phones)
+        pairs = self._owners.nbytes() + self._holders.nbytes()
         return per_peer * self.size + ids + pairs
 
     # -- reading ----------------------------------------------------------------------------
@@ -314,15 +323,15 @@ class PeerIndex:
         p = bisect_left(ids, x)
         if ids[p] != x:
             return None
-        kind = self._kinds[c][p]
         stamp = self._stamps[c][p]
-        named = self._named[c]
+        flags = self._flags[c]
+        flag = flags[p]
         return (
             self._hashes[c][p],
-            _TYPE_NAMES.get(kind & _TYPE_MASK) or self._odd_types[peer_id],
+            _TYPE_NAMES.get(self._kinds[c][p]) or self._odd_types[peer_id],
             stamp if stamp else -1,
-            self._names[c][named.count(1, 0, p)] if named[p] else NO_NAMES,
-            self._phones.first(peer_id) or 0 if kind & _HAS_PHONE else 0,
+            self._names[c][_rank(flags, p, _NAMED)] if flag & _NAMED else NO_NAMES,
+            self._phones[c][_rank(flags, p, _PHONED)] if flag & _PHONED else 0,
         )
 
     def access(self, peer_id: int) -> tuple[int, str] | None:
@@ -338,7 +347,7 @@ class PeerIndex:
             return None
         return (
             self._hashes[c][p],
-            _TYPE_NAMES.get(self._kinds[c][p] & _TYPE_MASK) or self._odd_types[peer_id],
+            _TYPE_NAMES.get(self._kinds[c][p]) or self._odd_types[peer_id],
         )
 
     def __contains__(self, peer_id: int) -> bool:
@@ -351,8 +360,9 @@ class PeerIndex:
         return bool(ids[bisect_left(ids, x)] == x)
 
     def by_phone(self, key: int) -> list[int]:
-        """The ids of the peers with this phone key."""
-        return self._owners.values(key)
+        """The ids of the peers with this phone key (and some may have another: check
+        each one's phone key)."""
+        return self._owners.values(owner_key(key))
 
     def by_name(self, key: int) -> list[int]:
         """The ids that held a username of this :func:`name_key` (some may no longer, or
@@ -385,7 +395,6 @@ class PeerIndex:
             self._insert_chunk(len(self._maxes), tuple(chunk[:] for chunk in chunks), base)
         self.size += other.size
         self._odd_types.update(other._odd_types)
-        self._phones.append(other._phones)
         for phone, peer_id in other._owners.pairs():
             self._owners.add(phone, peer_id)
 
@@ -423,8 +432,6 @@ class PeerIndex:
         kind = _TYPE_CODES.get(type_name, 0)
         if not kind:
             self._odd_types[peer_id] = type_name
-        if phone:
-            kind |= _HAS_PHONE
         stamp = stamp if 0 < stamp <= _MAX_STAMP else 0
         maxes = self._maxes
         c = bisect_left(maxes, peer_id)
@@ -432,12 +439,10 @@ class PeerIndex:
             ids = self._ids[c]
             p = bisect_left(ids, peer_id - self._bases[c])
             if ids[p] == peer_id - self._bases[c]:
-                kinds = self._kinds[c]
-                if kinds[p] & _HAS_PHONE or phone:
-                    self._set_phone(peer_id, kinds[p] & _HAS_PHONE, phone)
+                self._set_phone(c, p, peer_id, phone)
                 self._hashes[c][p] = access_hash
                 self._stamps[c][p] = stamp
-                kinds[p] = kind
+                self._kinds[c][p] = kind
                 if names is not None:
                     self._set_names(c, p, names)
                 return
@@ -460,11 +465,11 @@ class PeerIndex:
         self._hashes[c].insert(p, access_hash)
         self._stamps[c].insert(p, stamp)
         self._kinds[c].insert(p, kind)
-        self._named[c].insert(p, 0)
+        self._flags[c].insert(p, 0)
         if names:
             self._set_names(c, p, names)
         if phone:
-            self._set_phone(peer_id, False, phone)
+            self._set_phone(c, p, peer_id, phone)
         self.size += 1
         if len(self._ids[c]) > 2 * _CHUNK:
             self._split(c)
@@ -493,12 +498,11 @@ class PeerIndex:
         p = bisect_left(ids, x)
         if ids[p] != x:
             return
-        if self._kinds[c][p] & _HAS_PHONE:
-            self._set_phone(peer_id, True, 0)
+        self._set_phone(c, p, peer_id, 0)
         self._odd_types.pop(peer_id, None)
         self._set_names(c, p, NO_NAMES)
         columns = self._columns()
-        for column in columns[:-1]:
+        for column in columns[:-2]:
             del column[c][p]
         self.size -= 1
         if not ids:
@@ -518,69 +522,86 @@ class PeerIndex:
         time (a build from the store); any other row is :meth:`put`.
         """
         columns = _empty()
-        ids, hashes, stamps, kinds, named, names = columns
+        ids, hashes, stamps, kinds, flags, names, phones = columns
         last = self._maxes[-1] if self._maxes else None
         codes, odd = _TYPE_CODES, self._odd_types
         for peer_id, access_hash, type_name, stamp, fingerprint, phone in rows:
             if last is not None and peer_id <= last:
                 self._append_chunk(columns)
                 columns = _empty()
-                ids, hashes, stamps, kinds, named, names = columns
+                ids, hashes, stamps, kinds, flags, names, phones = columns
                 self.put(peer_id, access_hash, type_name, stamp, fingerprint, phone)
                 last = self._maxes[-1] if self._maxes else None
                 continue
             kind = codes.get(type_name, 0)
             if not kind:
                 odd[peer_id] = type_name
+            flag = 0
             if phone:
-                kind |= _HAS_PHONE
-                self._set_phone(peer_id, False, phone)
+                flag = _PHONED
+                phones.append(phone)
+                self._owners.add(owner_key(phone), peer_id)
+            if fingerprint:
+                flag |= _NAMED
+                names.append(fingerprint)
             ids.append(peer_id)
             hashes.append(access_hash)
             stamps.append(stamp if 0 < stamp <= _MAX_STAMP else 0)
             kinds.append(kind)
-            if fingerprint:
-                named.append(1)
-                names.append(fingerprint)
-            else:
-                named.append(0)
+            flags.append(flag)
             last = peer_id
             if len(ids) == _CHUNK:
                 self._append_chunk(columns)
                 columns = _empty()
-                ids, hashes, stamps, kinds, named, names = columns
+                ids, hashes, stamps, kinds, flags, names, phones = columns
         self._append_chunk(columns)
 
     # -- chunks -----------------------------------------------------------------------------
 
     def _columns(self) -> tuple[list[Any], ...]:
-        """Every column, the one of a value a peer (the last, ``_names``) apart."""
-        return (self._ids, self._hashes, self._stamps, self._kinds, self._named, self._names)
+        """Every column; the last two hold a value only for the peers that have one."""
+        return (
+            self._ids,
+            self._hashes,
+            self._stamps,
+            self._kinds,
+            self._flags,
+            self._names,
+            self._phones,
+        )
 
     def _set_names(self, c: int, p: int, names: int) -> None:
-        named = self._named[c]
-        if named[p]:
-            k = named.count(1, 0, p)
+        flags = self._flags[c]
+        if flags[p] & _NAMED:
+            k = _rank(flags, p, _NAMED)
             if names:
                 self._names[c][k] = names
             else:
                 del self._names[c][k]
-                named[p] = 0
+                flags[p] ^= _NAMED
         elif names:
-            self._names[c].insert(named.count(1, 0, p), names)
-            named[p] = 1
+            self._names[c].insert(_rank(flags, p, _NAMED), names)
+            flags[p] |= _NAMED
 
-    def _set_phone(self, peer_id: int, had: int | bool, phone: int) -> None:
-        if had:
-            old = self._phones.first(peer_id)
+    def _set_phone(self, c: int, p: int, peer_id: int, phone: int) -> None:
+        flags = self._flags[c]
+        if flags[p] & _PHONED:
+            k = _rank(flags, p, _PHONED)
+            old = self._phones[c][k]
             if old == phone:
                 return
-            if old is not None:
-                self._phones.remove(peer_id, old)
-                self._owners.remove(old, peer_id)
-        if phone:
-            self._phones.add(peer_id, phone)
-            self._owners.add(phone, peer_id)
+            self._owners.remove(owner_key(old), peer_id)
+            if phone:
+                self._phones[c][k] = phone
+            else:
+                del self._phones[c][k]
+                flags[p] ^= _PHONED
+        elif phone:
+            self._phones[c].insert(_rank(flags, p, _PHONED), phone)
+            flags[p] |= _PHONED
+        else:
+            return
+        self._owners.add(owner_key(phone), peer_id)
 
     def _append_chunk(self, columns: tuple[Any, ...]) -> None:
         """Add a chunk built in bulk (its ids as an array("q"))."""
@@ -598,10 +619,14 @@ class PeerIndex:
     def _split(self, c: int) -> None:
         half = len(self._ids[c]) // 2
         tails = []
-        split = self._named[c].count(1, 0, half)
+        flags = self._flags[c]
+        cuts = {
+            id(self._names): _rank(flags, half, _NAMED),
+            id(self._phones): _rank(flags, half, _PHONED),
+        }
         for column in self._columns():
             chunk = column[c]
-            cut = split if column is self._names else half
+            cut = cuts.get(id(column), half)
             tails.append(chunk[cut:])
             del chunk[cut:]
         base = self._bases[c]
@@ -625,8 +650,13 @@ def _coded(ids: array[int]) -> tuple[int, array[int]]:
     return 0, ids
 
 
-def _empty() -> tuple[array[int], array[int], array[int], array[int], bytearray, array[int]]:
-    return array("q"), array("q"), array("I"), array("B"), bytearray(), array("q")
+def _empty() -> tuple[Any, ...]:
+    return array("q"), array("q"), array("I"), array("B"), bytearray(), array("q"), array("q")
+
+
+def _rank(flags: bytearray, p: int, flag: int) -> int:
+    """How many of the first ``p`` peers of a chunk have ``flag``."""
+    return flags.count(flag, 0, p) + flags.count(_NAMED | _PHONED, 0, p)
 
 
 class IdTable:

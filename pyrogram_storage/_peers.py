@@ -1147,9 +1147,12 @@ class Peers:
         found = self.index if index == "phones" and self.memory() is not None else None
         if found is not None:
             holder: tuple[int, int] | None = None
-            for peer_id in found.by_phone(phone_key(key)):
+            wanted = phone_key(key)
+            for peer_id in found.by_phone(wanted):
                 seen = found.get(peer_id)
-                if seen is not None and (holder is None or (seen[2], peer_id) > holder):
+                if seen is None or seen[4] != wanted:
+                    continue  # deleted, or another phone filed with it
+                if holder is None or (seen[2], peer_id) > holder:
                     holder = (seen[2], peer_id)
             if holder is None:
                 return None

@@ -25,7 +25,7 @@ from pyrogram_storage import (
     Storage,
     _peers,
 )
-from pyrogram_storage._index import IdTable, holder_key, name_key
+from pyrogram_storage._index import IdTable, holder_key, name_key, owner_key, phone_key
 
 
 @pytest.fixture(params=["whole", "indexed"])
@@ -594,3 +594,37 @@ async def test_usernames_filed_under_one_holder_key_are_told_apart(
             assert (await storage.peer_by_username(first)).id == 1
             assert (await storage.peer_by_username(second)).id == 2
             assert (await storage.peer_by_username(first + "x")).id == 3
+
+
+async def test_phones_filed_under_one_owner_key_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index files a phone's owners under 32 bits of its key: two numbers that share
+    them still find their own peer, written now or built from the store."""
+    monkeypatch.setattr(_peers, "COMPLETE_LIMIT", -1)
+    seen: dict[int, str] = {}
+    rng = random.Random(7)
+    while True:  # consecutive numbers never share them: random ones, as birthdays do
+        number = str(rng.randrange(10**10, 10**11))
+        key = owner_key(phone_key(number))
+        if key in seen:
+            first, second = seen[key], number
+            break
+        seen[key] = number
+    peers = [
+        Peer(1, 11, PeerType.USER, (), first),
+        Peer(2, 22, PeerType.USER, (), second),
+    ]
+    for reopened in (False, True):
+        async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+            if not reopened:
+                await storage.upsert_peers(peers)
+            await _loaded(storage)
+            assert storage._peer_engine.index is not None
+            assert (await storage.peer_by_phone(first)).id == 1
+            assert (await storage.peer_by_phone(second)).id == 2
+            if reopened:
+                await storage.delete_peers([1])
+                with pytest.raises(PeerNotFound):
+                    await storage.peer_by_phone(first)
+                assert (await storage.peer_by_phone(second)).id == 2
