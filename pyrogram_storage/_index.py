@@ -1,24 +1,26 @@
 """Every stored peer of a session in a few compact arrays: the complete peer index.
 
 For each peer, kept in id order: its access hash, type, last write
-(``last_update_on``) and a 64-bit fingerprint of its usernames; phone numbers, which
-few peers have, in two smaller maps (owner to phone, phone to owners). That answers,
+(``last_update_on``), and, for the peers that have them, a 64-bit fingerprint of its
+usernames and its phone key; phone keys also in a map to their owners. That answers,
 without a query, a thread hop or a Python object per peer, every lookup by id or
-phone and every "did this write change the peer?" a client's update makes. About 29
-bytes a peer, plus 32 a phone number (a million peers, one in six with a phone:
-35 MB), against some 200 for a dict of tuples.
+phone and every "did this write change the peer?" a client's update makes. About 19
+bytes a peer, plus 8 a named peer, 20 a phone number and 12 a username (a million
+peers, half named, one in six with a phone: 30 MB), against some 200 for a dict of
+tuples.
 
 Ids are cut into chunks of a few hundred, each column one :class:`array.array` per
 chunk, so that inserting a peer moves a few kilobytes (one ``memmove`` per column),
-never the whole index. A lookup is two ``bisect`` calls.
+never the whole index. A chunk keeps its ids as 32-bit offsets from a base where
+they span less than 2**31 (most do), else whole. A lookup is two ``bisect`` calls.
 
 Fingerprints come from Python's ``hash()``, keyed at random per process (SipHash):
 two different lists of usernames share one with a probability of 2**-63, and nobody
-can choose names that do. Usernames map to their holders the same way (a key of 63
-bits per name, to the ids that held it): a lookup by username finds its candidates
-there, and keeps those whose fingerprint is still that name's. The index is built from
-the backend after ``open()`` and kept up to date by every write of this process; it is
-never stored.
+can choose names that do. Usernames map to their holders by 32 bits of each name's
+key (to the ids that held it), phone numbers to their owners likewise: a lookup finds
+its candidates there, and keeps those whose fingerprint (or phone key), checked in
+full, is still that name's. The index is built from the backend after ``open()`` and
+kept up to date by every write of this process; it is never stored.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ While this process is the session's only writer it remembers peers:
   costs nothing. For sessions up to :data:`COMPLETE_LIMIT` peers, within a budget
   per process (a host of a thousand sessions must not hold them all).
 * **indexed**: a larger session is held in the compact arrays of
-  :class:`~._index.PeerIndex` (about 30 bytes a peer): lookups by id and phone, and the
-  check that a write changes nothing, need no query; a lookup by username, or one
+  :class:`~._index.PeerIndex` (about 20 bytes a peer, and some for usernames and phones):
+  lookups by id and phone, and the check that a write changes nothing, need no query;
+  a lookup by username, or one
   that needs a peer's usernames, asks the backend. A small LRU cache keeps the peers
   last used whole.
 * **bounded**: the peers most recently used or written (an LRU cache); a miss asks
