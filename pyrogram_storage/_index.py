@@ -63,6 +63,7 @@ _TYPE_CODES: Final = {
 _TYPE_NAMES: Final = {code: name for name, code in _TYPE_CODES.items()}
 _NAMED: Final = 1  # _flags: the peer has usernames
 _PHONED: Final = 2  # _flags: the peer has a phone number
+_BOTH: Final = _NAMED | _PHONED
 _MAX_STAMP: Final = 2**32 - 1
 
 TYPE_CODES: Final = _TYPE_CODES
@@ -328,12 +329,13 @@ class PeerIndex:
         stamp = self._stamps[c][p]
         flags = self._flags[c]
         flag = flags[p]
+        names, phones = self._names[c], self._phones[c]
         return (
             self._hashes[c][p],
             _TYPE_NAMES.get(self._kinds[c][p]) or self._odd_types[peer_id],
             stamp if stamp else -1,
-            self._names[c][_rank(flags, p, _NAMED)] if flag & _NAMED else NO_NAMES,
-            self._phones[c][_rank(flags, p, _PHONED)] if flag & _PHONED else 0,
+            names[_rank(flags, p, _NAMED, len(names))] if flag & _NAMED else NO_NAMES,
+            phones[_rank(flags, p, _PHONED, len(phones))] if flag & _PHONED else 0,
         )
 
     def access(self, peer_id: int) -> tuple[int, str] | None:
@@ -439,13 +441,16 @@ class PeerIndex:
         c = bisect_left(maxes, peer_id)
         if c < len(maxes):
             ids = self._ids[c]
-            p = bisect_left(ids, peer_id - self._bases[c])
-            if ids[p] == peer_id - self._bases[c]:
-                self._set_phone(c, p, peer_id, phone)
+            x = peer_id - self._bases[c]
+            p = bisect_left(ids, x)
+            if ids[p] == x:
+                flag = self._flags[c][p]
+                if phone or flag & _PHONED:
+                    self._set_phone(c, p, peer_id, phone)
                 self._hashes[c][p] = access_hash
                 self._stamps[c][p] = stamp
                 self._kinds[c][p] = kind
-                if names is not None:
+                if names or (names is not None and flag & _NAMED):
                     self._set_names(c, p, names)
                 return
         elif maxes:
@@ -574,32 +579,36 @@ class PeerIndex:
 
     def _set_names(self, c: int, p: int, names: int) -> None:
         flags = self._flags[c]
+        column = self._names[c]
+        last = p == len(flags) - 1  # no need to count (peers added in id order are)
         if flags[p] & _NAMED:
-            k = _rank(flags, p, _NAMED)
+            k = len(column) - 1 if last else _rank(flags, p, _NAMED, len(column))
             if names:
-                self._names[c][k] = names
+                column[k] = names
             else:
-                del self._names[c][k]
+                del column[k]
                 flags[p] ^= _NAMED
         elif names:
-            self._names[c].insert(_rank(flags, p, _NAMED), names)
+            column.insert(len(column) if last else _rank(flags, p, _NAMED, len(column)), names)
             flags[p] |= _NAMED
 
     def _set_phone(self, c: int, p: int, peer_id: int, phone: int) -> None:
         flags = self._flags[c]
+        column = self._phones[c]
+        last = p == len(flags) - 1
         if flags[p] & _PHONED:
-            k = _rank(flags, p, _PHONED)
-            old = self._phones[c][k]
+            k = len(column) - 1 if last else _rank(flags, p, _PHONED, len(column))
+            old = column[k]
             if old == phone:
                 return
             self._owners.remove(owner_key(old), peer_id)
             if phone:
-                self._phones[c][k] = phone
+                column[k] = phone
             else:
-                del self._phones[c][k]
+                del column[k]
                 flags[p] ^= _PHONED
         elif phone:
-            self._phones[c].insert(_rank(flags, p, _PHONED), phone)
+            column.insert(len(column) if last else _rank(flags, p, _PHONED, len(column)), phone)
             flags[p] |= _PHONED
         else:
             return
@@ -623,8 +632,8 @@ class PeerIndex:
         tails = []
         flags = self._flags[c]
         cuts = {
-            id(self._names): _rank(flags, half, _NAMED),
-            id(self._phones): _rank(flags, half, _PHONED),
+            id(self._names): _rank(flags, half, _NAMED, len(self._names[c])),
+            id(self._phones): _rank(flags, half, _PHONED, len(self._phones[c])),
         }
         for column in self._columns():
             chunk = column[c]
@@ -656,9 +665,12 @@ def _empty() -> tuple[Any, ...]:
     return array("q"), array("q"), array("I"), array("B"), bytearray(), array("q"), array("q")
 
 
-def _rank(flags: bytearray, p: int, flag: int) -> int:
-    """How many of the first ``p`` peers of a chunk have ``flag``."""
-    return flags.count(flag, 0, p) + flags.count(_NAMED | _PHONED, 0, p)
+def _rank(flags: bytearray, p: int, flag: int, held: int) -> int:
+    """How many of the first ``p`` peers of a chunk have ``flag`` (``held`` have it in
+    all): counted over the shorter side of ``p``."""
+    if 2 * p <= len(flags):
+        return flags.count(flag, 0, p) + flags.count(_BOTH, 0, p)
+    return held - flags.count(flag, p) - flags.count(_BOTH, p)
 
 
 class IdTable:
