@@ -15,9 +15,8 @@ While this process is the session's only writer it remembers peers:
 * **indexed**: a larger session is held in the compact arrays of
   :class:`~._index.PeerIndex` (about 20 bytes a peer, and some for usernames and phones):
   lookups by id and phone, and the check that a write changes nothing, need no query;
-  a lookup by username, or one
-  that needs a peer's usernames, asks the backend. A small LRU cache keeps the peers
-  last used whole.
+  a lookup by username, or one that needs a peer's usernames, asks the backend. A
+  small LRU cache keeps the peers last used whole.
 * **bounded**: the peers most recently used or written (an LRU cache); a miss asks
   the backend, and a small write reads its peers first where point reads are cheap,
   so that an unchanged peer costs no write. While memory fills after ``open()``.
