@@ -197,9 +197,9 @@ async def main(n: int, churn: bool, promoted: bool, freeze: bool) -> None:
     index = engine.index
     if index is not None:
         held = sum(sys.getsizeof(chunk) for column in index._columns() for chunk in column)
-        pairs = index._phones.nbytes() + index._owners.nbytes()
+        pairs = index._owners.nbytes()
         print(
-            f"compact index: {len(index):,} peers, arrays {held / 2**20:.1f} MB, phone maps "
+            f"compact index: {len(index):,} peers, arrays {held / 2**20:.1f} MB, phone owners "
             f"{pairs / 2**20:.1f} MB ({(held + pairs) / len(index):.1f} bytes a peer)"
         )
     print(f"cache: {len(engine.cache):,} peers; held whole: {engine.complete}")

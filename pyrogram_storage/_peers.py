@@ -13,10 +13,10 @@ While this process is the session's only writer it remembers peers:
   costs nothing. For sessions up to :data:`COMPLETE_LIMIT` peers, within a budget
   per process (a host of a thousand sessions must not hold them all).
 * **indexed**: a larger session is held in the compact arrays of
-  :class:`~._index.PeerIndex` (about 30 bytes a peer): lookups by id and phone, and the
-  check that a write changes nothing, need no query; a lookup by username, or one
-  that needs a peer's usernames, asks the backend. A small LRU cache keeps the peers
-  last used whole.
+  :class:`~._index.PeerIndex` (about 20 bytes a peer, and some for usernames and phones):
+  lookups by id and phone, and the check that a write changes nothing, need no query;
+  a lookup by username, or one that needs a peer's usernames, asks the backend. A
+  small LRU cache keeps the peers last used whole.
 * **bounded**: the peers most recently used or written (an LRU cache); a miss asks
   the backend, and a small write reads its peers first where point reads are cheap,
   so that an unchanged peer costs no write. While memory fills after ``open()``.
@@ -38,7 +38,7 @@ import inspect
 import logging
 import math
 from array import array
-from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -49,6 +49,7 @@ from ._index import (
     Columns,
     IdTable,
     PeerIndex,
+    holder_key,
     name_key,
     names_fingerprint,
     phone_key,
@@ -85,7 +86,7 @@ _INDEXED_CACHE: Final = 10_000
 _LOAD_BATCH: Final = 2000
 """Peers per trip to the backend while memory fills after open()."""
 
-_INDEX_BATCH: Final = 5000
+_INDEX_BATCH: Final = 2000
 """Peers per trip to the backend while the compact index is built."""
 
 _HOT: Final = 4096
@@ -230,6 +231,12 @@ class Peers:
         # in bulk first, less those written since (they are asked for elsewhere).
         self._early: IdTable | None = None
         self._early_written: set[int] | None = None  # peers written while a batch is read
+        # While the index is built: the part built so far (every stored peer up to id
+        # _partial_last) answers id lookups in the id table's place, less the peers in
+        # _skip (pending when their batch was read, or written since the build began).
+        self._partial: PeerIndex | None = None
+        self._partial_last = 0
+        self._skip: set[int] | None = None
         self._snapshot = False  # the backend may hand over an id table (id_snapshot)
         self._snapshot_read = False  # every part of it was: no need to read the ids
         self._snapshot_asks = 0  # id lookups that found parts of it not read yet
@@ -374,6 +381,7 @@ class Peers:
         self.index = None
         self._early = None
         self._early_written = None
+        self._partial = self._skip = None
         self._snapshot = self._snapshot_read = False
         self._hot.clear()
         self.pending.journal.indexed = False  # built by the first lookup that asks
@@ -904,7 +912,8 @@ class Peers:
         complete = self.complete
         touched = self._touched
         early = self._early
-        if early is not None or self._hot or self._early_written is not None:
+        skip = self._skip
+        if early is not None or self._hot or self._early_written is not None or skip is not None:
             hot, written = self._hot, self._early_written
             for peer_id, _, _ in changes:
                 hot.pop(peer_id, None)
@@ -912,6 +921,8 @@ class Peers:
                     early.remove(peer_id)
                 if written is not None:
                     written.add(peer_id)
+                if skip is not None:
+                    skip.add(peer_id)
         if complete and touched is None:  # memory holds every peer: a plain dict
             held = self.cache._entries
             add = journal.add_peer
@@ -1060,6 +1071,8 @@ class Peers:
                 early.remove(peer_id)
             if self._early_written is not None:
                 self._early_written.add(peer_id)
+            if self._skip is not None:
+                self._skip.add(peer_id)
             if complete and old is not None:
                 _reindex(self._names, self._phones, peer_id, old, None)
             journal.add_peer(peer_id, (DELETED, 0, "", None, None, 0))
@@ -1087,6 +1100,9 @@ class Peers:
         index = self.index
         if index is not None:
             found = index.access(peer_id)
+        elif self._partial is not None and peer_id <= self._partial_last:
+            skip = self._skip
+            found = None if skip is None or peer_id in skip else self._partial.access(peer_id)
         else:
             early = self._early
             if self._snapshot:
@@ -1214,9 +1230,12 @@ class Peers:
         found = self.index if index == "phones" and self.memory() is not None else None
         if found is not None:
             holder: tuple[int, int] | None = None
-            for peer_id in found.by_phone(phone_key(key)):
+            wanted = phone_key(key)
+            for peer_id in found.by_phone(wanted):
                 seen = found.get(peer_id)
-                if seen is not None and (holder is None or (seen[2], peer_id) > holder):
+                if seen is None or seen[4] != wanted:
+                    continue  # deleted, or another phone filed with it
+                if holder is None or (seen[2], peer_id) > holder:
                     holder = (seen[2], peer_id)
             if holder is None:
                 return None
@@ -1349,6 +1368,7 @@ class Peers:
         finally:
             self._touched = None
             self._early = None
+            self._partial = self._skip = None
             self._resume_writers()
 
     def _adopt_snapshot(self) -> IdTable | None:
@@ -1485,6 +1505,7 @@ class Peers:
         if not self.caching:
             return
         self._early = None
+        self._partial = self._skip = None
         self._hot.clear()
         if whole:
             self.cache.fill(loaded)
@@ -1512,17 +1533,35 @@ class Peers:
         holders = _holder_buckets()
         after: int | None = None
         read = 0
+        generation = self._generation
+        self._skip = skip = set()
         while True:
+            # A peer pending now may be read as it was: the part built does not answer
+            # for it (nor for one written from now on: its write adds it).
+            skip |= self.pending.journal.peer_ids()
             rows = await self.primitives.peer_rows(after, _INDEX_BATCH)
             if rows is None:
-                batch = await self.primitives.read_peers(after, _INDEX_BATCH)
-                rows = [_row_of(peer) for peer in batch]
-            if not self.caching:
+                read_back = await self.primitives.read_peers(after, _INDEX_BATCH)
+                rows = [_row_of(peer) for peer in read_back]
+            if not self.caching or generation != self._generation:
                 return None
-            if not await lane.run(functools.partial(_load_index, index, rows, holders)):
+            batch = await lane.run(functools.partial(_index_batch, rows))
+            if batch is None:
                 return None
+            # Copied on this thread, where memory the id table gives up is reused.
+            part, names = batch
+            index.append(part)
+            for k, (keys, ids) in enumerate(names):
+                if keys:
+                    holders[k][0].extend(keys)
+                    holders[k][1].extend(ids)
+            del batch, part, names
+            if rows:
+                self._partial, self._partial_last = index, rows[-1][0]
+                if self._early is not None:
+                    self._early.drop_through(rows[-1][0])
             if len(rows) < _INDEX_BATCH:
-                await lane.run(functools.partial(_set_holders, index, holders))
+                await _sort_holders(index, holders, lane)
                 return index
             after = rows[-1][0]
             read += len(rows)
@@ -1606,6 +1645,7 @@ class Peers:
             log.debug("building the compact index stopped: %s", exc)
         finally:
             self._touched = None
+            self._partial = self._skip = None
             self._resume_writers()
 
     async def _read_batches(self) -> list[tuple[Any, ...]]:
@@ -1732,26 +1772,49 @@ def _row_of(peer: Peer) -> tuple[Any, ...]:
 
 
 _Buckets: TypeAlias = "list[tuple[array[int], array[int]]]"
-"""Usernames' (name keys, holder ids) while the index is built, by the top byte of the
-key: 16 bytes a holder, where a list of (key, id) held two Python ints (some 80 bytes,
+"""Usernames' (holder keys, holder ids) while the index is built, by the top byte of the
+key: 12 bytes a holder, where a list of (key, id) held two Python ints (some 80 bytes,
 and as much again to sort them: 1M holders took 130 MB at open)."""
 
 
 def _holder_buckets() -> _Buckets:
-    return [(array("q"), array("q")) for _ in range(256)]
+    return [(array("i"), array("q")) for _ in range(256)]
 
 
-def _set_holders(index: PeerIndex, holders: _Buckets) -> None:
-    """Give the index the holders of each username, sorted (off the event loop): a bucket
-    at a time, each let go of once sorted."""
+_HOLDER_STEP: Final = 16
+"""Buckets of holders sorted a thread hop at a time."""
 
-    def ordered() -> Iterator[tuple[array[int], array[int]]]:
-        for k, (keys, ids) in enumerate(holders):
-            holders[k] = (array("q"), array("q"))
-            order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: ids in order
-            yield array("q", [keys[i] for i in order]), array("q", [ids[i] for i in order])
 
-    index.set_holders(ordered())
+async def _sort_holders(index: PeerIndex, holders: _Buckets, lane: Lane) -> None:
+    """Give the index the holders of each username, sorted off the event loop a few
+    buckets at a time, each copied into the index on the event loop's thread (see
+    :meth:`PeerIndex.append`) once its bucket is let go of."""
+    for start in range(0, len(holders), _HOLDER_STEP):
+        step = holders[start : start + _HOLDER_STEP]
+        holders[start : start + _HOLDER_STEP] = [(array("i"), array("q"))] * len(step)
+        ordered = await lane.run(functools.partial(_sorted_buckets, step))
+        del step
+        for keys, ids in ordered:
+            index.append_holders(keys, ids)
+
+
+def _sorted_buckets(
+    buckets: list[tuple[array[int], array[int]]],
+) -> list[tuple[array[int], array[int]]]:
+    ordered = []
+    for k, (keys, ids) in enumerate(buckets):
+        buckets[k] = (array("i"), array("q"))
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # stable: ids in order
+        ordered.append((array("i", [keys[i] for i in order]), array("q", [ids[i] for i in order])))
+    return ordered
+
+
+def _index_batch(rows: list[tuple[Any, ...]]) -> tuple[PeerIndex, _Buckets] | None:
+    """A batch of stored rows (in id order) as an index of its own, and the (name key, id)
+    of each of their usernames by bucket; None for a row of the wrong types."""
+    index = PeerIndex()
+    holders = _holder_buckets()
+    return (index, holders) if _load_index(index, rows, holders) else None
 
 
 def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]], holders: _Buckets) -> bool:
@@ -1772,8 +1835,8 @@ def _load_index(index: PeerIndex, rows: list[tuple[Any, ...]], holders: _Buckets
             for name in held:
                 if type(name) is not str:
                     return False
-                key = name_key(name)
-                keys, ids = holders[(key >> 56) + 128]
+                key = holder_key(name_key(name))
+                keys, ids = holders[(key >> 24) + 128]
                 keys.append(key)
                 ids.append(peer_id)
             fingerprint = names_fingerprint(held)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import itertools
 import random
 from pathlib import Path
 
@@ -23,7 +25,15 @@ from pyrogram_storage import (
     Storage,
     _peers,
 )
-from pyrogram_storage._index import IdTable, PeerIndex, name_key, names_fingerprint
+from pyrogram_storage._index import (
+    IdTable,
+    PeerIndex,
+    holder_key,
+    name_key,
+    names_fingerprint,
+    owner_key,
+    phone_key,
+)
 
 
 @pytest.fixture(params=["whole", "indexed"])
@@ -540,3 +550,135 @@ def test_the_index_writes_in_one_search_as_in_several(seed: int) -> None:
         assert fast.get(i) == slow.get(i)
     for name in [f"n{k}" for k in range(50)] + [f"m{k}" for k in range(9)]:
         assert fast.by_name(name_key(name)) == slow.by_name(name_key(name))
+
+
+async def test_id_lookups_answer_from_the_part_of_the_index_built_and_never_stale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While the index is built, the part built so far answers id lookups in place of the
+    id table, whose chunks it covers are let go of; a peer pending when its batch was read,
+    or written since, is never answered from it."""
+    monkeypatch.setattr(_peers, "_INDEX_BATCH", 1024)
+    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+        await storage.upsert_peers([_peer(i) for i in range(1, 2001)])
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    try:
+        engine = storage._peer_engine
+        loading = engine._loading
+        assert loading is not None
+        loading.cancel()
+        await asyncio.wait([loading])
+        touched = engine._touched = set()
+        await engine._read_early()
+        assert engine._early is not None and len(engine._early) == 2000
+        await storage.upsert_peers([_peer(10, 5)])  # pending when its batch is read
+        gate = asyncio.Event()
+        peer_rows = engine.primitives.peer_rows
+        batches = 0
+
+        async def held_rows(after: int | None, limit: int | None) -> object:
+            nonlocal batches
+            batches += 1
+            if batches == 2:
+                await gate.wait()
+            return await peer_rows(after, limit)
+
+        monkeypatch.setattr(
+            engine, "primitives", dataclasses.replace(engine.primitives, peer_rows=held_rows)
+        )
+        build = asyncio.ensure_future(engine._build_index(2000))
+        while engine._partial is None:
+            await asyncio.sleep(0.001)
+        assert engine._partial_last == 1024
+        assert engine._early.bounds() == (1025, 2000)  # the chunks the part covers: gone
+        assert engine.access(20) == (20 * 7, "user")  # from the part built
+        assert engine.access(1500) == (1500 * 7, "user")  # from the id table
+        assert engine.access(10) is None  # pending when read: asked elsewhere
+        await storage.upsert_peers([_peer(30, 5), _peer(1600, 5)])
+        await storage.delete_peers([40])
+        assert engine.access(30) is None and engine.access(40) is None
+        assert engine.access(1600) is None
+        assert storage.cached_access(30) == (30 * 7 + 5, "user")
+        assert (await storage.peer_by_id(10)).access_hash == 10 * 7 + 5
+        with pytest.raises(PeerNotFound):
+            await storage.peer_by_id(40)
+        gate.set()
+        index = await build
+        assert index is not None and len(index) == 2000
+        await engine._settle(index, touched)
+        assert engine.index is index and engine._partial is None and engine._early is None
+        assert engine.access(30) == (30 * 7 + 5, "user") and engine.access(40) is None
+        assert engine.access(10) == (10 * 7 + 5, "user")
+        assert engine.access(1999) == (1999 * 7, "user")
+        assert (await storage.peer_by_username("n1998r0")).id == 1998
+    finally:
+        await storage.close()
+
+
+async def test_usernames_filed_under_one_holder_key_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index files a username's holders under 32 bits of its key: two names that
+    share them still find their own peer, written now or built from the store."""
+    monkeypatch.setattr(_peers, "COMPLETE_LIMIT", -1)
+    seen: dict[int, str] = {}
+    for i in itertools.count():
+        name = f"c{i}"
+        key = holder_key(name_key(name))
+        if key in seen:
+            first, second = seen[key], name
+            break
+        seen[key] = name
+    assert name_key(first) != name_key(second)
+    peers = [
+        Peer(1, 11, PeerType.USER, (first,)),
+        Peer(2, 22, PeerType.BOT, (second,)),
+        Peer(3, 33, PeerType.USER, ("other", first + "x")),
+    ]
+    for reopened in (False, True):
+        async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+            if not reopened:
+                await storage.upsert_peers(peers)
+            await _loaded(storage)
+            engine = storage._peer_engine
+            assert engine.index is not None
+            assert engine.holder("names", first)[:3] == (1, 11, "user")  # type: ignore[index]
+            assert engine.holder("names", second)[:3] == (2, 22, "bot")  # type: ignore[index]
+            assert (await storage.peer_by_username(first)).id == 1
+            assert (await storage.peer_by_username(second)).id == 2
+            assert (await storage.peer_by_username(first + "x")).id == 3
+
+
+async def test_phones_filed_under_one_owner_key_are_told_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The index files a phone's owners under 32 bits of its key: two numbers that share
+    them still find their own peer, written now or built from the store."""
+    monkeypatch.setattr(_peers, "COMPLETE_LIMIT", -1)
+    seen: dict[int, str] = {}
+    rng = random.Random(7)
+    while True:  # consecutive numbers never share them: random ones, as birthdays do
+        number = str(rng.randrange(10**10, 10**11))
+        key = owner_key(phone_key(number))
+        if key in seen:
+            first, second = seen[key], number
+            break
+        seen[key] = number
+    peers = [
+        Peer(1, 11, PeerType.USER, (), first),
+        Peer(2, 22, PeerType.USER, (), second),
+    ]
+    for reopened in (False, True):
+        async with FileStorage("s", tmp_path, username_ttl=None) as storage:
+            if not reopened:
+                await storage.upsert_peers(peers)
+            await _loaded(storage)
+            assert storage._peer_engine.index is not None
+            assert (await storage.peer_by_phone(first)).id == 1
+            assert (await storage.peer_by_phone(second)).id == 2
+            if reopened:
+                await storage.delete_peers([1])
+                with pytest.raises(PeerNotFound):
+                    await storage.peer_by_phone(first)
+                assert (await storage.peer_by_phone(second)).id == 2
