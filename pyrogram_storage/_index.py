@@ -201,11 +201,15 @@ class _Pairs:
             maxes[c] = key
         self.size += 1
         if len(keys) > 2 * _CHUNK:
-            half = len(keys) // 2
-            tail_keys, tail_values = keys[half:], self._values[c][half:]
-            del keys[half:], self._values[c][half:]
-            maxes[c] = keys[-1]
-            self._insert_chunk(c + 1, tail_keys, tail_values)
+            self._split(c)
+
+    def _split(self, c: int) -> None:
+        keys = self._keys[c]
+        half = len(keys) // 2
+        tail_keys, tail_values = keys[half:], self._values[c][half:]
+        del keys[half:], self._values[c][half:]
+        self._maxes[c] = keys[-1]
+        self._insert_chunk(c + 1, tail_keys, tail_values)
 
     def add_once(self, key: int, value: int) -> None:
         """:meth:`add` the pair unless it is there (:meth:`has`), with one search when the
@@ -231,11 +235,7 @@ class _Pairs:
             self._values[c].insert(q, value)
             self.size += 1
             if len(keys) > 2 * _CHUNK:
-                half = len(keys) // 2
-                tail_keys, tail_values = keys[half:], self._values[c][half:]
-                del keys[half:], self._values[c][half:]
-                maxes[c] = keys[-1]
-                self._insert_chunk(c + 1, tail_keys, tail_values)
+                self._split(c)
             return
         self.add(key, value)
 
@@ -701,41 +701,16 @@ class PeerIndex:
         )
 
     def _set_names(self, c: int, p: int, names: int) -> None:
-        flags = self._flags[c]
-        column = self._names[c]
-        last = p == len(flags) - 1  # no need to count (peers added in id order are)
-        if flags[p] & _NAMED:
-            k = len(column) - 1 if last else _rank(flags, p, _NAMED, len(column))
-            if names:
-                column[k] = names
-            else:
-                del column[k]
-                flags[p] ^= _NAMED
-        elif names:
-            column.insert(len(column) if last else _rank(flags, p, _NAMED, len(column)), names)
-            flags[p] |= _NAMED
+        _set_sparse(self._flags[c], self._names[c], p, _NAMED, names)
 
     def _set_phone(self, c: int, p: int, peer_id: int, phone: int) -> None:
-        flags = self._flags[c]
-        column = self._phones[c]
-        last = p == len(flags) - 1
-        if flags[p] & _PHONED:
-            k = len(column) - 1 if last else _rank(flags, p, _PHONED, len(column))
-            old = column[k]
-            if old == phone:
-                return
-            self._owners.remove(owner_key(old), peer_id)
-            if phone:
-                column[k] = phone
-            else:
-                del column[k]
-                flags[p] ^= _PHONED
-        elif phone:
-            column.insert(len(column) if last else _rank(flags, p, _PHONED, len(column)), phone)
-            flags[p] |= _PHONED
-        else:
+        old = _set_sparse(self._flags[c], self._phones[c], p, _PHONED, phone)
+        if old == phone:
             return
-        self._owners.add(owner_key(phone), peer_id)
+        if old:
+            self._owners.remove(owner_key(old), peer_id)
+        if phone:
+            self._owners.add(owner_key(phone), peer_id)
 
     def _append_chunk(self, columns: tuple[Any, ...]) -> None:
         """Add a chunk built in bulk (its ids as an array("q"))."""
@@ -786,6 +761,25 @@ def _coded(ids: array[int]) -> tuple[int, array[int]]:
 
 def _empty() -> tuple[Any, ...]:
     return array("q"), array("q"), array("I"), array("B"), bytearray(), array("q"), array("q")
+
+
+def _set_sparse(flags: bytearray, column: array[int], p: int, flag: int, value: int) -> int:
+    """Give the ``p``-th peer of a chunk ``value`` in a column that holds one for each
+    peer with ``flag`` only (0: none, taken out); return the value it had (0: none)."""
+    last = p == len(flags) - 1  # no need to count (peers added in id order are)
+    if flags[p] & flag:
+        k = len(column) - 1 if last else _rank(flags, p, flag, len(column))
+        old: int = column[k]
+        if value:
+            column[k] = value
+        else:
+            del column[k]
+            flags[p] ^= flag
+        return old
+    if value:
+        column.insert(len(column) if last else _rank(flags, p, flag, len(column)), value)
+        flags[p] |= flag
+    return 0
 
 
 def _rank(flags: bytearray, p: int, flag: int, held: int) -> int:

@@ -469,20 +469,27 @@ async def test_columns_read_in_bulk_are_the_stored_peers(
         assert await storage._peer_columns(None, 10_000) is None  # damage: ask the store
 
 
-async def test_id_lookups_answer_from_the_early_table_and_never_stale(tmp_path: Path) -> None:
-    """Right after open, id lookups answer from the id table read in bulk; a peer written
-    or deleted since is never answered from it."""
+async def _reopened_memory_held(tmp_path: Path) -> FileStorage:
+    """A FileStorage of 2,000 peers opened again, its memory held at its first step (the
+    background fill cancelled: the id table alone), every write since noted."""
     async with FileStorage("s", tmp_path, username_ttl=None) as storage:
         await storage.upsert_peers([_peer(i) for i in range(1, 2001)])
     storage = FileStorage("s", tmp_path, username_ttl=None)
     await storage.open()
+    loading = storage._peer_engine._loading
+    assert loading is not None
+    loading.cancel()
+    await asyncio.wait([loading])
+    storage._peer_engine._touched = set()
+    return storage
+
+
+async def test_id_lookups_answer_from_the_early_table_and_never_stale(tmp_path: Path) -> None:
+    """Right after open, id lookups answer from the id table read in bulk; a peer written
+    or deleted since is never answered from it."""
+    storage = await _reopened_memory_held(tmp_path)
     try:
         engine = storage._peer_engine
-        loading = engine._loading
-        assert loading is not None
-        loading.cancel()  # hold memory at its first step: the id table alone
-        await asyncio.wait([loading])
-        engine._touched = set()
         await storage.upsert_peers([_peer(10, 5)])  # pending when the table is read
         await engine._read_early()
         await storage.upsert_peers([_peer(30, 5)])
@@ -559,17 +566,11 @@ async def test_id_lookups_answer_from_the_part_of_the_index_built_and_never_stal
     id table, whose chunks it covers are let go of; a peer pending when its batch was read,
     or written since, is never answered from it."""
     monkeypatch.setattr(_peers, "_INDEX_BATCH", 1024)
-    async with FileStorage("s", tmp_path, username_ttl=None) as storage:
-        await storage.upsert_peers([_peer(i) for i in range(1, 2001)])
-    storage = FileStorage("s", tmp_path, username_ttl=None)
-    await storage.open()
+    storage = await _reopened_memory_held(tmp_path)
     try:
         engine = storage._peer_engine
-        loading = engine._loading
-        assert loading is not None
-        loading.cancel()
-        await asyncio.wait([loading])
-        touched = engine._touched = set()
+        touched = engine._touched
+        assert touched is not None
         await engine._read_early()
         assert engine._early is not None and len(engine._early) == 2000
         await storage.upsert_peers([_peer(10, 5)])  # pending when its batch is read
