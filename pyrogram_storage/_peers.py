@@ -1368,6 +1368,7 @@ class Peers:
         finally:
             self._touched = None
             self._early = None
+            self._snapshot = False  # a part read now would be thrown away (no _touched)
             self._partial = self._skip = None
             self._resume_writers()
 
