@@ -66,8 +66,9 @@ class MemoryStorage(SQLiteStorage):
         # A new database: a copy of one made by the migrations, once per process and
         # layout (running the dozens of schema statements again is most of the cost
         # of a new memory session, as a session-string round trip makes).
+        # (Its layout is self.layout: the template was made in it, and checked. Reading
+        # it back from the copy cost a quarter of a session-string round trip.)
         _template(self.layout).backup(db)
-        self.layout = sqlite_schema.current_layout(db)
         return db
 
     def _disconnect(self, db: sqlite3.Connection) -> None:
