@@ -66,8 +66,8 @@ class MemoryStorage(SQLiteStorage):
         # A new database: a copy of one made by the migrations, once per process and
         # layout (running the dozens of schema statements again is most of the cost
         # of a new memory session, as a session-string round trip makes).
-        # (Its layout is self.layout: the template was made in it, and checked. Reading
-        # it back from the copy cost a quarter of a session-string round trip.)
+        # Its layout is self.layout: the template was made in it, and checked (no need
+        # to read it back from the copy: one PRAGMA, ~10 us of a ~390 us round trip).
         _template(self.layout).backup(db)
         return db
 
