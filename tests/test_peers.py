@@ -185,21 +185,28 @@ async def test_moving_to_the_index_keeps_the_writes_made_meanwhile(
         assert seen == await _answers(stored, range(1, 400))
 
 
+async def _opened_held(tmp_path: Path, memory: str) -> FileStorage:
+    """A new FileStorage of 299 peers, open, its memory filled: held whole, or (for
+    ``memory="indexed"``) moved over to the compact index from there."""
+    storage = FileStorage("s", tmp_path, username_ttl=None)
+    await storage.open()
+    await storage.upsert_peers([_peer(i) for i in range(1, 300)])
+    await _loaded(storage)
+    if memory == "indexed":  # from an empty file: whole at first, then moved over
+        await storage.flush()
+        storage._peer_engine._to_index()
+        await _loaded(storage)
+        assert storage._peer_engine.index is not None
+    return storage
+
+
 @pytest.mark.parametrize("seed", range(4))
 async def test_a_session_in_memory_answers_like_its_store(
     tmp_path: Path, seed: int, memory: str
 ) -> None:
     rng = random.Random(seed)
-    storage = FileStorage("s", tmp_path, username_ttl=None)
-    await storage.open()
+    storage = await _opened_held(tmp_path, memory)
     try:
-        await storage.upsert_peers([_peer(i) for i in range(1, 300)])
-        await _loaded(storage)
-        if memory == "indexed":  # from an empty file: whole at first, then moved over
-            await storage.flush()
-            storage._peer_engine._to_index()
-            await _loaded(storage)
-            assert storage._peer_engine.index is not None
         for step in range(400):
             i = rng.randrange(1, 400)
             if rng.random() < 0.3:  # the client glue's lookups keep answers at hand
@@ -249,16 +256,8 @@ async def test_the_client_glue_batches_answer_like_the_store(
     # A client's batches (update_peers, update_usernames) take one loop each; what is
     # left of a batch when one peer needs the slow path goes through it, in order.
     rng = random.Random(seed)
-    storage = FileStorage("s", tmp_path, username_ttl=None)
-    await storage.open()
+    storage = await _opened_held(tmp_path, memory)
     try:
-        await storage.upsert_peers([_peer(i) for i in range(1, 300)])
-        await _loaded(storage)
-        if memory == "indexed":
-            await storage.flush()
-            storage._peer_engine._to_index()
-            await _loaded(storage)
-            assert storage._peer_engine.index is not None
         for _ in range(300):
             ids = [rng.randrange(1, 400) for _ in range(rng.randrange(1, 9))]
             op = rng.random()
